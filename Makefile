@@ -1,0 +1,35 @@
+# The README's two commands: `make demo` (the main job) and `make test` (the whole suite).
+# Each sets itself up on a fresh machine: a virtual environment in .venv, a fresh build.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench compare install clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip setuptools wheel
+
+# Re-install (and so rebuild the kernels) whenever a source or build file changes.
+$(STAMP): $(VENV)/bin/python setup.py pyproject.toml $(wildcard src/*.pyx src/*.pxd src/*.h)
+	$(PY) -m pip install -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m resnet_core demo
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only -q
+
+compare: $(STAMP)
+	$(PY) -m pip install -e ".[compare]"
+	$(PY) benchmarks/compare.py
+
+clean:
+	rm -rf build $(VENV) resnet_core/*.so src/*.c *.egg-info

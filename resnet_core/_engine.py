@@ -1,0 +1,163 @@
+"""Calls into the compiled kernels: allocation of outputs, slot reduction, loss caching.
+
+An :class:`Engine` holds validated data (``X``, ``y``, normalised weights ``s``), the source
+of the features (a given ``Phi``, or an MLP evaluated chunk by chunk), the loss, and two
+n-vectors ``r = s l'(p)`` and ``q = s l''(p)`` with the point they belong to.  Any pass that
+computes the loss at a point fills them; a later pass at the same point reads them instead
+(and a user-defined loss is always evaluated this way: one prediction pass, then the loss
+in Python or numba, then the kernel).  Extra memory: these two vectors and the per-slot
+partial sums; nothing of size ``n x width``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels
+from ._threads import blas_single_thread, resolve_n_threads
+from .losses import Loss
+
+LOSS_EXTERNAL = -1
+# Samples per chunk: large enough for efficient BLAS blocks, small enough that a slot's
+# workspace (a few chunk x width arrays) stays in the L2 cache.
+DEFAULT_CHUNK = 256
+
+
+class Engine:
+    """Streaming evaluation of ``p = X w + Phi a`` and the loss over validated data.
+
+    Parameters
+    ----------
+    X, y, s : ndarray
+        Validated, C-contiguous, same float dtype; ``s`` sums to one.
+    loss : Loss
+    k : int
+        Feature dimension.
+    Phi : ndarray of shape (n, k) or None
+        Given features; ``None`` when an MLP computes them (``dims``, ``bias``, ``act``).
+    dims : ndarray of intp
+        ``[d, h_1, ..., h_L]``; ``[d]`` when ``Phi`` is given.
+    """
+
+    def __init__(self, X, y, s, loss: Loss, k: int, *, Phi=None, dims=None, bias=False,
+                 act=0, n_threads=None, chunk_size=None):
+        self.X, self.y, self.s, self.loss, self.k = X, y, s, loss, k
+        self.dtype = X.dtype
+        self.n, self.d = X.shape
+        self.Phi = Phi if Phi is not None else np.empty((0, 0), dtype=self.dtype)
+        self.dims = np.asarray(dims if dims is not None else [self.d], dtype=np.intp)
+        self.bias, self.act = int(bias), int(act)
+        self.n_threads = resolve_n_threads(n_threads)
+        self.chunk = DEFAULT_CHUNK if chunk_size is None else int(chunk_size)
+        self._r = np.zeros(self.n, dtype=self.dtype)
+        self._q = np.zeros(self.n, dtype=self.dtype)
+        self._key = None
+        self._value = None
+        self._empty = np.empty(0, dtype=self.dtype)
+
+    # -- helpers -------------------------------------------------------------------
+    def _vec(self, v):
+        return np.ascontiguousarray(v, dtype=self.dtype) if v is not None else self._empty
+
+    def _slots(self, *cols):
+        T = self.n_threads
+        return [np.zeros((T, c), dtype=self.dtype) for c in cols]
+
+    def _common(self, theta):
+        return (self.X, self.Phi, self.y, self.s, self._vec(theta), self.dims, self.bias,
+                self.act)
+
+    def _check(self, status):
+        if status.any():
+            raise MemoryError("resnet_core: could not allocate a kernel workspace")
+
+    def _loss_code(self, w, a, theta, key) -> int:
+        """Kernel loss code for a pass at ``key``: the built-in code when ``r, q`` must be
+        computed in the pass, ``LOSS_EXTERNAL`` when they already hold this point."""
+        if self._key is not None and np.array_equal(self._key, key):
+            return LOSS_EXTERNAL
+        if self.loss.code >= 0:
+            return self.loss.code
+        p, _ = self.predict(w, a, theta)
+        l, d1, d2 = self.loss.derivatives(p, self.y)
+        s64 = self.s.astype(np.float64)
+        self._r[:] = s64 * d1
+        self._q[:] = s64 * d2
+        self._remember(key, float(np.dot(s64, l)))
+        return LOSS_EXTERNAL
+
+    def _remember(self, key, value):
+        self._key = np.array(key, copy=True)
+        self._value = value
+
+    def _value_after(self, code, value_out, key) -> float:
+        if code != LOSS_EXTERNAL:
+            self._remember(key, float(value_out.sum()))
+        return self._value
+
+    def derivatives(self, w, a, theta, key):
+        """``(r, q) = (s l', s l'')`` at the point, as read-only views (one pass if new)."""
+        if self._loss_code(w, a, theta, key) != LOSS_EXTERNAL:
+            self.value_grad(w, a, theta, need_theta=False, key=key)
+        r, q = self._r.view(), self._q.view()
+        r.flags.writeable = q.flags.writeable = False
+        return r, q
+
+    # -- passes --------------------------------------------------------------------
+    def predict(self, w, a, theta, *, features=False):
+        """``p = X w + Phi a`` and, when asked and an MLP makes them, ``Phi``."""
+        T = self.n_threads
+        p = np.empty(self.n, dtype=self.dtype)
+        phi = np.empty((self.n if features else 0, self.k), dtype=self.dtype)
+        value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+        with blas_single_thread():
+            _kernels.predict(self.X, self.Phi, self._vec(theta), self.dims, self.bias, self.act,
+                             self._vec(w), self._vec(a), p, phi, value_out, status,
+                             self.chunk, T)
+        self._check(status)
+        return p, (phi if features else None)
+
+    def value_grad(self, w, a, theta, *, need_theta, key):
+        """``(F, E[l' x], E[l' phi], dF/dtheta)`` at the point."""
+        code = self._loss_code(w, a, theta, key)
+        n_theta = self._vec(theta).shape[0] if need_theta else 0
+        vx, vp, vt = self._slots(self.d, self.k, n_theta)
+        value_out, status = np.zeros(self.n_threads), np.zeros(self.n_threads, dtype=np.intc)
+        with blas_single_thread():
+            _kernels.value_grad(*self._common(theta), self._vec(w), self._vec(a), code,
+                                int(need_theta), self._r, self._q, value_out, vx, vp, vt,
+                                status, self.chunk, self.n_threads)
+        self._check(status)
+        value = self._value_after(code, value_out, key)
+        return value, vx.sum(axis=0), vp.sum(axis=0), vt.sum(axis=0)
+
+    def hvp(self, w, a, theta, dw, da, dtheta, *, need_theta, key):
+        """``(E[l'' dp x], E[l'' dp phi] + E[l' dphi], g = E[l' phi], R dF/dtheta)``."""
+        code = self._loss_code(w, a, theta, key)
+        n_theta = self._vec(theta).shape[0] if need_theta else 0
+        vx, vp, g, vt = self._slots(self.d, self.k, self.k, n_theta)
+        value_out, status = np.zeros(self.n_threads), np.zeros(self.n_threads, dtype=np.intc)
+        with blas_single_thread():
+            _kernels.hvp(*self._common(theta), self._vec(w), self._vec(a), self._vec(dw),
+                         self._vec(da), self._vec(dtheta if need_theta else None), code,
+                         int(need_theta), self._r, self._q, value_out, vx, vp, g, vt, status,
+                         self.chunk, self.n_threads)
+        self._check(status)
+        self._value_after(code, value_out, key)
+        return vx.sum(axis=0), vp.sum(axis=0), g.sum(axis=0), vt.sum(axis=0)
+
+    def gram(self, w, a, theta, *, key):
+        """``(F, E[l' x], E[l' phi], G = E[l'' z z^T])`` with ``z = [x, phi]``."""
+        code = self._loss_code(w, a, theta, key)
+        T, D = self.n_threads, self.d + self.k
+        vx, vp = self._slots(self.d, self.k)
+        G = np.zeros((T, D, D), dtype=self.dtype)
+        value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+        with blas_single_thread():
+            _kernels.gram(*self._common(theta), self._vec(w), self._vec(a), code, self._r,
+                          self._q, value_out, vx, vp, G, status, self.chunk, T)
+        self._check(status)
+        value = self._value_after(code, value_out, key)
+        G = G.sum(axis=0)
+        G = np.triu(G) + np.triu(G, 1).T
+        return value, vx.sum(axis=0), vp.sum(axis=0), G

@@ -1,0 +1,47 @@
+"""Thread counts: the one place that resolves ``n_threads``, and the BLAS pool limit."""
+
+from __future__ import annotations
+
+import contextlib
+import numbers
+import os
+
+from threadpoolctl import ThreadpoolController
+
+_controller: ThreadpoolController | None = None
+
+
+def default_n_threads() -> int:
+    """All cores available to this process, or ``OMP_NUM_THREADS`` when it is set."""
+    env = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def resolve_n_threads(n_threads: int | None) -> int:
+    """``None`` means all cores; otherwise a positive integer."""
+    if n_threads is None:
+        return default_n_threads()
+    if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
+        raise TypeError(f"n_threads must be a positive integer or None; got {n_threads!r}")
+    if n_threads < 1:
+        raise ValueError(f"n_threads must be a positive integer or None; got {n_threads!r}")
+    return int(n_threads)
+
+
+def blas_single_thread():
+    """Context in which BLAS runs on the calling thread only.
+
+    The kernels call BLAS from their own OpenMP threads on per-chunk blocks; a BLAS that
+    started threads of its own there would multiply the threads (oversubscription).
+    """
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    if not _controller.select(user_api="blas").lib_controllers:
+        return contextlib.nullcontext()
+    return _controller.limit(limits=1, user_api="blas")

@@ -1,0 +1,104 @@
+"""Input checks at the Python boundary: each error names the argument and what was expected.
+
+Conversions (documented in the public docstrings): integer and boolean arrays become
+float64; float32 stays float32 (the objective then works in float32), other real floats
+become float64; a non-C-contiguous array is copied into C order.  Complex, object and
+string arrays are rejected with a TypeError.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+# Rows checked per step of the finiteness test: keeps its temporary small for huge X.
+_FINITE_BLOCK = 1 << 16
+
+
+def resolve_dtype(X) -> np.dtype:
+    """float32 when X is float32, else float64."""
+    dt = getattr(X, "dtype", None)
+    return np.dtype(np.float32) if dt == np.float32 else np.dtype(np.float64)
+
+
+def check_finite(name: str, a: np.ndarray) -> None:
+    """Raise ValueError if ``a`` holds NaN or inf (checked block by block)."""
+    flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
+    for start in range(0, flat.shape[0], _FINITE_BLOCK):
+        block = flat[start : start + _FINITE_BLOCK]
+        if not np.isfinite(block).all():
+            bad = np.argwhere(~np.isfinite(block))[0]
+            where = (start + bad[0],) + tuple(bad[1:]) if a.ndim > 1 else (start + bad[0],)
+            raise ValueError(f"{name} must be finite; found {block[tuple(bad)]} at index {where}")
+
+
+def as_float_array(name: str, a, *, ndim: int, dtype: np.dtype, shape=None) -> np.ndarray:
+    """``a`` as a finite, C-contiguous ``dtype`` array of ``ndim`` dimensions."""
+    if isinstance(a, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array; got a string")
+    arr = np.asarray(a)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        what = {1: "1-D", 2: "2-D"}[ndim]
+        raise ValueError(f"{name} must be {what}; got an array of shape {arr.shape}")
+    if shape is not None:
+        for axis, (got, want) in enumerate(zip(arr.shape, shape)):
+            if want is not None and got != want:
+                raise ValueError(
+                    f"{name} must have shape {_shape_str(shape)}; got {arr.shape}"
+                    f" (axis {axis} is {got}, expected {want})"
+                )
+    if arr.dtype != dtype or not arr.flags.c_contiguous:
+        arr = np.ascontiguousarray(arr, dtype=dtype)
+    check_finite(name, arr)
+    return arr
+
+
+def _shape_str(shape) -> str:
+    return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+
+
+def check_data(X, y, *, name_X: str = "X"):
+    """Validate the design matrix and targets; return them converted."""
+    dtype = resolve_dtype(X)
+    X = as_float_array(name_X, X, ndim=2, dtype=dtype)
+    if X.shape[0] == 0:
+        raise ValueError(f"{name_X} must have at least one sample; got shape {X.shape}")
+    if X.shape[1] == 0:
+        raise ValueError(f"{name_X} must have at least one feature; got shape {X.shape}")
+    y = as_float_array("y", y, ndim=1, dtype=dtype, shape=(X.shape[0],))
+    return X, y
+
+
+def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray:
+    """Normalised weights ``s / sum(s)``; ``None`` means uniform."""
+    if sample_weight is None:
+        return np.full(n, 1.0 / n, dtype=dtype)
+    s = as_float_array("sample_weight", sample_weight, ndim=1, dtype=np.float64, shape=(n,))
+    if (s < 0).any():
+        raise ValueError(f"sample_weight must be non-negative; found {s.min()}")
+    total = s.sum()
+    if not total > 0:
+        raise ValueError("sample_weight must have a positive sum; got all zeros")
+    return (s / total).astype(dtype)
+
+
+def check_point(name: str, x, size: int, dtype: np.dtype) -> np.ndarray:
+    """A parameter vector of length ``size``."""
+    return as_float_array(name, x, ndim=1, dtype=dtype, shape=(size,))
+
+
+def check_positive_int(name: str, value, *, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value}")
+    return int(value)
+
+
+def check_choice(name: str, value, choices) -> str:
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}; got {value!r}")
+    return value

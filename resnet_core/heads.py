@@ -1,0 +1,122 @@
+"""Output heads: how ``(w, V)`` or ``(w, v)`` meet the features, and how the kernels' sums
+become gradients and Hessian-vector products.
+
+The kernels see the head only through ``p = x . w + phi . a`` and return
+``sx = E[l' x]``, ``sp = g = E[l' phi]`` (gradient pass) or ``vx = E[l'' dp x]``,
+``vp = E[l'' dp phi] + E[l' dphi]`` (HVP pass), and the Gram matrix
+``G = E[l'' [x, phi]^T [x, phi]]``.
+
+Residual head ``p = w^T (x + V phi)``: ``a = V^T w``;
+``grad_w = sx + V g``, ``grad_V = w g^T``; along ``(dw, dV)``: ``da = dV^T w + V^T dw`` and
+``H_w = vx + V vp + dV g``, ``H_V = dw g^T + w vp^T``.  From the statistics
+``A = E[l'' u u^T]``, ``B = E[l'' u phi^T]``, ``C = E[l'' phi phi^T]`` (``u = x + V phi``):
+``H_w = A dw + B dV^T w + dV g``, ``H_V = w (B^T dw + C dV^T w)^T + dw g^T``.
+
+Skip head ``p = w^T x + v^T phi``: ``a = v``; the objective is a generalised linear model in
+``(w, v)`` with Hessian ``[[A, B], [B^T, C]]`` (``u = x``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ResidualHead:
+    name = "residual"
+
+    @staticmethod
+    def n_params(d: int, k: int) -> int:
+        return d + d * k
+
+    @staticmethod
+    def split(z, d, k):
+        """Views ``(w, V)`` of the flat ``[w, vec(V) row-major]``."""
+        return z[:d], z[d : d + d * k].reshape(d, k)
+
+    @staticmethod
+    def a(w, V):
+        return V.T @ w
+
+    @staticmethod
+    def grad(w, V, sx, g):
+        return np.concatenate([sx + V @ g, np.outer(w, g).ravel()])
+
+    @staticmethod
+    def direction_a(w, V, dw, dV):
+        return dV.T @ w + V.T @ dw
+
+    @staticmethod
+    def hvp(w, V, dw, dV, vx, vp, g):
+        return np.concatenate([vx + V @ vp + dV @ g, (np.outer(dw, g) + np.outer(w, vp)).ravel()])
+
+    @staticmethod
+    def stats(V, G, d):
+        """``A, B, C`` from ``G = E[l'' [x, phi]^T [x, phi]]``."""
+        Gxx, Gxp, Gpp = G[:d, :d], G[:d, d:], G[d:, d:]
+        B = Gxp + V @ Gpp
+        A = Gxx + V @ Gxp.T + Gxp @ V.T + V @ Gpp @ V.T
+        return 0.5 * (A + A.T), B, Gpp.copy()
+
+    @staticmethod
+    def hvp_stats(w, V, dw, dV, A, B, C, g):
+        e = dV.T @ w
+        return np.concatenate(
+            [A @ dw + B @ e + dV @ g, (np.outer(w, B.T @ dw + C @ e) + np.outer(dw, g)).ravel()]
+        )
+
+    @staticmethod
+    def hessian(w, V, A, B, C, g):
+        """Dense Hessian: ``H_ww = A``, ``H_wV[a, (i, j)] = w_i B[a, j] + [a = i] g_j``,
+        ``H_VV = (w w^T) kron C`` (``vec(V)`` row-major)."""
+        d, k = B.shape
+        HwV = np.einsum("i,aj->aij", w, B)
+        HwV[np.arange(d), np.arange(d), :] += g
+        H = np.empty((d + d * k, d + d * k), dtype=A.dtype)
+        H[:d, :d] = A
+        H[:d, d:] = HwV.reshape(d, d * k)
+        H[d:, :d] = H[:d, d:].T
+        H[d:, d:] = np.kron(np.outer(w, w), C)
+        return H
+
+
+class SkipHead:
+    name = "skip"
+
+    @staticmethod
+    def n_params(d: int, k: int) -> int:
+        return d + k
+
+    @staticmethod
+    def split(z, d, k):
+        return z[:d], z[d : d + k]
+
+    @staticmethod
+    def a(w, v):
+        return v
+
+    @staticmethod
+    def grad(w, v, sx, g):
+        return np.concatenate([sx, g])
+
+    @staticmethod
+    def direction_a(w, v, dw, dv):
+        return dv
+
+    @staticmethod
+    def hvp(w, v, dw, dv, vx, vp, g):
+        return np.concatenate([vx, vp])
+
+    @staticmethod
+    def stats(v, G, d):
+        return G[:d, :d].copy(), G[:d, d:].copy(), G[d:, d:].copy()
+
+    @staticmethod
+    def hvp_stats(w, v, dw, dv, A, B, C, g):
+        return np.concatenate([A @ dw + B @ dv, B.T @ dw + C @ dv])
+
+    @staticmethod
+    def hessian(w, v, A, B, C, g):
+        return np.block([[A, B], [B.T, C]])
+
+
+HEADS = {"residual": ResidualHead, "skip": SkipHead}

@@ -1,0 +1,574 @@
+"""Streaming kernels of resnet_core: one pass over the samples, chunk by chunk.
+
+Design notes
+------------
+1. What is computed.  For every sample, ``p_i = x_i . w + phi_i . a`` where ``phi_i`` is
+   either a row of a given feature matrix ``Phi`` or ``f_theta(x_i)``, an MLP evaluated here
+   (``L > 0`` layers).  The kernels return partial sums over the samples: the loss value,
+   ``X^T r`` and ``Phi^T r`` (``r_i = s_i l'(p_i)``), the parameter gradient of the MLP, the
+   same quantities along a direction (Pearlmutter's R-operator: forward over reverse), and
+   the weighted Gram matrix ``[X, Phi]^T diag(s l'') [X, Phi]``.  How ``a`` is made from the
+   head (``V^T w`` for the residual head, ``v`` for the skip head) and how the sums become a
+   gradient in ``V`` is the caller's business: the head and the loss stay separable from
+   the feature pass.
+2. Memory.  Each slot owns a workspace of O(chunk * sum(widths)) entries; nothing grows
+   with ``n`` except the caller's n-vectors ``r = s l'`` and ``q = s l''`` (written when the
+   loss is computed here, read when the caller gives them: cached or user-defined losses).
+3. Threads and determinism.  The chunks are split into ``n_slots`` contiguous ranges; a
+   ``prange`` runs over the slots and each slot sums into its own row of every output.  The
+   caller adds the rows in order, so a result depends on ``n_slots`` alone and is
+   bit-identical from run to run.  Each slot is also a self-contained unit of partial sums,
+   so the same kernels can run on blocks of a larger data set (Dask) and be added.
+4. BLAS.  Matrix products go to scipy's BLAS (``cython_blas``) on per-chunk blocks; the
+   caller holds the BLAS pool at one thread during a call, so threads do not multiply.
+5. Trust.  The Python wrapper (``resnet_core._engine``) has validated shapes, dtypes,
+   contiguity and finiteness: the kernels do no checks and never hold the GIL.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from libc.math cimport sqrt
+
+from _blas cimport gemm_rm, gemv_rm, syrk_rm
+from _loss cimport loss_eval, LOSS_EXTERNAL
+from _activation cimport act_apply
+
+cdef enum:
+    MAX_LAYERS = 64
+    MODE_VALUE_GRAD = 0
+    MODE_HVP = 1
+    MODE_GRAM = 2
+    MODE_PREDICT = 3
+
+
+def max_layers():
+    """Deepest MLP the kernels accept."""
+    return MAX_LAYERS
+
+
+cdef struct Job:
+    int mode
+    int loss          # >= 0: loss code, r and q are computed here; LOSS_EXTERNAL: given
+    int act
+    int bias
+    int need_theta    # also the MLP's parameters (gradient / R-gradient)
+    Py_ssize_t n, d, k, L, n_theta, chunk, n_slots, maxw, sumw
+    Py_ssize_t dims[MAX_LAYERS + 1]
+    Py_ssize_t woff[MAX_LAYERS]
+    Py_ssize_t boff[MAX_LAYERS]
+    void* X
+    void* Phi
+    void* y
+    void* s
+    void* theta
+    void* w
+    void* a
+    void* dw
+    void* Ra
+    void* dtheta
+    void* r
+    void* q
+    void* p_out
+    void* phi_out
+    double* value_out
+    void* vx_out
+    void* vp_out
+    void* g_out
+    void* vtheta_out
+    void* gram_out
+    int* status
+
+
+cdef void _fill_rows(floating* Z, Py_ssize_t m, Py_ssize_t h, const floating* b) noexcept nogil:
+    """Z[i, :] = b for each of the m rows."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        memcpy(Z + i * h, b, h * sizeof(floating))
+
+
+cdef void _col_sums(const floating* G, Py_ssize_t m, Py_ssize_t h, floating* out) noexcept nogil:
+    """out[j] += sum_i G[i, j]."""
+    cdef Py_ssize_t i, j
+    for i in range(m):
+        for j in range(h):
+            out[j] += G[i * h + j]
+
+
+cdef void _forward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
+                   floating** H, floating** D1, floating** D2) noexcept nogil:
+    """H[l] = act(H[l-1] W_l^T + b_l) for the chunk (H[-1] = Xc), with act' in D1[l] and
+    act'' in D2[l] when those are not NULL."""
+    cdef Py_ssize_t l, hin, hout
+    cdef const floating* Hin = Xc
+    cdef floating beta
+    for l in range(job.L):
+        hin = job.dims[l]
+        hout = job.dims[l + 1]
+        beta = 0
+        if job.bias:
+            _fill_rows(H[l], m, hout, theta + job.boff[l])
+            beta = 1
+        gemm_rm(False, True, m, hout, hin, 1, Hin, hin, theta + job.woff[l], hin, beta,
+                H[l], hout)
+        act_apply(job.act, H[l], D1[l] if D1 != NULL else NULL,
+                  D2[l] if D2 != NULL else NULL, m * hout)
+        Hin = H[l]
+
+
+cdef void _r_forward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
+                     const floating* dtheta, floating** H, floating** D1,
+                     floating** RZ, floating** RH) noexcept nogil:
+    """R-operator of the forward pass along dtheta:
+    RZ_l = H_{l-1} dW_l^T + RH_{l-1} W_l^T + db_l, RH_l = act'(Z_l) * RZ_l (RH_0 = 0)."""
+    cdef Py_ssize_t l, i, hin, hout
+    cdef const floating* Hin = Xc
+    cdef floating beta
+    for l in range(job.L):
+        hin = job.dims[l]
+        hout = job.dims[l + 1]
+        beta = 0
+        if job.bias:
+            _fill_rows(RZ[l], m, hout, dtheta + job.boff[l])
+            beta = 1
+        gemm_rm(False, True, m, hout, hin, 1, Hin, hin, dtheta + job.woff[l], hin, beta,
+                RZ[l], hout)
+        if l > 0:
+            gemm_rm(False, True, m, hout, hin, 1, RH[l - 1], hin, theta + job.woff[l], hin,
+                    1, RZ[l], hout)
+        for i in range(m * hout):
+            RH[l][i] = D1[l][i] * RZ[l][i]
+        Hin = H[l]
+
+
+cdef void _backward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
+                    floating** H, floating** D1, floating* G, floating* Gn,
+                    floating* gtheta) noexcept nogil:
+    """Back-propagate G = dLoss/dphi (m x k) through the MLP, adding the parameter gradient
+    to gtheta: Delta_l = G_l * act'(Z_l), dW_l += Delta_l^T H_{l-1}, db_l += sum Delta_l,
+    G_{l-1} = Delta_l W_l.  G and Gn are overwritten."""
+    cdef Py_ssize_t l, i, hin, hout
+    cdef const floating* Hin
+    cdef floating* tmp
+    for l in range(job.L - 1, -1, -1):
+        hin = job.dims[l]
+        hout = job.dims[l + 1]
+        Hin = Xc if l == 0 else H[l - 1]
+        for i in range(m * hout):
+            G[i] = G[i] * D1[l][i]
+        gemm_rm(True, False, hout, hin, m, 1, G, hout, Hin, hin, 1, gtheta + job.woff[l], hin)
+        if job.bias:
+            _col_sums(G, m, hout, gtheta + job.boff[l])
+        if l > 0:
+            gemm_rm(False, False, m, hin, hout, 1, G, hout, theta + job.woff[l], hin, 0, Gn, hin)
+            tmp = G
+            G = Gn
+            Gn = tmp
+
+
+cdef void _r_backward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
+                      const floating* dtheta, floating** H, floating** D1, floating** D2,
+                      floating** RZ, floating** RH, floating* G, floating* RG, floating* Gn,
+                      floating* RGn, floating* Rgtheta) noexcept nogil:
+    """R-operator of _backward: with G = dLoss/dphi and RG its directional derivative,
+    RDelta_l = RG_l act'(Z_l) + G_l act''(Z_l) RZ_l, R dW_l += RDelta_l^T H_{l-1} +
+    Delta_l^T RH_{l-1}, R db_l += sum RDelta_l, RG_{l-1} = RDelta_l W_l + Delta_l dW_l."""
+    cdef Py_ssize_t l, i, hin, hout
+    cdef const floating* Hin
+    cdef floating* tmp
+    for l in range(job.L - 1, -1, -1):
+        hin = job.dims[l]
+        hout = job.dims[l + 1]
+        Hin = Xc if l == 0 else H[l - 1]
+        for i in range(m * hout):
+            RG[i] = RG[i] * D1[l][i] + G[i] * D2[l][i] * RZ[l][i]
+            G[i] = G[i] * D1[l][i]
+        gemm_rm(True, False, hout, hin, m, 1, RG, hout, Hin, hin, 1, Rgtheta + job.woff[l], hin)
+        if l > 0:
+            gemm_rm(True, False, hout, hin, m, 1, G, hout, RH[l - 1], hin, 1,
+                    Rgtheta + job.woff[l], hin)
+        if job.bias:
+            _col_sums(RG, m, hout, Rgtheta + job.boff[l])
+        if l > 0:
+            gemm_rm(False, False, m, hin, hout, 1, G, hout, theta + job.woff[l], hin, 0, Gn, hin)
+            gemm_rm(False, False, m, hin, hout, 1, RG, hout, theta + job.woff[l], hin, 0, RGn, hin)
+            gemm_rm(False, False, m, hin, hout, 1, G, hout, dtheta + job.woff[l], hin, 1, RGn, hin)
+            tmp = G
+            G = Gn
+            Gn = tmp
+            tmp = RG
+            RG = RGn
+            RGn = tmp
+
+
+cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating* Xc,
+                        const floating* Phic, floating* p) noexcept nogil:
+    """p = Xc w + Phic a; r = s l'(p), q = s l''(p) into the caller's n-vectors at row0;
+    return sum_i s_i l(p_i)."""
+    cdef const floating* y = <const floating*> job.y + row0
+    cdef const floating* s = <const floating*> job.s + row0
+    cdef floating* r = <floating*> job.r + row0
+    cdef floating* q = <floating*> job.q + row0 if job.q != NULL else NULL
+    cdef double val = 0, lv, d1, d2
+    cdef Py_ssize_t i
+    gemv_rm(False, m, job.d, 1, Xc, job.d, <const floating*> job.w, 0, p)
+    gemv_rm(False, m, job.k, 1, Phic, job.k, <const floating*> job.a, 1, p)
+    for i in range(m):
+        lv = loss_eval(job.loss, p[i], y[i], &d1, &d2)
+        val += s[i] * lv
+        r[i] = <floating> (s[i] * d1)
+        if q != NULL:
+            q[i] = <floating> (s[i] * d2)
+    return val
+
+
+cdef void _outer(floating* G, Py_ssize_t m, Py_ssize_t k, const floating* r,
+                 const floating* a) noexcept nogil:
+    """G = r a^T (m x k)."""
+    cdef Py_ssize_t i, j
+    for i in range(m):
+        for j in range(k):
+            G[i * k + j] = r[i] * a[j]
+
+
+cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil:
+    """All chunks of slot t; returns 0, or 1 when the workspace cannot be allocated."""
+    cdef Py_ssize_t n = job.n, d = job.d, k = job.k, L = job.L, mc = job.chunk
+    cdef Py_ssize_t nc = (n + mc - 1) // mc
+    cdef Py_ssize_t c0 = nc * t // job.n_slots, c1 = nc * (t + 1) // job.n_slots
+    cdef Py_ssize_t c, l, i, j, m, row0, off, D = d + k
+    cdef int mode = job.mode, hvp_theta = job.mode == MODE_HVP and job.need_theta
+    cdef const floating* theta = <const floating*> job.theta
+    cdef const floating* dtheta = <const floating*> job.dtheta
+    cdef const floating* Xc
+    cdef const floating* Phic
+    cdef const floating* rc
+    cdef const floating* qc
+    cdef floating* vx
+    cdef floating* vp
+    cdef floating* gslot
+    cdef floating* vtheta
+    cdef floating* gram
+    cdef floating* ws
+    cdef floating* p
+    cdef floating* Rp
+    cdef floating* G
+    cdef floating* Gn
+    cdef floating* RG
+    cdef floating* RGn
+    cdef floating* Y
+    cdef floating* H[MAX_LAYERS]
+    cdef floating* D1[MAX_LAYERS]
+    cdef floating* D2[MAX_LAYERS]
+    cdef floating* RZ[MAX_LAYERS]
+    cdef floating* RH[MAX_LAYERS]
+    cdef double val = 0, sq
+    cdef bint negative
+    if c0 >= c1:
+        return 0
+    ws = <floating*> malloc((5 * mc * job.sumw + 4 * mc * job.maxw + 2 * mc + mc * D + 1)
+                            * sizeof(floating))
+    if ws == NULL:
+        return 1
+    off = 0
+    for l in range(L):
+        H[l] = ws + off
+        D1[l] = ws + off + mc * job.dims[l + 1]
+        D2[l] = ws + off + 2 * mc * job.dims[l + 1]
+        RZ[l] = ws + off + 3 * mc * job.dims[l + 1]
+        RH[l] = ws + off + 4 * mc * job.dims[l + 1]
+        off += 5 * mc * job.dims[l + 1]
+    G = ws + off
+    Gn = G + mc * job.maxw
+    RG = Gn + mc * job.maxw
+    RGn = RG + mc * job.maxw
+    p = RGn + mc * job.maxw
+    Rp = p + mc
+    Y = Rp + mc
+
+    vx = <floating*> job.vx_out + t * d if job.vx_out != NULL else NULL
+    vp = <floating*> job.vp_out + t * k if job.vp_out != NULL else NULL
+    gslot = <floating*> job.g_out + t * k if job.g_out != NULL else NULL
+    vtheta = <floating*> job.vtheta_out + t * job.n_theta if job.vtheta_out != NULL else NULL
+    gram = <floating*> job.gram_out + t * D * D if job.gram_out != NULL else NULL
+
+    for c in range(c0, c1):
+        row0 = c * mc
+        m = mc if n - row0 > mc else n - row0
+        Xc = X + row0 * d
+
+        # features of the chunk
+        if L > 0:
+            if mode == MODE_VALUE_GRAD and job.need_theta:
+                _forward(job, m, Xc, theta, H, D1, <floating**> NULL)
+            elif hvp_theta:
+                _forward(job, m, Xc, theta, H, D1, D2)
+                _r_forward(job, m, Xc, theta, dtheta, H, D1, RZ, RH)
+            else:
+                _forward(job, m, Xc, theta, H, <floating**> NULL, <floating**> NULL)
+            Phic = H[L - 1]
+        else:
+            Phic = <const floating*> job.Phi + row0 * k
+
+        if mode == MODE_PREDICT:
+            gemv_rm(False, m, d, 1, Xc, d, <const floating*> job.w, 0,
+                    <floating*> job.p_out + row0)
+            gemv_rm(False, m, k, 1, Phic, k, <const floating*> job.a, 1,
+                    <floating*> job.p_out + row0)
+            if job.phi_out != NULL:
+                memcpy(<floating*> job.phi_out + row0 * k, Phic, m * k * sizeof(floating))
+            continue
+
+        # per-sample loss derivatives r = s l', q = s l''
+        if job.loss != LOSS_EXTERNAL:
+            val += _loss_chunk(job, m, row0, Xc, Phic, p)
+        rc = <const floating*> job.r + row0
+        qc = <const floating*> job.q + row0 if job.q != NULL else NULL
+
+        if mode == MODE_VALUE_GRAD or mode == MODE_GRAM:
+            gemv_rm(True, m, d, 1, Xc, d, rc, 1, vx)
+            gemv_rm(True, m, k, 1, Phic, k, rc, 1, vp)
+        if mode == MODE_VALUE_GRAD and job.need_theta and L > 0:
+            _outer(G, m, k, rc, <const floating*> job.a)
+            _backward(job, m, Xc, theta, H, D1, G, Gn, vtheta)
+
+        if mode == MODE_GRAM:
+            # [Xc, Phic] scaled by sqrt(q+), then by sqrt(q-) for a non-convex loss
+            negative = False
+            for i in range(m):
+                sq = sqrt(qc[i]) if qc[i] > 0 else 0.0
+                negative = negative or qc[i] < 0
+                for j in range(d):
+                    Y[i * D + j] = <floating> (sq * Xc[i * d + j])
+                for j in range(k):
+                    Y[i * D + d + j] = <floating> (sq * Phic[i * k + j])
+            syrk_rm(m, D, 1, Y, D, 1, gram, D)
+            if negative:
+                for i in range(m):
+                    sq = sqrt(-qc[i]) if qc[i] < 0 else 0.0
+                    for j in range(d):
+                        Y[i * D + j] = <floating> (sq * Xc[i * d + j])
+                    for j in range(k):
+                        Y[i * D + d + j] = <floating> (sq * Phic[i * k + j])
+                syrk_rm(m, D, -1, Y, D, 1, gram, D)
+
+        if mode == MODE_HVP:
+            # Rp = Xc dw + Phic Ra + RPhi a;  Rr = q Rp (kept in Rp)
+            gemv_rm(False, m, d, 1, Xc, d, <const floating*> job.dw, 0, Rp)
+            gemv_rm(False, m, k, 1, Phic, k, <const floating*> job.Ra, 1, Rp)
+            if hvp_theta and L > 0:
+                gemv_rm(False, m, k, 1, RH[L - 1], k, <const floating*> job.a, 1, Rp)
+            for i in range(m):
+                Rp[i] = qc[i] * Rp[i]
+            gemv_rm(True, m, d, 1, Xc, d, Rp, 1, vx)
+            gemv_rm(True, m, k, 1, Phic, k, Rp, 1, vp)
+            gemv_rm(True, m, k, 1, Phic, k, rc, 1, gslot)
+            if hvp_theta and L > 0:
+                gemv_rm(True, m, k, 1, RH[L - 1], k, rc, 1, vp)
+                # G = r a^T, RG = Rr a^T + r Ra^T
+                _outer(G, m, k, rc, <const floating*> job.a)
+                _outer(RG, m, k, Rp, <const floating*> job.a)
+                for i in range(m):
+                    for j in range(k):
+                        RG[i * k + j] += rc[i] * (<const floating*> job.Ra)[j]
+                _r_backward(job, m, Xc, theta, dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn,
+                            vtheta)
+    job.value_out[t] = val
+    free(ws)
+    return 0
+
+
+cdef void _run(Job* job, const floating* X) noexcept nogil:
+    cdef Py_ssize_t t
+    for t in prange(job.n_slots, schedule="static", num_threads=job.n_slots):
+        job.status[t] = _process_slot(job, t, X)
+
+
+cdef void _setup(Job* job, int mode, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
+                 const Py_ssize_t[::1] dims, int bias, int act, int loss, int need_theta,
+                 Py_ssize_t chunk, Py_ssize_t n_slots, double[::1] value_out,
+                 int[::1] status) noexcept:
+    cdef Py_ssize_t l, off = 0
+    job.mode = mode
+    job.n = n
+    job.d = d
+    job.k = k
+    job.L = dims.shape[0] - 1
+    job.bias = bias
+    job.act = act
+    job.loss = loss
+    job.need_theta = need_theta
+    job.chunk = chunk
+    job.n_slots = n_slots
+    job.maxw = 1
+    job.sumw = 0
+    for l in range(job.L + 1):
+        job.dims[l] = dims[l]
+    for l in range(job.L):
+        job.woff[l] = off
+        off += dims[l + 1] * dims[l]
+        job.boff[l] = off if bias else -1
+        if bias:
+            off += dims[l + 1]
+        job.sumw += dims[l + 1]
+        if dims[l + 1] > job.maxw:
+            job.maxw = dims[l + 1]
+    job.n_theta = off
+    job.value_out = &value_out[0]
+    job.status = &status[0]
+    job.X = job.Phi = job.y = job.s = job.theta = job.w = job.a = NULL
+    job.dw = job.Ra = job.dtheta = job.r = job.q = job.p_out = job.phi_out = NULL
+    job.vx_out = job.vp_out = job.g_out = job.vtheta_out = job.gram_out = NULL
+
+
+cdef inline void* _ptr1(const floating[::1] v) noexcept:
+    return <void*> &v[0] if v.shape[0] > 0 else NULL
+
+
+cdef inline void* _ptr2(const floating[:, ::1] v) noexcept:
+    return <void*> &v[0, 0] if v.shape[0] > 0 and v.shape[1] > 0 else NULL
+
+
+def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
+               const floating[::1] y, const floating[::1] s, const floating[::1] theta,
+               const Py_ssize_t[::1] dims, int bias, int act,
+               const floating[::1] w, const floating[::1] a, int loss, int need_theta,
+               floating[::1] r, floating[::1] q, double[::1] value_out, floating[:, ::1] vx_out,
+               floating[:, ::1] vp_out, floating[:, ::1] vtheta_out, int[::1] status,
+               Py_ssize_t chunk, int n_threads):
+    """Partial sums of the value and gradient, one row per slot (``n_threads`` slots).
+
+    With ``p = X w + Phi a`` (``Phi = f_theta(X)`` when ``dims`` has more than one entry)
+    and ``r = s l'(p)``: ``value_out[t] = sum s l(p)``, ``vx_out[t] = X^T r``,
+    ``vp_out[t] = Phi^T r`` and ``vtheta_out[t] = d/dtheta sum s l`` by back-propagation of
+    ``dl/dphi = r a^T`` (when ``need_theta``), each over slot t's samples.  ``r`` and
+    ``q = s l''`` are written (``loss >= 0``) or ``r`` is read (``loss == -1``, then
+    ``value_out`` stays 0).  Outputs are added to, so the caller zeroes them.
+    """
+    cdef Job job
+    _setup(&job, MODE_VALUE_GRAD, X.shape[0], X.shape[1], a.shape[0], dims, bias, act, loss,
+           need_theta, chunk, n_threads, value_out, status)
+    job.X = _ptr2(X)
+    job.Phi = _ptr2(Phi)
+    job.y = _ptr1(y)
+    job.s = _ptr1(s)
+    job.theta = _ptr1(theta)
+    job.w = _ptr1(w)
+    job.a = _ptr1(a)
+    job.r = &r[0]
+    job.q = &q[0]
+    job.vx_out = &vx_out[0, 0]
+    job.vp_out = _ptr2(vp_out)
+    job.vtheta_out = _ptr2(vtheta_out)
+    with nogil:
+        _run(&job, &X[0, 0])
+
+
+def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
+        const floating[::1] y, const floating[::1] s, const floating[::1] theta,
+        const Py_ssize_t[::1] dims, int bias, int act,
+        const floating[::1] w, const floating[::1] a, const floating[::1] dw,
+        const floating[::1] Ra, const floating[::1] dtheta, int loss, int need_theta,
+        floating[::1] r, floating[::1] q, double[::1] value_out, floating[:, ::1] vx_out,
+        floating[:, ::1] vp_out, floating[:, ::1] g_out, floating[:, ::1] vtheta_out,
+        int[::1] status, Py_ssize_t chunk, int n_threads):
+    """Partial sums of a Hessian-vector product by the R-operator, one row per slot.
+
+    With ``Rp = X dw + Phi Ra + RPhi a`` (``RPhi`` the forward derivative of the features
+    along ``dtheta``, zero unless ``need_theta``) and ``Rr = q Rp``: ``vx_out[t] = X^T Rr``,
+    ``vp_out[t] = Phi^T Rr + RPhi^T r``, ``g_out[t] = Phi^T r``, ``vtheta_out[t]`` the
+    directional derivative of the MLP gradient.  ``r = s l'``, ``q = s l''`` are written
+    (``loss >= 0``) or read (``loss == -1``: a cached point or a user-defined loss).
+    """
+    cdef Job job
+    _setup(&job, MODE_HVP, X.shape[0], X.shape[1], a.shape[0], dims, bias, act, loss,
+           need_theta, chunk, n_threads, value_out, status)
+    job.X = _ptr2(X)
+    job.Phi = _ptr2(Phi)
+    job.y = _ptr1(y)
+    job.s = _ptr1(s)
+    job.theta = _ptr1(theta)
+    job.w = _ptr1(w)
+    job.a = _ptr1(a)
+    job.dw = _ptr1(dw)
+    job.Ra = _ptr1(Ra)
+    job.dtheta = _ptr1(dtheta)
+    job.r = &r[0]
+    job.q = &q[0]
+    job.vx_out = &vx_out[0, 0]
+    job.vp_out = _ptr2(vp_out)
+    job.g_out = _ptr2(g_out)
+    job.vtheta_out = _ptr2(vtheta_out)
+    with nogil:
+        _run(&job, &X[0, 0])
+
+
+def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
+         const floating[::1] y, const floating[::1] s, const floating[::1] theta,
+         const Py_ssize_t[::1] dims, int bias, int act,
+         const floating[::1] w, const floating[::1] a, int loss,
+         floating[::1] r, floating[::1] q, double[::1] value_out, floating[:, ::1] vx_out,
+         floating[:, ::1] vp_out, floating[:, :, ::1] gram_out, int[::1] status,
+         Py_ssize_t chunk, int n_threads):
+    """Partial sums of the weighted Gram matrix and the gradient, one slot per row.
+
+    ``gram_out[t] += Z^T diag(q) Z`` with ``Z = [X, Phi]`` (upper triangle of each slot,
+    row-major; the caller symmetrises), plus ``value_out``, ``vx_out = X^T r`` and
+    ``vp_out = Phi^T r`` as in :func:`value_grad`.
+    """
+    cdef Job job
+    _setup(&job, MODE_GRAM, X.shape[0], X.shape[1], a.shape[0], dims, bias, act, loss,
+           0, chunk, n_threads, value_out, status)
+    job.X = _ptr2(X)
+    job.Phi = _ptr2(Phi)
+    job.y = _ptr1(y)
+    job.s = _ptr1(s)
+    job.theta = _ptr1(theta)
+    job.w = _ptr1(w)
+    job.a = _ptr1(a)
+    job.r = &r[0]
+    job.q = &q[0]
+    job.vx_out = &vx_out[0, 0]
+    job.vp_out = _ptr2(vp_out)
+    job.gram_out = &gram_out[0, 0, 0]
+    with nogil:
+        _run(&job, &X[0, 0])
+
+
+def predict(const floating[:, ::1] X, const floating[:, ::1] Phi, const floating[::1] theta,
+            const Py_ssize_t[::1] dims, int bias, int act, const floating[::1] w,
+            const floating[::1] a, floating[::1] p_out, floating[:, ::1] phi_out,
+            double[::1] value_out, int[::1] status, Py_ssize_t chunk, int n_threads):
+    """``p_out = X w + Phi a`` for every sample; with an MLP (``dims`` longer than one) the
+    features ``f_theta(X)`` are also written to ``phi_out`` when it has ``n`` rows."""
+    cdef Job job
+    _setup(&job, MODE_PREDICT, X.shape[0], X.shape[1], a.shape[0], dims, bias, act, -1,
+           0, chunk, n_threads, value_out, status)
+    job.X = _ptr2(X)
+    job.Phi = _ptr2(Phi)
+    job.theta = _ptr1(theta)
+    job.w = _ptr1(w)
+    job.a = _ptr1(a)
+    job.p_out = &p_out[0]
+    job.phi_out = _ptr2(phi_out) if phi_out.shape[0] == X.shape[0] else NULL
+    with nogil:
+        _run(&job, &X[0, 0])
+
+
+def loss_derivatives(int loss, const floating[::1] p, const floating[::1] y,
+                     floating[::1] value_out, floating[::1] d1_out, floating[::1] d2_out):
+    """Per-sample ``l(p; y)``, ``l'`` and ``l''`` of a built-in loss (for tests and the
+    linear baseline)."""
+    cdef Py_ssize_t i
+    cdef double d1, d2
+    with nogil:
+        for i in range(p.shape[0]):
+            value_out[i] = <floating> loss_eval(loss, p[i], y[i], &d1, &d2)
+            d1_out[i] = <floating> d1
+            d2_out[i] = <floating> d2
+
+
+def activation(int act, floating[::1] z, floating[::1] d1_out, floating[::1] d2_out):
+    """In place ``z <- act(z)`` with ``act'`` and ``act''`` of the input (for tests)."""
+    with nogil:
+        act_apply(act, &z[0], &d1_out[0], &d2_out[0], z.shape[0])

@@ -1,0 +1,72 @@
+/* rc_math.h: branch-free elementwise maths that gcc vectorises (-O3).
+ *
+ * Why: glibc's tanh is scalar (numpy's np.tanh took 0.49 s for the 25.6 M activations of
+ * one pass at n = 200000, widths (64, 64)); these loops run at SIMD width.  Accuracy is a
+ * few ulp in double; float data are computed in double and rounded once.
+ *
+ * rc_exp: x = k ln2 + r, |r| <= ln2/2, exp(r) by its degree-13 Taylor polynomial (truncation
+ * below 2e-16 relative), 2^k built in the exponent bits.  The input is clamped to
+ * [-708, 709] so that 2^k stays a normal number: callers never pass more than that.
+ * rc_tanh: odd Taylor polynomial for |x| < 0.125 (9 terms, truncation < 1e-19), else
+ * sign(x) (1 - 2 / (exp(2|x|) + 1)) with |x| clamped at 20, past which tanh(x) rounds to 1.
+ */
+#ifndef RC_MATH_H
+#define RC_MATH_H
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+
+static inline double rc_exp(double x)
+{
+    const double log2e = 1.4426950408889634074;
+    const double ln2_hi = 6.93147180369123816490e-01;
+    const double ln2_lo = 1.90821492927058770002e-10;
+    const double shifter = 6755399441055744.0; /* 1.5 * 2^52: rounds to an integer */
+    x = x < -708.0 ? -708.0 : (x > 709.0 ? 709.0 : x);
+    double t = x * log2e + shifter;
+    double k = t - shifter;
+    double r = (x - k * ln2_hi) - k * ln2_lo;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * r + 1.0;
+    p = p * r + 1.0;
+    int64_t ti;
+    memcpy(&ti, &t, sizeof ti);
+    int64_t bits = (ti - (int64_t)0x4338000000000000LL + 1023) << 52;
+    double scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline double rc_tanh(double x)
+{
+    double ax = fabs(x);
+    double x2 = x * x;
+    double small = x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0
+                   + x2 * (62.0 / 2835.0 + x2 * (-1382.0 / 155925.0 + x2 * (21844.0 / 6081075.0
+                   + x2 * (-929569.0 / 638512875.0 + x2 * (6404582.0 / 10854718875.0)))))))));
+    double e = rc_exp(2.0 * (ax < 20.0 ? ax : 20.0));
+    double big = 1.0 - 2.0 / (e + 1.0);
+    big = x < 0.0 ? -big : big;
+    return ax < 0.125 ? small : big;
+}
+
+/* Logistic sigmoid 1 / (1 + exp(-x)), stable at both ends (exp of -|x| only). */
+static inline double rc_sigmoid(double x)
+{
+    double e = rc_exp(-fabs(x));
+    double s = 1.0 / (1.0 + e);
+    return x >= 0.0 ? s : e * s;
+}
+
+#endif
