@@ -15,6 +15,7 @@ import numpy as np
 
 from . import _kernels
 from ._threads import blas_single_thread, resolve_n_threads
+from ._validation import check_positive_int
 from .losses import Loss
 
 LOSS_EXTERNAL = -1
@@ -48,7 +49,8 @@ class Engine:
         self.dims = np.asarray(dims if dims is not None else [self.d], dtype=np.intp)
         self.bias, self.act = int(bias), int(act)
         self.n_threads = resolve_n_threads(n_threads)
-        self.chunk = DEFAULT_CHUNK if chunk_size is None else int(chunk_size)
+        self.chunk = (DEFAULT_CHUNK if chunk_size is None
+                      else check_positive_int("chunk_size", chunk_size))
         self._r = np.zeros(self.n, dtype=self.dtype)
         self._q = np.zeros(self.n, dtype=self.dtype)
         self._key = None

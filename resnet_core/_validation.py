@@ -24,6 +24,8 @@ def resolve_dtype(X) -> np.dtype:
 
 def check_finite(name: str, a: np.ndarray) -> None:
     """Raise ValueError if ``a`` holds NaN or inf (checked block by block)."""
+    if a.size == 0:
+        return
     flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
     for start in range(0, flat.shape[0], _FINITE_BLOCK):
         block = flat[start : start + _FINITE_BLOCK]
@@ -57,7 +59,8 @@ def as_float_array(name: str, a, *, ndim: int, dtype: np.dtype, shape=None) -> n
 
 
 def _shape_str(shape) -> str:
-    return "(" + ", ".join("any" if s is None else str(s) for s in shape) + ")"
+    items = ["any" if s is None else str(s) for s in shape]
+    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
 def check_data(X, y, *, name_X: str = "X"):

@@ -2,8 +2,8 @@
 
 ``F_lin(w) = F(w, 0, theta)`` is convex; the residual objective is compared with its
 minimum.  Solved by Newton's method on the compiled Gram pass (each iteration: one pass for
-``F``, the gradient ``E[l' x]`` and the Hessian ``E[l'' x x^T]``), with a backtracking line
-search; the squared loss is solved exactly by the first step and refined by the second.
+``F``, the gradient ``E[l' x]`` and the Hessian ``E[l'' x x^T]``), regularised by the
+gradient norm and with a backtracking line search.
 With a radius, ``min F_lin(w) + lam/2 ||w||^2`` is solved for the multiplier ``lam >= 0``
 that puts ``w`` on the sphere (``||w(lam)||`` decreases in ``lam``), by Brent's method.
 """
@@ -50,7 +50,9 @@ def _newton(engine: Engine, w0, lam, gtol, max_iter):
         grad = sx.astype(np.float64) + lam * w
         if np.linalg.norm(grad) <= gtol:
             return w, F, sx.astype(np.float64), it, True
-        H = G.astype(np.float64) + lam * np.eye(d)
+        # Regularised Newton: the shift ||grad|| keeps the step defined where l'' = 0 on
+        # many samples (smoothed hinge) and vanishes at the optimum (superlinear there).
+        H = G.astype(np.float64) + (lam + np.linalg.norm(grad)) * np.eye(d)
         step = np.linalg.lstsq(H, -grad, rcond=None)[0]
         decrement = -grad @ step
         if not decrement > 0:  # no descent left at this precision
