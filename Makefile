@@ -25,7 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
-	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only -q
+	$(PY) -m pytest benchmarks --benchmark-enable --benchmark-only -m "slow or not slow" -q
 
 compare: $(STAMP)
 	$(PY) -m pip install -e ".[compare]"

@@ -176,7 +176,7 @@ def test_activations_stable():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("head,bias", itertools.product(HEADS, [True, False]))
+@pytest.mark.parametrize("head,bias", list(itertools.product(HEADS, [True, False])))
 def test_layout(head, bias):
     d, widths = 3, [4, 5, 2]
     k = widths[-1]
@@ -233,7 +233,7 @@ def _value_loop(X, y, x, *, widths, loss, activation, bias, head, sample_weight)
     return total / s.sum()
 
 
-@pytest.mark.parametrize("head,bias", itertools.product(HEADS, [True, False]))
+@pytest.mark.parametrize("head,bias", list(itertools.product(HEADS, [True, False])))
 @pytest.mark.parametrize("loss", LOSS_NAMES)
 def test_value_matches_loop(loss, head, bias):
     widths = [4, 2]
@@ -244,7 +244,7 @@ def test_value_matches_loop(loss, head, bias):
                                    rtol=1e-13)
 
 
-@pytest.mark.parametrize("head,bias", itertools.product(HEADS, [True, False]))
+@pytest.mark.parametrize("head,bias", list(itertools.product(HEADS, [True, False])))
 @pytest.mark.parametrize("act", ACT_NAMES)
 @pytest.mark.parametrize("loss", LOSS_NAMES)
 def test_gradient_vs_fd(loss, act, head, bias):
@@ -392,7 +392,7 @@ def test_stats_definitions(head):
         np.testing.assert_allclose(H[d:, d:], np.kron(np.outer(w, w), C), rtol=1e-14)
 
 
-@pytest.mark.parametrize("head,bias", itertools.product(HEADS, [True, False]))
+@pytest.mark.parametrize("head,bias", list(itertools.product(HEADS, [True, False])))
 @pytest.mark.parametrize("loss", LOSS_NAMES)
 def test_feature_functions_match_full_objective(loss, head, bias):
     widths = [4, 3]
