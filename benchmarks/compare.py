@@ -1,0 +1,225 @@
+"""Time resnet-core against NumPy, PyTorch and JAX on the same work, in one run.
+
+    python benchmarks/compare.py             # the reference problem (n=200000, d=64)
+    python benchmarks/compare.py --quick     # a small problem, seconds
+    python benchmarks/compare.py --memory    # also peak memory at n=1,000,000
+
+Every implementation computes the same float64 quantities on the same flat parameter
+vector (layout and formulas in ``frameworks.py``); the script first checks that all agree
+to 1e-8 (relative to the largest entry), then prints median times and the speed-up of
+resnet-core (``median(other) / median(resnet-core)``) for each piece of work.  PyTorch and
+JAX rows appear when they are installed (``make compare`` installs them).  The machine is
+shared and noisy: read the ratios, not the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import frameworks as fw  # noqa: E402
+from timing import median_time  # noqa: E402
+
+import resnet_core as rc  # noqa: E402
+
+AGREE = 1e-8
+
+
+def _rel(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
+
+
+def _alternating(x):
+    """Each call returns the other of two nearby points: every evaluation is at a fresh
+    point, so no cache of the package (or of anyone) can help."""
+    pts, state = [x, x + 1e-3], [0]
+
+    def nxt():
+        state[0] ^= 1
+        return pts[state[0]]
+
+    return nxt
+
+
+def check_agreement(name, ours, theirs, x, p) -> None:
+    F0, g0 = ours.value_and_grad(x)
+    F1, g1 = theirs.value_and_grad(x)
+    errs = {"value": abs(F0 - F1) / abs(F0), "grad": _rel(g1, g0),
+            "hessp": _rel(theirs.hessp(x, p), ours.hessp(x, p))}
+    bad = {k: v for k, v in errs.items() if not v <= AGREE}
+    if bad:
+        raise SystemExit(f"{name} disagrees with resnet-core beyond {AGREE}: {bad}")
+
+
+class _Ours:
+    """resnet-core behind the frameworks' ``value_and_grad`` / ``hessp`` interface."""
+
+    def __init__(self, obj):
+        self.obj = obj
+
+    def value_and_grad(self, x):
+        return self.obj.fun_and_grad(x)
+
+    def hessp(self, x, p):
+        return self.obj.hessp(x, p)
+
+
+def run(n: int, d: int, widths, repeat: int) -> list[tuple[str, str, float]]:
+    X, y = fw.make_data(n, d, seed=0)
+    x = fw.init_params(d, widths, seed=1)
+    rng = np.random.default_rng(2)
+    rows = []
+
+    # -- full objective: value + gradient, Hessian-vector product ----------------------
+    obj = rc.Objective(X, y, loss="logistic", widths=widths, activation="tanh")
+    ours = _Ours(obj)
+    p = rng.standard_normal(obj.n_params)
+    others = fw.full_implementations(X, y, widths, loss="logistic")
+    for name, impl in others.items():
+        check_agreement(name, ours, impl, x, p)
+    nxt = _alternating(x)
+    rows.append(("fun_and_grad", "resnet-core", median_time(lambda: obj.fun_and_grad(nxt()),
+                                                            repeat=repeat)))
+    for name, impl in others.items():
+        rows.append(("fun_and_grad", name, median_time(lambda: impl.value_and_grad(nxt()),
+                                                       repeat=repeat)))
+    rows.append(("hessp (full)", "resnet-core", median_time(lambda: obj.hessp(nxt(), p),
+                                                            repeat=repeat)))
+    for name, impl in others.items():
+        rows.append(("hessp (full)", name, median_time(lambda: impl.hessp(nxt(), p),
+                                                       repeat=repeat)))
+
+    # -- fixed features: F_theta(w, V) --------------------------------------------------
+    Phi = obj.features(x)
+    fo = rc.FeatureObjective(X, Phi, y, loss="logistic")
+    z = x[:fo.n_params].copy()
+    pz = rng.standard_normal(fo.n_params)
+    ours_f = _Ours(fo)
+    others_f = fw.feature_implementations(X, y, Phi, loss="logistic")
+    for name, impl in others_f.items():
+        check_agreement(name, ours_f, impl, z, pz)
+    nz = _alternating(z)
+    rows.append(("feature hessp (fresh point)", "resnet-core",
+                 median_time(lambda: fo.hessp(nz(), pz), repeat=repeat)))
+    for name, impl in others_f.items():
+        rows.append(("feature hessp (fresh point)", name,
+                     median_time(lambda: impl.hessp(nz(), pz), repeat=repeat)))
+    fo.hessp(z, pz)
+    fo.hessp(z, pz)
+    rows.append(("feature hessp (same point)", "resnet-core",
+                 median_time(lambda: fo.hessp(z, pz), repeat=max(repeat, 20))))
+    for name, impl in others_f.items():
+        rows.append(("feature hessp (same point)", name,
+                     median_time(lambda: impl.hessp(z, pz), repeat=repeat)))
+    rows.append(("stats (A, B, C, g)", "resnet-core",
+                 median_time(lambda: fo.stats(nz()), repeat=repeat)))
+    return rows
+
+
+def format_rows(rows) -> str:
+    ours = {work: t for work, impl, t in rows if impl == "resnet-core"}
+    header = ("work", "implementation", "median ms", "resnet-core speed-up")
+    body = [(w, i, f"{t * 1e3:.2f}", "-" if i == "resnet-core" else f"{t / ours[w]:.1f}x")
+            for w, i, t in rows]
+    widths = [max(len(r[c]) for r in [header, *body]) for c in range(4)]
+    fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in body]
+    return "\n".join(lines)
+
+
+# -- memory: each implementation in its own process, peak RSS above the data ------------
+def _rss_mib() -> float:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def memory_worker(impl: str, n: int, d: int, widths) -> dict:
+    X, y = fw.make_data(n, d, seed=0)
+    x = fw.init_params(d, widths, seed=1)
+    # The peak (VmHWM) is read against the resident size once the data exist.
+    if impl == "resnet-core":
+        base = _rss_mib()
+        obj = rc.Objective(X, y, loss="logistic", widths=widths, activation="tanh")
+        obj.fun_and_grad(x)
+        obj.hessp(x, x)
+        part = obj.partial(x)
+        z = x[:part.n_params]
+        part.hessp(z, z)
+        part.hessp(z, z)
+    else:
+        base = _rss_mib()
+        fw.full_implementations(X, y, widths)[impl].value_and_grad(x)
+    with open("/proc/self/status") as fh:
+        peak = next(int(line.split()[1]) / 1024 for line in fh if line.startswith("VmHWM:"))
+    return {"impl": impl, "base_mib": base, "peak_mib": peak, "X_mib": X.nbytes / 2**20}
+
+
+def memory_rows(n: int, d: int, widths) -> list[tuple[str, float, float]]:
+    impls = ["resnet-core", "numpy"]
+    if fw.torch_available() is not None:
+        impls.append("torch-autograd")
+    if fw.jax_available() is not None:
+        impls.append("jax")
+    out = []
+    for impl in impls:
+        cmd = [sys.executable, __file__, "--memory-worker", impl, "--n", str(n), "--d", str(d)]
+        res = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True)
+                         .stdout.strip().splitlines()[-1])
+        out.append((impl, res["peak_mib"] - res["base_mib"], res["X_mib"]))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="n=20000, d=16, widths (16, 16)")
+    ap.add_argument("--n", type=int, default=None)
+    ap.add_argument("--d", type=int, default=None)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--memory", action="store_true", help="peak memory at n=1,000,000")
+    ap.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    n, d, widths = (20_000, 16, (16, 16)) if args.quick else (200_000, 64, (64, 64))
+    n, d = args.n or n, args.d or d
+    if d != 64 and not args.quick:
+        widths = (d, d)
+    if args.memory_worker:
+        print(json.dumps(memory_worker(args.memory_worker, n, d, widths)))
+        return 0
+
+    print(f"# resnet-core vs NumPy / PyTorch / JAX, {time.strftime('%Y-%m-%d')}, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    print(f"# n={n}, d={d}, widths={widths}, tanh, logistic, float64; medians of "
+          f"{args.repeat} runs; all implementations agree to {AGREE}")
+    versions = {"numpy": np.__version__}
+    if fw.torch_available() is not None:
+        versions["torch"] = fw.torch_available().__version__
+    if fw.jax_available() is not None:
+        versions["jax"] = fw.jax_available().__version__
+    print("# " + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    print(format_rows(run(n, d, widths, args.repeat)))
+    if args.memory:
+        nm = 1_000_000
+        print(f"\n# peak memory above the data at n={nm}, d={d} (fun_and_grad; resnet-core "
+              "also hessp and partial(x).hessp)")
+        for impl, extra, xmib in memory_rows(nm, d, widths):
+            print(f"| {impl:<15} | {extra:8.1f} MiB | {extra / xmib:5.2f} x size(X) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
