@@ -36,8 +36,8 @@ Every builder returns an :class:`Impl` (``name``, ``value_and_grad(x) ->
 (float, ndarray)``, ``hessp(x, v) -> ndarray``, ``size``) or ``None`` when the
 framework is not importable.
 
-* Full problem: :func:`numpy_full`, :func:`torch_full` (``mode="autograd"`` or
-  ``"func"``), :func:`jax_full`; :func:`full_implementations` collects all
+* Full problem: :func:`numpy_full` (optional ``chunk=`` rows per block),
+  :func:`torch_full` (``mode="autograd"`` or ``"func"``), :func:`jax_full`; :func:`full_implementations` collects all
   available ones in a dict.
 * Feature problem: :func:`numpy_feature`, :func:`torch_feature`,
   :func:`jax_feature`; :func:`feature_implementations`.
@@ -55,7 +55,7 @@ import dataclasses
 import functools
 import importlib
 import os
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -312,6 +312,13 @@ def _np_loss_derivs(loss, p, y, s, need2=False):
     return F, r, (np.full_like(p, s) if need2 else None)
 
 
+def _tanh_prime(H):
+    """1 - H**2 for H = tanh(Z), with one temporary."""
+    D = np.multiply(H, H)
+    np.subtract(1.0, D, out=D)
+    return D
+
+
 def _row_blocks(n, chunk):
     if chunk is None or chunk >= n:
         return [slice(0, n)]
@@ -355,8 +362,7 @@ def numpy_full(X, y, widths, *, loss: str = "logistic", chunk: int | None = None
         gWs, gbs = [None] * len(Ws), [None] * len(Ws)
         G = np.outer(r, u)  # dF/dH_L
         for l in range(len(Ws) - 1, -1, -1):
-            H = Hs[l + 1]
-            G *= 1.0 - H * H  # dF/dZ_l
+            G *= _tanh_prime(Hs[l + 1])  # dF/dZ_l
             gWs[l] = G.T @ Hs[l]
             gbs[l] = G.sum(axis=0)
             if l > 0:
@@ -368,14 +374,14 @@ def numpy_full(X, y, widths, *, loss: str = "logistic", chunk: int | None = None
         _, r, c = _np_loss_derivs(loss, p, yc, s, need2=True)
         L = len(Ws)
         # forward tangents tH_l (tH_0 = 0)
-        tHs = [None]
+        tHs, Ds = [None], [None]
         for l in range(L):
             tZ = Hs[l] @ dWs[l].T
             tZ += dbs[l]
             if l > 0:
                 tZ += tHs[l] @ Ws[l].T
-            H = Hs[l + 1]
-            tZ *= 1.0 - H * H
+            Ds.append(_tanh_prime(Hs[l + 1]))
+            tZ *= Ds[-1]
             tHs.append(tZ)
         Phi, tPhi = Hs[-1], tHs[-1]
         tu = dV.T @ w + V.T @ dw
@@ -390,11 +396,14 @@ def numpy_full(X, y, widths, *, loss: str = "logistic", chunk: int | None = None
         G = np.outer(r, u)
         tG = np.outer(tr, u) + np.outer(r, tu)
         for l in range(L - 1, -1, -1):
-            H, tH = Hs[l + 1], tHs[l + 1]
-            D = 1.0 - H * H
-            tG *= D
-            tG -= 2.0 * G * H * tH
-            G *= D
+            # d(G * D) = tG * D + G * tD,  tD = -2 H tH
+            tmp = G * Hs[l + 1]
+            tmp *= tHs[l + 1]
+            tmp *= 2.0
+            tG *= Ds[l + 1]
+            tG -= tmp
+            del tmp
+            G *= Ds[l + 1]
             hWs[l] = tG.T @ Hs[l]
             if l > 0:
                 hWs[l] += G.T @ tHs[l]

@@ -384,15 +384,26 @@ cdef void _run(Job* job, const floating* X) noexcept nogil:
         job.status[t] = _process_slot(job, t, X)
 
 
-cdef void _setup(Job* job, int mode, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
-                 const Py_ssize_t[::1] dims, int bias, int act, int loss, int need_theta,
-                 Py_ssize_t chunk, Py_ssize_t n_slots, double[::1] value_out,
-                 int[::1] status) noexcept:
+cdef inline void* _ptr1(const floating[::1] v) noexcept:
+    return <void*> &v[0] if v.shape[0] > 0 else NULL
+
+
+cdef inline void* _ptr2(const floating[:, ::1] v) noexcept:
+    return <void*> &v[0, 0] if v.shape[0] > 0 and v.shape[1] > 0 else NULL
+
+
+cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:, ::1] Phi,
+                 const floating[::1] y, const floating[::1] s, const floating[::1] theta,
+                 const Py_ssize_t[::1] dims, int bias, int act, const floating[::1] w,
+                 const floating[::1] a, int loss, int need_theta, Py_ssize_t chunk,
+                 Py_ssize_t n_slots, double[::1] value_out, int[::1] status) noexcept:
+    """Fill ``job`` with the sizes, the MLP's parameter offsets and the shared inputs;
+    the mode-specific pointers start as NULL."""
     cdef Py_ssize_t l, off = 0
     job.mode = mode
-    job.n = n
-    job.d = d
-    job.k = k
+    job.n = X.shape[0]
+    job.d = X.shape[1]
+    job.k = a.shape[0]
     job.L = dims.shape[0] - 1
     job.bias = bias
     job.act = act
@@ -416,17 +427,15 @@ cdef void _setup(Job* job, int mode, Py_ssize_t n, Py_ssize_t d, Py_ssize_t k,
     job.n_theta = off
     job.value_out = &value_out[0]
     job.status = &status[0]
-    job.X = job.Phi = job.y = job.s = job.theta = job.w = job.a = NULL
+    job.X = _ptr2(X)
+    job.Phi = _ptr2(Phi)
+    job.y = _ptr1(y)
+    job.s = _ptr1(s)
+    job.theta = _ptr1(theta)
+    job.w = _ptr1(w)
+    job.a = _ptr1(a)
     job.dw = job.Ra = job.dtheta = job.r = job.q = job.p_out = job.phi_out = NULL
     job.vx_out = job.vp_out = job.g_out = job.vtheta_out = job.gram_out = NULL
-
-
-cdef inline void* _ptr1(const floating[::1] v) noexcept:
-    return <void*> &v[0] if v.shape[0] > 0 else NULL
-
-
-cdef inline void* _ptr2(const floating[:, ::1] v) noexcept:
-    return <void*> &v[0, 0] if v.shape[0] > 0 and v.shape[1] > 0 else NULL
 
 
 def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
@@ -446,15 +455,8 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
     ``value_out`` stays 0).  Outputs are added to, so the caller zeroes them.
     """
     cdef Job job
-    _setup(&job, MODE_VALUE_GRAD, X.shape[0], X.shape[1], a.shape[0], dims, bias, act, loss,
+    _setup(&job, MODE_VALUE_GRAD, X, Phi, y, s, theta, dims, bias, act, w, a, loss,
            need_theta, chunk, n_threads, value_out, status)
-    job.X = _ptr2(X)
-    job.Phi = _ptr2(Phi)
-    job.y = _ptr1(y)
-    job.s = _ptr1(s)
-    job.theta = _ptr1(theta)
-    job.w = _ptr1(w)
-    job.a = _ptr1(a)
     job.r = &r[0]
     job.q = &q[0]
     job.vx_out = &vx_out[0, 0]
@@ -481,15 +483,8 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
     (``loss >= 0``) or read (``loss == -1``: a cached point or a user-defined loss).
     """
     cdef Job job
-    _setup(&job, MODE_HVP, X.shape[0], X.shape[1], a.shape[0], dims, bias, act, loss,
+    _setup(&job, MODE_HVP, X, Phi, y, s, theta, dims, bias, act, w, a, loss,
            need_theta, chunk, n_threads, value_out, status)
-    job.X = _ptr2(X)
-    job.Phi = _ptr2(Phi)
-    job.y = _ptr1(y)
-    job.s = _ptr1(s)
-    job.theta = _ptr1(theta)
-    job.w = _ptr1(w)
-    job.a = _ptr1(a)
     job.dw = _ptr1(dw)
     job.Ra = _ptr1(Ra)
     job.dtheta = _ptr1(dtheta)
@@ -517,15 +512,8 @@ def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
     ``vp_out = Phi^T r`` as in :func:`value_grad`.
     """
     cdef Job job
-    _setup(&job, MODE_GRAM, X.shape[0], X.shape[1], a.shape[0], dims, bias, act, loss,
+    _setup(&job, MODE_GRAM, X, Phi, y, s, theta, dims, bias, act, w, a, loss,
            0, chunk, n_threads, value_out, status)
-    job.X = _ptr2(X)
-    job.Phi = _ptr2(Phi)
-    job.y = _ptr1(y)
-    job.s = _ptr1(s)
-    job.theta = _ptr1(theta)
-    job.w = _ptr1(w)
-    job.a = _ptr1(a)
     job.r = &r[0]
     job.q = &q[0]
     job.vx_out = &vx_out[0, 0]
@@ -542,13 +530,8 @@ def predict(const floating[:, ::1] X, const floating[:, ::1] Phi, const floating
     """``p_out = X w + Phi a`` for every sample; with an MLP (``dims`` longer than one) the
     features ``f_theta(X)`` are also written to ``phi_out`` when it has ``n`` rows."""
     cdef Job job
-    _setup(&job, MODE_PREDICT, X.shape[0], X.shape[1], a.shape[0], dims, bias, act, -1,
-           0, chunk, n_threads, value_out, status)
-    job.X = _ptr2(X)
-    job.Phi = _ptr2(Phi)
-    job.theta = _ptr1(theta)
-    job.w = _ptr1(w)
-    job.a = _ptr1(a)
+    _setup(&job, MODE_PREDICT, X, Phi, theta[:0], theta[:0], theta, dims, bias, act, w, a,
+           LOSS_EXTERNAL, 0, chunk, n_threads, value_out, status)
     job.p_out = &p_out[0]
     job.phi_out = _ptr2(phi_out) if phi_out.shape[0] == X.shape[0] else NULL
     with nogil:
