@@ -21,7 +21,7 @@ from .losses import Loss
 LOSS_EXTERNAL = -1
 # Samples per chunk: large enough for efficient BLAS blocks, small enough that a slot's
 # workspace (a few chunk x width arrays) stays in the L2 cache.
-DEFAULT_CHUNK = 256
+DEFAULT_CHUNK = 128
 
 
 class Engine:
