@@ -5,23 +5,38 @@ Shamir, "Are ResNets Provably Better than Linear Predictors?" (NeurIPS 2018): th
 predictor it is compared with, computed by compiled streaming kernels.
 """
 
+from . import theory
+from .certify import LambdaMin, SOPSPReport, check_sopsp, reduced_hessian
 from .features import ACTIVATIONS, MLPLayout
 from .linear import LinearBaselineResult, linear_baseline
 from .losses import BUILTIN_LOSSES, CustomLoss, Loss, get_loss
 from .objective import FeatureObjective, Objective, SufficientStats
+from .spectrum import (SpectralDensity, Spectrum, TraceEstimate, hessian_spectrum,
+                       hessian_trace, spectral_density)
 
 __all__ = [
     "ACTIVATIONS",
     "BUILTIN_LOSSES",
     "CustomLoss",
     "FeatureObjective",
+    "LambdaMin",
     "LinearBaselineResult",
     "Loss",
     "MLPLayout",
     "Objective",
+    "SOPSPReport",
+    "SpectralDensity",
+    "Spectrum",
     "SufficientStats",
+    "TraceEstimate",
+    "check_sopsp",
     "get_loss",
+    "hessian_spectrum",
+    "hessian_trace",
     "linear_baseline",
+    "reduced_hessian",
+    "spectral_density",
+    "theory",
 ]
 
 __version__ = "0.1.0"

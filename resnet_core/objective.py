@@ -22,6 +22,7 @@ from ._validation import (
 )
 from .features import MLPLayout
 from .heads import HEADS
+from .linear import linear_baseline
 from .losses import Loss, get_loss
 
 # Largest dense Hessian that hessian() builds (a 20000 x 20000 float64 array is 3.2 GB).
@@ -62,6 +63,17 @@ class _HeadObjective:
         self._n_head = self._head.n_params(self.d, self.k)
         self.n_params = self._n_head + n_theta
         self._last = None  # (x, F, grad) of the last fun/grad call
+        self._baselines = {}  # radius -> LinearBaselineResult, shared with partial()s
+
+    def linear_baseline(self, radius=None):
+        """The best linear predictor on this objective's data, loss and weights
+        (:func:`resnet_core.linear_baseline`), computed once per radius and cached."""
+        if radius not in self._baselines:
+            eng = self._engine
+            self._baselines[radius] = linear_baseline(
+                eng.X, eng.y, loss=eng.loss, sample_weight=eng.s, radius=radius,
+                n_threads=eng.n_threads)
+        return self._baselines[radius]
 
     @property
     def n_threads(self) -> int:
@@ -362,9 +374,12 @@ class Objective(_HeadObjective):
         theta = x[self._n_head:].copy()
         eng = self._engine
         if materialize:
-            return FeatureObjective(eng.X, self.features(x), eng.y, loss=self.loss,
+            part = FeatureObjective(eng.X, self.features(x), eng.y, loss=self.loss,
                                     head=self.head, sample_weight=eng.s,
                                     n_threads=eng.n_threads, chunk_size=eng.chunk)
-        sub = Engine(eng.X, eng.y, eng.s, eng.loss, self.k, dims=eng.dims, bias=eng.bias,
-                     act=eng.act, n_threads=eng.n_threads, chunk_size=eng.chunk)
-        return FeatureObjective._from_engine(sub, self.head, theta)
+        else:
+            sub = Engine(eng.X, eng.y, eng.s, eng.loss, self.k, dims=eng.dims, bias=eng.bias,
+                         act=eng.act, n_threads=eng.n_threads, chunk_size=eng.chunk)
+            part = FeatureObjective._from_engine(sub, self.head, theta)
+        part._baselines = self._baselines  # same data: one linear baseline
+        return part

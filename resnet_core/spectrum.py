@@ -1,0 +1,211 @@
+"""Hessian spectra without autograd: extreme eigenpairs, trace and spectral density.
+
+What PyHessian offers for PyTorch models, for this objective, on CPU: every method needs
+only Hessian-vector products, from ``FeatureObjective.hessp`` (``wrt="wV"``: the partial
+Hessian over ``(w, V)``, whose products after the first two do not touch the data) or
+``Objective.hessp`` (``wrt="all"``: the full Hessian by the R-operator).
+
+- :func:`hessian_spectrum`: extreme eigenpairs by ARPACK (fixed start vector) with residuals.
+- :func:`hessian_trace`: Hutchinson's estimator or Hutch++ (Meyer, Musco, Musco, Woodruff
+  2021); for ``wrt="wV"`` also ``method="exact"`` from the sufficient statistics
+  (``tr A + ||w||^2 tr C`` for the residual head).
+- :func:`spectral_density`: stochastic Lanczos quadrature (Lin, Saad, Yang 2016; Ghorbani,
+  Krishnan, Xiao 2019): for Rademacher probes ``v``, ``m`` Lanczos steps give the nodes
+  ``theta_j`` and weights ``tau_j^2`` of a Gauss quadrature of ``v^T f(H) v``; the density is
+  the probe average of ``sum_j tau_j^2 N(t; theta_j, sigma^2)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .certify import _feature_objective, lanczos_extreme
+from .objective import Objective
+from ._validation import check_choice, check_positive_int
+
+WRT = ("wV", "all")
+
+
+def hessian_operator(objective, x, wrt: str = "wV"):
+    """``(matvec, dim)`` of the partial (``"wV"``) or full (``"all"``) Hessian at ``x``."""
+    check_choice("wrt", wrt, WRT)
+    if wrt == "all":
+        if not isinstance(objective, Objective):
+            raise TypeError("wrt='all' needs an Objective (the full Hessian over theta too)")
+        x = objective._point(x)
+        return (lambda v: np.asarray(objective.hessp(x, v), dtype=np.float64)), objective.n_params
+    fo, z = _feature_objective(objective, x)
+    z = fo._point(z, "z")
+    return (lambda v: np.asarray(fo.hessp(z, v), dtype=np.float64)), fo.n_params
+
+
+@dataclass
+class Spectrum:
+    """Extreme eigenpairs: ``values`` ascending, ``vectors[:, i]`` unit eigenvectors,
+    ``residuals[i] = ||H v_i - lambda_i v_i||``; ``converged`` False when ARPACK stopped
+    early (then only the pairs it did converge are returned)."""
+
+    values: np.ndarray
+    vectors: np.ndarray
+    residuals: np.ndarray
+    converged: bool
+    wrt: str
+    n_products: int
+
+
+def _dense(matvec, dim):
+    H = np.column_stack([matvec(e) for e in np.eye(dim)])
+    return 0.5 * (H + H.T)
+
+
+def hessian_spectrum(objective, x, *, wrt: str = "wV", k: int = 6, which: str = "both",
+                     tol: float = 1e-10) -> Spectrum:
+    """The ``k`` smallest and/or largest eigenpairs of the Hessian at ``x``.
+
+    Parameters
+    ----------
+    objective : Objective or FeatureObjective
+    x : array
+        The point (all parameters for an Objective).
+    wrt : {"wV", "all"}
+        The partial Hessian over ``(w, V)`` or the full one (Objective only).
+    k : int
+        Eigenpairs at each requested end.
+    which : {"both", "smallest", "largest"}
+    tol : float
+        ARPACK's relative tolerance.
+    """
+    check_choice("which", which, ("both", "smallest", "largest"))
+    k = check_positive_int("k", k)
+    matvec, dim = hessian_operator(objective, x, wrt)
+    if dim <= max(2 * k + 1, 50):  # small: the dense spectrum, exactly
+        vals, vecs = np.linalg.eigh(_dense(matvec, dim))
+        pick = {"smallest": np.arange(min(k, dim)),
+                "largest": np.arange(max(dim - k, 0), dim),
+                "both": np.unique(np.r_[np.arange(min(k, dim)), np.arange(max(dim - k, 0), dim)])}
+        idx = pick[which]
+        res = np.array([np.linalg.norm(matvec(vecs[:, i]) - vals[i] * vecs[:, i]) for i in idx])
+        return Spectrum(vals[idx], vecs[:, idx], res, True, wrt, dim + idx.size)
+    parts, ok, count = [], True, 0
+    for end in (("SA",) if which == "smallest" else ("LA",) if which == "largest"
+                else ("SA", "LA")):
+        vals, vecs, res, conv, n = lanczos_extreme(matvec, dim, k=k, which=end, tol=tol)
+        parts.append((vals, vecs, res))
+        ok, count = ok and conv, count + n
+    vals = np.concatenate([p[0] for p in parts])
+    order = np.argsort(vals)
+    return Spectrum(vals[order], np.hstack([p[1] for p in parts])[:, order],
+                    np.concatenate([p[2] for p in parts])[order], ok, wrt, count)
+
+
+@dataclass
+class TraceEstimate:
+    """``estimate`` of ``tr H``; ``std_error`` of the Hutchinson average (None for Hutch++
+    and exact); ``n_products`` Hessian-vector products used."""
+
+    estimate: float
+    std_error: float | None
+    method: str
+    n_products: int
+
+
+def hessian_trace(objective, x, *, wrt: str = "wV", method: str = "hutch++",
+                  n_products: int = 99, seed=None) -> TraceEstimate:
+    """Trace of the Hessian at ``x``.
+
+    ``"hutchinson"``: mean of ``v^T H v`` over Rademacher ``v``; ``"hutch++"``: the exact
+    trace on a sketched range ``Q`` of ``H S`` plus Hutchinson on the rest,
+    ``tr(Q^T H Q) + (3/m) tr(G^T (I - QQ^T) H (I - QQ^T) G)`` (variance ``O(1/m^2)``);
+    ``"exact"`` (``wrt="wV"``): from the sufficient statistics.
+    """
+    check_choice("method", method, ("hutchinson", "hutch++", "exact"))
+    if method == "exact":
+        if wrt != "wV":
+            raise ValueError("method='exact' is for wrt='wV' (from the statistics)")
+        fo, z = _feature_objective(objective, x)
+        st = fo.stats(z)
+        w = fo.unpack(z)["w"]
+        extra = float(w @ w) * np.trace(st.C) if fo.head == "residual" else np.trace(st.C)
+        return TraceEstimate(float(np.trace(st.A) + extra), None, "exact", 0)
+    m = check_positive_int("n_products", n_products, minimum=3)
+    matvec, dim = hessian_operator(objective, x, wrt)
+    rng = np.random.default_rng(seed)
+    if method == "hutchinson":
+        samples = np.array([v @ matvec(v) for v in rng.choice([-1.0, 1.0], size=(m, dim))])
+        return TraceEstimate(float(samples.mean()), float(samples.std(ddof=1) / np.sqrt(m))
+                             if m > 1 else None, method, m)
+    third = m // 3
+    S = rng.choice([-1.0, 1.0], size=(dim, third))
+    G = rng.choice([-1.0, 1.0], size=(dim, m - 2 * third))
+    Q, _ = np.linalg.qr(np.column_stack([matvec(s) for s in S.T]))
+    HQ = np.column_stack([matvec(q) for q in Q.T])
+    G = G - Q @ (Q.T @ G)
+    HG = np.column_stack([matvec(g) for g in G.T])
+    est = np.trace(Q.T @ HQ) + np.trace(G.T @ HG) / G.shape[1]
+    return TraceEstimate(float(est), None, method, 2 * third + G.shape[1])
+
+
+@dataclass
+class SpectralDensity:
+    """Stochastic Lanczos quadrature: ``nodes[i]`` and ``weights[i]`` (summing to one) of
+    probe ``i``; ``density`` on ``grid``, a probability density (times ``dim`` it counts
+    eigenvalues per unit)."""
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    grid: np.ndarray
+    density: np.ndarray
+    sigma: float
+    dim: int
+
+
+def _lanczos_tridiagonal(matvec, v, steps):
+    """``steps`` Lanczos steps with full reorthogonalisation; returns (alpha, beta)."""
+    dim = v.size
+    V = np.zeros((steps, dim))
+    alpha, beta = np.zeros(steps), np.zeros(max(steps - 1, 0))
+    V[0] = v / np.linalg.norm(v)
+    for j in range(steps):
+        w = matvec(V[j])
+        alpha[j] = V[j] @ w
+        w -= V[:j + 1].T @ (V[:j + 1] @ w)
+        w -= V[:j + 1].T @ (V[:j + 1] @ w)  # twice is enough (Kahan-Parlett)
+        if j + 1 == steps:
+            break
+        beta[j] = np.linalg.norm(w)
+        if beta[j] < 1e-12 * max(abs(alpha[j]), 1.0):  # invariant subspace found
+            return alpha[:j + 1], beta[:j]
+        V[j + 1] = w / beta[j]
+    return alpha, beta
+
+
+def spectral_density(objective, x, *, wrt: str = "wV", n_probes: int = 8,
+                     lanczos_steps: int = 60, grid=None, n_grid: int = 400,
+                     sigma: float | None = None, seed=None) -> SpectralDensity:
+    """Spectral density of the Hessian at ``x`` by stochastic Lanczos quadrature.
+
+    ``sigma`` (the Gaussian broadening) defaults to 1% of the spectral range seen.
+    """
+    n_probes = check_positive_int("n_probes", n_probes)
+    steps = check_positive_int("lanczos_steps", lanczos_steps)
+    matvec, dim = hessian_operator(objective, x, wrt)
+    steps = min(steps, dim)
+    rng = np.random.default_rng(seed)
+    nodes, weights = [], []
+    for _ in range(n_probes):
+        alpha, beta = _lanczos_tridiagonal(matvec, rng.choice([-1.0, 1.0], size=dim), steps)
+        theta, U = np.linalg.eigh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
+        pad = steps - theta.size  # early breakdown: zero-weight padding
+        nodes.append(np.r_[theta, np.full(pad, theta[-1])])
+        weights.append(np.r_[U[0] ** 2, np.zeros(pad)])
+    nodes, weights = np.array(nodes), np.array(weights)
+    lo, hi = nodes.min(), nodes.max()
+    span = max(hi - lo, 1e-12 * max(abs(lo), abs(hi), 1.0))
+    sigma = 0.01 * span if sigma is None else float(sigma)
+    grid = (np.linspace(lo - 5 * sigma, hi + 5 * sigma, n_grid) if grid is None
+            else np.asarray(grid, dtype=np.float64))
+    kern = np.exp(-0.5 * ((grid[:, None, None] - nodes[None]) / sigma) ** 2)
+    density = (kern * weights[None]).sum(axis=(1, 2)) / (n_probes * sigma * np.sqrt(2 * np.pi))
+    return SpectralDensity(nodes, weights, grid, density, sigma, dim)
