@@ -2,7 +2,8 @@
 
 An :class:`Engine` holds validated data (``X``, ``y``, normalised weights ``s``), the source
 of the features (a given ``Phi``, or an MLP evaluated chunk by chunk), the loss, and two
-n-vectors ``r = s l'(p)`` and ``q = s l''(p)`` with the point they belong to.  Any pass that
+n-vectors ``r = s l'(p)`` and ``q = s l''(p)`` (and the losses ``l(p)``) with the point
+they belong to.  Any pass that
 computes the loss at a point fills them; a later pass at the same point reads them instead
 (and a user-defined loss is always evaluated this way: one prediction pass, then the loss
 in Python or numba, then the kernel).  Extra memory: these two vectors and the per-slot
@@ -53,6 +54,7 @@ class Engine:
                       else check_positive_int("chunk_size", chunk_size))
         self._r = np.zeros(self.n, dtype=self.dtype)
         self._q = np.zeros(self.n, dtype=self.dtype)
+        self._l = np.zeros(self.n, dtype=self.dtype)
         self._key = None
         self._value = None
         self._empty = np.empty(0, dtype=self.dtype)
@@ -85,6 +87,7 @@ class Engine:
         s64 = self.s.astype(np.float64)
         self._r[:] = s64 * d1
         self._q[:] = s64 * d2
+        self._l[:] = l
         self._remember(key, float(np.dot(s64, l)))
         return LOSS_EXTERNAL
 
@@ -98,12 +101,14 @@ class Engine:
         return self._value
 
     def derivatives(self, w, a, theta, key):
-        """``(r, q) = (s l', s l'')`` at the point, as read-only views (one pass if new)."""
+        """``(l, r, q) = (l, s l', s l'')`` per sample at the point, as read-only views
+        (one pass if the point is new)."""
         if self._loss_code(w, a, theta, key) != LOSS_EXTERNAL:
             self.value_grad(w, a, theta, need_theta=False, key=key)
-        r, q = self._r.view(), self._q.view()
-        r.flags.writeable = q.flags.writeable = False
-        return r, q
+        views = [self._l.view(), self._r.view(), self._q.view()]
+        for v in views:
+            v.flags.writeable = False
+        return tuple(views)
 
     # -- passes --------------------------------------------------------------------
     def predict(self, w, a, theta, *, features=False):
@@ -127,7 +132,7 @@ class Engine:
         value_out, status = np.zeros(self.n_threads), np.zeros(self.n_threads, dtype=np.intc)
         with blas_single_thread():
             _kernels.value_grad(*self._common(theta), self._vec(w), self._vec(a), code,
-                                int(need_theta), self._r, self._q, value_out, vx, vp, vt,
+                                int(need_theta), self._r, self._q, self._l, value_out, vx, vp, vt,
                                 status, self.chunk, self.n_threads)
         self._check(status)
         value = self._value_after(code, value_out, key)
@@ -142,7 +147,8 @@ class Engine:
         with blas_single_thread():
             _kernels.hvp(*self._common(theta), self._vec(w), self._vec(a), self._vec(dw),
                          self._vec(da), self._vec(dtheta if need_theta else None), code,
-                         int(need_theta), self._r, self._q, value_out, vx, vp, g, vt, status,
+                         int(need_theta), self._r, self._q, self._l, value_out, vx, vp, g, vt,
+                         status,
                          self.chunk, self.n_threads)
         self._check(status)
         self._value_after(code, value_out, key)
@@ -157,7 +163,7 @@ class Engine:
         value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
         with blas_single_thread():
             _kernels.gram(*self._common(theta), self._vec(w), self._vec(a), code, self._r,
-                          self._q, value_out, vx, vp, G, status, self.chunk, T)
+                          self._q, self._l, value_out, vx, vp, G, status, self.chunk, T)
         self._check(status)
         value = self._value_after(code, value_out, key)
         G = G.sum(axis=0)

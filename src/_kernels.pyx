@@ -69,6 +69,7 @@ cdef struct Job:
     void* dtheta
     void* r
     void* q
+    void* l           # per-sample losses, written with r and q when not NULL
     void* p_out
     void* phi_out
     double* value_out
@@ -203,12 +204,13 @@ cdef void _r_backward(Job* job, Py_ssize_t m, const floating* Xc, const floating
 
 cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating* Xc,
                         const floating* Phic, floating* p) noexcept nogil:
-    """p = Xc w + Phic a; r = s l'(p), q = s l''(p) into the caller's n-vectors at row0;
-    return sum_i s_i l(p_i)."""
+    """p = Xc w + Phic a; r = s l'(p), q = s l''(p) (and l(p)) into the caller's n-vectors
+    at row0; return sum_i s_i l(p_i)."""
     cdef const floating* y = <const floating*> job.y + row0
     cdef const floating* s = <const floating*> job.s + row0
     cdef floating* r = <floating*> job.r + row0
     cdef floating* q = <floating*> job.q + row0 if job.q != NULL else NULL
+    cdef floating* lout = <floating*> job.l + row0 if job.l != NULL else NULL
     cdef double val = 0, lv, d1, d2
     cdef Py_ssize_t i
     gemv_rm(False, m, job.d, 1, Xc, job.d, <const floating*> job.w, 0, p)
@@ -219,6 +221,8 @@ cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating*
         r[i] = <floating> (s[i] * d1)
         if q != NULL:
             q[i] = <floating> (s[i] * d2)
+        if lout != NULL:
+            lout[i] = <floating> lv
     return val
 
 
@@ -434,7 +438,7 @@ cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:,
     job.theta = _ptr1(theta)
     job.w = _ptr1(w)
     job.a = _ptr1(a)
-    job.dw = job.Ra = job.dtheta = job.r = job.q = job.p_out = job.phi_out = NULL
+    job.dw = job.Ra = job.dtheta = job.r = job.q = job.l = job.p_out = job.phi_out = NULL
     job.vx_out = job.vp_out = job.g_out = job.vtheta_out = job.gram_out = NULL
 
 
@@ -442,23 +446,26 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
                const floating[::1] y, const floating[::1] s, const floating[::1] theta,
                const Py_ssize_t[::1] dims, int bias, int act,
                const floating[::1] w, const floating[::1] a, int loss, int need_theta,
-               floating[::1] r, floating[::1] q, double[::1] value_out, floating[:, ::1] vx_out,
-               floating[:, ::1] vp_out, floating[:, ::1] vtheta_out, int[::1] status,
+               floating[::1] r, floating[::1] q, floating[::1] l, double[::1] value_out,
+               floating[:, ::1] vx_out, floating[:, ::1] vp_out, floating[:, ::1] vtheta_out,
+               int[::1] status,
                Py_ssize_t chunk, int n_threads):
     """Partial sums of the value and gradient, one row per slot (``n_threads`` slots).
 
     With ``p = X w + Phi a`` (``Phi = f_theta(X)`` when ``dims`` has more than one entry)
     and ``r = s l'(p)``: ``value_out[t] = sum s l(p)``, ``vx_out[t] = X^T r``,
     ``vp_out[t] = Phi^T r`` and ``vtheta_out[t] = d/dtheta sum s l`` by back-propagation of
-    ``dl/dphi = r a^T`` (when ``need_theta``), each over slot t's samples.  ``r`` and
-    ``q = s l''`` are written (``loss >= 0``) or ``r`` is read (``loss == -1``, then
-    ``value_out`` stays 0).  Outputs are added to, so the caller zeroes them.
+    ``dl/dphi = r a^T`` (when ``need_theta``), each over slot t's samples.  ``r``,
+    ``q = s l''`` and the per-sample losses ``l`` are written (``loss >= 0``) or ``r`` is
+    read (``loss == -1``, then ``value_out`` stays 0).  Outputs are added to, so the caller
+    zeroes them.
     """
     cdef Job job
     _setup(&job, MODE_VALUE_GRAD, X, Phi, y, s, theta, dims, bias, act, w, a, loss,
            need_theta, chunk, n_threads, value_out, status)
     job.r = &r[0]
     job.q = &q[0]
+    job.l = &l[0]
     job.vx_out = &vx_out[0, 0]
     job.vp_out = _ptr2(vp_out)
     job.vtheta_out = _ptr2(vtheta_out)
@@ -471,8 +478,9 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
         const Py_ssize_t[::1] dims, int bias, int act,
         const floating[::1] w, const floating[::1] a, const floating[::1] dw,
         const floating[::1] Ra, const floating[::1] dtheta, int loss, int need_theta,
-        floating[::1] r, floating[::1] q, double[::1] value_out, floating[:, ::1] vx_out,
-        floating[:, ::1] vp_out, floating[:, ::1] g_out, floating[:, ::1] vtheta_out,
+        floating[::1] r, floating[::1] q, floating[::1] l, double[::1] value_out,
+        floating[:, ::1] vx_out, floating[:, ::1] vp_out, floating[:, ::1] g_out,
+        floating[:, ::1] vtheta_out,
         int[::1] status, Py_ssize_t chunk, int n_threads):
     """Partial sums of a Hessian-vector product by the R-operator, one row per slot.
 
@@ -490,6 +498,7 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
     job.dtheta = _ptr1(dtheta)
     job.r = &r[0]
     job.q = &q[0]
+    job.l = &l[0]
     job.vx_out = &vx_out[0, 0]
     job.vp_out = _ptr2(vp_out)
     job.g_out = _ptr2(g_out)
@@ -502,8 +511,9 @@ def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
          const floating[::1] y, const floating[::1] s, const floating[::1] theta,
          const Py_ssize_t[::1] dims, int bias, int act,
          const floating[::1] w, const floating[::1] a, int loss,
-         floating[::1] r, floating[::1] q, double[::1] value_out, floating[:, ::1] vx_out,
-         floating[:, ::1] vp_out, floating[:, :, ::1] gram_out, int[::1] status,
+         floating[::1] r, floating[::1] q, floating[::1] l, double[::1] value_out,
+         floating[:, ::1] vx_out, floating[:, ::1] vp_out, floating[:, :, ::1] gram_out,
+         int[::1] status,
          Py_ssize_t chunk, int n_threads):
     """Partial sums of the weighted Gram matrix and the gradient, one slot per row.
 
@@ -516,6 +526,7 @@ def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
            0, chunk, n_threads, value_out, status)
     job.r = &r[0]
     job.q = &q[0]
+    job.l = &l[0]
     job.vx_out = &vx_out[0, 0]
     job.vp_out = _ptr2(vp_out)
     job.gram_out = &gram_out[0, 0, 0]
