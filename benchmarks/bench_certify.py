@@ -1,0 +1,53 @@
+"""pytest-benchmark suites of the certificates (see bench_objective.py for the sizes)."""
+
+import numpy as np
+import pytest
+
+import resnet_core as rc
+from problems import REFERENCE, SMALL, make_objective
+
+SIZES = [pytest.param(SMALL, id="small"),
+         pytest.param(REFERENCE, id="reference", marks=pytest.mark.slow)]
+
+
+@pytest.fixture(scope="module", params=SIZES)
+def features(request):
+    obj, x = make_objective(**request.param)
+    part = obj.partial(x, materialize=True)
+    part.linear_baseline()  # once per data set; cached, not timed
+    return request.param, obj, x, part, x[:part.n_params].copy()
+
+
+def test_check_sopsp_structured(benchmark, features):
+    size, obj, x, part, z = features
+    benchmark.group = f"certificate {size['n']}"
+    pts, i = [z, z + 1e-3], [0]
+
+    def certify():
+        i[0] ^= 1
+        return rc.check_sopsp(part, pts[i[0]], eps=1e-3, method="structured")
+
+    report = benchmark(certify)
+    assert np.isfinite(report.lambda_min) and report.lambda_min_converged
+
+
+def test_one_training_step_for_scale(benchmark, features):
+    """The yardstick of the certificate: one value + gradient over all parameters."""
+    size, obj, x, part, z = features
+    benchmark.group = f"certificate {size['n']}"
+    pts, i = [x, x + 1e-3], [0]
+
+    def step():
+        i[0] ^= 1
+        return obj.fun_and_grad(pts[i[0]])
+
+    benchmark(step)
+
+
+def test_lanczos_on_cached_statistics(benchmark, features):
+    size, obj, x, part, z = features
+    benchmark.group = f"certificate {size['n']}"
+    part.hessp(z, z)
+    part.hessp(z, z)
+    lam = benchmark(lambda: rc.certify.lambda_min_lanczos(part, z))
+    assert lam.converged
