@@ -5,12 +5,13 @@ Shamir, "Are ResNets Provably Better than Linear Predictors?" (NeurIPS 2018): th
 predictor it is compared with, computed by compiled streaming kernels.
 """
 
-from . import theory
+from . import studies, theory
 from .certify import LambdaMin, SOPSPReport, check_sopsp, reduced_hessian
 from .features import ACTIVATIONS, MLPLayout
 from .linear import LinearBaselineResult, linear_baseline
 from .losses import BUILTIN_LOSSES, CustomLoss, Loss, get_loss
 from .objective import FeatureObjective, Objective, SufficientStats
+from .optim import gradient_descent, perturbed_gd, projected_sgd
 from .spectrum import (SpectralDensity, Spectrum, TraceEstimate, hessian_spectrum,
                        hessian_trace, spectral_density)
 
@@ -31,11 +32,15 @@ __all__ = [
     "TraceEstimate",
     "check_sopsp",
     "get_loss",
+    "gradient_descent",
     "hessian_spectrum",
     "hessian_trace",
     "linear_baseline",
+    "perturbed_gd",
+    "projected_sgd",
     "reduced_hessian",
     "spectral_density",
+    "studies",
     "theory",
 ]
 

@@ -1,0 +1,370 @@
+"""Compiled optimisation loops (numba): perturbed gradient descent, batched escape runs,
+projected SGD.
+
+Why numba here and Cython for the objective: these loops do O(d k) work per step on small
+data (Example 1 has one sample and two parameters), where any call overhead per step would
+dominate, and the batched studies need a ``prange`` over independent runs of such loops.
+numba compiles them once (``cache=True`` on the serial kernels, never on the parallel one).
+
+Randomness is a splitmix64 stream per run (state in a uint64 array the run owns), so a
+run's result depends on its seed only, never on the thread that executes it.
+Losses and activations repeat the formulas of ``src/_loss.pxd`` and ``src/_activation.pxd``
+(codes alike); the tests check both against the NumPy reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+# -- random numbers ------------------------------------------------------------------
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+@numba.njit(cache=True)
+def seed_state(seed):
+    """A fresh splitmix64 state array for ``seed``."""
+    st = np.empty(1, dtype=np.uint64)
+    st[0] = np.uint64(seed) * _MIX2 + _GOLDEN
+    return st
+
+
+@numba.njit(cache=True)
+def next_uniform(st):
+    """Uniform on (0, 1]: the top 53 bits of the next splitmix64 output."""
+    st[0] += _GOLDEN
+    z = st[0]
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    z = z ^ (z >> np.uint64(31))
+    return (float(z >> np.uint64(11)) + 1.0) * (1.0 / 9007199254740992.0)
+
+
+@numba.njit(cache=True)
+def next_normal(st):
+    """Standard normal by Box-Muller."""
+    u1 = next_uniform(st)
+    u2 = next_uniform(st)
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
+
+
+@numba.njit(cache=True)
+def add_ball_sample(x, r, st):
+    """``x += xi`` with ``xi`` uniform in the ball of radius ``r``: a normalised Gaussian
+    direction times ``r U^(1/dim)``."""
+    dim = x.shape[0]
+    xi = np.empty(dim)
+    norm = 0.0
+    for j in range(dim):
+        xi[j] = next_normal(st)
+        norm += xi[j] * xi[j]
+    scale = r * next_uniform(st) ** (1.0 / dim) / math.sqrt(norm)
+    for j in range(dim):
+        x[j] += scale * xi[j]
+
+
+# -- losses and activations (codes of resnet_core.losses / features) ------------------
+
+@numba.njit(cache=True, inline="always")
+def loss_d1(code, p, y):
+    """``(l(p; y), dl/dp)`` of a built-in loss."""
+    if code == 0:
+        return 0.5 * (p - y) * (p - y), p - y
+    if code == 1:
+        z = y * p
+        e = math.exp(-abs(z))
+        if z >= 0:
+            return math.log1p(e), -y * e / (1.0 + e)
+        return -z + math.log1p(e), -y / (1.0 + e)
+    h = 0.5  # smoothed hinge, see resnet_core.losses
+    t = 1.0 - y * p
+    if t <= -h:
+        return 0.0, 0.0
+    if t >= h:
+        return t, -y
+    s = t + h
+    if s <= h:
+        return s * s * s / (6 * h * h), -y * s * s / (2 * h * h)
+    u = 2 * h - s
+    return s - h + u * u * u / (6 * h * h), -y * (1.0 - u * u / (2 * h * h))
+
+
+@numba.njit(cache=True, inline="always")
+def act_d1(code, z):
+    """``(act(z), act'(z))``."""
+    if code == 1:
+        h = math.tanh(z)
+        return h, 1.0 - h * h
+    if code == 2:
+        return (z, 1.0) if z > 0 else (0.0, 0.0)
+    if code == 3:
+        e = math.exp(-abs(z))
+        s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+        return s, s * (1.0 - s)
+    if code == 4:
+        e = math.exp(-abs(z))
+        s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
+        return max(z, 0.0) + math.log1p(e), s
+    return z, 1.0
+
+
+# -- F_theta(w, V) for given features -------------------------------------------------
+
+@numba.njit(cache=True, inline="always")
+def feature_value_grad(X, Phi, y, s, loss, residual, z, grad, work):
+    """``F = sum_i s_i l(p_i)`` and its gradient over ``z = [w, vec(V)]`` (residual head,
+    ``p = x.w + phi.(V^T w)``) or ``[w, v]`` (skip head) into ``grad``; ``work`` holds
+    ``2 k`` scratch entries (no allocation per call: this runs once per PGD step)."""
+    n, d = X.shape
+    k = Phi.shape[1]
+    a = work[:k]
+    g = work[k:2 * k]
+    for m in range(k):
+        if residual:
+            acc = 0.0
+            for j in range(d):
+                acc += z[d + j * k + m] * z[j]
+            a[m] = acc
+        else:
+            a[m] = z[d + m]
+        g[m] = 0.0
+    for j in range(grad.shape[0]):
+        grad[j] = 0.0
+    F = 0.0
+    for i in range(n):
+        p = 0.0
+        for j in range(d):
+            p += X[i, j] * z[j]
+        for m in range(k):
+            p += Phi[i, m] * a[m]
+        lv, d1 = loss_d1(loss, p, y[i])
+        F += s[i] * lv
+        r = s[i] * d1
+        for j in range(d):
+            grad[j] += r * X[i, j]
+        for m in range(k):
+            g[m] += r * Phi[i, m]
+    if residual:
+        for j in range(d):
+            acc = 0.0
+            for m in range(k):
+                acc += z[d + j * k + m] * g[m]
+                grad[d + j * k + m] = z[j] * g[m]
+            grad[j] += acc
+    else:
+        for m in range(k):
+            grad[d + m] = g[m]
+    return F
+
+
+# -- perturbed gradient descent (Jin et al. 2017, Algorithm 2) ------------------------
+# istate: [t, t_noise, n_perturbations, status, escape_iter, nfev]
+# fstate: [f_tilde, F_start]
+# status codes: -1 running, 0 converged, 1 max_iter, 2 non-finite value or gradient
+I_T, I_NOISE, I_NPERT, I_STATUS, I_ESCAPE, I_NFEV = 0, 1, 2, 3, 4, 5
+
+
+@numba.njit(cache=True, inline="always")
+def _sq_norm_or_nan(F, g):
+    """``||g||^2``, or NaN when ``F`` or an entry of ``g`` is not finite."""
+    acc = 0.0
+    for j in range(g.shape[0]):
+        acc += g[j] * g[j]
+    return acc if math.isfinite(F) and math.isfinite(acc) else math.nan
+
+
+@numba.njit(cache=True)
+def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate, rng,
+             perturb, eta, r, g_thres, f_thres, t_thres, f_escape, t_stop, record_every,
+             hist_t, hist_F, hist_g, n_hist, pert_t, n_pert):
+    """Run PGD (``perturb``) or plain GD from the state until iteration ``t_stop`` or a stop.
+
+    Returns the number of history rows and of perturbation marks written so far.  Plain GD
+    stops (status 0) once ``||grad|| <= g_thres``.  The counters live in locals during the
+    loop and go back to ``istate`` / ``fstate`` on exit.
+    """
+    dim = x.shape[0]
+    work = np.empty(2 * Phi.shape[1])
+    t, t_noise, n_perturb = istate[I_T], istate[I_NOISE], istate[I_NPERT]
+    escape, nfev, status = istate[I_ESCAPE], istate[I_NFEV], istate[I_STATUS]
+    f_tilde, F_escape = fstate[0], fstate[1] - f_escape
+    g2_thres = g_thres * g_thres if g_thres >= 0 else -1.0
+    next_record = t if record_every > 0 else t_stop + 1
+    if record_every > 0 and t % record_every:
+        next_record = t + record_every - t % record_every
+    while t < t_stop:
+        F = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
+        nfev += 1
+        g2 = _sq_norm_or_nan(F, g)
+        if math.isnan(g2):
+            x[:] = x_prev
+            status = 2
+            break
+        if escape < 0 and F <= F_escape:
+            escape = t
+        if t == next_record:
+            next_record += record_every
+            if n_hist < hist_t.shape[0]:
+                hist_t[n_hist] = t
+                hist_F[n_hist] = F
+                hist_g[n_hist] = math.sqrt(g2)
+                n_hist += 1
+        if not perturb:
+            if g2 <= g2_thres:
+                status = 0
+                break
+        elif g2 <= g2_thres and t - t_noise > t_thres:
+            for j in range(dim):
+                x_tilde[j] = x[j]
+            f_tilde = F
+            t_noise = t
+            n_perturb += 1
+            if n_pert < pert_t.shape[0]:
+                pert_t[n_pert] = t
+                n_pert += 1
+            add_ball_sample(x, r, rng)
+            F = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
+            nfev += 1
+            if math.isnan(_sq_norm_or_nan(F, g)):
+                x[:] = x_tilde
+                status = 2
+                break
+        if perturb and t - t_noise == t_thres and F - f_tilde > -f_thres:
+            x[:] = x_tilde
+            status = 0
+            break
+        for j in range(dim):
+            x_prev[j] = x[j]
+            x[j] -= eta * g[j]
+        t += 1
+    istate[I_T], istate[I_NOISE], istate[I_NPERT] = t, t_noise, n_perturb
+    istate[I_ESCAPE], istate[I_NFEV], istate[I_STATUS] = escape, nfev, status
+    fstate[0] = f_tilde
+    return n_hist, n_pert
+
+
+@numba.njit(parallel=True)
+def escape_batch(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g_thres,
+                 f_thres, t_thres, f_escape, max_iter, x_out, istate_out, F_out, gnorm_out):
+    """Independent runs ``i`` from ``starts[i]`` with seed ``seeds[i]``, over the threads;
+    run ``i`` owns row ``i`` of every output, so results do not depend on the threads."""
+    R, dim = starts.shape
+    for i in numba.prange(R):
+        x = starts[i].copy()
+        x_tilde = x.copy()
+        x_prev = x.copy()
+        g = np.empty(dim)
+        work = np.empty(2 * Phi.shape[1])
+        istate = istate_out[i]
+        istate[:] = 0
+        istate[I_NOISE] = -t_thres - 1
+        istate[I_STATUS] = -1
+        istate[I_ESCAPE] = -1
+        fstate = np.empty(2)
+        fstate[1] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
+        fstate[0] = fstate[1]
+        rng = seed_state(seeds[i])
+        empty_f = np.empty(0)
+        empty_i = np.empty(0, dtype=np.int64)
+        pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate, rng,
+                 perturb, eta, r, g_thres, f_thres, t_thres, f_escape, max_iter, 0,
+                 empty_i, empty_f, empty_f, 0, empty_i, 0)
+        if istate[I_STATUS] < 0:
+            istate[I_STATUS] = 1
+        x_out[i] = x
+        F_out[i] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
+        gnorm_out[i] = math.sqrt(np.dot(g, g))
+
+
+# -- projected SGD on the skip head (Theorem 4) ----------------------------------------
+
+@numba.njit(cache=True)
+def _project(x, lo, hi, radius):
+    """Scale ``x[lo:hi]`` onto the ball of ``radius`` (no-op inside it, or radius < 0);
+    return the norm of the result."""
+    nrm = 0.0
+    for j in range(lo, hi):
+        nrm += x[j] * x[j]
+    nrm = math.sqrt(nrm)
+    if radius >= 0 and nrm > radius:
+        f = radius / nrm
+        for j in range(lo, hi):
+            x[j] *= f
+        return radius
+    return nrm
+
+
+@numba.njit(cache=True)
+def sgd_steps(X, y, loss, act, dims, bias, params, eta, b, theta_radius, batch_size,
+              n_steps, rng, grad, H, D1, delta, delta_next, max_norms):
+    """``n_steps`` projected SGD steps on ``p = w.x + v.f_theta(x)`` in place on ``params``
+    (``[w, v, theta]``), each on ``batch_size`` samples drawn uniformly (with replacement):
+    ``params <- Proj(params - eta grad)``, ``(w, v)`` onto the ball of radius ``b``, ``theta``
+    onto that of ``theta_radius`` (none when negative).  ``H``, ``D1`` (L x max width) and
+    ``delta``/``delta_next`` (max width) are the caller's workspace; ``max_norms`` keeps the
+    largest ``||(w, v)||`` and ``||theta||`` of any iterate.  Returns False if a non-finite
+    gradient appeared (``params`` then hold the last finite iterate)."""
+    n, d = X.shape
+    L = dims.shape[0] - 1
+    k = dims[L]
+    hv = d + k
+    total = params.shape[0]
+    for _ in range(n_steps):
+        grad[:] = 0.0
+        for _b in range(batch_size):
+            i = min(int(next_uniform(rng) * n), n - 1)
+            # forward
+            off = hv
+            for l in range(L):
+                hin, hout = dims[l], dims[l + 1]
+                for o in range(hout):
+                    acc = params[off + hout * hin + o] if bias else 0.0
+                    for j in range(hin):
+                        acc += params[off + o * hin + j] * (X[i, j] if l == 0 else H[l - 1, j])
+                    H[l, o], D1[l, o] = act_d1(act, acc)
+                off += hout * hin + (hout if bias else 0)
+            p = 0.0
+            for j in range(d):
+                p += params[j] * X[i, j]
+            for m in range(k):
+                p += params[d + m] * H[L - 1, m]
+            _, d1 = loss_d1(loss, p, y[i])
+            c = d1 / batch_size
+            for j in range(d):
+                grad[j] += c * X[i, j]
+            for m in range(k):
+                grad[d + m] += c * H[L - 1, m]
+                delta[m] = c * params[d + m]
+            # backward through the MLP
+            for l in range(L - 1, -1, -1):
+                hin, hout = dims[l], dims[l + 1]
+                off = hv
+                for ll in range(l):
+                    off += dims[ll + 1] * dims[ll] + (dims[ll + 1] if bias else 0)
+                for o in range(hout):
+                    delta[o] *= D1[l, o]
+                for o in range(hout):
+                    for j in range(hin):
+                        grad[off + o * hin + j] += delta[o] * (X[i, j] if l == 0 else H[l - 1, j])
+                    if bias:
+                        grad[off + hout * hin + o] += delta[o]
+                if l > 0:
+                    for j in range(hin):
+                        acc = 0.0
+                        for o in range(hout):
+                            acc += params[off + o * hin + j] * delta[o]
+                        delta_next[j] = acc
+                    delta[:hin] = delta_next[:hin]
+        for j in range(total):
+            if not math.isfinite(grad[j]):
+                return False
+        for j in range(total):
+            params[j] -= eta * grad[j]
+        max_norms[0] = max(max_norms[0], _project(params, 0, hv, b))
+        max_norms[1] = max(max_norms[1], _project(params, hv, total, theta_radius))
+    return True

@@ -1,0 +1,445 @@
+"""Optimisers: perturbed gradient descent (Jin et al. 2017), plain gradient descent, and
+projected SGD on the skip head (Shamir 2018, Theorem 4).
+
+Which loop runs: on fixed features held in memory (a :class:`FeatureObjective`, or an
+:class:`Objective` with ``wrt="wV"``) and a built-in loss, the whole iteration is compiled
+(numba, ``resnet_core._loops``): value, gradient, perturbation and bookkeeping, with no
+Python per step.  With ``wrt="all"`` on an :class:`Objective` (or a user-defined loss) each
+step is one streamed pass of the compiled kernels over all samples, driven from Python: a
+step costs one ``fun_and_grad`` and the driver's share is a few microseconds (measured in
+``benchmarks/compare.py``).  Both loops draw the same random numbers from the same seed.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import OptimizeResult
+
+from . import _loops
+from ._validation import check_choice, check_positive_int
+from .objective import FeatureObjective, Objective
+
+STATUS_MESSAGES = {
+    0: "converged: no decrease of f_thres within t_thres steps of a perturbation "
+       "(PGD), or ||grad|| <= g_thres (GD)",
+    1: "maximum number of iterations reached",
+    2: "stopped: non-finite value or gradient; x is the last finite iterate",
+    3: "stopped by the callback",
+}
+# Work (samples x parameters) below which a compiled single-thread loop beats streaming.
+_COMPILED_WORK = 1 << 21
+
+
+def pgd_constants(*, eps, ell, rho, c, delta, delta_f, dim):
+    """The six constants of Jin et al. (2017), Algorithm 2 (see ``paper.md``):
+    ``chi = 3 max(log(dim ell Delta_f / (c eps^2 delta)), 4)``, ``eta = c / ell``,
+    ``r = sqrt(c) / chi^2 eps / ell``, ``g_thres = sqrt(c) / chi^2 eps``,
+    ``f_thres = c / chi^3 sqrt(eps^3 / rho)``, ``t_thres = chi / c^2 ell / sqrt(rho eps)``
+    (rounded up to an integer number of steps)."""
+    chi = 3.0 * max(math.log(dim * ell * delta_f / (c * eps**2 * delta)), 4.0)
+    return {"chi": chi, "eta": c / ell, "r": math.sqrt(c) / chi**2 * eps / ell,
+            "g_thres": math.sqrt(c) / chi**2 * eps,
+            "f_thres": c / chi**3 * math.sqrt(eps**3 / rho),
+            "t_thres": int(math.ceil(chi / c**2 * ell / math.sqrt(rho * eps)))}
+
+
+class _Problem:
+    """The function PGD runs on, in its own coordinates ``u``: all parameters, or
+    ``(w, V)`` with ``theta`` fixed; knows how to go back to the objective's ``x``."""
+
+    def __init__(self, objective, x0, wrt):
+        check_choice("wrt", wrt, ("all", "wV"))
+        if not isinstance(objective, (Objective, FeatureObjective)):
+            raise TypeError("objective must be an Objective or a FeatureObjective; got "
+                            f"{type(objective).__name__}")
+        x0 = objective._point(x0, "x0")
+        self.objective, self.x0, self.tail = objective, x0, np.empty(0)
+        fo = objective
+        if isinstance(objective, Objective) and wrt == "wV":
+            fo = objective.partial(x0, materialize=True)
+            self.tail = x0[fo.n_params:].copy()
+            x0 = x0[:fo.n_params]
+        self.fo = fo if isinstance(fo, FeatureObjective) else None
+        self.u0 = np.asarray(x0, dtype=np.float64).copy()
+        self.dim = self.u0.size
+        eng = fo._engine
+        self.compiled = (self.fo is not None and fo.loss.code >= 0
+                         and eng.n * fo.n_params <= _COMPILED_WORK)
+        if self.compiled:
+            self.data = (np.asarray(eng.X, np.float64), np.asarray(fo.Phi, np.float64),
+                         np.asarray(eng.y, np.float64), np.asarray(eng.s, np.float64),
+                         fo.loss.code, fo.head == "residual")
+
+    def fun_and_grad(self, u):
+        F, g = self.inner().fun_and_grad(u)
+        return float(F), np.asarray(g, dtype=np.float64)
+
+    def hessp(self, u, p):
+        return np.asarray(self.inner().hessp(u, p), dtype=np.float64)
+
+    def inner(self):
+        return self.fo if self.fo is not None and self.tail.size else self.objective
+
+    def to_x(self, u):
+        return np.concatenate([u, self.tail]) if self.tail.size else u
+
+
+def _estimate_ell_rho(problem: _Problem, u0, rng):
+    """Local estimates at ``u0``: ``ell = 2 ||H(u0)||`` (power iteration on ``hessp``) and
+    ``rho = 2 max_i ||H(u0 + h e_i) e_i - H(u0) e_i|| / h`` over four random unit ``e_i``
+    (``h = 1e-3 (1 + ||u0||)``).  The factor 2 is a margin; neither is a global bound."""
+    v = rng.standard_normal(problem.dim)
+    lam = 0.0
+    for _ in range(30):
+        v /= np.linalg.norm(v)
+        hv = problem.hessp(u0, v)
+        lam = float(np.linalg.norm(hv))
+        if lam == 0.0:
+            break
+        v = hv
+    h = 1e-3 * (1.0 + np.linalg.norm(u0))
+    rho = 0.0
+    for _ in range(4):
+        e = rng.standard_normal(problem.dim)
+        e /= np.linalg.norm(e)
+        rho = max(rho, np.linalg.norm(problem.hessp(u0 + h * e, e) - problem.hessp(u0, e)) / h)
+    return max(2.0 * lam, 1e-12), max(2.0 * rho, 1e-12)
+
+
+def _python_core(problem, u, state, consts, perturb, t_stop, hist, pert, rng):
+    """The loop of ``_loops.pgd_core`` over the objective's own (streamed) fun_and_grad."""
+    I = _loops
+    x_tilde, F_escape = state["x_tilde"], state["F_start"] - consts["f_escape"]
+    while state["istate"][I.I_T] < t_stop:
+        ist = state["istate"]
+        t = int(ist[I.I_T])
+        F, g = problem.fun_and_grad(u)
+        ist[I.I_NFEV] += 1
+        if not (np.isfinite(F) and np.all(np.isfinite(g))):
+            u[:] = state["x_prev"]
+            ist[I.I_STATUS] = 2
+            return
+        gn = float(np.linalg.norm(g))
+        if ist[I.I_ESCAPE] < 0 and F <= F_escape:
+            ist[I.I_ESCAPE] = t
+        if state["record_every"] > 0 and t % state["record_every"] == 0:
+            hist.append((t, F, gn))
+        if not perturb:
+            if gn <= consts["g_thres"]:
+                ist[I.I_STATUS] = 0
+                return
+        elif gn <= consts["g_thres"] and t - ist[I.I_NOISE] > consts["t_thres"]:
+            x_tilde[:] = u
+            state["f_tilde"] = F
+            ist[I.I_NOISE] = t
+            ist[I.I_NPERT] += 1
+            pert.append(t)
+            _loops.add_ball_sample(u, consts["r"], rng)
+            F, g = problem.fun_and_grad(u)
+            ist[I.I_NFEV] += 1
+            if not (np.isfinite(F) and np.all(np.isfinite(g))):
+                u[:] = x_tilde
+                ist[I.I_STATUS] = 2
+                return
+        if perturb and t - ist[I.I_NOISE] == consts["t_thres"] and \
+                F - state["f_tilde"] > -consts["f_thres"]:
+            u[:] = x_tilde
+            ist[I.I_STATUS] = 0
+            return
+        state["x_prev"][:] = u
+        u -= consts["eta"] * g
+        ist[I.I_T] = t + 1
+
+
+def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record_every):
+    """Drive the compiled or the Python loop in segments of ``record_every`` iterations
+    (the callback's cadence), and package an OptimizeResult."""
+    I = _loops
+    u = problem.u0.copy()
+    F0, _ = problem.fun_and_grad(u)
+    istate = np.zeros(6, dtype=np.int64)
+    istate[I.I_NOISE] = -consts["t_thres"] - 1
+    istate[I.I_STATUS] = -1
+    istate[I.I_ESCAPE] = -1
+    rng = _loops.seed_state(np.uint64(np.random.SeedSequence(seed).generate_state(1,
+                                                                                  np.uint64)[0]))
+    n_rec = max_iter // record_every + 2 if record_every > 0 else 0
+    hist = {"t": np.zeros(n_rec, np.int64), "F": np.zeros(n_rec), "g": np.zeros(n_rec)}
+    pert = np.zeros(max_iter // max(consts["t_thres"], 1) + 2, np.int64)
+    n_hist = n_pert = 0
+    state = {"istate": istate, "x_tilde": u.copy(), "x_prev": u.copy(), "f_tilde": F0,
+             "F_start": F0, "record_every": record_every}
+    py_hist, py_pert = [], []
+    fstate = np.array([F0, F0])
+    g = np.empty(problem.dim)
+    step = record_every if (callback is not None and record_every > 0) else max_iter
+    while istate[I.I_STATUS] < 0 and istate[I.I_T] < max_iter:
+        t_stop = min(int(istate[I.I_T]) + step, max_iter)
+        if problem.compiled:
+            n_hist, n_pert = _loops.pgd_core(
+                *problem.data, u, state["x_tilde"], g, state["x_prev"], istate, fstate, rng,
+                perturb, consts["eta"], consts["r"], consts["g_thres"], consts["f_thres"],
+                consts["t_thres"], consts["f_escape"], t_stop, record_every, hist["t"],
+                hist["F"], hist["g"], n_hist, pert, n_pert)
+        else:
+            _python_core(problem, u, state, consts, perturb, t_stop, py_hist, py_pert, rng)
+        if callback is not None and istate[I.I_STATUS] < 0:
+            Fc, gc = problem.fun_and_grad(u)
+            info = OptimizeResult(x=problem.to_x(u.copy()), fun=Fc, nit=int(istate[I.I_T]),
+                                  grad_norm=float(np.linalg.norm(gc)))
+            if callback(info):
+                istate[I.I_STATUS] = 3
+    if istate[I.I_STATUS] < 0:
+        istate[I.I_STATUS] = 1
+    if not problem.compiled:
+        n_hist, n_pert = len(py_hist), len(py_pert)
+        if n_hist:
+            hist["t"], hist["F"], hist["g"] = (np.array(c) for c in zip(*py_hist))
+        pert = np.array(py_pert, dtype=np.int64)
+    F, g = problem.fun_and_grad(u)
+    status = int(istate[I.I_STATUS])
+    return OptimizeResult(
+        x=problem.to_x(u), fun=F, jac=g, nit=int(istate[I.I_T]), nfev=int(istate[I.I_NFEV]) + 2,
+        status=status, success=status == 0, message=STATUS_MESSAGES[status],
+        n_perturbations=int(istate[I.I_NPERT]), perturbation_iters=pert[:n_pert].copy(),
+        escaped=bool(istate[I.I_ESCAPE] >= 0), escape_iter=int(istate[I.I_ESCAPE]),
+        history={"iter": hist["t"][:n_hist].copy(), "fun": hist["F"][:n_hist].copy(),
+                 "grad_norm": hist["g"][:n_hist].copy()},
+        compiled=problem.compiled, **{k: v for k, v in consts.items() if k != "f_escape"})
+
+
+def perturbed_gd(objective, x0, *, eps: float, ell: float | None = None,
+                 rho: float | None = None, c: float = 1.0, delta: float = 0.1,
+                 delta_f: float | None = None, eta: float | None = None,
+                 r: float | None = None, g_thres: float | None = None,
+                 f_thres: float | None = None, t_thres: int | None = None,
+                 max_iter: int = 100_000, wrt: str = "all", seed=None, callback=None,
+                 record_every: int = 100, f_escape: float | None = None) -> OptimizeResult:
+    """Perturbed gradient descent, Jin et al. (2017) Algorithm 2, exactly.
+
+    ::
+
+        t_noise = -t_thres - 1
+        for t = 0, 1, ...:
+            if ||grad f(x_t)|| <= g_thres and t - t_noise > t_thres:
+                x~ = x_t; t_noise = t; x_t = x~ + xi,  xi uniform in the ball of radius r
+            if t - t_noise == t_thres and f(x_t) - f(x~) > -f_thres:
+                return x~
+            x_{t+1} = x_t - eta grad f(x_t)
+
+    Parameters
+    ----------
+    objective : Objective or FeatureObjective
+    x0 : array
+        Start (all parameters of the objective).
+    eps : float
+        Target: an eps-second-order stationary point w.h.p.
+    ell, rho : float, optional
+        Gradient and Hessian Lipschitz constants.  When missing they are estimated locally
+        at ``x0`` (``2 ||H(x0)||`` by power iteration; ``rho`` from Hessian-vector products
+        at four nearby points, times 2): not global bounds, so pass them when known.
+    c, delta : float
+        The algorithm's constant and failure probability.
+    delta_f : float, optional
+        ``Delta_f >= f(x0) - f*``; default ``f(x0)`` (the built-in losses are >= 0).
+    eta, r, g_thres, f_thres, t_thres : optional
+        Override the derived constants (see :func:`pgd_constants`).
+    max_iter : int
+    wrt : {"all", "wV"}
+        All parameters, or ``(w, V)`` with ``theta`` fixed (an Objective's ``partial``).
+    seed : int, optional
+        Seeds the perturbations (the result depends on the seed alone).
+    callback : callable, optional
+        ``callback(info)`` every ``record_every`` iterations with ``info.x``, ``info.fun``,
+        ``info.nit``, ``info.grad_norm``; returning True stops the run (status 3).
+    record_every : int
+        History cadence (``0``: no history).
+    f_escape : float, optional
+        Decrease below ``f(x0)`` that counts as escaping (default ``f_thres``).
+
+    Returns
+    -------
+    OptimizeResult
+        ``x, fun, jac, nit, nfev, status, success, message``, ``n_perturbations``,
+        ``perturbation_iters``, ``escaped`` / ``escape_iter`` (first iteration with
+        ``f <= f(x0) - f_escape``), ``history`` (``iter``, ``fun``, ``grad_norm``), the
+        constants used (``eta, r, g_thres, f_thres, t_thres, chi, ell, rho, delta_f``) and
+        ``compiled`` (which loop ran).
+    """
+    problem = _Problem(objective, x0, wrt)
+    max_iter = check_positive_int("max_iter", max_iter)
+    record_every = check_positive_int("record_every", record_every, minimum=0)
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite number; got {eps!r}")
+    F0, _ = problem.fun_and_grad(problem.u0)
+    estimated = ell is None or rho is None
+    if estimated:
+        e_ell, e_rho = _estimate_ell_rho(problem, problem.u0, np.random.default_rng(seed))
+        ell = e_ell if ell is None else ell
+        rho = e_rho if rho is None else rho
+    delta_f = max(F0, 1e-12) if delta_f is None else float(delta_f)
+    consts = pgd_constants(eps=eps, ell=float(ell), rho=float(rho), c=c, delta=delta,
+                           delta_f=delta_f, dim=problem.dim)
+    for name, value in (("eta", eta), ("r", r), ("g_thres", g_thres), ("f_thres", f_thres)):
+        if value is not None:
+            consts[name] = float(value)
+    if t_thres is not None:
+        consts["t_thres"] = check_positive_int("t_thres", t_thres)
+    consts.update(ell=float(ell), rho=float(rho), delta_f=delta_f, ell_rho_estimated=estimated,
+                  f_escape=consts["f_thres"] if f_escape is None else float(f_escape))
+    return _run(problem, consts, perturb=True, max_iter=max_iter, seed=seed,
+                callback=callback, record_every=record_every)
+
+
+def gradient_descent(objective, x0, *, eta: float, gtol: float = 0.0, max_iter: int = 10_000,
+                     wrt: str = "all", callback=None, record_every: int = 100,
+                     f_escape: float = 1e-8) -> OptimizeResult:
+    """Plain gradient descent ``x_{t+1} = x_t - eta grad f(x_t)``, the baseline of
+    :func:`perturbed_gd` (same loops, same result type); stops when ``||grad|| <= gtol``."""
+    problem = _Problem(objective, x0, wrt)
+    consts = {"eta": float(eta), "r": 0.0, "g_thres": float(gtol), "f_thres": 0.0,
+              "t_thres": 1, "f_escape": float(f_escape)}
+    return _run(problem, consts, perturb=False, max_iter=check_positive_int("max_iter", max_iter),
+                seed=0, callback=callback,
+                record_every=check_positive_int("record_every", record_every, minimum=0))
+
+
+def _sgd_bounds(objective: Objective, x, b: float):
+    """Lipschitz constant ``l`` of the per-sample loss in ``(w, v)`` on ``||(w, v)|| <= b``
+    and a bound ``r`` on its absolute value, from the data.
+
+    With ``z = (x, f_theta(x))``: ``|l'| <= 1`` (logistic, smoothed hinge) or
+    ``|l'| <= b ||z|| + |y|`` (squared), so ``l = max |l'| ||z||``.  ``||f_theta(x)||`` is at
+    most ``sqrt(k)`` for tanh and sigmoid, whatever ``theta``; for other activations it is
+    taken at ``x`` (the start), which is then an estimate, not a bound.
+    """
+    eng = objective._engine
+    X = np.asarray(eng.X, dtype=np.float64)
+    if objective.activation in ("tanh", "sigmoid"):
+        phi2 = float(objective.k)
+        exact = True
+    else:
+        phi2 = float(np.max(np.sum(np.asarray(objective.features(x), np.float64) ** 2, axis=1)))
+        exact = False
+    zmax = math.sqrt(float(np.max(np.einsum("ij,ij->i", X, X))) + phi2)
+    ymax = float(np.max(np.abs(eng.y)))
+    if objective.loss.name == "squared":
+        lip = (b * zmax + ymax) * zmax
+        rbound = 0.5 * (b * zmax + ymax) ** 2
+    else:
+        lip = zmax
+        rbound = (math.log1p(math.exp(-b * zmax)) + b * zmax if objective.loss.name == "logistic"
+                  else 1.0 + b * zmax)
+    return lip, rbound, exact
+
+
+def projected_sgd(objective, x0, *, T: int, b: float, theta_radius: float | None = None,
+                  eta: float | None = None, lipschitz: float | None = None,
+                  batch_size: int = 1, seed=None, eval_every: int | None = None,
+                  delta: float = 0.05) -> OptimizeResult:
+    """Projected SGD on the skip head ``p = w^T x + v^T f_theta(x)`` (Theorem 4).
+
+    ``(w, v, theta) <- Proj_M((w, v, theta) - eta grad h_t)`` with ``h_t`` the loss on one
+    sample (or a minibatch) drawn uniformly from the data, ``M = {||(w, v)|| <= b} x
+    {||theta|| <= theta_radius}`` (no constraint on ``theta`` when ``theta_radius`` is None).
+    Theorem 4: with ``eta = Theta(b / (l sqrt(T)))``, with probability ``1 - delta`` some
+    iterate has ``F <= min_{||u|| <= b} F_lin(u) + O((b l + r sqrt(log(1/delta))) / sqrt(T))``.
+
+    Parameters
+    ----------
+    objective : Objective
+        With ``head="skip"`` and a built-in loss.
+    x0 : array
+        Start; projected onto ``M`` first.
+    T : int
+        Steps.
+    b, theta_radius : float
+        Radii of the two balls.
+    eta : float, optional
+        Step; default ``b / (l sqrt(T))``.
+    lipschitz : float, optional
+        ``l``; default from the data (see ``_sgd_bounds``).
+    batch_size : int
+    seed : int, optional
+    eval_every : int, optional
+        Full-data ``F`` is computed every ``eval_every`` steps (default ``T // 50``); the
+        best of these iterates is returned.
+    delta : float
+        Failure probability in the theorem's right-hand side.
+
+    Returns
+    -------
+    OptimizeResult
+        ``x`` (best evaluated iterate) and ``fun`` (its full-data ``F``), ``best_iter``,
+        ``curve_iter`` / ``curve_fun`` (full-data ``F`` at the evaluation points),
+        ``F_lin_star`` and ``w_lin`` (best linear predictor with ``||u|| <= b``), ``gap``,
+        ``theorem_rhs`` ``= (b l + r sqrt(log(1/delta))) / sqrt(T)`` with the run's
+        ``lipschitz`` and ``loss_bound`` ``r``, ``eta``, ``max_norm_wv`` and
+        ``max_norm_theta`` over all iterates, ``x_last``, ``nit``, ``status``, ``message``.
+    """
+    if not isinstance(objective, Objective) or objective.head != "skip":
+        raise TypeError("projected_sgd needs an Objective with head='skip' (Theorem 4)")
+    if objective.loss.code < 0:
+        raise TypeError("projected_sgd runs compiled: it needs a built-in loss")
+    T = check_positive_int("T", T)
+    batch_size = check_positive_int("batch_size", batch_size)
+    b = float(b)
+    if not (np.isfinite(b) and b > 0):
+        raise ValueError(f"b must be a positive finite number; got {b!r}")
+    if theta_radius is not None and not (np.isfinite(theta_radius) and theta_radius > 0):
+        raise ValueError(f"theta_radius must be a positive finite number or None; got "
+                         f"{theta_radius!r}")
+    eval_every = max(T // 50, 1) if eval_every is None else check_positive_int("eval_every",
+                                                                                eval_every)
+    x = np.array(objective._point(x0, "x0"), dtype=np.float64)
+    hv = objective.d + objective.k
+    tr = -1.0 if theta_radius is None else float(theta_radius)
+    max_norms = np.zeros(2)
+    max_norms[0] = _loops._project(x, 0, hv, b)
+    max_norms[1] = _loops._project(x, hv, x.size, tr)
+    lip, rbound, exact = _sgd_bounds(objective, x, b)
+    lip = lip if lipschitz is None else float(lipschitz)
+    eta = b / (lip * math.sqrt(T)) if eta is None else float(eta)
+
+    eng = objective._engine
+    X = np.asarray(eng.X, dtype=np.float64)
+    y = np.asarray(eng.y, dtype=np.float64)
+    dims = objective.layout.dims.astype(np.int64)
+    wmax = int(dims.max())
+    L = dims.size - 1
+    ws = (np.zeros(x.size), np.zeros((L, wmax)), np.zeros((L, wmax)), np.zeros(wmax),
+          np.zeros(wmax))
+    rng = _loops.seed_state(np.uint64(np.random.SeedSequence(seed).generate_state(1,
+                                                                                  np.uint64)[0]))
+    curve_t, curve_F = [0], [objective.fun(x)]
+    best = (curve_F[0], 0, x.copy())
+    status, t = 1, 0
+    while t < T:
+        steps = min(eval_every, T - t)
+        ok = _loops.sgd_steps(X, y, objective.loss.code, objective.layout.act_code, dims,
+                              objective.bias, x, eta, b, tr, batch_size, steps, rng, *ws,
+                              max_norms)
+        t += steps
+        if not ok:
+            status = 2
+            break
+        F = objective.fun(x)
+        curve_t.append(t)
+        curve_F.append(F)
+        if F < best[0]:
+            best = (F, t, x.copy())
+    if status == 1:
+        status = 0
+    lin = objective.linear_baseline(radius=b)
+    rhs = (b * lip + rbound * math.sqrt(math.log(1.0 / delta))) / math.sqrt(T)
+    return OptimizeResult(
+        x=best[2], fun=best[0], best_iter=best[1], x_last=x, nit=t, status=status,
+        success=status == 0,
+        message="completed T steps" if status == 0 else STATUS_MESSAGES[2],
+        curve_iter=np.array(curve_t), curve_fun=np.array(curve_F), F_lin_star=lin.fun,
+        w_lin=lin.w, gap=best[0] - lin.fun, theorem_rhs=rhs, lipschitz=lip,
+        lipschitz_is_bound=exact and lipschitz is None, loss_bound=rbound, eta=eta, b=b,
+        theta_radius=theta_radius, batch_size=batch_size, max_norm_wv=float(max_norms[0]),
+        max_norm_theta=float(max_norms[1]))
