@@ -124,6 +124,7 @@ __all__ = [
     "jax_available",
     "torch_available",
     "numba_available",
+    "JAX_DRAWS",
     "jax_pgd",
     "jax_pgd_batched",
     "torch_pgd",
@@ -257,8 +258,63 @@ def numba_available():
 # --------------------------------------------------------------------------
 
 
-def _jax_step(eps, eta, r, g_thres, f_thres, t_thres, freeze):
-    """The per-run PGD step ``step(t, carry, key) -> carry`` (not batched)."""
+JAX_DRAWS = ("gaussian", "angle", "hash")
+
+
+def _jax_draw(draw, prng_impl):
+    """``(make_key(seed), xi_dir_rad(key, t) -> (direction (2,), U))`` for one run."""
+    jax = jax_available()
+    import jax.numpy as jnp
+
+    if draw not in JAX_DRAWS:
+        raise ValueError(f"draw must be one of {JAX_DRAWS}, got {draw!r}")
+    if draw == "hash" and prng_impl is not None:
+        raise ValueError("prng_impl applies to jax.random draws, not draw='hash'")
+
+    if draw == "hash":
+        u64 = jnp.uint64
+
+        def mix(z):  # splitmix64 finaliser, as in the Numba kernels
+            z = (z ^ (z >> u64(30))) * u64(0xBF58476D1CE4E5B9)
+            z = (z ^ (z >> u64(27))) * u64(0x94D049BB133111EB)
+            return z ^ (z >> u64(31))
+
+        def make_key(seed):
+            return mix(seed.astype(u64) + u64(0x9E3779B97F4A7C15))
+
+        def uniform(base, t, j):
+            z = mix(base ^ (t.astype(u64) * u64(4) + u64(j)))
+            return (z >> u64(11)).astype(jnp.float64) * (1.0 / 9007199254740992.0)
+
+        def dir_rad(base, t):
+            theta = (2.0 * np.pi) * uniform(base, t, 0)
+            return jnp.stack([jnp.cos(theta), jnp.sin(theta)]), uniform(base, t, 1)
+
+        return make_key, dir_rad
+
+    def make_key(seed):
+        return jax.random.key(seed, impl=prng_impl)
+
+    if draw == "gaussian":
+
+        def dir_rad(key, t):
+            k_dir, k_rad = jax.random.split(jax.random.fold_in(key, t))
+            z = jax.random.normal(k_dir, (2,), dtype=jnp.float64)
+            return z / jnp.sqrt(z @ z), jax.random.uniform(k_rad, (), dtype=jnp.float64)
+
+    else:  # angle
+
+        def dir_rad(key, t):
+            u = jax.random.uniform(jax.random.fold_in(key, t), (2,), dtype=jnp.float64)
+            theta = (2.0 * np.pi) * u[0]
+            return jnp.stack([jnp.cos(theta), jnp.sin(theta)]), u[1]
+
+    return make_key, dir_rad
+
+
+def _jax_step(eps, eta, r, g_thres, f_thres, t_thres, freeze, dir_rad):
+    """The per-run PGD step ``step(t, carry, key) -> carry`` (not batched) and
+    ``init(x0) -> carry``."""
     jax = jax_available()
     import jax.numpy as jnp
     from jax import lax
@@ -280,10 +336,8 @@ def _jax_step(eps, eta, r, g_thres, f_thres, t_thres, freeze):
 
         def do_perturb(ops):
             x, x_tilde, f_tilde, t_noise, f, g, n_pert = ops
-            k_dir, k_rad = jax.random.split(jax.random.fold_in(key, t))
-            z = jax.random.normal(k_dir, (2,), dtype=jnp.float64)
-            u = jax.random.uniform(k_rad, (), dtype=jnp.float64)
-            x_new = x + z * (r * jnp.sqrt(u) / jnp.sqrt(z @ z))
+            direction, u = dir_rad(key, t)
+            x_new = x + direction * (r * jnp.sqrt(u))
             f_new, g_new = value_and_grad(x_new)
             return x_new, x, f, t.astype(t_noise.dtype), f_new, g_new, n_pert + 1
 
@@ -319,8 +373,24 @@ def _jax_result(out, info: bool, batched: bool):
     return x, dict(zip(_INFO_KEYS, vals))
 
 
-def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps, *, on_stop="continue"):
-    """One trajectory: ``jax.jit`` of ``lax.fori_loop(0, n_steps, ...)``, float64.
+def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps, *, on_stop="continue",
+            draw="gaussian", prng_impl=None):
+    """One trajectory: ``jax.jit`` of ``lax.fori_loop(0, n_steps, ...)``, float64,
+    gradient by ``jax.value_and_grad``, the perturbation in a ``lax.cond``.
+
+    ``draw`` picks the random numbers of a perturbation at step ``t``:
+
+    * ``"gaussian"`` (default, the literal recipe): ``k = fold_in(key(seed), t)``,
+      ``split``, ``normal(k1, (2,))`` normalised, ``uniform(k2)``;
+    * ``"angle"``: ``uniform(fold_in(key(seed), t), (2,))`` -> direction
+      ``(cos 2 pi U1, sin 2 pi U1)`` (the same distribution as a normalised Gaussian
+      pair in 2-d), radius ``r sqrt(U2)``: half the threefry calls;
+    * ``"hash"``: not ``jax.random``; the splitmix64 counter hash of the Numba
+      kernels, loop-free, so it fuses (see the module notes).  Same stream as
+      :func:`numba_pgd` for the same seed.
+
+    ``prng_impl`` is passed to ``jax.random.key`` (``None`` = the default
+    ``threefry2x32``; ``"rbg"``, ``"unsafe_rbg"``).
 
     Returns ``run(x0, seed, info=False)`` or ``None`` without JAX.  The first call
     compiles (a fixed ``n_steps`` per builder; ``x0`` and ``seed`` are traced, so
@@ -334,11 +404,12 @@ def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps, *, on_stop="continu
     from jax import lax
 
     eps, eta, r, g_thres, f_thres, t_thres, n_steps = args
-    step, init = _jax_step(eps, eta, r, g_thres, f_thres, t_thres, on_stop == "freeze")
+    make_key, dir_rad = _jax_draw(draw, prng_impl)
+    step, init = _jax_step(eps, eta, r, g_thres, f_thres, t_thres, on_stop == "freeze", dir_rad)
 
     @jax.jit
     def _run(x0, seed):
-        key = jax.random.key(seed)
+        key = make_key(seed)
         return lax.fori_loop(0, n_steps, lambda t, c: step(t, c, key), init(x0))
 
     def run(x0, seed, info=False):
@@ -349,9 +420,14 @@ def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps, *, on_stop="continu
     return _tag(run, n_steps, "jax_pgd")
 
 
-def jax_pgd_batched(eps, eta, r, g_thres, f_thres, t_thres, n_steps, *, on_stop="continue"):
-    """``R`` independent trajectories: ``jax.vmap`` of the per-run step inside one
-    ``lax.fori_loop``, all under ``jax.jit``.
+def jax_pgd_batched(eps, eta, r, g_thres, f_thres, t_thres, n_steps, *, on_stop="continue",
+                    draw="gaussian", prng_impl=None):
+    """``R`` independent trajectories: ``jax.vmap`` of the per-run step of
+    :func:`jax_pgd` inside one ``lax.fori_loop``, all under ``jax.jit``.  Under
+    ``vmap`` the ``lax.cond`` becomes a ``select``: every run computes its
+    perturbation (random numbers included) every step.  ``draw`` and
+    ``prng_impl`` as in :func:`jax_pgd`; run ``i`` uses ``seeds[i]`` exactly as
+    :func:`jax_pgd` would.
 
     Returns ``run(x0s (R, 2), seeds (R,), info=False)`` -> ``(R, 2)`` or ``None``
     without JAX.  Compiles once per batch size ``R``.
@@ -364,12 +440,13 @@ def jax_pgd_batched(eps, eta, r, g_thres, f_thres, t_thres, n_steps, *, on_stop=
     from jax import lax
 
     eps, eta, r, g_thres, f_thres, t_thres, n_steps = args
-    step, init = _jax_step(eps, eta, r, g_thres, f_thres, t_thres, on_stop == "freeze")
+    make_key, dir_rad = _jax_draw(draw, prng_impl)
+    step, init = _jax_step(eps, eta, r, g_thres, f_thres, t_thres, on_stop == "freeze", dir_rad)
     vstep = jax.vmap(step, in_axes=(None, 0, 0))
 
     @jax.jit
     def _run(x0s, seeds):
-        keys = jax.vmap(jax.random.key)(seeds)
+        keys = jax.vmap(make_key)(seeds)
         return lax.fori_loop(0, n_steps, lambda t, c: vstep(t, c, keys), jax.vmap(init)(x0s))
 
     def run(x0s, seeds, info=False):
@@ -689,39 +766,43 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="small step counts (seconds)")
     p.add_argument("--repeat", type=int, default=5)
     a = p.parse_args(argv)
-    n_one, n_torch, R, n_batch = (1_000_000, 20_000, 1024, 10_000)
+    n_one, n_torch, R, n_batch, n_check = 1_000_000, 20_000, 1024, 10_000, 20_000
     if a.quick:
-        n_one, n_torch, R, n_batch = (50_000, 2_000, 64, 2_000)
+        n_one, n_torch, R, n_batch, n_check = 50_000, 2_000, 64, 2_000, 5_000
     print("versions:", _versions())
     c = dict(REFERENCE)
     x0 = saddle(c["eps"])
+    print(f"constants: {c}, x0 = {x0.tolist()}, on_stop='continue'")
+    print("first call = compile + one run (Numba compiles once per process, at its first call)")
 
-    print(f"\ncheck from the saddle {tuple(x0)} with {c}, {20_000} steps:")
-    check(20_000)
-
-    print("\none trajectory (on_stop='continue'):")
-    cases = [("jax", jax_pgd, n_one), ("numba", numba_pgd, n_one), ("torch", torch_pgd, n_torch)]
+    print("\none trajectory:")
+    cases = [(f"jax {d}", functools.partial(jax_pgd, draw=d), n_one) for d in JAX_DRAWS]
+    cases += [("numba", numba_pgd, n_one), ("torch", torch_pgd, n_torch)]
     for name, build, n in cases:
         run = build(**c, n_steps=n)
         if run is None:
-            print(f"  {name:6s} not installed")
+            print(f"  {name:14s} not installed")
             continue
         first = _timed_first_call(run, x0, 0)
         sps = steps_per_second(run, x0, 0, n_steps=n, repeat=a.repeat)
-        print(f"  {name:6s} {n:>9d} steps  {sps:14,.0f} steps/s  first call {first:.2f} s")
+        print(f"  {name:14s} {n:>9d} steps  {sps:14,.0f} steps/s  first call {first:6.2f} s")
 
-    print(f"\nbatched, {R} runs x {n_batch} steps (on_stop='continue'):")
-    rng = np.random.default_rng(0)
+    print(f"\nbatched, {R} runs x {n_batch} steps:")
     x0s = np.tile(x0, (R, 1))
-    seeds = rng.integers(0, 2**31, size=R)
-    for name, build in _builders(batched=True).items():
+    seeds = np.arange(R)
+    cases = [(f"jax vmap {d}", functools.partial(jax_pgd_batched, draw=d)) for d in JAX_DRAWS]
+    cases += [("numba prange", numba_pgd_batched)]
+    for name, build in cases:
         run = build(**c, n_steps=n_batch)
         if run is None:
-            print(f"  {name:6s} not installed")
+            print(f"  {name:18s} not installed")
             continue
         first = _timed_first_call(run, x0s, seeds)
         sps = steps_per_second(run, x0s, seeds, n_steps=n_batch, runs=R, repeat=a.repeat)
-        print(f"  {name:6s} {sps:14,.0f} run-steps/s  first call {first:.2f} s")
+        print(f"  {name:18s} {sps:14,.0f} run-steps/s  first call {first:6.2f} s")
+
+    print(f"\ncheck from the saddle, {n_check} steps:")
+    check(n_check)
     return 0
 
 

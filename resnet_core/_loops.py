@@ -3,8 +3,10 @@ projected SGD.
 
 Why numba here and Cython for the objective: these loops do O(d k) work per step on small
 data (Example 1 has one sample and two parameters), where any call overhead per step would
-dominate, and the batched studies need a ``prange`` over independent runs of such loops.
-numba compiles them once (``cache=True`` on the serial kernels, never on the parallel one).
+dominate.  All are serial and cached (``cache=True``, compiled once per machine); batched
+studies run blocks of independent runs on Python threads (``nogil=True``).  numba's own
+``parallel=True`` is not used: in a process that has loaded the Cython kernels' libgomp, its
+OpenMP layer ran the threads one at a time here (measured), and it cannot be cached.
 
 Randomness is a splitmix64 stream per run (state in a uint64 array the run owns), so a
 run's result depends on its seed only, never on the thread that executes it.
@@ -248,35 +250,37 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
     return n_hist, n_pert
 
 
-@numba.njit(parallel=True)
-def escape_batch(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g_thres,
-                 f_thres, t_thres, f_escape, max_iter, x_out, istate_out, F_out, gnorm_out):
-    """Independent runs ``i`` from ``starts[i]`` with seed ``seeds[i]``, over the threads;
-    run ``i`` owns row ``i`` of every output, so results do not depend on the threads."""
-    R, dim = starts.shape
-    for i in numba.prange(R):
-        x = starts[i].copy()
+@numba.njit(cache=True, nogil=True)
+def escape_block(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g_thres,
+                 f_thres, t_thres, f_escape, max_iter, x_out, istate_out, F_out, gnorm_out,
+                 lo, hi):
+    """Independent runs ``lo <= i < hi`` from ``starts[i]`` with seed ``seeds[i]``; run ``i``
+    owns row ``i`` of every output, so blocks can run on any threads (the GIL is released)
+    and the results depend on the seeds only."""
+    dim = starts.shape[1]
+    g = np.empty(dim)
+    work = np.empty(2 * Phi.shape[1])
+    fstate = np.empty(2)
+    empty_f = np.empty(0)
+    empty_i = np.empty(0, dtype=np.int64)
+    for i in range(lo, hi):
+        x = x_out[i]
+        x[:] = starts[i]
         x_tilde = x.copy()
         x_prev = x.copy()
-        g = np.empty(dim)
-        work = np.empty(2 * Phi.shape[1])
         istate = istate_out[i]
         istate[:] = 0
         istate[I_NOISE] = -t_thres - 1
         istate[I_STATUS] = -1
         istate[I_ESCAPE] = -1
-        fstate = np.empty(2)
         fstate[1] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
         fstate[0] = fstate[1]
         rng = seed_state(seeds[i])
-        empty_f = np.empty(0)
-        empty_i = np.empty(0, dtype=np.int64)
         pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate, rng,
                  perturb, eta, r, g_thres, f_thres, t_thres, f_escape, max_iter, 0,
                  empty_i, empty_f, empty_f, 0, empty_i, 0)
         if istate[I_STATUS] < 0:
             istate[I_STATUS] = 1
-        x_out[i] = x
         F_out[i] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
         gnorm_out[i] = math.sqrt(np.dot(g, g))
 

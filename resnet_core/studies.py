@@ -2,15 +2,17 @@
 
 Each run ``i`` starts from ``starts[i % len(starts)]`` with seed ``seeds[i]`` and owns row
 ``i`` of every output array, so the results depend on the seeds only, not on the number of
-threads.  The runs are compiled loops (``resnet_core._loops.escape_batch``, a numba
-``prange`` over runs) on fixed features held in memory with a built-in loss.
+threads.  The runs are compiled loops (``resnet_core._loops.escape_block``, numba, GIL
+released) on fixed features held in memory with a built-in loss; Python threads take
+contiguous blocks of runs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numba
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from . import _loops
@@ -78,7 +80,7 @@ def escape(objective, starts, *, method: str = "pgd", n_runs: int | None = None,
         Decrease below ``F(start)`` that counts as an escape (default ``f_thres``).
     max_iter : int
     n_threads : int, optional
-        Threads over runs (default all cores); the global numba setting is restored after.
+        Threads over runs (default all cores).
     lambda_min : bool
         Also the smallest eigenvalue of the partial Hessian at each final point.
     """
@@ -117,14 +119,16 @@ def escape(objective, starts, *, method: str = "pgd", n_runs: int | None = None,
     x_out = np.empty((n_runs, dim))
     istate = np.zeros((n_runs, 6), dtype=np.int64)
     F_out, g_out = np.empty(n_runs), np.empty(n_runs)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(min(resolve_n_threads(n_threads), numba.config.NUMBA_NUM_THREADS))
-    try:
-        _loops.escape_batch(*data, run_starts, seeds, method == "pgd", consts["eta"],
-                            consts["r"], consts["g_thres"], consts["f_thres"],
-                            consts["t_thres"], f_esc, max_iter, x_out, istate, F_out, g_out)
-    finally:
-        numba.set_num_threads(previous)
+    args = (*data, run_starts, seeds, method == "pgd", consts["eta"], consts["r"],
+            consts["g_thres"], consts["f_thres"], consts["t_thres"], f_esc, max_iter, x_out,
+            istate, F_out, g_out)
+    T = min(resolve_n_threads(n_threads), n_runs)
+    bounds = [(n_runs * b // T, n_runs * (b + 1) // T) for b in range(T)]
+    if T == 1:
+        _loops.escape_block(*args, 0, n_runs)
+    else:
+        with ThreadPoolExecutor(max_workers=T) as pool:
+            list(pool.map(lambda lh: _loops.escape_block(*args, *lh), bounds))
     lam = np.full(n_runs, np.nan)
     if lambda_min:
         lam = np.array([lambda_min_structured(objective, xi).value for xi in x_out])
