@@ -146,10 +146,97 @@ def run(n: int, d: int, widths, repeat: int) -> list[tuple[str, str, float]]:
     return rows
 
 
+def run_optimisers(repeat: int, quick: bool) -> list[tuple[str, str, float]]:
+    """PGD on Example 1 (steps per second: the table shows seconds per 1e6 steps), batched
+    escape runs, and the cost of one PGD / projected-SGD step at the reference size."""
+    import frameworks_pgd as fp
+
+    eps, n1, R, nR = 0.1, (200_000 if quick else 1_000_000), 1024, (2_000 if quick else 10_000)
+    # t_thres large: one perturbation at the saddle, then plain steps (a fixed step count
+    # in every implementation, as the JAX loop cannot stop early)
+    k = dict(eta=0.1, r=0.01, g_thres=1e-3, f_thres=1e-4, t_thres=10**9)
+    obj, z0 = rc.theory.example1(eps)
+    rows = []
+
+    def ours_one():
+        return rc.perturbed_gd(obj, z0, eps=1e-3, ell=1.0, rho=1.0, max_iter=n1, seed=0,
+                               record_every=0, **k).x
+
+    per = 1e6
+    rows.append(("PGD, Example 1 (per 1e6 steps)", "resnet-core",
+                 per * median_time(ours_one, repeat=repeat) / n1))
+    builders = {"jax (lax.fori_loop)": fp.jax_pgd, "numba (hand-written)": fp.numba_pgd}
+    for name, build in builders.items():
+        run = build(eps, k["eta"], k["r"], k["g_thres"], k["f_thres"], k["t_thres"], n1)
+        if run is not None:
+            rows.append(("PGD, Example 1 (per 1e6 steps)", name,
+                         per / fp.steps_per_second(run, z0, 0, n_steps=n1, repeat=repeat)))
+    run = fp.torch_pgd(eps, k["eta"], k["r"], k["g_thres"], k["f_thres"], k["t_thres"], 2000)
+    if run is not None:
+        rows.append(("PGD, Example 1 (per 1e6 steps)", "torch (eager)",
+                     per / fp.steps_per_second(run, z0, 0, n_steps=2000, repeat=1)))
+
+    starts = np.tile(z0, (R, 1))
+    seeds = np.arange(R)
+
+    def study(threads):
+        return lambda: rc.studies.escape(obj, z0, n_runs=R, max_iter=nR, eps=1e-3, ell=1.0,
+                                         rho=1.0, n_threads=threads, **k).x
+
+    work = f"PGD, {R} runs (per 1e6 run-steps)"
+    rows.append((work, "resnet-core", per * median_time(study(None), repeat=repeat) / (R * nR)))
+    rows.append((work, "resnet-core, 1 thread",
+                 per * median_time(study(1), repeat=repeat) / (R * nR)))
+    for name, build in {"jax (vmap in fori_loop)": fp.jax_pgd_batched,
+                        "numba (hand-written prange)": fp.numba_pgd_batched}.items():
+        run = build(eps, k["eta"], k["r"], k["g_thres"], k["f_thres"], k["t_thres"], nR)
+        if run is not None:
+            rows.append((work, name, per / fp.steps_per_second(run, starts, seeds, n_steps=nR,
+                                                              repeat=repeat, runs=R)))
+    return rows
+
+
+def run_step_costs(n: int, d: int, widths, repeat: int) -> list[tuple[str, str, float]]:
+    """One PGD iteration over all parameters vs one fun_and_grad; one projected-SGD step
+    (batch 1) at n and at n / 100."""
+    X, y = fw.make_data(n, d, seed=0)
+    obj = rc.Objective(X, y, loss="logistic", widths=widths, activation="tanh")
+    x = obj.init(0)
+    nxt = _alternating(x)
+    rows = [("one PGD iteration (all parameters)", "resnet-core fun_and_grad",
+             median_time(lambda: obj.fun_and_grad(nxt()), repeat=repeat))]
+    steps = 4
+    res = [None]
+
+    def pgd():
+        res[0] = rc.perturbed_gd(obj, nxt(), eps=1e-3, ell=10.0, rho=10.0, max_iter=steps,
+                                 record_every=0, t_thres=10**9)
+
+    t = median_time(pgd, repeat=max(3, repeat // 2), warmup=1)
+    # the call also evaluates the start and the end point: nfev passes in all
+    rows.append(("one PGD iteration (all parameters)", "perturbed_gd, per pass",
+                 t / res[0].nfev))
+    for m in (n, max(n // 100, 100)):
+        sk = rc.Objective(X[:m], y[:m], loss="logistic", widths=widths, head="skip")
+        x0 = sk.init(0)
+        # the difference of two run lengths leaves out the full-data evaluations
+        t1, t2 = (median_time(lambda T=T: rc.projected_sgd(sk, x0, T=T, b=5.0, seed=0,
+                                                           eval_every=T), repeat=3, warmup=1)
+                  for T in (10_000, 50_000))
+        rows.append((f"projected SGD step (batch 1, n={m})", "resnet-core",
+                     (t2 - t1) / 40_000))
+    return rows
+
+
 def format_rows(rows) -> str:
-    ours = {work: t for work, impl, t in rows if impl.startswith("resnet-core")}
-    header = ("work", "implementation", "median ms", "resnet-core speed-up")
-    body = [(w, i, f"{t * 1e3:.2f}", "-" if i.startswith("resnet-core") else f"{t / ours[w]:.1f}x")
+    """Markdown table; the last column is time / time of the work's first resnet-core row
+    (above 1: resnet-core is faster)."""
+    ours = {}
+    for work, impl, t in rows:
+        if impl.startswith("resnet-core"):
+            ours.setdefault(work, t)
+    header = ("work", "implementation", "median ms", "time / resnet-core")
+    body = [(w, i, f"{t * 1e3:.3g}", "-" if t == ours[w] else f"{t / ours[w]:.2f}x")
             for w, i, t in rows]
     widths = [max(len(r[c]) for r in [header, *body]) for c in range(4)]
     fmt = "| " + " | ".join(f"{{:<{w}}}" for w in widths) + " |"
@@ -230,7 +317,10 @@ def main(argv=None) -> int:
     if fw.jax_available() is not None:
         versions["jax"] = fw.jax_available().__version__
     print("# " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    print(format_rows(run(n, d, widths, args.repeat)))
+    rows = run(n, d, widths, args.repeat)
+    rows += run_step_costs(n, d, widths, args.repeat)
+    rows += run_optimisers(args.repeat, args.quick)
+    print(format_rows(rows))
     if args.memory:
         nm = 1_000_000
         print(f"\n# peak memory above the data at n={nm}, d={d} (fun_and_grad; resnet-core "

@@ -118,14 +118,12 @@ def act_d1(code, z):
 # -- F_theta(w, V) for given features -------------------------------------------------
 
 @numba.njit(cache=True, inline="always")
-def feature_value_grad(X, Phi, y, s, loss, residual, z, grad, work):
+def feature_value_grad(X, Phi, y, s, loss, residual, z, grad, a, g):
     """``F = sum_i s_i l(p_i)`` and its gradient over ``z = [w, vec(V)]`` (residual head,
-    ``p = x.w + phi.(V^T w)``) or ``[w, v]`` (skip head) into ``grad``; ``work`` holds
-    ``2 k`` scratch entries (no allocation per call: this runs once per PGD step)."""
+    ``p = x.w + phi.(V^T w)``) or ``[w, v]`` (skip head) into ``grad``; ``a`` and ``g`` are
+    ``k``-entry scratch vectors (no allocation per call: this runs once per PGD step)."""
     n, d = X.shape
     k = Phi.shape[1]
-    a = work[:k]
-    g = work[k:2 * k]
     for m in range(k):
         if residual:
             acc = 0.0
@@ -191,7 +189,7 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
     loop and go back to ``istate`` / ``fstate`` on exit.
     """
     dim = x.shape[0]
-    work = np.empty(2 * Phi.shape[1])
+    wa, wg = np.empty(Phi.shape[1]), np.empty(Phi.shape[1])
     t, t_noise, n_perturb = istate[I_T], istate[I_NOISE], istate[I_NPERT]
     escape, nfev, status = istate[I_ESCAPE], istate[I_NFEV], istate[I_STATUS]
     f_tilde, F_escape = fstate[0], fstate[1] - f_escape
@@ -200,7 +198,7 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
     if record_every > 0 and t % record_every:
         next_record = t + record_every - t % record_every
     while t < t_stop:
-        F = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
+        F = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
         nfev += 1
         g2 = _sq_norm_or_nan(F, g)
         if math.isnan(g2):
@@ -230,7 +228,7 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
                 pert_t[n_pert] = t
                 n_pert += 1
             add_ball_sample(x, r, rng)
-            F = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
+            F = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
             nfev += 1
             if math.isnan(_sq_norm_or_nan(F, g)):
                 x[:] = x_tilde
@@ -259,7 +257,7 @@ def escape_block(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g
     and the results depend on the seeds only."""
     dim = starts.shape[1]
     g = np.empty(dim)
-    work = np.empty(2 * Phi.shape[1])
+    wa, wg = np.empty(Phi.shape[1]), np.empty(Phi.shape[1])
     fstate = np.empty(2)
     empty_f = np.empty(0)
     empty_i = np.empty(0, dtype=np.int64)
@@ -273,7 +271,7 @@ def escape_block(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g
         istate[I_NOISE] = -t_thres - 1
         istate[I_STATUS] = -1
         istate[I_ESCAPE] = -1
-        fstate[1] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
+        fstate[1] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
         fstate[0] = fstate[1]
         rng = seed_state(seeds[i])
         pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate, rng,
@@ -281,7 +279,7 @@ def escape_block(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g
                  empty_i, empty_f, empty_f, 0, empty_i, 0)
         if istate[I_STATUS] < 0:
             istate[I_STATUS] = 1
-        F_out[i] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, work)
+        F_out[i] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
         gnorm_out[i] = math.sqrt(np.dot(g, g))
 
 
