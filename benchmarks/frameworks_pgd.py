@@ -54,23 +54,38 @@ r=0.01, g_thres=1e-3, f_thres=1e-4, t_thres=50``) the test fires at ``t = 50``
 ``(1 + eta eps)^50 = 1.64`` in 50 steps, so ``F`` drops by at most
 ``eps/2 (0.0164)^2 = 1.4e-5 < f_thres``.  Algorithm 2 as written therefore
 returns the saddle ("freeze"), and the trajectory escapes only when it keeps
-iterating ("continue").  See :func:`check`.
+iterating ("continue"), where the final ``F`` keeps jumping between ~1e-12
+and ~5e-6 because every ``t_thres + 1`` steps at the minimum it is kicked by
+``r`` again (``f_min`` is the value to read for "reached F < 1e-8").  With
+:data:`ESCAPING` (``t_thres = 1000``, ``g_thres = 1e-5``) Algorithm 2 escapes
+and returns a point with ``F ~ 2.5e-10``.  See :func:`check`.
 
 Perturbation ``xi``: a normalised standard Gaussian pair times ``r sqrt(U)``
 (uniform in the 2-d ball).  JAX draws it from ``jax.random`` with the key
 ``fold_in(key(seed), t)`` (counter based: the draw depends only on the seed and
-the step), PyTorch from a ``torch.Generator`` seeded with ``seed``; Numba uses a
-counter-based splitmix64 hash of ``(seed, t)`` and draws the angle directly
-(``(cos 2 pi U1, sin 2 pi U1)`` is exactly the distribution of a normalised
-Gaussian pair in 2-d), which makes it thread safe under ``prange`` and gives
-the single and batched Numba runs bit-identical trajectories.  The random
-streams differ between frameworks, so trajectories agree only in distribution.
+the step, so batched and single runs agree), PyTorch from a ``torch.Generator``
+seeded with ``seed``; Numba uses a counter-based splitmix64 hash of ``(seed,
+t)`` and draws the angle directly (``(cos 2 pi U1, sin 2 pi U1)`` is exactly
+the distribution of a normalised Gaussian pair in 2-d), which makes it thread
+safe under ``prange`` and gives the single and batched Numba runs bit-identical
+trajectories.  The random streams differ between frameworks, so trajectories
+agree only in distribution, except JAX with ``draw="hash"``, which uses the
+Numba stream (final points agree with Numba to ~1e-14).
+
+Performance notes (CPU): ``jax.random``'s threefry is lowered on CPU as a
+rolled 5-iteration ``while`` loop; inside the ``fori_loop`` body it costs far
+more than the PGD arithmetic: one trajectory runs ~10x faster with the
+loop-free ``draw="hash"`` than with ``draw="gaussian"`` although the draw sits
+in a ``lax.cond`` taken only every ~50 steps.  Under ``vmap`` the ``cond``
+becomes a ``select`` and all runs draw every step; ``draw="angle"`` (2 threefry
+calls instead of 4) is ~4x faster there than ``"gaussian"``.
 
 API
 ---
 Builders take ``(eps, eta, r, g_thres, f_thres, t_thres, n_steps, *,
-on_stop="continue")`` and return ``None`` when the framework is not
-importable, otherwise a callable:
+on_stop="continue")`` (the JAX ones also ``draw="gaussian"`` and
+``prng_impl=None``) and return ``None`` when the framework is not importable,
+otherwise a callable:
 
 * :func:`jax_pgd` -> ``run(x0, seed)``: ``jax.jit`` of a ``lax.fori_loop``;
   the perturbation branch is a ``lax.cond``.
