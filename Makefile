@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 
 # Re-install (and so rebuild the kernels) whenever a source or build file changes.
 $(STAMP): $(VENV)/bin/python setup.py pyproject.toml $(wildcard src/*.pyx src/*.pxd src/*.h)
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,demo]"
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,0 +1,236 @@
+"""The paper's examples and claims, recomputed: the numbers behind ``resnet-core demo``.
+
+Each function returns plain data (dicts of floats, lists and arrays); plotting lives in
+:mod:`resnet_core.plots` and the report in :mod:`resnet_core.cli`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.optimize import minimize, root
+
+from . import datasets, studies, theory
+from .certify import check_sopsp
+from .objective import Objective
+from .optim import (_estimate_ell_rho, _Problem, gradient_descent, perturbed_gd,
+                    pgd_constants, projected_sgd)
+
+
+# -- Example 1 ----------------------------------------------------------------------------
+
+def example1_table(eps_values=(1.0, 0.1, 0.01, 0.001), mu2: float = 1.0) -> list[dict]:
+    """At ``(0, -1/eps)``: gradient, Hessian, its eigenvalues, ``F``, ``F_lin*`` and the
+    package's eps-SOPSP verdict (``mu2``: Hessian Lipschitz constant, a numerical constant
+    on ``[-2/eps, 2/eps]^2`` by the paper's Remark 3)."""
+    rows = []
+    for eps in eps_values:
+        obj, z0 = theory.example1(eps)
+        rep = check_sopsp(obj, z0, eps=eps, mu2=mu2)
+        H = obj.hessian(z0)
+        rows.append({"eps": eps, "point": z0.tolist(), "grad": obj.grad(z0).tolist(),
+                     "hessian": H.tolist(), "eigenvalues": np.linalg.eigvalsh(H).tolist(),
+                     "F": rep.F, "F_lin_star": rep.F_lin_star, "lambda_min": rep.lambda_min,
+                     "is_sopsp": rep.is_sopsp, "threshold": rep.threshold})
+    return rows
+
+
+# -- Figure 1 -------------------------------------------------------------------------------
+
+def _dedupe(points, tol=1e-4):
+    out = []
+    for p in points:
+        if all(np.linalg.norm(np.asarray(p["z"]) - np.asarray(q["z"])) > tol for q in out):
+            out.append(p)
+    return out
+
+
+def _interior_stationary(panel, starts):
+    """Stationary points from each start: second-order descent (trust-exact, which finds
+    minima) and Newton's method on ``grad F = 0`` (which also finds saddles); each point is
+    certified by ``||grad|| <= 1e-8`` and classified by the Hessian's eigenvalues."""
+    found = []
+    for z0 in starts:
+        candidates = [minimize(panel.fun, z0, jac=panel.grad, hess=panel.hessian,
+                               method="trust-exact", options={"gtol": 1e-10}).x,
+                      root(panel.grad, z0, jac=panel.hessian, method="hybr").x]
+        for z in candidates:
+            if not panel.feasible(z) or np.linalg.norm(panel.grad(z)) > 1e-8:
+                continue
+            ev = np.linalg.eigvalsh(panel.hessian(z))
+            kind = "minimum" if ev[0] > -1e-9 else ("saddle" if ev[-1] > 1e-9 else "maximum")
+            found.append({"z": z.tolist(), "F": float(panel.fun(z)), "kind": kind,
+                          "grad_norm": float(np.linalg.norm(panel.grad(z))),
+                          "eigenvalues": ev.tolist(), "where": "interior"})
+    return found
+
+
+def _boundary_minima(panel, n_grid=720):
+    """Local minima of ``F`` on the circle ``||z|| = radius`` that are local minima of the
+    constrained problem: a minimum of ``t -> F(R cos t, R sin t)`` with KKT multiplier
+    ``mu = -grad F . z / (2 R^2) >= 0`` (``F`` decreases outwards)."""
+    R = panel.radius
+    t = np.linspace(0, 2 * np.pi, n_grid, endpoint=False)
+    z = R * np.stack([np.cos(t), np.sin(t)], axis=-1)
+    f = panel.fun(z)
+    found = []
+    for i in np.flatnonzero((f <= np.roll(f, 1)) & (f <= np.roll(f, -1))):
+        res = minimize(lambda s: panel.fun(R * np.array([np.cos(s[0]), np.sin(s[0])])),
+                       [t[i]], method="Nelder-Mead",
+                       options={"xatol": 1e-12, "fatol": 1e-15, "maxiter": 2000})
+        s = res.x[0]
+        zb = R * np.array([np.cos(s), np.sin(s)])
+        tangent = np.array([-np.sin(s), np.cos(s)])
+        g = panel.grad(zb)
+        mu = -float(g @ zb) / (2 * R * R)
+        # d2/ds2 F(z(s)) / R^2 = t^T H t - grad F . z / R^2  (z'' = -z on the circle)
+        curv = float(tangent @ panel.hessian(zb) @ tangent - (g @ zb) / R**2)
+        if mu >= 0 and curv > 0:
+            found.append({"z": zb.tolist(), "F": float(panel.fun(zb)), "kind": "minimum",
+                          "grad_norm": float(np.linalg.norm(g)), "multiplier": mu,
+                          "tangential_curvature": curv,
+                          "tangential_grad": float(abs(g @ tangent)), "where": "boundary"})
+    return found
+
+
+def figure1_points(panel_name: str, grid: int = 9, box: float = 3.0) -> dict:
+    """Stationary points of a Figure 1 panel by multi-start second-order descent from a
+    ``grid x grid`` lattice of starts in ``[-box, box]^2`` (and, for panel c, the boundary
+    minima), classified and certified; spurious minima are local minima whose value exceeds
+    the panel's smallest by more than 1e-6."""
+    panel = theory.figure1(panel_name)
+    s = np.linspace(-box, box, grid)
+    starts = [np.array([a, b]) for a in s for b in s]
+    if panel.radius is not None:
+        starts = [z for z in starts if panel.feasible(z)]
+    pts = _interior_stationary(panel, starts)
+    if panel.radius is not None:
+        pts += _boundary_minima(panel)
+    pts = _dedupe(pts)
+    minima = [p for p in pts if p["kind"] == "minimum"]
+    best_point = min(minima, key=lambda p: p["F"])
+    best = best_point["F"]
+    spurious = [dict(p) for p in minima if p["F"] > best + 1e-6]
+    return {"panel": panel_name, "title": panel.title, "reg": panel.reg, "radius": panel.radius,
+            "global_min_value": best, "global_min": best_point["z"],
+            "saddles": [p for p in pts if p["kind"] == "saddle"],
+            "spurious_minima": [{"w": p["z"][0], "v": p["z"][1], "F": p["F"],
+                                 "where": p["where"], "grad_norm": p["grad_norm"]}
+                                for p in spurious],
+            "n_global_minima_found": sum(1 for p in minima if p["F"] <= best + 1e-6)}
+
+
+# -- saddle escape --------------------------------------------------------------------------
+
+def escape_constants(eps: float) -> dict:
+    """PGD constants for Example 1 at curvature ``eps``: Jin et al.'s formulas with target
+    ``eps_pgd = eps^2`` (so that ``sqrt(rho eps_pgd) = eps``), ``ell = rho = 1``,
+    ``Delta_f = 1/2``."""
+    return pgd_constants(eps=eps**2, ell=1.0, rho=1.0, c=1.0, delta=0.1, delta_f=0.5, dim=2)
+
+
+def escape_trajectories(eps: float = 0.1, max_iter: int = 3000, seed: int = 0) -> dict:
+    """GD and PGD from the saddle ``(0, -1/eps)`` of Example 1, with their histories."""
+    obj, z0 = theory.example1(eps)
+    k = escape_constants(eps)
+    path = []
+    pgd = perturbed_gd(obj, z0, eps=eps**2, ell=1.0, rho=1.0, delta_f=0.5, max_iter=max_iter,
+                       seed=seed, record_every=1, callback=lambda info: path.append(info.x),
+                       t_thres=k["t_thres"])
+    gd = gradient_descent(obj, z0, eta=k["eta"], gtol=-1.0, max_iter=max(pgd.nit, 1),
+                          record_every=1)
+    return {"eps": eps, "start": z0.tolist(), "pgd_path": np.array([z0] + path).tolist(),
+            "pgd_fun": pgd.history["fun"].tolist(), "gd_fun": gd.history["fun"].tolist(),
+            "pgd_final": pgd.x.tolist(), "pgd_final_F": pgd.fun, "gd_final": gd.x.tolist(),
+            "gd_final_F": gd.fun, "pgd_escape_iter": pgd.escape_iter, "constants": k}
+
+
+def escape_vs_eps(eps_values, n_runs: int, seed: int = 0, progress=None) -> dict:
+    """Batched PGD studies from the saddle for each ``eps``: escape iterations (first with
+    ``F <= 1/2 - 0.05``) as median and quartiles over ``n_runs`` seeds, and the fitted
+    log-log slope against ``eps``."""
+    rows = []
+    for eps in eps_values:
+        obj, z0 = theory.example1(eps)
+        k = escape_constants(eps)
+        st = studies.escape(obj, z0, n_runs=n_runs, seed=seed, eps=eps**2, ell=1.0, rho=1.0,
+                            delta_f=0.5, f_escape=0.05, max_iter=4 * k["t_thres"],
+                            t_thres=k["t_thres"])
+        it = st.escape_iter[st.escaped]
+        q = np.percentile(it, [25, 50, 75]) if it.size else [np.nan] * 3
+        rows.append({"eps": eps, "escaped_fraction": float(st.escaped.mean()),
+                     "q25": float(q[0]), "median": float(q[1]), "q75": float(q[2]),
+                     "final_F_max": float(st.final_F.max()), "t_thres": k["t_thres"]})
+        if progress is not None:
+            progress.update(1)
+    ok = [r for r in rows if np.isfinite(r["median"])]
+    slope = fit_slope([r["eps"] for r in ok], [r["median"] for r in ok])
+    return {"rows": rows, "slope": slope, "n_runs": n_runs}
+
+
+# -- Theorem 4 ----------------------------------------------------------------------------
+
+THEOREM4_DATA = {"breast_cancer": "logistic", "diabetes": "squared"}
+
+
+def theorem4_curves(T_values, seeds=(0, 1, 2), b: float = 5.0, theta_radius: float = 10.0,
+                    widths=(16,), progress=None) -> dict:
+    """Projected SGD on the skip head for each data set and ``T``: the median over seeds of
+    the best-iterate gap ``F - min_{||u|| <= b} F_lin(u)``, the theorem's right-hand side,
+    and the fitted log-log slope of the positive gaps against ``T``."""
+    out = {}
+    for name, loss in THEOREM4_DATA.items():
+        X, y = datasets.load(name)
+        obj = Objective(X, y, loss=loss, widths=widths, head="skip")
+        x0 = obj.init(0)
+        rows = []
+        for T in T_values:
+            runs = [projected_sgd(obj, x0, T=int(T), b=b, theta_radius=theta_radius, seed=s)
+                    for s in seeds]
+            rows.append({"T": int(T), "gap": float(np.median([r.gap for r in runs])),
+                         "F": float(np.median([r.fun for r in runs])),
+                         "rhs": runs[0].theorem_rhs, "max_norm_wv": max(r.max_norm_wv for r in runs)})
+            if progress is not None:
+                progress.update(1)
+        pos = [r for r in rows if r["gap"] > 0]
+        slope = fit_slope([r["T"] for r in pos], [r["gap"] for r in pos])
+        out[name] = {"loss": loss, "n": int(X.shape[0]), "d": int(X.shape[1]), "b": b,
+                     "F_lin_star": obj.linear_baseline(radius=b).fun, "rows": rows,
+                     "slope": slope, "gap_below_rhs": all(r["gap"] <= r["rhs"] for r in rows)}
+    return out
+
+
+# -- ResNet vs linear on real data ----------------------------------------------------------
+
+RESNET_DATA = {"breast_cancer": "logistic", "diabetes": "squared", "digits_binary": "logistic"}
+
+
+def resnet_vs_linear(max_iter: int, widths=(16, 16), eps: float = 1e-2, seed: int = 0,
+                     progress=None) -> list[dict]:
+    """Train the residual network on each data set by PGD over all parameters and certify the
+    result: ``F_lin*``, ``F``, the gap with its standard error, ``||grad_(w,V)||``,
+    ``lambda_min`` and the eps-SOPSP verdict."""
+    rows = []
+    for name, loss in RESNET_DATA.items():
+        X, y = datasets.load(name)
+        obj = Objective(X, y, loss=loss, widths=widths)
+        x0 = obj.init(seed)
+        ell, rho = _estimate_ell_rho(_Problem(obj, x0, "all"), x0, np.random.default_rng(seed))
+        res = perturbed_gd(obj, x0, eps=eps, ell=2 * ell, rho=rho, max_iter=max_iter,
+                           seed=seed, record_every=0)
+        rep = check_sopsp(obj, res.x, eps=eps, mu2=1.0)
+        rows.append({"data": name, "loss": loss, "n": int(X.shape[0]), "d": int(X.shape[1]),
+                     "widths": list(widths), "iterations": res.nit, "F_init": obj.fun(x0),
+                     "F": rep.F, "F_lin_star": rep.F_lin_star, "gap": rep.gap,
+                     "gap_se": rep.gap_se, "grad_norm": rep.grad_norm,
+                     "lambda_min": rep.lambda_min, "is_sopsp": rep.is_sopsp,
+                     "lemma1_holds": rep.lemma1_holds, "theorem1_holds": rep.theorem1_holds})
+        if progress is not None:
+            progress.update(1)
+    return rows
+
+
+def fit_slope(x, y) -> float:
+    """Least-squares slope of ``log y`` against ``log x``."""
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0]) if len(x) >= 2 else math.nan
