@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -237,4 +238,8 @@ def main(argv=None) -> int:
     if not script.exists():
         raise SystemExit("resnet-core bench needs the source tree (benchmarks/compare.py); "
                          "run it from a checkout of the repository")
-    return subprocess.call([sys.executable, str(script)] + (["--quick"] if args.quick else []))
+    env = dict(os.environ)  # the same resnet_core as this process, installed or not
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(script.parents[1]),
+                                                      env.get("PYTHONPATH")]))
+    return subprocess.call([sys.executable, str(script)] + (["--quick"] if args.quick else []),
+                           env=env)
