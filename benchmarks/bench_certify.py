@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from problems import REFERENCE, SMALL, make_objective
+from problems import REFERENCE, SMALL, alternating, make_objective
 
 SIZES = [pytest.param(SMALL, id="small"),
          pytest.param(REFERENCE, id="reference", marks=pytest.mark.slow)]
@@ -21,13 +21,8 @@ def features(request):
 def test_check_sopsp_structured(benchmark, features):
     size, obj, x, part, z = features
     benchmark.group = f"certificate {size['n']}"
-    pts, i = [z, z + 1e-3], [0]
-
-    def certify():
-        i[0] ^= 1
-        return rc.check_sopsp(part, pts[i[0]], eps=1e-3, method="structured")
-
-    report = benchmark(certify)
+    nxt = alternating(z)
+    report = benchmark(lambda: rc.check_sopsp(part, nxt(), eps=1e-3, method="structured"))
     assert np.isfinite(report.lambda_min) and report.lambda_min_converged
 
 
@@ -35,13 +30,8 @@ def test_one_training_step_for_scale(benchmark, features):
     """The yardstick of the certificate: one value + gradient over all parameters."""
     size, obj, x, part, z = features
     benchmark.group = f"certificate {size['n']}"
-    pts, i = [x, x + 1e-3], [0]
-
-    def step():
-        i[0] ^= 1
-        return obj.fun_and_grad(pts[i[0]])
-
-    benchmark(step)
+    nxt = alternating(x)
+    benchmark(lambda: obj.fun_and_grad(nxt()))
 
 
 def test_lanczos_on_cached_statistics(benchmark, features):

@@ -8,7 +8,7 @@ tanh, logistic, float64) included (``-m slow``).
 import numpy as np
 import pytest
 
-from problems import REFERENCE, SMALL, make_objective
+from problems import REFERENCE, SMALL, alternating, make_objective
 
 SIZES = [pytest.param(SMALL, id="small"),
          pytest.param(REFERENCE, id="reference", marks=pytest.mark.slow)]
@@ -20,22 +20,10 @@ def problem(request):
     return request.param, obj, x
 
 
-def _two_points(x):
-    """Alternating between two points makes every call a fresh point (no cache hit)."""
-    pts = [x, x + 1e-3]
-    state = {"i": 0}
-
-    def nxt():
-        state["i"] ^= 1
-        return pts[state["i"]]
-
-    return nxt
-
-
 def test_fun_and_grad(benchmark, problem):
     size, obj, x = problem
     benchmark.group = f"fun_and_grad {size['n']}"
-    nxt = _two_points(x)
+    nxt = alternating(x)
     F, g = benchmark(lambda: obj.fun_and_grad(nxt()))
     assert np.isfinite(F) and g.shape == (obj.n_params,)
 
@@ -44,7 +32,7 @@ def test_full_hessp(benchmark, problem):
     size, obj, x = problem
     benchmark.group = f"hessp {size['n']}"
     p = np.random.default_rng(1).standard_normal(obj.n_params)
-    nxt = _two_points(x)
+    nxt = alternating(x)
     Hp = benchmark(lambda: obj.hessp(nxt(), p))
     assert np.all(np.isfinite(Hp))
 
@@ -60,7 +48,7 @@ def test_feature_hessp_fresh(benchmark, partial):
     size, part, z = partial
     benchmark.group = f"feature hessp {size['n']}"
     p = np.random.default_rng(2).standard_normal(part.n_params)
-    nxt = _two_points(z)
+    nxt = alternating(z)
     benchmark(lambda: part.hessp(nxt(), p))
 
 
@@ -76,6 +64,6 @@ def test_feature_hessp_repeated(benchmark, partial):
 def test_stats(benchmark, partial):
     size, part, z = partial
     benchmark.group = f"stats {size['n']}"
-    nxt = _two_points(z)
+    nxt = alternating(z)
     st = benchmark(lambda: part.stats(nxt()))
     assert np.allclose(st.A, st.A.T)

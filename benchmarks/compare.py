@@ -28,6 +28,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import frameworks as fw  # noqa: E402
+from problems import alternating  # noqa: E402
 from timing import median_time  # noqa: E402
 
 import resnet_core as rc  # noqa: E402
@@ -38,18 +39,6 @@ AGREE = 1e-8
 def _rel(a, b) -> float:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-300))
-
-
-def _alternating(x):
-    """Each call returns the other of two nearby points: every evaluation is at a fresh
-    point, so no cache of the package (or of anyone) can help."""
-    pts, state = [x, x + 1e-3], [0]
-
-    def nxt():
-        state[0] ^= 1
-        return pts[state[0]]
-
-    return nxt
 
 
 def check_agreement(name, ours, theirs, x, p) -> None:
@@ -88,7 +77,7 @@ def run(n: int, d: int, widths, repeat: int) -> list[tuple[str, str, float]]:
     others = fw.full_implementations(X, y, widths, loss="logistic")
     for name, impl in others.items():
         check_agreement(name, ours, impl, x, p)
-    nxt = _alternating(x)
+    nxt = alternating(x)
     rows.append(("fun_and_grad", "resnet-core", median_time(lambda: obj.fun_and_grad(nxt()),
                                                             repeat=repeat)))
     for name, impl in others.items():
@@ -109,7 +98,7 @@ def run(n: int, d: int, widths, repeat: int) -> list[tuple[str, str, float]]:
     others_f = fw.feature_implementations(X, y, Phi, loss="logistic")
     for name, impl in others_f.items():
         check_agreement(name, ours_f, impl, z, pz)
-    nz = _alternating(z)
+    nz = alternating(z)
     rows.append(("feature hessp (fresh point)", "resnet-core",
                  median_time(lambda: fo.hessp(nz(), pz), repeat=repeat)))
     for name, impl in others_f.items():
@@ -202,7 +191,7 @@ def run_step_costs(n: int, d: int, widths, repeat: int) -> list[tuple[str, str, 
     X, y = fw.make_data(n, d, seed=0)
     obj = rc.Objective(X, y, loss="logistic", widths=widths, activation="tanh")
     x = obj.init(0)
-    nxt = _alternating(x)
+    nxt = alternating(x)
     rows = [("one PGD iteration (all parameters)", "resnet-core fun_and_grad",
              median_time(lambda: obj.fun_and_grad(nxt()), repeat=repeat))]
     steps = 4

@@ -232,34 +232,9 @@ def _tag(run: Callable, n_steps: int, name: str) -> Callable:
 # --------------------------------------------------------------------------
 
 
-def _try_import(name: str):
-    try:
-        return importlib.import_module(name)
-    except Exception:  # ImportError, or a broken install raising something else
-        return None
+# The same availability checks as the objective comparisons (float64 JAX, torch threads).
+from frameworks import _try_import, jax_available, torch_available  # noqa: E402
 
-
-@functools.lru_cache(maxsize=None)
-def jax_available():
-    """The ``jax`` module with float64 enabled, or ``None``."""
-    jax = _try_import("jax")
-    if jax is None:
-        return None
-    try:
-        jax.config.update("jax_enable_x64", True)
-        import jax.numpy as jnp
-
-        if jnp.zeros(1).dtype != jnp.float64:
-            return None
-    except Exception:
-        return None
-    return jax
-
-
-@functools.lru_cache(maxsize=None)
-def torch_available():
-    """The ``torch`` module, or ``None``."""
-    return _try_import("torch")
 
 
 @functools.lru_cache(maxsize=None)

@@ -23,3 +23,15 @@ def make_objective(n: int, d: int, widths, seed: int = 0, **kw):
     X, y = make_data(n, d, seed)
     obj = rc.Objective(X, y, loss="logistic", widths=widths, activation="tanh", **kw)
     return obj, obj.init(seed)
+
+
+def alternating(x, step: float = 1e-3):
+    """A function returning, call after call, ``x`` and ``x + step`` in turn: every
+    evaluation is at a fresh point, so no cache (of the package or of anyone) can help."""
+    pts, state = [x, x + step], [0]
+
+    def nxt():
+        state[0] ^= 1
+        return pts[state[0]]
+
+    return nxt

@@ -55,32 +55,30 @@ class _Problem:
             raise TypeError("objective must be an Objective or a FeatureObjective; got "
                             f"{type(objective).__name__}")
         x0 = objective._point(x0, "x0")
-        self.objective, self.x0, self.tail = objective, x0, np.empty(0)
-        fo = objective
+        self.tail = np.empty(0)
+        target = objective  # what u is a point of
         if isinstance(objective, Objective) and wrt == "wV":
-            fo = objective.partial(x0, materialize=True)
-            self.tail = x0[fo.n_params:].copy()
-            x0 = x0[:fo.n_params]
-        self.fo = fo if isinstance(fo, FeatureObjective) else None
+            target = objective.partial(x0, materialize=True)
+            self.tail = x0[target.n_params:].copy()
+            x0 = x0[:target.n_params]
+        self.target = target
+        self.fo = target if isinstance(target, FeatureObjective) else None
         self.u0 = np.asarray(x0, dtype=np.float64).copy()
         self.dim = self.u0.size
-        eng = fo._engine
-        self.compiled = (self.fo is not None and fo.loss.code >= 0
-                         and eng.n * fo.n_params <= _COMPILED_WORK)
+        eng = target._engine
+        self.compiled = (self.fo is not None and target.loss.code >= 0
+                         and eng.n * target.n_params <= _COMPILED_WORK)
         if self.compiled:
-            self.data = (np.asarray(eng.X, np.float64), np.asarray(fo.Phi, np.float64),
+            self.data = (np.asarray(eng.X, np.float64), np.asarray(target.Phi, np.float64),
                          np.asarray(eng.y, np.float64), np.asarray(eng.s, np.float64),
-                         fo.loss.code, fo.head == "residual")
+                         target.loss.code, target.head == "residual")
 
     def fun_and_grad(self, u):
-        F, g = self.inner().fun_and_grad(u)
+        F, g = self.target.fun_and_grad(u)
         return float(F), np.asarray(g, dtype=np.float64)
 
     def hessp(self, u, p):
-        return np.asarray(self.inner().hessp(u, p), dtype=np.float64)
-
-    def inner(self):
-        return self.fo if self.fo is not None and self.tail.size else self.objective
+        return np.asarray(self.target.hessp(u, p), dtype=np.float64)
 
     def to_x(self, u):
         return np.concatenate([u, self.tail]) if self.tail.size else u
@@ -153,12 +151,14 @@ def _python_core(problem, u, state, consts, perturb, t_stop, hist, pert, rng):
         ist[I.I_T] = t + 1
 
 
-def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record_every):
+def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record_every,
+         F0=None):
     """Drive the compiled or the Python loop in segments of ``record_every`` iterations
     (the callback's cadence), and package an OptimizeResult."""
     I = _loops
     u = problem.u0.copy()
-    F0, _ = problem.fun_and_grad(u)
+    if F0 is None:
+        F0, _ = problem.fun_and_grad(u)
     istate = np.zeros(6, dtype=np.int64)
     istate[I.I_NOISE] = -consts["t_thres"] - 1
     istate[I.I_STATUS] = -1
@@ -290,7 +290,7 @@ def perturbed_gd(objective, x0, *, eps: float, ell: float | None = None,
     consts.update(ell=float(ell), rho=float(rho), delta_f=delta_f, ell_rho_estimated=estimated,
                   f_escape=consts["f_thres"] if f_escape is None else float(f_escape))
     return _run(problem, consts, perturb=True, max_iter=max_iter, seed=seed,
-                callback=callback, record_every=record_every)
+                callback=callback, record_every=record_every, F0=F0)
 
 
 def gradient_descent(objective, x0, *, eta: float, gtol: float = 0.0, max_iter: int = 10_000,
