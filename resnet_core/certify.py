@@ -31,6 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+from numpy.typing import ArrayLike
 import scipy.linalg
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
@@ -271,7 +272,7 @@ def _weighted_se(s, h, mean) -> float:
     return float(np.sqrt(np.sum((s * (h - mean)) ** 2)))
 
 
-def check_sopsp(objective, x, *, eps: float, mu2: float | None = None,
+def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None,
                 curvature_tol: float | None = None, w_star=None,
                 method: str = "auto") -> SOPSPReport:
     """Certify whether ``x`` is an eps-SOPSP of ``F_theta`` and compare it with the best

@@ -11,6 +11,7 @@ that puts ``w`` on the sphere (``||w(lam)||`` decreases in ``lam``), by Brent's 
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult, brentq
 
 from ._engine import Engine
@@ -75,7 +76,7 @@ def _newton(engine: Engine, w0, lam, gtol, max_iter):
     return w, F, sx, max_iter, np.linalg.norm(sx + lam * w) <= gtol
 
 
-def linear_baseline(X, y, *, loss="logistic", sample_weight=None, radius=None, gtol=None,
+def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss="logistic", sample_weight=None, radius=None, gtol=None,
                     max_iter: int = 100, n_threads=None) -> LinearBaselineResult:
     """Best linear predictor ``w* = argmin_{||w|| <= radius} E[l(w^T x; y)]``.
 

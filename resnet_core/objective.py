@@ -9,8 +9,10 @@ Both classes follow ``scipy.optimize.minimize``'s conventions: ``fun(x)``, ``gra
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ._engine import Engine
 from ._validation import (
@@ -65,7 +67,7 @@ class _HeadObjective:
         self._last = None  # (x, F, grad) of the last fun/grad call
         self._baselines = {}  # radius -> LinearBaselineResult, shared with partial()s
 
-    def linear_baseline(self, radius=None):
+    def linear_baseline(self, radius: float | None = None):
         """The best linear predictor on this objective's data, loss and weights
         (:func:`resnet_core.linear_baseline`), computed once per radius and cached."""
         if radius not in self._baselines:
@@ -88,11 +90,11 @@ class _HeadObjective:
     def _point(self, x, name="x"):
         return check_point(name, x, self.n_params, self.dtype)
 
-    def _split_head(self, x):
+    def _split_head(self, x: ArrayLike):
         w, M = self._head.split(x, self.d, self.k)
         return w, M, np.ascontiguousarray(self._head.a(w, M), dtype=self.dtype)
 
-    def _pack_head(self, w, M) -> np.ndarray:
+    def _pack_head(self, w: ArrayLike, M: ArrayLike) -> np.ndarray:
         """Flat ``[w, vec(V)]`` (``M = V``, shape (d, k)) or ``[w, v]`` (``M = v``)."""
         w = as_float_array("w", w, ndim=1, dtype=self.dtype, shape=(self.d,))
         if self.head == "residual":
@@ -101,15 +103,15 @@ class _HeadObjective:
             M = as_float_array("v", M, ndim=1, dtype=self.dtype, shape=(self.k,))
         return np.concatenate([w, M.ravel()])
 
-    def fun(self, x) -> float:
+    def fun(self, x: ArrayLike) -> float:
         """Objective value at ``x`` (a Python float)."""
         return self.fun_and_grad(x)[0]
 
-    def grad(self, x) -> np.ndarray:
+    def grad(self, x: ArrayLike) -> np.ndarray:
         """Gradient at ``x`` (the ``jac`` of ``scipy.optimize.minimize``)."""
         return self.fun_and_grad(x)[1]
 
-    def fun_and_grad(self, x):
+    def fun_and_grad(self, x: ArrayLike):
         """``(F(x), grad F(x))`` in one pass; the last result is remembered, so ``fun``
         then ``grad`` at the same point cost one pass."""
         x = self._point(x)
@@ -161,8 +163,10 @@ class FeatureObjective(_HeadObjective):
     costs ``O(d^2 + d k + k^2)`` and does not touch the data.
     """
 
-    def __init__(self, X, Phi, y, *, loss="logistic", head="residual", sample_weight=None,
-                 n_threads=None, chunk_size=None):
+    def __init__(self, X: ArrayLike, Phi: ArrayLike, y: ArrayLike, *,
+                 loss: str | Loss | Callable = "logistic", head: str = "residual",
+                 sample_weight: ArrayLike | None = None, n_threads: int | None = None,
+                 chunk_size: int | None = None):
         X, y = check_data(X, y)
         Phi = as_float_array("Phi", Phi, ndim=2, dtype=X.dtype, shape=(X.shape[0], None))
         if Phi.shape[1] == 0:
@@ -195,22 +199,22 @@ class FeatureObjective(_HeadObjective):
         return self._engine.predict(np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype),
                                     self._theta, features=True)[1]
 
-    def unpack(self, z) -> dict:
+    def unpack(self, z: ArrayLike) -> dict:
         """``{"w": w, "V": V}`` (or ``"v"``) as views of ``z``."""
         z = self._point(z, "z")
         w, M = self._head.split(z, self.d, self.k)
         return {"w": w, ("V" if self.head == "residual" else "v"): M}
 
-    def pack(self, w, M) -> np.ndarray:
+    def pack(self, w: ArrayLike, M: ArrayLike) -> np.ndarray:
         """Flat ``[w, vec(V)]`` (``M = V``, shape (d, k)) or ``[w, v]`` (``M = v``)."""
         return self._pack_head(w, M)
 
-    def _fun_and_grad(self, z):
+    def _fun_and_grad(self, z: ArrayLike):
         w, M, a = self._split_head(z)
         F, sx, g, _ = self._engine.value_grad(w, a, self._theta, need_theta=False, key=z)
         return F, self._head.grad(w, M, sx, g).astype(self.dtype, copy=False)
 
-    def stats(self, z) -> SufficientStats:
+    def stats(self, z: ArrayLike) -> SufficientStats:
         """Sufficient statistics ``A, B, C, g`` (and ``F``, the gradient) at ``z``, in one
         pass over the data (a weighted Gram matrix of ``[X, Phi]``); cached per point."""
         z = self._point(z, "z")
@@ -225,7 +229,7 @@ class FeatureObjective(_HeadObjective):
         self._stats_at = (z.copy(), st)
         return st
 
-    def hessp(self, z, p) -> np.ndarray:
+    def hessp(self, z: ArrayLike, p: ArrayLike) -> np.ndarray:
         """Hessian of ``F_theta`` at ``z`` times ``p`` (``scipy.optimize.minimize``'s
         ``hessp``).  See the class notes for what it costs."""
         z = self._point(z, "z")
@@ -244,7 +248,7 @@ class FeatureObjective(_HeadObjective):
         return self._head.hvp_stats(w, M, dw, dM, st.A, st.B, st.C, st.g).astype(
             self.dtype, copy=False)
 
-    def hessian(self, z) -> np.ndarray:
+    def hessian(self, z: ArrayLike) -> np.ndarray:
         """Dense Hessian of ``F_theta`` at ``z``, of size ``n_params`` squared (one pass).
 
         Residual head: ``H_ww = A``, ``H_wV[a, (i, j)] = w_i B[a, j] + [a = i] g_j``,
@@ -288,9 +292,11 @@ class Objective(_HeadObjective):
     plus two n-vectors, whatever ``n``.
     """
 
-    def __init__(self, X, y, *, loss="logistic", widths=(64, 64), activation="tanh",
-                 bias=True, head="residual", sample_weight=None, n_threads=None,
-                 chunk_size=None):
+    def __init__(self, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Callable = "logistic",
+                 widths: tuple[int, ...] | int = (64, 64), activation: str = "tanh",
+                 bias: bool = True, head: str = "residual",
+                 sample_weight: ArrayLike | None = None, n_threads: int | None = None,
+                 chunk_size: int | None = None):
         X, y = check_data(X, y)
         if isinstance(widths, (int, np.integer)):
             widths = (int(widths),)
@@ -303,7 +309,7 @@ class Objective(_HeadObjective):
                         act=self.layout.act_code, n_threads=n_threads, chunk_size=chunk_size)
         self._setup(engine, head, self.layout.n_params)
 
-    def init(self, seed=None) -> np.ndarray:
+    def init(self, seed: int | None = None) -> np.ndarray:
         """A random start: LeCun-normal layers (zero biases), ``w ~ N(0, I/d)``,
         ``V ~ N(0, I/(d k))`` (``v ~ N(0, I/k)``) so that ``V f(x)`` starts small next to
         ``x``."""
@@ -316,29 +322,29 @@ class Objective(_HeadObjective):
         theta = self.layout.init(rng)
         return np.concatenate([w, M.ravel(), theta]).astype(self.dtype)
 
-    def unpack(self, x) -> dict:
+    def unpack(self, x: ArrayLike) -> dict:
         """``{"w", "V" or "v", "layers": [(W_l, b_l), ...]}`` as views of ``x``."""
         x = self._point(x)
         w, M = self._head.split(x, self.d, self.k)
         return {"w": w, ("V" if self.head == "residual" else "v"): M,
                 "layers": self.layout.unpack(x[self._n_head:])}
 
-    def pack(self, w, M, layers) -> np.ndarray:
+    def pack(self, w: ArrayLike, M: ArrayLike, layers) -> np.ndarray:
         """Flat parameters from ``w``, ``V`` (or ``v``) and ``[(W_l, b_l), ...]``."""
         head = self._pack_head(w, M)
         return np.concatenate([head, self.layout.pack(layers, dtype=self.dtype)])
 
-    def _split(self, x):
+    def _split(self, x: ArrayLike):
         w, M, a = self._split_head(x)
         return w, M, a, x[self._n_head:]
 
-    def _fun_and_grad(self, x):
+    def _fun_and_grad(self, x: ArrayLike):
         w, M, a, theta = self._split(x)
         F, sx, g, gtheta = self._engine.value_grad(w, a, theta, need_theta=True, key=x)
         return F, np.concatenate([self._head.grad(w, M, sx, g), gtheta]).astype(
             self.dtype, copy=False)
 
-    def hessp(self, x, p) -> np.ndarray:
+    def hessp(self, x: ArrayLike, p: ArrayLike) -> np.ndarray:
         """Full Hessian (over all parameters) at ``x`` times ``p``, by Pearlmutter's
         R-operator: one streamed forward-over-reverse pass."""
         x = self._point(x)
@@ -351,12 +357,12 @@ class Objective(_HeadObjective):
         return np.concatenate([self._head.hvp(w, M, dw, dM, vx, vp, g), vt]).astype(
             self.dtype, copy=False)
 
-    def features(self, x) -> np.ndarray:
+    def features(self, x: ArrayLike) -> np.ndarray:
         """``Phi = f_theta(X)`` (n x k) at the ``theta`` inside ``x``."""
         w, M, a, theta = self._split(self._point(x))
         return self._engine.predict(w, a, theta, features=True)[1]
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x: ArrayLike) -> np.ndarray:
         """Predictions ``p_i`` on the training inputs."""
         w, M, a, theta = self._split(self._point(x))
         return self._engine.predict(w, a, theta)[0]

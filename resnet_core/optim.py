@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult
 
 from . import _loops
@@ -210,7 +211,7 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
         compiled=problem.compiled, **{k: v for k, v in consts.items() if k != "f_escape"})
 
 
-def perturbed_gd(objective, x0, *, eps: float, ell: float | None = None,
+def perturbed_gd(objective, x0: ArrayLike, *, eps: float, ell: float | None = None,
                  rho: float | None = None, c: float = 1.0, delta: float = 0.1,
                  delta_f: float | None = None, eta: float | None = None,
                  r: float | None = None, g_thres: float | None = None,
@@ -293,7 +294,7 @@ def perturbed_gd(objective, x0, *, eps: float, ell: float | None = None,
                 callback=callback, record_every=record_every, F0=F0)
 
 
-def gradient_descent(objective, x0, *, eta: float, gtol: float = 0.0, max_iter: int = 10_000,
+def gradient_descent(objective, x0: ArrayLike, *, eta: float, gtol: float = 0.0, max_iter: int = 10_000,
                      wrt: str = "all", callback=None, record_every: int = 100,
                      f_escape: float = 1e-8) -> OptimizeResult:
     """Plain gradient descent ``x_{t+1} = x_t - eta grad f(x_t)``, the baseline of
@@ -335,7 +336,7 @@ def _sgd_bounds(objective: Objective, x, b: float):
     return lip, rbound, exact
 
 
-def projected_sgd(objective, x0, *, T: int, b: float, theta_radius: float | None = None,
+def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: float | None = None,
                   eta: float | None = None, lipschitz: float | None = None,
                   batch_size: int = 1, seed=None, eval_every: int | None = None,
                   delta: float = 0.05) -> OptimizeResult:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .certify import _feature_objective, lanczos_extreme
 from .objective import Objective
@@ -28,7 +29,7 @@ from ._validation import check_choice, check_positive_int
 WRT = ("wV", "all")
 
 
-def hessian_operator(objective, x, wrt: str = "wV"):
+def hessian_operator(objective, x: ArrayLike, wrt: str = "wV"):
     """``(matvec, dim)`` of the partial (``"wV"``) or full (``"all"``) Hessian at ``x``."""
     check_choice("wrt", wrt, WRT)
     if wrt == "all":
@@ -60,7 +61,7 @@ def _dense(matvec, dim):
     return 0.5 * (H + H.T)
 
 
-def hessian_spectrum(objective, x, *, wrt: str = "wV", k: int = 6, which: str = "both",
+def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", k: int = 6, which: str = "both",
                      tol: float = 1e-10) -> Spectrum:
     """The ``k`` smallest and/or largest eigenpairs of the Hessian at ``x``.
 
@@ -111,7 +112,7 @@ class TraceEstimate:
     n_products: int
 
 
-def hessian_trace(objective, x, *, wrt: str = "wV", method: str = "hutch++",
+def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hutch++",
                   n_products: int = 99, seed=None) -> TraceEstimate:
     """Trace of the Hessian at ``x``.
 
@@ -181,7 +182,7 @@ def _lanczos_tridiagonal(matvec, v, steps):
     return alpha, beta
 
 
-def spectral_density(objective, x, *, wrt: str = "wV", n_probes: int = 8,
+def spectral_density(objective, x: ArrayLike, *, wrt: str = "wV", n_probes: int = 8,
                      lanczos_steps: int = 60, grid=None, n_grid: int = 400,
                      sigma: float | None = None, seed=None) -> SpectralDensity:
     """Spectral density of the Hessian at ``x`` by stochastic Lanczos quadrature.

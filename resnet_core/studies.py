@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from . import _loops
 from ._threads import resolve_n_threads
@@ -53,7 +54,7 @@ class EscapeStudy:
         return STATUS_MESSAGES[int(status)]
 
 
-def escape(objective, starts, *, method: str = "pgd", n_runs: int | None = None, seeds=None,
+def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | None = None, seeds=None,
            seed: int = 0, eps: float = 1e-3, ell: float = 1.0, rho: float = 1.0,
            c: float = 1.0, delta: float = 0.1, delta_f: float | None = None,
            eta: float | None = None, r: float | None = None, g_thres: float | None = None,

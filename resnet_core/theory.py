@@ -9,11 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .objective import FeatureObjective
 
 
-def lemma1_direction(w, V, w_star) -> np.ndarray:
+def lemma1_direction(w: ArrayLike, V: ArrayLike, w_star: ArrayLike) -> np.ndarray:
     """Lemma 1's direction ``G = (w - w*, w (w*)^T V / ||w||^2)`` as a flat ``[dw, vec(dV)]``
     (``w != 0``); ``<G, grad F_theta(w, V)> = E[l' (p - w*^T x)] >= F - F_lin(w*)``."""
     w, V, w_star = (np.asarray(a, dtype=np.float64) for a in (w, V, w_star))
@@ -23,14 +24,14 @@ def lemma1_direction(w, V, w_star) -> np.ndarray:
     return np.concatenate([w - w_star, np.outer(w, w_star @ V).ravel() / nw2])
 
 
-def lemma1_inner(objective: FeatureObjective, z, w_star) -> float:
+def lemma1_inner(objective: FeatureObjective, z: ArrayLike, w_star: ArrayLike) -> float:
     """``<G, grad F_theta(w, V)>`` at ``z = [w, vec(V)]`` (residual head)."""
     z = np.asarray(z, dtype=np.float64)
     parts = objective.unpack(z)
     return float(lemma1_direction(parts["w"], parts["V"], w_star) @ objective.grad(z))
 
 
-def theorem1_bound(gap: float, w, V, w_star) -> float:
+def theorem1_bound(gap: float, w: ArrayLike, V: ArrayLike, w_star: ArrayLike) -> float:
     """Theorem 1's lower bound on ``||grad F_theta(w, V)||`` (``w != 0``):
     ``(F - F_lin(w*)) / sqrt(2 ||w||^2 + ||w*||^2 (2 + ||V||^2 / ||w||^2))``."""
     w, V, w_star = (np.asarray(a, dtype=np.float64) for a in (w, V, w_star))
@@ -51,7 +52,7 @@ def theorem2_lhs(grad_norm: float, lambda_min: float, A, V, w_star) -> float:
     return float(np.linalg.norm(w_star) * (grad_norm + nV * np.sqrt(abs(lam) * nA + lam**2)))
 
 
-def theorem2_bounds(objective: FeatureObjective, z, w_star, F_lin_star: float) -> dict:
+def theorem2_bounds(objective: FeatureObjective, z: ArrayLike, w_star: ArrayLike, F_lin_star: float) -> dict:
     """Theorem 2 at ``z = [0, vec(V)]``: ``lambda_min <= 0`` and ``lhs >= F - F_lin(w*)``.
 
     Returns ``{"lambda_min", "lhs", "gap", "holds"}`` (``lambda_min`` exact, structured).
@@ -100,25 +101,25 @@ class Figure1Panel:
     reg: float = 0.0
     radius: float | None = None
 
-    def fun(self, z):
+    def fun(self, z: ArrayLike):
         z = np.asarray(z, dtype=np.float64)
         w, v = z[..., 0], z[..., 1]
         return (w * (1 + v) - 1) ** 2 + 0.5 * self.reg * (w**2 + v**2)
 
-    def grad(self, z):
+    def grad(self, z: ArrayLike):
         z = np.asarray(z, dtype=np.float64)
         w, v = z[..., 0], z[..., 1]
         r = w * (1 + v) - 1
         return np.stack([2 * r * (1 + v) + self.reg * w, 2 * r * w + self.reg * v], axis=-1)
 
-    def hessian(self, z):
+    def hessian(self, z: ArrayLike):
         z = np.asarray(z, dtype=np.float64)
         w, v = z[..., 0], z[..., 1]
         off = 2 * (2 * w * (1 + v) - 1)
         return np.stack([np.stack([2 * (1 + v) ** 2 + self.reg, off], axis=-1),
                          np.stack([off, 2 * w**2 + self.reg], axis=-1)], axis=-2)
 
-    def feasible(self, z) -> np.ndarray:
+    def feasible(self, z: ArrayLike) -> np.ndarray:
         """Whether ``z`` lies in the panel's domain."""
         z = np.asarray(z, dtype=np.float64)
         if self.radius is None:
