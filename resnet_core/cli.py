@@ -20,7 +20,7 @@ import numpy as np
 
 QUICK = dict(escape_eps=(1.0, 0.3, 0.1, 0.03, 0.01), escape_runs=64,
              sgd_T=(1000, 3000, 10000), resnet_iter=300)
-FULL = dict(escape_eps=(1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001), escape_runs=256,
+FULL = dict(escape_eps=(1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001), escape_runs=1024,
             sgd_T=(1000, 10000, 100000, 1000000), resnet_iter=3000)
 
 
