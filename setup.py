@@ -79,5 +79,8 @@ extensions = [
 ]
 
 setup(
-    ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"]),
+    # A debug build generates its own C (other directives) beside, never over, the normal C.
+    ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"],
+                          **({"build_dir": os.path.join("build", "cython-debug"),
+                              "force": True} if DEBUG else {})),
 )
