@@ -119,7 +119,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import importlib
 import math
 import platform
 import statistics

@@ -11,7 +11,6 @@ settings.register_profile("ci", derandomize=True, deadline=None)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-import reference as ref
 
 LOSSES = ("squared", "logistic", "smoothed_hinge")
 ACTIVATIONS = ("tanh", "relu", "softplus", "sigmoid", "identity")
