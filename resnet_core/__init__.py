@@ -9,9 +9,11 @@ from . import studies, theory
 from .certify import LambdaMin, SOPSPReport, check_sopsp, reduced_hessian
 from .features import ACTIVATIONS, MLPLayout
 from .linear import LinearBaselineResult, linear_baseline
+from .separability import Separability, linear_separability
 from .losses import BUILTIN_LOSSES, CustomLoss, Loss, get_loss
 from .objective import FeatureObjective, Objective, SufficientStats
 from .optim import gradient_descent, perturbed_gd, projected_sgd
+from .pointfile import PointFileError, load_point, save_point
 from .spectrum import (SpectralDensity, Spectrum, TraceEstimate, hessian_spectrum,
                        hessian_trace, spectral_density)
 
@@ -25,7 +27,9 @@ __all__ = [
     "Loss",
     "MLPLayout",
     "Objective",
+    "PointFileError",
     "SOPSPReport",
+    "Separability",
     "SpectralDensity",
     "Spectrum",
     "SufficientStats",
@@ -36,9 +40,12 @@ __all__ = [
     "hessian_spectrum",
     "hessian_trace",
     "linear_baseline",
+    "linear_separability",
+    "load_point",
     "perturbed_gd",
     "projected_sgd",
     "reduced_hessian",
+    "save_point",
     "spectral_density",
     "studies",
     "theory",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -36,7 +37,9 @@ import scipy.linalg
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
 from ._threads import blas_single_thread
+from . import theory
 from ._validation import as_float_array
+from .lipschitz import Ball, Box, estimate_hessian_lipschitz
 from .objective import FeatureObjective, Objective
 
 METHODS = ("auto", "structured", "dense", "lanczos")
@@ -169,10 +172,19 @@ class SOPSPReport:
     ``lambda_min``, and None (inconclusive) otherwise.  ``F_se`` and ``gap_se`` are
     standard errors over the sample (``sqrt(sum_i s_i^2 (h_i - mean)^2)`` for normalised
     weights ``s``), since the certificate is about the population mean.
+
+    The curvature threshold is ``-sqrt(mu2 eps)``: ``mu2_source`` says where ``mu2`` came
+    from (``"given"``, ``"estimated (proven bound)"``, ``"estimated (sampled)"`` on
+    ``mu2_region``, or ``"not given"``: then the curvature test is decided only when
+    ``lambda_min >= 0``, and ``mu2_needed = lambda_min^2 / eps`` is the smallest ``mu2`` for
+    which it would hold).  ``F_lin_star`` is ``inf F_lin`` (or the minimum over
+    ``||w|| <= baseline_radius``, or ``F_lin(w_star)`` for a given ``w_star``); ``gap`` is
+    ``F - F_lin_star``.  When the infimum is not attained (separable data), ``w_star`` is a
+    point far along the separating direction with ``F_lin(w_star) = F_lin_at_w_star``.
     """
 
     eps: float
-    threshold: float
+    threshold: float | None
     grad_norm: float
     lambda_min: float
     lambda_min_error: float
@@ -190,7 +202,16 @@ class SOPSPReport:
     head: str
     n_samples: int
     dim: int
+    baseline: str = "given w_star"
+    baseline_attained: bool = True
+    baseline_converged: bool = True
+    baseline_radius: float | None = None
+    baseline_message: str = ""
+    F_lin_at_w_star: float = 0.0
     mu2: float | None = None
+    mu2_source: str = "not given"
+    mu2_region: dict | None = None
+    mu2_needed: float | None = None
     curvature_tol: float | None = None
     w_norm: float = 0.0
     V_norm: float | None = None
@@ -218,26 +239,57 @@ class SOPSPReport:
         json.dumps(out)  # fails loudly here rather than in the caller's serialiser
         return out
 
+    def _baseline_row(self):
+        if self.baseline == "given w_star":
+            return ("F_lin(w*)", f"{self.F_lin_star:.6g} (the given w*)")
+        if self.baseline_radius is not None:
+            return (f"min F_lin, ||w|| <= {self.baseline_radius:g}",
+                    f"{self.F_lin_star:.6g}{'' if self.baseline_converged else ' NOT converged'}")
+        if not self.baseline_converged:
+            return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT converged "
+                                 f"({self.baseline_message})")
+        if not self.baseline_attained:
+            return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT attained (separable data: by "
+                                 f"Corollary 1 a local minimum has F <= {self.F_lin_star:.6g};"
+                                 f" F_lin(w*) = {self.F_lin_at_w_star:.3g} far along the "
+                                 "separating direction)")
+        return ("inf F_lin", f"{self.F_lin_star:.6g}, attained"
+                             f"{'' if self.baseline_converged else ', NOT converged'}")
+
     def __str__(self) -> str:
         verdict = {True: "yes", False: "no", None: "inconclusive"}[self.is_sopsp]
+        if self.threshold is None:
+            curv = "curvature threshold unknown: mu2 not given"
+        else:
+            curv = f"curvature threshold {self.threshold:.4g}"
         rows = [
-            ("eps-SOPSP", f"{verdict} (eps = {self.eps:g}, curvature threshold "
-                          f"{self.threshold:.4g})"),
+            ("eps-SOPSP", f"{verdict} (eps = {self.eps:g}, {curv})"),
             ("||grad_(w,V) F||", f"{self.grad_norm:.6g}  ({'<=' if self.gradient_ok else '>'}"
                                  f" eps)"),
             ("lambda_min", f"{self.lambda_min:.6g} +- {self.lambda_min_error:.2g} "
                            f"[{self.method}{'' if self.lambda_min_converged else ', NOT converged'}]"),
+        ]
+        if self.curvature_tol is not None:
+            rows.append(("mu2", f"none: curvature_tol {self.curvature_tol:g} given"))
+        elif self.mu2 is not None:
+            where = f" on {self.mu2_region['description']}" if self.mu2_region else ""
+            rows.append(("mu2", f"{self.mu2:.6g} ({self.mu2_source}{where})"))
+        else:
+            need = ("" if self.mu2_needed is None else
+                    f"; the curvature test holds iff mu2 >= {self.mu2_needed:.4g}")
+            rows.append(("mu2", f"not given{need}"))
+        rows += [
             ("F(w, V, theta)", f"{self.F:.6g} +- {self.F_se:.2g} (s.e.)"),
-            ("F_lin(w*)", f"{self.F_lin_star:.6g}"),
-            ("gap F - F_lin(w*)", f"{self.gap:.6g} +- {self.gap_se:.2g} (s.e.)"),
+            self._baseline_row(),
+            ("gap F - F_lin*", f"{self.gap:.6g} +- {self.gap_se:.2g} (s.e.)"),
         ]
         if self.lemma1_inner is not None:
-            rows.append(("Lemma 1 <G, grad F>", f"{self.lemma1_inner:.6g} >= gap: "
+            rows.append(("Lemma 1 <G, grad F>", f"{self.lemma1_inner:.6g} >= F - F_lin(w*): "
                                                  f"{'holds' if self.lemma1_holds else 'FAILS'}"))
             rows.append(("Theorem 1 bound", f"||grad|| >= {self.theorem1_bound:.6g}: "
                                             f"{'holds' if self.theorem1_holds else 'FAILS'}"))
         if self.theorem2_lhs is not None:
-            rows.append(("Theorem 2 (w = 0)", f"{self.theorem2_lhs:.6g} >= gap: "
+            rows.append(("Theorem 2 (w = 0)", f"{self.theorem2_lhs:.6g} >= F - F_lin(w*): "
                                               f"{'holds' if self.theorem2_holds else 'FAILS'}"))
         rows.append(("samples / dimension", f"{self.n_samples} / {self.dim}"))
         rows.append(("time", ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in self.timings.items())))
@@ -255,26 +307,93 @@ def _feature_objective(objective, x):
                     f"{type(objective).__name__}")
 
 
-def _linear_losses(fo: FeatureObjective, w_star) -> np.ndarray:
-    """Per-sample ``l(w*^T x_i; y_i)``; the last one is cached with the objective's linear
-    baselines (one data set, usually one ``w*``)."""
-    cached = fo._baselines.get("sample_losses")
-    if cached is not None and np.array_equal(cached[0], w_star):
-        return cached[1]
+def _linear_sample_losses(fo: FeatureObjective, w_star: np.ndarray, chunk: int = 16384):
+    """``(i0, i1, l(w*^T x_i; y_i))`` block by block: ``X w*`` in the data's dtype, the loss
+    in float64 on blocks of ``chunk`` samples (no copy of ``X``)."""
     eng = fo._engine
-    l_lin = fo.loss.derivatives(np.asarray(eng.X, dtype=np.float64) @ w_star, eng.y)[0]
-    fo._baselines["sample_losses"] = (w_star.copy(), l_lin)
-    return l_lin
+    w = w_star.astype(eng.dtype)
+    for i0 in range(0, eng.n, chunk):
+        i1 = min(i0 + chunk, eng.n)
+        yield i0, i1, fo.loss.derivatives(eng.X[i0:i1] @ w, eng.y[i0:i1])[0]
 
 
-def _weighted_se(s, h, mean) -> float:
-    """Standard error of the weighted mean ``sum s_i h_i`` (``s`` sums to one)."""
-    return float(np.sqrt(np.sum((s * (h - mean)) ** 2)))
+def _sample_statistics(fo: FeatureObjective, l: np.ndarray, F: float, w_star: np.ndarray):
+    """``F_lin(w*)``, the standard error of ``F`` and that of ``F - F_lin(w*)`` (two streamed
+    passes over ``X``)."""
+    s = fo._engine.s
+    F_lin = sum(float(np.dot(s[i0:i1], l_lin)) for i0, i1, l_lin in
+                _linear_sample_losses(fo, w_star))
+    gap = F - F_lin
+    se_F, se_gap = 0.0, 0.0
+    for i0, i1, l_lin in _linear_sample_losses(fo, w_star):
+        si, li = np.asarray(s[i0:i1], np.float64), np.asarray(l[i0:i1], np.float64)
+        se_F += float(np.sum((si * (li - F)) ** 2))
+        se_gap += float(np.sum((si * (li - l_lin - gap)) ** 2))
+    return F_lin, float(np.sqrt(se_F)), float(np.sqrt(se_gap))
+
+
+class BaselineWarning(RuntimeWarning):
+    """The best linear predictor a certificate compares with did not converge."""
+
+
+def _baseline(fo: FeatureObjective, w_star, radius) -> dict:
+    """What the certificate compares with: a given ``w*``, or the best linear predictor
+    (its infimum, or its minimum over ``||w|| <= radius``)."""
+    if w_star is not None:
+        if radius is not None:
+            raise ValueError("give w_star or baseline_radius, not both")
+        w_star = as_float_array("w_star", w_star, ndim=1, dtype=np.float64, shape=(fo.d,))
+        return {"w": w_star, "F_lin_star": None, "baseline": "given w_star"}
+    lin = fo.linear_baseline(radius)
+    if not lin.converged:
+        warnings.warn(f"the best linear predictor did not converge ({lin.message}); the gap "
+                      "is against the point the solver reached", BaselineWarning, stacklevel=4)
+    return {"w": np.asarray(lin.w, dtype=np.float64), "F_lin_star": lin.infimum,
+            "baseline": "best linear predictor", "baseline_attained": bool(lin.attained),
+            "baseline_converged": bool(lin.converged), "baseline_radius": radius,
+            "baseline_message": lin.message}
+
+
+def _curvature_threshold(fo, z, eps, mu2, mu2_region, curvature_tol) -> dict:
+    """The threshold ``-sqrt(mu2 eps)`` (or ``-curvature_tol``) and where ``mu2`` came from."""
+    given = sum(v is not None for v in (mu2, mu2_region, curvature_tol))
+    if given > 1:
+        raise ValueError("give at most one of mu2, mu2_region and curvature_tol")
+    if mu2 is not None:
+        if not (np.isfinite(mu2) and mu2 >= 0):
+            raise ValueError(f"mu2 must be a non-negative finite number; got {mu2!r}")
+        return {"threshold": -float(np.sqrt(mu2 * eps)), "mu2": float(mu2), "mu2_source": "given"}
+    if curvature_tol is not None:
+        if not (np.isfinite(curvature_tol) and curvature_tol >= 0):
+            raise ValueError("curvature_tol must be a non-negative finite number; got "
+                             f"{curvature_tol!r}")
+        return {"threshold": -float(curvature_tol), "curvature_tol": float(curvature_tol),
+                "mu2_source": "curvature_tol given"}
+    if mu2_region is not None:
+        if not isinstance(mu2_region, (Ball, Box)):
+            raise TypeError("mu2_region must be a resnet_core.lipschitz.Ball or Box; got "
+                            f"{type(mu2_region).__name__}")
+        est = estimate_hessian_lipschitz(fo, mu2_region)
+        return {"threshold": -float(np.sqrt(est.mu2 * eps)), "mu2": est.mu2,
+                "mu2_source": est.source, "mu2_region": est.to_dict()["region"]}
+    return {"threshold": None, "mu2_source": "not given"}
+
+
+def _curvature_verdict(lam: LambdaMin, threshold) -> bool | None:
+    """True / False when ``lambda_min`` is beyond its error from the threshold, else None.
+    Without a threshold (``mu2`` unknown) only ``lambda_min >= 0`` decides (any ``mu2``)."""
+    if not lam.converged or not np.isfinite(lam.value):
+        return None
+    if lam.value - lam.error >= (0.0 if threshold is None else threshold):
+        return True
+    if threshold is not None and lam.value + lam.error < threshold:
+        return False
+    return None
 
 
 def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None,
-                curvature_tol: float | None = None, w_star=None,
-                method: str = "auto") -> SOPSPReport:
+                mu2_region=None, curvature_tol: float | None = None, w_star=None,
+                baseline_radius: float | None = None, method: str = "auto") -> SOPSPReport:
     """Certify whether ``x`` is an eps-SOPSP of ``F_theta`` and compare it with the best
     linear predictor.
 
@@ -287,44 +406,54 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
     eps : float
         Gradient tolerance of Definition 1.
     mu2 : float, optional
-        Hessian Lipschitz constant: the curvature threshold is ``-sqrt(mu2 eps)``.
+        Lipschitz constant of the partial Hessian: the curvature threshold is
+        ``-sqrt(mu2 eps)``.
+    mu2_region : resnet_core.lipschitz.Ball or Box, optional
+        Estimate ``mu2`` on this region of ``[w, vec(V)]`` instead (see
+        :func:`resnet_core.lipschitz.estimate_hessian_lipschitz`; a few hundred
+        Hessian-vector products).
     curvature_tol : float, optional
-        Threshold ``-curvature_tol`` instead (give one of ``mu2``, ``curvature_tol``;
-        neither means ``mu2 = 1``).
+        Threshold ``-curvature_tol`` instead.  With none of the three, the curvature test is
+        decided only when ``lambda_min >= 0`` (true for every ``mu2``); the report gives the
+        smallest ``mu2`` that would make it hold.
     w_star : array of shape (d,), optional
-        The linear predictor to compare with; default the best one (cached per data set).
+        The linear predictor to compare with; default the best one: ``inf F_lin``.
+    baseline_radius : float, optional
+        Compare with ``min_{||w|| <= baseline_radius} F_lin(w)`` (Theorem 3) instead.
     method : {"auto", "structured", "dense", "lanczos"}
         How ``lambda_min`` is computed; ``"auto"`` is ``"structured"`` (exact, one pass).
 
     Returns
     -------
     SOPSPReport
-        With the gradient norm, ``lambda_min`` and its accuracy, the verdict, ``F``,
-        ``F_lin(w*)``, the gap with standard errors, and Lemma 1 / Theorem 1 (``w != 0``) or
-        Theorem 2 (``w = 0``) checked at this point (residual head).
+        With the gradient norm, ``lambda_min`` and its accuracy, the verdict, ``mu2`` and
+        its source, ``F``, the baseline (and whether it is attained and converged), the gap
+        with standard errors, and Lemma 1 / Theorem 1 (``w != 0``) or Theorem 2 (``w = 0``)
+        checked at this point against ``w*`` (residual head).
+
+    Warns
+    -----
+    BaselineWarning
+        When the best linear predictor did not converge.
     """
     # Its dense work is small: one BLAS thread, so that no BLAS thread spins against the
     # kernels' OpenMP threads between passes (measured: 111 ms -> 65 ms for the Gram pass).
     with blas_single_thread():
-        return _check_sopsp(objective, x, eps=eps, mu2=mu2, curvature_tol=curvature_tol,
-                            w_star=w_star, method=method)
+        return _check_sopsp(objective, x, eps=eps, mu2=mu2, mu2_region=mu2_region,
+                            curvature_tol=curvature_tol, w_star=w_star,
+                            baseline_radius=baseline_radius, method=method)
 
 
-def _check_sopsp(objective, x, *, eps, mu2, curvature_tol, w_star, method) -> SOPSPReport:
+def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
+                 baseline_radius, method) -> SOPSPReport:
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}")
     if not (np.isfinite(eps) and eps >= 0):
         raise ValueError(f"eps must be a non-negative finite number; got {eps!r}")
-    if mu2 is not None and curvature_tol is not None:
-        raise ValueError("give mu2 or curvature_tol, not both")
-    if mu2 is not None and not (np.isfinite(mu2) and mu2 >= 0):
-        raise ValueError(f"mu2 must be a non-negative finite number; got {mu2!r}")
-    if curvature_tol is not None and not (np.isfinite(curvature_tol) and curvature_tol >= 0):
-        raise ValueError(f"curvature_tol must be a non-negative finite number; got {curvature_tol!r}")
-    if curvature_tol is None and mu2 is None:
-        mu2 = 1.0
-    threshold = -float(curvature_tol) if curvature_tol is not None else -np.sqrt(mu2 * eps)
+    if baseline_radius is not None and not (np.isfinite(baseline_radius) and baseline_radius > 0):
+        raise ValueError("baseline_radius must be a positive finite number or None; got "
+                         f"{baseline_radius!r}")
 
     fo, z = _feature_objective(objective, x)
     z = fo._point(z, "x" if isinstance(objective, Objective) else "z")
@@ -337,63 +466,61 @@ def _check_sopsp(objective, x, *, eps, mu2, curvature_tol, w_star, method) -> SO
     t = time.perf_counter()
     lam = LAMBDA_MIN[method](fo, z)
     timings["eigen"] = time.perf_counter() - t
+    t = time.perf_counter()
+    curvature = _curvature_threshold(fo, z, eps, mu2, mu2_region, curvature_tol)
+    if mu2_region is not None:
+        timings["mu2"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    eng = fo._engine
-    if w_star is None:
-        w_star = fo.linear_baseline().w
-    w_star = as_float_array("w_star", w_star, ndim=1, dtype=np.float64, shape=(fo.d,))
+    base = _baseline(fo, w_star, baseline_radius)
+    w_star = base.pop("w")
     w, M, a = fo._split_head(z)
-    l = eng.derivatives(w, a, fo._theta, key=z)[0]  # kept by the statistics pass
-    l_lin = _linear_losses(fo, w_star)
-    s = np.asarray(eng.s, dtype=np.float64)
+    l = fo._engine.derivatives(w, a, fo._theta, key=z)[0]  # kept by the statistics pass
     F = float(st.F)
-    F_lin = float(s @ l_lin)
-    gap = F - F_lin
+    F_lin_w, F_se, gap_se = _sample_statistics(fo, l, F, w_star)
+    F_lin_star = base.pop("F_lin_star")
+    F_lin_star = F_lin_w if F_lin_star is None else float(F_lin_star)
     timings["baseline"] = time.perf_counter() - t
 
     grad = np.asarray(st.grad, dtype=np.float64)
     grad_norm = float(np.linalg.norm(grad))
     gradient_ok = grad_norm <= eps
-    if not lam.converged or not np.isfinite(lam.value):
-        curvature_ok = None
-    elif lam.value - lam.error >= threshold:
-        curvature_ok = True
-    elif lam.value + lam.error < threshold:
-        curvature_ok = False
-    else:
-        curvature_ok = None
+    curvature_ok = _curvature_verdict(lam, curvature["threshold"])
     is_sopsp = False if (not gradient_ok or curvature_ok is False) else curvature_ok
+    mu2_needed = (lam.value**2 / eps if lam.value < 0 and eps > 0 and "mu2" not in curvature
+                  and curvature_tol is None else None)
 
     report = SOPSPReport(
-        eps=float(eps), threshold=float(threshold), grad_norm=grad_norm,
+        eps=float(eps), grad_norm=grad_norm,
         lambda_min=lam.value, lambda_min_error=lam.error, lambda_min_converged=lam.converged,
         is_sopsp=is_sopsp, gradient_ok=gradient_ok, curvature_ok=curvature_ok, F=F,
-        F_se=_weighted_se(s, l, F), F_lin_star=F_lin, w_star=w_star.tolist(), gap=gap,
-        gap_se=_weighted_se(s, l - l_lin, gap), method=lam.method, head=fo.head,
-        n_samples=fo.n_samples, dim=fo.n_params, mu2=mu2, curvature_tol=curvature_tol,
-        w_norm=float(np.linalg.norm(w)), lanczos_residual=lam.residual)
+        F_se=F_se, F_lin_star=F_lin_star, w_star=w_star.tolist(), gap=F - F_lin_star,
+        gap_se=gap_se, method=lam.method, head=fo.head, n_samples=fo.n_samples,
+        dim=fo.n_params, F_lin_at_w_star=F_lin_w, mu2_needed=mu2_needed,
+        w_norm=float(np.linalg.norm(w)), lanczos_residual=lam.residual, **curvature, **base)
     if fo.head == "residual":
-        from . import theory
-
-        V = np.asarray(M, dtype=np.float64)
-        report.V_norm = float(np.linalg.norm(V, 2))
-        # The paper's inequalities, checked with a tolerance of the rounding in F.
-        tol = 1e-9 * (1.0 + abs(F) + abs(F_lin))
-        if report.w_norm > 0:
-            G = theory.lemma1_direction(np.asarray(w, np.float64), V, w_star)
-            report.lemma1_inner = float(G @ grad)
-            # E[l' (p - w*^T x)] = w . grad_w - E[l' x] . w*, with E[l' x] = grad_w - V g
-            grad_w = grad[:fo.d]
-            report.lemma1_expectation = float(
-                grad_w @ np.asarray(w, np.float64) - (grad_w - V @ st.g) @ w_star)
-            report.lemma1_holds = bool(report.lemma1_inner >= gap - tol)
-            report.theorem1_bound = theory.theorem1_bound(gap, w, V, w_star)
-            report.theorem1_holds = bool(grad_norm >= report.theorem1_bound - tol)
-        elif lam.converged:
-            report.theorem2_lhs = theory.theorem2_lhs(grad_norm, lam.value, st.A, V, w_star)
-            report.theorem2_holds = bool(lam.value <= lam.error
-                                         and report.theorem2_lhs >= gap - tol)
+        _paper_inequalities(report, fo, st, lam, w, M, w_star, F - F_lin_w, grad)
     timings["total"] = time.perf_counter() - t0
     report.timings = timings
     return report
+
+
+def _paper_inequalities(report, fo, st, lam, w, M, w_star, gap_w, grad):
+    """Lemma 1 and Theorem 1 (``w != 0``) or Theorem 2 (``w = 0``) at the point, against
+    ``w*`` (``gap_w = F - F_lin(w*)``), with a tolerance of the rounding in ``F``."""
+    V = np.asarray(M, dtype=np.float64)
+    report.V_norm = float(np.linalg.norm(V, 2))
+    tol = 1e-9 * (1.0 + abs(report.F) + abs(report.F_lin_at_w_star))
+    if report.w_norm > 0:
+        G = theory.lemma1_direction(np.asarray(w, np.float64), V, w_star)
+        report.lemma1_inner = float(G @ grad)
+        # E[l' (p - w*^T x)] = w . grad_w - E[l' x] . w*, with E[l' x] = grad_w - V g
+        grad_w = grad[:fo.d]
+        report.lemma1_expectation = float(
+            grad_w @ np.asarray(w, np.float64) - (grad_w - V @ st.g) @ w_star)
+        report.lemma1_holds = bool(report.lemma1_inner >= gap_w - tol)
+        report.theorem1_bound = theory.theorem1_bound(gap_w, w, V, w_star)
+        report.theorem1_holds = bool(report.grad_norm >= report.theorem1_bound - tol)
+    elif lam.converged:
+        report.theorem2_lhs = theory.theorem2_lhs(report.grad_norm, lam.value, st.A, V, w_star)
+        report.theorem2_holds = bool(lam.value <= lam.error and report.theorem2_lhs >= gap_w - tol)

@@ -1,11 +1,27 @@
-"""The best linear predictor ``w* = argmin E[l(w^T x; y)]`` (optionally over ``||w|| <= R``).
+"""The best linear predictor: ``inf_w F_lin(w)`` and ``min_{||w|| <= R} F_lin(w)``, with
+``F_lin(w) = E[l(w^T x; y)] = F(w, 0, theta)``, exactly.
 
-``F_lin(w) = F(w, 0, theta)`` is convex; the residual objective is compared with its
-minimum.  Solved by Newton's method on the compiled Gram pass (each iteration: one pass for
-``F``, the gradient ``E[l' x]`` and the Hessian ``E[l'' x x^T]``), regularised by the
-gradient norm and with a backtracking line search.
-With a radius, ``min F_lin(w) + lam/2 ||w||^2`` is solved for the multiplier ``lam >= 0``
-that puts ``w`` on the sphere (``||w(lam)||`` decreases in ``lam``), by Brent's method.
+Every claim of the paper compares with these numbers, so each case is decided, not left to
+whatever a solver reached (the derivations are in ``docs/linear_baseline.md``):
+
+- Squared loss: the minimum is always attained (the minimum-norm solution of the normal
+  equations when ``X`` is rank deficient).  Trust-region Newton on the Gram pass takes the
+  exact Newton step first; the next passes only confirm it (iterative refinement).
+- Logistic and smoothed hinge: :func:`resnet_core.linear_separability` first decides, by a
+  linear program, which samples a direction ``u`` can separate.  Complete separation: the
+  infimum is 0, not attained for the logistic loss (``w`` is returned along ``u``, far
+  enough that ``F_lin(w) < 1e-15``) and attained for the smoothed hinge (every margin past
+  its flat part).  Quasi-separation: the infimum is the minimum over the samples ``u`` leaves
+  on its hyperplane.  Otherwise the minimum is attained and trust-region Newton finds it.
+- A user-defined loss: trust-region Newton from 0; ``converged`` only when the Newton
+  decrement says so (a convex loss: the minimum; otherwise a stationary point).
+- A radius ``R``: squared loss, the secular equation on the eigendecomposition of the Gram
+  matrix (one pass); other losses, the multiplier ``lam`` of ``min F_lin + lam/2 ||w||^2``
+  with ``||w(lam)|| = R`` by Brent's method on ``1/||w(lam)|| - 1/R``.  The returned ``w``
+  is never outside the ball; the KKT residual ``||grad F_lin(w) + lam w||`` is reported.
+
+Stopping rule: the Newton decrement ``nu^2 = g^T H^+ g`` (twice the decrease the Newton step
+predicts) against ``|F|``: ``nu^2 / 2 <= tol |F|``, invariant to rescaling ``X`` or ``y``.
 """
 
 from __future__ import annotations
@@ -15,8 +31,16 @@ from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult, brentq
 
 from ._engine import Engine
-from ._validation import check_data, check_sample_weight
-from .losses import get_loss
+from ._trust_region import Model, ball_step, trust_region_newton
+from ._validation import check_data, check_positive_int, check_sample_weight
+from .losses import Loss, get_loss
+from .separability import MAX_LP_ENTRIES, _separability
+
+# Margin past which the logistic loss is below 2.4e-16 (log1p(exp(-36))): a point on the
+# separating ray with every margin there is within that of the infimum 0.
+LOGISTIC_MARGIN = 36.0
+# Rows per block of the streamed QR factor of the Hessian.
+QR_CHUNK = 4096
 
 
 class LinearBaselineResult(OptimizeResult):
@@ -25,60 +49,234 @@ class LinearBaselineResult(OptimizeResult):
     Attributes
     ----------
     w, x : ndarray
-        The minimiser (``x`` is an alias, as in scipy).
+        The returned predictor (``x`` is an alias, as in scipy).
     fun : float
-        ``F_lin(w)``.
-    grad_norm : float
-        Norm of the gradient at ``w``; with an active radius constraint, of the KKT
-        residual ``grad F_lin(w) + lam w``.
+        ``F_lin(w)`` at the returned ``w``.
+    infimum : float
+        ``inf F_lin`` over ``R^d`` (or the minimum over the ball with a radius).
+    attained : bool
+        Whether some finite ``w`` reaches the infimum (``fun == infimum`` up to rounding).
     converged, success : bool
+        Whether ``infimum`` is known to the solver's precision.
+    direction : ndarray or None
+        The separating direction when the infimum is approached along a ray.
+    separability : str or None
+        ``"separable"``, ``"quasi_separable"``, ``"overlapping"``, ``"not_decided"``;
+        None for the squared and user-defined losses.
+    grad_norm : float
+        ``||grad F_lin(w)||``, or the KKT residual ``||grad F_lin(w) + lam w||`` with a radius.
+    decrement : float
+        Newton decrement ``nu^2`` at ``w`` (0 for closed forms).
     multiplier : float
         ``lam`` of the radius constraint (0 when it is inactive or absent).
     radius : float or None
-    nit : int
-        Newton iterations (all solves together).
-    message : str
+    nit, npass : int
+        Newton iterations and data passes (all solves together).
+    method, message : str
     """
 
 
-def _newton(engine: Engine, w0, lam, gtol, max_iter):
-    """Minimise ``F_lin(w) + lam/2 ||w||^2`` from ``w0``; returns ``(w, F_lin, grad, nit, ok)``."""
-    d = engine.d
-    empty = np.empty(0, dtype=engine.dtype)
-    w = np.asarray(w0, dtype=np.float64)
-    for it in range(max_iter):
-        F, sx, _, G = engine.gram(w.astype(engine.dtype), empty, None, key=w)
-        grad = sx.astype(np.float64) + lam * w
-        if np.linalg.norm(grad) <= gtol:
-            return w, F, sx.astype(np.float64), it, True
-        # Regularised Newton: the shift ||grad|| keeps the step defined where l'' = 0 on
-        # many samples (smoothed hinge) and vanishes at the optimum (superlinear there).
-        H = G.astype(np.float64) + (lam + np.linalg.norm(grad)) * np.eye(d)
-        step = np.linalg.lstsq(H, -grad, rcond=None)[0]
-        decrement = -grad @ step
-        if not decrement > 0:  # no descent left at this precision
-            return w, F, sx.astype(np.float64), it, False
-        total = F + 0.5 * lam * (w @ w)
-        t = 1.0
-        # Full Newton steps once the decrement is at rounding level: the line search can
-        # no longer see a decrease in F there.
-        if decrement > 1e-12 * (1.0 + abs(total)):
-            while t > 1e-12:
-                wt = w + t * step
-                Ft = engine.value_grad(wt.astype(engine.dtype), empty, None, need_theta=False,
-                                       key=wt)[0] + 0.5 * lam * (wt @ wt)
-                if Ft <= total - 1e-4 * t * decrement:
-                    break
-                t *= 0.5
-        w = w + t * step
-    F, sx, _, _ = engine.value_grad(w.astype(engine.dtype), empty, None, need_theta=False, key=w)
-    sx = sx.astype(np.float64)
-    return w, F, sx, max_iter, np.linalg.norm(sx + lam * w) <= gtol
+def _engine(X, y, s, loss, n_threads):
+    return Engine(X, y, s, loss, 0, Phi=np.empty((X.shape[0], 0), dtype=X.dtype),
+                  n_threads=n_threads)
 
 
-def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss="logistic", sample_weight=None, radius=None, gtol=None,
-                    max_iter: int = 100, n_threads=None) -> LinearBaselineResult:
-    """Best linear predictor ``w* = argmin_{||w|| <= radius} E[l(w^T x; y)]``.
+class _Passes:
+    """``F_lin`` (plus ``lam/2 ||w||^2``), its gradient and Hessian by the compiled passes.
+
+    The Hessian ``E[l'' x x^T] = R^T R`` of a built-in (convex) loss comes as the factor
+    ``R`` of a QR decomposition of the rows ``sqrt(s_i l''_i) x_i``, accumulated chunk by
+    chunk (tall-skinny QR: memory ``O(chunk d)``): its small eigenvalues are resolved to
+    ``eps^2`` of the largest, where a Gram matrix loses them below ``eps`` (the squared
+    condition number).  The squared loss's factor does not depend on ``w``: made once.
+    """
+
+    def __init__(self, engine: Engine, lam: float = 0.0, factor_cache=None):
+        self.engine, self.lam = engine, lam
+        self.empty = np.empty(0, dtype=engine.dtype)
+        self.eps = float(np.finfo(engine.dtype).eps)
+        self.use_factor = engine.loss.code >= 0
+        self.constant_hessian = engine.loss.name == "squared" and self.use_factor
+        self._factor = factor_cache if factor_cache is not None else {}
+
+    def penalised(self, lam: float) -> "_Passes":
+        """The same data with ``lam/2 ||w||^2`` added (sharing the squared loss's factor)."""
+        return _Passes(self.engine, lam, self._factor)
+
+    def _qr_factor(self, q) -> np.ndarray:
+        X, d = self.engine.X, self.engine.d
+        R = np.zeros((0, d))
+        for i0 in range(0, X.shape[0], QR_CHUNK):
+            i1 = min(i0 + QR_CHUNK, X.shape[0])
+            rows = np.sqrt(np.asarray(q[i0:i1], dtype=np.float64))[:, None] * X[i0:i1]
+            R = np.linalg.qr(np.vstack([R, rows]), mode="r")
+        return R
+
+    def full(self, w) -> Model:
+        wd = w.astype(self.engine.dtype)
+        if not self.use_factor:
+            F, g, _, H = self.engine.gram(wd, self.empty, None, key=w.copy())
+            H = H.astype(np.float64) + self.lam * np.eye(w.size)
+            return Model.from_hessian(F + 0.5 * self.lam * float(w @ w),
+                                      g.astype(np.float64) + self.lam * w, H, self.eps)
+        F, g = self.grad(w)
+        if "R" not in self._factor or not self.constant_hessian:
+            q = self.engine.derivatives(wd, self.empty, None, key=w.copy())[2]
+            self._factor["R"] = self._qr_factor(q)
+        return Model.from_factor(F + 0.5 * self.lam * float(w @ w), g + self.lam * w,
+                                 self._factor["R"], self.eps, self.engine.n, shift=self.lam)
+
+    def value(self, w):
+        return self.grad(w)[0] + 0.5 * self.lam * float(w @ w)
+
+    def grad(self, w):
+        """``(F_lin(w), grad F_lin(w))`` without the penalty."""
+        F, g, _, _ = self.engine.value_grad(w.astype(self.engine.dtype), self.empty, None,
+                                            need_theta=False, key=w.copy())
+        return F, g.astype(np.float64)
+
+    def margins(self, u):
+        """``y_i x_i^T u`` per sample, in the data's dtype (one streamed pass)."""
+        p, _ = self.engine.predict(u.astype(self.engine.dtype), self.empty, None)
+        return p * self.engine.y
+
+
+def _newton(passes: _Passes, w0, tol, max_iter, F_floor):
+    return trust_region_newton(passes.full, passes.value, w0, tol=tol, max_iter=max_iter,
+                               F_floor=F_floor)
+
+
+def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, nit=0, npass=0,
+            decrement=0.0, separability=None, direction=None, method="", message=""):
+    F, g = passes.grad(w)
+    return LinearBaselineResult(
+        w=w, x=w, fun=float(F), infimum=float(infimum), attained=bool(attained),
+        converged=bool(converged), success=bool(converged),
+        grad_norm=float(np.linalg.norm(g + lam * w)), decrement=float(decrement),
+        multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
+        separability=separability, direction=direction, method=method, message=message)
+
+
+def _minimise(passes, d, tol, eps, max_iter, loss_name):
+    """Unconstrained minimum of an attained problem by trust-region Newton from 0."""
+    F0 = passes.value(np.zeros(d))
+    res = _newton(passes, np.zeros(d), tol, max_iter, eps * abs(F0))
+    msg = ("minimum attained; Newton decrement at the tolerance" if res.stop == "decrement"
+           else "minimum attained; converged to the rounding level" if res.converged
+           else f"not converged ({res.stop}) after {res.nit} Newton iterations of the "
+                f"{loss_name} loss")
+    return res, msg
+
+
+def _push_along(passes, w_base, u, separated, margin):
+    """``w_base + t u`` with ``t`` the least that puts every margin on ``separated`` at
+    ``margin`` or beyond."""
+    m_u = np.asarray(passes.margins(u), dtype=np.float64)[separated]
+    m_b = np.asarray(passes.margins(w_base), dtype=np.float64)[separated]
+    t = max(float(np.max((margin - m_b) / m_u)), 0.0)
+    return w_base + t * u
+
+
+def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
+    """Logistic or smoothed hinge without a radius, given the separability answer."""
+    hinge = loss.name == "smoothed_hinge"
+    margin = loss.zero_margin * (1 + 1e-9) if hinge else LOGISTIC_MARGIN
+    if sep.status == "separable":
+        w = _push_along(passes, np.zeros(d), sep.direction, sep.separated, margin)
+        msg = ("linearly separable: inf F_lin = 0, " + (
+            "attained (every margin past the smoothed hinge's flat part)" if hinge else
+            "not attained (F_lin -> 0 along the separating direction; w is on that ray, "
+            f"every margin >= {LOGISTIC_MARGIN:g})"))
+        return _result(passes, w, infimum=0.0, attained=hinge, converged=True,
+                       separability="separable", direction=sep.direction,
+                       method="linear program (HiGHS)" + lp_note, message=msg)
+    if sep.status == "quasi_separable":
+        s_rest = np.where(sep.separated, 0, passes.engine.s).astype(passes.engine.dtype)
+        eng = passes.engine
+        rest = _Passes(_engine(eng.X, eng.y, s_rest, eng.loss, eng.n_threads))
+        res, msg = _minimise(rest, d, tol, eps, max_iter, loss.name)
+        w = _push_along(passes, res.w, sep.direction, sep.separated, margin)
+        msg = (f"quasi-separable: {sep.n_separated} samples separated along a direction, "
+               f"inf F_lin = the minimum over the other samples ({msg}), " +
+               ("attained" if hinge else "not attained (w is far along the direction)"))
+        return _result(passes, w, infimum=res.F, attained=hinge, converged=res.converged,
+                       nit=res.nit, npass=res.npass, decrement=res.decrement,
+                       separability="quasi_separable", direction=sep.direction,
+                       method="linear program (HiGHS) + trust-region Newton", message=msg)
+    res, msg = _minimise(passes, d, tol, eps, max_iter, loss.name)
+    status, converged = sep.status, res.converged
+    if status == "not_decided":
+        margins = passes.margins(res.w)
+        if np.all(margins[passes.engine.s > 0] > 0):
+            return _margin_loss(passes, loss, _ray(res.w, margins, passes), d, tol, eps,
+                                max_iter, " (found by Newton's iterates)")
+        msg = f"{sep.message}; {msg}" + ("" if converged else
+                                         ": raise max_lp_entries or give a radius")
+    return _result(passes, res.w, infimum=res.F, attained=converged, converged=converged,
+                   nit=res.nit, npass=res.npass, decrement=res.decrement,
+                   separability=status, method="trust-region Newton" + lp_note, message=msg)
+
+
+def _ray(w, margins, passes):
+    """A :class:`Separability` from a ``w`` found to separate every weighted sample."""
+    from .separability import Separability
+
+    u = w / np.linalg.norm(w)
+    sep = passes.engine.s > 0
+    return Separability("separable", u, sep, float(margins[sep].min()),
+                        "separated by the direction of Newton's iterates")
+
+
+def _ball_squared(passes, d, R, eps):
+    """``min ||Xw - y||^2 / 2`` over ``||w|| <= R``: the secular equation, one Gram pass."""
+    return ball_step(passes.full(np.zeros(d)), R)
+
+
+def _ball_general(passes, d, R, free, tol, eps, max_iter):
+    """``min F_lin`` over ``||w|| <= R`` by the multiplier: ``||w(lam)|| = R``."""
+    eng = passes.engine
+    F0 = passes.value(np.zeros(d))
+    solves = {}
+    counts = [0, 0]
+
+    def solve(lam):
+        if lam in solves:
+            return solves[lam]
+        start = solves[min(solves, key=lambda l0: abs(l0 - lam))].w if solves else np.zeros(d)
+        res = _newton(passes.penalised(lam), start, tol, max_iter, eps * abs(F0))
+        solves[lam] = res
+        counts[0] += res.nit
+        counts[1] += res.npass
+        return res
+
+    def phi(log_lam):
+        return 1.0 / max(np.linalg.norm(solve(np.exp(log_lam)).w), 1e-300) - 1.0 / R
+
+    # ||w(lam)|| = ||grad F_lin(w)|| / lam: start at the gradient at 0 and bracket the root
+    # in log(lam) (lam spans many decades between a radius of 1e-6 and one near ||w*||).
+    hi = np.log(max(np.linalg.norm(passes.grad(np.zeros(d))[1]) / R, 1e-300))
+    while phi(hi) < 0:
+        hi += np.log(4.0)
+    lo = hi - np.log(4.0)
+    while phi(lo) > 0:
+        lo -= np.log(4.0)
+        if lo < hi - 200.0:  # e^-200 of the start: numerically inactive
+            break
+    log_lam = brentq(phi, lo, hi, xtol=1e-14, rtol=1e-14, maxiter=200) if phi(lo) < 0 else lo
+    lam = float(np.exp(log_lam))
+    res = solve(lam)
+    # On the sphere when the constraint is active (lam > 0), and never outside the ball.
+    norm = np.linalg.norm(res.w)
+    w = res.w * (R / norm) if (lam > 0 or norm > R) else res.w
+    ok = all(r.converged for r in solves.values())
+    return w, lam, counts[0], counts[1], ok
+
+
+def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic",
+                    sample_weight: ArrayLike | None = None, radius: float | None = None,
+                    tol: float | None = None, max_iter: int = 100, n_threads: int | None = None,
+                    max_lp_entries: int = MAX_LP_ENTRIES) -> LinearBaselineResult:
+    """Best linear predictor: ``inf_w E[l(w^T x; y)]`` or ``min_{||w|| <= radius}``.
 
     Parameters
     ----------
@@ -88,57 +286,67 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss="logistic", sample_weigh
     sample_weight : array of shape (n,), optional
     radius : float, optional
         Constrain ``||w|| <= radius``.
-    gtol : float, optional
-        Target gradient (KKT residual) norm: 1e-10 in float64, 1e-5 in float32.
+    tol : float, optional
+        Stop when the Newton decrement ``nu^2 / 2 <= tol |F_lin|``; default the data's
+        machine epsilon (full precision).
     max_iter : int
         Newton iterations per solve.
     n_threads : int, optional
+    max_lp_entries : int
+        Largest separability linear program (non-zeros ``n (d + 1)``); above it, separability
+        is read from Newton's iterates (see :mod:`resnet_core.linear`).
 
     Returns
     -------
     LinearBaselineResult
-        ``w``, ``fun = F_lin(w)``, ``grad_norm``, ``converged``, ``multiplier``.  When the
-        infimum is not attained (separable data under the logistic loss, no radius), the
-        iterates grow without bound and ``converged`` is False.
+        ``w``, ``fun = F_lin(w)``, ``infimum``, ``attained``, ``converged``, ``direction``,
+        ``separability``, ``grad_norm`` (KKT residual), ``multiplier``, ``message``.
     """
     X, y = check_data(X, y)
     loss = get_loss(loss)
     loss.check_labels(y)
     s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    max_iter = check_positive_int("max_iter", max_iter)
+    max_lp_entries = check_positive_int("max_lp_entries", max_lp_entries)
     if radius is not None:
         radius = float(radius)
         if not (np.isfinite(radius) and radius > 0):
             raise ValueError(f"radius must be a positive finite number or None; got {radius}")
-    if gtol is None:
-        gtol = 1e-10 if X.dtype == np.float64 else 1e-5
-    n, d = X.shape
-    engine = Engine(X, y, s, loss, 0, Phi=np.empty((n, 0), dtype=X.dtype),
-                    n_threads=n_threads)
+    eps = float(np.finfo(X.dtype).eps)
+    tol = eps if tol is None else float(tol)
+    if not (np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive finite number; got {tol!r}")
+    d = X.shape[1]
+    passes = _Passes(_engine(X, y, s, loss, n_threads))
 
-    w, F, g, nit, ok = _newton(engine, np.zeros(d), 0.0, gtol, max_iter)
-    lam = 0.0
-    if radius is not None and (not ok or np.linalg.norm(w) > radius):
-        solves = {}
-
-        def excess(lam_):
-            start = solves[min(solves, key=lambda l0: abs(l0 - lam_))][0] if solves else np.zeros(d)
-            solves[lam_] = _newton(engine, start, lam_, gtol, max_iter)
-            return np.linalg.norm(solves[lam_][0]) - radius
-
-        hi = 1.0
-        while excess(hi) > 0:
-            hi *= 10.0
-        lo = hi / 10.0
-        while lo > 1e-14 and excess(lo) < 0:
-            hi, lo = lo, lo / 10.0
-        lam = brentq(excess, lo, hi, xtol=1e-15, rtol=1e-14) if lo > 1e-14 else 0.0
-        w, F, g, it2, ok = _newton(engine, solves[min(solves, key=lambda l0: abs(l0 - lam))][0],
-                                   lam, gtol, max_iter)
-        nit += sum(v[3] for v in solves.values()) + it2
-    grad_norm = float(np.linalg.norm(g + lam * w))
-    message = "converged" if ok else (
-        "not converged: the infimum may not be attained (separable data?); give a radius"
-        if radius is None else "not converged within max_iter")
-    return LinearBaselineResult(w=w, x=w, fun=float(F), grad_norm=grad_norm, converged=bool(ok),
-                                success=bool(ok), multiplier=float(lam), radius=radius,
-                                nit=int(nit), message=message)
+    margin_loss = loss.name in ("logistic", "smoothed_hinge") and loss.code >= 0
+    if loss.name == "squared" and loss.code >= 0 and radius is not None:
+        w, lam = _ball_squared(passes, d, radius, eps)
+        F = passes.value(w)
+        return _result(passes, w, infimum=F, attained=True, converged=True, lam=lam,
+                       radius=radius, npass=2, method="secular equation",
+                       message="minimum over the ball " + (
+                           "on its boundary" if lam > 0 else "inside it (constraint inactive)"))
+    if margin_loss:
+        sep = _separability(X, y, s, max_lp_entries)
+        note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
+        free = _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note)
+    else:
+        res, msg = _minimise(passes, d, tol, eps, max_iter, loss.name)
+        free = _result(passes, res.w, infimum=res.F, attained=res.converged,
+                       converged=res.converged, nit=res.nit, npass=res.npass,
+                       decrement=res.decrement, method="trust-region Newton", message=msg)
+    if radius is None:
+        return free
+    if free.attained and np.linalg.norm(free.w) <= radius:
+        free.radius = radius
+        free.message = "minimum inside the ball (constraint inactive): " + free.message
+        return free
+    w, lam, nit, npass, ok = _ball_general(passes, d, radius, free, tol, eps, max_iter)
+    F = passes.value(w)
+    return _result(passes, w, infimum=F, attained=True, converged=ok, lam=lam, radius=radius,
+                   nit=nit + free.nit, npass=npass + free.npass,
+                   separability=free.separability, direction=free.direction,
+                   method="multiplier (Brent) + trust-region Newton",
+                   message="minimum over the ball on its boundary" if ok else
+                   "not converged: a penalised solve stopped early")

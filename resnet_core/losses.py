@@ -25,6 +25,9 @@ import numpy as np
 
 from . import _kernels
 
+# The smoothed hinge's ``h`` (compiled into the kernels, src/_loss.pxd).
+SMOOTHING = 0.5
+
 
 class Loss:
     """A per-sample loss with its first two derivatives in ``p``.
@@ -36,10 +39,13 @@ class Loss:
         Kernel code of a built-in loss; -1 for a user-defined one.
     binary_labels : bool
         Whether labels must be -1 or +1.
+    zero_margin : float or None
+        Margin ``y p`` from which the loss is exactly 0 (None: never).
     """
 
     code: int = -1
     binary_labels: bool = False
+    zero_margin: float | None = None
 
     def __init__(self, name: str):
         self.name = name
@@ -63,10 +69,12 @@ class Loss:
 class BuiltinLoss(Loss):
     """One of the losses compiled into the kernels."""
 
-    def __init__(self, name: str, code: int, binary_labels: bool):
+    def __init__(self, name: str, code: int, binary_labels: bool,
+                 zero_margin: float | None = None):
         super().__init__(name)
         self.code = code
         self.binary_labels = binary_labels
+        self.zero_margin = zero_margin
 
     def derivatives(self, p, y):
         p = np.ascontiguousarray(p, dtype=np.float64)
@@ -146,7 +154,7 @@ class CustomLoss(Loss):
 BUILTIN_LOSSES = {
     "squared": BuiltinLoss("squared", 0, False),
     "logistic": BuiltinLoss("logistic", 1, True),
-    "smoothed_hinge": BuiltinLoss("smoothed_hinge", 2, True),
+    "smoothed_hinge": BuiltinLoss("smoothed_hinge", 2, True, zero_margin=1.0 + SMOOTHING),
 }
 
 

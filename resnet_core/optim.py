@@ -336,17 +336,75 @@ def _sgd_bounds(objective: Objective, x, b: float):
     return lip, rbound, exact
 
 
+def theorem4_bound(*, b: float, lipschitz: float, loss_bound: float, T: int, eta: float,
+                   delta: float, batch_size: int = 1) -> dict:
+    """Theorem 4's right-hand side with explicit constants (derived in ``docs/theorem4.md``).
+
+    With probability at least ``1 - delta`` over the samples, the iterates ``z_1..z_T`` of
+    projected SGD on the ball ``||(w, v)|| <= b`` (minibatches of ``B = batch_size`` samples
+    drawn uniformly with replacement, constant step ``eta``) satisfy::
+
+        (1/T) sum_t F(w_t, v_t, theta_t) - min_{||u|| <= b} F_lin(u)
+            <= regret_term + deviation_term
+        regret_term    = 2 b^2 / (eta T) + eta l^2 / 2      (= 2.5 b l / sqrt(T) at the
+                                                             default eta = b / (l sqrt(T)))
+        deviation_term = r sqrt(2 log(1/delta) / (B T))
+
+    so some iterate has a gap at most ``theorem_rhs = regret_term + deviation_term``.  ``l``
+    bounds the gradient norm in ``(w, v)`` of the per-sample loss on the ball, ``r`` the
+    (non-negative) per-sample loss there.  ``theorem_rhs_order`` is the paper's constant-free
+    ``(b l + r sqrt(log(1/delta))) / sqrt(T)``, kept for reference.
+
+    Parameters
+    ----------
+    b : float
+        Radius of the ball ``||(w, v)|| <= b`` (diameter ``2 b``).
+    lipschitz : float
+        ``l``: bound on ``||grad_(w, v) l(w^T x + v^T f_theta(x); y)||`` on the ball.
+    loss_bound : float
+        ``r``: bound on the per-sample loss on the ball (the losses are ``>= 0``).
+    T : int
+        Steps.
+    eta : float
+        Constant step.
+    delta : float
+        Failure probability, in ``(0, 1)``.
+    batch_size : int
+        ``B``, samples per step.
+
+    Returns
+    -------
+    dict
+        ``regret_term``, ``deviation_term``, ``theorem_rhs``, ``theorem_rhs_order``.
+    """
+    regret = 2.0 * b * b / (eta * T) + 0.5 * eta * lipschitz**2
+    deviation = loss_bound * math.sqrt(2.0 * math.log(1.0 / delta) / (batch_size * T))
+    order = (b * lipschitz + loss_bound * math.sqrt(math.log(1.0 / delta))) / math.sqrt(T)
+    return {"regret_term": regret, "deviation_term": deviation,
+            "theorem_rhs": regret + deviation, "theorem_rhs_order": order}
+
+
 def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: float | None = None,
                   eta: float | None = None, lipschitz: float | None = None,
                   batch_size: int = 1, seed=None, eval_every: int | None = None,
                   delta: float = 0.05) -> OptimizeResult:
     """Projected SGD on the skip head ``p = w^T x + v^T f_theta(x)`` (Theorem 4).
 
-    ``(w, v, theta) <- Proj_M((w, v, theta) - eta grad h_t)`` with ``h_t`` the loss on one
-    sample (or a minibatch) drawn uniformly from the data, ``M = {||(w, v)|| <= b} x
-    {||theta|| <= theta_radius}`` (no constraint on ``theta`` when ``theta_radius`` is None).
-    Theorem 4: with ``eta = Theta(b / (l sqrt(T)))``, with probability ``1 - delta`` some
-    iterate has ``F <= min_{||u|| <= b} F_lin(u) + O((b l + r sqrt(log(1/delta))) / sqrt(T))``.
+    ``(w, v, theta) <- Proj_M((w, v, theta) - eta grad h_t)`` with ``h_t`` the mean loss on a
+    minibatch of ``B = batch_size`` samples drawn uniformly with replacement, ``M =
+    {||(w, v)|| <= b} x {||theta|| <= theta_radius}`` (no constraint on ``theta`` when
+    ``theta_radius`` is None).  Theorem 4 with explicit constants (``docs/theorem4.md``): with
+    probability at least ``1 - delta`` the iterates ``z_t = (w_t, v_t, theta_t)``, ``t = 1..T``
+    (``z_1`` the projected start, ``z_T`` the one before the last step) satisfy::
+
+        (1/T) sum_t F(z_t) - min_{||u|| <= b} F_lin(u)
+            <= 2 b^2 / (eta T) + eta l^2 / 2  +  r sqrt(2 log(1/delta) / (B T))
+             = 2.5 b l / sqrt(T)              +  r sqrt(2 log(1/delta) / (B T))
+
+    (the second line at the default ``eta = b / (l sqrt(T))``), hence so does the best of
+    them; ``l`` bounds the per-sample gradient norm in ``(w, v)`` on the ball and ``r`` the
+    per-sample loss (see :func:`theorem4_bound`).  ``F`` here is the average under the
+    sampling, i.e. the objective's ``F`` when its sample weights are uniform.
 
     Parameters
     ----------
@@ -366,7 +424,8 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     seed : int, optional
     eval_every : int, optional
         Full-data ``F`` is computed every ``eval_every`` steps (default ``T // 50``); the
-        best of these iterates is returned.
+        best of these iterates is returned.  ``eval_every=1`` evaluates every iterate (one
+        full pass over the data per step), so the theorem's average itself is computed.
     delta : float
         Failure probability in the theorem's right-hand side.
 
@@ -374,11 +433,25 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     -------
     OptimizeResult
         ``x`` (best evaluated iterate) and ``fun`` (its full-data ``F``), ``best_iter``,
-        ``curve_iter`` / ``curve_fun`` (full-data ``F`` at the evaluation points),
-        ``F_lin_star`` and ``w_lin`` (best linear predictor with ``||u|| <= b``), ``gap``,
-        ``theorem_rhs`` ``= (b l + r sqrt(log(1/delta))) / sqrt(T)`` with the run's
-        ``lipschitz`` and ``loss_bound`` ``r``, ``eta``, ``max_norm_wv`` and
-        ``max_norm_theta`` over all iterates, ``x_last``, ``nit``, ``status``, ``message``.
+        ``curve_iter`` / ``curve_fun`` (full-data ``F`` after ``curve_iter`` steps, i.e. at
+        ``z_{t+1}``), ``F_lin_star`` and ``w_lin`` (best linear predictor with
+        ``||u|| <= b``), ``gap`` (``fun - F_lin_star``);
+
+        ``theorem_rhs = regret_term + deviation_term`` (formula above, with the run's
+        ``eta``, ``lipschitz`` ``l`` and ``loss_bound`` ``r``; ``lipschitz_is_bound`` says
+        whether ``l`` and ``r`` are bounds or estimates), ``theorem_rhs_order``
+        ``= (b l + r sqrt(log(1/delta))) / sqrt(T)`` (the constant-free expression);
+
+        ``gap_witness`` and ``gap_mean``: the smallest and the mean gap over the evaluated
+        iterates among the theorem's ``z_1..z_T``.  ``gap_witness <= theorem_rhs`` exhibits
+        an iterate with the theorem's guarantee; when ``all_iterates_evaluated``
+        (``eval_every=1``) ``gap_mean`` is exactly the averaged left-hand side, otherwise it
+        is only an estimate of it and a ``gap_witness`` above the bound proves nothing.
+        ``uniform_weights``: whether the objective's ``F`` is the sampling's average (the
+        bound is about the latter);
+
+        ``eta``, ``max_norm_wv`` and ``max_norm_theta`` over all iterates, ``x_last``,
+        ``nit``, ``status``, ``message``.
     """
     if not isinstance(objective, Objective) or objective.head != "skip":
         raise TypeError("projected_sgd needs an Objective with head='skip' (Theorem 4)")
@@ -389,6 +462,8 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     b = float(b)
     if not (np.isfinite(b) and b > 0):
         raise ValueError(f"b must be a positive finite number; got {b!r}")
+    if not 0 < delta < 1:
+        raise ValueError(f"delta must lie in (0, 1); got {delta!r}")
     if theta_radius is not None and not (np.isfinite(theta_radius) and theta_radius > 0):
         raise ValueError(f"theta_radius must be a positive finite number or None; got "
                          f"{theta_radius!r}")
@@ -434,13 +509,20 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     if status == 1:
         status = 0
     lin = objective.linear_baseline(radius=b)
-    rhs = (b * lip + rbound * math.sqrt(math.log(1.0 / delta))) / math.sqrt(T)
+    bound = theorem4_bound(b=b, lipschitz=lip, loss_bound=rbound, T=T, eta=eta, delta=delta,
+                           batch_size=batch_size)
+    curve_t, curve_F = np.array(curve_t), np.array(curve_F)
+    in_theorem = curve_F[curve_t < t]  # F at the evaluated z_1..z_T (not z_{T+1})
+    weights = np.asarray(eng.s)
     return OptimizeResult(
         x=best[2], fun=best[0], best_iter=best[1], x_last=x, nit=t, status=status,
         success=status == 0,
         message="completed T steps" if status == 0 else STATUS_MESSAGES[2],
-        curve_iter=np.array(curve_t), curve_fun=np.array(curve_F), F_lin_star=lin.fun,
-        w_lin=lin.w, gap=best[0] - lin.fun, theorem_rhs=rhs, lipschitz=lip,
-        lipschitz_is_bound=exact and lipschitz is None, loss_bound=rbound, eta=eta, b=b,
-        theta_radius=theta_radius, batch_size=batch_size, max_norm_wv=float(max_norms[0]),
-        max_norm_theta=float(max_norms[1]))
+        curve_iter=curve_t, curve_fun=curve_F, F_lin_star=lin.fun, w_lin=lin.w,
+        gap=best[0] - lin.fun, gap_witness=float(in_theorem.min() - lin.fun),
+        gap_mean=float(in_theorem.mean() - lin.fun),
+        all_iterates_evaluated=eval_every == 1 and status == 0,
+        uniform_weights=bool(np.all(weights == weights[0])), **bound, delta=delta,
+        lipschitz=lip, lipschitz_is_bound=exact and lipschitz is None, loss_bound=rbound,
+        eta=eta, b=b, theta_radius=theta_radius, batch_size=batch_size,
+        max_norm_wv=float(max_norms[0]), max_norm_theta=float(max_norms[1]))

@@ -1,6 +1,7 @@
 """The command line: the quick demo's claims, and certify's handling of good and bad files."""
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -54,12 +55,16 @@ def test_certify_feature_file(tmp_path, capsys):
     y = np.where(X[:, 0] > 0, 1.0, -1.0)
     Phi = np.tanh(X @ rng.standard_normal((3, 2)))
     w, V = rng.standard_normal(3), rng.standard_normal((3, 2))
-    np.savez(tmp_path / "point.npz", X=X, y=y, Phi=Phi, w=w, V=V)
-    assert cli.main(["certify", str(tmp_path / "point.npz"), "--json", "--eps", "0.5"]) == 0
-    out = json.loads(capsys.readouterr().out)
+    np.savez(tmp_path / "point.npz", X=X, y=y, Phi=Phi, w=w, V=V, loss="logistic",
+             head="residual")  # by hand: the keys save_point writes
     fo = rc.FeatureObjective(X, Phi, y)
+    verdict = rc.check_sopsp(fo, fo.pack(w, V), eps=0.5).is_sopsp
+    status = cli.main(["certify", str(tmp_path / "point.npz"), "--json", "--eps", "0.5"])
+    assert status == cli.CERTIFY_EXIT[verdict]
+    out = json.loads(capsys.readouterr().out)
     assert out["F"] == pytest.approx(fo.fun(fo.pack(w, V)))
-    assert out["eps"] == 0.5
+    assert out["eps"] == 0.5 and out["is_sopsp"] == verdict
+    assert out["problem"]["kind"] == "FeatureObjective" and out["problem"]["loss"] == "logistic"
 
 
 def test_certify_mlp_file(tmp_path, capsys):
@@ -67,23 +72,28 @@ def test_certify_mlp_file(tmp_path, capsys):
     X = rng.standard_normal((80, 4))
     y = X[:, 0] + 0.1 * rng.standard_normal(80)
     obj = rc.Objective(X, y, loss="squared", widths=(5, 3))
-    np.savez(tmp_path / "net.npz", X=X, y=y, params=obj.init(2), widths=[5, 3], loss="squared")
-    assert cli.main(["certify", str(tmp_path / "net.npz")]) == 0
+    rc.save_point(tmp_path / "net.npz", obj, obj.init(2))
+    assert cli.main(["certify", str(tmp_path / "net.npz")]) == 1  # a random start
     text = capsys.readouterr().out
-    assert "eps-SOPSP" in text and "lambda_min" in text
+    assert "eps-SOPSP" in text and "lambda_min" in text and "activation      tanh" in text
 
 
 @pytest.mark.parametrize("content, message", [
-    (dict(X=np.ones((3, 2))), "lacks \\['y'\\]"),
-    (dict(X=np.ones((3, 2)), y=np.ones(3), w=np.ones(2)), "needs Phi, w and V"),
-    (dict(X=np.ones((3, 2)), y=np.ones(3), Phi=np.ones((3, 1)), w=np.ones(5), V=np.ones((2, 1))),
-     "w must have shape"),
+    (dict(X=np.ones((3, 2))), "missing key 'y'"),
+    (dict(X=np.ones((3, 2)), y=np.ones(3), w=np.ones(2), loss="squared", head="residual"),
+     "missing key 'params' .* or 'Phi'"),
+    (dict(X=np.ones((3, 2)), y=np.ones(3), Phi=np.ones((3, 1)), w=np.ones(5), V=np.ones((2, 1)),
+          loss="squared", head="residual"), "w must have shape"),
+    (dict(X=np.ones((3, 2)), y=np.ones(3), params=np.ones(9), widths=[1], loss="squared",
+          head="residual", bias=True), "missing key 'activation'"),
 ])
-def test_certify_bad_files(tmp_path, content, message):
+def test_certify_bad_files(tmp_path, capsys, content, message):
     path = tmp_path / "bad.npz"
     np.savez(path, **content)
-    with pytest.raises(SystemExit, match=message):
-        cli.main(["certify", str(path)])
+    assert cli.main(["certify", str(path)]) == 3
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert re.search(f"^resnet-core certify: {re.escape(str(path))}: .*{message}", err), err
     (tmp_path / "junk.npz").write_text("not a zip")
-    with pytest.raises(SystemExit, match="cannot read"):
-        cli.main(["certify", str(tmp_path / "junk.npz")])
+    assert cli.main(["certify", str(tmp_path / "junk.npz")]) == 3
+    assert "not a .npz archive" in capsys.readouterr().err

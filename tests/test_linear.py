@@ -1,4 +1,5 @@
-"""The best linear predictor against numpy.linalg.lstsq and scipy.optimize."""
+"""The best linear predictor against independent solvers: numpy.linalg.lstsq, scipy.optimize
+and a linear program, on synthetic and bundled data (each row of issue 8's table)."""
 
 import numpy as np
 import pytest
@@ -8,22 +9,91 @@ import resnet_core as rc
 from conftest import make_data
 
 
+def _lstsq_value(X, y, sw=None):
+    sw = np.full(len(y), 1.0 / len(y)) if sw is None else sw / sw.sum()
+    r = np.sqrt(sw)
+    w = np.linalg.lstsq(X * r[:, None], y * r, rcond=None)[0]
+    return w, 0.5 * float(sw @ (X @ w - y) ** 2)
+
+
+def _ill_conditioned(rng, n, d, cond):
+    U, _ = np.linalg.qr(rng.standard_normal((n, d)))
+    V, _ = np.linalg.qr(rng.standard_normal((d, d)))
+    return (U * np.logspace(0, -np.log10(cond), d)) @ V.T * np.sqrt(n)
+
+
+def _logistic_reference(X, y, sw):
+    """Newton-CG in scipy on the same weighted objective (independent code)."""
+    sw = sw / sw.sum()
+
+    def f(w):
+        m = y * (X @ w)
+        return float(sw @ np.logaddexp(0, -m)), -(X.T @ (sw * y / (1 + np.exp(m))))
+
+    def hess(w):
+        sig = 1 / (1 + np.exp(-y * (X @ w)))
+        return (X.T * (sw * sig * (1 - sig))) @ X
+
+    return minimize(f, np.zeros(X.shape[1]), jac=True, hess=hess, method="trust-exact",
+                    options={"gtol": 1e-13})
+
+
 def test_squared_matches_weighted_lstsq(rng):
     X, y, sw = make_data(rng, 400, 6, "squared")
     res = rc.linear_baseline(X, y, loss="squared", sample_weight=sw)
-    r = np.sqrt(sw)
-    w = np.linalg.lstsq(X * r[:, None], y * r, rcond=None)[0]
-    assert res.converged and res.grad_norm < 1e-10
+    w, F = _lstsq_value(X, y, sw)
+    assert res.converged and res.attained and res.grad_norm < 1e-12
     assert np.allclose(res.w, w, rtol=1e-10, atol=1e-12)
-    assert res.fun == pytest.approx(0.5 * np.average((X @ w - y) ** 2, weights=sw), rel=1e-12)
+    assert res.fun == pytest.approx(F, rel=1e-13) and res.infimum == res.fun
 
 
-def test_rank_deficient_squared(rng):
+def test_rank_deficient_squared_gives_the_minimum_norm_solution(rng):
     X, y, _ = make_data(rng, 100, 3, "squared")
     X = np.column_stack([X, X[:, 0]])  # duplicated column: minimiser not unique
     res = rc.linear_baseline(X, y, loss="squared")
-    w = np.linalg.lstsq(X, y, rcond=None)[0]
-    assert res.converged and res.fun == pytest.approx(0.5 * np.mean((X @ w - y) ** 2), rel=1e-12)
+    w, F = _lstsq_value(X, y)
+    assert res.converged and res.fun == pytest.approx(F, rel=1e-13)
+    assert np.allclose(res.w, w, rtol=1e-8)  # lstsq's minimum-norm solution
+
+
+@pytest.mark.parametrize("scale_X, scale_y", [(1.0, 1.0), (1e-3, 1.0), (1e3, 1e4), (1.0, 1e-5)])
+def test_squared_is_invariant_to_the_scale_of_X_and_y(rng, scale_X, scale_y):
+    X, y, sw = make_data(rng, 300, 5, "squared")
+    base = rc.linear_baseline(X, y, loss="squared", sample_weight=sw)
+    res = rc.linear_baseline(scale_X * X, scale_y * y, loss="squared", sample_weight=sw)
+    assert res.converged and res.message == base.message
+    assert res.fun == pytest.approx(scale_y**2 * base.fun, rel=1e-12)
+    assert np.allclose(res.w, base.w * scale_y / scale_X, rtol=1e-9)
+
+
+@pytest.mark.parametrize("cond", [1e4, 1e6, 1e8])
+def test_ill_conditioned_squared_to_full_precision(rng, cond):
+    X = _ill_conditioned(rng, 2000, 10, cond)
+    y = X @ rng.standard_normal(10) + 0.1 * rng.standard_normal(2000)
+    res = rc.linear_baseline(X, y, loss="squared")
+    _, F = _lstsq_value(X, y)
+    assert res.converged and res.fun <= F * (1 + 1e-11)
+    assert res.fun == pytest.approx(F, rel=1e-11)
+
+
+@pytest.mark.parametrize("cond", [1e4, 1e6])
+def test_ill_conditioned_logistic_to_full_precision(rng, cond):
+    X = _ill_conditioned(rng, 2000, 10, cond)
+    y = np.where(X @ rng.standard_normal(10) + rng.standard_normal(2000) > 0, 1.0, -1.0)
+    sw = rng.random(2000) + 0.5
+    res = rc.linear_baseline(X, y, sample_weight=sw)
+    ref = _logistic_reference(X, y, sw)
+    assert res.converged and res.attained and res.separability == "overlapping"
+    assert res.fun == pytest.approx(ref.fun, rel=1e-13) and res.fun <= ref.fun + 1e-15
+
+
+def test_logistic_at_condition_1e8_reaches_below_scipy(rng):
+    X = _ill_conditioned(rng, 2000, 10, 1e8)
+    y = np.where(X @ rng.standard_normal(10) + rng.standard_normal(2000) > 0, 1.0, -1.0)
+    res = rc.linear_baseline(X, y)
+    ref = _logistic_reference(X, y, np.ones(2000))
+    assert res.converged and res.fun <= ref.fun + 1e-15
+    assert res.grad_norm < 1e-9
 
 
 @pytest.mark.parametrize("loss", ["logistic", "smoothed_hinge"])
@@ -37,9 +107,9 @@ def test_margin_losses_match_scipy(loss, rng):
         return obj.fun(np.append(w, 0.0)), obj.grad(np.append(w, 0.0))[:5]
 
     ref = minimize(f, np.zeros(5), jac=True, method="BFGS", options={"gtol": 1e-12})
-    assert res.converged and res.grad_norm < 1e-9
-    assert res.fun == pytest.approx(ref.fun, rel=1e-10)
-    assert res.fun <= ref.fun + 1e-14
+    assert res.converged and res.attained and res.separability == "overlapping"
+    assert res.grad_norm < 1e-9
+    assert res.fun == pytest.approx(ref.fun, rel=1e-10) and res.fun <= ref.fun + 1e-14
 
 
 def test_radius_constraint_kkt(rng):
@@ -48,21 +118,157 @@ def test_radius_constraint_kkt(rng):
     R = 0.5 * np.linalg.norm(free.w)
     res = rc.linear_baseline(X, y, radius=R)
     assert res.converged and np.linalg.norm(res.w) == pytest.approx(R, rel=1e-10)
-    assert res.multiplier > 0 and res.grad_norm < 1e-9
+    assert np.linalg.norm(res.w) <= R
+    assert res.multiplier > 0 and res.grad_norm < 1e-12
     cons = {"type": "ineq", "fun": lambda w: R**2 - w @ w, "jac": lambda w: -2 * w}
     obj = rc.FeatureObjective(X, np.zeros((300, 1)), y, head="skip")
     ref = minimize(lambda w: obj.fun(np.append(w, 0.0)), np.zeros(4),
                    jac=lambda w: obj.grad(np.append(w, 0.0))[:4], constraints=[cons],
                    method="SLSQP", options={"ftol": 1e-14, "maxiter": 500})
-    assert res.fun <= ref.fun + 1e-10
+    assert res.fun <= ref.fun + 1e-12 and res.infimum == res.fun
     inactive = rc.linear_baseline(X, y, radius=10 * np.linalg.norm(free.w))
     assert inactive.multiplier == 0 and np.allclose(inactive.w, free.w)
 
 
-def test_separable_logistic(rng):
+@pytest.mark.parametrize("loss", ["logistic", "smoothed_hinge", "squared"])
+def test_every_radius_is_solved_inside_the_ball(rng, loss):
+    X, y, sw = make_data(rng, 200, 4, loss)
+    X[:, 0] *= 300.0  # raw, badly scaled features
+    for R in (1e-6, 1e-3, 0.1, 10.0, 1e4):
+        res = rc.linear_baseline(X, y, loss=loss, sample_weight=sw, radius=R)
+        assert res.converged and res.attained, (R, res.message)
+        assert np.linalg.norm(res.w) <= R
+        # KKT: grad + lam w = 0 relative to the gradient's scale at w = 0
+        g0 = np.linalg.norm(rc.FeatureObjective(X, np.zeros((200, 1)), y, loss=loss, head="skip",
+                                                sample_weight=sw).grad(np.zeros(5)))
+        assert res.grad_norm <= 1e-8 * g0
+
+
+def test_separable_logistic_infimum_not_attained(rng):
     X = rng.standard_normal((100, 3))
     y = np.where(X[:, 0] > 0, 1.0, -1.0)
-    res = rc.linear_baseline(X, y, max_iter=30)
-    assert not res.converged and "separable" in res.message
+    res = rc.linear_baseline(X, y)
+    assert res.converged and not res.attained and res.infimum == 0.0
+    assert res.separability == "separable" and "not attained" in res.message
+    assert np.all(y * (X @ res.direction) > 0) and res.fun < 1e-15
+    assert res.fun == pytest.approx(np.mean(np.logaddexp(0, -y * (X @ res.w))), rel=1e-12)
     bounded = rc.linear_baseline(X, y, radius=2.0)
     assert bounded.converged and np.linalg.norm(bounded.w) == pytest.approx(2.0, rel=1e-10)
+    assert bounded.infimum == bounded.fun > 0
+
+
+def test_separable_smoothed_hinge_zero_is_attained(rng):
+    X = rng.standard_normal((100, 3))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    res = rc.linear_baseline(X, y, loss="smoothed_hinge")
+    assert res.converged and res.attained and res.fun == 0.0 and res.infimum == 0.0
+    assert np.all(y * (X @ res.w) >= 1.5)
+
+
+def test_quasi_separable_logistic(rng):
+    """Samples with x_1 != 0 are separated by x_1; those on x_1 = 0 overlap: the infimum is
+    the minimum over the latter, not attained."""
+    X = rng.standard_normal((200, 3))
+    X[100:, 0] = 0.0
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    y[100:] = np.where(rng.random(100) < 0.5, 1.0, -1.0)
+    res = rc.linear_baseline(X, y)
+    assert res.separability == "quasi_separable" and res.converged and not res.attained
+    # independent: logistic fit on the overlapping half, counted with weight 1/2
+    ref = _logistic_reference(X[100:, 1:], y[100:], np.ones(100))
+    assert res.infimum == pytest.approx(0.5 * ref.fun, rel=1e-10)
+    assert res.fun == pytest.approx(res.infimum, rel=1e-12)
+    hinge = rc.linear_baseline(X, y, loss="smoothed_hinge")
+    assert hinge.separability == "quasi_separable" and hinge.attained
+    assert hinge.fun == pytest.approx(hinge.infimum, rel=1e-9)
+
+
+def test_zero_weight_samples_do_not_spoil_separation(rng):
+    X = rng.standard_normal((100, 3))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    y[:5] *= -1
+    sw = np.ones(100)
+    sw[:5] = 0.0
+    res = rc.linear_baseline(X, y, sample_weight=sw)
+    assert res.separability == "separable" and res.infimum == 0.0
+
+
+def test_separability_above_the_lp_limit_is_read_from_newton(rng):
+    X = rng.standard_normal((300, 3))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    res = rc.linear_baseline(X, y, max_lp_entries=10)
+    assert res.separability == "separable" and res.infimum == 0.0 and not res.attained
+    y[:40] *= -1
+    res = rc.linear_baseline(X, y, max_lp_entries=10)
+    full = rc.linear_baseline(X, y)
+    assert res.separability == "not_decided" and res.converged
+    assert res.fun == pytest.approx(full.fun, rel=1e-13)
+
+
+def test_custom_loss_is_honest(rng):
+    X, y, _ = make_data(rng, 200, 3, "squared")
+
+    def pseudo_huber(p, y):
+        r = p - y
+        s = np.sqrt(1 + r * r)
+        return s - 1, r / s, 1 / s**3
+
+    res = rc.linear_baseline(X, y, loss=pseudo_huber)
+    ref = minimize(lambda w: np.mean(np.sqrt(1 + (X @ w - y) ** 2) - 1), np.zeros(3),
+                   method="BFGS", options={"gtol": 1e-12})
+    assert res.converged and res.fun == pytest.approx(ref.fun, rel=1e-10)
+    few = rc.linear_baseline(X, y * 1e6, loss=pseudo_huber, max_iter=2)
+    assert not few.converged and "not converged" in few.message
+
+
+def test_float32_data_stays_float32_and_converges(rng):
+    X, y, _ = make_data(rng, 500, 5, "logistic")
+    y[:50] *= -1
+    res32 = rc.linear_baseline(X.astype(np.float32), y)
+    res64 = rc.linear_baseline(X, y)
+    assert res32.converged and res32.fun == pytest.approx(res64.fun, rel=1e-5)
+
+
+def test_bad_arguments():
+    X, y = np.ones((4, 2)), np.ones(4)
+    for kw, msg in [({"radius": 0.0}, "radius"), ({"tol": -1.0}, "tol"),
+                    ({"max_iter": 0}, "max_iter"), ({"max_lp_entries": 0}, "max_lp_entries")]:
+        with pytest.raises(ValueError, match=msg):
+            rc.linear_baseline(X, y, **kw)
+
+
+# -- the bundled data sets (issue 8's table) ------------------------------------------------
+
+sklearn = pytest.importorskip("sklearn.datasets")
+
+
+def test_diabetes_raw_features_with_bias():
+    X, y = sklearn.load_diabetes(return_X_y=True, scaled=False)
+    X = np.column_stack([X, np.ones(len(X))])
+    _, F = _lstsq_value(X, y)
+    res = rc.linear_baseline(X, y, loss="squared")
+    assert res.converged and res.fun == pytest.approx(F, rel=1e-12)
+    assert F == pytest.approx(1429.85, abs=0.01)
+    big = rc.linear_baseline(X, y * 1e4, loss="squared")
+    assert big.fun == pytest.approx(1e8 * F, rel=1e-12)
+    for R in (300.0, 500.0, 1000.0):
+        ball = rc.linear_baseline(X, y, loss="squared", radius=R)
+        assert ball.converged and np.linalg.norm(ball.w) <= R
+    cons = {"type": "ineq", "fun": lambda w: 300.0**2 - w @ w}
+    ref = minimize(lambda w: 0.5 * np.mean((X @ w - y) ** 2), np.zeros(X.shape[1]),
+                   jac=lambda w: X.T @ (X @ w - y) / len(y), constraints=[cons],
+                   method="SLSQP", options={"ftol": 1e-15, "maxiter": 2000})
+    ball = rc.linear_baseline(X, y, loss="squared", radius=300.0)
+    assert ball.fun <= ref.fun * (1 + 1e-9) and ball.multiplier > 0
+
+
+def test_breast_cancer_is_separable():
+    X, y = sklearn.load_breast_cancer(return_X_y=True)
+    X = np.column_stack([(X - X.mean(0)) / X.std(0), np.ones(len(X))])
+    y = np.where(y > 0, 1.0, -1.0)
+    sep = rc.linear_separability(X, y)
+    assert sep.status == "separable" and np.all(y * (X @ sep.direction) > 0)
+    res = rc.linear_baseline(X, y)
+    assert res.infimum == 0.0 and not res.attained and res.fun < 1e-15
+    hinge = rc.linear_baseline(X, y, loss="smoothed_hinge")
+    assert hinge.infimum == 0.0 and hinge.attained and hinge.fun == 0.0

@@ -147,7 +147,8 @@ def test_projected_sgd_gap_shrinks_like_inverse_sqrt_T(breast_cancer):
     slope = np.polyfit(np.log(Ts), np.log(np.maximum(gaps, 1e-12)), 1)[0]
     assert np.all(np.diff(gaps) < 0) and slope <= -0.4, (gaps, slope)
     res = rc.projected_sgd(obj, x0, T=4000, b=5.0, theta_radius=10.0, seed=0)
-    assert res.gap <= res.theorem_rhs  # the bound's expression, with constant 1
+    assert res.gap <= res.gap_witness <= res.theorem_rhs  # explicit constants, docs/theorem4.md
+    assert res.theorem_rhs == pytest.approx(res.regret_term + res.deviation_term)
     lin = rc.linear_baseline(X, y, radius=5.0)
     assert res.F_lin_star == pytest.approx(lin.fun) and np.linalg.norm(res.w_lin) <= 5 + 1e-9
 

@@ -1,0 +1,247 @@
+"""Second-order minimisation of a smooth function of a few variables whose every evaluation is
+a pass over the data: the exact trust-region step on a spectral decomposition of the Hessian,
+and the trust-region Newton method built on it.
+
+The model at ``w`` is ``m(p) = g^T p + 1/2 p^T H p`` with ``H = Q diag(ev) Q^T``, given as a
+:class:`Model` (from ``eigh`` of a Gram matrix, or from the SVD of a QR factor ``R`` with
+``H = R^T R``, which resolves eigenvalues down to ``eps^2 ev_max`` instead of ``eps ev_max``).
+
+- :func:`ball_step` solves ``min m(p)`` over ``||p|| <= radius`` exactly (Moré and Sorensen):
+  ``p(lam) = -Q (ev + lam)^-1 Q^T g`` with ``lam >= max(0, -ev_min)`` the root of the secular
+  equation ``1 / ||p(lam)|| = 1 / radius`` (or ``lam = 0`` when the unconstrained step is
+  inside), found by Brent's method on a bracket that is always valid.  The same routine gives
+  the radius-constrained least squares solution of :mod:`resnet_core.linear`.
+- :func:`newton_decrement` is ``nu^2 = g^T H^+ g``: twice the decrease the Newton step
+  predicts, invariant to a rescaling of the variables; ``nu^2 / 2`` relative to ``|F|`` is
+  the stopping rule.
+- :func:`trust_region_newton` is Algorithm 4.1 of Nocedal and Wright with exact steps:
+  globally convergent to a stationary point for a twice continuously differentiable
+  function, to the minimum for a convex one, quadratically where ``H`` is positive definite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.optimize import brentq
+
+
+@dataclass
+class Model:
+    """``F``, ``g`` and ``H = Q diag(ev) Q^T`` at a point; eigenvalues at or below ``null``
+    are zero at the precision ``H`` is known to; ``eps`` is that of ``F`` and ``g``."""
+
+    F: float
+    g: np.ndarray
+    ev: np.ndarray
+    Q: np.ndarray
+    null: float
+    eps: float
+
+    @classmethod
+    def from_hessian(cls, F, g, H, eps):
+        """From a summed Hessian (a Gram matrix): eigenvalues known to ``eps d ev_max``."""
+        ev, Q = np.linalg.eigh(H)
+        return cls(F, g, ev, Q, float(eps * ev.size * np.abs(ev).max(initial=0.0)), eps)
+
+    @classmethod
+    def from_factor(cls, F, g, R, eps, n_rows, shift=0.0):
+        """From ``R`` with ``H = R^T R + shift I``, the QR factor of ``n_rows`` rows: its
+        singular values are known to ``eps (d + sqrt(n_rows)) s_max`` (the backward error
+        of Householder QR), so eigenvalues to the square of that, relative."""
+        _, sv, Vt = np.linalg.svd(R, full_matrices=True)
+        sv = np.concatenate([sv, np.zeros(R.shape[1] - sv.size)])
+        order = np.argsort(sv)
+        ev = sv[order] ** 2
+        null = float((eps * (ev.size + np.sqrt(n_rows))) ** 2 * ev.max(initial=0.0))
+        return cls(F, g, ev + shift, Vt.T[:, order], null, eps)
+
+    def quad(self, p) -> float:
+        """``p^T H p``."""
+        c = self.Q.T @ p
+        return float(c @ (self.ev * c))
+
+
+def newton_decrement(m: Model) -> float:
+    """``nu^2 = g^T H^+ g``.
+
+    A gradient component along a null direction of ``H`` (no curvature to stop a step) counts
+    as if its curvature were ``sqrt(eps) ev_max``: the rounding noise of a sum lies far below
+    that, a real slope (a linear piece of the smoothed hinge) far above; with ``H = 0`` any
+    gradient gives ``inf``.
+    """
+    c = m.Q.T @ m.g
+    pos = m.ev > m.null
+    null_part = float(c[~pos] @ c[~pos])
+    curved = float(np.sum(c[pos] ** 2 / m.ev[pos]))
+    if null_part == 0.0:
+        return curved
+    floor = np.sqrt(m.eps) * max(float(m.ev[-1]), 0.0)
+    return float("inf") if floor == 0.0 else curved + null_part / floor
+
+
+def newton_step(m: Model) -> np.ndarray:
+    """The minimum-norm Newton step ``-H^+ g`` (pseudo-inverse on the positive part)."""
+    c = -(m.Q.T @ m.g)
+    pos = m.ev > m.null
+    q = np.zeros_like(c)
+    q[pos] = c[pos] / m.ev[pos]
+    return m.Q @ q
+
+
+def _step_norm(ev, c, lam):
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = c / (ev + lam)
+    q[c == 0] = 0.0
+    return float(np.linalg.norm(q))
+
+
+def ball_step(m: Model, radius: float):
+    """Exact minimiser of ``g^T p + 1/2 p^T H p`` over ``||p|| <= radius``.
+
+    Returns ``(p, lam)`` with ``(H + lam I) p = -g``, ``lam >= 0``, ``lam (radius - ||p||) = 0``
+    (the KKT conditions; ``H + lam I`` positive semi-definite).
+    """
+    c = -(m.Q.T @ m.g)
+    ev = np.where(np.abs(m.ev) <= m.null, 0.0, m.ev)
+    lam_lo = max(0.0, -float(ev.min()))
+    # lam = lam_lo works when the step it gives (pseudo-inverse on the zero eigenvalues of
+    # H + lam_lo I, whose components of c must vanish) lies inside the ball.
+    shifted = ev + lam_lo
+    zero = shifted <= m.null
+    inside = np.zeros_like(c)
+    inside[~zero] = c[~zero] / shifted[~zero]
+    # Components of c along zero curvature at the rounding level do not block the step.
+    blocked = np.any(np.abs(c[zero]) > np.sqrt(m.eps) * np.linalg.norm(c))
+    if not blocked:
+        c[zero] = 0.0  # rounding noise: no step along zero curvature
+    if not blocked and np.linalg.norm(inside) <= radius:
+        p = m.Q @ inside
+        if lam_lo > 0:  # hard case: fill up to the boundary along the null direction
+            tau = np.sqrt(max(radius**2 - float(inside @ inside), 0.0))
+            p = p + tau * m.Q[:, int(np.argmin(ev))]
+        return p, lam_lo
+
+    def psi(lam):
+        n = _step_norm(ev, c, lam)
+        return (1.0 / n if n > 0 else np.inf) - 1.0 / radius
+
+    lam_hi = lam_lo + np.linalg.norm(c) / radius
+    while psi(lam_hi) < 0:  # rounding only: ||p(lam_hi)|| <= radius in exact arithmetic
+        lam_hi = 2.0 * lam_hi + 1e-300
+    if psi(lam_lo) >= 0:
+        lam = lam_lo
+    else:
+        lam = brentq(psi, lam_lo, lam_hi, xtol=1e-300, rtol=4 * np.finfo(float).eps,
+                     maxiter=400)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = c / (ev + lam)
+    q[c == 0] = 0.0
+    p = m.Q @ q
+    norm = np.linalg.norm(p)
+    if norm > radius:  # never outside the ball, even by rounding
+        p *= radius / norm
+    return p, float(lam)
+
+
+@dataclass
+class NewtonResult:
+    """The end of :func:`trust_region_newton`: the point, its :class:`Model`, the Newton
+    decrement ``nu^2``, iterations, data passes, and why it stopped (``"decrement"``,
+    ``"rounding"``: converged; ``"stalled"``, ``"diverged"``, ``"max_iter"``: not)."""
+
+    w: np.ndarray
+    model: Model
+    decrement: float
+    nit: int
+    npass: int
+    stop: str
+
+    @property
+    def F(self) -> float:
+        return self.model.F
+
+    @property
+    def converged(self) -> bool:
+        return self.stop in ("decrement", "rounding")
+
+
+def _polish(full, w, m, nu2, it, npass, stop, steps=3):
+    """Full Newton steps once ``F`` has converged: the evaluation can no longer see the
+    decrease, so a step is kept when the Newton decrement falls and ``F`` does not rise beyond
+    rounding.  This takes ``w`` and the gradient from ``sqrt(eps)`` to ``eps`` accuracy."""
+    for _ in range(steps):
+        if nu2 == 0:
+            break
+        w_new = w + newton_step(m)
+        m_new = full(w_new)
+        npass += 1
+        nu2_new = newton_decrement(m_new)
+        if not (m_new.F <= m.F + 16 * m.eps * max(abs(m.F), 1e-300) and nu2_new < nu2):
+            break
+        w, m, nu2 = w_new, m_new, nu2_new
+    return NewtonResult(w, m, nu2, it, npass, stop)
+
+
+def trust_region_newton(full: Callable, value: Callable, w0: np.ndarray, *, tol: float,
+                        max_iter: int, F_floor: float = 0.0) -> NewtonResult:
+    """Minimise ``F`` from ``w0`` by trust-region Newton with exact steps.
+
+    Parameters
+    ----------
+    full : callable
+        ``w -> Model`` (one data pass).
+    value : callable
+        ``w -> F`` (a cheaper pass, for trial points).
+    tol : float
+        Stop when ``nu^2 / 2 <= tol max(|F|, F_floor)``: the Newton model predicts no
+        decrease beyond that fraction of ``F`` (scale-invariant in the variables and in
+        ``F``).  A step whose predicted decrease is below ``16 eps max(|F|, F_floor)`` (the
+        model's ``eps``: the precision of the passes) cannot be confirmed by an evaluation
+        and stops the run at the rounding level.
+    F_floor : float
+        Scale of ``F`` below which relative changes are meaningless (e.g. ``eps F(w0)``).
+    """
+    w = np.array(w0, dtype=np.float64)
+    m = full(w)
+    npass = 1
+    delta = None
+    for it in range(max_iter + 1):
+        if not (np.isfinite(m.F) and np.all(np.isfinite(w)) and np.all(np.isfinite(m.g))):
+            return NewtonResult(w, m, float("nan"), it, npass, "diverged")
+        nu2 = newton_decrement(m)
+        scale = max(abs(m.F), F_floor)
+        if nu2 / 2 <= tol * scale:
+            return _polish(full, w, m, nu2, it, npass, "decrement")
+        if it == max_iter:
+            break
+        if delta is None:  # the first Newton step sets the scale of w (or F / ||g||)
+            norm = np.linalg.norm(newton_step(m))
+            delta = norm if norm > 0 else scale / np.linalg.norm(m.g)
+        while True:
+            if not 0 < delta < np.inf:
+                return NewtonResult(w, m, nu2, it, npass, "diverged")
+            p, _ = ball_step(m, delta)
+            pred = -float(m.g @ p + 0.5 * m.quad(p))
+            if not pred > 16 * m.eps * scale:
+                # No step can be confirmed by the evaluation: the rounding level, if the
+                # Newton model agrees that little is left; otherwise the model is wrong here.
+                if nu2 / 2 <= np.sqrt(m.eps) * scale:
+                    return _polish(full, w, m, nu2, it, npass, "rounding")
+                return NewtonResult(w, m, nu2, it, npass, "stalled")
+            F_new = value(w + p)
+            npass += 1
+            rho = (m.F - F_new) / pred if np.isfinite(F_new) else -np.inf
+            step = np.linalg.norm(p)
+            if rho < 0.25:
+                delta = 0.25 * step
+            elif rho > 0.75 and step >= 0.99 * delta:
+                delta = 2.0 * delta
+            if rho > 1e-4:
+                break
+        w = w + p
+        m = full(w)
+        npass += 1
+    return NewtonResult(w, m, nu2, max_iter, npass, "max_iter")
