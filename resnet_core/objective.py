@@ -321,9 +321,9 @@ class Objective(_HeadObjective):
         loss = get_loss(loss)
         loss.check_labels(y)
         s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        engine = Engine(X, y, s, loss, self.layout.k + bool(feature_bias), dims=self.layout.dims,
-                        bias=bias, act=self.layout.act_code, feature_bias=feature_bias,
-                        n_threads=n_threads, chunk_size=chunk_size)
+        engine = Engine(X, y, s, loss, self.layout.k + bool(feature_bias),
+                        dims=self.layout.dims, bias=bias, act=self.layout.act_code,
+                        feature_bias=feature_bias, n_threads=n_threads, chunk_size=chunk_size)
         self._setup(engine, head, self.layout.n_params)
 
     def init(self, seed: int | None = None) -> np.ndarray:

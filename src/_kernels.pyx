@@ -114,6 +114,13 @@ cdef inline double _sum(const floating* v, Py_ssize_t m) noexcept nogil:
     return acc
 
 
+cdef void _add_const(floating* p, Py_ssize_t m, floating c) noexcept nogil:
+    """p[i] += c."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        p[i] += c
+
+
 cdef void _forward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
                    floating** H, floating** D1, floating** D2) noexcept nogil:
     """H[l] = act(H[l-1] W_l^T + b_l) for the chunk (H[-1] = Xc), with act' in D1[l] and
@@ -244,13 +251,6 @@ cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating*
         if lout != NULL:
             lout[i] = <floating> lv
     return val
-
-
-cdef void _add_const(floating* p, Py_ssize_t m, floating c) noexcept nogil:
-    """p[i] += c."""
-    cdef Py_ssize_t i
-    for i in range(m):
-        p[i] += c
 
 
 cdef void _outer(floating* G, Py_ssize_t m, Py_ssize_t k, const floating* r,
