@@ -34,16 +34,20 @@ class Engine:
         Validated, C-contiguous, same float dtype; ``s`` sums to one.
     loss : Loss
     k : int
-        Feature dimension.
-    Phi : ndarray of shape (n, k) or None
+        Feature dimension, the constant feature included.
+    Phi : ndarray of shape (n, k - feature_bias) or None
         Given features; ``None`` when an MLP computes them (``dims``, ``bias``, ``act``).
     dims : ndarray of intp
         ``[d, h_1, ..., h_L]``; ``[d]`` when ``Phi`` is given.
+    feature_bias : bool
+        The features are ``[Phi, 1]`` (Remark 1): the kernels add the constant column on
+        the fly (design note 6 of ``_kernels``), no copy of ``Phi`` is made.
     """
 
     def __init__(self, X, y, s, loss: Loss, k: int, *, Phi=None, dims=None, bias=False,
-                 act=0, n_threads=None, chunk_size=None):
+                 act=0, feature_bias=False, n_threads=None, chunk_size=None):
         self.X, self.y, self.s, self.loss, self.k = X, y, s, loss, k
+        self.feature_bias = int(bool(feature_bias))
         self.dtype = X.dtype
         self.n, self.d = X.shape
         self.Phi = Phi if Phi is not None else np.empty((0, 0), dtype=self.dtype)
@@ -69,7 +73,7 @@ class Engine:
 
     def _common(self, theta):
         return (self.X, self.Phi, self.y, self.s, self._vec(theta), self.dims, self.bias,
-                self.act)
+                self.act, self.feature_bias)
 
     def _check(self, status):
         if status.any():
@@ -111,16 +115,18 @@ class Engine:
         return tuple(views)
 
     # -- passes --------------------------------------------------------------------
-    def predict(self, w, a, theta, *, features=False):
-        """``p = X w + Phi a`` and, when asked and an MLP makes them, ``Phi``."""
+    def predict(self, w, a, theta, *, features=False, constant=True):
+        """``p = X w + Phi a`` and, when asked, the features (n x k): rows ``[f_i, 1]`` with
+        the constant feature, or only ``f_i`` (n x (k - 1)) when ``constant`` is False."""
         T = self.n_threads
         p = np.empty(self.n, dtype=self.dtype)
-        phi = np.empty((self.n if features else 0, self.k), dtype=self.dtype)
+        cols = self.k if constant else self.k - self.feature_bias
+        phi = np.empty((self.n if features else 0, cols), dtype=self.dtype)
         value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
         with blas_single_thread():
             _kernels.predict(self.X, self.Phi, self._vec(theta), self.dims, self.bias, self.act,
-                             self._vec(w), self._vec(a), p, phi, value_out, status,
-                             self.chunk, T)
+                             self.feature_bias, self._vec(w), self._vec(a), p, phi, value_out,
+                             status, self.chunk, T)
         self._check(status)
         return p, (phi if features else None)
 

@@ -61,6 +61,7 @@ class _HeadObjective:
         self.loss: Loss = engine.loss
         self.n_samples, self.d = engine.n, engine.d
         self.k = engine.k
+        self.feature_bias = bool(engine.feature_bias)
         self.dtype = engine.dtype
         self._n_head = self._head.n_params(self.d, self.k)
         self.n_params = self._n_head + n_theta
@@ -144,6 +145,11 @@ class FeatureObjective(_HeadObjective):
         ``p = w^T (x + V phi)`` or ``p = w^T x + v^T phi``.
     sample_weight : array of shape (n,), optional
         Non-negative weights with a positive sum.
+    feature_bias : bool
+        Remark 1: append a constant 1 to the features, a bias column in ``V``.  The
+        features are then ``phi_i = [Phi_i, 1]`` and ``k = Phi.shape[1] + 1`` (the last
+        column of ``V``, or the last entry of ``v``, multiplies the constant); the column
+        is added inside the kernels, ``Phi`` is not copied.
     n_threads : int, optional
         Threads of the kernels (default: all cores, or ``OMP_NUM_THREADS``).
     chunk_size : int, optional
@@ -151,7 +157,7 @@ class FeatureObjective(_HeadObjective):
 
     Notes
     -----
-    The flat point is ``z = [w, vec(V)]`` (``V`` row-major) or ``[w, v]``.  With
+    The flat point is ``z = [w, vec(V)]`` (``V`` row-major, d x k) or ``[w, v]``.  With
     ``u = x + V phi``, ``p = w^T u``, ``g = E[l' phi]``:
 
     - ``grad_w = E[l' u]``, ``grad_V = w g^T``;
@@ -165,8 +171,8 @@ class FeatureObjective(_HeadObjective):
 
     def __init__(self, X: ArrayLike, Phi: ArrayLike, y: ArrayLike, *,
                  loss: str | Loss | Callable = "logistic", head: str = "residual",
-                 sample_weight: ArrayLike | None = None, n_threads: int | None = None,
-                 chunk_size: int | None = None):
+                 sample_weight: ArrayLike | None = None, feature_bias: bool = False,
+                 n_threads: int | None = None, chunk_size: int | None = None):
         X, y = check_data(X, y)
         Phi = as_float_array("Phi", Phi, ndim=2, dtype=X.dtype, shape=(X.shape[0], None))
         if Phi.shape[1] == 0:
@@ -175,8 +181,8 @@ class FeatureObjective(_HeadObjective):
         loss = get_loss(loss)
         loss.check_labels(y)
         s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        engine = Engine(X, y, s, loss, Phi.shape[1], Phi=Phi, n_threads=n_threads,
-                        chunk_size=chunk_size)
+        engine = Engine(X, y, s, loss, Phi.shape[1] + bool(feature_bias), Phi=Phi,
+                        feature_bias=feature_bias, n_threads=n_threads, chunk_size=chunk_size)
         self._init(engine, head, theta=None)
 
     @classmethod
@@ -193,8 +199,12 @@ class FeatureObjective(_HeadObjective):
 
     @property
     def Phi(self) -> np.ndarray:
-        """The feature matrix (computed, ``O(n k)`` memory, when it streams from an MLP)."""
+        """The feature matrix, n x k (computed, ``O(n k)`` memory, when it streams from an
+        MLP; with ``feature_bias`` a new array whose last column is 1, the objective's own
+        passes never make it)."""
         if self._theta is None:
+            if self.feature_bias:
+                return np.column_stack([self._engine.Phi, np.ones(self.n_samples, self.dtype)])
             return self._engine.Phi
         return self._engine.predict(np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype),
                                     self._theta, features=True)[1]
@@ -277,10 +287,16 @@ class Objective(_HeadObjective):
         Targets; labels -1/+1 for the logistic and smoothed-hinge losses.
     loss : str, Loss or callable
     widths : tuple of int
-        Widths ``h_1, ..., h_L`` of the MLP; ``k = widths[-1]``.
+        Widths ``h_1, ..., h_L`` of the MLP; ``k = widths[-1]`` (``+ 1`` with
+        ``feature_bias``).
     activation : {"tanh", "relu", "softplus", "sigmoid", "identity"}
     bias : bool
+        Biases ``b_l`` in the MLP's layers.
     head : {"residual", "skip"}
+    feature_bias : bool
+        Remark 1: append a constant 1 to the features, a bias column in ``V``:
+        ``phi(x) = [f_theta(x); 1]``, the last column of ``V`` (last entry of ``v``)
+        multiplies the constant.
     sample_weight, n_threads, chunk_size
         As in :class:`FeatureObjective`.
 
@@ -294,7 +310,7 @@ class Objective(_HeadObjective):
 
     def __init__(self, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Callable = "logistic",
                  widths: tuple[int, ...] | int = (64, 64), activation: str = "tanh",
-                 bias: bool = True, head: str = "residual",
+                 bias: bool = True, head: str = "residual", feature_bias: bool = False,
                  sample_weight: ArrayLike | None = None, n_threads: int | None = None,
                  chunk_size: int | None = None):
         X, y = check_data(X, y)
@@ -305,20 +321,25 @@ class Objective(_HeadObjective):
         loss = get_loss(loss)
         loss.check_labels(y)
         s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        engine = Engine(X, y, s, loss, self.layout.k, dims=self.layout.dims, bias=bias,
-                        act=self.layout.act_code, n_threads=n_threads, chunk_size=chunk_size)
+        engine = Engine(X, y, s, loss, self.layout.k + bool(feature_bias),
+                        dims=self.layout.dims, bias=bias, act=self.layout.act_code,
+                        feature_bias=feature_bias, n_threads=n_threads, chunk_size=chunk_size)
         self._setup(engine, head, self.layout.n_params)
 
     def init(self, seed: int | None = None) -> np.ndarray:
         """A random start: LeCun-normal layers (zero biases), ``w ~ N(0, I/d)``,
         ``V ~ N(0, I/(d k))`` (``v ~ N(0, I/k)``) so that ``V f(x)`` starts small next to
-        ``x``."""
+        ``x``; with ``feature_bias`` the bias column (last entry of ``v``) starts at zero
+        and the rest is the start without it (same seed, same numbers)."""
         rng = np.random.default_rng(seed)
+        k = self.layout.k
         w = rng.standard_normal(self.d) / np.sqrt(self.d)
         if self.head == "residual":
-            M = rng.standard_normal((self.d, self.k)) / np.sqrt(self.d * self.k)
+            M = rng.standard_normal((self.d, k)) / np.sqrt(self.d * k)
         else:
-            M = rng.standard_normal(self.k) / np.sqrt(self.k)
+            M = rng.standard_normal(k) / np.sqrt(k)
+        if self.feature_bias:
+            M = np.concatenate([M, np.zeros(M.shape[:-1] + (1,))], axis=-1)
         theta = self.layout.init(rng)
         return np.concatenate([w, M.ravel(), theta]).astype(self.dtype)
 
@@ -358,7 +379,8 @@ class Objective(_HeadObjective):
             self.dtype, copy=False)
 
     def features(self, x: ArrayLike) -> np.ndarray:
-        """``Phi = f_theta(X)`` (n x k) at the ``theta`` inside ``x``."""
+        """``Phi = f_theta(X)`` (n x k) at the ``theta`` inside ``x``; with ``feature_bias``
+        the rows are ``[f_theta(x_i), 1]`` (the last column is the constant)."""
         w, M, a, theta = self._split(self._point(x))
         return self._engine.predict(w, a, theta, features=True)[1]
 
@@ -374,18 +396,23 @@ class Objective(_HeadObjective):
         not grow with ``n``; the sufficient statistics (what ``hessp``, ``hessian`` and the
         certificates use) are then made in one pass and cached.  ``materialize=True``
         computes ``Phi`` once and keeps it (``n x k`` memory, faster repeated passes).
-        The point of the result is ``x[:n_params_head]`` (``[w, vec(V)]``).
+        The point of the result is ``x[:n_params_head]`` (``[w, vec(V)]``).  The result has
+        the same ``feature_bias`` (the kept ``Phi`` is then ``f_theta(X)`` alone: the
+        constant column is added on the fly).
         """
         x = self._point(x)
-        theta = x[self._n_head:].copy()
+        w, M, a, theta = self._split(x)
+        theta = theta.copy()
         eng = self._engine
         if materialize:
-            part = FeatureObjective(eng.X, self.features(x), eng.y, loss=self.loss,
-                                    head=self.head, sample_weight=eng.s,
+            f = eng.predict(w, a, theta, features=True, constant=False)[1]
+            part = FeatureObjective(eng.X, f, eng.y, loss=self.loss, head=self.head,
+                                    sample_weight=eng.s, feature_bias=self.feature_bias,
                                     n_threads=eng.n_threads, chunk_size=eng.chunk)
         else:
             sub = Engine(eng.X, eng.y, eng.s, eng.loss, self.k, dims=eng.dims, bias=eng.bias,
-                         act=eng.act, n_threads=eng.n_threads, chunk_size=eng.chunk)
+                         act=eng.act, feature_bias=self.feature_bias,
+                         n_threads=eng.n_threads, chunk_size=eng.chunk)
             part = FeatureObjective._from_engine(sub, self.head, theta)
         part._baselines = self._baselines  # same data: one linear baseline
         return part

@@ -457,6 +457,8 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
         raise TypeError("projected_sgd needs an Objective with head='skip' (Theorem 4)")
     if objective.loss.code < 0:
         raise TypeError("projected_sgd runs compiled: it needs a built-in loss")
+    if objective.feature_bias:
+        raise NotImplementedError("projected_sgd does not support feature_bias=True yet")
     T = check_positive_int("T", T)
     batch_size = check_positive_int("batch_size", batch_size)
     b = float(b)

@@ -23,6 +23,13 @@ Design notes
    caller holds the BLAS pool at one thread during a call, so threads do not multiply.
 5. Trust.  The Python wrapper (``resnet_core._engine``) has validated shapes, dtypes,
    contiguity and finiteness: the kernels do no checks and never hold the GIL.
+6. Constant feature (Remark 1 of the paper, ``const_feat = 1``).  The features are
+   ``phi_i = [f_i; 1]`` with ``f_i`` the ``kf`` columns of ``Phi`` (or the MLP's output) and
+   ``k = kf + 1`` entries in ``a`` and in every per-feature output; the 1-column is never
+   stored.  So ``p = X w + F a[:kf] + a[kf]``, the last entry of a sum ``Phi^T v`` is
+   ``sum_i v_i``, the Gram matrix gets the row/column ``(E[l'' x], E[l'' f], E[l''])``, and
+   back-propagation into the MLP uses ``a[:kf]`` only (the constant does not depend on
+   ``theta``).  With ``const_feat = 0``, ``kf = k``.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -53,7 +60,8 @@ cdef struct Job:
     int act
     int bias
     int need_theta    # also the MLP's parameters (gradient / R-gradient)
-    Py_ssize_t n, d, k, L, n_theta, chunk, n_slots, maxw, sumw
+    int const_feat    # 1: phi = [f; 1] (note 6); k = kf + 1
+    Py_ssize_t n, d, k, kf, L, n_theta, chunk, n_slots, maxw, sumw
     Py_ssize_t dims[MAX_LAYERS + 1]
     Py_ssize_t woff[MAX_LAYERS]
     Py_ssize_t boff[MAX_LAYERS]
@@ -71,7 +79,8 @@ cdef struct Job:
     void* q
     void* l           # per-sample losses, written with r and q when not NULL
     void* p_out
-    void* phi_out
+    void* phi_out     # n x phi_cols, phi_cols = kf (f only) or k (rows [f, 1])
+    Py_ssize_t phi_cols
     double* value_out
     void* vx_out
     void* vp_out
@@ -94,6 +103,22 @@ cdef void _col_sums(const floating* G, Py_ssize_t m, Py_ssize_t h, floating* out
     for i in range(m):
         for j in range(h):
             out[j] += G[i * h + j]
+
+
+cdef inline double _sum(const floating* v, Py_ssize_t m) noexcept nogil:
+    """sum_i v[i], accumulated in double."""
+    cdef Py_ssize_t i
+    cdef double acc = 0
+    for i in range(m):
+        acc += v[i]
+    return acc
+
+
+cdef void _add_const(floating* p, Py_ssize_t m, floating c) noexcept nogil:
+    """p[i] += c."""
+    cdef Py_ssize_t i
+    for i in range(m):
+        p[i] += c
 
 
 cdef void _forward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
@@ -204,8 +229,8 @@ cdef void _r_backward(Job* job, Py_ssize_t m, const floating* Xc, const floating
 
 cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating* Xc,
                         const floating* Phic, floating* p) noexcept nogil:
-    """p = Xc w + Phic a; r = s l'(p), q = s l''(p) (and l(p)) into the caller's n-vectors
-    at row0; return sum_i s_i l(p_i)."""
+    """p = Xc w + Phic a (plus a[kf] with the constant feature); r = s l'(p),
+    q = s l''(p) (and l(p)) into the caller's n-vectors at row0; return sum_i s_i l(p_i)."""
     cdef const floating* y = <const floating*> job.y + row0
     cdef const floating* s = <const floating*> job.s + row0
     cdef floating* r = <floating*> job.r + row0
@@ -214,7 +239,9 @@ cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating*
     cdef double val = 0, lv, d1, d2
     cdef Py_ssize_t i
     gemv_rm(False, m, job.d, 1, Xc, job.d, <const floating*> job.w, 0, p)
-    gemv_rm(False, m, job.k, 1, Phic, job.k, <const floating*> job.a, 1, p)
+    gemv_rm(False, m, job.kf, 1, Phic, job.kf, <const floating*> job.a, 1, p)
+    if job.const_feat:
+        _add_const(p, m, (<const floating*> job.a)[job.kf])
     for i in range(m):
         lv = loss_eval(job.loss, p[i], y[i], &d1, &d2)
         val += s[i] * lv
@@ -237,11 +264,12 @@ cdef void _outer(floating* G, Py_ssize_t m, Py_ssize_t k, const floating* r,
 
 cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil:
     """All chunks of slot t; returns 0, or 1 when the workspace cannot be allocated."""
-    cdef Py_ssize_t n = job.n, d = job.d, k = job.k, L = job.L, mc = job.chunk
+    cdef Py_ssize_t n = job.n, d = job.d, k = job.k, kf = job.kf, L = job.L, mc = job.chunk
     cdef Py_ssize_t nc = (n + mc - 1) // mc
     cdef Py_ssize_t c0 = nc * t // job.n_slots, c1 = nc * (t + 1) // job.n_slots
     cdef Py_ssize_t c, l, i, j, m, row0, off, D = d + k
     cdef int mode = job.mode, hvp_theta = job.mode == MODE_HVP and job.need_theta
+    cdef int cf = job.const_feat
     cdef const floating* theta = <const floating*> job.theta
     cdef const floating* dtheta = <const floating*> job.dtheta
     cdef const floating* Xc
@@ -255,6 +283,7 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     cdef floating* gram
     cdef floating* ws
     cdef floating* p
+    cdef floating* pout
     cdef floating* Rp
     cdef floating* G
     cdef floating* Gn
@@ -312,15 +341,21 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
                 _forward(job, m, Xc, theta, H, <floating**> NULL, <floating**> NULL)
             Phic = H[L - 1]
         else:
-            Phic = <const floating*> job.Phi + row0 * k
+            Phic = <const floating*> job.Phi + row0 * kf
 
         if mode == MODE_PREDICT:
-            gemv_rm(False, m, d, 1, Xc, d, <const floating*> job.w, 0,
-                    <floating*> job.p_out + row0)
-            gemv_rm(False, m, k, 1, Phic, k, <const floating*> job.a, 1,
-                    <floating*> job.p_out + row0)
-            if job.phi_out != NULL:
-                memcpy(<floating*> job.phi_out + row0 * k, Phic, m * k * sizeof(floating))
+            pout = <floating*> job.p_out + row0
+            gemv_rm(False, m, d, 1, Xc, d, <const floating*> job.w, 0, pout)
+            gemv_rm(False, m, kf, 1, Phic, kf, <const floating*> job.a, 1, pout)
+            if cf:
+                _add_const(pout, m, (<const floating*> job.a)[kf])
+            if job.phi_out != NULL and job.phi_cols == kf:
+                memcpy(<floating*> job.phi_out + row0 * kf, Phic, m * kf * sizeof(floating))
+            elif job.phi_out != NULL:  # rows [f_i, 1]
+                for i in range(m):
+                    memcpy(<floating*> job.phi_out + (row0 + i) * k, Phic + i * kf,
+                           kf * sizeof(floating))
+                    (<floating*> job.phi_out)[(row0 + i) * k + kf] = 1
             continue
 
         # per-sample loss derivatives r = s l', q = s l''
@@ -331,9 +366,11 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
 
         if mode == MODE_VALUE_GRAD or mode == MODE_GRAM:
             gemv_rm(True, m, d, 1, Xc, d, rc, 1, vx)
-            gemv_rm(True, m, k, 1, Phic, k, rc, 1, vp)
+            gemv_rm(True, m, kf, 1, Phic, kf, rc, 1, vp)
+            if cf:
+                vp[kf] += <floating> _sum(rc, m)
         if mode == MODE_VALUE_GRAD and job.need_theta and L > 0:
-            _outer(G, m, k, rc, <const floating*> job.a)
+            _outer(G, m, kf, rc, <const floating*> job.a)
             _backward(job, m, Xc, theta, H, D1, G, Gn, vtheta)
 
         if mode == MODE_GRAM:
@@ -344,37 +381,47 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
                 negative = negative or qc[i] < 0
                 for j in range(d):
                     Y[i * D + j] = <floating> (sq * Xc[i * d + j])
-                for j in range(k):
-                    Y[i * D + d + j] = <floating> (sq * Phic[i * k + j])
+                for j in range(kf):
+                    Y[i * D + d + j] = <floating> (sq * Phic[i * kf + j])
+                if cf:
+                    Y[i * D + d + kf] = <floating> sq
             syrk_rm(m, D, 1, Y, D, 1, gram, D)
             if negative:
                 for i in range(m):
                     sq = sqrt(-qc[i]) if qc[i] < 0 else 0.0
                     for j in range(d):
                         Y[i * D + j] = <floating> (sq * Xc[i * d + j])
-                    for j in range(k):
-                        Y[i * D + d + j] = <floating> (sq * Phic[i * k + j])
+                    for j in range(kf):
+                        Y[i * D + d + j] = <floating> (sq * Phic[i * kf + j])
+                    if cf:
+                        Y[i * D + d + kf] = <floating> sq
                 syrk_rm(m, D, -1, Y, D, 1, gram, D)
 
         if mode == MODE_HVP:
-            # Rp = Xc dw + Phic Ra + RPhi a;  Rr = q Rp (kept in Rp)
+            # Rp = Xc dw + Phic Ra + RPhi a;  Rr = q Rp (kept in Rp).  The constant feature
+            # adds Ra[kf] to Rp and sum(Rr), sum(r) to vp, g; it has no RPhi part (note 6).
             gemv_rm(False, m, d, 1, Xc, d, <const floating*> job.dw, 0, Rp)
-            gemv_rm(False, m, k, 1, Phic, k, <const floating*> job.Ra, 1, Rp)
+            gemv_rm(False, m, kf, 1, Phic, kf, <const floating*> job.Ra, 1, Rp)
+            if cf:
+                _add_const(Rp, m, (<const floating*> job.Ra)[kf])
             if hvp_theta and L > 0:
-                gemv_rm(False, m, k, 1, RH[L - 1], k, <const floating*> job.a, 1, Rp)
+                gemv_rm(False, m, kf, 1, RH[L - 1], kf, <const floating*> job.a, 1, Rp)
             for i in range(m):
                 Rp[i] = qc[i] * Rp[i]
             gemv_rm(True, m, d, 1, Xc, d, Rp, 1, vx)
-            gemv_rm(True, m, k, 1, Phic, k, Rp, 1, vp)
-            gemv_rm(True, m, k, 1, Phic, k, rc, 1, gslot)
+            gemv_rm(True, m, kf, 1, Phic, kf, Rp, 1, vp)
+            gemv_rm(True, m, kf, 1, Phic, kf, rc, 1, gslot)
+            if cf:
+                vp[kf] += <floating> _sum(Rp, m)
+                gslot[kf] += <floating> _sum(rc, m)
             if hvp_theta and L > 0:
-                gemv_rm(True, m, k, 1, RH[L - 1], k, rc, 1, vp)
-                # G = r a^T, RG = Rr a^T + r Ra^T
-                _outer(G, m, k, rc, <const floating*> job.a)
-                _outer(RG, m, k, Rp, <const floating*> job.a)
+                gemv_rm(True, m, kf, 1, RH[L - 1], kf, rc, 1, vp)
+                # G = r a^T, RG = Rr a^T + r Ra^T (a, Ra restricted to the MLP's outputs)
+                _outer(G, m, kf, rc, <const floating*> job.a)
+                _outer(RG, m, kf, Rp, <const floating*> job.a)
                 for i in range(m):
-                    for j in range(k):
-                        RG[i * k + j] += rc[i] * (<const floating*> job.Ra)[j]
+                    for j in range(kf):
+                        RG[i * kf + j] += rc[i] * (<const floating*> job.Ra)[j]
                 _r_backward(job, m, Xc, theta, dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn,
                             vtheta)
     job.value_out[t] = val
@@ -398,8 +445,9 @@ cdef inline void* _ptr2(const floating[:, ::1] v) noexcept:
 
 cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:, ::1] Phi,
                  const floating[::1] y, const floating[::1] s, const floating[::1] theta,
-                 const Py_ssize_t[::1] dims, int bias, int act, const floating[::1] w,
-                 const floating[::1] a, int loss, int need_theta, Py_ssize_t chunk,
+                 const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
+                 const floating[::1] w, const floating[::1] a, int loss, int need_theta,
+                 Py_ssize_t chunk,
                  Py_ssize_t n_slots, double[::1] value_out, int[::1] status) noexcept:
     """Fill ``job`` with the sizes, the MLP's parameter offsets and the shared inputs;
     the mode-specific pointers start as NULL."""
@@ -408,6 +456,9 @@ cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:,
     job.n = X.shape[0]
     job.d = X.shape[1]
     job.k = a.shape[0]
+    job.const_feat = const_feat
+    job.kf = job.k - const_feat
+    job.phi_cols = 0
     job.L = dims.shape[0] - 1
     job.bias = bias
     job.act = act
@@ -444,7 +495,7 @@ cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:,
 
 def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
                const floating[::1] y, const floating[::1] s, const floating[::1] theta,
-               const Py_ssize_t[::1] dims, int bias, int act,
+               const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
                const floating[::1] w, const floating[::1] a, int loss, int need_theta,
                floating[::1] r, floating[::1] q, floating[::1] l, double[::1] value_out,
                floating[:, ::1] vx_out, floating[:, ::1] vp_out, floating[:, ::1] vtheta_out,
@@ -458,11 +509,12 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
     ``dl/dphi = r a^T`` (when ``need_theta``), each over slot t's samples.  ``r``,
     ``q = s l''`` and the per-sample losses ``l`` are written (``loss >= 0``) or ``r`` is
     read (``loss == -1``, then ``value_out`` stays 0).  Outputs are added to, so the caller
-    zeroes them.
+    zeroes them.  With ``const_feat = 1`` every ``Phi`` here stands for ``[Phi, 1]`` (design
+    note 6): ``a`` and the rows of ``vp_out`` have one entry more than ``Phi`` has columns.
     """
     cdef Job job
-    _setup(&job, MODE_VALUE_GRAD, X, Phi, y, s, theta, dims, bias, act, w, a, loss,
-           need_theta, chunk, n_threads, value_out, status)
+    _setup(&job, MODE_VALUE_GRAD, X, Phi, y, s, theta, dims, bias, act, const_feat, w, a,
+           loss, need_theta, chunk, n_threads, value_out, status)
     job.r = &r[0]
     job.q = &q[0]
     job.l = &l[0]
@@ -475,7 +527,7 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
 
 def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
         const floating[::1] y, const floating[::1] s, const floating[::1] theta,
-        const Py_ssize_t[::1] dims, int bias, int act,
+        const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
         const floating[::1] w, const floating[::1] a, const floating[::1] dw,
         const floating[::1] Ra, const floating[::1] dtheta, int loss, int need_theta,
         floating[::1] r, floating[::1] q, floating[::1] l, double[::1] value_out,
@@ -489,9 +541,10 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
     ``vp_out[t] = Phi^T Rr + RPhi^T r``, ``g_out[t] = Phi^T r``, ``vtheta_out[t]`` the
     directional derivative of the MLP gradient.  ``r = s l'``, ``q = s l''`` are written
     (``loss >= 0``) or read (``loss == -1``: a cached point or a user-defined loss).
+    ``const_feat`` as in :func:`value_grad`.
     """
     cdef Job job
-    _setup(&job, MODE_HVP, X, Phi, y, s, theta, dims, bias, act, w, a, loss,
+    _setup(&job, MODE_HVP, X, Phi, y, s, theta, dims, bias, act, const_feat, w, a, loss,
            need_theta, chunk, n_threads, value_out, status)
     job.dw = _ptr1(dw)
     job.Ra = _ptr1(Ra)
@@ -509,7 +562,7 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
 
 def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
          const floating[::1] y, const floating[::1] s, const floating[::1] theta,
-         const Py_ssize_t[::1] dims, int bias, int act,
+         const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
          const floating[::1] w, const floating[::1] a, int loss,
          floating[::1] r, floating[::1] q, floating[::1] l, double[::1] value_out,
          floating[:, ::1] vx_out, floating[:, ::1] vp_out, floating[:, :, ::1] gram_out,
@@ -519,10 +572,10 @@ def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
 
     ``gram_out[t] += Z^T diag(q) Z`` with ``Z = [X, Phi]`` (upper triangle of each slot,
     row-major; the caller symmetrises), plus ``value_out``, ``vx_out = X^T r`` and
-    ``vp_out = Phi^T r`` as in :func:`value_grad`.
+    ``vp_out = Phi^T r`` as in :func:`value_grad` (``const_feat`` too).
     """
     cdef Job job
-    _setup(&job, MODE_GRAM, X, Phi, y, s, theta, dims, bias, act, w, a, loss,
+    _setup(&job, MODE_GRAM, X, Phi, y, s, theta, dims, bias, act, const_feat, w, a, loss,
            0, chunk, n_threads, value_out, status)
     job.r = &r[0]
     job.q = &q[0]
@@ -535,16 +588,20 @@ def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
 
 
 def predict(const floating[:, ::1] X, const floating[:, ::1] Phi, const floating[::1] theta,
-            const Py_ssize_t[::1] dims, int bias, int act, const floating[::1] w,
-            const floating[::1] a, floating[::1] p_out, floating[:, ::1] phi_out,
-            double[::1] value_out, int[::1] status, Py_ssize_t chunk, int n_threads):
-    """``p_out = X w + Phi a`` for every sample; with an MLP (``dims`` longer than one) the
-    features ``f_theta(X)`` are also written to ``phi_out`` when it has ``n`` rows."""
+            const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
+            const floating[::1] w, const floating[::1] a, floating[::1] p_out,
+            floating[:, ::1] phi_out, double[::1] value_out, int[::1] status,
+            Py_ssize_t chunk, int n_threads):
+    """``p_out = X w + Phi a`` (plus ``a[-1]`` with the constant feature) for every sample;
+    the features are also written to ``phi_out`` when it has ``n`` rows: ``f_theta(X)``
+    (or the given ``Phi``) when it has as many columns, rows ``[f_i, 1]`` when it has one
+    more (the constant feature)."""
     cdef Job job
-    _setup(&job, MODE_PREDICT, X, Phi, theta[:0], theta[:0], theta, dims, bias, act, w, a,
-           LOSS_EXTERNAL, 0, chunk, n_threads, value_out, status)
+    _setup(&job, MODE_PREDICT, X, Phi, theta[:0], theta[:0], theta, dims, bias, act,
+           const_feat, w, a, LOSS_EXTERNAL, 0, chunk, n_threads, value_out, status)
     job.p_out = &p_out[0]
     job.phi_out = _ptr2(phi_out) if phi_out.shape[0] == X.shape[0] else NULL
+    job.phi_cols = phi_out.shape[1]
     with nogil:
         _run(&job, &X[0, 0])
 

@@ -28,12 +28,20 @@ Heads::
 
 Objective ``F = E[ loss(p; y) ]``.
 
+Constant feature (Remark 1 of the paper, ``feature_bias=True``): the features
+are ``phi(x) = [f(x); 1]``, built explicitly here with
+``np.column_stack([Phi, ones])``, so ``k = widths[-1] + 1`` (or
+``Phi.shape[1] + 1``) and the last column of ``V`` (last entry of ``v``) is a
+bias.  The constant does not depend on the layers, so back-propagation uses
+only the first ``widths[-1]`` columns of ``dF/dphi``.
+
 Flat parameter vector (C order)::
 
     [w (d), V (d*k, row-major) | v (k), W_1 (h_1*d, row-major), b_1 (h_1), ...,
      W_L (h_L*h_{L-1}), b_L (h_L)]
 
-(no ``b_l`` entries when ``bias=False``).
+(no ``b_l`` entries when ``bias=False``; ``k`` counts the constant column when
+``feature_bias=True``).
 
 For the "feature" functions (``feature_value_grad``, ``stats``,
 ``feature_hessian``, ``feature_hessp``) the feature matrix ``Phi`` (n, k) is
@@ -51,6 +59,7 @@ __all__ = [
     "unpack",
     "pack",
     "features",
+    "with_constant",
     "forward",
     "value",
     "gradient",
@@ -264,18 +273,18 @@ ACTIVATIONS = {
 # ---------------------------------------------------------------------------
 
 
-def n_params(d, widths, head="residual", bias=True):
+def n_params(d, widths, head="residual", bias=True, feature_bias=False):
     """Length of the flat parameter vector.
 
     ``d + (d*k if head == "residual" else k)
     + sum_l (h_l * h_{l-1} + (h_l if bias else 0))`` with ``h_0 = d`` and
-    ``k = widths[-1]``.
+    ``k = widths[-1] + (1 if feature_bias else 0)``.
     """
     _check_head(head)
     widths = [int(h) for h in widths]
     if len(widths) == 0:
         raise ValueError("widths must be non-empty")
-    k = widths[-1]
+    k = widths[-1] + (1 if feature_bias else 0)
     total = d + (d * k if head == "residual" else k)
     prev = d
     for h in widths:
@@ -284,7 +293,7 @@ def n_params(d, widths, head="residual", bias=True):
     return total
 
 
-def unpack(x, d, widths, head="residual", bias=True):
+def unpack(x, d, widths, head="residual", bias=True, feature_bias=False):
     """Split the flat parameter vector into its named pieces (copies).
 
     Parameters
@@ -295,6 +304,8 @@ def unpack(x, d, widths, head="residual", bias=True):
         ``[h_1, ..., h_L]``; ``k = widths[-1]``.
     head : {"residual", "skip"}
     bias : bool
+    feature_bias : bool
+        ``k = widths[-1] + 1``: the last column of ``V`` (entry of ``v``) is the bias.
 
     Returns
     -------
@@ -306,11 +317,10 @@ def unpack(x, d, widths, head="residual", bias=True):
     _check_head(head)
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     widths = [int(h) for h in widths]
-    if x.shape[0] != n_params(d, widths, head, bias):
-        raise ValueError(
-            f"x has length {x.shape[0]}, expected {n_params(d, widths, head, bias)}"
-        )
-    k = widths[-1]
+    expected = n_params(d, widths, head, bias, feature_bias)
+    if x.shape[0] != expected:
+        raise ValueError(f"x has length {x.shape[0]}, expected {expected}")
+    k = widths[-1] + (1 if feature_bias else 0)
     pos = 0
     out = {}
     out["w"] = x[pos:pos + d].copy()
@@ -393,6 +403,14 @@ def features(X, layers, activation="tanh"):
     return As[-1]
 
 
+def with_constant(Phi, feature_bias):
+    """``[Phi, 1]`` (a new (n, k + 1) array) when ``feature_bias``, else ``Phi``."""
+    Phi = np.asarray(Phi, dtype=np.float64)
+    if not feature_bias:
+        return Phi
+    return np.column_stack([Phi, np.ones(Phi.shape[0])])
+
+
 def _predict(X, Phi, params, head):
     """``p = X w + Phi V^T w`` (residual) or ``p = X w + Phi v`` (skip)."""
     w = params["w"]
@@ -407,7 +425,7 @@ def _predict(X, Phi, params, head):
 
 
 def value(X, y, x, *, widths, loss="logistic", activation="tanh", bias=True,
-          head="residual", sample_weight=None):
+          head="residual", sample_weight=None, feature_bias=False):
     """Objective ``F(x) = E[ loss(p(x_i); y_i) ]``.
 
     Parameters
@@ -422,6 +440,8 @@ def value(X, y, x, *, widths, loss="logistic", activation="tanh", bias=True,
     bias : bool
     head : {"residual", "skip"}
     sample_weight : array_like (n,) or None
+    feature_bias : bool
+        Features ``[f(x); 1]`` (Remark 1).
 
     Returns
     -------
@@ -432,15 +452,15 @@ def value(X, y, x, *, widths, loss="logistic", activation="tanh", bias=True,
     y = np.asarray(y, dtype=np.float64)
     n, d = X.shape
     q = _weights(sample_weight, n)
-    params = unpack(x, d, widths, head, bias)
-    Phi = features(X, params["layers"], activation)
+    params = unpack(x, d, widths, head, bias, feature_bias)
+    Phi = with_constant(features(X, params["layers"], activation), feature_bias)
     p = _predict(X, Phi, params, head)
     l, _, _ = LOSSES[loss](p, y)
     return float(q @ l)
 
 
 def gradient(X, y, x, *, widths, loss="logistic", activation="tanh", bias=True,
-             head="residual", sample_weight=None):
+             head="residual", sample_weight=None, feature_bias=False):
     """Gradient of :func:`value` by plain back-propagation.
 
     With ``r_i = s_i l'(p_i) / sum_j s_j``:
@@ -448,7 +468,9 @@ def gradient(X, y, x, *, widths, loss="logistic", activation="tanh", bias=True,
     * residual head, ``U = X + Phi V^T``, ``c = V^T w``:
       ``dF/dw = U^T r``, ``dF/dV = w (Phi^T r)^T``, ``dF/dPhi = r c^T``;
     * skip head: ``dF/dw = X^T r``, ``dF/dv = Phi^T r``, ``dF/dPhi = r v^T``;
-    * layers, from ``l = L`` down to 1, with ``D_L = dF/dPhi``:
+    * layers, from ``l = L`` down to 1, with ``D_L = dF/dPhi`` (its first
+      ``widths[-1]`` columns: the constant column of ``feature_bias`` does not
+      depend on the layers):
       ``Delta_l = D_l * act'(Z_l)``, ``dF/dW_l = Delta_l^T A_{l-1}``,
       ``dF/db_l = 1^T Delta_l``, ``D_{l-1} = Delta_l W_l``.
 
@@ -463,10 +485,10 @@ def gradient(X, y, x, *, widths, loss="logistic", activation="tanh", bias=True,
     y = np.asarray(y, dtype=np.float64)
     n, d = X.shape
     q = _weights(sample_weight, n)
-    params = unpack(x, d, widths, head, bias)
+    params = unpack(x, d, widths, head, bias, feature_bias)
     layers = params["layers"]
     As, dacts = forward(X, layers, activation)
-    Phi = As[-1]
+    Phi = with_constant(As[-1], feature_bias)
     w = params["w"]
     p = _predict(X, Phi, params, head)
     _, dl, _ = LOSSES[loss](p, y)
@@ -484,7 +506,7 @@ def gradient(X, y, x, *, widths, loss="logistic", activation="tanh", bias=True,
         grads["w"] = X.T @ r
         grads["v"] = Phi.T @ r
         c = v
-    D = np.outer(r, c)  # dF/dPhi, (n, k)
+    D = np.outer(r, c)[:, :As[-1].shape[1]]  # dF/dPhi, (n, widths[-1])
 
     layer_grads = [None] * len(layers)
     for l in range(len(layers) - 1, -1, -1):
@@ -499,7 +521,8 @@ def gradient(X, y, x, *, widths, loss="logistic", activation="tanh", bias=True,
 
 
 def hessian_fd(X, y, x, *, widths, loss="logistic", activation="tanh",
-               bias=True, head="residual", sample_weight=None, eps=1e-5):
+               bias=True, head="residual", sample_weight=None, feature_bias=False,
+               eps=1e-5):
     """Dense Hessian by central differences of :func:`gradient`.
 
     Column ``j`` is ``(g(x + eps e_j) - g(x - eps e_j)) / (2 eps)``.  The
@@ -512,7 +535,7 @@ def hessian_fd(X, y, x, *, widths, loss="logistic", activation="tanh",
     ndarray (n_params, n_params)
     """
     kw = dict(widths=widths, loss=loss, activation=activation, bias=bias,
-              head=head, sample_weight=sample_weight)
+              head=head, sample_weight=sample_weight, feature_bias=feature_bias)
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     m = x.shape[0]
     H = np.empty((m, m))
@@ -524,7 +547,8 @@ def hessian_fd(X, y, x, *, widths, loss="logistic", activation="tanh",
 
 
 def hessp_fd(X, y, x, p, *, widths, loss="logistic", activation="tanh",
-             bias=True, head="residual", sample_weight=None, eps=1e-3):
+             bias=True, head="residual", sample_weight=None, feature_bias=False,
+             eps=1e-3):
     """Hessian-vector product ``H(x) p`` by 4th-order central differences.
 
     ``H p ~ (-g(x + 2 eps p) + 8 g(x + eps p) - 8 g(x - eps p)
@@ -536,7 +560,7 @@ def hessp_fd(X, y, x, p, *, widths, loss="logistic", activation="tanh",
     ndarray (n_params,)
     """
     kw = dict(widths=widths, loss=loss, activation=activation, bias=bias,
-              head=head, sample_weight=sample_weight)
+              head=head, sample_weight=sample_weight, feature_bias=feature_bias)
     x = np.asarray(x, dtype=np.float64).reshape(-1)
     p = np.asarray(p, dtype=np.float64).reshape(-1)
 
@@ -564,14 +588,15 @@ def _split_head(z, d, k, head):
     return w, z[d:].copy()
 
 
-def _head_pieces(X, Phi, y, z, loss, head, sample_weight):
+def _head_pieces(X, Phi, y, z, loss, head, sample_weight, feature_bias=False):
     """Shared work: ``q`` (normalised weights), ``w``, ``V|v``, ``U``, ``l, l', l''``.
 
     ``U = X + Phi V^T`` (rows ``u_i = x_i + V phi_i``) for the residual head,
-    ``U = X`` for the skip head.
+    ``U = X`` for the skip head.  The returned ``Phi`` is ``[Phi, 1]`` with
+    ``feature_bias``.
     """
     X = np.asarray(X, dtype=np.float64)
-    Phi = np.asarray(Phi, dtype=np.float64)
+    Phi = with_constant(Phi, feature_bias)
     y = np.asarray(y, dtype=np.float64)
     n, d = X.shape
     k = Phi.shape[1]
@@ -588,7 +613,7 @@ def _head_pieces(X, Phi, y, z, loss, head, sample_weight):
 
 
 def feature_value_grad(X, Phi, y, z, *, loss="logistic", head="residual",
-                       sample_weight=None):
+                       sample_weight=None, feature_bias=False):
     """Value and gradient of ``F(w, V) = E[l(w^T (x + V phi); y)]`` for fixed ``Phi``.
 
     Residual head (``u = x + V phi``, ``g = E[l' phi]``)::
@@ -605,8 +630,11 @@ def feature_value_grad(X, Phi, y, z, *, loss="logistic", head="residual",
     Phi : array_like (n, k)
     y : array_like (n,)
     z : array_like (d + d*k,) or (d + k,)
-        ``[w, vec(V)]`` (row-major) or ``[w, v]``.
+        ``[w, vec(V)]`` (row-major) or ``[w, v]``; ``k`` counts the constant
+        column with ``feature_bias``.
     loss, head, sample_weight : as for :func:`value`.
+    feature_bias : bool
+        Features ``[Phi, 1]`` (the same for every function below).
 
     Returns
     -------
@@ -614,7 +642,7 @@ def feature_value_grad(X, Phi, y, z, *, loss="logistic", head="residual",
         ``F`` and the flat gradient, same layout as ``z``.
     """
     X, Phi, q, w, M, U, l, dl, d2l = _head_pieces(X, Phi, y, z, loss, head,
-                                                  sample_weight)
+                                                  sample_weight, feature_bias)
     r = q * dl
     F = float(q @ l)
     g = Phi.T @ r
@@ -626,7 +654,8 @@ def feature_value_grad(X, Phi, y, z, *, loss="logistic", head="residual",
     return F, np.concatenate([grad_w, grad_M])
 
 
-def stats(X, Phi, y, z, *, loss="logistic", head="residual", sample_weight=None):
+def stats(X, Phi, y, z, *, loss="logistic", head="residual", sample_weight=None,
+          feature_bias=False):
     """Second-order statistics of the fixed-feature problem.
 
     With ``u = x + V phi`` (residual) or ``u = x`` (skip)::
@@ -641,7 +670,7 @@ def stats(X, Phi, y, z, *, loss="logistic", head="residual", sample_weight=None)
     (A, B, C, g)
     """
     X, Phi, q, w, M, U, l, dl, d2l = _head_pieces(X, Phi, y, z, loss, head,
-                                                  sample_weight)
+                                                  sample_weight, feature_bias)
     c = q * d2l
     A = U.T @ (c[:, None] * U)
     B = U.T @ (c[:, None] * Phi)
@@ -651,7 +680,7 @@ def stats(X, Phi, y, z, *, loss="logistic", head="residual", sample_weight=None)
 
 
 def feature_hessian(X, Phi, y, z, *, loss="logistic", head="residual",
-                    sample_weight=None):
+                    sample_weight=None, feature_bias=False):
     """Dense Hessian of the fixed-feature objective ``F(w, V)`` (or ``F(w, v)``).
 
     Residual head, ``p = sum_a w_a x_a + sum_{i,j} w_i V_ij phi_j``, so
@@ -674,7 +703,7 @@ def feature_hessian(X, Phi, y, z, *, loss="logistic", head="residual",
     ndarray (d + d*k, d + d*k) or (d + k, d + k)
     """
     A, B, C, g = stats(X, Phi, y, z, loss=loss, head=head,
-                       sample_weight=sample_weight)
+                       sample_weight=sample_weight, feature_bias=feature_bias)
     d = A.shape[0]
     k = C.shape[0]
     w = np.asarray(z, dtype=np.float64).reshape(-1)[:d]
@@ -690,7 +719,7 @@ def feature_hessian(X, Phi, y, z, *, loss="logistic", head="residual",
 
 
 def feature_hessp(X, Phi, y, z, p, *, loss="logistic", head="residual",
-                  sample_weight=None):
+                  sample_weight=None, feature_bias=False):
     """Hessian-vector product of the fixed-feature objective, no dense Hessian.
 
     Residual head, direction ``p = [dw, vec(dV)]``::
@@ -707,7 +736,7 @@ def feature_hessp(X, Phi, y, z, p, *, loss="logistic", head="residual",
     ndarray, same shape as ``z``.
     """
     A, B, C, g = stats(X, Phi, y, z, loss=loss, head=head,
-                       sample_weight=sample_weight)
+                       sample_weight=sample_weight, feature_bias=feature_bias)
     d = A.shape[0]
     k = C.shape[0]
     w = np.asarray(z, dtype=np.float64).reshape(-1)[:d]

@@ -32,15 +32,17 @@ def debug_kernels(tmp_path_factory):
     return module
 
 
+@pytest.mark.parametrize("feature_bias", [False, True])
 @pytest.mark.parametrize("n, chunk, threads", [(1, 1, 1), (37, 8, 3), (130, 128, 2)])
-def test_debug_build_agrees(debug_kernels, monkeypatch, n, chunk, threads):
+def test_debug_build_agrees(debug_kernels, monkeypatch, n, chunk, threads, feature_bias):
     rng = np.random.default_rng(n)
     X = rng.standard_normal((n, 3))
     y = np.where(rng.random(n) > 0.5, 1.0, -1.0)
     results = []
     for kernels in (_kernels, debug_kernels):
         monkeypatch.setattr("resnet_core._engine._kernels", kernels)
-        obj = rc.Objective(X, y, widths=(4, 2), chunk_size=chunk, n_threads=threads)
+        obj = rc.Objective(X, y, widths=(4, 2), chunk_size=chunk, n_threads=threads,
+                           feature_bias=feature_bias)
         x = obj.init(1)
         part = obj.partial(x)
         z = x[:part.n_params]

@@ -431,3 +431,57 @@ def test_identity_squared_closed_form():
                      bias=False, head="residual")
     np.testing.assert_allclose(g[:d], (np.eye(d) + P["V"] @ W2 @ W1) @ (X.T @ (X @ beta - y)) / n,
                                rtol=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Constant feature (Remark 1, feature_bias=True)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("head", HEADS)
+@pytest.mark.parametrize("loss,act,bias", [("logistic", "tanh", True),
+                                           ("squared", "softplus", False),
+                                           ("smoothed_hinge", "sigmoid", True)])
+def test_feature_bias_value_and_gradient(loss, act, bias, head):
+    """With the constant feature: the value from a per-sample loop, the gradient against
+    finite differences, the bias entries' gradient w_i E[l'] (residual) or E[l'] (skip),
+    and the feature functions as the head block of the full objective."""
+    widths = [4, 2]
+    rng = np.random.default_rng(800)
+    X, y, _, sw = make_problem(801, loss=loss, n=8, d=3, widths=widths, head=head,
+                               bias=bias)
+    x = 0.7 * rng.normal(size=ref.n_params(3, widths, head, bias, feature_bias=True))
+    k = dict(kw(widths, loss, act, bias, head, sw), feature_bias=True)
+    P = ref.unpack(x, 3, widths, head, bias, feature_bias=True)
+    Phi = ref.features(X, P["layers"], act)
+    # the loop: p = w.x + (V^T w | v).[f; 1]
+    c = P["V"].T @ P["w"] if head == "residual" else P["v"]
+    p = X @ P["w"] + Phi @ c[:-1] + c[-1]
+    q = sw / sw.sum()
+    np.testing.assert_allclose(ref.value(X, y, x, **k), q @ ref.LOSSES[loss](p, y)[0],
+                               rtol=1e-13)
+    g = ref.gradient(X, y, x, **k)
+    num = fd_jacobian(lambda t: ref.value(X, y, t, **k), x, eps=1e-4)
+    np.testing.assert_allclose(g, num, rtol=1e-6, atol=1e-9)
+    El = q @ ref.LOSSES[loss](p, y)[1]
+    if head == "residual":
+        np.testing.assert_allclose(g[3:3 + 3 * 3].reshape(3, 3)[:, -1], P["w"] * El,
+                                   rtol=1e-12)
+    else:
+        np.testing.assert_allclose(g[3 + 2], El, rtol=1e-12)
+    nz = 3 + (3 * 3 if head == "residual" else 3)
+    fk = dict(loss=loss, head=head, sample_weight=sw, feature_bias=True)
+    F, gz = ref.feature_value_grad(X, Phi, y, x[:nz], **fk)
+    np.testing.assert_allclose(F, ref.value(X, y, x, **k), rtol=1e-14)
+    np.testing.assert_allclose(gz, g[:nz], rtol=1e-12, atol=1e-15)
+    # the fixed-feature functions equal those of the explicit [Phi, 1] without the option
+    Phi1 = np.column_stack([Phi, np.ones(len(y))])
+    fk0 = dict(loss=loss, head=head, sample_weight=sw)
+    for a, b in zip(ref.stats(X, Phi, y, x[:nz], **fk), ref.stats(X, Phi1, y, x[:nz], **fk0)):
+        np.testing.assert_array_equal(a, b)
+    H = ref.feature_hessian(X, Phi, y, x[:nz], **fk)
+    num_H = fd_jacobian(lambda t: ref.feature_value_grad(X, Phi, y, t, **fk)[1], x[:nz],
+                        eps=1e-5)
+    np.testing.assert_allclose(H, num_H, rtol=1e-6, atol=1e-9)
+    Hfull = ref.hessian_fd(X, y, x, **k)
+    np.testing.assert_allclose(Hfull[:nz, :nz], H, rtol=1e-6, atol=1e-8)
