@@ -231,3 +231,18 @@ def test_certify_reports_bad_options_in_one_line(tmp_path, capsys):
     rc.save_point(tmp_path / "ex1.npz", fo, z0)
     status, out, err = _certify(capsys, tmp_path / "ex1.npz", "--mu2", "-1")
     assert status == 3 and out == "" and err.count("\n") == 1 and "mu2" in err
+
+
+def test_certify_estimates_mu2_on_a_ball_and_compares_with_a_radius(tmp_path, capsys):
+    fo, z0 = example1(0.1)
+    rc.save_point(tmp_path / "ex1.npz", fo, z0)
+    status, out, err = _certify(capsys, tmp_path / "ex1.npz", "--eps", "0.1", "--json")
+    report = json.loads(out)
+    assert status == 2 and report["mu2_source"] == "not given"  # lambda_min < 0, mu2 unknown
+    status, out, err = _certify(capsys, tmp_path / "ex1.npz", "--eps", "0.1", "--json",
+                                "--mu2-ball", "1.0", "--baseline-radius", "0.5")
+    report = json.loads(out)
+    assert err == "" and report["mu2_source"].startswith("estimated")
+    assert report["mu2_region"]["kind"] == "ball" and report["mu2"] > 0
+    assert report["baseline_radius"] == 0.5
+    assert report["F_lin_star"] == pytest.approx(0.5 * (1 - 0.5) ** 2, rel=1e-12)

@@ -84,7 +84,7 @@ def test_corollary1_local_minima_beat_linear(n, d, k, loss, seed):
     grad_norm = np.linalg.norm(fo.grad(res.x))
     if grad_norm > 1e-8 or lam.value < -1e-8:
         return  # the solver did not reach a second-order point: nothing to check
-    assert res.fun <= lin.fun + 1e-6 * (1 + abs(lin.fun))
+    assert res.fun <= lin.infimum + 1e-6 * (1 + abs(lin.infimum))
 
 
 def test_corollary1_finds_minima(rng):
