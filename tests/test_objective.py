@@ -14,7 +14,7 @@ from conftest import ACTIVATIONS, HEADS, LOSSES, make_data, random_point, rel_er
 
 def _kw(obj, sw):
     return dict(widths=obj.widths, loss=obj.loss.name, activation=obj.activation,
-                bias=obj.bias, head=obj.head, sample_weight=sw)
+                bias=obj.bias, head=obj.head, sample_weight=sw, feature_bias=obj.feature_bias)
 
 
 @pytest.mark.parametrize("head", HEADS)
@@ -58,13 +58,16 @@ def test_hessp_matches_dense_fd_hessian(rng):
     widths=st.lists(st.integers(1, 5), min_size=1, max_size=3),
     chunk=st.integers(1, 80), threads=st.integers(1, 3),
     loss=st.sampled_from(LOSSES), activation=st.sampled_from(("tanh", "softplus", "sigmoid")),
-    head=st.sampled_from(HEADS), bias=st.booleans(), seed=st.integers(0, 2**31),
+    head=st.sampled_from(HEADS), bias=st.booleans(), feature_bias=st.booleans(),
+    seed=st.integers(0, 2**31),
 )
-def test_random_shapes(n, d, widths, chunk, threads, loss, activation, head, bias, seed):
+def test_random_shapes(n, d, widths, chunk, threads, loss, activation, head, bias, feature_bias,
+                       seed):
     rng = np.random.default_rng(seed)
     X, y, sw = make_data(rng, n, d, loss)
     obj = rc.Objective(X, y, loss=loss, widths=widths, activation=activation, bias=bias,
-                       head=head, sample_weight=sw, chunk_size=chunk, n_threads=threads)
+                       head=head, sample_weight=sw, feature_bias=feature_bias, chunk_size=chunk,
+                       n_threads=threads)
     x = random_point(obj, rng)
     kw = _kw(obj, sw)
     F, g = obj.fun_and_grad(x)
