@@ -5,21 +5,22 @@ Shamir, "Are ResNets Provably Better than Linear Predictors?" (NeurIPS 2018): th
 predictor it is compared with, computed by compiled streaming kernels.
 """
 
-from . import studies, theory
-from .certify import LambdaMin, SOPSPReport, check_sopsp, reduced_hessian
+from . import lipschitz, studies, theory
+from .certify import BaselineWarning, LambdaMin, SOPSPReport, check_sopsp, reduced_hessian
 from .features import ACTIVATIONS, MLPLayout
 from .linear import LinearBaselineResult, linear_baseline
-from .separability import Separability, linear_separability
 from .losses import BUILTIN_LOSSES, CustomLoss, Loss, get_loss
 from .objective import FeatureObjective, Objective, SufficientStats
 from .optim import gradient_descent, perturbed_gd, projected_sgd
 from .pointfile import PointFileError, load_point, save_point
+from .separability import Separability, linear_separability
 from .spectrum import (SpectralDensity, Spectrum, TraceEstimate, hessian_spectrum,
                        hessian_trace, spectral_density)
 
 __all__ = [
     "ACTIVATIONS",
     "BUILTIN_LOSSES",
+    "BaselineWarning",
     "CustomLoss",
     "FeatureObjective",
     "LambdaMin",
@@ -39,6 +40,7 @@ __all__ = [
     "gradient_descent",
     "hessian_spectrum",
     "hessian_trace",
+    "lipschitz",
     "linear_baseline",
     "linear_separability",
     "load_point",
