@@ -10,7 +10,8 @@ from .certify import BaselineWarning, LambdaMin, SOPSPReport, check_sopsp, reduc
 from .features import ACTIVATIONS, MLPLayout
 from .linear import LinearBaselineResult, linear_baseline
 from .losses import BUILTIN_LOSSES, CustomLoss, Loss, get_loss
-from .objective import FeatureObjective, Objective, SufficientStats
+from .objective import FeatureObjective, Objective
+from .state import PointState, SufficientStats
 from .optim import gradient_descent, perturbed_gd, projected_sgd
 from .pointfile import PointFileError, load_point, save_point
 from .separability import Separability, linear_separability
@@ -29,6 +30,7 @@ __all__ = [
     "MLPLayout",
     "Objective",
     "PointFileError",
+    "PointState",
     "SOPSPReport",
     "Separability",
     "SpectralDensity",

@@ -1,13 +1,15 @@
-"""Calls into the compiled kernels: allocation of outputs, slot reduction, loss caching.
+"""Calls into the compiled kernels: allocation of outputs, slot reduction.
 
 An :class:`Engine` holds validated data (``X``, ``y``, normalised weights ``s``), the source
-of the features (a given ``Phi``, or an MLP evaluated chunk by chunk), the loss, and two
-n-vectors ``r = s l'(p)`` and ``q = s l''(p)`` (and the losses ``l(p)``) with the point
-they belong to.  Any pass that
-computes the loss at a point fills them; a later pass at the same point reads them instead
-(and a user-defined loss is always evaluated this way: one prediction pass, then the loss
-in Python or numba, then the kernel).  Extra memory: these two vectors and the per-slot
-partial sums; nothing of size ``n x width``.
+of the features (a given ``Phi``, or an MLP evaluated chunk by chunk) and the loss.  It holds
+nothing about a point: the per-sample quantities of a point, ``l(p_i)``, ``r_i = s_i l'(p_i)``
+and ``q_i = s_i l''(p_i)``, live in :class:`SampleBuffers` that the caller owns (one per
+point, see :mod:`resnet_core.state`).  The first pass at a point computes them inside the
+kernel (a built-in loss) or from a prediction pass (a user-defined loss) and marks the
+buffers filled; later passes read them.  A pass that does not complete (an interrupt, a
+``MemoryError``) leaves the buffers unfilled, so nothing stale is ever read.  Passes on
+different buffers may run at the same time from several threads.  Extra memory: the
+buffers and the per-slot partial sums; nothing of size ``n x width``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,20 @@ LOSS_EXTERNAL = -1
 # Samples per chunk: large enough for efficient BLAS blocks, small enough that a slot's
 # workspace (a few chunk x width arrays) stays in the L2 cache.
 DEFAULT_CHUNK = 128
+
+
+class SampleBuffers:
+    """``l``, ``r = s l'``, ``q = s l''`` per sample and ``F`` at one point; ``filled`` once a
+    pass has written all of them."""
+
+    __slots__ = ("l", "r", "q", "value", "filled")
+
+    def __init__(self, n: int, dtype):
+        self.l = np.empty(n, dtype=dtype)
+        self.r = np.empty(n, dtype=dtype)
+        self.q = np.empty(n, dtype=dtype)
+        self.value = float("nan")
+        self.filled = False
 
 
 class Engine:
@@ -56,11 +72,6 @@ class Engine:
         self.n_threads = resolve_n_threads(n_threads)
         self.chunk = (DEFAULT_CHUNK if chunk_size is None
                       else check_positive_int("chunk_size", chunk_size))
-        self._r = np.zeros(self.n, dtype=self.dtype)
-        self._q = np.zeros(self.n, dtype=self.dtype)
-        self._l = np.zeros(self.n, dtype=self.dtype)
-        self._key = None
-        self._value = None
         self._empty = np.empty(0, dtype=self.dtype)
 
     # -- helpers -------------------------------------------------------------------
@@ -79,99 +90,95 @@ class Engine:
         if status.any():
             raise MemoryError("resnet_core: could not allocate a kernel workspace")
 
-    def _loss_code(self, w, a, theta, key) -> int:
-        """Kernel loss code for a pass at ``key``: the built-in code when ``r, q`` must be
-        computed in the pass, ``LOSS_EXTERNAL`` when they already hold this point."""
-        if self._key is not None and np.array_equal(self._key, key):
+    def new_buffers(self) -> SampleBuffers:
+        """Empty per-sample buffers for one point."""
+        return SampleBuffers(self.n, self.dtype)
+
+    def _loss_code(self, w, a, theta, buf: SampleBuffers) -> int:
+        """Kernel loss code for a pass: the built-in code when the pass must fill ``buf``,
+        ``LOSS_EXTERNAL`` when it already holds the point (a user-defined loss fills it
+        here, from a prediction pass)."""
+        if buf.filled:
             return LOSS_EXTERNAL
         if self.loss.code >= 0:
             return self.loss.code
         p, _ = self.predict(w, a, theta)
         l, d1, d2 = self.loss.derivatives(p, self.y)
         s64 = self.s.astype(np.float64)
-        self._r[:] = s64 * d1
-        self._q[:] = s64 * d2
-        self._l[:] = l
-        self._remember(key, float(np.dot(s64, l)))
+        buf.r[:] = s64 * d1
+        buf.q[:] = s64 * d2
+        buf.l[:] = l
+        buf.value = float(np.dot(s64, l))
+        buf.filled = True
         return LOSS_EXTERNAL
 
-    def _remember(self, key, value):
-        self._key = np.array(key, copy=True)
-        self._value = value
-
-    def _value_after(self, code, value_out, key) -> float:
+    @staticmethod
+    def _value_after(code, value_out, buf: SampleBuffers) -> float:
         if code != LOSS_EXTERNAL:
-            self._remember(key, float(value_out.sum()))
-        return self._value
-
-    def derivatives(self, w, a, theta, key):
-        """``(l, r, q) = (l, s l', s l'')`` per sample at the point, as read-only views
-        (one pass if the point is new)."""
-        if self._loss_code(w, a, theta, key) != LOSS_EXTERNAL:
-            self.value_grad(w, a, theta, need_theta=False, key=key)
-        views = [self._l.view(), self._r.view(), self._q.view()]
-        for v in views:
-            v.flags.writeable = False
-        return tuple(views)
+            buf.value = float(value_out.sum())
+            buf.filled = True
+        return buf.value
 
     # -- passes --------------------------------------------------------------------
-    def predict(self, w, a, theta, *, features=False, constant=True):
+    def predict(self, w, a, theta, *, features=False, constant=True, X=None, Phi=None):
         """``p = X w + Phi a`` and, when asked, the features (n x k): rows ``[f_i, 1]`` with
-        the constant feature, or only ``f_i`` (n x (k - 1)) when ``constant`` is False."""
-        T = self.n_threads
-        p = np.empty(self.n, dtype=self.dtype)
+        the constant feature, or only ``f_i`` (n x (k - 1)) when ``constant`` is False.
+        ``X`` (and ``Phi`` for given features), validated, replace the training data."""
+        X = self.X if X is None else X
+        Phi = self.Phi if Phi is None else Phi
+        T, n = self.n_threads, X.shape[0]
+        p = np.empty(n, dtype=self.dtype)
         cols = self.k if constant else self.k - self.feature_bias
-        phi = np.empty((self.n if features else 0, cols), dtype=self.dtype)
+        phi = np.empty((n if features else 0, cols), dtype=self.dtype)
         value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
         with blas_single_thread():
-            _kernels.predict(self.X, self.Phi, self._vec(theta), self.dims, self.bias, self.act,
+            _kernels.predict(X, Phi, self._vec(theta), self.dims, self.bias, self.act,
                              self.feature_bias, self._vec(w), self._vec(a), p, phi, value_out,
                              status, self.chunk, T)
         self._check(status)
         return p, (phi if features else None)
 
-    def value_grad(self, w, a, theta, *, need_theta, key):
-        """``(F, E[l' x], E[l' phi], dF/dtheta)`` at the point."""
-        code = self._loss_code(w, a, theta, key)
+    def value_grad(self, w, a, theta, buf: SampleBuffers, *, need_theta):
+        """``(F, E[l' x], E[l' phi], dF/dtheta)`` at the point ``buf`` belongs to."""
+        code = self._loss_code(w, a, theta, buf)
         n_theta = self._vec(theta).shape[0] if need_theta else 0
         vx, vp, vt = self._slots(self.d, self.k, n_theta)
         value_out, status = np.zeros(self.n_threads), np.zeros(self.n_threads, dtype=np.intc)
         with blas_single_thread():
             _kernels.value_grad(*self._common(theta), self._vec(w), self._vec(a), code,
-                                int(need_theta), self._r, self._q, self._l, value_out, vx, vp, vt,
+                                int(need_theta), buf.r, buf.q, buf.l, value_out, vx, vp, vt,
                                 status, self.chunk, self.n_threads)
         self._check(status)
-        value = self._value_after(code, value_out, key)
+        value = self._value_after(code, value_out, buf)
         return value, vx.sum(axis=0), vp.sum(axis=0), vt.sum(axis=0)
 
-    def hvp(self, w, a, theta, dw, da, dtheta, *, need_theta, key):
+    def hvp(self, w, a, theta, dw, da, dtheta, buf: SampleBuffers, *, need_theta):
         """``(E[l'' dp x], E[l'' dp phi] + E[l' dphi], g = E[l' phi], R dF/dtheta)``."""
-        code = self._loss_code(w, a, theta, key)
+        code = self._loss_code(w, a, theta, buf)
         n_theta = self._vec(theta).shape[0] if need_theta else 0
         vx, vp, g, vt = self._slots(self.d, self.k, self.k, n_theta)
         value_out, status = np.zeros(self.n_threads), np.zeros(self.n_threads, dtype=np.intc)
         with blas_single_thread():
             _kernels.hvp(*self._common(theta), self._vec(w), self._vec(a), self._vec(dw),
                          self._vec(da), self._vec(dtheta if need_theta else None), code,
-                         int(need_theta), self._r, self._q, self._l, value_out, vx, vp, g, vt,
-                         status,
-                         self.chunk, self.n_threads)
+                         int(need_theta), buf.r, buf.q, buf.l, value_out, vx, vp, g, vt,
+                         status, self.chunk, self.n_threads)
         self._check(status)
-        self._value_after(code, value_out, key)
+        self._value_after(code, value_out, buf)
         return vx.sum(axis=0), vp.sum(axis=0), g.sum(axis=0), vt.sum(axis=0)
 
-    def gram(self, w, a, theta, *, key):
+    def gram(self, w, a, theta, buf: SampleBuffers):
         """``(F, E[l' x], E[l' phi], G = E[l'' z z^T])`` with ``z = [x, phi]``."""
-        code = self._loss_code(w, a, theta, key)
+        code = self._loss_code(w, a, theta, buf)
         T, D = self.n_threads, self.d + self.k
         vx, vp = self._slots(self.d, self.k)
         G = np.zeros((T, D, D), dtype=self.dtype)
         value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
         with blas_single_thread():
-            _kernels.gram(*self._common(theta), self._vec(w), self._vec(a), code, self._r,
-                          self._q, self._l, value_out, vx, vp, G, status, self.chunk, T)
+            _kernels.gram(*self._common(theta), self._vec(w), self._vec(a), code, buf.r,
+                          buf.q, buf.l, value_out, vx, vp, G, status, self.chunk, T)
         self._check(status)
-        value = self._value_after(code, value_out, key)
+        value = self._value_after(code, value_out, buf)
         G = G.sum(axis=0)
         G = np.triu(G) + np.triu(G, 1).T
         return value, vx.sum(axis=0), vp.sum(axis=0), G

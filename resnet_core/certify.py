@@ -97,7 +97,8 @@ def _rounding_error(M, n_samples, dtype) -> float:
 def lambda_min_structured(fo: FeatureObjective, z) -> LambdaMin:
     """Exact ``lambda_min`` of the partial Hessian from the sufficient statistics."""
     st = fo.stats(z)
-    w, M_ = fo._head.split(fo._point(z, "z"), fo.d, fo.k)
+    parts = fo.unpack(z)
+    w = parts["w"]
     A, B, C, g = (np.asarray(a, dtype=np.float64) for a in (st.A, st.B, st.C, st.g))
     if fo.head == "residual":
         M, zeros = reduced_hessian(np.asarray(w, dtype=np.float64), A, B, C, g)
@@ -151,7 +152,7 @@ def lanczos_extreme(hessp, dim: int, *, k: int = 1, which: str = "SA", tol: floa
 
 def lambda_min_lanczos(fo: FeatureObjective, z, *, tol: float = 1e-10) -> LambdaMin:
     """``lambda_min`` by ARPACK on ``hessp`` (``which="SA"``), with its residual."""
-    z = fo._point(z, "z")
+    z = fo.validate_point(z, "z")
     if fo.n_params < 3:  # ARPACK needs k < dim
         return lambda_min_dense(fo, z)
     vals, _, res, ok, count = lanczos_extreme(lambda v: fo.hessp(z, v), fo.n_params, tol=tol)
@@ -310,17 +311,17 @@ def _feature_objective(objective, x):
 def _linear_sample_losses(fo: FeatureObjective, w_star: np.ndarray, chunk: int = 16384):
     """``(i0, i1, l(w*^T x_i; y_i))`` block by block: ``X w*`` in the data's dtype, the loss
     in float64 on blocks of ``chunk`` samples (no copy of ``X``)."""
-    eng = fo._engine
-    w = w_star.astype(eng.dtype)
-    for i0 in range(0, eng.n, chunk):
-        i1 = min(i0 + chunk, eng.n)
-        yield i0, i1, fo.loss.derivatives(eng.X[i0:i1] @ w, eng.y[i0:i1])[0]
+    X, y = fo.X, fo.y
+    w = w_star.astype(fo.dtype)
+    for i0 in range(0, fo.n_samples, chunk):
+        i1 = min(i0 + chunk, fo.n_samples)
+        yield i0, i1, fo.loss.derivatives(X[i0:i1] @ w, y[i0:i1])[0]
 
 
 def _sample_statistics(fo: FeatureObjective, l: np.ndarray, F: float, w_star: np.ndarray):
     """``F_lin(w*)``, the standard error of ``F`` and that of ``F - F_lin(w*)`` (two streamed
     passes over ``X``)."""
-    s = fo._engine.s
+    s = fo.sample_weight
     F_lin = sum(float(np.dot(s[i0:i1], l_lin)) for i0, i1, l_lin in
                 _linear_sample_losses(fo, w_star))
     gap = F - F_lin
@@ -456,7 +457,7 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
                          f"{baseline_radius!r}")
 
     fo, z = _feature_objective(objective, x)
-    z = fo._point(z, "x" if isinstance(objective, Objective) else "z")
+    z = fo.validate_point(z, "x" if isinstance(objective, Objective) else "z")
     timings = {}
     method = "structured" if method == "auto" else method
 
@@ -474,8 +475,9 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
     t = time.perf_counter()
     base = _baseline(fo, w_star, baseline_radius)
     w_star = base.pop("w")
-    w, M, a = fo._split_head(z)
-    l = fo._engine.derivatives(w, a, fo._theta, key=z)[0]  # kept by the statistics pass
+    parts = fo.unpack(z)
+    w, M = parts["w"], parts.get("V", parts.get("v"))
+    l = fo.at(z).sample_losses  # filled by the statistics pass
     F = float(st.F)
     F_lin_w, F_se, gap_se = _sample_statistics(fo, l, F, w_star)
     F_lin_star = base.pop("F_lin_star")

@@ -113,26 +113,27 @@ class _Passes:
         return R
 
     def full(self, w) -> Model:
-        wd = w.astype(self.engine.dtype)
+        buf = self.engine.new_buffers()
         if not self.use_factor:
-            F, g, _, H = self.engine.gram(wd, self.empty, None, key=w.copy())
+            F, g, _, H = self.engine.gram(w.astype(self.engine.dtype), self.empty, None, buf)
             H = H.astype(np.float64) + self.lam * np.eye(w.size)
             return Model.from_hessian(F + 0.5 * self.lam * float(w @ w),
                                       g.astype(np.float64) + self.lam * w, H, self.eps)
-        F, g = self.grad(w)
+        F, g = self.grad(w, buf)
         if "R" not in self._factor or not self.constant_hessian:
-            q = self.engine.derivatives(wd, self.empty, None, key=w.copy())[2]
-            self._factor["R"] = self._qr_factor(q)
+            self._factor["R"] = self._qr_factor(buf.q)
         return Model.from_factor(F + 0.5 * self.lam * float(w @ w), g + self.lam * w,
                                  self._factor["R"], self.eps, self.engine.n, shift=self.lam)
 
     def value(self, w):
         return self.grad(w)[0] + 0.5 * self.lam * float(w @ w)
 
-    def grad(self, w):
-        """``(F_lin(w), grad F_lin(w))`` without the penalty."""
-        F, g, _, _ = self.engine.value_grad(w.astype(self.engine.dtype), self.empty, None,
-                                            need_theta=False, key=w.copy())
+    def grad(self, w, buf=None):
+        """``(F_lin(w), grad F_lin(w))`` without the penalty (``buf``: the point's
+        per-sample buffers, to be read afterwards)."""
+        buf = self.engine.new_buffers() if buf is None else buf
+        F, g, _, _ = self.engine.value_grad(w.astype(self.engine.dtype), self.empty, None, buf,
+                                            need_theta=False)
         return F, g.astype(np.float64)
 
     def margins(self, u):

@@ -8,13 +8,14 @@ Both classes follow ``scipy.optimize.minimize``'s conventions: ``fun(x)``, ``gra
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
 from typing import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ._engine import Engine
+from ._threads import resolve_n_threads
 from ._validation import (
     as_float_array,
     check_choice,
@@ -24,36 +25,22 @@ from ._validation import (
 )
 from .features import MLPLayout
 from .heads import HEADS
-from .linear import linear_baseline
+from .linear import LinearBaselineResult, linear_baseline
 from .losses import Loss, get_loss
+from .state import PointState, SufficientStats
+
+__all__ = ["FeatureObjective", "Objective", "PointState", "SufficientStats"]
 
 # Largest dense Hessian that hessian() builds (a 20000 x 20000 float64 array is 3.2 GB).
 MAX_DENSE_HESSIAN = 20000
 
 
-@dataclass
-class SufficientStats:
-    """What the partial Hessian of ``F_theta`` at a point is made of (one data pass).
-
-    ``A = E[l'' u u^T]`` (d x d), ``B = E[l'' u phi^T]`` (d x k), ``C = E[l'' phi phi^T]``
-    (k x k), ``g = E[l' phi]`` (k), with ``u = x + V phi`` (residual head) or ``u = x`` (skip
-    head); also the value ``F`` and gradient ``grad`` at the point, and the Gram matrix
-    ``G = E[l'' [x, phi]^T [x, phi]]`` they came from.
-    """
-
-    A: np.ndarray
-    B: np.ndarray
-    C: np.ndarray
-    g: np.ndarray
-    F: float
-    grad: np.ndarray
-    G: np.ndarray
-
-
 class _HeadObjective:
-    """What FeatureObjective and Objective share: the head, the point cache, the checks."""
+    """What FeatureObjective and Objective share: the data, the head, the point states."""
 
-    def _setup(self, engine: Engine, head: str, n_theta: int):
+    _point_name = "x"
+
+    def _setup(self, engine: Engine, head: str, n_theta: int, baselines=None):
         check_choice("head", head, HEADS)
         self._engine = engine
         self._head = HEADS[head]
@@ -63,12 +50,43 @@ class _HeadObjective:
         self.k = engine.k
         self.feature_bias = bool(engine.feature_bias)
         self.dtype = engine.dtype
-        self._n_head = self._head.n_params(self.d, self.k)
-        self.n_params = self._n_head + n_theta
-        self._last = None  # (x, F, grad) of the last fun/grad call
-        self._baselines = {}  # radius -> LinearBaselineResult, shared with partial()s
+        self.n_head_params = self._head.n_params(self.d, self.k)
+        self.n_params = self.n_head_params + n_theta
+        self._local = threading.local()  # .state: the last point this thread asked for
+        # radius -> LinearBaselineResult; shared with partial()s (same data, same baseline)
+        self._baselines = {} if baselines is None else baselines
 
-    def linear_baseline(self, radius: float | None = None):
+    # -- the data ---------------------------------------------------------------------------
+    @property
+    def X(self) -> np.ndarray:
+        """The inputs (validated; the caller's array when it was usable as is)."""
+        return self._engine.X
+
+    @property
+    def y(self) -> np.ndarray:
+        """The targets."""
+        return self._engine.y
+
+    @property
+    def sample_weight(self) -> np.ndarray:
+        """The normalised sample weights ``s`` (summing to one): ``E[h] = sum_i s_i h_i``."""
+        return self._engine.s
+
+    @property
+    def chunk_size(self) -> int:
+        """Samples per chunk of the streaming kernels."""
+        return self._engine.chunk
+
+    @property
+    def n_threads(self) -> int:
+        """Threads of the kernels."""
+        return self._engine.n_threads
+
+    @n_threads.setter
+    def n_threads(self, value):
+        self._engine.n_threads = resolve_n_threads(value)
+
+    def linear_baseline(self, radius: float | None = None) -> LinearBaselineResult:
         """The best linear predictor on this objective's data, loss and weights
         (:func:`resnet_core.linear_baseline`), computed once per radius and cached."""
         if radius not in self._baselines:
@@ -78,18 +96,53 @@ class _HeadObjective:
                 n_threads=eng.n_threads)
         return self._baselines[radius]
 
-    @property
-    def n_threads(self) -> int:
-        return self._engine.n_threads
+    # -- points -------------------------------------------------------------------------------
+    def validate_point(self, x: ArrayLike, name: str | None = None) -> np.ndarray:
+        """``x`` as a C-contiguous vector of this objective's dtype and size ``n_params``,
+        finite (ValueError naming ``name`` otherwise: by default ``x`` for an
+        :class:`Objective`, ``z`` for a :class:`FeatureObjective`)."""
+        return check_point(name or self._point_name, x, self.n_params, self.dtype)
 
-    @n_threads.setter
-    def n_threads(self, value):
-        from ._threads import resolve_n_threads
+    def at(self, x: ArrayLike) -> PointState:
+        """The :class:`~resnet_core.state.PointState` of ``x``: ``F``, the gradient, the
+        per-sample quantities, ``hessp`` (and, for a :class:`FeatureObjective`, the
+        sufficient statistics), each computed once, when first asked for.  Each thread's
+        last state is remembered, so its calls at the same point share it, and a thread
+        gets exactly the numbers it would get running alone."""
+        x = self.validate_point(x)
+        state = getattr(self._local, "state", None)
+        if state is not None and np.array_equal(state.x, x):
+            return state
+        state = self._new_state(x)
+        self._local.state = state
+        return state
 
-        self._engine.n_threads = resolve_n_threads(value)
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_local"]  # remembered points stay with this process
+        return state
 
-    def _point(self, x, name="x"):
-        return check_point(name, x, self.n_params, self.dtype)
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def fun(self, x: ArrayLike) -> float:
+        """Objective value at ``x`` (a Python float)."""
+        return self.at(x).F
+
+    def grad(self, x: ArrayLike) -> np.ndarray:
+        """Gradient at ``x`` (the ``jac`` of ``scipy.optimize.minimize``)."""
+        return self.at(x).grad.copy()
+
+    def fun_and_grad(self, x: ArrayLike):
+        """``(F(x), grad F(x))`` in one pass (``jac=True`` in ``scipy.optimize.minimize``)."""
+        F, grad = self.at(x).fun_and_grad()
+        return F, grad.copy()
+
+    def hessp(self, x: ArrayLike, p: ArrayLike) -> np.ndarray:
+        """Hessian at ``x`` times ``p`` (``scipy.optimize.minimize``'s ``hessp``); see the
+        class notes for what it costs."""
+        return self.at(x).hessp(p)
 
     def _split_head(self, x: ArrayLike):
         w, M = self._head.split(x, self.d, self.k)
@@ -104,23 +157,10 @@ class _HeadObjective:
             M = as_float_array("v", M, ndim=1, dtype=self.dtype, shape=(self.k,))
         return np.concatenate([w, M.ravel()])
 
-    def fun(self, x: ArrayLike) -> float:
-        """Objective value at ``x`` (a Python float)."""
-        return self.fun_and_grad(x)[0]
-
-    def grad(self, x: ArrayLike) -> np.ndarray:
-        """Gradient at ``x`` (the ``jac`` of ``scipy.optimize.minimize``)."""
-        return self.fun_and_grad(x)[1]
-
-    def fun_and_grad(self, x: ArrayLike):
-        """``(F(x), grad F(x))`` in one pass; the last result is remembered, so ``fun``
-        then ``grad`` at the same point cost one pass."""
-        x = self._point(x)
-        if self._last is not None and np.array_equal(self._last[0], x):
-            return self._last[1], self._last[2].copy()
-        F, grad = self._fun_and_grad(x)
-        self._last = (x.copy(), F, grad)
-        return F, grad.copy()
+    def _new_inputs(self, X: ArrayLike) -> np.ndarray:
+        """New inputs, validated like the training ones and in their dtype."""
+        X = as_float_array("X", X, ndim=2, dtype=self.dtype, shape=(None, self.d))
+        return X
 
 
 class FeatureObjective(_HeadObjective):
@@ -185,17 +225,26 @@ class FeatureObjective(_HeadObjective):
                         feature_bias=feature_bias, n_threads=n_threads, chunk_size=chunk_size)
         self._init(engine, head, theta=None)
 
+    _point_name = "z"
+
     @classmethod
-    def _from_engine(cls, engine: Engine, head: str, theta):
+    def _from_engine(cls, engine: Engine, head: str, theta, baselines):
         self = cls.__new__(cls)
-        self._init(engine, head, theta)
+        self._init(engine, head, theta, baselines)
         return self
 
-    def _init(self, engine, head, theta):
-        self._setup(engine, head, 0)
+    def _init(self, engine, head, theta, baselines=None):
+        self._setup(engine, head, 0, baselines)
         self._theta = theta  # frozen MLP parameters when the engine computes the features
-        self._hvp_at = None  # point of the last streamed product
-        self._stats_at = None  # (z, SufficientStats)
+
+    @property
+    def theta(self) -> np.ndarray | None:
+        """The frozen MLP parameters when the features stream from an MLP
+        (:meth:`Objective.partial`), None when ``Phi`` was given."""
+        return None if self._theta is None else self._theta.copy()
+
+    def _new_state(self, z: np.ndarray) -> PointState:
+        return PointState(self._engine, self._head, z, self._theta, full=False)
 
     @property
     def Phi(self) -> np.ndarray:
@@ -211,7 +260,7 @@ class FeatureObjective(_HeadObjective):
 
     def unpack(self, z: ArrayLike) -> dict:
         """``{"w": w, "V": V}`` (or ``"v"``) as views of ``z``."""
-        z = self._point(z, "z")
+        z = self.validate_point(z, "z")
         w, M = self._head.split(z, self.d, self.k)
         return {"w": w, ("V" if self.head == "residual" else "v"): M}
 
@@ -219,44 +268,10 @@ class FeatureObjective(_HeadObjective):
         """Flat ``[w, vec(V)]`` (``M = V``, shape (d, k)) or ``[w, v]`` (``M = v``)."""
         return self._pack_head(w, M)
 
-    def _fun_and_grad(self, z: ArrayLike):
-        w, M, a = self._split_head(z)
-        F, sx, g, _ = self._engine.value_grad(w, a, self._theta, need_theta=False, key=z)
-        return F, self._head.grad(w, M, sx, g).astype(self.dtype, copy=False)
-
     def stats(self, z: ArrayLike) -> SufficientStats:
         """Sufficient statistics ``A, B, C, g`` (and ``F``, the gradient) at ``z``, in one
-        pass over the data (a weighted Gram matrix of ``[X, Phi]``); cached per point."""
-        z = self._point(z, "z")
-        if self._stats_at is not None and np.array_equal(self._stats_at[0], z):
-            return self._stats_at[1]
-        w, M, a = self._split_head(z)
-        F, sx, g, G = self._engine.gram(w, a, self._theta, key=z)
-        A, B, C = self._head.stats(M, G, self.d)
-        st = SufficientStats(A=A, B=B, C=C, g=g, F=F,
-                             grad=self._head.grad(w, M, sx, g).astype(self.dtype, copy=False),
-                             G=G)
-        self._stats_at = (z.copy(), st)
-        return st
-
-    def hessp(self, z: ArrayLike, p: ArrayLike) -> np.ndarray:
-        """Hessian of ``F_theta`` at ``z`` times ``p`` (``scipy.optimize.minimize``'s
-        ``hessp``).  See the class notes for what it costs."""
-        z = self._point(z, "z")
-        p = self._point(p, "p")
-        w, M, a = self._split_head(z)
-        dw, dM = self._head.split(p, self.d, self.k)
-        fresh = self._hvp_at is None or not np.array_equal(self._hvp_at, z)
-        cached = self._stats_at is not None and np.array_equal(self._stats_at[0], z)
-        if fresh and not cached:
-            self._hvp_at = z.copy()
-            da = self._head.direction_a(w, M, dw, dM)
-            vx, vp, g, _ = self._engine.hvp(w, a, self._theta, dw, da, None,
-                                            need_theta=False, key=z)
-            return self._head.hvp(w, M, dw, dM, vx, vp, g).astype(self.dtype, copy=False)
-        st = self.stats(z)
-        return self._head.hvp_stats(w, M, dw, dM, st.A, st.B, st.C, st.g).astype(
-            self.dtype, copy=False)
+        pass over the data (a weighted Gram matrix of ``[X, Phi]``): ``at(z).stats``."""
+        return self.at(z).stats
 
     def hessian(self, z: ArrayLike) -> np.ndarray:
         """Dense Hessian of ``F_theta`` at ``z``, of size ``n_params`` squared (one pass).
@@ -269,10 +284,32 @@ class FeatureObjective(_HeadObjective):
                 f"hessian is for small problems (n_params <= {MAX_DENSE_HESSIAN}); this one "
                 f"has {self.n_params}: use hessp, or stats for the structured form"
             )
-        z = self._point(z, "z")
-        st = self.stats(z)
-        w, M = self._head.split(z, self.d, self.k)
+        state = self.at(z)
+        st = state.stats
+        w, M = self._head.split(state.x, self.d, self.k)
         return self._head.hessian(w, M, st.A, st.B, st.C, st.g)
+
+    def predict(self, z: ArrayLike, X: ArrayLike | None = None,
+                Phi: ArrayLike | None = None) -> np.ndarray:
+        """Predictions ``p = w^T (x + V phi)`` (or ``w^T x + v^T phi``) on the training inputs,
+        or on new inputs ``X`` with their features: ``Phi`` (n_new x k, without the constant
+        column of ``feature_bias``) for given features, computed by the frozen MLP when the
+        objective streams them (:meth:`Objective.partial`).  No labels needed."""
+        w, M, a = self._split_head(self.validate_point(z, "z"))
+        if X is None:
+            if Phi is not None:
+                raise ValueError("Phi of new inputs needs their X too")
+            return self._engine.predict(w, a, self._theta)[0]
+        X = self._new_inputs(X)
+        if self._theta is None:
+            if Phi is None:
+                raise ValueError("predict on new inputs needs their features Phi (this "
+                                 "objective was built from given features)")
+            k0 = self.k - int(self.feature_bias)
+            Phi = as_float_array("Phi", Phi, ndim=2, dtype=self.dtype, shape=(X.shape[0], k0))
+        elif Phi is not None:
+            raise ValueError("the features stream from the MLP here: give X only")
+        return self._engine.predict(w, a, self._theta, X=X, Phi=Phi)[0]
 
 
 class Objective(_HeadObjective):
@@ -345,49 +382,35 @@ class Objective(_HeadObjective):
 
     def unpack(self, x: ArrayLike) -> dict:
         """``{"w", "V" or "v", "layers": [(W_l, b_l), ...]}`` as views of ``x``."""
-        x = self._point(x)
+        x = self.validate_point(x)
         w, M = self._head.split(x, self.d, self.k)
         return {"w": w, ("V" if self.head == "residual" else "v"): M,
-                "layers": self.layout.unpack(x[self._n_head:])}
+                "layers": self.layout.unpack(x[self.n_head_params:])}
 
     def pack(self, w: ArrayLike, M: ArrayLike, layers) -> np.ndarray:
         """Flat parameters from ``w``, ``V`` (or ``v``) and ``[(W_l, b_l), ...]``."""
         head = self._pack_head(w, M)
         return np.concatenate([head, self.layout.pack(layers, dtype=self.dtype)])
 
+    def _new_state(self, x: np.ndarray) -> PointState:
+        return PointState(self._engine, self._head, x, None, full=True)
+
     def _split(self, x: ArrayLike):
         w, M, a = self._split_head(x)
-        return w, M, a, x[self._n_head:]
+        return w, M, a, x[self.n_head_params:]
 
-    def _fun_and_grad(self, x: ArrayLike):
-        w, M, a, theta = self._split(x)
-        F, sx, g, gtheta = self._engine.value_grad(w, a, theta, need_theta=True, key=x)
-        return F, np.concatenate([self._head.grad(w, M, sx, g), gtheta]).astype(
-            self.dtype, copy=False)
+    def features(self, x: ArrayLike, X: ArrayLike | None = None) -> np.ndarray:
+        """``Phi = f_theta(X)`` (n x k) at the ``theta`` inside ``x``, on the training inputs
+        or on new inputs ``X``; with ``feature_bias`` the rows are ``[f_theta(x_i), 1]``."""
+        w, M, a, theta = self._split(self.validate_point(x))
+        X = None if X is None else self._new_inputs(X)
+        return self._engine.predict(w, a, theta, features=True, X=X)[1]
 
-    def hessp(self, x: ArrayLike, p: ArrayLike) -> np.ndarray:
-        """Full Hessian (over all parameters) at ``x`` times ``p``, by Pearlmutter's
-        R-operator: one streamed forward-over-reverse pass."""
-        x = self._point(x)
-        p = self._point(p, "p")
-        w, M, a, theta = self._split(x)
-        dw, dM = self._head.split(p, self.d, self.k)
-        da = self._head.direction_a(w, M, dw, dM)
-        vx, vp, g, vt = self._engine.hvp(w, a, theta, dw, da, p[self._n_head:],
-                                         need_theta=True, key=x)
-        return np.concatenate([self._head.hvp(w, M, dw, dM, vx, vp, g), vt]).astype(
-            self.dtype, copy=False)
-
-    def features(self, x: ArrayLike) -> np.ndarray:
-        """``Phi = f_theta(X)`` (n x k) at the ``theta`` inside ``x``; with ``feature_bias``
-        the rows are ``[f_theta(x_i), 1]`` (the last column is the constant)."""
-        w, M, a, theta = self._split(self._point(x))
-        return self._engine.predict(w, a, theta, features=True)[1]
-
-    def predict(self, x: ArrayLike) -> np.ndarray:
-        """Predictions ``p_i`` on the training inputs."""
-        w, M, a, theta = self._split(self._point(x))
-        return self._engine.predict(w, a, theta)[0]
+    def predict(self, x: ArrayLike, X: ArrayLike | None = None) -> np.ndarray:
+        """Predictions ``p_i`` on the training inputs, or on new inputs ``X`` (no labels)."""
+        w, M, a, theta = self._split(self.validate_point(x))
+        X = None if X is None else self._new_inputs(X)
+        return self._engine.predict(w, a, theta, X=X)[0]
 
     def partial(self, x, *, materialize: bool = False) -> FeatureObjective:
         """The :class:`FeatureObjective` of ``F_theta`` at the ``theta`` inside ``x``.
@@ -396,11 +419,11 @@ class Objective(_HeadObjective):
         not grow with ``n``; the sufficient statistics (what ``hessp``, ``hessian`` and the
         certificates use) are then made in one pass and cached.  ``materialize=True``
         computes ``Phi`` once and keeps it (``n x k`` memory, faster repeated passes).
-        The point of the result is ``x[:n_params_head]`` (``[w, vec(V)]``).  The result has
+        The point of the result is ``x[:n_head_params]`` (``[w, vec(V)]``).  The result has
         the same ``feature_bias`` (the kept ``Phi`` is then ``f_theta(X)`` alone: the
-        constant column is added on the fly).
+        constant column is added on the fly) and shares this objective's linear baselines.
         """
-        x = self._point(x)
+        x = self.validate_point(x)
         w, M, a, theta = self._split(x)
         theta = theta.copy()
         eng = self._engine
@@ -409,10 +432,9 @@ class Objective(_HeadObjective):
             part = FeatureObjective(eng.X, f, eng.y, loss=self.loss, head=self.head,
                                     sample_weight=eng.s, feature_bias=self.feature_bias,
                                     n_threads=eng.n_threads, chunk_size=eng.chunk)
-        else:
-            sub = Engine(eng.X, eng.y, eng.s, eng.loss, self.k, dims=eng.dims, bias=eng.bias,
-                         act=eng.act, feature_bias=self.feature_bias,
-                         n_threads=eng.n_threads, chunk_size=eng.chunk)
-            part = FeatureObjective._from_engine(sub, self.head, theta)
-        part._baselines = self._baselines  # same data: one linear baseline
-        return part
+            part._baselines = self._baselines
+            return part
+        sub = Engine(eng.X, eng.y, eng.s, eng.loss, self.k, dims=eng.dims, bias=eng.bias,
+                     act=eng.act, feature_bias=self.feature_bias,
+                     n_threads=eng.n_threads, chunk_size=eng.chunk)
+        return FeatureObjective._from_engine(sub, self.head, theta, self._baselines)

@@ -55,7 +55,7 @@ class _Problem:
         if not isinstance(objective, (Objective, FeatureObjective)):
             raise TypeError("objective must be an Objective or a FeatureObjective; got "
                             f"{type(objective).__name__}")
-        x0 = objective._point(x0, "x0")
+        x0 = objective.validate_point(x0, "x0")
         self.tail = np.empty(0)
         target = objective  # what u is a point of
         if isinstance(objective, Objective) and wrt == "wV":
@@ -66,12 +66,12 @@ class _Problem:
         self.fo = target if isinstance(target, FeatureObjective) else None
         self.u0 = np.asarray(x0, dtype=np.float64).copy()
         self.dim = self.u0.size
-        eng = target._engine
         self.compiled = (self.fo is not None and target.loss.code >= 0
-                         and eng.n * target.n_params <= _COMPILED_WORK)
+                         and target.n_samples * target.n_params <= _COMPILED_WORK)
         if self.compiled:
-            self.data = (np.asarray(eng.X, np.float64), np.asarray(target.Phi, np.float64),
-                         np.asarray(eng.y, np.float64), np.asarray(eng.s, np.float64),
+            self.data = (np.asarray(target.X, np.float64), np.asarray(target.Phi, np.float64),
+                         np.asarray(target.y, np.float64),
+                         np.asarray(target.sample_weight, np.float64),
                          target.loss.code, target.head == "residual")
 
     def fun_and_grad(self, u):
@@ -316,8 +316,7 @@ def _sgd_bounds(objective: Objective, x, b: float):
     most ``sqrt(k)`` for tanh and sigmoid, whatever ``theta``; for other activations it is
     taken at ``x`` (the start), which is then an estimate, not a bound.
     """
-    eng = objective._engine
-    X = np.asarray(eng.X, dtype=np.float64)
+    X = np.asarray(objective.X, dtype=np.float64)
     if objective.activation in ("tanh", "sigmoid"):
         phi2 = float(objective.k)
         exact = True
@@ -325,7 +324,7 @@ def _sgd_bounds(objective: Objective, x, b: float):
         phi2 = float(np.max(np.sum(np.asarray(objective.features(x), np.float64) ** 2, axis=1)))
         exact = False
     zmax = math.sqrt(float(np.max(np.einsum("ij,ij->i", X, X))) + phi2)
-    ymax = float(np.max(np.abs(eng.y)))
+    ymax = float(np.max(np.abs(objective.y)))
     if objective.loss.name == "squared":
         lip = (b * zmax + ymax) * zmax
         rbound = 0.5 * (b * zmax + ymax) ** 2
@@ -471,7 +470,7 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
                          f"{theta_radius!r}")
     eval_every = max(T // 50, 1) if eval_every is None else check_positive_int("eval_every",
                                                                                 eval_every)
-    x = np.array(objective._point(x0, "x0"), dtype=np.float64)
+    x = np.array(objective.validate_point(x0, "x0"), dtype=np.float64)
     hv = objective.d + objective.k
     tr = -1.0 if theta_radius is None else float(theta_radius)
     max_norms = np.zeros(2)
@@ -481,9 +480,8 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     lip = lip if lipschitz is None else float(lipschitz)
     eta = b / (lip * math.sqrt(T)) if eta is None else float(eta)
 
-    eng = objective._engine
-    X = np.asarray(eng.X, dtype=np.float64)
-    y = np.asarray(eng.y, dtype=np.float64)
+    X = np.asarray(objective.X, dtype=np.float64)
+    y = np.asarray(objective.y, dtype=np.float64)
     dims = objective.layout.dims.astype(np.int64)
     wmax = int(dims.max())
     L = dims.size - 1
@@ -515,7 +513,7 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
                            batch_size=batch_size)
     curve_t, curve_F = np.array(curve_t), np.array(curve_F)
     in_theorem = curve_F[curve_t < t]  # F at the evaluated z_1..z_T (not z_{T+1})
-    weights = np.asarray(eng.s)
+    weights = np.asarray(objective.sample_weight)
     return OptimizeResult(
         x=best[2], fun=best[0], best_iter=best[1], x_last=x, nit=t, status=status,
         success=status == 0,

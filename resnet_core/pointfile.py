@@ -108,11 +108,11 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
         raise ValueError(f"cannot store the custom loss {loss.name!r}: a point file holds "
                          f"a built-in loss by name, one of {sorted(BUILTIN_LOSSES)}")
     parts = objective.unpack(x)  # checks x's length and values
-    eng = objective._engine
-    arrays = {"format_version": np.array(FORMAT_VERSION), "X": eng.X, "y": eng.y,
+    s = objective.sample_weight
+    arrays = {"format_version": np.array(FORMAT_VERSION), "X": objective.X, "y": objective.y,
               "loss": np.array(loss.name), "head": np.array(objective.head)}
-    if not np.all(eng.s == eng.s[0]):
-        arrays["sample_weight"] = eng.s
+    if not np.all(s == s[0]):
+        arrays["sample_weight"] = s
     if isinstance(objective, Objective):
         arrays.update(params=np.asarray(x, dtype=objective.dtype),
                       widths=np.asarray(objective.widths, dtype=np.int64),

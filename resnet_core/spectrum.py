@@ -35,10 +35,10 @@ def hessian_operator(objective, x: ArrayLike, wrt: str = "wV"):
     if wrt == "all":
         if not isinstance(objective, Objective):
             raise TypeError("wrt='all' needs an Objective (the full Hessian over theta too)")
-        x = objective._point(x)
+        x = objective.validate_point(x)
         return (lambda v: np.asarray(objective.hessp(x, v), dtype=np.float64)), objective.n_params
     fo, z = _feature_objective(objective, x)
-    z = fo._point(z, "z")
+    z = fo.validate_point(z, "z")
     return (lambda v: np.asarray(fo.hessp(z, v), dtype=np.float64)), fo.n_params
 
 

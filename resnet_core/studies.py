@@ -113,10 +113,9 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     if method == "gd":
         consts.update(r=0.0, g_thres=-1.0)  # plain GD runs its max_iter steps
 
-    eng = objective._engine
-    data = (np.asarray(eng.X, np.float64), np.asarray(objective.Phi, np.float64),
-            np.asarray(eng.y, np.float64), np.asarray(eng.s, np.float64), objective.loss.code,
-            objective.head == "residual")
+    data = (np.asarray(objective.X, np.float64), np.asarray(objective.Phi, np.float64),
+            np.asarray(objective.y, np.float64), np.asarray(objective.sample_weight, np.float64),
+            objective.loss.code, objective.head == "residual")
     x_out = np.empty((n_runs, dim))
     istate = np.zeros((n_runs, 6), dtype=np.int64)
     F_out, g_out = np.empty(n_runs), np.empty(n_runs)
