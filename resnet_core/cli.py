@@ -216,7 +216,7 @@ CERTIFY_EPILOG = """exit status: 0 = an eps-SOPSP, 1 = not an eps-SOPSP, 2 = inc
 (missing or damaged file, a missing or bad key, a usage error; one line on stderr).
 
 The file is a .npz archive as written by resnet_core.save_point: X, y, loss, head, and
-either params, widths, activation, bias (an MLP's parameters) or Phi, w and V (or v, skip
+either params, widths, activation, bias, feature_bias (an MLP's parameters) or Phi, w and V (or v, skip
 head) (features given); optionally sample_weight.  Nothing missing is guessed."""
 
 
@@ -237,7 +237,8 @@ def _problem_rows(meta: dict, path: str) -> list:
     if mlp:
         rows += [("activation", meta["activation"]),
                  ("widths", ", ".join(str(h) for h in meta["widths"])),
-                 ("bias", "yes" if meta["bias"] else "no")]
+                 ("bias", "yes" if meta["bias"] else "no"),
+                 ("feature bias", "yes (Remark 1)" if meta["feature_bias"] else "no")]
     else:
         rows.append(("features", f"given (k = {meta['k']})"))
     rows += [("head", meta["head"]),

@@ -6,9 +6,12 @@ A point file states everything needed to rebuild exactly the objective it came f
 - always: ``X`` (n, d), ``y`` (n,), ``loss`` (a built-in loss's name), ``head``
   (``"residual"`` or ``"skip"``);
 - an :class:`~resnet_core.Objective` (an MLP's parameters): ``params`` (the flat point),
-  ``widths`` (integers), ``activation`` (a name), ``bias`` (a boolean);
+  ``widths`` (integers), ``activation`` (a name), ``bias`` (a boolean), ``feature_bias``
+  (a boolean: Remark 1's constant feature);
 - a :class:`~resnet_core.FeatureObjective` (features given): ``Phi`` (n, k), ``w`` (d,)
-  and ``V`` (d, k) for the residual head, or ``v`` (k,) for the skip head;
+  and ``V`` (d, k) for the residual head, or ``v`` (k,) for the skip head (a
+  ``feature_bias`` objective is stored with its constant column inside ``Phi``: the same
+  objective);
 - optional: ``sample_weight`` (n,) (absent: uniform weights) and ``format_version``
   (written by :func:`save_point`; absent is accepted, for files written by hand).
 
@@ -36,7 +39,7 @@ FORMAT_VERSION = 1
 
 _COMMON = ("X", "y", "loss", "head")
 _OPTIONAL = ("sample_weight", "format_version")
-_MLP = ("params", "widths", "activation", "bias")
+_MLP = ("params", "widths", "activation", "bias", "feature_bias")
 _WHAT = {
     "X": "the inputs, an (n, d) array",
     "y": "the targets, an (n,) array",
@@ -46,6 +49,7 @@ _WHAT = {
     "widths": "the MLP's layer widths, integers",
     "activation": f"the MLP's activation, one of {sorted(ACTIVATIONS)}",
     "bias": "whether the MLP's layers have biases, True or False",
+    "feature_bias": "whether a constant feature is appended (Remark 1), True or False",
     "Phi": "the features, an (n, k) array",
     "w": "the output weights, a (d,) array",
     "V": "the residual head's (d, k) matrix",
@@ -117,7 +121,8 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
         arrays.update(params=np.asarray(x, dtype=objective.dtype),
                       widths=np.asarray(objective.widths, dtype=np.int64),
                       activation=np.array(objective.activation),
-                      bias=np.array(bool(objective.bias)))
+                      bias=np.array(bool(objective.bias)),
+                      feature_bias=np.array(bool(objective.feature_bias)))
     else:
         arrays["Phi"] = objective.Phi
         arrays.update({k: parts[k] for k in ("w", "V", "v") if k in parts})
@@ -186,7 +191,7 @@ def load_point(path: str | os.PathLike
         if version != FORMAT_VERSION:
             raise PointFileError(path, f"format_version {version} is not supported (this "
                                        f"resnet_core reads version {FORMAT_VERSION})")
-    for k in keys - {"loss", "head", "activation", "bias", "format_version"}:
+    for k in keys - {"loss", "head", "activation", "bias", "feature_bias", "format_version"}:
         if data[k].dtype.kind not in "biuf":
             raise PointFileError(path, f"key {k!r} must hold real numbers; got dtype "
                                        f"{data[k].dtype}")
@@ -201,7 +206,7 @@ def load_point(path: str | os.PathLike
         if kind == "Objective":
             obj = Objective(data["X"], data["y"], loss=loss, widths=tuple(meta["widths"]),
                             activation=meta["activation"], bias=meta["bias"], head=head,
-                            sample_weight=weights)
+                            feature_bias=meta["feature_bias"], sample_weight=weights)
             x = as_float_array("params", data["params"], ndim=1, dtype=obj.dtype,
                                shape=(obj.n_params,))
         else:
@@ -261,15 +266,17 @@ def _read(path) -> dict:
 def _mlp_settings(path, data) -> dict:
     """``activation``, ``widths`` (a list) and ``bias`` of an Objective's file, checked."""
     activation = _choice(path, data, "activation", ACTIVATIONS)
-    bias = _scalar(path, data, "bias", "biu", "True or False")
-    if bias not in (0, 1):
-        raise PointFileError(path, f"key 'bias' must be True or False; got {bias}")
+    flags = {}
+    for key in ("bias", "feature_bias"):
+        flags[key] = _scalar(path, data, key, "biu", "True or False")
+        if flags[key] not in (0, 1):
+            raise PointFileError(path, f"key {key!r} must be True or False; got {flags[key]}")
     widths = data["widths"]
     if widths.dtype.kind not in "iu" or widths.ndim > 1 or widths.size == 0:
         raise PointFileError(path, "key 'widths' must be one or more integers; got dtype "
                                    f"{widths.dtype}, shape {widths.shape}")
     return {"activation": activation, "widths": [int(h) for h in widths.ravel()],
-            "bias": bool(bias)}
+            "bias": bool(flags["bias"]), "feature_bias": bool(flags["feature_bias"])}
 
 
 def _kind(path, keys) -> str | None:

@@ -15,11 +15,12 @@ from resnet_core.theory import example1
 from conftest import make_data, random_point
 
 
-def _mlp(loss="squared", activation="relu", bias=False, head="skip", weighted=True, seed=0):
+def _mlp(loss="squared", activation="relu", bias=False, head="skip", weighted=True, seed=0,
+         feature_bias=False):
     rng = np.random.default_rng(seed)
     X, y, sw = make_data(rng, 60, 4, loss, weighted=weighted)
     obj = rc.Objective(X, y, loss=loss, widths=(5, 3), activation=activation, bias=bias,
-                       head=head, sample_weight=sw)
+                       head=head, sample_weight=sw, feature_bias=feature_bias)
     return obj, random_point(obj, rng)
 
 
@@ -31,20 +32,21 @@ def _certify(capsys, path, *args):
 
 
 @pytest.mark.parametrize("loss", ["squared", "logistic"])
-@pytest.mark.parametrize("bias, head", [(False, "skip"), (True, "residual")])
-def test_objective_round_trip(tmp_path, loss, bias, head):
-    obj, x = _mlp(loss=loss, bias=bias, head=head)
+@pytest.mark.parametrize("bias, head, feature_bias", [(False, "skip", True),
+                                                      (True, "residual", False)])
+def test_objective_round_trip(tmp_path, loss, bias, head, feature_bias):
+    obj, x = _mlp(loss=loss, bias=bias, head=head, feature_bias=feature_bias)
     path = rc.save_point(tmp_path / "p.npz", obj, x)
     back, x2, meta = rc.load_point(path)
     assert isinstance(back, rc.Objective)
-    assert (back.widths, back.activation, back.bias, back.head, back.loss.name) == (
-        (5, 3), "relu", bias, head, loss)
+    assert (back.widths, back.activation, back.bias, back.head, back.loss.name,
+            back.feature_bias) == ((5, 3), "relu", bias, head, loss, feature_bias)
     assert np.array_equal(x2, x)
     np.testing.assert_allclose(back.fun(x2), obj.fun(x), rtol=1e-13)
     np.testing.assert_allclose(back.grad(x2), obj.grad(x), rtol=1e-12, atol=1e-15)
     assert meta == dict(kind="Objective", loss=loss, head=head, format_version=1,
                         weighted=True, activation="relu", widths=[5, 3], bias=bias,
-                        n=60, d=4, k=3)
+                        feature_bias=feature_bias, n=60, d=4, k=3 + feature_bias)
 
 
 @pytest.mark.parametrize("head", ["residual", "skip"])
@@ -100,7 +102,7 @@ def test_certify_relu_point_is_not_certified_as_tanh(tmp_path, capsys):
     assert report["problem"] == dict(file=str(tmp_path / "relu.npz"), kind="Objective",
                                      loss="squared", head="residual", format_version=1,
                                      weighted=False, activation="relu", widths=[5, 3],
-                                     bias=True, n=60, d=4, k=3)
+                                     bias=True, feature_bias=False, n=60, d=4, k=3)
     status, out, _ = _certify(capsys, tmp_path / "relu.npz")
     for line in ("loss            squared", "activation      relu", "widths          5, 3",
                  "bias            yes", "head            residual", "n / d / k       60 / 4 / 3",
@@ -109,7 +111,8 @@ def test_certify_relu_point_is_not_certified_as_tanh(tmp_path, capsys):
     assert out.index("activation") < out.index("eps-SOPSP")
 
 
-@pytest.mark.parametrize("drop", ["activation", "loss", "bias", "widths", "head"])
+@pytest.mark.parametrize("drop", ["activation", "loss", "bias", "widths", "head",
+                                  "feature_bias"])
 def test_missing_key_is_refused_naming_it(tmp_path, capsys, drop):
     obj, x = _mlp()
     rc.save_point(tmp_path / "p.npz", obj, x)
