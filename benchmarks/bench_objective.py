@@ -8,10 +8,8 @@ tanh, logistic, float64) included (``-m slow``).
 import numpy as np
 import pytest
 
-from problems import REFERENCE, SMALL, alternating, make_objective
-
-SIZES = [pytest.param(SMALL, id="small"),
-         pytest.param(REFERENCE, id="reference", marks=pytest.mark.slow)]
+from problems import SIZES, make_objective
+from resnet_core.bench.timing import alternating
 
 
 @pytest.fixture(scope="module", params=SIZES)

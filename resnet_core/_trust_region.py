@@ -168,11 +168,12 @@ class NewtonResult:
         return self.stop in ("decrement", "rounding")
 
 
-def _polish(full, w, m, nu2, it, npass, stop, steps=3):
-    """Full Newton steps once ``F`` has converged: the evaluation can no longer see the
-    decrease, so a step is kept when the Newton decrement falls and ``F`` does not rise beyond
-    rounding.  This takes ``w`` and the gradient from ``sqrt(eps)`` to ``eps`` accuracy."""
-    for _ in range(steps):
+def _polish(full, w, m, nu2, it, npass, stop):
+    """At most three full Newton steps once ``F`` has converged: the evaluation can no longer
+    see the decrease, so a step is kept when the Newton decrement falls and ``F`` does not rise
+    beyond rounding.  This takes ``w`` and the gradient from ``sqrt(eps)`` to ``eps``
+    accuracy."""
+    for _ in range(3):
         if nu2 == 0:
             break
         w_new = w + newton_step(m)

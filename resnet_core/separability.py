@@ -39,7 +39,6 @@ from scipy.optimize import linprog
 from ._validation import check_data, check_sample_weight
 
 MAX_LP_ENTRIES = 4_000_000
-STATUSES = ("separable", "quasi_separable", "overlapping", "not_decided")
 
 
 @dataclass

@@ -52,25 +52,6 @@ def theorem2_lhs(grad_norm: float, lambda_min: float, A, V, w_star) -> float:
     return float(np.linalg.norm(w_star) * (grad_norm + nV * np.sqrt(abs(lam) * nA + lam**2)))
 
 
-def theorem2_bounds(objective: FeatureObjective, z: ArrayLike, w_star: ArrayLike, F_lin_star: float) -> dict:
-    """Theorem 2 at ``z = [0, vec(V)]``: ``lambda_min <= 0`` and ``lhs >= F - F_lin(w*)``.
-
-    Returns ``{"lambda_min", "lhs", "gap", "holds"}`` (``lambda_min`` exact, structured).
-    """
-    from .certify import lambda_min_structured
-
-    z = np.asarray(z, dtype=np.float64)
-    parts = objective.unpack(z)
-    if np.any(parts["w"] != 0):
-        raise ValueError("Theorem 2 is about w = 0")
-    st = objective.stats(z)
-    lam = lambda_min_structured(objective, z)
-    lhs = theorem2_lhs(float(np.linalg.norm(st.grad)), lam.value, st.A, parts["V"], w_star)
-    gap = st.F - F_lin_star
-    return {"lambda_min": lam.value, "lhs": lhs, "gap": gap,
-            "holds": bool(lam.value <= lam.error and lhs >= gap - 1e-12 * (1 + abs(gap)))}
-
-
 def example1(eps: float):
     """Example 1: ``x = y = 1``, ``f_theta(x) = eps x``, squared loss, so
     ``F(w, v) = (w (1 + eps v) - 1)^2 / 2``.

@@ -1,23 +1,33 @@
-"""The command line: the quick demo's claims, and certify's handling of good and bad files."""
+"""The command line: the quick demo's claims, certify's handling of good and bad files, and
+the comparison table from a checkout and from an installed package."""
 
+import importlib.util
 import json
+import os
 import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 import resnet_core as rc
 from resnet_core import cli
+from resnet_core.bench import compare
+from resnet_core.reproduce import demo as reproduce_demo
 
-pytest.importorskip("matplotlib")
-pytest.importorskip("sklearn")
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("sklearn")
     out = tmp_path_factory.mktemp("demo")
     lines = []
-    summary = cli.run_demo(out, quick=True, echo=lines.append)
+    summary = reproduce_demo.run_demo(out, quick=True, echo=lines.append)
     return out, summary, lines
 
 
@@ -47,6 +57,19 @@ def test_demo_claims(demo):
     for name, curve in s["theorem4"].items():
         assert curve["slope"] <= -0.4, name
     assert all(s["checks"].values()), s["checks"]
+
+
+@pytest.mark.parametrize("holds, status", [(True, 0), (False, 1)])
+def test_demo_command_dispatches(tmp_path, monkeypatch, holds, status):
+    seen = {}
+
+    def run_demo(out, quick, seed):
+        seen.update(out=out, quick=quick, seed=seed)
+        return {"checks": {"a claim": True, "another": holds}}
+
+    monkeypatch.setattr(reproduce_demo, "run_demo", run_demo)
+    assert cli.main(["demo", "--quick", "--out", str(tmp_path), "--seed", "3"]) == status
+    assert seen == {"out": tmp_path, "quick": True, "seed": 3}
 
 
 def test_certify_feature_file(tmp_path, capsys):
@@ -97,3 +120,51 @@ def test_certify_bad_files(tmp_path, capsys, content, message):
     (tmp_path / "junk.npz").write_text("not a zip")
     assert cli.main(["certify", str(tmp_path / "junk.npz")]) == 3
     assert "not a .npz archive" in capsys.readouterr().err
+
+
+# -- resnet-core bench -----------------------------------------------------------------------
+
+TINY = ["--quick", "--n", "2000", "--d", "8", "--repeat", "1"]
+
+
+def test_bench_runs_from_an_installed_package(tmp_path):
+    """``resnet-core bench`` needs nothing outside the package: a copy of it alone on the
+    path (as in site-packages, no checkout beside it) prints the whole table."""
+    site = tmp_path / "site"
+    package = Path(rc.__file__).resolve().parent
+    shutil.copytree(package, site / "resnet_core", ignore=shutil.ignore_patterns("__pycache__"))
+    kernels = Path(rc._kernels.__file__).resolve()
+    if kernels.parent != package:  # an install that keeps the compiled kernels elsewhere
+        shutil.copy(kernels, site / "resnet_core")
+    (tmp_path / "elsewhere").mkdir()
+    env = dict(os.environ, PYTHONPATH=str(site))
+    proc = subprocess.run([sys.executable, "-m", "resnet_core", "bench", *TINY],
+                          cwd=tmp_path / "elsewhere", env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    for work in ("fun_and_grad", "hessp (full)", "check_sopsp / lambda_min",
+                 "projected SGD step", "PGD, Example 1", "PGD, 1024 runs"):
+        assert re.search(rf"^\| {re.escape(work)}.*\| resnet-core", out, re.M), work
+    assert "| numpy " in out and "numba (hand-written)" in out
+    missing = [m for m in ("torch", "jax") if importlib.util.find_spec(m) is None]
+    if missing:  # it says what the missing rows need
+        assert f"# not installed: {', '.join(missing)} (pip install 'resnet-core[compare]')" in out
+
+
+def test_bench_script_in_a_checkout_is_the_same_command(capsys):
+    """``python benchmarks/compare.py`` runs the package's comparison, with its options."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "compare.py"), "--help"],
+                          capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(Path(rc.__file__).parents[1])))
+    assert proc.returncode == 0, proc.stderr
+    with pytest.raises(SystemExit):
+        cli.main(["bench", "--help"])
+    cli_help = capsys.readouterr().out
+    for option in ("--quick", "--repeat", "--memory", "--n", "--d"):
+        assert option in proc.stdout and option in cli_help
+
+
+def test_bench_memory_workers_run_in_their_own_processes():
+    rows = compare.memory_rows(5000, 4)
+    assert [impl for impl, _, _ in rows][:2] == ["resnet-core", "numpy"]
+    assert all(np.isfinite(extra) and xmib > 0 for _, extra, xmib in rows)

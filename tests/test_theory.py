@@ -56,10 +56,13 @@ def test_theorem2_at_w_zero(n, d, k, loss, seed):
     rng, X, y, sw, fo = _problem(n, d, k, loss, seed)
     z = np.r_[np.zeros(d), rng.standard_normal(d * k) * rng.choice([0.1, 1, 10])]
     w_star = rng.standard_normal(d)
-    F_lin = _F_lin(fo, X, y, sw, w_star)
-    out = theory.theorem2_bounds(fo, z, w_star, F_lin)
-    assert out["lambda_min"] <= 1e-12
-    assert out["holds"], out
+    gap = fo.fun(z) - _F_lin(fo, X, y, sw, w_star)
+    st = fo.stats(z)
+    lam = certify.lambda_min_structured(fo, z)  # exact
+    lhs = theory.theorem2_lhs(float(np.linalg.norm(st.grad)), lam.value, st.A, fo.unpack(z)["V"],
+                              w_star)
+    assert lam.value <= min(1e-12, lam.error)
+    assert lhs >= gap - 1e-12 * (1 + abs(gap)), (lhs, gap)
 
 
 def _local_minimum(fo, z0):

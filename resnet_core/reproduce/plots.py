@@ -1,12 +1,13 @@
 """Figures of ``resnet-core demo`` (matplotlib, an optional dependency: ``pip install
-resnet-core[demo]``).  Each function takes the numbers of :mod:`resnet_core.paper` and
-writes one PNG."""
+resnet-core[demo]``).  Each function takes the numbers of :mod:`.paper` and writes one
+PNG."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import theory
+from .. import theory
+from .paper import FIGURE1_BOX
 
 
 def _pyplot():
@@ -18,9 +19,11 @@ def _pyplot():
     return plt
 
 
-def figure1(panels: list[dict], path, box: float = 3.0) -> None:
-    """The three panels of Figure 1 as contour plots, stationary points marked."""
+def figure1(panels: list[dict], path) -> None:
+    """The three panels of Figure 1 as contour plots on the searched window, stationary
+    points marked."""
     plt = _pyplot()
+    box = FIGURE1_BOX
     fig, axes = plt.subplots(1, 3, figsize=(16, 5.2), constrained_layout=True)
     g = np.linspace(-box, box, 401)
     W, V = np.meshgrid(g, g)

@@ -1,8 +1,8 @@
 """Reference implementations of the residual-MLP objective in NumPy, PyTorch and JAX.
 
-These are the comparison points for the ``resnet_core`` benchmarks.  Every
-implementation computes the same float64 quantities on a *flat* parameter
-vector and returns plain NumPy arrays, so results can be compared directly.
+These are the comparison points of :mod:`.compare`.  Every implementation computes the
+same float64 quantities on a *flat* parameter vector and returns plain NumPy arrays, so
+results can be compared directly.
 
 Model
 -----
@@ -17,11 +17,9 @@ never formed)::
 
     p = X w + Phi (V^T w),      w (d,),  V (d, k)
 
-Objective ``F = mean_i l(p_i; y_i)`` with
-
-* ``"logistic"``: ``l(p; y) = log(1 + exp(-y p)) = logaddexp(0, -y p)``,
-  ``y`` in {-1, +1} (the reference problem);
-* ``"squared"``:  ``l(p; y) = (p - y)^2 / 2``.
+Objective ``F = mean_i l(p_i; y_i)`` with the logistic loss
+``l(p; y) = log(1 + exp(-y p)) = logaddexp(0, -y p)``, ``y`` in {-1, +1} (the reference
+problem).
 
 Flat parameter layout (all blocks row-major)::
 
@@ -33,16 +31,15 @@ The *feature problem* freezes ``Phi`` (n, k) and optimises only
 API
 ---
 Every builder returns an :class:`Impl` (``name``, ``value_and_grad(x) ->
-(float, ndarray)``, ``hessp(x, v) -> ndarray``, ``size``) or ``None`` when the
-framework is not importable.
+(float, ndarray)``, ``hessp(x, v) -> ndarray``) or ``None`` when the framework is not
+importable.
 
-* Full problem: :func:`numpy_full` (optional ``chunk=`` rows per block),
-  :func:`torch_full` (``mode="autograd"`` or ``"func"``), :func:`jax_full`; :func:`full_implementations` collects all
-  available ones in a dict.
-* Feature problem: :func:`numpy_feature`, :func:`torch_feature`,
-  :func:`jax_feature`; :func:`feature_implementations`.
+* :func:`numpy_full`, :func:`numpy_feature` (the two problems' derivatives written by
+  hand), :func:`torch_implementation` (``mode="autograd"`` or ``"func"``),
+  :func:`jax_implementation` (either problem: ``widths=`` or ``Phi=``);
+  :func:`implementations` collects all available ones in a dict.
 * Helpers: :class:`Layout`, :func:`make_data`, :func:`init_params`,
-  :func:`features`, :func:`torch_available`, :func:`jax_available`.
+  :func:`torch_available`, :func:`jax_available`.
 
 Side effects: building a torch implementation calls
 ``torch.set_num_threads(os.cpu_count())``; building a JAX implementation calls
@@ -58,31 +55,6 @@ import os
 from typing import Callable, Sequence
 
 import numpy as np
-
-__all__ = [
-    "Impl",
-    "Layout",
-    "LOSSES",
-    "make_data",
-    "init_params",
-    "features",
-    "torch_available",
-    "jax_available",
-    "numpy_full",
-    "torch_full",
-    "jax_full",
-    "numpy_feature",
-    "torch_feature",
-    "jax_feature",
-    "full_implementations",
-    "feature_implementations",
-    "REFERENCE",
-]
-
-LOSSES = ("logistic", "squared")
-
-#: The reference benchmark problem.
-REFERENCE = dict(n=200_000, d=64, widths=(64, 64), loss="logistic")
 
 
 # --------------------------------------------------------------------------
@@ -150,8 +122,8 @@ class Layout:
         w, V = get("w"), get("V")
         if self.head_only:
             return w, V, [], []
-        L = len(self.widths)
-        return w, V, [get(f"W{l}") for l in range(1, L + 1)], [get(f"b{l}") for l in range(1, L + 1)]
+        layers = range(1, len(self.widths) + 1)
+        return w, V, [get(f"W{l}") for l in layers], [get(f"b{l}") for l in layers]
 
     def pack(self, w, V, Ws=(), bs=()) -> np.ndarray:
         parts = [np.ravel(w), np.ravel(V)]
@@ -163,27 +135,17 @@ class Layout:
         return x
 
 
-def make_data(n: int, d: int, *, loss: str = "logistic", flip: float = 0.1, seed: int = 0):
-    """Synthetic data: ``X ~ N(0, 1)`` (n, d) float64 C-contiguous.
-
-    logistic: ``y = sign(X beta)`` with a fraction ``flip`` of labels flipped
-    (values in {-1.0, +1.0}); squared: ``y = X beta / sqrt(d) + 0.1 noise``.
-    """
+def make_data(n: int, d: int, *, seed: int):
+    """Synthetic data: ``X ~ N(0, 1)`` (n, d) float64 C-contiguous, ``y = sign(X beta)``
+    (values in {-1.0, +1.0}) with 10% of the labels flipped."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, d))
-    beta = rng.standard_normal(d)
-    t = X @ beta
-    if loss == "logistic":
-        y = np.where(t >= 0, 1.0, -1.0)
-        y[rng.random(n) < flip] *= -1.0
-    elif loss == "squared":
-        y = t / np.sqrt(d) + 0.1 * rng.standard_normal(n)
-    else:
-        raise ValueError(f"unknown loss {loss!r}")
-    return np.ascontiguousarray(X), np.ascontiguousarray(y)
+    y = np.where(X @ rng.standard_normal(d) >= 0, 1.0, -1.0)
+    y[rng.random(n) < 0.1] *= -1.0
+    return X, y
 
 
-def init_params(d: int, widths: Sequence[int], *, seed: int = 1) -> np.ndarray:
+def init_params(d: int, widths: Sequence[int], *, seed: int) -> np.ndarray:
     """Seeded normal parameters, each block scaled by ``1/sqrt(fan_in)``.
 
     fan_in is ``d`` for ``w`` and ``V`` (both enter through ``w`` / ``V^T w``
@@ -203,29 +165,19 @@ def init_params(d: int, widths: Sequence[int], *, seed: int = 1) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def _check_inputs(X, y):
+def _problem(X, y, widths=None, Phi=None):
+    """``(X, y, Phi, layout)`` in C-contiguous float64: the full problem (``widths``) or the
+    fixed-feature problem (``Phi``; ``None`` for the full one)."""
     X = np.ascontiguousarray(X, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
     if X.ndim != 2 or y.shape != (X.shape[0],):
         raise ValueError("X must be (n, d) and y (n,)")
-    return X, y
-
-
-def _check_loss(loss):
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {LOSSES}")
-
-
-def features(X, x, widths) -> np.ndarray:
-    """Feature matrix ``Phi`` (n, k) of the MLP part of flat parameters ``x``."""
-    X = np.ascontiguousarray(X, dtype=np.float64)
-    _, _, Ws, bs = Layout(X.shape[1], widths).unpack(np.asarray(x, dtype=np.float64))
-    H = X
-    for W, b in zip(Ws, bs):
-        H = H @ W.T
-        H += b
-        np.tanh(H, out=H)
-    return H
+    if Phi is None:
+        return X, y, None, Layout(X.shape[1], widths)
+    Phi = np.ascontiguousarray(Phi, dtype=np.float64)
+    if Phi.ndim != 2 or Phi.shape[0] != X.shape[0]:
+        raise ValueError("Phi must be (n, k)")
+    return X, y, Phi, Layout.feature(X.shape[1], Phi.shape[1])
 
 
 @dataclasses.dataclass
@@ -235,11 +187,6 @@ class Impl:
     name: str
     value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]]
     hessp: Callable[[np.ndarray, np.ndarray], np.ndarray]
-    layout: Layout
-
-    @property
-    def size(self) -> int:
-        return self.layout.size
 
 
 # --------------------------------------------------------------------------
@@ -258,11 +205,7 @@ def _try_import(name):
 def torch_available():
     """The ``torch`` module (threads set to ``os.cpu_count()``) or ``None``."""
     torch = _try_import("torch")
-    if torch is None:
-        return None
-    try:
-        import torch.func  # noqa: F401
-    except Exception:
+    if torch is None or _try_import("torch.func") is None:
         return None
     torch.set_num_threads(os.cpu_count() or 1)
     return torch
@@ -276,13 +219,9 @@ def jax_available():
         return None
     try:
         jax.config.update("jax_enable_x64", True)
-        import jax.numpy as jnp
-
-        if jnp.zeros(1).dtype != jnp.float64:
-            return None
-    except Exception:
+        return jax if jax.numpy.zeros(1).dtype == jax.numpy.float64 else None
+    except Exception:  # a broken install
         return None
-    return jax
 
 
 # --------------------------------------------------------------------------
@@ -295,21 +234,16 @@ def _log_sigmoid(t):
     return -np.logaddexp(0.0, -t)
 
 
-def _np_loss_derivs(loss, p, y, s, need2=False):
-    """Return F, r = s*l'(p), and (optionally) c = s*l''(p)."""
-    if loss == "logistic":
-        m = y * p
-        F = s * float(np.logaddexp(0.0, -m).sum())
-        sig_neg = np.exp(_log_sigmoid(-m))  # sigmoid(-y p)
-        r = (-s) * y * sig_neg
-        if need2:
-            c = s * sig_neg * np.exp(_log_sigmoid(m))  # sigma(m) sigma(-m), y^2 = 1
-            return F, r, c
-        return F, r, None
-    e = p - y
-    F = 0.5 * s * float(e @ e)
-    r = s * e
-    return F, r, (np.full_like(p, s) if need2 else None)
+def _np_loss_derivs(p, y, s, need2=False):
+    """Return F, r = s*l'(p), and (optionally) c = s*l''(p) of the logistic loss."""
+    m = y * p
+    F = s * float(np.logaddexp(0.0, -m).sum())
+    sig_neg = np.exp(_log_sigmoid(-m))  # sigmoid(-y p)
+    r = (-s) * y * sig_neg
+    if need2:
+        c = s * sig_neg * np.exp(_log_sigmoid(m))  # sigma(m) sigma(-m), y^2 = 1
+        return F, r, c
+    return F, r, None
 
 
 def _tanh_prime(H):
@@ -319,46 +253,30 @@ def _tanh_prime(H):
     return D
 
 
-def _row_blocks(n, chunk):
-    if chunk is None or chunk >= n:
-        return [slice(0, n)]
-    if chunk < 1:
-        raise ValueError("chunk must be a positive number of rows")
-    return [slice(i, min(i + chunk, n)) for i in range(0, n, chunk)]
-
-
-def numpy_full(X, y, widths, *, loss: str = "logistic", chunk: int | None = None) -> Impl:
+def numpy_full(X, y, widths) -> Impl:
     """Hand-written NumPy value/gradient (backprop) and exact HVP
-    (forward-over-reverse, tangents propagated by hand).  Not finite differences.
+    (forward-over-reverse, tangents propagated by hand).  Not finite differences."""
+    X, y, _, lay = _problem(X, y, widths)
+    s = 1.0 / X.shape[0]
 
-    ``chunk=None`` processes all n rows at once (name ``"numpy"``); an integer
-    processes blocks of ``chunk`` rows and sums the contributions (name
-    ``"numpy-chunked"``), which keeps the (chunk, width) temporaries in cache.
-    """
-    _check_loss(loss)
-    X, y = _check_inputs(X, y)
-    n, d = X.shape
-    lay = Layout(d, widths)
-    s = 1.0 / n
-    blocks = _row_blocks(n, chunk)
-
-    def forward(Xc, w, V, Ws, bs):
-        Hs = [Xc]
+    def forward(w, V, Ws, bs):
+        Hs = [X]
         for W, b in zip(Ws, bs):
             Z = Hs[-1] @ W.T
             Z += b
             np.tanh(Z, out=Z)
             Hs.append(Z)
         u = V.T @ w
-        p = Xc @ w
+        p = X @ w
         p += Hs[-1] @ u
         return Hs, u, p
 
-    def vg_block(Xc, yc, w, V, Ws, bs):
-        Hs, u, p = forward(Xc, w, V, Ws, bs)
-        F, r, _ = _np_loss_derivs(loss, p, yc, s)
+    def value_and_grad(x):
+        w, V, Ws, bs = lay.unpack(np.asarray(x, dtype=np.float64))
+        Hs, u, p = forward(w, V, Ws, bs)
+        F, r, _ = _np_loss_derivs(p, y, s)
         g = Hs[-1].T @ r
-        gw = Xc.T @ r  # + V g, added once at the end
+        gw = X.T @ r + V @ g
         gWs, gbs = [None] * len(Ws), [None] * len(Ws)
         G = np.outer(r, u)  # dF/dH_L
         for l in range(len(Ws) - 1, -1, -1):
@@ -367,11 +285,13 @@ def numpy_full(X, y, widths, *, loss: str = "logistic", chunk: int | None = None
             gbs[l] = G.sum(axis=0)
             if l > 0:
                 G = G @ Ws[l]
-        return [F, g, gw, *gWs, *gbs]
+        return float(F), lay.pack(gw, np.outer(w, g), gWs, gbs)
 
-    def hvp_block(Xc, yc, w, V, Ws, bs, dw, dV, dWs, dbs):
-        Hs, u, p = forward(Xc, w, V, Ws, bs)
-        _, r, c = _np_loss_derivs(loss, p, yc, s, need2=True)
+    def hessp(x, v):
+        w, V, Ws, bs = lay.unpack(np.asarray(x, dtype=np.float64))
+        dw, dV, dWs, dbs = lay.unpack(np.asarray(v, dtype=np.float64))
+        Hs, u, p = forward(w, V, Ws, bs)
+        _, r, c = _np_loss_derivs(p, y, s, need2=True)
         L = len(Ws)
         # forward tangents tH_l (tH_0 = 0)
         tHs, Ds = [None], [None]
@@ -385,12 +305,13 @@ def numpy_full(X, y, widths, *, loss: str = "logistic", chunk: int | None = None
             tHs.append(tZ)
         Phi, tPhi = Hs[-1], tHs[-1]
         tu = dV.T @ w + V.T @ dw
-        tp = Xc @ dw + tPhi @ u + Phi @ tu
+        tp = X @ dw + tPhi @ u + Phi @ tu
         tr = c * tp
-        # head: hw = X^T tr + dV g + V tg,  hV = dw g^T + w tg^T (finished at the end)
+        # head: hw = X^T tr + dV g + V tg,  hV = dw g^T + w tg^T
         g = Phi.T @ r
         tg = tPhi.T @ r + Phi.T @ tr
-        xtr = Xc.T @ tr
+        hw = X.T @ tr + dV @ g + V @ tg
+        hV = np.outer(dw, g) + np.outer(w, tg)
         # reverse pass with tangents
         hWs, hbs = [None] * L, [None] * L
         G = np.outer(r, u)
@@ -411,52 +332,18 @@ def numpy_full(X, y, widths, *, loss: str = "logistic", chunk: int | None = None
             if l > 0:
                 tG = tG @ Ws[l] + G @ dWs[l]
                 G = G @ Ws[l]
-        return [g, tg, xtr, *hWs, *hbs]
+        return lay.pack(hw, hV, hWs, hbs)
 
-    def accumulate(fn, *args):
-        acc = None
-        for sl in blocks:
-            part = fn(X[sl], y[sl], *args)
-            if acc is None:
-                acc = part
-            else:
-                for i, a in enumerate(part):
-                    acc[i] = acc[i] + a
-        return acc
-
-    L = len(lay.widths)
-
-    def value_and_grad(x):
-        w, V, Ws, bs = lay.unpack(np.asarray(x, dtype=np.float64))
-        F, g, gw, *rest = accumulate(vg_block, w, V, Ws, bs)
-        gw = gw + V @ g
-        return float(F), lay.pack(gw, np.outer(w, g), rest[:L], rest[L:])
-
-    def hessp(x, v):
-        w, V, Ws, bs = lay.unpack(np.asarray(x, dtype=np.float64))
-        dw, dV, dWs, dbs = lay.unpack(np.asarray(v, dtype=np.float64))
-        g, tg, xtr, *rest = accumulate(hvp_block, w, V, Ws, bs, dw, dV, dWs, dbs)
-        hw = xtr + dV @ g + V @ tg
-        hV = np.outer(dw, g) + np.outer(w, tg)
-        return lay.pack(hw, hV, rest[:L], rest[L:])
-
-    return Impl("numpy" if chunk is None else "numpy-chunked",
-                value_and_grad, hessp, lay)
+    return Impl("numpy", value_and_grad, hessp)
 
 
-def numpy_feature(X, y, Phi, *, loss: str = "logistic") -> Impl:
+def numpy_feature(X, y, Phi) -> Impl:
     """Hand-written NumPy value/gradient/HVP of the fixed-feature problem
     ``z = [w, vec(V)]``:  ``dp = X dw + Phi (dV^T w + V^T dw)``,
     ``H_w = X^T(s l'' dp) + V Phi^T(s l'' dp) + dV g``,
     ``H_V = w (Phi^T(s l'' dp))^T + dw g^T``, ``g = Phi^T (s l')``."""
-    _check_loss(loss)
-    X, y = _check_inputs(X, y)
-    Phi = np.ascontiguousarray(Phi, dtype=np.float64)
-    n, d = X.shape
-    if Phi.ndim != 2 or Phi.shape[0] != n:
-        raise ValueError("Phi must be (n, k)")
-    lay = Layout.feature(d, Phi.shape[1])
-    s = 1.0 / n
+    X, y, Phi, lay = _problem(X, y, Phi=Phi)
+    s = 1.0 / X.shape[0]
 
     def _pred(z):
         w, V, _, _ = lay.unpack(np.asarray(z, dtype=np.float64))
@@ -466,14 +353,14 @@ def numpy_feature(X, y, Phi, *, loss: str = "logistic") -> Impl:
 
     def value_and_grad(z):
         w, V, p = _pred(z)
-        F, r, _ = _np_loss_derivs(loss, p, y, s)
+        F, r, _ = _np_loss_derivs(p, y, s)
         g = Phi.T @ r
         return F, lay.pack(X.T @ r + V @ g, np.outer(w, g))
 
     def hessp(z, v):
         w, V, p = _pred(z)
         dw, dV, _, _ = lay.unpack(np.asarray(v, dtype=np.float64))
-        _, r, c = _np_loss_derivs(loss, p, y, s, need2=True)
+        _, r, c = _np_loss_derivs(p, y, s, need2=True)
         g = Phi.T @ r
         dp = X @ dw
         dp += Phi @ (dV.T @ w + V.T @ dw)
@@ -483,7 +370,7 @@ def numpy_feature(X, y, Phi, *, loss: str = "logistic") -> Impl:
         hV = np.outer(w, Pq) + np.outer(dw, g)
         return lay.pack(hw, hV)
 
-    return Impl("numpy", value_and_grad, hessp, lay)
+    return Impl("numpy", value_and_grad, hessp)
 
 
 # --------------------------------------------------------------------------
@@ -491,7 +378,7 @@ def numpy_feature(X, y, Phi, *, loss: str = "logistic") -> Impl:
 # --------------------------------------------------------------------------
 
 
-def _torch_objective(torch, Xt, yt, Phit, lay, loss):
+def _torch_objective(torch, Xt, yt, Phit, lay):
     """Pure function flat-tensor -> scalar tensor (usable by autograd and torch.func)."""
     F = torch.nn.functional
 
@@ -505,15 +392,12 @@ def _torch_objective(torch, Xt, yt, Phit, lay, loss):
         else:
             Phi = Phit
         p = Xt @ w + Phi @ (V.T @ w)
-        if loss == "logistic":
-            return -F.logsigmoid(yt * p).mean()  # = mean logaddexp(0, -y p), stable
-        e = p - yt
-        return 0.5 * (e * e).mean()
+        return -F.logsigmoid(yt * p).mean()  # = mean logaddexp(0, -y p), stable
 
     return f
 
 
-def _torch_impl(torch, f, lay, mode, name):
+def _torch_impl(torch, f, mode):
     def as_t(a):
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64))
 
@@ -532,7 +416,7 @@ def _torch_impl(torch, f, lay, mode, name):
             (hv,) = torch.autograd.grad(g, xt, grad_outputs=as_t(v))
             return hv.numpy()
 
-    elif mode == "func":
+    else:  # "func"
         tf = torch.func
         gv = tf.grad_and_value(f)
         gf = tf.grad(f)
@@ -547,39 +431,20 @@ def _torch_impl(torch, f, lay, mode, name):
                 _, hv = tf.jvp(gf, (as_t(x),), (as_t(v),))
             return hv.numpy()
 
-    else:
-        raise ValueError(f"unknown torch mode {mode!r}; expected 'autograd' or 'func'")
-    return Impl(name, value_and_grad, hessp, lay)
+    return Impl(f"torch-{mode}", value_and_grad, hessp)
 
 
-def torch_full(X, y, widths, *, loss: str = "logistic", mode: str = "autograd") -> Impl | None:
-    """PyTorch (eager, float64) full problem.  ``mode="autograd"``:
-    ``torch.autograd.grad`` + double backward; ``mode="func"``:
-    ``torch.func.grad_and_value`` and ``torch.func.jvp(grad(f))``.
+def torch_implementation(X, y, *, mode: str, widths=None, Phi=None) -> Impl | None:
+    """PyTorch (eager, float64), the full problem (``widths``) or the fixed-feature problem
+    (``Phi``).  ``mode="autograd"``: ``torch.autograd.grad`` + double backward;
+    ``mode="func"``: ``torch.func.grad_and_value`` and ``torch.func.jvp(grad(f))``.
     Returns ``None`` if torch is unavailable."""
     torch = torch_available()
     if torch is None:
         return None
-    _check_loss(loss)
-    X, y = _check_inputs(X, y)
-    lay = Layout(X.shape[1], widths)
-    f = _torch_objective(torch, torch.from_numpy(X), torch.from_numpy(y), None, lay, loss)
-    return _torch_impl(torch, f, lay, mode, f"torch-{mode}")
-
-
-def torch_feature(X, y, Phi, *, loss: str = "logistic", mode: str = "autograd") -> Impl | None:
-    """PyTorch fixed-feature problem (see :func:`torch_full` for ``mode``)."""
-    torch = torch_available()
-    if torch is None:
-        return None
-    _check_loss(loss)
-    X, y = _check_inputs(X, y)
-    Phi = np.ascontiguousarray(Phi, dtype=np.float64)
-    lay = Layout.feature(X.shape[1], Phi.shape[1])
-    f = _torch_objective(
-        torch, torch.from_numpy(X), torch.from_numpy(y), torch.from_numpy(Phi), lay, loss
-    )
-    return _torch_impl(torch, f, lay, mode, f"torch-{mode}")
+    X, y, Phi, lay = _problem(X, y, widths, Phi)
+    Xt, yt, Phit = (None if a is None else torch.from_numpy(a) for a in (X, y, Phi))
+    return _torch_impl(torch, _torch_objective(torch, Xt, yt, Phit, lay), mode)
 
 
 # --------------------------------------------------------------------------
@@ -587,7 +452,7 @@ def torch_feature(X, y, Phi, *, loss: str = "logistic", mode: str = "autograd") 
 # --------------------------------------------------------------------------
 
 
-def _jax_objective(jax, lay, loss, fixed_phi):
+def _jax_objective(jax, lay, fixed_phi):
     """f(x, X, y[, Phi]) -> scalar.  Data are *arguments* (not closed-over
     constants) so XLA does not embed the n x d matrix in the compiled program."""
     jnp = jax.numpy
@@ -600,15 +465,12 @@ def _jax_objective(jax, lay, loss, fixed_phi):
                 H = jnp.tanh(H @ W.T + b)
             Phi = H
         p = X @ w + Phi @ (V.T @ w)
-        if loss == "logistic":
-            return jnp.mean(jnp.logaddexp(0.0, -y * p))
-        e = p - y
-        return 0.5 * jnp.mean(e * e)
+        return jnp.mean(jnp.logaddexp(0.0, -y * p))
 
     return f
 
 
-def _jax_impl(jax, f, lay, data, name):
+def _jax_impl(jax, f, data):
     jnp = jax.numpy
     vg = jax.jit(jax.value_and_grad(f))
 
@@ -624,36 +486,20 @@ def _jax_impl(jax, f, lay, data, name):
         hv = hvp(jnp.asarray(x, dtype=jnp.float64), jnp.asarray(v, dtype=jnp.float64), *data)
         return np.asarray(hv, dtype=np.float64)
 
-    return Impl(name, value_and_grad, hessp, lay)
+    return Impl("jax", value_and_grad, hessp)
 
 
-def jax_full(X, y, widths, *, loss: str = "logistic") -> Impl | None:
-    """JAX full problem: ``jit(value_and_grad(f))`` and ``jit(jvp(grad(f)))``
-    in float64 (enables ``jax_enable_x64``).  ``None`` if JAX is unavailable.
-    The first call of each function compiles (use warm-up calls when timing)."""
+def jax_implementation(X, y, *, widths=None, Phi=None) -> Impl | None:
+    """JAX, the full problem (``widths``) or the fixed-feature problem (``Phi``):
+    ``jit(value_and_grad(f))`` and ``jit(jvp(grad(f)))`` in float64 (enables
+    ``jax_enable_x64``).  ``None`` if JAX is unavailable.  The first call of each function
+    compiles (use warm-up calls when timing)."""
     jax = jax_available()
     if jax is None:
         return None
-    _check_loss(loss)
-    X, y = _check_inputs(X, y)
-    lay = Layout(X.shape[1], widths)
-    jnp = jax.numpy
-    data = (jnp.asarray(X), jnp.asarray(y))
-    return _jax_impl(jax, _jax_objective(jax, lay, loss, False), lay, data, "jax")
-
-
-def jax_feature(X, y, Phi, *, loss: str = "logistic") -> Impl | None:
-    """JAX fixed-feature problem (``jit(value_and_grad)``, ``jit(jvp(grad))``)."""
-    jax = jax_available()
-    if jax is None:
-        return None
-    _check_loss(loss)
-    X, y = _check_inputs(X, y)
-    Phi = np.ascontiguousarray(Phi, dtype=np.float64)
-    lay = Layout.feature(X.shape[1], Phi.shape[1])
-    jnp = jax.numpy
-    data = (jnp.asarray(X), jnp.asarray(y), jnp.asarray(Phi))
-    return _jax_impl(jax, _jax_objective(jax, lay, loss, True), lay, data, "jax")
+    X, y, Phi, lay = _problem(X, y, widths, Phi)
+    data = tuple(jax.numpy.asarray(a) for a in (X, y, Phi) if a is not None)
+    return _jax_impl(jax, _jax_objective(jax, lay, Phi is not None), data)
 
 
 # --------------------------------------------------------------------------
@@ -661,24 +507,13 @@ def jax_feature(X, y, Phi, *, loss: str = "logistic") -> Impl | None:
 # --------------------------------------------------------------------------
 
 
-def full_implementations(X, y, widths, *, loss: str = "logistic") -> dict[str, Impl]:
-    """All available full-problem implementations, keyed by name
-    (``numpy``, ``torch-autograd``, ``torch-func``, ``jax``)."""
-    impls = [
-        numpy_full(X, y, widths, loss=loss),
-        torch_full(X, y, widths, loss=loss, mode="autograd"),
-        torch_full(X, y, widths, loss=loss, mode="func"),
-        jax_full(X, y, widths, loss=loss),
-    ]
-    return {i.name: i for i in impls if i is not None}
-
-
-def feature_implementations(X, y, Phi, *, loss: str = "logistic") -> dict[str, Impl]:
-    """All available fixed-feature implementations, keyed by name."""
-    impls = [
-        numpy_feature(X, y, Phi, loss=loss),
-        torch_feature(X, y, Phi, loss=loss, mode="autograd"),
-        torch_feature(X, y, Phi, loss=loss, mode="func"),
-        jax_feature(X, y, Phi, loss=loss),
-    ]
+def implementations(X, y, *, widths=None, Phi=None) -> dict[str, Impl]:
+    """All available implementations of the full problem (``widths``) or of the
+    fixed-feature problem (``Phi``), keyed by name (``numpy``, ``torch-autograd``,
+    ``torch-func``, ``jax``)."""
+    problem = dict(widths=widths, Phi=Phi)
+    impls = (numpy_full(X, y, widths) if Phi is None else numpy_feature(X, y, Phi),
+             torch_implementation(X, y, mode="autograd", **problem),
+             torch_implementation(X, y, mode="func", **problem),
+             jax_implementation(X, y, **problem))
     return {i.name: i for i in impls if i is not None}

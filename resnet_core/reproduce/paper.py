@@ -1,7 +1,8 @@
 """The paper's examples and claims, recomputed: the numbers behind ``resnet-core demo``.
 
-Each function returns plain data (dicts of floats, lists and arrays); plotting lives in
-:mod:`resnet_core.plots` and the report in :mod:`resnet_core.cli`.
+Each function returns plain data (dicts of floats, lists and arrays); the figures are drawn
+by :mod:`.plots`, the checks and the report written by :mod:`.report`.  The settings of the
+experiments are the constants below (the report states them).
 """
 
 from __future__ import annotations
@@ -11,23 +12,46 @@ import math
 import numpy as np
 from scipy.optimize import minimize, root
 
-from . import datasets, studies, theory
-from .certify import check_sopsp
-from .lipschitz import Ball, Box
-from .objective import Objective
-from .optim import (_estimate_ell_rho, _Problem, gradient_descent, perturbed_gd,
-                    pgd_constants, projected_sgd)
+from .. import studies, theory
+from ..certify import check_sopsp
+from ..lipschitz import Ball, Box
+from ..objective import Objective
+from ..optim import (_estimate_ell_rho, _Problem, gradient_descent, perturbed_gd,
+                     pgd_constants, projected_sgd)
+from . import datasets
+
+#: Example 1's table: the curvatures ``eps``.
+EXAMPLE1_EPS = (1.0, 0.1, 0.01, 0.001)
+#: Figure 1: the stationary points are searched from a ``GRID x GRID`` lattice of starts in
+#: ``[-BOX, BOX]^2`` (the plotted window).
+FIGURE1_GRID = 9
+FIGURE1_BOX = 3.0
+#: Theorem 4: data set -> loss; SGD seeds, the ball ``||(w, v)|| <= b``, the radius of the
+#: MLP's parameters, its widths, and the theorem's ``delta``.
+THEOREM4_DATA = {"breast_cancer": "logistic", "diabetes": "squared"}
+THEOREM4_SEEDS = (0, 1, 2)
+THEOREM4_B = 5.0
+THEOREM4_THETA_RADIUS = 10.0
+THEOREM4_WIDTHS = (16,)
+THEOREM4_DELTA = 0.05
+#: ResNet vs linear: data set -> loss; the MLP's widths, the certificate's ``eps`` and the
+#: radius of the ball around the trained point on which ``mu2`` is estimated.
+RESNET_DATA = {"breast_cancer": "logistic", "diabetes": "squared", "digits_binary": "logistic"}
+RESNET_WIDTHS = (16, 16)
+RESNET_EPS = 1e-2
+RESNET_MU2_BALL = 0.1
 
 
 # -- Example 1 ----------------------------------------------------------------------------
 
-def example1_table(eps_values=(1.0, 0.1, 0.01, 0.001)) -> list[dict]:
-    """At ``(0, -1/eps)``: gradient, Hessian, its eigenvalues, ``F``, ``F_lin*`` and the
-    package's eps-SOPSP verdict, with ``mu2`` (the Hessian's Lipschitz constant) bounded on
-    Remark 3's box ``[-2/eps, 2/eps]^2`` by :func:`resnet_core.lipschitz.
-    estimate_hessian_lipschitz` (a proven bound for this quartic)."""
+def example1_table() -> list[dict]:
+    """At ``(0, -1/eps)`` for each ``eps`` of :data:`EXAMPLE1_EPS`: gradient, Hessian, its
+    eigenvalues, ``F``, ``F_lin*`` and the package's eps-SOPSP verdict, with ``mu2`` (the
+    Hessian's Lipschitz constant) bounded on Remark 3's box ``[-2/eps, 2/eps]^2`` by
+    :func:`resnet_core.lipschitz.estimate_hessian_lipschitz` (a proven bound for this
+    quartic)."""
     rows = []
-    for eps in eps_values:
+    for eps in EXAMPLE1_EPS:
         obj, z0 = theory.example1(eps)
         box = Box(np.full(2, -2.0 / eps), np.full(2, 2.0 / eps))
         rep = check_sopsp(obj, z0, eps=eps, mu2_region=box)
@@ -42,10 +66,11 @@ def example1_table(eps_values=(1.0, 0.1, 0.01, 0.001)) -> list[dict]:
 
 # -- Figure 1 -------------------------------------------------------------------------------
 
-def _dedupe(points, tol=1e-4):
+def _dedupe(points):
+    """The points, each kept once (two closer than 1e-4 are the same)."""
     out = []
     for p in points:
-        if all(np.linalg.norm(np.asarray(p["z"]) - np.asarray(q["z"])) > tol for q in out):
+        if all(np.linalg.norm(np.asarray(p["z"]) - np.asarray(q["z"])) > 1e-4 for q in out):
             out.append(p)
     return out
 
@@ -70,12 +95,13 @@ def _interior_stationary(panel, starts):
     return found
 
 
-def _boundary_minima(panel, n_grid=720):
+def _boundary_minima(panel):
     """Local minima of ``F`` on the circle ``||z|| = radius`` that are local minima of the
-    constrained problem: a minimum of ``t -> F(R cos t, R sin t)`` with KKT multiplier
-    ``mu = -grad F . z / (2 R^2) >= 0`` (``F`` decreases outwards)."""
+    constrained problem: a minimum of ``t -> F(R cos t, R sin t)`` (started from those among
+    720 angles) with KKT multiplier ``mu = -grad F . z / (2 R^2) >= 0`` (``F`` decreases
+    outwards)."""
     R = panel.radius
-    t = np.linspace(0, 2 * np.pi, n_grid, endpoint=False)
+    t = np.linspace(0, 2 * np.pi, 720, endpoint=False)
     z = R * np.stack([np.cos(t), np.sin(t)], axis=-1)
     f = panel.fun(z)
     found = []
@@ -98,13 +124,13 @@ def _boundary_minima(panel, n_grid=720):
     return found
 
 
-def figure1_points(panel_name: str, grid: int = 9, box: float = 3.0) -> dict:
-    """Stationary points of a Figure 1 panel by multi-start second-order descent from a
-    ``grid x grid`` lattice of starts in ``[-box, box]^2`` (and, for panel c, the boundary
-    minima), classified and certified; spurious minima are local minima whose value exceeds
-    the panel's smallest by more than 1e-6."""
+def figure1_points(panel_name: str) -> dict:
+    """Stationary points of a Figure 1 panel by multi-start second-order descent from the
+    ``FIGURE1_GRID x FIGURE1_GRID`` lattice of starts in ``[-FIGURE1_BOX, FIGURE1_BOX]^2``
+    (and, for panel c, the boundary minima), classified and certified; spurious minima are
+    local minima whose value exceeds the panel's smallest by more than 1e-6."""
     panel = theory.figure1(panel_name)
-    s = np.linspace(-box, box, grid)
+    s = np.linspace(-FIGURE1_BOX, FIGURE1_BOX, FIGURE1_GRID)
     starts = [np.array([a, b]) for a in s for b in s]
     if panel.radius is not None:
         starts = [z for z in starts if panel.feasible(z)]
@@ -134,12 +160,13 @@ def escape_constants(eps: float) -> dict:
     return pgd_constants(eps=eps**2, ell=1.0, rho=1.0, c=1.0, delta=0.1, delta_f=0.5, dim=2)
 
 
-def escape_trajectories(eps: float = 0.1, max_iter: int = 3000, seed: int = 0) -> dict:
-    """GD and PGD from the saddle ``(0, -1/eps)`` of Example 1, with their histories."""
+def escape_trajectories(eps: float, seed: int) -> dict:
+    """GD and PGD (at most 3000 iterations) from the saddle ``(0, -1/eps)`` of Example 1,
+    with their histories."""
     obj, z0 = theory.example1(eps)
     k = escape_constants(eps)
     path = []
-    pgd = perturbed_gd(obj, z0, eps=eps**2, ell=1.0, rho=1.0, delta_f=0.5, max_iter=max_iter,
+    pgd = perturbed_gd(obj, z0, eps=eps**2, ell=1.0, rho=1.0, delta_f=0.5, max_iter=3000,
                        seed=seed, record_every=1, callback=lambda info: path.append(info.x),
                        t_thres=k["t_thres"])
     gd = gradient_descent(obj, z0, eta=k["eta"], gtol=-1.0, max_iter=max(pgd.nit, 1),
@@ -150,7 +177,7 @@ def escape_trajectories(eps: float = 0.1, max_iter: int = 3000, seed: int = 0) -
             "gd_final_F": gd.fun, "pgd_escape_iter": pgd.escape_iter, "constants": k}
 
 
-def escape_vs_eps(eps_values, n_runs: int, seed: int = 0, progress=None) -> dict:
+def escape_vs_eps(eps_values, n_runs: int, seed: int, progress=None) -> dict:
     """Batched PGD studies from the saddle for each ``eps``: escape iterations (first with
     ``F <= 1/2 - 0.05``) as median and quartiles over ``n_runs`` seeds, and the fitted
     log-log slope against ``eps``."""
@@ -175,12 +202,9 @@ def escape_vs_eps(eps_values, n_runs: int, seed: int = 0, progress=None) -> dict
 
 # -- Theorem 4 ----------------------------------------------------------------------------
 
-THEOREM4_DATA = {"breast_cancer": "logistic", "diabetes": "squared"}
-
-
-def theorem4_curves(T_values, seeds=(0, 1, 2), b: float = 5.0, theta_radius: float = 10.0,
-                    widths=(16,), delta: float = 0.05, progress=None) -> dict:
-    """Projected SGD on the skip head for each data set and ``T``, against Theorem 4 with
+def theorem4_curves(T_values, progress=None) -> dict:
+    """Projected SGD on the skip head for each data set and ``T`` (settings: the
+    ``THEOREM4_*`` constants), against Theorem 4 with
     explicit constants (``docs/theorem4.md``): the median over seeds of the best-iterate gap
     ``F - min_{||u|| <= b} F_lin(u)`` and of the mean gap over the evaluated iterates (an
     estimate of the theorem's average), the largest witness gap (best evaluated iterate among
@@ -188,15 +212,16 @@ def theorem4_curves(T_values, seeds=(0, 1, 2), b: float = 5.0, theta_radius: flo
     r sqrt(2 log(1/delta) / T)`` with its two terms and the constant-free expression, whether
     every run's witness is below the bound, and the fitted log-log slope of the positive
     gaps against ``T``."""
+    b, delta = THEOREM4_B, THEOREM4_DELTA
     out = {}
     for name, loss in THEOREM4_DATA.items():
         X, y = datasets.load(name)
-        obj = Objective(X, y, loss=loss, widths=widths, head="skip")
+        obj = Objective(X, y, loss=loss, widths=THEOREM4_WIDTHS, head="skip")
         x0 = obj.init(0)
         rows = []
         for T in T_values:
-            runs = [projected_sgd(obj, x0, T=int(T), b=b, theta_radius=theta_radius, seed=s,
-                                  delta=delta) for s in seeds]
+            runs = [projected_sgd(obj, x0, T=int(T), b=b, theta_radius=THEOREM4_THETA_RADIUS,
+                                  seed=s, delta=delta) for s in THEOREM4_SEEDS]
             r0 = runs[0]  # the bound depends on the data, b, T and delta, not on the seed
             rows.append({"T": int(T), "gap": float(np.median([r.gap for r in runs])),
                          "gap_mean": float(np.median([r.gap_mean for r in runs])),
@@ -221,17 +246,15 @@ def theorem4_curves(T_values, seeds=(0, 1, 2), b: float = 5.0, theta_radius: flo
 
 # -- ResNet vs linear on real data ----------------------------------------------------------
 
-RESNET_DATA = {"breast_cancer": "logistic", "diabetes": "squared", "digits_binary": "logistic"}
-
-
-def resnet_vs_linear(max_iter: int, widths=(16, 16), eps: float = 1e-2, seed: int = 0,
-                     mu2_ball: float = 0.1, progress=None) -> list[dict]:
-    """Train the residual network on each data set by PGD over all parameters and certify the
-    result over ``(w, V)``: ``inf F_lin`` (and whether it is attained), ``F``, the gap with its
-    standard error, ``||grad_(w,V)||``, ``lambda_min``, ``mu2`` estimated on the ball of
-    radius ``mu2_ball`` around the point, and the eps-SOPSP verdict.  Where the infimum is not
+def resnet_vs_linear(max_iter: int, seed: int, progress=None) -> list[dict]:
+    """Train the residual network (widths :data:`RESNET_WIDTHS`) on each data set by PGD over
+    all parameters and certify the result over ``(w, V)`` at ``eps =`` :data:`RESNET_EPS`:
+    ``inf F_lin`` (and whether it is attained), ``F``, the gap with its standard error,
+    ``||grad_(w,V)||``, ``lambda_min``, ``mu2`` estimated on the ball of radius
+    :data:`RESNET_MU2_BALL` around the point, and the eps-SOPSP verdict.  Where the infimum is not
     attained (separable data) the row adds Theorem 3's comparison: the minimum of ``F_lin``
     over ``||u|| <= ||w||``, the norm the network's output layer has."""
+    widths, eps = RESNET_WIDTHS, RESNET_EPS
     rows = []
     for name, loss in RESNET_DATA.items():
         X, y = datasets.load(name)
@@ -242,7 +265,7 @@ def resnet_vs_linear(max_iter: int, widths=(16, 16), eps: float = 1e-2, seed: in
                            seed=seed, record_every=0)
         part = obj.partial(res.x)
         z = res.x[:part.n_params]
-        rep = check_sopsp(part, z, eps=eps, mu2_region=Ball(z, mu2_ball))
+        rep = check_sopsp(part, z, eps=eps, mu2_region=Ball(z, RESNET_MU2_BALL))
         row = {"data": name, "loss": loss, "n": int(X.shape[0]), "d": int(X.shape[1]),
                "widths": list(widths), "iterations": res.nit, "F_init": obj.fun(x0),
                "F": rep.F, "F_lin_star": rep.F_lin_star, "attained": rep.baseline_attained,

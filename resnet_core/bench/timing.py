@@ -1,0 +1,36 @@
+"""Timing helpers of the comparison and of the pytest-benchmark suites: the median of a
+few calls, and points that change call after call so that no cache helps."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+
+def median_time(fn: Callable[[], Any], *, repeat: int = 7, warmup: int = 2) -> float:
+    """Median wall-clock seconds (``time.perf_counter``) of ``repeat`` calls of ``fn()``
+    after ``warmup`` untimed calls.  ``fn`` must force its own result (e.g. convert to
+    NumPy, ``block_until_ready``) if the framework is asynchronous."""
+    if repeat < 1:
+        raise ValueError("repeat must be >= 1")
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return statistics.median(samples)
+
+
+def alternating(x):
+    """A function returning, call after call, ``x`` and ``x + 1e-3`` in turn: every
+    evaluation is at a fresh point, so no cache (of the package or of anyone) can help."""
+    pts, state = [x, x + 1e-3], [0]
+
+    def nxt():
+        state[0] ^= 1
+        return pts[state[0]]
+
+    return nxt
