@@ -131,7 +131,7 @@ def test_read_only_and_memmap_inputs(rng, tmp_path):
     Xm = np.load(path, mmap_mode="r")
     y.flags.writeable = False
     obj = rc.Objective(Xm, y, widths=(3,))
-    assert np.shares_memory(obj._engine.X, Xm)  # used in place, not copied
+    assert np.shares_memory(obj.X, Xm)  # used in place, not copied
     x = random_point(obj, rng)
     x.flags.writeable = False
     assert rel_err(obj.grad(x), rc.Objective(X, y, widths=(3,)).grad(x)) == 0

@@ -66,8 +66,8 @@ def test_feature_objective_round_trip(tmp_path, head):
 
 def test_uniform_weights_and_float32_are_kept(tmp_path):
     obj, x = _mlp(weighted=False)
-    X32 = np.asarray(obj._engine.X, dtype=np.float32)
-    obj32 = rc.Objective(X32, obj._engine.y, loss="squared", widths=(5, 3),
+    X32 = np.asarray(obj.X, dtype=np.float32)
+    obj32 = rc.Objective(X32, obj.y, loss="squared", widths=(5, 3),
                          activation="relu", bias=False, head="skip")
     rc.save_point(tmp_path / "p.npz", obj32, x)
     assert "sample_weight" not in np.load(tmp_path / "p.npz").files
@@ -96,7 +96,7 @@ def test_certify_relu_point_is_not_certified_as_tanh(tmp_path, capsys):
     report = json.loads(out)
     assert status in (0, 1, 2)
     assert report["F"] == pytest.approx(obj.fun(x), rel=1e-12)
-    tanh = rc.Objective(obj._engine.X, obj._engine.y, loss="squared", widths=(5, 3),
+    tanh = rc.Objective(obj.X, obj.y, loss="squared", widths=(5, 3),
                         activation="tanh")
     assert abs(tanh.fun(x) - obj.fun(x)) > 1e-3 * abs(obj.fun(x))  # the guess was visible
     assert report["problem"] == dict(file=str(tmp_path / "relu.npz"), kind="Objective",

@@ -40,7 +40,7 @@ def test_bound_formula():
 @pytest.fixture(scope="module")
 def cancer():
     pytest.importorskip("sklearn")
-    from resnet_core import datasets
+    from resnet_core.reproduce import datasets
 
     X, y = datasets.load("breast_cancer")
     return rc.Objective(X, y, widths=(8,), head="skip", n_threads=1)
@@ -49,7 +49,7 @@ def cancer():
 @pytest.fixture(scope="module")
 def diabetes():
     pytest.importorskip("sklearn")
-    from resnet_core import datasets
+    from resnet_core.reproduce import datasets
 
     X, y = datasets.load("diabetes")
     return rc.Objective(X, y, loss="squared", widths=(4,), head="skip", n_threads=1)
@@ -79,7 +79,7 @@ def test_projected_sgd_returns_the_documented_bound(cancer):
     assert not res.all_iterates_evaluated  # every T // 50 = 8 steps
     with pytest.raises(ValueError, match="delta must lie in"):
         rc.projected_sgd(cancer, x0, T=10, b=1.0, delta=1.0)
-    weighted = rc.Objective(cancer._engine.X, cancer._engine.y, widths=(8,), head="skip",
+    weighted = rc.Objective(cancer.X, cancer.y, widths=(8,), head="skip",
                             sample_weight=np.linspace(1, 2, cancer.n_samples))
     assert not rc.projected_sgd(weighted, weighted.init(0), T=10, b=1.0).uniform_weights
 
