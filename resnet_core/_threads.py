@@ -1,4 +1,11 @@
-"""Thread counts: the one place that resolves ``n_threads``, and the BLAS pool limit."""
+"""Thread counts: the one place that resolves ``n_threads``, the BLAS pool limit, and what
+a forked child does.
+
+A child made by ``fork`` (``os.fork``, ``multiprocessing`` with the "fork" start method)
+runs the kernels' slots on its calling thread: libgomp's thread pool does not survive
+``fork`` and a child that started it again hung in its first parallel region.  The slots
+stay those of ``n_threads``, so the child's numbers are the parent's, bit for bit.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,8 @@ import numbers
 import os
 
 from threadpoolctl import ThreadpoolController
+
+from . import _kernels
 
 _controller: ThreadpoolController | None = None
 
@@ -45,3 +54,10 @@ def blas_single_thread():
     if not _controller.select(user_api="blas").lib_controllers:
         return contextlib.nullcontext()
     return _controller.limit(limits=1, user_api="blas")
+
+
+def _after_fork_in_child():
+    _kernels._set_serial(True)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -17,7 +17,9 @@ Design notes
 3. Threads and determinism.  The chunks are split into ``n_slots`` contiguous ranges; a
    ``prange`` runs over the slots and each slot sums into its own row of every output.  The
    caller adds the rows in order, so a result depends on ``n_slots`` alone and is
-   bit-identical from run to run.  Each slot is also a self-contained unit of partial sums,
+   bit-identical from run to run.  A forked child runs all the slots on its calling thread
+   (``_set_serial``: libgomp's thread pool does not survive ``fork``), with the same
+   numbers.  Each slot is also a self-contained unit of partial sums,
    so the same kernels can run on blocks of a larger data set (Dask) and be added.
 4. BLAS.  Matrix products go to scipy's BLAS (``cython_blas``) on per-chunk blocks; the
    caller holds the BLAS pool at one thread during a call, so threads do not multiply.
@@ -47,6 +49,17 @@ cdef enum:
     MODE_HVP = 1
     MODE_GRAM = 2
     MODE_PREDICT = 3
+
+
+# 1: every slot runs on the calling thread (set in a forked child, design note 3).
+cdef int _serial = 0
+
+
+def _set_serial(bint serial):
+    """Run the slots of every later call on the calling thread (``True``) or each on a
+    thread of its own (``False``); the results depend on the slots alone, not on this."""
+    global _serial
+    _serial = serial
 
 
 def max_layers():
@@ -431,7 +444,7 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
 
 cdef void _run(Job* job, const floating* X) noexcept nogil:
     cdef Py_ssize_t t
-    for t in prange(job.n_slots, schedule="static", num_threads=job.n_slots):
+    for t in prange(job.n_slots, schedule="static", num_threads=1 if _serial else job.n_slots):
         job.status[t] = _process_slot(job, t, X)
 
 
