@@ -252,39 +252,57 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
     return n_hist, n_pert
 
 
+# Status of an escape run that has not started yet (istate of escape_steps).
+S_NEW = -2
+
+
 @numba.njit(cache=True, nogil=True)
-def escape_block(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g_thres,
-                 f_thres, t_thres, f_escape, max_iter, x_out, istate_out, F_out, gnorm_out,
-                 lo, hi):
-    """Independent runs ``lo <= i < hi`` from ``starts[i]`` with seed ``seeds[i]``; run ``i``
-    owns row ``i`` of every output, so blocks can run on any threads (the GIL is released)
-    and the results depend on the seeds only."""
+def escape_steps(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g_thres,
+                 f_thres, t_thres, f_escape, max_iter, x_out, x_tilde, x_prev, istate_out,
+                 fstate_out, rng_out, F_out, gnorm_out, i, hi, budget):
+    """Advance the independent runs ``i, i + 1, ... < hi`` in turn by ``budget`` iterations
+    in all (a run's start and its final evaluation count as one each); return the first
+    unfinished run and the iterations spent.
+
+    Run ``i`` starts from ``starts[i]`` with seed ``seeds[i]`` (status ``S_NEW`` in
+    ``istate_out[i]``) and owns row ``i`` of every array, its whole state: a run can stop at
+    any iteration and resume with the same result, blocks of runs can go to any threads (the
+    GIL is released), and the results depend on the seeds only.
+    """
     dim = starts.shape[1]
     g = np.empty(dim)
     wa, wg = np.empty(Phi.shape[1]), np.empty(Phi.shape[1])
-    fstate = np.empty(2)
     empty_f = np.empty(0)
     empty_i = np.empty(0, dtype=np.int64)
-    for i in range(lo, hi):
-        x = x_out[i]
-        x[:] = starts[i]
-        x_tilde = x.copy()
-        x_prev = x.copy()
-        istate = istate_out[i]
-        istate[:] = 0
-        istate[I_NOISE] = -t_thres - 1
-        istate[I_STATUS] = -1
-        istate[I_ESCAPE] = -1
-        fstate[1] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
-        fstate[0] = fstate[1]
-        rng = seed_state(seeds[i])
-        pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate, rng,
-                 perturb, eta, r, g_thres, f_thres, t_thres, f_escape, max_iter, 0,
-                 empty_i, empty_f, empty_f, 0, empty_i, 0)
-        if istate[I_STATUS] < 0:
-            istate[I_STATUS] = 1
-        F_out[i] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
-        gnorm_out[i] = math.sqrt(np.dot(g, g))
+    spent = 0
+    while i < hi and spent < budget:
+        x, istate, fstate = x_out[i], istate_out[i], fstate_out[i]
+        if istate[I_STATUS] == S_NEW:
+            x[:] = starts[i]
+            x_tilde[i] = starts[i]
+            x_prev[i] = starts[i]
+            istate[:] = 0
+            istate[I_NOISE] = -t_thres - 1
+            istate[I_STATUS] = -1
+            istate[I_ESCAPE] = -1
+            fstate[1] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
+            fstate[0] = fstate[1]
+            rng_out[i] = seed_state(seeds[i])[0]
+            spent += 1
+        t0 = istate[I_T]
+        t_stop = min(max_iter, t0 + max(budget - spent, 1))
+        pgd_core(X, Phi, y, s, loss, residual, x, x_tilde[i], g, x_prev[i], istate, fstate,
+                 rng_out[i:i + 1], perturb, eta, r, g_thres, f_thres, t_thres, f_escape,
+                 t_stop, 0, empty_i, empty_f, empty_f, 0, empty_i, 0)
+        spent += istate[I_T] - t0
+        if istate[I_STATUS] >= 0 or istate[I_T] >= max_iter:
+            if istate[I_STATUS] < 0:
+                istate[I_STATUS] = 1
+            F_out[i] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
+            gnorm_out[i] = math.sqrt(np.dot(g, g))
+            spent += 1
+            i += 1
+    return i, spent
 
 
 # -- projected SGD on the skip head (Theorem 4) ----------------------------------------
