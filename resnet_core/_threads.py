@@ -18,6 +18,8 @@ from threadpoolctl import ThreadpoolController
 from . import _kernels
 
 _controller: ThreadpoolController | None = None
+# Most threads a call may start: libgomp aborted or crashed the process at 32768 and 65536.
+MAX_THREADS = 1024
 
 
 def default_n_threads() -> int:
@@ -32,13 +34,17 @@ def default_n_threads() -> int:
 
 
 def resolve_n_threads(n_threads: int | None) -> int:
-    """``None`` means all cores; otherwise a positive integer."""
+    """``None`` means all cores (at most ``MAX_THREADS``); otherwise a positive integer, at
+    most ``MAX_THREADS``."""
     if n_threads is None:
-        return default_n_threads()
+        return min(default_n_threads(), MAX_THREADS)
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
         raise TypeError(f"n_threads must be a positive integer or None; got {n_threads!r}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be a positive integer or None; got {n_threads!r}")
+    if n_threads > MAX_THREADS:
+        raise ValueError(f"n_threads must be at most {MAX_THREADS}; got {n_threads}: use "
+                         "fewer threads (None: all cores)")
     return int(n_threads)
 
 

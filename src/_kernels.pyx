@@ -11,9 +11,10 @@ Design notes
    head (``V^T w`` for the residual head, ``v`` for the skip head) and how the sums become a
    gradient in ``V`` is the caller's business: the head and the loss stay separable from
    the feature pass.
-2. Memory.  Each slot owns a workspace of O(chunk * sum(widths)) entries; nothing grows
-   with ``n`` except the caller's n-vectors ``r = s l'`` and ``q = s l''`` (written when the
-   loss is computed here, read when the caller gives them: cached or user-defined losses).
+2. Memory.  Each slot owns a workspace of O(chunk * sum(widths)) entries
+   (``workspace_entries``; chunks of at most ``n`` samples); nothing grows with ``n``
+   except the caller's n-vectors ``r = s l'`` and ``q = s l''`` (written when the loss is
+   computed here, read when the caller gives them: cached or user-defined losses).
 3. Threads and determinism.  The chunks are split into ``n_slots`` contiguous ranges; a
    ``prange`` runs over the slots and each slot sums into its own row of every output.  The
    caller adds the rows in order, so a result depends on ``n_slots`` alone and is
@@ -275,6 +276,22 @@ cdef void _outer(floating* G, Py_ssize_t m, Py_ssize_t k, const floating* r,
             G[i * k + j] = r[i] * a[j]
 
 
+cdef inline Py_ssize_t _ws_entries(Py_ssize_t mc, Py_ssize_t sumw, Py_ssize_t maxw,
+                                   Py_ssize_t D) noexcept nogil:
+    """Entries of a slot's workspace (layout in _process_slot); the same formula as
+    workspace_entries, which the caller checks first."""
+    return 5 * mc * sumw + 4 * mc * maxw + 2 * mc + mc * D + 1
+
+
+def workspace_entries(chunk, dims, k):
+    """Entries of one slot's workspace for chunks of ``chunk`` samples, the MLP
+    ``dims = [d, h_1, ..., h_L]`` (``[d]`` for given features) and ``k`` features (the
+    constant one included), in Python integers: no overflow, whatever the sizes."""
+    widths = [int(h) for h in dims[1:]]
+    chunk, sumw, maxw, D = int(chunk), sum(widths), max(widths, default=1), int(dims[0]) + k
+    return 5 * chunk * sumw + 4 * chunk * maxw + 2 * chunk + chunk * D + 1
+
+
 cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil:
     """All chunks of slot t; returns 0, or 1 when the workspace cannot be allocated."""
     cdef Py_ssize_t n = job.n, d = job.d, k = job.k, kf = job.kf, L = job.L, mc = job.chunk
@@ -312,8 +329,7 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     cdef bint negative
     if c0 >= c1:
         return 0
-    ws = <floating*> malloc((5 * mc * job.sumw + 4 * mc * job.maxw + 2 * mc + mc * D + 1)
-                            * sizeof(floating))
+    ws = <floating*> malloc(_ws_entries(mc, job.sumw, job.maxw, D) * sizeof(floating))
     if ws == NULL:
         return 1
     off = 0
@@ -477,7 +493,7 @@ cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:,
     job.act = act
     job.loss = loss
     job.need_theta = need_theta
-    job.chunk = chunk
+    job.chunk = max(min(chunk, job.n), 1)
     job.n_slots = n_slots
     job.maxw = 1
     job.sumw = 0
