@@ -15,7 +15,9 @@ instead of 29 ns.
 Randomness is a splitmix64 stream per run (state in a uint64 array the run owns), so a
 run's result depends on its seed only, never on the thread that executes it.
 Losses and activations repeat the formulas of ``src/_loss.pxd`` and ``src/_activation.pxd``
-(codes alike); the tests check both against the NumPy reference.
+(the tests check both against the NumPy reference); their codes are read from the kernels
+(``_kernels.LOSS_CODES``, ``ACTIVATION_CODES``), which numba freezes into the machine code
+it caches: ``check_codes`` recompiles when the kernels were rebuilt with other codes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import math
 
 import numba
 import numpy as np
+
+from . import _kernels
 
 # -- random numbers ------------------------------------------------------------------
 
@@ -74,14 +78,20 @@ def add_ball_sample(x, r, st):
         x[j] += scale * xi[j]
 
 
-# -- losses and activations (codes of resnet_core.losses / features) ------------------
+# -- losses and activations (codes of the kernels) --------------------------------------
+
+_SQUARED, _LOGISTIC = _kernels.LOSS_CODES["squared"], _kernels.LOSS_CODES["logistic"]
+_TANH, _RELU, _SIGMOID, _SOFTPLUS = (_kernels.ACTIVATION_CODES[name]
+                                     for name in ("tanh", "relu", "sigmoid", "softplus"))
+_CODES = (_SQUARED, _LOGISTIC, _TANH, _RELU, _SIGMOID, _SOFTPLUS)
+
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def loss_d1(code, p, y):
     """``(l(p; y), dl/dp)`` of a built-in loss."""
-    if code == 0:
+    if code == _SQUARED:
         return 0.5 * (p - y) * (p - y), p - y
-    if code == 1:
+    if code == _LOGISTIC:
         z = y * p
         e = math.exp(-abs(z))
         if z >= 0:
@@ -103,16 +113,16 @@ def loss_d1(code, p, y):
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def act_d1(code, z):
     """``(act(z), act'(z))``."""
-    if code == 1:
+    if code == _TANH:
         h = math.tanh(z)
         return h, 1.0 - h * h
-    if code == 2:
+    if code == _RELU:
         return (z, 1.0) if z > 0 else (0.0, 0.0)
-    if code == 3:
+    if code == _SIGMOID:
         e = math.exp(-abs(z))
         s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
         return s, s * (1.0 - s)
-    if code == 4:
+    if code == _SOFTPLUS:
         e = math.exp(-abs(z))
         s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
         return max(z, 0.0) + math.log1p(e), s
@@ -392,3 +402,33 @@ def sgd_steps(X, y, loss, act, dims, bias, params, eta, b, theta_radius, batch_s
         max_norms[0] = max(max_norms[0], _project(params, 0, hv, b))
         max_norms[1] = max(max_norms[1], _project(params, hv, total, theta_radius))
     return True
+
+
+@numba.njit(cache=True)
+def _frozen_codes():
+    """The codes in this module's compiled (possibly cached) machine code."""
+    return (_SQUARED, _LOGISTIC, _TANH, _RELU, _SIGMOID, _SOFTPLUS)
+
+
+def _drop_stale_cache():
+    """Empty numba's cache of this module when its codes are not the kernels' (the cache is
+    keyed on this file's text alone): every function then compiles afresh."""
+    if _frozen_codes() == _CODES:
+        return
+    for fn in list(globals().values()):
+        if isinstance(fn, numba.core.dispatcher.Dispatcher):
+            fn._cache.flush()
+            fn.recompile()
+
+
+_codes_checked = False
+
+
+def check_codes():
+    """Call before a loop that evaluates a loss or an activation: the first call in a
+    process runs ``_drop_stale_cache`` (not at import: loading any cached function costs
+    about 0.1 s)."""
+    global _codes_checked
+    if not _codes_checked:
+        _drop_stale_cache()
+        _codes_checked = True

@@ -19,7 +19,8 @@ import numpy as np
 from . import _kernels
 from ._validation import check_choice, check_positive_int, check_size
 
-ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2, "sigmoid": 3, "softplus": 4}
+# Names and kernel codes of the activations.
+ACTIVATIONS = dict(_kernels.ACTIVATION_CODES)
 
 
 @dataclass(frozen=True)

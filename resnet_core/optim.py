@@ -177,6 +177,8 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
     py_hist, py_pert = [], []
     fstate = np.array([F0, F0])
     g = np.empty(problem.dim)
+    if problem.compiled:
+        _loops.check_codes()
     every = record_every if (callback is not None and record_every > 0) else max_iter
     blocks = StepBlocks()
     while istate[I.I_STATUS] < 0 and istate[I.I_T] < max_iter:
@@ -500,6 +502,7 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     curve_t, curve_F = [0], [objective.fun(x)]
     best = (curve_F[0], 0, x.copy())
     status, t = 1, 0
+    _loops.check_codes()
     blocks = StepBlocks()
     while t < T:
         steps = min(eval_every, T - t)

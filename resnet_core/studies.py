@@ -152,6 +152,7 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
             np.empty((n_runs, dim)), np.empty((n_runs, dim)), istate, np.empty((n_runs, 2)),
             np.empty(n_runs, dtype=np.uint64), F_out, g_out)
     T = min(resolve_n_threads(n_threads), n_runs)
+    _loops.check_codes()
     _run_blocks(args, [(n_runs * b // T, n_runs * (b + 1) // T) for b in range(T)])
     lam = np.full(n_runs, np.nan)
     if lambda_min:

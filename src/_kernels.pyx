@@ -41,8 +41,10 @@ from libc.string cimport memcpy
 from libc.math cimport sqrt
 
 from _blas cimport gemm_rm, gemv_rm, syrk_rm
-from _loss cimport loss_eval, LOSS_EXTERNAL
-from _activation cimport act_apply
+from _loss cimport (loss_eval, LOSS_EXTERNAL, LOSS_SQUARED, LOSS_LOGISTIC,
+                    LOSS_SMOOTHED_HINGE)
+from _activation cimport (act_apply, ACT_IDENTITY, ACT_TANH, ACT_RELU, ACT_SIGMOID,
+                          ACT_SOFTPLUS)
 
 cdef enum:
     MAX_LAYERS = 64
@@ -51,6 +53,15 @@ cdef enum:
     MODE_GRAM = 2
     MODE_PREDICT = 3
 
+
+# The codes of the built-in losses and activations: the enums of _loss.pxd and
+# _activation.pxd are their one source, read from here by resnet_core.losses, .features and
+# the numba loops (resnet_core._loops).
+LOSS_CODES = {"squared": LOSS_SQUARED, "logistic": LOSS_LOGISTIC,
+              "smoothed_hinge": LOSS_SMOOTHED_HINGE}
+LOSS_CODE_EXTERNAL = LOSS_EXTERNAL
+ACTIVATION_CODES = {"identity": ACT_IDENTITY, "tanh": ACT_TANH, "relu": ACT_RELU,
+                    "sigmoid": ACT_SIGMOID, "softplus": ACT_SOFTPLUS}
 
 # 1: every slot runs on the calling thread (set in a forked child, design note 3).
 cdef int _serial = 0
