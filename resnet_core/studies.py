@@ -72,8 +72,8 @@ def _run_blocks(args, bounds):
         advance(*bounds[0])
         return
     with ThreadPoolExecutor(max_workers=len(bounds)) as pool:
-        futures = [pool.submit(advance, lo, hi) for lo, hi in bounds]
         try:
+            futures = [pool.submit(advance, lo, hi) for lo, hi in bounds]
             for future in futures:
                 future.result()
         except BaseException:
