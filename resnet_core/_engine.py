@@ -18,10 +18,10 @@ import numpy as np
 
 from . import _kernels
 from ._threads import blas_single_thread, resolve_n_threads
-from ._validation import check_positive_int
+from ._validation import check_chunk_size
 from .losses import Loss
 
-LOSS_EXTERNAL = -1
+LOSS_EXTERNAL = _kernels.LOSS_CODE_EXTERNAL
 # Samples per chunk: large enough for efficient BLAS blocks, small enough that a slot's
 # workspace (a few chunk x width arrays) stays in the L2 cache.
 DEFAULT_CHUNK = 128
@@ -70,8 +70,7 @@ class Engine:
         self.dims = np.asarray(dims if dims is not None else [self.d], dtype=np.intp)
         self.bias, self.act = int(bias), int(act)
         self.n_threads = resolve_n_threads(n_threads)
-        self.chunk = (DEFAULT_CHUNK if chunk_size is None
-                      else check_positive_int("chunk_size", chunk_size))
+        self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k, X.itemsize)
         self._empty = np.empty(0, dtype=self.dtype)
 
     # -- helpers -------------------------------------------------------------------

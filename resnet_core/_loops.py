@@ -15,7 +15,9 @@ instead of 29 ns.
 Randomness is a splitmix64 stream per run (state in a uint64 array the run owns), so a
 run's result depends on its seed only, never on the thread that executes it.
 Losses and activations repeat the formulas of ``src/_loss.pxd`` and ``src/_activation.pxd``
-(codes alike); the tests check both against the NumPy reference.
+(the tests check both against the NumPy reference); their codes are read from the kernels
+(``_kernels.LOSS_CODES``, ``ACTIVATION_CODES``), which numba freezes into the machine code
+it caches: ``check_codes`` recompiles when the kernels were rebuilt with other codes.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import math
 
 import numba
 import numpy as np
+
+from . import _kernels
 
 # -- random numbers ------------------------------------------------------------------
 
@@ -74,14 +78,20 @@ def add_ball_sample(x, r, st):
         x[j] += scale * xi[j]
 
 
-# -- losses and activations (codes of resnet_core.losses / features) ------------------
+# -- losses and activations (codes of the kernels) --------------------------------------
+
+_SQUARED, _LOGISTIC = _kernels.LOSS_CODES["squared"], _kernels.LOSS_CODES["logistic"]
+_TANH, _RELU, _SIGMOID, _SOFTPLUS = (_kernels.ACTIVATION_CODES[name]
+                                     for name in ("tanh", "relu", "sigmoid", "softplus"))
+_CODES = (_SQUARED, _LOGISTIC, _TANH, _RELU, _SIGMOID, _SOFTPLUS)
+
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def loss_d1(code, p, y):
     """``(l(p; y), dl/dp)`` of a built-in loss."""
-    if code == 0:
+    if code == _SQUARED:
         return 0.5 * (p - y) * (p - y), p - y
-    if code == 1:
+    if code == _LOGISTIC:
         z = y * p
         e = math.exp(-abs(z))
         if z >= 0:
@@ -103,16 +113,16 @@ def loss_d1(code, p, y):
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def act_d1(code, z):
     """``(act(z), act'(z))``."""
-    if code == 1:
+    if code == _TANH:
         h = math.tanh(z)
         return h, 1.0 - h * h
-    if code == 2:
+    if code == _RELU:
         return (z, 1.0) if z > 0 else (0.0, 0.0)
-    if code == 3:
+    if code == _SIGMOID:
         e = math.exp(-abs(z))
         s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
         return s, s * (1.0 - s)
-    if code == 4:
+    if code == _SOFTPLUS:
         e = math.exp(-abs(z))
         s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
         return max(z, 0.0) + math.log1p(e), s
@@ -252,39 +262,57 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
     return n_hist, n_pert
 
 
+# Status of an escape run that has not started yet (istate of escape_steps).
+S_NEW = -2
+
+
 @numba.njit(cache=True, nogil=True)
-def escape_block(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g_thres,
-                 f_thres, t_thres, f_escape, max_iter, x_out, istate_out, F_out, gnorm_out,
-                 lo, hi):
-    """Independent runs ``lo <= i < hi`` from ``starts[i]`` with seed ``seeds[i]``; run ``i``
-    owns row ``i`` of every output, so blocks can run on any threads (the GIL is released)
-    and the results depend on the seeds only."""
+def escape_steps(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g_thres,
+                 f_thres, t_thres, f_escape, max_iter, x_out, x_tilde, x_prev, istate_out,
+                 fstate_out, rng_out, F_out, gnorm_out, i, hi, budget):
+    """Advance the independent runs ``i, i + 1, ... < hi`` in turn by ``budget`` iterations
+    in all (a run's start and its final evaluation count as one each); return the first
+    unfinished run and the iterations spent.
+
+    Run ``i`` starts from ``starts[i]`` with seed ``seeds[i]`` (status ``S_NEW`` in
+    ``istate_out[i]``) and owns row ``i`` of every array, its whole state: a run can stop at
+    any iteration and resume with the same result, blocks of runs can go to any threads (the
+    GIL is released), and the results depend on the seeds only.
+    """
     dim = starts.shape[1]
     g = np.empty(dim)
     wa, wg = np.empty(Phi.shape[1]), np.empty(Phi.shape[1])
-    fstate = np.empty(2)
     empty_f = np.empty(0)
     empty_i = np.empty(0, dtype=np.int64)
-    for i in range(lo, hi):
-        x = x_out[i]
-        x[:] = starts[i]
-        x_tilde = x.copy()
-        x_prev = x.copy()
-        istate = istate_out[i]
-        istate[:] = 0
-        istate[I_NOISE] = -t_thres - 1
-        istate[I_STATUS] = -1
-        istate[I_ESCAPE] = -1
-        fstate[1] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
-        fstate[0] = fstate[1]
-        rng = seed_state(seeds[i])
-        pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate, rng,
-                 perturb, eta, r, g_thres, f_thres, t_thres, f_escape, max_iter, 0,
-                 empty_i, empty_f, empty_f, 0, empty_i, 0)
-        if istate[I_STATUS] < 0:
-            istate[I_STATUS] = 1
-        F_out[i] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
-        gnorm_out[i] = math.sqrt(np.dot(g, g))
+    spent = 0
+    while i < hi and spent < budget:
+        x, istate, fstate = x_out[i], istate_out[i], fstate_out[i]
+        if istate[I_STATUS] == S_NEW:
+            x[:] = starts[i]
+            x_tilde[i] = starts[i]
+            x_prev[i] = starts[i]
+            istate[:] = 0
+            istate[I_NOISE] = -t_thres - 1
+            istate[I_STATUS] = -1
+            istate[I_ESCAPE] = -1
+            fstate[1] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
+            fstate[0] = fstate[1]
+            rng_out[i] = seed_state(seeds[i])[0]
+            spent += 1
+        t0 = istate[I_T]
+        t_stop = min(max_iter, t0 + max(budget - spent, 1))
+        pgd_core(X, Phi, y, s, loss, residual, x, x_tilde[i], g, x_prev[i], istate, fstate,
+                 rng_out[i:i + 1], perturb, eta, r, g_thres, f_thres, t_thres, f_escape,
+                 t_stop, 0, empty_i, empty_f, empty_f, 0, empty_i, 0)
+        spent += istate[I_T] - t0
+        if istate[I_STATUS] >= 0 or istate[I_T] >= max_iter:
+            if istate[I_STATUS] < 0:
+                istate[I_STATUS] = 1
+            F_out[i] = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
+            gnorm_out[i] = math.sqrt(np.dot(g, g))
+            spent += 1
+            i += 1
+    return i, spent
 
 
 # -- projected SGD on the skip head (Theorem 4) ----------------------------------------
@@ -374,3 +402,33 @@ def sgd_steps(X, y, loss, act, dims, bias, params, eta, b, theta_radius, batch_s
         max_norms[0] = max(max_norms[0], _project(params, 0, hv, b))
         max_norms[1] = max(max_norms[1], _project(params, hv, total, theta_radius))
     return True
+
+
+@numba.njit(cache=True)
+def _frozen_codes():
+    """The codes in this module's compiled (possibly cached) machine code."""
+    return (_SQUARED, _LOGISTIC, _TANH, _RELU, _SIGMOID, _SOFTPLUS)
+
+
+def _drop_stale_cache():
+    """Empty numba's cache of this module when its codes are not the kernels' (the cache is
+    keyed on this file's text alone): every function then compiles afresh."""
+    if _frozen_codes() == _CODES:
+        return
+    for fn in list(globals().values()):
+        if isinstance(fn, numba.core.dispatcher.Dispatcher):
+            fn._cache.flush()
+            fn.recompile()
+
+
+_codes_checked = False
+
+
+def check_codes():
+    """Call before a loop that evaluates a loss or an activation: the first call in a
+    process runs ``_drop_stale_cache`` (not at import: loading any cached function costs
+    about 0.1 s)."""
+    global _codes_checked
+    if not _codes_checked:
+        _drop_stale_cache()
+        _codes_checked = True

@@ -1,4 +1,11 @@
-"""Thread counts: the one place that resolves ``n_threads``, and the BLAS pool limit."""
+"""Thread counts: the one place that resolves ``n_threads``, the BLAS pool limit, and what
+a forked child does.
+
+A child made by ``fork`` (``os.fork``, ``multiprocessing`` with the "fork" start method)
+runs the kernels' slots on its calling thread: libgomp's thread pool does not survive
+``fork`` and a child that started it again hung in its first parallel region.  The slots
+stay those of ``n_threads``, so the child's numbers are the parent's, bit for bit.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,11 @@ import os
 
 from threadpoolctl import ThreadpoolController
 
+from . import _kernels
+
 _controller: ThreadpoolController | None = None
+# Most threads a call may start: libgomp aborted or crashed the process at 32768 and 65536.
+MAX_THREADS = 1024
 
 
 def default_n_threads() -> int:
@@ -23,13 +34,17 @@ def default_n_threads() -> int:
 
 
 def resolve_n_threads(n_threads: int | None) -> int:
-    """``None`` means all cores; otherwise a positive integer."""
+    """``None`` means all cores (at most ``MAX_THREADS``); otherwise a positive integer, at
+    most ``MAX_THREADS``."""
     if n_threads is None:
-        return default_n_threads()
+        return min(default_n_threads(), MAX_THREADS)
     if isinstance(n_threads, bool) or not isinstance(n_threads, numbers.Integral):
         raise TypeError(f"n_threads must be a positive integer or None; got {n_threads!r}")
     if n_threads < 1:
         raise ValueError(f"n_threads must be a positive integer or None; got {n_threads!r}")
+    if n_threads > MAX_THREADS:
+        raise ValueError(f"n_threads must be at most {MAX_THREADS}; got {n_threads}: use "
+                         "fewer threads (None: all cores)")
     return int(n_threads)
 
 
@@ -45,3 +60,10 @@ def blas_single_thread():
     if not _controller.select(user_api="blas").lib_controllers:
         return contextlib.nullcontext()
     return _controller.limit(limits=1, user_api="blas")
+
+
+def _after_fork_in_child():
+    _kernels._set_serial(True)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)

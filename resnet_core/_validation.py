@@ -12,8 +12,13 @@ import numbers
 
 import numpy as np
 
+from . import _kernels
+
 # Rows checked per step of the finiteness test: keeps its temporary small for huge X.
 _FINITE_BLOCK = 1 << 16
+# Largest kernel workspace (per thread) and parameter vector accepted, in bytes: beyond any
+# machine's memory, and far below the sizes whose index products overflow 64 bits.
+MAX_BYTES = 1 << 40
 
 
 def resolve_dtype(X) -> np.dtype:
@@ -105,3 +110,40 @@ def check_choice(name: str, value, choices) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{name} must be one of {sorted(choices)}; got {value!r}")
     return value
+
+
+def _size(nbytes: int) -> str:
+    """``nbytes`` for a message: ``"1 TiB"``, ``"40 GiB"``."""
+    for unit, shift in (("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if nbytes >= 1 << shift:
+            return f"{nbytes / (1 << shift):.4g} {unit}"
+    return f"{nbytes} bytes"
+
+
+def check_size(what: str, nbytes: int, fix: str) -> None:
+    """Raise ValueError when ``what`` would take more than ``MAX_BYTES`` (``nbytes``, a
+    Python integer: exact at any size)."""
+    if nbytes > MAX_BYTES:
+        raise ValueError(f"{what} would take {_size(nbytes)}, over the limit of "
+                         f"{_size(MAX_BYTES)}; {fix}")
+
+
+def check_chunk_size(chunk_size, default: int, n: int, dims, k: int, itemsize: int) -> int:
+    """Samples per chunk of the kernels: ``min(chunk_size, n)`` (``default`` for None), once
+    a thread's workspace for it (``_kernels.workspace_entries``) is known to fit
+    ``MAX_BYTES``.
+
+    Any positive integer is accepted (``2**64`` too: the chunks never hold more than the
+    ``n`` samples); the workspace grows with the chunk times the MLP's widths.
+    """
+    chunk_size = default if chunk_size is None else chunk_size
+    chunk = min(check_positive_int("chunk_size", chunk_size), n)
+    fixed = _kernels.workspace_entries(0, dims, k)
+    per_sample = _kernels.workspace_entries(1, dims, k) - fixed
+    fit = (MAX_BYTES // itemsize - fixed) // per_sample
+    fix = (f"use a smaller chunk_size (at most {fit} here)" if fit >= 1
+           else "use narrower or fewer layers")
+    check_size(f"the kernels' workspace for chunks of {chunk} samples and widths "
+               f"{tuple(int(h) for h in dims[1:])}", itemsize * (fixed + chunk * per_sample),
+               fix)
+    return chunk

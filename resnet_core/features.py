@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from ._validation import check_choice, check_positive_int
+from ._validation import check_choice, check_positive_int, check_size
 
-ACTIVATIONS = {"identity": 0, "tanh": 1, "relu": 2, "sigmoid": 3, "softplus": 4}
+# Names and kernel codes of the activations.
+ACTIVATIONS = dict(_kernels.ACTIVATION_CODES)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class MLPLayout:
             )
         for w in self.widths:
             check_positive_int("each entry of widths", w)
+        check_size(f"theta for widths {self.widths} (d = {self.d}, float64)", 8 * self.n_params,
+                   "use narrower or fewer layers")
         check_choice("activation", self.activation, ACTIVATIONS)
 
     @property

@@ -36,14 +36,15 @@ class Loss:
     ----------
     name : str
     code : int
-        Kernel code of a built-in loss; -1 for a user-defined one.
+        Kernel code of a built-in loss (``_kernels.LOSS_CODES``); negative for a
+        user-defined one.
     binary_labels : bool
         Whether labels must be -1 or +1.
     zero_margin : float or None
         Margin ``y p`` from which the loss is exactly 0 (None: never).
     """
 
-    code: int = -1
+    code: int = _kernels.LOSS_CODE_EXTERNAL
     binary_labels: bool = False
     zero_margin: float | None = None
 
@@ -69,10 +70,9 @@ class Loss:
 class BuiltinLoss(Loss):
     """One of the losses compiled into the kernels."""
 
-    def __init__(self, name: str, code: int, binary_labels: bool,
-                 zero_margin: float | None = None):
+    def __init__(self, name: str, binary_labels: bool, zero_margin: float | None = None):
         super().__init__(name)
-        self.code = code
+        self.code = _kernels.LOSS_CODES[name]
         self.binary_labels = binary_labels
         self.zero_margin = zero_margin
 
@@ -152,9 +152,9 @@ class CustomLoss(Loss):
 
 
 BUILTIN_LOSSES = {
-    "squared": BuiltinLoss("squared", 0, False),
-    "logistic": BuiltinLoss("logistic", 1, True),
-    "smoothed_hinge": BuiltinLoss("smoothed_hinge", 2, True, zero_margin=1.0 + SMOOTHING),
+    "squared": BuiltinLoss("squared", False),
+    "logistic": BuiltinLoss("logistic", True),
+    "smoothed_hinge": BuiltinLoss("smoothed_hinge", True, zero_margin=1.0 + SMOOTHING),
 }
 
 

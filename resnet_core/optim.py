@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult
 
 from . import _loops
+from ._blocks import StepBlocks
 from ._validation import check_choice, check_positive_int
 from .objective import FeatureObjective, Objective
 
@@ -155,7 +156,8 @@ def _python_core(problem, u, state, consts, perturb, t_stop, hist, pert, rng):
 def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record_every,
          F0=None):
     """Drive the compiled or the Python loop in segments of ``record_every`` iterations
-    (the callback's cadence), and package an OptimizeResult."""
+    (the callback's cadence), the compiled one in timed blocks within them (a Ctrl-C is
+    raised between two blocks), and package an OptimizeResult."""
     I = _loops
     u = problem.u0.copy()
     if F0 is None:
@@ -175,18 +177,24 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
     py_hist, py_pert = [], []
     fstate = np.array([F0, F0])
     g = np.empty(problem.dim)
-    step = record_every if (callback is not None and record_every > 0) else max_iter
+    if problem.compiled:
+        _loops.check_codes()
+    every = record_every if (callback is not None and record_every > 0) else max_iter
+    blocks = StepBlocks()
     while istate[I.I_STATUS] < 0 and istate[I.I_T] < max_iter:
-        t_stop = min(int(istate[I.I_T]) + step, max_iter)
+        t = int(istate[I.I_T])
+        t_callback = min((t // every + 1) * every, max_iter)
         if problem.compiled:
+            t_stop = min(t_callback, t + blocks.next())
             n_hist, n_pert = _loops.pgd_core(
                 *problem.data, u, state["x_tilde"], g, state["x_prev"], istate, fstate, rng,
                 perturb, consts["eta"], consts["r"], consts["g_thres"], consts["f_thres"],
                 consts["t_thres"], consts["f_escape"], t_stop, record_every, hist["t"],
                 hist["F"], hist["g"], n_hist, pert, n_pert)
+            blocks.done(int(istate[I.I_T]) - t)
         else:
-            _python_core(problem, u, state, consts, perturb, t_stop, py_hist, py_pert, rng)
-        if callback is not None and istate[I.I_STATUS] < 0:
+            _python_core(problem, u, state, consts, perturb, t_callback, py_hist, py_pert, rng)
+        if callback is not None and istate[I.I_STATUS] < 0 and istate[I.I_T] == t_callback:
             Fc, gc = problem.fun_and_grad(u)
             info = OptimizeResult(x=problem.to_x(u.copy()), fun=Fc, nit=int(istate[I.I_T]),
                                   grad_norm=float(np.linalg.norm(gc)))
@@ -492,11 +500,18 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     curve_t, curve_F = [0], [objective.fun(x)]
     best = (curve_F[0], 0, x.copy())
     status, t = 1, 0
+    _loops.check_codes()
+    blocks = StepBlocks()
     while t < T:
         steps = min(eval_every, T - t)
-        ok = _loops.sgd_steps(X, y, objective.loss.code, objective.layout.act_code, dims,
-                              objective.bias, x, eta, b, tr, batch_size, steps, rng, *ws,
-                              max_norms)
+        ok, done = True, 0
+        while ok and done < steps:
+            n = min(blocks.next(), steps - done)
+            ok = _loops.sgd_steps(X, y, objective.loss.code, objective.layout.act_code, dims,
+                                  objective.bias, x, eta, b, tr, batch_size, n, rng, *ws,
+                                  max_norms)
+            blocks.done(n)
+            done += n
         t += steps
         if not ok:
             status = 2

@@ -1,7 +1,7 @@
 # Elementwise activations, in place: Z <- act(Z), with act'(Z) and act''(Z) stored when
-# their buffers are given (NULL skips them).  Codes match resnet_core.features:
-# 0 identity, 1 tanh, 2 relu, 3 sigmoid, 4 softplus.  The tanh, sigmoid and exp come from
-# rc_math.h, whose branch-free forms gcc vectorises.
+# their buffers are given (NULL skips them).  The enum below is the one source of the
+# activation codes (exported as _kernels.ACTIVATION_CODES).  The tanh, sigmoid and exp come
+# from rc_math.h, whose branch-free forms gcc vectorises.
 from cython cimport floating
 from libc.math cimport log1p, fabs
 

@@ -11,13 +11,16 @@ Design notes
    head (``V^T w`` for the residual head, ``v`` for the skip head) and how the sums become a
    gradient in ``V`` is the caller's business: the head and the loss stay separable from
    the feature pass.
-2. Memory.  Each slot owns a workspace of O(chunk * sum(widths)) entries; nothing grows
-   with ``n`` except the caller's n-vectors ``r = s l'`` and ``q = s l''`` (written when the
-   loss is computed here, read when the caller gives them: cached or user-defined losses).
+2. Memory.  Each slot owns a workspace of O(chunk * sum(widths)) entries
+   (``workspace_entries``; chunks of at most ``n`` samples); nothing grows with ``n``
+   except the caller's n-vectors ``r = s l'`` and ``q = s l''`` (written when the loss is
+   computed here, read when the caller gives them: cached or user-defined losses).
 3. Threads and determinism.  The chunks are split into ``n_slots`` contiguous ranges; a
    ``prange`` runs over the slots and each slot sums into its own row of every output.  The
    caller adds the rows in order, so a result depends on ``n_slots`` alone and is
-   bit-identical from run to run.  Each slot is also a self-contained unit of partial sums,
+   bit-identical from run to run.  A forked child runs all the slots on its calling thread
+   (``_set_serial``: libgomp's thread pool does not survive ``fork``), with the same
+   numbers.  Each slot is also a self-contained unit of partial sums,
    so the same kernels can run on blocks of a larger data set (Dask) and be added.
 4. BLAS.  Matrix products go to scipy's BLAS (``cython_blas``) on per-chunk blocks; the
    caller holds the BLAS pool at one thread during a call, so threads do not multiply.
@@ -38,8 +41,10 @@ from libc.string cimport memcpy
 from libc.math cimport sqrt
 
 from _blas cimport gemm_rm, gemv_rm, syrk_rm
-from _loss cimport loss_eval, LOSS_EXTERNAL
-from _activation cimport act_apply
+from _loss cimport (loss_eval, LOSS_EXTERNAL, LOSS_SQUARED, LOSS_LOGISTIC,
+                    LOSS_SMOOTHED_HINGE)
+from _activation cimport (act_apply, ACT_IDENTITY, ACT_TANH, ACT_RELU, ACT_SIGMOID,
+                          ACT_SOFTPLUS)
 
 cdef enum:
     MAX_LAYERS = 64
@@ -47,6 +52,26 @@ cdef enum:
     MODE_HVP = 1
     MODE_GRAM = 2
     MODE_PREDICT = 3
+
+
+# The codes of the built-in losses and activations: the enums of _loss.pxd and
+# _activation.pxd are their one source, read from here by resnet_core.losses, .features and
+# the numba loops (resnet_core._loops).
+LOSS_CODES = {"squared": LOSS_SQUARED, "logistic": LOSS_LOGISTIC,
+              "smoothed_hinge": LOSS_SMOOTHED_HINGE}
+LOSS_CODE_EXTERNAL = LOSS_EXTERNAL
+ACTIVATION_CODES = {"identity": ACT_IDENTITY, "tanh": ACT_TANH, "relu": ACT_RELU,
+                    "sigmoid": ACT_SIGMOID, "softplus": ACT_SOFTPLUS}
+
+# 1: every slot runs on the calling thread (set in a forked child, design note 3).
+cdef int _serial = 0
+
+
+def _set_serial(bint serial):
+    """Run the slots of every later call on the calling thread (``True``) or each on a
+    thread of its own (``False``); the results depend on the slots alone, not on this."""
+    global _serial
+    _serial = serial
 
 
 def max_layers():
@@ -262,6 +287,22 @@ cdef void _outer(floating* G, Py_ssize_t m, Py_ssize_t k, const floating* r,
             G[i * k + j] = r[i] * a[j]
 
 
+cdef inline Py_ssize_t _ws_entries(Py_ssize_t mc, Py_ssize_t sumw, Py_ssize_t maxw,
+                                   Py_ssize_t D) noexcept nogil:
+    """Entries of a slot's workspace (layout in _process_slot); the same formula as
+    workspace_entries, which the caller checks first."""
+    return 5 * mc * sumw + 4 * mc * maxw + 2 * mc + mc * D + 1
+
+
+def workspace_entries(chunk, dims, k):
+    """Entries of one slot's workspace for chunks of ``chunk`` samples, the MLP
+    ``dims = [d, h_1, ..., h_L]`` (``[d]`` for given features) and ``k`` features (the
+    constant one included), in Python integers: no overflow, whatever the sizes."""
+    widths = [int(h) for h in dims[1:]]
+    chunk, sumw, maxw, D = int(chunk), sum(widths), max(widths, default=1), int(dims[0]) + k
+    return 5 * chunk * sumw + 4 * chunk * maxw + 2 * chunk + chunk * D + 1
+
+
 cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil:
     """All chunks of slot t; returns 0, or 1 when the workspace cannot be allocated."""
     cdef Py_ssize_t n = job.n, d = job.d, k = job.k, kf = job.kf, L = job.L, mc = job.chunk
@@ -299,8 +340,7 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     cdef bint negative
     if c0 >= c1:
         return 0
-    ws = <floating*> malloc((5 * mc * job.sumw + 4 * mc * job.maxw + 2 * mc + mc * D + 1)
-                            * sizeof(floating))
+    ws = <floating*> malloc(_ws_entries(mc, job.sumw, job.maxw, D) * sizeof(floating))
     if ws == NULL:
         return 1
     off = 0
@@ -431,7 +471,7 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
 
 cdef void _run(Job* job, const floating* X) noexcept nogil:
     cdef Py_ssize_t t
-    for t in prange(job.n_slots, schedule="static", num_threads=job.n_slots):
+    for t in prange(job.n_slots, schedule="static", num_threads=1 if _serial else job.n_slots):
         job.status[t] = _process_slot(job, t, X)
 
 
@@ -464,7 +504,7 @@ cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:,
     job.act = act
     job.loss = loss
     job.need_theta = need_theta
-    job.chunk = chunk
+    job.chunk = max(min(chunk, job.n), 1)
     job.n_slots = n_slots
     job.maxw = 1
     job.sumw = 0

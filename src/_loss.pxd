@@ -1,8 +1,8 @@
 # Per-sample losses l(p; y) and their first two derivatives in p, computed in double.
 #
-# Codes match resnet_core.losses: 0 squared, 1 logistic, 2 smoothed hinge.  Every branch
-# is finite for any finite p (no exp of a positive argument), so margins of 1e4 and more
-# are safe.
+# The enum below is the one source of the loss codes (exported as _kernels.LOSS_CODES).
+# Every branch is finite for any finite p (no exp of a positive argument), so margins of 1e4
+# and more are safe.
 from libc.math cimport exp, log1p, fabs
 
 cdef enum:
