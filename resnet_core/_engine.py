@@ -25,6 +25,10 @@ LOSS_EXTERNAL = _kernels.LOSS_CODE_EXTERNAL
 # Samples per chunk: large enough for efficient BLAS blocks, small enough that a slot's
 # workspace (a few chunk x width arrays) stays in the L2 cache.
 DEFAULT_CHUNK = 128
+# Multiply-adds per kernel call of a pass (about 0.05 s at this machine's rate), and a cap on
+# its rows: a pass over any n hands control back to Python (and Ctrl-C) that often.
+BLOCK_WORK = 1 << 29
+MAX_BLOCK_ROWS = 1 << 20
 
 
 class SampleBuffers:
@@ -81,9 +85,20 @@ class Engine:
         T = self.n_threads
         return [np.zeros((T, c), dtype=self.dtype) for c in cols]
 
-    def _common(self, theta):
-        return (self.X, self.Phi, self.y, self.s, self._vec(theta), self.dims, self.bias,
-                self.act, self.feature_bias)
+    def _row_blocks(self, n: int):
+        """Row ranges of one pass's kernel calls: Python sees Ctrl-C between two of them.
+        The size depends on the model's shape only (so do the results): about ``BLOCK_WORK``
+        multiply-adds per block, a multiple of the chunk."""
+        dims = [int(h) for h in self.dims]
+        per_row = self.d + self.k + sum(a * b for a, b in zip(dims[:-1], dims[1:]))
+        rows = max(BLOCK_WORK // max(per_row, 1), self.chunk)
+        rows = min(rows, MAX_BLOCK_ROWS) // self.chunk * self.chunk or self.chunk
+        return [(i, min(i + rows, n)) for i in range(0, n, rows)]
+
+    def _common(self, theta, i0, i1):
+        Phi = self.Phi[i0:i1] if self.Phi.shape[0] else self.Phi
+        return (self.X[i0:i1], Phi, self.y[i0:i1], self.s[i0:i1], self._vec(theta), self.dims,
+                self.bias, self.act, self.feature_bias)
 
     def _check(self, status):
         if status.any():
@@ -112,9 +127,10 @@ class Engine:
         return LOSS_EXTERNAL
 
     @staticmethod
-    def _value_after(code, value_out, buf: SampleBuffers) -> float:
+    def _value_after(code, value: float, buf: SampleBuffers) -> float:
+        """Marks ``buf`` filled once a pass that computed the loss completed every block."""
         if code != LOSS_EXTERNAL:
-            buf.value = float(value_out.sum())
+            buf.value = float(value)
             buf.filled = True
         return buf.value
 
@@ -129,55 +145,78 @@ class Engine:
         p = np.empty(n, dtype=self.dtype)
         cols = self.k if constant else self.k - self.feature_bias
         phi = np.empty((n if features else 0, cols), dtype=self.dtype)
-        value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
-        with blas_single_thread():
-            _kernels.predict(X, Phi, self._vec(theta), self.dims, self.bias, self.act,
-                             self.feature_bias, self._vec(w), self._vec(a), p, phi, value_out,
-                             status, self.chunk, T)
-        self._check(status)
+        w, a, theta = self._vec(w), self._vec(a), self._vec(theta)
+        for i0, i1 in self._row_blocks(n):
+            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+            with blas_single_thread():
+                _kernels.predict(X[i0:i1], Phi[i0:i1] if Phi.shape[0] else Phi, theta,
+                                 self.dims, self.bias, self.act, self.feature_bias, w, a,
+                                 p[i0:i1], phi[i0:i1] if features else phi, value_out, status,
+                                 self.chunk, T)
+            self._check(status)
         return p, (phi if features else None)
 
     def value_grad(self, w, a, theta, buf: SampleBuffers, *, need_theta):
         """``(F, E[l' x], E[l' phi], dF/dtheta)`` at the point ``buf`` belongs to."""
         code = self._loss_code(w, a, theta, buf)
         n_theta = self._vec(theta).shape[0] if need_theta else 0
-        vx, vp, vt = self._slots(self.d, self.k, n_theta)
-        value_out, status = np.zeros(self.n_threads), np.zeros(self.n_threads, dtype=np.intc)
-        with blas_single_thread():
-            _kernels.value_grad(*self._common(theta), self._vec(w), self._vec(a), code,
-                                int(need_theta), buf.r, buf.q, buf.l, value_out, vx, vp, vt,
-                                status, self.chunk, self.n_threads)
-        self._check(status)
-        value = self._value_after(code, value_out, buf)
-        return value, vx.sum(axis=0), vp.sum(axis=0), vt.sum(axis=0)
+        T, w, a = self.n_threads, self._vec(w), self._vec(a)
+        value, sums = 0.0, [np.zeros(c, dtype=self.dtype) for c in (self.d, self.k, n_theta)]
+        for i0, i1 in self._row_blocks(self.n):
+            vx, vp, vt = self._slots(self.d, self.k, n_theta)
+            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+            with blas_single_thread():
+                _kernels.value_grad(*self._common(theta, i0, i1), w, a, code, int(need_theta),
+                                    buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp,
+                                    vt, status, self.chunk, T)
+            self._check(status)
+            value += value_out.sum()
+            for total, slots in zip(sums, (vx, vp, vt)):
+                total += slots.sum(axis=0)
+        return (self._value_after(code, value, buf), *sums)
 
     def hvp(self, w, a, theta, dw, da, dtheta, buf: SampleBuffers, *, need_theta):
         """``(E[l'' dp x], E[l'' dp phi] + E[l' dphi], g = E[l' phi], R dF/dtheta)``."""
         code = self._loss_code(w, a, theta, buf)
         n_theta = self._vec(theta).shape[0] if need_theta else 0
-        vx, vp, g, vt = self._slots(self.d, self.k, self.k, n_theta)
-        value_out, status = np.zeros(self.n_threads), np.zeros(self.n_threads, dtype=np.intc)
-        with blas_single_thread():
-            _kernels.hvp(*self._common(theta), self._vec(w), self._vec(a), self._vec(dw),
-                         self._vec(da), self._vec(dtheta if need_theta else None), code,
-                         int(need_theta), buf.r, buf.q, buf.l, value_out, vx, vp, g, vt,
-                         status, self.chunk, self.n_threads)
-        self._check(status)
-        self._value_after(code, value_out, buf)
-        return vx.sum(axis=0), vp.sum(axis=0), g.sum(axis=0), vt.sum(axis=0)
+        T = self.n_threads
+        vecs = (self._vec(w), self._vec(a), self._vec(dw), self._vec(da),
+                self._vec(dtheta if need_theta else None))
+        value, sums = 0.0, [np.zeros(c, dtype=self.dtype)
+                            for c in (self.d, self.k, self.k, n_theta)]
+        for i0, i1 in self._row_blocks(self.n):
+            vx, vp, g, vt = self._slots(self.d, self.k, self.k, n_theta)
+            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+            with blas_single_thread():
+                _kernels.hvp(*self._common(theta, i0, i1), *vecs, code, int(need_theta),
+                             buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp, g, vt,
+                             status, self.chunk, T)
+            self._check(status)
+            value += value_out.sum()
+            for total, slots in zip(sums, (vx, vp, g, vt)):
+                total += slots.sum(axis=0)
+        self._value_after(code, value, buf)
+        return tuple(sums)
 
     def gram(self, w, a, theta, buf: SampleBuffers):
         """``(F, E[l' x], E[l' phi], G = E[l'' z z^T])`` with ``z = [x, phi]``."""
         code = self._loss_code(w, a, theta, buf)
-        T, D = self.n_threads, self.d + self.k
-        vx, vp = self._slots(self.d, self.k)
-        G = np.zeros((T, D, D), dtype=self.dtype)
-        value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
-        with blas_single_thread():
-            _kernels.gram(*self._common(theta), self._vec(w), self._vec(a), code, buf.r,
-                          buf.q, buf.l, value_out, vx, vp, G, status, self.chunk, T)
-        self._check(status)
-        value = self._value_after(code, value_out, buf)
-        G = G.sum(axis=0)
+        T, D, w, a = self.n_threads, self.d + self.k, self._vec(w), self._vec(a)
+        value, sx, sp = 0.0, np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype)
+        G = np.zeros((D, D), dtype=self.dtype)
+        for i0, i1 in self._row_blocks(self.n):
+            vx, vp = self._slots(self.d, self.k)
+            Gs = np.zeros((T, D, D), dtype=self.dtype)
+            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+            with blas_single_thread():
+                _kernels.gram(*self._common(theta, i0, i1), w, a, code, buf.r[i0:i1],
+                              buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp, Gs, status,
+                              self.chunk, T)
+            self._check(status)
+            value += value_out.sum()
+            sx += vx.sum(axis=0)
+            sp += vp.sum(axis=0)
+            G += Gs.sum(axis=0)
+        value = self._value_after(code, value, buf)
         G = np.triu(G) + np.triu(G, 1).T
-        return value, vx.sum(axis=0), vp.sum(axis=0), G
+        return value, sx, sp, G

@@ -197,3 +197,38 @@ def test_predict_keeps_float32(rng):
     obj = rc.Objective(X.astype(np.float32), y, widths=(4,))
     x = obj.init(0)
     assert obj.predict(x, rng.standard_normal((7, 3))).dtype == np.float32
+
+
+def test_passes_in_many_blocks_agree_and_stop_cleanly(rng, monkeypatch):
+    """A pass is a sequence of kernel calls over row blocks (Ctrl-C is seen between two):
+    many small blocks give the one-block numbers to rounding, and an interrupt after the
+    first block stores nothing."""
+    from resnet_core import _engine
+
+    X, y, sw = make_data(rng, 1000, 4, "logistic")
+    one = rc.Objective(X, y, widths=(5, 3), sample_weight=sw)
+    x = random_point(one, rng)
+    p = rng.standard_normal(one.n_params)
+    want = (one.fun(x), one.grad(x), one.hessp(x, p), one.predict(x),
+            one.partial(x).stats(x[:one.n_head_params]).G)
+    monkeypatch.setattr(_engine, "BLOCK_WORK", 1)  # blocks of one chunk
+    many = rc.Objective(X, y, widths=(5, 3), sample_weight=sw, chunk_size=64)
+    assert len(many._engine._row_blocks(1000)) == 16
+    got = (many.fun(x), many.grad(x), many.hessp(x, p), many.predict(x),
+           many.partial(x).stats(x[:many.n_head_params]).G)
+    for a, b in zip(got, want):
+        assert rel_err(a, b) < 1e-13
+    calls = []
+    original = _kernels.value_grad
+
+    def second_block_interrupted(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        original(*args)
+
+    monkeypatch.setattr(_kernels, "value_grad", second_block_interrupted)
+    x2 = random_point(many, rng)
+    with pytest.raises(KeyboardInterrupt):
+        many.fun(x2)
+    assert many.fun(x2) == pytest.approx(one.fun(x2), rel=1e-13)
