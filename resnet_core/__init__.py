@@ -12,7 +12,7 @@ from .linear import LinearBaselineResult, linear_baseline
 from .losses import BUILTIN_LOSSES, CustomLoss, Loss, get_loss
 from .objective import FeatureObjective, Objective
 from .state import PointState, SufficientStats
-from .optim import gradient_descent, perturbed_gd, projected_sgd
+from .optim import estimate_ell_rho, gradient_descent, perturbed_gd, projected_sgd
 from .pointfile import PointFileError, load_point, save_point
 from .separability import Separability, linear_separability
 from .spectrum import (SpectralDensity, Spectrum, TraceEstimate, hessian_spectrum,
@@ -38,6 +38,7 @@ __all__ = [
     "SufficientStats",
     "TraceEstimate",
     "check_sopsp",
+    "estimate_ell_rho",
     "get_loss",
     "gradient_descent",
     "hessian_spectrum",

@@ -108,6 +108,18 @@ def _estimate_ell_rho(problem: _Problem, u0, rng):
     return max(2.0 * lam, 1e-12), max(2.0 * rho, 1e-12)
 
 
+def estimate_ell_rho(objective, x0: ArrayLike, *, wrt: str = "all",
+                     seed=None) -> tuple[float, float]:
+    """Local estimates of the gradient and Hessian Lipschitz constants at ``x0`` (what
+    :func:`perturbed_gd` uses when ``ell`` or ``rho`` is not given): ``ell = 2 ||H(x0)||``
+    (power iteration on ``hessp``) and ``rho = 2 max_i ||H(x0 + h e_i) e_i - H(x0) e_i|| / h``
+    over four random unit ``e_i``, ``h = 1e-3 (1 + ||x0||)``; over all parameters
+    (``wrt="all"``) or ``(w, V)`` with ``theta`` fixed (``"wV"``).  The factor 2 is a margin;
+    neither is a global bound."""
+    problem = _Problem(objective, x0, wrt)
+    return _estimate_ell_rho(problem, problem.u0, np.random.default_rng(seed))
+
+
 def _python_core(problem, u, state, consts, perturb, t_stop, hist, pert, rng):
     """The loop of ``_loops.pgd_core`` over the objective's own (streamed) fun_and_grad."""
     I = _loops

@@ -16,7 +16,7 @@ from .. import studies, theory
 from ..certify import check_sopsp
 from ..lipschitz import Ball, Box
 from ..objective import Objective
-from ..optim import (_estimate_ell_rho, _Problem, gradient_descent, perturbed_gd,
+from ..optim import (estimate_ell_rho, gradient_descent, perturbed_gd,
                      pgd_constants, projected_sgd)
 from . import datasets
 
@@ -260,7 +260,7 @@ def resnet_vs_linear(max_iter: int, seed: int, progress=None) -> list[dict]:
         X, y = datasets.load(name)
         obj = Objective(X, y, loss=loss, widths=widths)
         x0 = obj.init(seed)
-        ell, rho = _estimate_ell_rho(_Problem(obj, x0, "all"), x0, np.random.default_rng(seed))
+        ell, rho = estimate_ell_rho(obj, x0, seed=seed)
         res = perturbed_gd(obj, x0, eps=eps, ell=2 * ell, rho=rho, max_iter=max_iter,
                            seed=seed, record_every=0)
         part = obj.partial(res.x)
