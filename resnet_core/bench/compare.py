@@ -249,19 +249,26 @@ def _rss_mib() -> float:
     return float("nan")
 
 
+def resnet_core_memory_work(X, y, widths, x=None) -> None:
+    """What the memory row of resnet-core measures: build the objective, ``fun_and_grad`` and
+    ``hessp`` at a point, and two products of its partial objective."""
+    obj = rc.Objective(X, y, loss="logistic", widths=widths, activation="tanh")
+    x = obj.init(0) if x is None else x
+    obj.fun_and_grad(x)
+    obj.hessp(x, x)
+    part = obj.partial(x)
+    z = x[:part.n_params]
+    part.hessp(z, z)
+    part.hessp(z, z)
+
+
 def memory_worker(impl: str, n: int, d: int, widths) -> dict:
     X, y = fw.make_data(n, d, seed=0)
     x = fw.init_params(d, widths, seed=1)
     # The peak (VmHWM) is read against the resident size once the data exist.
     if impl == "resnet-core":
         base = _rss_mib()
-        obj = rc.Objective(X, y, loss="logistic", widths=widths, activation="tanh")
-        obj.fun_and_grad(x)
-        obj.hessp(x, x)
-        part = obj.partial(x)
-        z = x[:part.n_params]
-        part.hessp(z, z)
-        part.hessp(z, z)
+        resnet_core_memory_work(X, y, widths, x)
     else:
         base = _rss_mib()
         fw.implementations(X, y, widths=widths)[impl].value_and_grad(x)
