@@ -28,6 +28,9 @@ DEFAULT_CHUNK = 128
 # Multiply-adds per kernel call of a pass (about 0.05 s at this machine's rate), and a cap on
 # its rows: a pass over any n hands control back to Python (and Ctrl-C) that often.
 BLOCK_WORK = 1 << 29
+# Below this many multiply-adds a kernel call runs its slots on the calling thread (measured
+# on 2 cores: a team of 2 pays off from about 1e6 upwards; below, waking it costs more).
+SERIAL_WORK = 1 << 20
 MAX_BLOCK_ROWS = 1 << 20
 
 
@@ -76,6 +79,9 @@ class Engine:
         self.n_threads = resolve_n_threads(n_threads)
         self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k, X.itemsize)
         self._empty = np.empty(0, dtype=self.dtype)
+        dims = [int(h) for h in self.dims]
+        # multiply-adds per sample of a value and gradient pass, roughly
+        self._per_row = max(self.d + self.k + sum(a * b for a, b in zip(dims[:-1], dims[1:])), 1)
 
     # -- helpers -------------------------------------------------------------------
     def _vec(self, v):
@@ -89,11 +95,15 @@ class Engine:
         """Row ranges of one pass's kernel calls: Python sees Ctrl-C between two of them.
         The size depends on the model's shape only (so do the results): about ``BLOCK_WORK``
         multiply-adds per block, a multiple of the chunk."""
-        dims = [int(h) for h in self.dims]
-        per_row = self.d + self.k + sum(a * b for a, b in zip(dims[:-1], dims[1:]))
-        rows = max(BLOCK_WORK // max(per_row, 1), self.chunk)
+        rows = max(BLOCK_WORK // self._per_row, self.chunk)
         rows = min(rows, MAX_BLOCK_ROWS) // self.chunk * self.chunk or self.chunk
         return [(i, min(i + rows, n)) for i in range(0, n, rows)]
+
+    def _workers(self, rows: int) -> int:
+        """Threads for a kernel call over ``rows`` samples: one when the call is too small to
+        pay for waking a team (``SERIAL_WORK`` multiply-adds), else one per slot.  The slots,
+        and so the numbers, are the same either way."""
+        return 1 if rows * self._per_row < SERIAL_WORK else self.n_threads
 
     def _common(self, theta, i0, i1):
         Phi = self.Phi[i0:i1] if self.Phi.shape[0] else self.Phi
@@ -152,7 +162,7 @@ class Engine:
                 _kernels.predict(X[i0:i1], Phi[i0:i1] if Phi.shape[0] else Phi, theta,
                                  self.dims, self.bias, self.act, self.feature_bias, w, a,
                                  p[i0:i1], phi[i0:i1] if features else phi, value_out, status,
-                                 self.chunk, T)
+                                 self.chunk, T, self._workers(i1 - i0))
             self._check(status)
         return p, (phi if features else None)
 
@@ -168,7 +178,7 @@ class Engine:
             with blas_single_thread():
                 _kernels.value_grad(*self._common(theta, i0, i1), w, a, code, int(need_theta),
                                     buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp,
-                                    vt, status, self.chunk, T)
+                                    vt, status, self.chunk, T, self._workers(i1 - i0))
             self._check(status)
             value += value_out.sum()
             for total, slots in zip(sums, (vx, vp, vt)):
@@ -190,7 +200,7 @@ class Engine:
             with blas_single_thread():
                 _kernels.hvp(*self._common(theta, i0, i1), *vecs, code, int(need_theta),
                              buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp, g, vt,
-                             status, self.chunk, T)
+                             status, self.chunk, T, self._workers(i1 - i0))
             self._check(status)
             value += value_out.sum()
             for total, slots in zip(sums, (vx, vp, g, vt)):
@@ -211,7 +221,7 @@ class Engine:
             with blas_single_thread():
                 _kernels.gram(*self._common(theta, i0, i1), w, a, code, buf.r[i0:i1],
                               buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp, Gs, status,
-                              self.chunk, T)
+                              self.chunk, T, self._workers(i1 - i0))
             self._check(status)
             value += value_out.sum()
             sx += vx.sum(axis=0)

@@ -18,9 +18,10 @@ Design notes
 3. Threads and determinism.  The chunks are split into ``n_slots`` contiguous ranges; a
    ``prange`` runs over the slots and each slot sums into its own row of every output.  The
    caller adds the rows in order, so a result depends on ``n_slots`` alone and is
-   bit-identical from run to run.  A forked child runs all the slots on its calling thread
-   (``_set_serial``: libgomp's thread pool does not survive ``fork``), with the same
-   numbers.  Each slot is also a self-contained unit of partial sums,
+   bit-identical from run to run.  The slots run on ``n_workers`` threads (fewer than the
+   slots for small passes, where waking a team costs more than it saves), and a forked
+   child runs them all on its calling thread (``_set_serial``: libgomp's thread pool does
+   not survive ``fork``): the same numbers either way.  Each slot is also a self-contained unit of partial sums,
    so the same kernels can run on blocks of a larger data set (Dask) and be added.
 4. BLAS.  Matrix products go to scipy's BLAS (``cython_blas``) on per-chunk blocks; the
    caller holds the BLAS pool at one thread during a call, so threads do not multiply.
@@ -87,6 +88,7 @@ cdef struct Job:
     int need_theta    # also the MLP's parameters (gradient / R-gradient)
     int const_feat    # 1: phi = [f; 1] (note 6); k = kf + 1
     Py_ssize_t n, d, k, kf, L, n_theta, chunk, n_slots, maxw, sumw
+    int n_workers     # threads that run the slots (0: one per slot)
     Py_ssize_t dims[MAX_LAYERS + 1]
     Py_ssize_t woff[MAX_LAYERS]
     Py_ssize_t boff[MAX_LAYERS]
@@ -471,7 +473,12 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
 
 cdef void _run(Job* job, const floating* X) noexcept nogil:
     cdef Py_ssize_t t
-    for t in prange(job.n_slots, schedule="static", num_threads=1 if _serial else job.n_slots):
+    cdef int workers = job.n_slots
+    if _serial:
+        workers = 1
+    elif 0 < job.n_workers < job.n_slots:
+        workers = job.n_workers
+    for t in prange(job.n_slots, schedule="static", num_threads=workers):
         job.status[t] = _process_slot(job, t, X)
 
 
@@ -540,7 +547,7 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
                floating[::1] r, floating[::1] q, floating[::1] l, double[::1] value_out,
                floating[:, ::1] vx_out, floating[:, ::1] vp_out, floating[:, ::1] vtheta_out,
                int[::1] status,
-               Py_ssize_t chunk, int n_threads):
+               Py_ssize_t chunk, int n_threads, int n_workers=0):
     """Partial sums of the value and gradient, one row per slot (``n_threads`` slots).
 
     With ``p = X w + Phi a`` (``Phi = f_theta(X)`` when ``dims`` has more than one entry)
@@ -561,6 +568,7 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
     job.vx_out = &vx_out[0, 0]
     job.vp_out = _ptr2(vp_out)
     job.vtheta_out = _ptr2(vtheta_out)
+    job.n_workers = n_workers
     with nogil:
         _run(&job, &X[0, 0])
 
@@ -573,7 +581,7 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
         floating[::1] r, floating[::1] q, floating[::1] l, double[::1] value_out,
         floating[:, ::1] vx_out, floating[:, ::1] vp_out, floating[:, ::1] g_out,
         floating[:, ::1] vtheta_out,
-        int[::1] status, Py_ssize_t chunk, int n_threads):
+        int[::1] status, Py_ssize_t chunk, int n_threads, int n_workers=0):
     """Partial sums of a Hessian-vector product by the R-operator, one row per slot.
 
     With ``Rp = X dw + Phi Ra + RPhi a`` (``RPhi`` the forward derivative of the features
@@ -596,6 +604,7 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
     job.vp_out = _ptr2(vp_out)
     job.g_out = _ptr2(g_out)
     job.vtheta_out = _ptr2(vtheta_out)
+    job.n_workers = n_workers
     with nogil:
         _run(&job, &X[0, 0])
 
@@ -607,7 +616,7 @@ def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
          floating[::1] r, floating[::1] q, floating[::1] l, double[::1] value_out,
          floating[:, ::1] vx_out, floating[:, ::1] vp_out, floating[:, :, ::1] gram_out,
          int[::1] status,
-         Py_ssize_t chunk, int n_threads):
+         Py_ssize_t chunk, int n_threads, int n_workers=0):
     """Partial sums of the weighted Gram matrix and the gradient, one slot per row.
 
     ``gram_out[t] += Z^T diag(q) Z`` with ``Z = [X, Phi]`` (upper triangle of each slot,
@@ -623,6 +632,7 @@ def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
     job.vx_out = &vx_out[0, 0]
     job.vp_out = _ptr2(vp_out)
     job.gram_out = &gram_out[0, 0, 0]
+    job.n_workers = n_workers
     with nogil:
         _run(&job, &X[0, 0])
 
@@ -631,7 +641,7 @@ def predict(const floating[:, ::1] X, const floating[:, ::1] Phi, const floating
             const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
             const floating[::1] w, const floating[::1] a, floating[::1] p_out,
             floating[:, ::1] phi_out, double[::1] value_out, int[::1] status,
-            Py_ssize_t chunk, int n_threads):
+            Py_ssize_t chunk, int n_threads, int n_workers=0):
     """``p_out = X w + Phi a`` (plus ``a[-1]`` with the constant feature) for every sample;
     the features are also written to ``phi_out`` when it has ``n`` rows: ``f_theta(X)``
     (or the given ``Phi``) when it has as many columns, rows ``[f_i, 1]`` when it has one
@@ -642,6 +652,7 @@ def predict(const floating[:, ::1] X, const floating[:, ::1] Phi, const floating
     job.p_out = &p_out[0]
     job.phi_out = _ptr2(phi_out) if phi_out.shape[0] == X.shape[0] else NULL
     job.phi_cols = phi_out.shape[1]
+    job.n_workers = n_workers
     with nogil:
         _run(&job, &X[0, 0])
 

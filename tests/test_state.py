@@ -232,3 +232,38 @@ def test_passes_in_many_blocks_agree_and_stop_cleanly(rng, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         many.fun(x2)
     assert many.fun(x2) == pytest.approx(one.fun(x2), rel=1e-13)
+
+
+def test_small_passes_on_one_thread_give_the_same_numbers(rng, monkeypatch):
+    """Small kernel calls run their slots on the calling thread (waking a team costs more
+    than it saves); the slots, and so every number, are those of a threaded call."""
+    from resnet_core import _engine
+
+    X, y, sw = make_data(rng, 3000, 5, "logistic")
+    obj = rc.Objective(X, y, widths=(6, 4), sample_weight=sw, n_threads=2)
+    x = random_point(obj, rng)
+    p = rng.standard_normal(obj.n_params)
+    answers = []
+    for serial_work in (0, 1 << 62):
+        monkeypatch.setattr(_engine, "SERIAL_WORK", serial_work)
+        fresh = rc.Objective(X, y, widths=(6, 4), sample_weight=sw, n_threads=2)
+        answers.append((fresh.fun(x), fresh.grad(x), fresh.hessp(x, p)))
+    for a, b in zip(*answers):
+        assert np.array_equal(a, b)
+
+
+def test_idle_openmp_threads_sleep_by_default():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", "import os, resnet_core; "
+                          "print(os.environ['OMP_WAIT_POLICY'])"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "PASSIVE"
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's choice is kept
+    out = subprocess.run([sys.executable, "-c", "import os, resnet_core; "
+                          "print(os.environ['OMP_WAIT_POLICY'])"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "ACTIVE"
