@@ -43,8 +43,6 @@ from .lipschitz import Ball, Box, estimate_hessian_lipschitz
 from .objective import FeatureObjective, Objective
 
 METHODS = ("auto", "structured", "dense", "lanczos")
-# Largest partial Hessian that method="auto" would ever hand to the dense solver.
-MAX_DENSE = 2000
 
 
 @dataclass
@@ -355,7 +353,7 @@ def _baseline(fo: FeatureObjective, w_star, radius) -> dict:
             "baseline_message": lin.message}
 
 
-def _curvature_threshold(fo, z, eps, mu2, mu2_region, curvature_tol) -> dict:
+def _curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol) -> dict:
     """The threshold ``-sqrt(mu2 eps)`` (or ``-curvature_tol``) and where ``mu2`` came from."""
     given = sum(v is not None for v in (mu2, mu2_region, curvature_tol))
     if given > 1:
@@ -468,7 +466,7 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
     lam = LAMBDA_MIN[method](fo, z)
     timings["eigen"] = time.perf_counter() - t
     t = time.perf_counter()
-    curvature = _curvature_threshold(fo, z, eps, mu2, mu2_region, curvature_tol)
+    curvature = _curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol)
     if mu2_region is not None:
         timings["mu2"] = time.perf_counter() - t
 

@@ -228,12 +228,12 @@ def _ray(w, margins, passes):
                         "separated by the direction of Newton's iterates")
 
 
-def _ball_squared(passes, d, R, eps):
+def _ball_squared(passes, d, R):
     """``min ||Xw - y||^2 / 2`` over ``||w|| <= R``: the secular equation, one Gram pass."""
     return ball_step(passes.full(np.zeros(d)), R)
 
 
-def _ball_general(passes, d, R, free, tol, eps, max_iter):
+def _ball_general(passes, d, R, tol, eps, max_iter):
     """``min F_lin`` over ``||w|| <= R`` by the multiplier: ``||w(lam)|| = R``."""
     eng = passes.engine
     F0 = passes.value(np.zeros(d))
@@ -322,7 +322,7 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
 
     margin_loss = loss.name in ("logistic", "smoothed_hinge") and loss.code >= 0
     if loss.name == "squared" and loss.code >= 0 and radius is not None:
-        w, lam = _ball_squared(passes, d, radius, eps)
+        w, lam = _ball_squared(passes, d, radius)
         F = passes.value(w)
         return _result(passes, w, infimum=F, attained=True, converged=True, lam=lam,
                        radius=radius, npass=2, method="secular equation",
@@ -343,7 +343,7 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
         free.radius = radius
         free.message = "minimum inside the ball (constraint inactive): " + free.message
         return free
-    w, lam, nit, npass, ok = _ball_general(passes, d, radius, free, tol, eps, max_iter)
+    w, lam, nit, npass, ok = _ball_general(passes, d, radius, tol, eps, max_iter)
     F = passes.value(w)
     return _result(passes, w, infimum=F, attained=True, converged=ok, lam=lam, radius=radius,
                    nit=nit + free.nit, npass=npass + free.npass,

@@ -251,6 +251,9 @@ def test_diabetes_raw_features_with_bias():
     assert F == pytest.approx(1429.85, abs=0.01)
     big = rc.linear_baseline(X, y * 1e4, loss="squared")
     assert big.fun == pytest.approx(1e8 * F, rel=1e-12)
+    Xs = np.column_stack([(X[:, :-1] - X[:, :-1].mean(0)) / X[:, :-1].std(0), X[:, -1]])
+    std = rc.linear_baseline(Xs, y * 1e4, loss="squared")  # standardised, y x 1e4
+    assert std.converged and std.fun == pytest.approx(_lstsq_value(Xs, y * 1e4)[1], rel=1e-12)
     for R in (300.0, 500.0, 1000.0):
         ball = rc.linear_baseline(X, y, loss="squared", radius=R)
         assert ball.converged and np.linalg.norm(ball.w) <= R
