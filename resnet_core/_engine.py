@@ -25,13 +25,13 @@ LOSS_EXTERNAL = _kernels.LOSS_CODE_EXTERNAL
 # Samples per chunk: large enough for efficient BLAS blocks, small enough that a slot's
 # workspace (a few chunk x width arrays) stays in the L2 cache.
 DEFAULT_CHUNK = 128
-# Multiply-adds per kernel call of a pass (about 0.05 s at this machine's rate), and a cap on
+# Multiply-adds per kernel call of a pass (a few hundredths of a second here), and a cap on
 # its rows: a pass over any n hands control back to Python (and Ctrl-C) that often.
-BLOCK_WORK = 1 << 29
+BLOCK_WORK = 1 << 27
 # Below this many multiply-adds a kernel call runs its slots on the calling thread (measured
 # on 2 cores: a team of 2 pays off from about 1e6 upwards; below, waking it costs more).
 SERIAL_WORK = 1 << 20
-MAX_BLOCK_ROWS = 1 << 20
+MAX_BLOCK_ROWS = 1 << 18
 
 
 class SampleBuffers:
@@ -91,19 +91,19 @@ class Engine:
         T = self.n_threads
         return [np.zeros((T, c), dtype=self.dtype) for c in cols]
 
-    def _row_blocks(self, n: int):
+    def _row_blocks(self, n: int, per_row: int):
         """Row ranges of one pass's kernel calls: Python sees Ctrl-C between two of them.
-        The size depends on the model's shape only (so do the results): about ``BLOCK_WORK``
-        multiply-adds per block, a multiple of the chunk."""
-        rows = max(BLOCK_WORK // self._per_row, self.chunk)
+        The size depends on the model's shape and the kind of pass only (so do the
+        results): about ``BLOCK_WORK`` multiply-adds per block, a multiple of the chunk."""
+        rows = max(BLOCK_WORK // per_row, self.chunk)
         rows = min(rows, MAX_BLOCK_ROWS) // self.chunk * self.chunk or self.chunk
         return [(i, min(i + rows, n)) for i in range(0, n, rows)]
 
-    def _workers(self, rows: int) -> int:
-        """Threads for a kernel call over ``rows`` samples: one when the call is too small to
-        pay for waking a team (``SERIAL_WORK`` multiply-adds), else one per slot.  The slots,
-        and so the numbers, are the same either way."""
-        return 1 if rows * self._per_row < SERIAL_WORK else self.n_threads
+    def _workers(self, rows: int, per_row: int) -> int:
+        """Threads for a kernel call over ``rows`` samples of ``per_row`` multiply-adds each:
+        one when the call is too small to pay for waking a team (``SERIAL_WORK``), else one
+        per slot.  The slots, and so the numbers, are the same either way."""
+        return 1 if rows * per_row < SERIAL_WORK else self.n_threads
 
     def _common(self, theta, i0, i1):
         Phi = self.Phi[i0:i1] if self.Phi.shape[0] else self.Phi
@@ -156,13 +156,13 @@ class Engine:
         cols = self.k if constant else self.k - self.feature_bias
         phi = np.empty((n if features else 0, cols), dtype=self.dtype)
         w, a, theta = self._vec(w), self._vec(a), self._vec(theta)
-        for i0, i1 in self._row_blocks(n):
+        for i0, i1 in self._row_blocks(n, self._per_row):
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
                 _kernels.predict(X[i0:i1], Phi[i0:i1] if Phi.shape[0] else Phi, theta,
                                  self.dims, self.bias, self.act, self.feature_bias, w, a,
                                  p[i0:i1], phi[i0:i1] if features else phi, value_out, status,
-                                 self.chunk, T, self._workers(i1 - i0))
+                                 self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
         return p, (phi if features else None)
 
@@ -172,13 +172,14 @@ class Engine:
         n_theta = self._vec(theta).shape[0] if need_theta else 0
         T, w, a = self.n_threads, self._vec(w), self._vec(a)
         value, sums = 0.0, [np.zeros(c, dtype=self.dtype) for c in (self.d, self.k, n_theta)]
-        for i0, i1 in self._row_blocks(self.n):
+        for i0, i1 in self._row_blocks(self.n, self._per_row):
             vx, vp, vt = self._slots(self.d, self.k, n_theta)
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
                 _kernels.value_grad(*self._common(theta, i0, i1), w, a, code, int(need_theta),
                                     buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp,
-                                    vt, status, self.chunk, T, self._workers(i1 - i0))
+                                    vt, status, self.chunk, T,
+                                    self._workers(i1 - i0, self._per_row))
             self._check(status)
             value += value_out.sum()
             for total, slots in zip(sums, (vx, vp, vt)):
@@ -194,13 +195,13 @@ class Engine:
                 self._vec(dtheta if need_theta else None))
         value, sums = 0.0, [np.zeros(c, dtype=self.dtype)
                             for c in (self.d, self.k, self.k, n_theta)]
-        for i0, i1 in self._row_blocks(self.n):
+        for i0, i1 in self._row_blocks(self.n, self._per_row):
             vx, vp, g, vt = self._slots(self.d, self.k, self.k, n_theta)
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
                 _kernels.hvp(*self._common(theta, i0, i1), *vecs, code, int(need_theta),
                              buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp, g, vt,
-                             status, self.chunk, T, self._workers(i1 - i0))
+                             status, self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
             value += value_out.sum()
             for total, slots in zip(sums, (vx, vp, g, vt)):
@@ -214,14 +215,15 @@ class Engine:
         T, D, w, a = self.n_threads, self.d + self.k, self._vec(w), self._vec(a)
         value, sx, sp = 0.0, np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype)
         G = np.zeros((D, D), dtype=self.dtype)
-        for i0, i1 in self._row_blocks(self.n):
+        per_row = self._per_row + D * (D + 1) // 2  # the Gram's rank-one updates
+        for i0, i1 in self._row_blocks(self.n, per_row):
             vx, vp = self._slots(self.d, self.k)
             Gs = np.zeros((T, D, D), dtype=self.dtype)
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
                 _kernels.gram(*self._common(theta, i0, i1), w, a, code, buf.r[i0:i1],
                               buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp, Gs, status,
-                              self.chunk, T, self._workers(i1 - i0))
+                              self.chunk, T, self._workers(i1 - i0, per_row))
             self._check(status)
             value += value_out.sum()
             sx += vx.sum(axis=0)

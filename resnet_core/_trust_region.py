@@ -59,9 +59,10 @@ class Model:
         return cls(F, g, ev + shift, Vt.T[:, order], null, eps)
 
     def quad(self, p) -> float:
-        """``p^T H p``."""
+        """``p^T H p`` (as a sum of squares: no underflow at tiny scales)."""
         c = self.Q.T @ p
-        return float(c @ (self.ev * c))
+        root = np.sqrt(np.abs(self.ev)) * c
+        return float(np.sum(np.sign(self.ev) * root**2))
 
 
 def newton_decrement(m: Model) -> float:
@@ -75,7 +76,7 @@ def newton_decrement(m: Model) -> float:
     c = m.Q.T @ m.g
     pos = m.ev > m.null
     null_part = float(c[~pos] @ c[~pos])
-    curved = float(np.sum(c[pos] ** 2 / m.ev[pos]))
+    curved = float(np.sum((c[pos] / np.sqrt(m.ev[pos])) ** 2))  # no over/underflow
     if null_part == 0.0:
         return curved
     floor = np.sqrt(m.eps) * max(float(m.ev[-1]), 0.0)
@@ -89,6 +90,18 @@ def newton_step(m: Model) -> np.ndarray:
     q = np.zeros_like(c)
     q[pos] = c[pos] / m.ev[pos]
     return m.Q @ q
+
+
+def inside_ball(p: np.ndarray, radius: float) -> np.ndarray:
+    """``p`` scaled onto the ball ``||p|| <= radius`` when it lies outside, never an ulp
+    beyond it."""
+    norm = np.linalg.norm(p)
+    if norm <= radius:
+        return p
+    p = p * (radius / norm)
+    while np.linalg.norm(p) > radius:
+        p = p * (1.0 - np.finfo(float).eps)
+    return p
 
 
 def _step_norm(ev, c, lam):
@@ -139,11 +152,7 @@ def ball_step(m: Model, radius: float):
     with np.errstate(divide="ignore", invalid="ignore"):
         q = c / (ev + lam)
     q[c == 0] = 0.0
-    p = m.Q @ q
-    norm = np.linalg.norm(p)
-    if norm > radius:  # never outside the ball, even by rounding
-        p *= radius / norm
-    return p, float(lam)
+    return inside_ball(m.Q @ q, radius), float(lam)
 
 
 @dataclass

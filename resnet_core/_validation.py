@@ -87,10 +87,11 @@ def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray:
     s = as_float_array("sample_weight", sample_weight, ndim=1, dtype=np.float64, shape=(n,))
     if (s < 0).any():
         raise ValueError(f"sample_weight must be non-negative; found {s.min()}")
-    total = s.sum()
-    if not total > 0:
+    largest = s.max()
+    if not largest > 0:
         raise ValueError("sample_weight must have a positive sum; got all zeros")
-    return (s / total).astype(dtype)
+    s = s / largest  # a sum of huge finite weights may overflow; of these it cannot
+    return (s / s.sum()).astype(dtype)
 
 
 def check_point(name: str, x, size: int, dtype: np.dtype) -> np.ndarray:

@@ -202,7 +202,8 @@ class SOPSPReport:
     n_samples: int
     dim: int
     baseline: str = "given w_star"
-    baseline_attained: bool = True
+    baseline_attained: bool | None = True
+    baseline_separability: str | None = None
     baseline_converged: bool = True
     baseline_radius: float | None = None
     baseline_message: str = ""
@@ -247,13 +248,16 @@ class SOPSPReport:
         if not self.baseline_converged:
             return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT converged "
                                  f"({self.baseline_message})")
+        if self.baseline_attained is None:
+            return ("inf F_lin", f"{self.F_lin_star:.6g}, whether attained is not decided "
+                                 f"({self.baseline_message})")
         if not self.baseline_attained:
-            return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT attained (separable data: by "
+            data = (self.baseline_separability or "separable").replace("_", "-")
+            return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT attained ({data} data: by "
                                  f"Corollary 1 a local minimum has F <= {self.F_lin_star:.6g};"
                                  f" F_lin(w*) = {self.F_lin_at_w_star:.3g} far along the "
                                  "separating direction)")
-        return ("inf F_lin", f"{self.F_lin_star:.6g}, attained"
-                             f"{'' if self.baseline_converged else ', NOT converged'}")
+        return ("inf F_lin", f"{self.F_lin_star:.6g}, attained")
 
     def __str__(self) -> str:
         verdict = {True: "yes", False: "no", None: "inconclusive"}[self.is_sopsp]
@@ -275,7 +279,8 @@ class SOPSPReport:
             rows.append(("mu2", f"{self.mu2:.6g} ({self.mu2_source}{where})"))
         else:
             need = ("" if self.mu2_needed is None else
-                    f"; the curvature test holds iff mu2 >= {self.mu2_needed:.4g}")
+                    f"; the curvature test holds for mu2 >= about {self.mu2_needed:.4g} "
+                    "(lambda_min^2 / eps, to lambda_min's accuracy)")
             rows.append(("mu2", f"not given{need}"))
         rows += [
             ("F(w, V, theta)", f"{self.F:.6g} +- {self.F_se:.2g} (s.e.)"),
@@ -348,7 +353,8 @@ def _baseline(fo: FeatureObjective, w_star, radius) -> dict:
         warnings.warn(f"the best linear predictor did not converge ({lin.message}); the gap "
                       "is against the point the solver reached", BaselineWarning, stacklevel=4)
     return {"w": np.asarray(lin.w, dtype=np.float64), "F_lin_star": lin.infimum,
-            "baseline": "best linear predictor", "baseline_attained": bool(lin.attained),
+            "baseline": "best linear predictor", "baseline_attained": lin.attained,
+            "baseline_separability": lin.separability,
             "baseline_converged": bool(lin.converged), "baseline_radius": radius,
             "baseline_message": lin.message}
 

@@ -54,10 +54,10 @@ def _problem_rows(meta: dict, path: str) -> list:
     if mlp:
         rows += [("activation", meta["activation"]),
                  ("widths", ", ".join(str(h) for h in meta["widths"])),
-                 ("bias", "yes" if meta["bias"] else "no"),
-                 ("feature bias", "yes (Remark 1)" if meta["feature_bias"] else "no")]
+                 ("bias", "yes" if meta["bias"] else "no")]
     else:
         rows.append(("features", f"given (k = {meta['k']})"))
+    rows.append(("feature bias", "yes (Remark 1)" if meta["feature_bias"] else "no"))
     rows += [("head", meta["head"]),
              ("n / d / k", f"{meta['n']} / {meta['d']} / {meta['k']}"),
              ("sample weights", "given" if meta["weighted"] else "uniform")]
@@ -75,8 +75,8 @@ def _certify(path: str, eps: float, mu2: float | None, mu2_ball: float | None,
         obj, x, meta = load_point(path)
         kw = {"mu2": mu2, "baseline_radius": baseline_radius}
         if mu2_ball is not None:
-            part = obj.partial(x) if hasattr(obj, "partial") else obj
-            kw["mu2_region"] = Ball(np.asarray(x, dtype=np.float64)[:part.n_params], mu2_ball)
+            z = np.asarray(x, dtype=np.float64)[:obj.n_head_params]  # (w, V): mu2's space
+            kw["mu2_region"] = Ball(z, mu2_ball)
         report = check_sopsp(obj, x, eps=eps, **kw)
     except (ValueError, TypeError, MemoryError) as err:
         reason = err.reason if isinstance(err, PointFileError) else str(err) or type(err).__name__

@@ -26,15 +26,18 @@ predicts) against ``|F|``: ``nu^2 / 2 <= tol |F|``, invariant to rescaling ``X``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult, brentq
 
 from ._engine import Engine
-from ._trust_region import Model, ball_step, trust_region_newton
+from ._trust_region import (Model, NewtonResult, ball_step, inside_ball,
+                            trust_region_newton)
 from ._validation import check_data, check_positive_int, check_sample_weight
 from .losses import Loss, get_loss
-from .separability import MAX_LP_ENTRIES, _separability
+from .separability import MAX_LP_ENTRIES, Separability, _separability
 
 # Margin past which the logistic loss is below 2.4e-16 (log1p(exp(-36))): a point on the
 # separating ray with every margin there is within that of the infimum 0.
@@ -54,8 +57,11 @@ class LinearBaselineResult(OptimizeResult):
         ``F_lin(w)`` at the returned ``w``.
     infimum : float
         ``inf F_lin`` over ``R^d`` (or the minimum over the ball with a radius).
-    attained : bool
-        Whether some finite ``w`` reaches the infimum (``fun == infimum`` up to rounding).
+    attained : bool or None
+        Whether some finite ``w`` reaches the infimum (``fun == infimum`` up to rounding);
+        None when the linear program was skipped (too large) and Newton's method converged
+        without separating the data: ``infimum`` is then right, whether a minimiser exists
+        is not decided.
     converged, success : bool
         Whether ``infimum`` is known to the solver's precision.
     direction : ndarray or None
@@ -142,17 +148,12 @@ class _Passes:
         return p * self.engine.y
 
 
-def _newton(passes: _Passes, w0, tol, max_iter, F_floor):
-    return trust_region_newton(passes.full, passes.value, w0, tol=tol, max_iter=max_iter,
-                               F_floor=F_floor)
-
-
 def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, nit=0, npass=0,
             decrement=0.0, separability=None, direction=None, method="", message=""):
     F, g = passes.grad(w)
     return LinearBaselineResult(
-        w=w, x=w, fun=float(F), infimum=float(infimum), attained=bool(attained),
-        converged=bool(converged), success=bool(converged),
+        w=w, x=w, fun=float(F), infimum=float(infimum),
+        attained=None if attained is None else bool(attained), converged=bool(converged), success=bool(converged),
         grad_norm=float(np.linalg.norm(g + lam * w)), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
         separability=separability, direction=direction, method=method, message=message)
@@ -161,9 +162,14 @@ def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, ni
 def _minimise(passes, d, tol, eps, max_iter, loss_name):
     """Unconstrained minimum of an attained problem by trust-region Newton from 0."""
     F0 = passes.value(np.zeros(d))
-    res = _newton(passes, np.zeros(d), tol, max_iter, eps * abs(F0))
-    msg = ("minimum attained; Newton decrement at the tolerance" if res.stop == "decrement"
-           else "minimum attained; converged to the rounding level" if res.converged
+    res = trust_region_newton(passes.full, passes.value, np.zeros(d), tol=tol,
+                              max_iter=max_iter, F_floor=eps * abs(F0))
+    # A user-defined loss may not be convex: then all Newton's method can promise is a
+    # stationary point.
+    what = ("minimum attained" if passes.engine.loss.code >= 0 else
+            "stationary point reached (the minimum if the loss is convex)")
+    msg = (f"{what}; Newton decrement at the tolerance" if res.stop == "decrement"
+           else f"{what}; converged to the rounding level" if res.converged
            else f"not converged ({res.stop}) after {res.nit} Newton iterations of the "
                 f"{loss_name} loss")
     return res, msg
@@ -197,58 +203,65 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
         rest = _Passes(_engine(eng.X, eng.y, s_rest, eng.loss, eng.n_threads))
         res, msg = _minimise(rest, d, tol, eps, max_iter, loss.name)
         w = _push_along(passes, res.w, sep.direction, sep.separated, margin)
-        msg = (f"quasi-separable: {sep.n_separated} samples separated along a direction, "
-               f"inf F_lin = the minimum over the other samples ({msg}), " +
-               ("attained" if hinge else "not attained (w is far along the direction)"))
-        return _result(passes, w, infimum=res.F, attained=hinge, converged=res.converged,
-                       nit=res.nit, npass=res.npass, decrement=res.decrement,
-                       separability="quasi_separable", direction=sep.direction,
-                       method="linear program (HiGHS) + trust-region Newton", message=msg)
+        # The claim holds when the point reaches the infimum on all the data; margins at
+        # the LP's tolerance (samples almost, not exactly, on the hyperplane) break it.
+        if passes.value(w) <= res.F + max(64 * eps * abs(res.F), 1e-15):
+            msg = (f"quasi-separable: {sep.n_separated} samples separated along a direction, "
+                   f"inf F_lin = the minimum over the other samples ({msg}), " +
+                   ("attained" if hinge else "not attained (w is far along the direction)"))
+            return _result(passes, w, infimum=res.F, attained=hinge, converged=res.converged,
+                           nit=res.nit, npass=res.npass, decrement=res.decrement,
+                           separability="quasi_separable", direction=sep.direction,
+                           method="linear program (HiGHS) + trust-region Newton", message=msg)
+        sep = Separability("not_decided", None, None, 0.0,
+                           "not decided: the linear program's quasi-separation does not hold "
+                           "on the data (margins at its tolerance)")
     res, msg = _minimise(passes, d, tol, eps, max_iter, loss.name)
-    status, converged = sep.status, res.converged
+    status, converged, attained = sep.status, res.converged, res.converged
     if status == "not_decided":
         margins = passes.margins(res.w)
         if np.all(margins[passes.engine.s > 0] > 0):
             return _margin_loss(passes, loss, _ray(res.w, margins, passes), d, tol, eps,
                                 max_iter, " (found by Newton's iterates)")
+        attained = None  # a converged Newton run reaches the infimum, not proof of a minimum
         msg = f"{sep.message}; {msg}" + ("" if converged else
                                          ": raise max_lp_entries or give a radius")
-    return _result(passes, res.w, infimum=res.F, attained=converged, converged=converged,
+    return _result(passes, res.w, infimum=res.F, attained=attained, converged=converged,
                    nit=res.nit, npass=res.npass, decrement=res.decrement,
                    separability=status, method="trust-region Newton" + lp_note, message=msg)
 
 
 def _ray(w, margins, passes):
     """A :class:`Separability` from a ``w`` found to separate every weighted sample."""
-    from .separability import Separability
-
     u = w / np.linalg.norm(w)
     sep = passes.engine.s > 0
     return Separability("separable", u, sep, float(margins[sep].min()),
                         "separated by the direction of Newton's iterates")
 
 
-def _ball_squared(passes, d, R):
-    """``min ||Xw - y||^2 / 2`` over ``||w|| <= R``: the secular equation, one Gram pass."""
-    return ball_step(passes.full(np.zeros(d)), R)
+@dataclass
+class _BallSolution:
+    w: np.ndarray
+    lam: float
+    nit: int
+    npass: int
+    converged: bool
+    active: bool
 
 
-def _ball_general(passes, d, R, tol, eps, max_iter):
+def _ball_general(passes, d, R, tol, eps, max_iter) -> _BallSolution:
     """``min F_lin`` over ``||w|| <= R`` by the multiplier: ``||w(lam)|| = R``."""
-    eng = passes.engine
     F0 = passes.value(np.zeros(d))
-    solves = {}
-    counts = [0, 0]
+    solves: dict[float, NewtonResult] = {}
 
     def solve(lam):
-        if lam in solves:
-            return solves[lam]
-        start = solves[min(solves, key=lambda l0: abs(l0 - lam))].w if solves else np.zeros(d)
-        res = _newton(passes.penalised(lam), start, tol, max_iter, eps * abs(F0))
-        solves[lam] = res
-        counts[0] += res.nit
-        counts[1] += res.npass
-        return res
+        if lam not in solves:
+            start = (solves[min(solves, key=lambda l0: abs(l0 - lam))].w if solves
+                     else np.zeros(d))
+            pen = passes.penalised(lam)
+            solves[lam] = trust_region_newton(pen.full, pen.value, start, tol=tol,
+                                              max_iter=max_iter, F_floor=eps * abs(F0))
+        return solves[lam]
 
     def phi(log_lam):
         return 1.0 / max(np.linalg.norm(solve(np.exp(log_lam)).w), 1e-300) - 1.0 / R
@@ -259,18 +272,18 @@ def _ball_general(passes, d, R, tol, eps, max_iter):
     while phi(hi) < 0:
         hi += np.log(4.0)
     lo = hi - np.log(4.0)
-    while phi(lo) > 0:
+    while phi(lo) > 0 and lo >= hi - 200.0:
         lo -= np.log(4.0)
-        if lo < hi - 200.0:  # e^-200 of the start: numerically inactive
-            break
-    log_lam = brentq(phi, lo, hi, xtol=1e-14, rtol=1e-14, maxiter=200) if phi(lo) < 0 else lo
-    lam = float(np.exp(log_lam))
-    res = solve(lam)
-    # On the sphere when the constraint is active (lam > 0), and never outside the ball.
-    norm = np.linalg.norm(res.w)
-    w = res.w * (R / norm) if (lam > 0 or norm > R) else res.w
-    ok = all(r.converged for r in solves.values())
-    return w, lam, counts[0], counts[1], ok
+    active = phi(lo) < 0  # else even e^-200 of the start leaves w(lam) inside: inactive
+    log_lam = brentq(phi, lo, hi, xtol=1e-14, rtol=1e-14, maxiter=200) if active else lo
+    res = solve(float(np.exp(log_lam)))
+    w = res.w
+    if active:  # the solution lies on the sphere; put it there, never an ulp outside
+        w = inside_ball(w * (R / np.linalg.norm(w)), R)
+    return _BallSolution(
+        w=w, lam=float(np.exp(log_lam)) if active else 0.0,
+        nit=sum(r.nit for r in solves.values()), npass=sum(r.npass for r in solves.values()),
+        converged=all(r.converged for r in solves.values()), active=active)
 
 
 def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic",
@@ -322,7 +335,7 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
 
     margin_loss = loss.name in ("logistic", "smoothed_hinge") and loss.code >= 0
     if loss.name == "squared" and loss.code >= 0 and radius is not None:
-        w, lam = _ball_squared(passes, d, radius)
+        w, lam = ball_step(passes.full(np.zeros(d)), radius)
         F = passes.value(w)
         return _result(passes, w, infimum=F, attained=True, converged=True, lam=lam,
                        radius=radius, npass=2, method="secular equation",
@@ -343,11 +356,12 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
         free.radius = radius
         free.message = "minimum inside the ball (constraint inactive): " + free.message
         return free
-    w, lam, nit, npass, ok = _ball_general(passes, d, radius, tol, eps, max_iter)
-    F = passes.value(w)
-    return _result(passes, w, infimum=F, attained=True, converged=ok, lam=lam, radius=radius,
-                   nit=nit + free.nit, npass=npass + free.npass,
+    ball = _ball_general(passes, d, radius, tol, eps, max_iter)
+    where = "on its boundary" if ball.active else "inside it (constraint inactive)"
+    return _result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
+                   converged=ball.converged, lam=ball.lam, radius=radius,
+                   nit=ball.nit + free.nit, npass=ball.npass + free.npass,
                    separability=free.separability, direction=free.direction,
                    method="multiplier (Brent) + trust-region Newton",
-                   message="minimum over the ball on its boundary" if ok else
-                   "not converged: a penalised solve stopped early")
+                   message=f"minimum over the ball {where}" if ball.converged else
+                   f"not converged: a penalised solve stopped early (w {where.split(' (')[0]})")

@@ -4,14 +4,13 @@ A point file states everything needed to rebuild exactly the objective it came f
 :func:`load_point` assumes nothing.  Keys (``np.savez``, no pickles):
 
 - always: ``X`` (n, d), ``y`` (n,), ``loss`` (a built-in loss's name), ``head``
-  (``"residual"`` or ``"skip"``);
+  (``"residual"`` or ``"skip"``), ``feature_bias`` (a boolean: Remark 1's constant
+  feature, appended to the MLP's output or to ``Phi``);
 - an :class:`~resnet_core.Objective` (an MLP's parameters): ``params`` (the flat point),
-  ``widths`` (integers), ``activation`` (a name), ``bias`` (a boolean), ``feature_bias``
-  (a boolean: Remark 1's constant feature);
+  ``widths`` (integers), ``activation`` (a name), ``bias`` (a boolean);
 - a :class:`~resnet_core.FeatureObjective` (features given): ``Phi`` (n, k), ``w`` (d,)
-  and ``V`` (d, k) for the residual head, or ``v`` (k,) for the skip head (a
-  ``feature_bias`` objective is stored with its constant column inside ``Phi``: the same
-  objective);
+  and ``V`` (d, k) for the residual head, or ``v`` (k,) for the skip head (``Phi``
+  without the constant column: ``k`` counts it when ``feature_bias``);
 - optional: ``sample_weight`` (n,) (absent: uniform weights) and ``format_version``
   (written by :func:`save_point`; absent is accepted, for files written by hand).
 
@@ -37,9 +36,9 @@ __all__ = ["FORMAT_VERSION", "PointFileError", "load_point", "save_point"]
 
 FORMAT_VERSION = 1
 
-_COMMON = ("X", "y", "loss", "head")
+_COMMON = ("X", "y", "loss", "head", "feature_bias")
 _OPTIONAL = ("sample_weight", "format_version")
-_MLP = ("params", "widths", "activation", "bias", "feature_bias")
+_MLP = ("params", "widths", "activation", "bias")
 _WHAT = {
     "X": "the inputs, an (n, d) array",
     "y": "the targets, an (n,) array",
@@ -114,17 +113,18 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
     parts = objective.unpack(x)  # checks x's length and values
     s = objective.sample_weight
     arrays = {"format_version": np.array(FORMAT_VERSION), "X": objective.X, "y": objective.y,
-              "loss": np.array(loss.name), "head": np.array(objective.head)}
+              "loss": np.array(loss.name), "head": np.array(objective.head),
+              "feature_bias": np.array(bool(objective.feature_bias))}
     if not np.all(s == s[0]):
         arrays["sample_weight"] = s
     if isinstance(objective, Objective):
         arrays.update(params=np.asarray(x, dtype=objective.dtype),
                       widths=np.asarray(objective.widths, dtype=np.int64),
                       activation=np.array(objective.activation),
-                      bias=np.array(bool(objective.bias)),
-                      feature_bias=np.array(bool(objective.feature_bias)))
+                      bias=np.array(bool(objective.bias)))
     else:
-        arrays["Phi"] = objective.Phi
+        Phi = objective.Phi
+        arrays["Phi"] = Phi[:, :-1] if objective.feature_bias else Phi
         arrays.update({k: parts[k] for k in ("w", "V", "v") if k in parts})
     path = Path(path)
     with open(path, "wb") as f:
@@ -197,7 +197,8 @@ def load_point(path: str | os.PathLike
                                        f"{data[k].dtype}")
     weights = data.get("sample_weight")
     meta = {"kind": kind, "loss": loss, "head": head, "format_version": version,
-            "weighted": weights is not None}
+            "weighted": weights is not None,
+            "feature_bias": _flag(path, data, "feature_bias")}
     if kind == "Objective":
         meta.update(_mlp_settings(path, data))
     else:
@@ -211,7 +212,7 @@ def load_point(path: str | os.PathLike
                                shape=(obj.n_params,))
         else:
             obj = FeatureObjective(data["X"], data["Phi"], data["y"], loss=loss, head=head,
-                                   sample_weight=weights)
+                                   feature_bias=meta["feature_bias"], sample_weight=weights)
             x = obj.pack(data["w"], data[M])
     except (ValueError, TypeError) as err:
         raise PointFileError(path, f"its arrays do not make {kind}: {err}") from err
@@ -266,17 +267,20 @@ def _read(path) -> dict:
 def _mlp_settings(path, data) -> dict:
     """``activation``, ``widths`` (a list) and ``bias`` of an Objective's file, checked."""
     activation = _choice(path, data, "activation", ACTIVATIONS)
-    flags = {}
-    for key in ("bias", "feature_bias"):
-        flags[key] = _scalar(path, data, key, "biu", "True or False")
-        if flags[key] not in (0, 1):
-            raise PointFileError(path, f"key {key!r} must be True or False; got {flags[key]}")
     widths = data["widths"]
     if widths.dtype.kind not in "iu" or widths.ndim > 1 or widths.size == 0:
         raise PointFileError(path, "key 'widths' must be one or more integers; got dtype "
                                    f"{widths.dtype}, shape {widths.shape}")
     return {"activation": activation, "widths": [int(h) for h in widths.ravel()],
-            "bias": bool(flags["bias"]), "feature_bias": bool(flags["feature_bias"])}
+            "bias": _flag(path, data, "bias")}
+
+
+def _flag(path, data, key) -> bool:
+    """A boolean key (True/False, or 1/0)."""
+    value = _scalar(path, data, key, "biu", "True or False")
+    if value not in (0, 1):
+        raise PointFileError(path, f"key {key!r} must be True or False; got {value}")
+    return bool(value)
 
 
 def _kind(path, keys) -> str | None:

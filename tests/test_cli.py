@@ -79,7 +79,7 @@ def test_certify_feature_file(tmp_path, capsys):
     Phi = np.tanh(X @ rng.standard_normal((3, 2)))
     w, V = rng.standard_normal(3), rng.standard_normal((3, 2))
     np.savez(tmp_path / "point.npz", X=X, y=y, Phi=Phi, w=w, V=V, loss="logistic",
-             head="residual")  # by hand: the keys save_point writes
+             head="residual", feature_bias=False)  # by hand: the keys save_point writes
     fo = rc.FeatureObjective(X, Phi, y)
     verdict = rc.check_sopsp(fo, fo.pack(w, V), eps=0.5).is_sopsp
     status = cli.main(["certify", str(tmp_path / "point.npz"), "--json", "--eps", "0.5"])
@@ -103,12 +103,13 @@ def test_certify_mlp_file(tmp_path, capsys):
 
 @pytest.mark.parametrize("content, message", [
     (dict(X=np.ones((3, 2))), "missing key 'y'"),
-    (dict(X=np.ones((3, 2)), y=np.ones(3), w=np.ones(2), loss="squared", head="residual"),
+    (dict(X=np.ones((3, 2)), y=np.ones(3), w=np.ones(2), loss="squared", head="residual",
+          feature_bias=False),
      "missing key 'params' .* or 'Phi'"),
     (dict(X=np.ones((3, 2)), y=np.ones(3), Phi=np.ones((3, 1)), w=np.ones(5), V=np.ones((2, 1)),
-          loss="squared", head="residual"), "w must have shape"),
+          loss="squared", head="residual", feature_bias=False), "w must have shape"),
     (dict(X=np.ones((3, 2)), y=np.ones(3), params=np.ones(9), widths=[1], loss="squared",
-          head="residual", bias=True), "missing key 'activation'"),
+          head="residual", bias=True, feature_bias=False), "missing key 'activation'"),
 ])
 def test_certify_bad_files(tmp_path, capsys, content, message):
     path = tmp_path / "bad.npz"

@@ -275,3 +275,76 @@ def test_breast_cancer_is_separable():
     assert res.infimum == 0.0 and not res.attained and res.fun < 1e-15
     hinge = rc.linear_baseline(X, y, loss="smoothed_hinge")
     assert hinge.infimum == 0.0 and hinge.attained and hinge.fun == 0.0
+
+
+# -- edge cases found in review ---------------------------------------------------------------
+
+def test_margins_at_the_lp_tolerance_fall_back_to_newton(rng):
+    """Samples almost (not exactly) on the separating hyperplane: the LP's quasi-separation
+    would give an infimum below what any w reaches; it is checked and dropped."""
+    XS = rng.standard_normal((20, 3))
+    yS = np.where(rng.standard_normal(20) > 0, 1.0, -1.0)
+    XS[:, 0] = yS * (0.1 + rng.random(20))
+    XR = rng.standard_normal((40, 3))
+    XR[:, 0] = 1e-12 * rng.standard_normal(40)
+    X = np.vstack([XS, XR])
+    y = np.r_[yS, np.where(rng.standard_normal(40) > 0, 1.0, -1.0)]
+    res = rc.linear_baseline(X, y)
+    full = rc.linear_baseline(X, y, max_lp_entries=1)  # Newton on every sample
+    assert res.converged and res.infimum == pytest.approx(full.infimum, rel=1e-12)
+    assert res.fun == pytest.approx(res.infimum, rel=1e-12)
+    assert res.attained is None and "tolerance" in res.message
+
+
+def test_quasi_separation_with_the_lp_skipped_leaves_attainment_open(rng):
+    X = rng.standard_normal((60, 3))
+    X[20:, 0] = 0.0
+    y = np.where(rng.standard_normal(60) > 0, 1.0, -1.0)
+    y[:20] = np.sign(X[:20, 0])
+    exact = rc.linear_baseline(X, y)
+    skipped = rc.linear_baseline(X, y, max_lp_entries=1)
+    assert exact.separability == "quasi_separable" and exact.attained is False
+    assert skipped.separability == "not_decided" and skipped.attained is None
+    assert skipped.infimum == pytest.approx(exact.infimum, rel=1e-10)
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e-30, 1e30, 1e100])
+def test_extreme_scales_keep_full_precision(rng, scale):
+    X, y, _ = make_data(rng, 100, 3, "squared")
+    base = rc.linear_baseline(X, y, loss="squared")
+    res = rc.linear_baseline(scale * X, scale * y, loss="squared")
+    assert res.converged and np.allclose(res.w, base.w, rtol=1e-12)
+    assert res.fun == pytest.approx(scale**2 * base.fun, rel=1e-12)
+
+
+def test_huge_weights_are_normalised_not_zeroed(rng):
+    X, y, _ = make_data(rng, 30, 2, "squared")
+    res = rc.linear_baseline(X, y, loss="squared", sample_weight=np.full(30, 1e308))
+    assert res.fun == pytest.approx(rc.linear_baseline(X, y, loss="squared").fun, rel=1e-14)
+
+
+def test_results_never_leave_the_ball(rng):
+    outside = 0
+    for _ in range(60):
+        X = rng.standard_normal((30, 4))
+        y = np.where(rng.standard_normal(30) > 0, 1.0, -1.0)
+        R = 10 ** rng.uniform(-3, 0)
+        for loss in ("logistic", "squared"):
+            outside += np.linalg.norm(rc.linear_baseline(X, y, loss=loss, radius=R).w) > R
+    assert outside == 0
+
+
+def test_an_unconverged_free_solve_is_not_pushed_onto_the_sphere(rng):
+    X, y, _ = make_data(rng, 200, 3, "logistic")
+    y[:40] *= -1
+    res = rc.linear_baseline(X, y, radius=1e3, max_iter=1)
+    best = rc.linear_baseline(X, y)
+    assert np.linalg.norm(res.w) < 1e3 and res.multiplier == 0.0
+    assert res.fun < 2 * best.fun and "inside" in res.message
+
+
+def test_a_custom_loss_reports_a_stationary_point(rng):
+    X, y, _ = make_data(rng, 50, 2, "squared")
+    res = rc.linear_baseline(X, y, loss=lambda p, y: (np.cos(p - y), -np.sin(p - y),
+                                                      -np.cos(p - y)))
+    assert "stationary point" in res.message

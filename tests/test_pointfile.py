@@ -50,16 +50,18 @@ def test_objective_round_trip(tmp_path, loss, bias, head, feature_bias):
 
 
 @pytest.mark.parametrize("head", ["residual", "skip"])
-def test_feature_objective_round_trip(tmp_path, head):
-    obj, x = _mlp(head=head)
+@pytest.mark.parametrize("feature_bias", [False, True])
+def test_feature_objective_round_trip(tmp_path, head, feature_bias):
+    obj, x = _mlp(head=head, feature_bias=feature_bias)
     fo = obj.partial(x)  # features streamed from the MLP: saved as Phi
     z = x[:fo.n_params]
     back, z2, meta = rc.load_point(rc.save_point(tmp_path / "f.npz", fo, z))
     assert isinstance(back, rc.FeatureObjective) and back.head == head
+    assert back.feature_bias == feature_bias and np.load(tmp_path / "f.npz")["Phi"].shape[1] == 3
     assert np.array_equal(z2, z)
     np.testing.assert_allclose(back.fun(z2), fo.fun(z), rtol=1e-13)
     np.testing.assert_allclose(back.hessian(z2), fo.hessian(z), rtol=1e-10, atol=1e-13)
-    assert meta["features"] == "given" and meta["weighted"] and meta["k"] == 3
+    assert meta["features"] == "given" and meta["weighted"] and meta["k"] == 3 + feature_bias
     assert set(np.load(tmp_path / "f.npz").files) >= {"Phi", "w", "V" if head == "residual"
                                                        else "v", "sample_weight"}
 
@@ -149,10 +151,12 @@ def test_bad_content_is_refused(tmp_path, change, message):
 def test_feature_file_needs_the_heads_matrix(tmp_path):
     X = np.ones((3, 2))
     np.savez(tmp_path / "f.npz", X=X, y=np.ones(3), loss="squared", head="residual",
+             feature_bias=0,
              Phi=np.ones((3, 1)), w=np.ones(2), v=np.ones(1))
     with pytest.raises(rc.PointFileError, match="missing key 'V'"):
         rc.load_point(tmp_path / "f.npz")
     np.savez(tmp_path / "f.npz", X=X, y=np.ones(3), loss="squared", head="residual",
+             feature_bias=0,
              Phi=np.ones((3, 1)), w=np.ones(5), V=np.ones((2, 1)))
     with pytest.raises(rc.PointFileError, match="w must have shape"):
         rc.load_point(tmp_path / "f.npz")

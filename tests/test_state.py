@@ -213,7 +213,7 @@ def test_passes_in_many_blocks_agree_and_stop_cleanly(rng, monkeypatch):
             one.partial(x).stats(x[:one.n_head_params]).G)
     monkeypatch.setattr(_engine, "BLOCK_WORK", 1)  # blocks of one chunk
     many = rc.Objective(X, y, widths=(5, 3), sample_weight=sw, chunk_size=64)
-    assert len(many._engine._row_blocks(1000)) == 16
+    assert len(many._engine._row_blocks(1000, many._engine._per_row)) == 16
     got = (many.fun(x), many.grad(x), many.hessp(x, p), many.predict(x),
            many.partial(x).stats(x[:many.n_head_params]).G)
     for a, b in zip(got, want):
