@@ -270,7 +270,8 @@ class SOPSPReport:
             ("||grad_(w,V) F||", f"{self.grad_norm:.6g}  ({'<=' if self.gradient_ok else '>'}"
                                  f" eps)"),
             ("lambda_min", f"{self.lambda_min:.6g} +- {self.lambda_min_error:.2g} "
-                           f"[{self.method}{'' if self.lambda_min_converged else ', NOT converged'}]"),
+                           f"[{self.method}"
+                           f"{'' if self.lambda_min_converged else ', NOT converged'}]"),
         ]
         if self.curvature_tol is not None:
             rows.append(("mu2", f"none: curvature_tol {self.curvature_tol:g} given"))

@@ -153,7 +153,8 @@ def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, ni
     F, g = passes.grad(w)
     return LinearBaselineResult(
         w=w, x=w, fun=float(F), infimum=float(infimum),
-        attained=None if attained is None else bool(attained), converged=bool(converged), success=bool(converged),
+        attained=None if attained is None else bool(attained), converged=bool(converged),
+        success=bool(converged),
         grad_norm=float(np.linalg.norm(g + lam * w)), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
         separability=separability, direction=direction, method=method, message=message)
