@@ -31,7 +31,8 @@ def test_escape_batch(benchmark, example1, threads):
     obj, z0 = example1
     benchmark.group = "PGD Example 1, 1024 runs"
     st = benchmark(lambda: rc.studies.escape(obj, z0, n_runs=1024, max_iter=2_000,
-                                             n_threads=threads, **FIXED))
+                                             n_threads=threads, stop_at_escape=False,
+                                             **FIXED))
     assert st.escaped.all()
 
 

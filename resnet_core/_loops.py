@@ -179,7 +179,8 @@ def feature_value_grad(X, Phi, y, s, loss, residual, z, grad, a, g):
 # -- perturbed gradient descent (Jin et al. 2017, Algorithm 2) ------------------------
 # istate: [t, t_noise, n_perturbations, status, escape_iter, nfev]
 # fstate: [f_tilde, F_start]
-# status codes: -1 running, 0 converged, 1 max_iter, 2 non-finite value or gradient
+# status codes: -1 running, 0 converged, 1 max_iter, 2 non-finite value or gradient,
+# (3 callback, set by the driver), 4 stopped at escape
 I_T, I_NOISE, I_NPERT, I_STATUS, I_ESCAPE, I_NFEV = 0, 1, 2, 3, 4, 5
 
 
@@ -195,11 +196,13 @@ def _sq_norm_or_nan(F, g):
 @numba.njit(cache=True, error_model="numpy")
 def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate, rng,
              perturb, eta, r, g_thres, f_thres, t_thres, f_escape, t_stop, record_every,
-             hist_t, hist_F, hist_g, n_hist, pert_t, n_pert):
+             hist_t, hist_F, hist_g, n_hist, pert_t, n_pert, stop_escape):
     """Run PGD (``perturb``) or plain GD from the state until iteration ``t_stop`` or a stop.
 
     Returns the number of history rows and of perturbation marks written so far.  Plain GD
-    stops (status 0) once ``||grad|| <= g_thres``.  The counters live in locals during the
+    stops (status 0) once ``||grad|| <= g_thres``; with ``stop_escape`` a run stops (status
+    4, ``x`` the iterate ``x_t``) at its escape iteration ``t``, the first with
+    ``F <= F(start) - f_escape``.  The counters live in locals during the
     loop and go back to ``istate`` / ``fstate`` on exit.
     """
     dim = x.shape[0]
@@ -221,6 +224,9 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
             break
         if escape < 0 and F <= F_escape:
             escape = t
+            if stop_escape:
+                status = 4
+                break
         if t == next_record:
             next_record += record_every
             if n_hist < hist_t.shape[0]:
@@ -268,11 +274,12 @@ S_NEW = -2
 
 @numba.njit(cache=True, nogil=True)
 def escape_steps(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g_thres,
-                 f_thres, t_thres, f_escape, max_iter, x_out, x_tilde, x_prev, istate_out,
-                 fstate_out, rng_out, F_out, gnorm_out, i, hi, budget):
+                 f_thres, t_thres, f_escape, max_iter, stop_escape, x_out, x_tilde, x_prev,
+                 istate_out, fstate_out, rng_out, F_out, gnorm_out, i, hi, budget):
     """Advance the independent runs ``i, i + 1, ... < hi`` in turn by ``budget`` iterations
     in all (a run's start and its final evaluation count as one each); return the first
-    unfinished run and the iterations spent.
+    unfinished run and the iterations spent.  With ``stop_escape`` a run stops at its escape
+    iteration (status 4).
 
     Run ``i`` starts from ``starts[i]`` with seed ``seeds[i]`` (status ``S_NEW`` in
     ``istate_out[i]``) and owns row ``i`` of every array, its whole state: a run can stop at
@@ -303,7 +310,7 @@ def escape_steps(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g
         t_stop = min(max_iter, t0 + max(budget - spent, 1))
         pgd_core(X, Phi, y, s, loss, residual, x, x_tilde[i], g, x_prev[i], istate, fstate,
                  rng_out[i:i + 1], perturb, eta, r, g_thres, f_thres, t_thres, f_escape,
-                 t_stop, 0, empty_i, empty_f, empty_f, 0, empty_i, 0)
+                 t_stop, 0, empty_i, empty_f, empty_f, 0, empty_i, 0, stop_escape)
         spent += istate[I_T] - t0
         if istate[I_STATUS] >= 0 or istate[I_T] >= max_iter:
             if istate[I_STATUS] < 0:

@@ -29,6 +29,7 @@ STATUS_MESSAGES = {
     1: "maximum number of iterations reached",
     2: "stopped: non-finite value or gradient; x is the last finite iterate",
     3: "stopped by the callback",
+    4: "stopped at escape: F <= F(start) - f_escape (escape studies with stop_at_escape)",
 }
 # Work (samples x parameters) below which a compiled single-thread loop beats streaming.
 _COMPILED_WORK = 1 << 21
@@ -120,7 +121,8 @@ def estimate_ell_rho(objective, x0: ArrayLike, *, wrt: str = "all",
     return _estimate_ell_rho(problem, problem.u0, np.random.default_rng(seed))
 
 
-def _python_core(problem, u, state, consts, perturb, t_stop, hist, pert, rng):
+def _python_core(problem, u, state, consts, perturb, t_stop, hist, pert, rng,
+                 stop_escape=False):
     """The loop of ``_loops.pgd_core`` over the objective's own (streamed) fun_and_grad."""
     I = _loops
     x_tilde, F_escape = state["x_tilde"], state["F_start"] - consts["f_escape"]
@@ -136,6 +138,9 @@ def _python_core(problem, u, state, consts, perturb, t_stop, hist, pert, rng):
         gn = float(np.linalg.norm(g))
         if ist[I.I_ESCAPE] < 0 and F <= F_escape:
             ist[I.I_ESCAPE] = t
+            if stop_escape:
+                ist[I.I_STATUS] = 4
+                return
         if state["record_every"] > 0 and t % state["record_every"] == 0:
             hist.append((t, F, gn))
         if not perturb:
@@ -202,7 +207,7 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
                 *problem.data, u, state["x_tilde"], g, state["x_prev"], istate, fstate, rng,
                 perturb, consts["eta"], consts["r"], consts["g_thres"], consts["f_thres"],
                 consts["t_thres"], consts["f_escape"], t_stop, record_every, hist["t"],
-                hist["F"], hist["g"], n_hist, pert, n_pert)
+                hist["F"], hist["g"], n_hist, pert, n_pert, False)
             blocks.done(int(istate[I.I_T]) - t)
         else:
             _python_core(problem, u, state, consts, perturb, t_callback, py_hist, py_pert, rng)

@@ -2,10 +2,14 @@
 
 Each run ``i`` starts from ``starts[i % len(starts)]`` with seed ``seeds[i]`` and owns row
 ``i`` of every output array, so the results depend on the seeds only, not on the number of
-threads.  The runs are compiled loops (``resnet_core._loops.escape_steps``, numba, GIL
-released) on fixed features held in memory with a built-in loss; Python threads take
-contiguous ranges of runs and advance them in timed blocks (``resnet_core._blocks``), so a
-Ctrl-C stops a study within about a tenth of a second.
+threads.  On fixed features held in memory with a built-in loss the runs are compiled loops
+(``resnet_core._loops.escape_steps``, numba, GIL released); Python threads take contiguous
+ranges of runs and advance them in timed blocks (``resnet_core._blocks``), so a Ctrl-C stops
+a study within about a tenth of a second.  Any other objective (an :class:`Objective` over
+all parameters, a custom loss, data too large to compile) runs each run in turn on the
+streamed loop of :func:`resnet_core.perturbed_gd`, seeded as the compiled runs are: the same
+escape iterations and final points to rounding, at the cost of one data pass per step per
+run.
 """
 
 from __future__ import annotations
@@ -22,8 +26,8 @@ from ._blocks import StepBlocks
 from ._threads import resolve_n_threads
 from ._validation import as_float_array, check_choice, check_positive_int
 from .certify import lambda_min_structured
-from .objective import FeatureObjective
-from .optim import STATUS_MESSAGES, pgd_constants
+from .objective import FeatureObjective, Objective
+from .optim import STATUS_MESSAGES, _Problem, _python_core, pgd_constants
 
 
 @dataclass
@@ -32,8 +36,10 @@ class EscapeStudy:
 
     ``escape_iter``: first iteration with ``F <= F(start) - f_escape`` (-1: never);
     ``final_F``, ``final_grad_norm``, ``final_lambda_min`` (NaN unless asked), ``status``
-    (codes of ``resnet_core.optim.STATUS_MESSAGES``), ``n_perturbations``, ``nit``, ``x``
-    (final points, ``n_runs x dim``), ``seeds``, and the constants used.
+    (codes of ``resnet_core.optim.STATUS_MESSAGES``; 4: stopped at escape), ``n_perturbations``,
+    ``nit`` (the iteration a run stopped at: its ``escape_iter`` when it stopped at escape),
+    ``x`` (final points, ``n_runs x n_params``), ``seeds``, the constants used, and
+    ``compiled`` (which loop ran).
     """
 
     escape_iter: np.ndarray
@@ -46,6 +52,7 @@ class EscapeStudy:
     x: np.ndarray
     seeds: np.ndarray
     constants: dict
+    compiled: bool = True
 
     @property
     def escaped(self) -> np.ndarray:
@@ -56,17 +63,21 @@ class EscapeStudy:
         return STATUS_MESSAGES[int(status)]
 
 
-def _run_blocks(args, bounds):
+def _run_blocks(args, bounds, finished=None):
     """Runs ``lo <= i < hi`` of each ``(lo, hi)`` in ``bounds`` on a thread of their own, in
     timed blocks; on an exception in the calling thread (Ctrl-C) the other threads stop at
-    the end of their block before it propagates."""
+    the end of their block before it propagates.  ``finished(n)``, if given, is told after a
+    block that finished ``n > 0`` more runs (from the thread that ran it)."""
     stop = threading.Event()
 
     def advance(lo, hi):
         blocks = StepBlocks()
         while lo < hi and not stop.is_set():
-            lo, spent = _loops.escape_steps(*args, lo, hi, blocks.next())
+            new_lo, spent = _loops.escape_steps(*args, lo, hi, blocks.next())
             blocks.done(spent)
+            if finished is not None and new_lo > lo:
+                finished(new_lo - lo)
+            lo = new_lo
 
     if len(bounds) == 1:
         advance(*bounds[0])
@@ -81,20 +92,75 @@ def _run_blocks(args, bounds):
             raise
 
 
+def _progress(enabled: bool, total: int):
+    """A thread-safe ``update(n)`` over a tqdm bar of ``total`` runs, and its ``close``; both
+    do nothing when not ``enabled``.  tqdm is imported only here."""
+    if not enabled:
+        return (lambda n: None), (lambda: None)
+    try:
+        import tqdm
+    except ImportError as exc:
+        raise ImportError("escape(progress=True) needs tqdm: pip install tqdm (or the "
+                          "'demo' extras of resnet-core)") from exc
+    bar = tqdm.tqdm(total=total, desc="escape study", unit="run")
+    lock = threading.Lock()
+
+    def update(n):
+        with lock:
+            bar.update(n)
+
+    return update, bar.close
+
+
+def _streamed_run(problem: _Problem, seed, consts, perturb, max_iter, stop_escape):
+    """One run of a study on the streamed loop of ``optim`` (a ``fun_and_grad`` pass per
+    step), started and seeded as ``_loops.escape_steps`` starts a run: returns ``u``, the
+    integer state (``_loops.I_*``), and the final value and gradient norm."""
+    I = _loops
+    u = problem.u0.copy()
+    F0, _ = problem.fun_and_grad(u)
+    istate = np.zeros(6, dtype=np.int64)
+    istate[I.I_NOISE] = -consts["t_thres"] - 1
+    istate[I.I_STATUS] = -1
+    istate[I.I_ESCAPE] = -1
+    state = {"istate": istate, "x_tilde": u.copy(), "x_prev": u.copy(), "f_tilde": F0,
+             "F_start": F0, "record_every": 0}
+    _python_core(problem, u, state, consts, perturb, max_iter, [], [], _loops.seed_state(seed),
+                 stop_escape=stop_escape)
+    if istate[I.I_STATUS] < 0:
+        istate[I.I_STATUS] = 1
+    F, g = problem.fun_and_grad(u)
+    return u, istate, F, float(np.linalg.norm(g))
+
+
+def _lambda_min(problem: _Problem, u) -> float:
+    """Smallest eigenvalue of the partial Hessian (in ``(w, V)``) at a final point."""
+    if problem.fo is not None:
+        return lambda_min_structured(problem.fo, u).value
+    fo = problem.target.partial(u, materialize=True)
+    return lambda_min_structured(fo, u[:fo.n_params]).value
+
+
 def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | None = None, seeds=None,
            seed: int = 0, eps: float = 1e-3, ell: float = 1.0, rho: float = 1.0,
            c: float = 1.0, delta: float = 0.1, delta_f: float | None = None,
            eta: float | None = None, r: float | None = None, g_thres: float | None = None,
            f_thres: float | None = None, t_thres: int | None = None,
            f_escape: float | None = None, max_iter: int = 10_000, n_threads: int | None = None,
-           lambda_min: bool = False) -> EscapeStudy:
+           lambda_min: bool = False, stop_at_escape: bool = True, wrt: str = "all",
+           progress: bool = False) -> EscapeStudy:
     """Run many independent PGD or GD trajectories and collect escape statistics.
 
     Parameters
     ----------
-    objective : FeatureObjective, or a callable returning one
-        Fixed features in memory, a built-in loss.
-    starts : array of shape (dim,) or (S, dim)
+    objective : FeatureObjective or Objective, or a callable returning one
+        On a FeatureObjective (or an Objective with ``wrt="wV"`` whose starts share one
+        ``theta``) with a built-in loss and ``n * n_params <= 2^21`` the runs are compiled and
+        spread over threads.  Anything else (an Objective over all parameters, a custom loss,
+        more data) runs each run in turn on :func:`resnet_core.perturbed_gd`'s streamed loop,
+        seeded as the compiled runs: the same answers to rounding, but a full data pass per
+        step per run (the kernels' own threads inside each pass; ``n_threads`` is unused).
+    starts : array of shape (n_params,) or (S, n_params)
         Start points; run ``i`` uses ``starts[i % S]``.
     method : {"pgd", "gd"}
     n_runs : int, optional
@@ -108,27 +174,37 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
         Decrease below ``F(start)`` that counts as an escape (default ``f_thres``).
     max_iter : int
     n_threads : int, optional
-        Threads over runs (default all cores).
+        Threads over runs (default all cores; compiled runs only).
     lambda_min : bool
         Also the smallest eigenvalue of the partial Hessian at each final point.
+    stop_at_escape : bool
+        Stop a run at its escape iteration (status 4, ``nit == escape_iter``, ``x`` and
+        ``final_F`` at that iterate).  ``False``: every run goes on until PGD's own stop or
+        ``max_iter``, as :func:`resnet_core.perturbed_gd` does.
+    wrt : {"all", "wV"}
+        For an Objective: all parameters, or ``(w, V)`` with each start's ``theta`` fixed.
+    progress : bool
+        Show a tqdm bar of the runs finished (updated between blocks; needs tqdm).
     """
-    if callable(objective) and not isinstance(objective, FeatureObjective):
+    if callable(objective) and not isinstance(objective, (FeatureObjective, Objective)):
         objective = objective()
-    if not isinstance(objective, FeatureObjective) or objective.loss.code < 0:
-        raise TypeError("escape needs a FeatureObjective with a built-in loss")
     check_choice("method", method, ("pgd", "gd"))
-    dim = objective.n_params
+    if not isinstance(objective, (FeatureObjective, Objective)):
+        raise TypeError("escape needs a FeatureObjective or an Objective; got "
+                        f"{type(objective).__name__}")
     starts = as_float_array("starts", np.atleast_2d(starts), ndim=2, dtype=np.float64,
-                            shape=(None, dim))
+                            shape=(None, objective.n_params))
     n_runs = starts.shape[0] if n_runs is None else check_positive_int("n_runs", n_runs)
     seeds = (np.arange(seed, seed + n_runs, dtype=np.int64) if seeds is None
              else np.asarray(seeds, dtype=np.int64))
     if seeds.shape != (n_runs,):
         raise ValueError(f"seeds must have shape ({n_runs},); got {seeds.shape}")
     max_iter = check_positive_int("max_iter", max_iter)
-    run_starts = np.ascontiguousarray(starts[np.arange(n_runs) % starts.shape[0]])
+    problems = [_Problem(objective, s0, wrt) for s0 in starts]
+    dim = problems[0].dim
+    compiled = all(p.compiled and np.array_equal(p.tail, problems[0].tail) for p in problems)
     if delta_f is None:
-        delta_f = max(max(objective.fun(s0) for s0 in starts), 1e-12)
+        delta_f = max(max(p.target.fun(p.u0) for p in problems), 1e-12)
     consts = pgd_constants(eps=eps, ell=ell, rho=rho, c=c, delta=delta, delta_f=delta_f,
                            dim=dim)
     for name, value in (("eta", eta), ("r", r), ("g_thres", g_thres), ("f_thres", f_thres)):
@@ -139,26 +215,44 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     f_esc = consts["f_thres"] if f_escape is None else float(f_escape)
     if method == "gd":
         consts.update(r=0.0, g_thres=-1.0)  # plain GD runs its max_iter steps
+    consts["f_escape"] = f_esc
+    stop = bool(stop_at_escape)
 
-    data = (np.asarray(objective.X, np.float64), np.asarray(objective.Phi, np.float64),
-            np.asarray(objective.y, np.float64), np.asarray(objective.sample_weight, np.float64),
-            objective.loss.code, objective.head == "residual")
-    x_out = np.empty((n_runs, dim))
+    u_out = np.empty((n_runs, dim))
     istate = np.full((n_runs, 6), _loops.S_NEW, dtype=np.int64)
     F_out, g_out = np.empty(n_runs), np.empty(n_runs)
-    args = (*data, run_starts, seeds, method == "pgd", consts["eta"], consts["r"],
-            consts["g_thres"], consts["f_thres"], consts["t_thres"], f_esc, max_iter, x_out,
-            np.empty((n_runs, dim)), np.empty((n_runs, dim)), istate, np.empty((n_runs, 2)),
-            np.empty(n_runs, dtype=np.uint64), F_out, g_out)
-    T = min(resolve_n_threads(n_threads), n_runs)
-    _loops.check_codes()
-    _run_blocks(args, [(n_runs * b // T, n_runs * (b + 1) // T) for b in range(T)])
+    update, close = _progress(progress, n_runs)
+    try:
+        if compiled:
+            run_starts = np.ascontiguousarray(
+                np.array([p.u0 for p in problems])[np.arange(n_runs) % len(problems)])
+            args = (*problems[0].data, run_starts, seeds, method == "pgd", consts["eta"],
+                    consts["r"], consts["g_thres"], consts["f_thres"], consts["t_thres"], f_esc,
+                    max_iter, stop, u_out, np.empty((n_runs, dim)), np.empty((n_runs, dim)),
+                    istate, np.empty((n_runs, 2)), np.empty(n_runs, dtype=np.uint64), F_out,
+                    g_out)
+            T = min(resolve_n_threads(n_threads), n_runs)
+            _loops.check_codes()
+            _run_blocks(args, [(n_runs * b // T, n_runs * (b + 1) // T) for b in range(T)],
+                        update if progress else None)
+        else:
+            for i in range(n_runs):
+                u_out[i], istate[i], F_out[i], g_out[i] = _streamed_run(
+                    problems[i % len(problems)], seeds[i], consts, method == "pgd", max_iter,
+                    stop)
+                update(1)
+    finally:
+        close()
     lam = np.full(n_runs, np.nan)
     if lambda_min:
-        lam = np.array([lambda_min_structured(objective, xi).value for xi in x_out])
-    consts["f_escape"] = f_esc
+        lam = np.array([_lambda_min(problems[i % len(problems)], u_out[i])
+                        for i in range(n_runs)])
+    x_out = u_out
+    if problems[0].tail.size:
+        x_out = np.array([problems[i % len(problems)].to_x(u_out[i]) for i in range(n_runs)])
     return EscapeStudy(escape_iter=istate[:, _loops.I_ESCAPE].copy(), final_F=F_out,
                        final_grad_norm=g_out, final_lambda_min=lam,
                        status=istate[:, _loops.I_STATUS].copy(),
                        n_perturbations=istate[:, _loops.I_NPERT].copy(),
-                       nit=istate[:, _loops.I_T].copy(), x=x_out, seeds=seeds, constants=consts)
+                       nit=istate[:, _loops.I_T].copy(), x=x_out, seeds=seeds, constants=consts,
+                       compiled=compiled)

@@ -3,6 +3,8 @@ agree, NaN stops, callbacks, projected SGD feasibility and its 1/sqrt(T) rate on
 batched studies."""
 
 import math
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -155,7 +157,7 @@ def test_projected_sgd_gap_shrinks_like_inverse_sqrt_T(breast_cancer):
 
 def test_escape_study(saddle):
     obj, z0 = saddle
-    kw = dict(n_runs=64, max_iter=20_000, eps=1e-3, ell=1.0, rho=1.0)
+    kw = dict(n_runs=64, max_iter=20_000, eps=1e-3, ell=1.0, rho=1.0, stop_at_escape=False)
     two = rc.studies.escape(obj, z0, n_threads=2, lambda_min=True, **kw)
     one = rc.studies.escape(obj, z0, n_threads=1, **kw)
     assert np.array_equal(two.x, one.x) and np.array_equal(two.escape_iter, one.escape_iter)
@@ -169,3 +171,110 @@ def test_escape_study(saddle):
     with pytest.raises(ValueError, match="seeds must have shape"):
         rc.studies.escape(obj, z0, n_runs=3, seeds=[1, 2], **{k: v for k, v in kw.items()
                                                                  if k != "n_runs"})
+
+
+def test_escape_study_stops_at_escape(saddle):
+    obj, z0 = saddle
+    kw = dict(n_runs=6, max_iter=20_000, eps=1e-3, ell=1.0, rho=1.0, seed=3)
+    on = rc.studies.escape(obj, z0, **kw)
+    off = rc.studies.escape(obj, z0, stop_at_escape=False, **kw)
+    assert on.escaped.all() and np.array_equal(on.escape_iter, off.escape_iter)
+    assert np.array_equal(on.nit, on.escape_iter) and np.all(on.status == 4)
+    assert "escape" in on.message(4) and np.all(off.nit > on.nit)
+    assert np.all(on.final_F <= 0.5 - on.constants["f_escape"])
+    # the point at escape is the uninterrupted run's iterate there, bit for bit
+    for i in (0, 4):
+        cut = rc.studies.escape(obj, z0, stop_at_escape=False, seeds=[on.seeds[i]],
+                                **{**kw, "n_runs": 1, "max_iter": int(on.escape_iter[i])})
+        assert np.array_equal(cut.x[0], on.x[i]) and cut.final_F[0] == on.final_F[i]
+    # a run that never escapes is the same either way
+    gd = [rc.studies.escape(obj, z0, method="gd", n_runs=2, max_iter=500, stop_at_escape=s,
+                            eps=1e-3) for s in (True, False)]
+    assert np.array_equal(gd[0].x, gd[1].x) and np.all(gd[0].status == 1)
+    assert np.all(gd[0].nit == 500) and not gd[0].escaped.any()
+
+
+@pytest.mark.parametrize("stop", [True, False])
+def test_escape_study_streamed_fallback_agrees(saddle, rng, monkeypatch, stop):
+    """Forced onto the streamed loop (one data pass per step), a study gives the compiled
+    study's answers: same escape iterations and counters, final points to rounding."""
+    obj, z0 = saddle
+    X, y, sw = make_data(rng, 60, 3, "logistic")
+    fo = rc.FeatureObjective(X, np.tanh(rng.standard_normal((60, 2))), y, sample_weight=sw)
+    cases = [(obj, z0, dict(n_runs=4, max_iter=4000, eps=1e-3, ell=1.0, rho=1.0, seed=1)),
+             (fo, 0.1 * rng.standard_normal((2, fo.n_params)),
+              dict(n_runs=4, max_iter=600, eps=1e-2, ell=4.0, rho=4.0, seed=2, f_escape=0.05))]
+    fast = [rc.studies.escape(o, s, stop_at_escape=stop, lambda_min=True, **kw)
+            for o, s, kw in cases]
+    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    slow = [rc.studies.escape(o, s, stop_at_escape=stop, lambda_min=True, **kw)
+            for o, s, kw in cases]
+    for a, b in zip(fast, slow):
+        assert a.compiled and not b.compiled and a.escaped.any()
+        for f in ("escape_iter", "nit", "status", "n_perturbations", "seeds"):
+            assert np.array_equal(getattr(a, f), getattr(b, f)), f
+        assert np.allclose(a.x, b.x, rtol=1e-9, atol=1e-12)
+        assert np.allclose(a.final_F, b.final_F, rtol=1e-10)
+        assert np.allclose(a.final_lambda_min, b.final_lambda_min, rtol=1e-8, atol=1e-12)
+    assert np.any(fast[0].n_perturbations > 0)
+
+
+def test_escape_study_on_any_objective(rng):
+    X, y, sw = make_data(rng, 80, 3, "logistic")
+    obj = rc.Objective(X, y, widths=(4,), sample_weight=sw, n_threads=1)
+    x0 = random_point(obj, rng)
+    kw = dict(n_runs=2, max_iter=40, eps=1e-2, ell=2.0, rho=2.0, f_escape=1e-3,
+              lambda_min=True)
+    full = rc.studies.escape(obj, x0, **kw)
+    assert not full.compiled and full.x.shape == (2, obj.n_params)
+    assert full.escaped.all() and np.all(full.status == 4)
+    assert np.allclose(full.final_F, [obj.fun(x) for x in full.x], rtol=1e-12)
+    assert np.all(np.isfinite(full.final_lambda_min))
+    part = rc.studies.escape(obj, x0, wrt="wV", **kw)
+    nh = obj.d + obj.d * obj.k
+    assert part.compiled and np.all(part.x[:, nh:] == x0[nh:])
+    assert np.allclose(part.final_F, [obj.fun(x) for x in part.x], rtol=1e-12)
+    two = rc.studies.escape(obj, [x0, random_point(obj, rng)], wrt="wV", **kw)
+    assert not two.compiled  # two thetas: streamed, each start with its own features
+    assert np.allclose(two.x[0], part.x[0], rtol=1e-9, atol=1e-12)
+
+    def logistic(p, t):
+        e = np.exp(-t * p)
+        return np.log1p(e), -t * e / (1 + e), e / (1 + e) ** 2
+
+    Phi = np.tanh(rng.standard_normal((80, 2)))
+    built = rc.FeatureObjective(X, Phi, y, sample_weight=sw)
+    custom = rc.FeatureObjective(X, Phi, y, sample_weight=sw, loss=logistic)
+    z0 = 0.1 * rng.standard_normal(built.n_params)
+    a, b = (rc.studies.escape(o, z0, n_runs=3, max_iter=300, eps=1e-2, ell=4.0, rho=4.0,
+                              f_escape=0.05) for o in (built, custom))
+    assert a.compiled and not b.compiled
+    assert np.array_equal(a.escape_iter, b.escape_iter) and np.allclose(a.x, b.x, rtol=1e-8)
+
+
+def test_escape_study_progress(saddle, monkeypatch):
+    obj, z0 = saddle
+    kw = dict(n_runs=6, max_iter=5000, eps=1e-3, ell=1.0, rho=1.0, n_threads=2)
+    bars = []
+
+    class Bar:
+        def __init__(self, total, **_):
+            self.total, self.n, self.closed = total, 0, False
+            bars.append(self)
+
+        def update(self, n):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=Bar))
+    shown = rc.studies.escape(obj, z0, progress=True, **kw)
+    plain = rc.studies.escape(obj, z0, **kw)
+    assert np.array_equal(shown.x, plain.x) and np.array_equal(shown.nit, plain.nit)
+    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    rc.studies.escape(obj, z0, progress=True, **{**kw, "n_runs": 3})
+    assert [(b.total, b.n, b.closed) for b in bars] == [(6, 6, True), (3, 3, True)]
+    monkeypatch.setitem(sys.modules, "tqdm", None)
+    with pytest.raises(ImportError, match="needs tqdm"):
+        rc.studies.escape(obj, z0, progress=True, **kw)

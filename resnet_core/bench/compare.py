@@ -175,7 +175,8 @@ def run_optimisers(repeat: int, quick: bool) -> list[tuple[str, str, float]]:
 
     def study(threads):
         return lambda: rc.studies.escape(obj, z0, n_runs=R, max_iter=nR, eps=1e-3, ell=1.0,
-                                         rho=1.0, n_threads=threads, **k).x
+                                         rho=1.0, n_threads=threads, stop_at_escape=False,
+                                         **k).x
 
     work = f"PGD, {R} runs (per 1e6 run-steps)"
     rows.append((work, "resnet-core", per * median_time(study(None), repeat=repeat) / (R * nR)))
