@@ -192,7 +192,7 @@ def escape_vs_eps(eps_values, n_runs: int, seed: int, progress=None) -> dict:
         q = np.percentile(it, [25, 50, 75]) if it.size else [np.nan] * 3
         rows.append({"eps": eps, "escaped_fraction": float(st.escaped.mean()),
                      "q25": float(q[0]), "median": float(q[1]), "q75": float(q[2]),
-                     "final_F_max": float(st.final_F.max()), "t_thres": k["t_thres"]})
+                     "F_at_stop_max": float(st.final_F.max()), "t_thres": k["t_thres"]})
         if progress is not None:
             progress.update(1)
     ok = [r for r in rows if np.isfinite(r["median"])]
