@@ -32,6 +32,9 @@ STATUS_MESSAGES = {
 }
 # Work (samples x parameters) below which a compiled single-thread loop beats streaming.
 _COMPILED_WORK = 1 << 21
+# The squared loss on fixed features runs compiled on second moments (any n); False: on the
+# samples, as the other losses (tests compare the two).
+_MOMENTS = True
 
 
 def pgd_constants(*, eps, ell, rho, c, delta, delta_f, dim):
@@ -67,9 +70,16 @@ class _Problem:
         self.fo = target if isinstance(target, FeatureObjective) else None
         self.u0 = np.asarray(x0, dtype=np.float64).copy()
         self.dim = self.u0.size
+        # the squared loss runs on the data's second moments, whatever n (_loops.moment_data)
+        self.moments = (_MOMENTS and self.fo is not None
+                        and target.loss.code == _loops._SQUARED)
         self.compiled = (self.fo is not None and target.loss.code >= 0
-                         and target.n_samples * target.n_params <= _COMPILED_WORK)
-        if self.compiled:
+                         and (self.moments
+                              or target.n_samples * target.n_params <= _COMPILED_WORK))
+        if self.moments:
+            self.data = _loops.moment_data(target.X, target.Phi, target.y,
+                                           target.sample_weight, target.head == "residual")
+        elif self.compiled:
             self.data = (np.asarray(target.X, np.float64), np.asarray(target.Phi, np.float64),
                          np.asarray(target.y, np.float64),
                          np.asarray(target.sample_weight, np.float64),
