@@ -49,14 +49,13 @@ def test_projected_sgd_steps(benchmark):
 
 # FeatureObjective, residual head, n = 1000, d = k = 8: the squared loss runs on second
 # moments (O((d + k)^2) per step), the logistic loss on the samples
-FEATURE_STEPS = {"squared": [pytest.param(10_000, id="1e4"),
-                             pytest.param(1_000_000, id="1e6", marks=pytest.mark.slow)],
-                 "logistic": [pytest.param(200, id="2e2"),
-                              pytest.param(20_000, id="2e4", marks=pytest.mark.slow)]}
+FEATURE_STEPS = [pytest.param("squared", 10_000, id="squared-1e4"),
+                 pytest.param("squared", 1_000_000, id="squared-1e6", marks=pytest.mark.slow),
+                 pytest.param("logistic", 200, id="logistic-2e2"),
+                 pytest.param("logistic", 20_000, id="logistic-2e4", marks=pytest.mark.slow)]
 
 
-@pytest.mark.parametrize("loss, n_steps", [(loss, p) for loss, ps in FEATURE_STEPS.items()
-                                           for p in ps])
+@pytest.mark.parametrize("loss, n_steps", FEATURE_STEPS)
 def test_gd_feature_objective(benchmark, loss, n_steps):
     from pgd_vs_handwritten import feature_problem
 

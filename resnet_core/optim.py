@@ -4,7 +4,10 @@ projected SGD on the skip head (Shamir 2018, Theorem 4).
 Which loop runs: on fixed features held in memory (a :class:`FeatureObjective`, or an
 :class:`Objective` with ``wrt="wV"``) and a built-in loss, the whole iteration is compiled
 (numba, ``resnet_core._loops``): value, gradient, perturbation and bookkeeping, with no
-Python per step.  With ``wrt="all"`` on an :class:`Objective` (or a user-defined loss) each
+Python per step.  The squared loss runs on the data's second moments (``M = E[z z^T]``,
+``b = E[z y]``, ``c = E[y^2] / 2`` with ``z = [x; phi]``, one pass in float64), so a step
+costs ``O((d + k)^2)`` whatever ``n`` (and any ``n`` runs compiled); the other losses run
+on the samples up to ``_COMPILED_WORK``.  With ``wrt="all"`` on an :class:`Objective` (or a user-defined loss) each
 step is one streamed pass of the compiled kernels over all samples, driven from Python: a
 step costs one ``fun_and_grad`` and the driver's share is a few microseconds (measured in
 ``benchmarks/compare.py``).  Both loops draw the same random numbers from the same seed.
