@@ -46,3 +46,31 @@ def test_projected_sgd_steps(benchmark):
     res = benchmark(lambda: rc.projected_sgd(obj, x0, T=10_000, b=5.0, seed=0,
                                              eval_every=10_000))
     assert res.max_norm_wv <= 5.0 + 1e-12
+
+
+# FeatureObjective, residual head, n = 1000, d = k = 8: the squared loss runs on second
+# moments (O((d + k)^2) per step), the logistic loss on the samples
+FEATURE_STEPS = [pytest.param("squared", 10_000, id="squared-1e4"),
+                 pytest.param("squared", 1_000_000, id="squared-1e6", marks=pytest.mark.slow),
+                 pytest.param("logistic", 200, id="logistic-2e2"),
+                 pytest.param("logistic", 20_000, id="logistic-2e4", marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("loss, n_steps", FEATURE_STEPS)
+def test_gd_feature_objective(benchmark, loss, n_steps):
+    from pgd_vs_handwritten import feature_problem
+
+    fo, x0 = feature_problem(loss=loss)
+    benchmark.group = f"GD FeatureObjective n=1000 d=k=8 {loss}, {n_steps} steps"
+    res = benchmark(lambda: rc.gradient_descent(fo, x0, eta=0.05, gtol=-1.0,
+                                                max_iter=n_steps, record_every=0))
+    assert res.compiled and res.nit == n_steps and res.fun < fo.fun(x0)
+
+
+def test_vs_handwritten_smoke():
+    """benchmarks/pgd_vs_handwritten.py runs (tiny sizes): it checks that the hand-written
+    loops solve the same problem."""
+    from pgd_vs_handwritten import rows
+
+    out = rows(repeat=1, quick=True)
+    assert all(ours > 0 and hand > 0 for _, _, ours, hand in out)

@@ -131,11 +131,106 @@ def act_d1(code, z):
 
 # -- F_theta(w, V) for given features -------------------------------------------------
 
+# Loss code of moment data (not a loss of the kernels): the squared loss as
+# ``F = 1/2 s^T M s - s^T b + c``, ``s = [w; V^T w]`` (residual head) or ``[w; v]`` (skip),
+# with ``M = sum_i s_i z_i z_i^T``, ``b = sum_i s_i y_i z_i``, ``c = sum_i s_i y_i^2 / 2`` and
+# ``z_i = [x_i; phi_i]``: see :func:`moment_data`.
+MOMENTS = 1000
+assert MOMENTS not in _kernels.LOSS_CODES.values()
+
+
+def moment_data(X, Phi, y, s, residual, rows=1 << 16):
+    """The data tuple of the loops for the squared loss by moments (float64, one pass in
+    blocks of ``rows`` samples): ``(M, empty (0, k), b, [c], MOMENTS, residual)``, taken by
+    every loop in place of ``(X, Phi, y, s, loss, residual)``; a step then costs
+    ``O((d + k)^2)`` whatever ``n``."""
+    n, d = X.shape
+    k = Phi.shape[1]
+    M = np.zeros((d + k, d + k))
+    b = np.zeros(d + k)
+    c = 0.0
+    for lo in range(0, n, rows):
+        Z = np.hstack([np.asarray(X[lo:lo + rows], np.float64),
+                       np.asarray(Phi[lo:lo + rows], np.float64)])
+        sw = np.asarray(s[lo:lo + rows], np.float64)
+        yy = np.asarray(y[lo:lo + rows], np.float64)
+        M += Z.T @ (Z * sw[:, None])
+        b += Z.T @ (sw * yy)
+        c += 0.5 * float(np.dot(sw, yy * yy))
+    M = 0.5 * (M + M.T)
+    return M, np.empty((0, k)), b, np.array([c]), MOMENTS, bool(residual)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _head_grad(residual, d, k, z, grad, g):
+    """Chain rule from ``grad[:d] = dF/dw`` (at fixed ``a``) and ``g = dF/da`` to the
+    gradient over ``z``: ``a = V^T w`` (residual head) or ``a = v`` (skip head)."""
+    if residual:
+        for j in range(d):
+            acc = 0.0
+            for m in range(k):
+                acc += z[d + j * k + m] * g[m]
+                grad[d + j * k + m] = z[j] * g[m]
+            grad[j] += acc
+    else:
+        for m in range(k):
+            grad[d + m] = g[m]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _head_a(residual, d, k, z, a):
+    """``a = V^T w`` (residual head) or ``v`` (skip head)."""
+    for m in range(k):
+        if residual:
+            acc = 0.0
+            for j in range(d):
+                acc += z[d + j * k + m] * z[j]
+            a[m] = acc
+        else:
+            a[m] = z[d + m]
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def moment_value_grad(M, b, c, residual, z, grad, a, g):
+    """``F = 1/2 s^T M s - s^T b + c`` with ``s = [w; a]`` and its gradient over ``z``,
+    from ``dF/ds = M s - b``: ``O((d + k)^2)``."""
+    k = a.shape[0]
+    D = M.shape[0]
+    d = D - k
+    _head_a(residual, d, k, z, a)
+    F2 = 0.0
+    for i in range(D):
+        acc = -b[i]
+        for j in range(d):
+            acc += M[i, j] * z[j]
+        for m in range(k):
+            acc += M[i, d + m] * a[m]
+        if i < d:
+            grad[i] = acc
+            F2 += z[i] * (acc - b[i])
+        else:
+            g[i - d] = acc
+            F2 += a[i - d] * (acc - b[i])
+    _head_grad(residual, d, k, z, grad, g)
+    return 0.5 * F2 + c
+
+
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def feature_value_grad(X, Phi, y, s, loss, residual, z, grad, a, g):
     """``F = sum_i s_i l(p_i)`` and its gradient over ``z = [w, vec(V)]`` (residual head,
     ``p = x.w + phi.(V^T w)``) or ``[w, v]`` (skip head) into ``grad``; ``a`` and ``g`` are
-    ``k``-entry scratch vectors (no allocation per call: this runs once per PGD step)."""
+    ``k``-entry scratch vectors (no allocation per call: this runs once per PGD step).
+    With ``loss == MOMENTS`` the data are :func:`moment_data`'s ``(M, -, b, [c])``."""
+    if loss == MOMENTS:
+        return moment_value_grad(X, y, s[0], residual, z, grad, a, g)
+    return sample_value_grad(X, Phi, y, s, loss, residual, z, grad, a, g)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def sample_value_grad(X, Phi, y, s, loss, residual, z, grad, a, g):
+    """:func:`feature_value_grad` on the samples (a built-in loss).  The head's loops are
+    written out here, not :func:`_head_a` / :func:`_head_grad`: with those a step on Example
+    1's sample took 5x longer (numba 0.68, measured; LLVM's choices differ)."""
     n, d = X.shape
     k = Phi.shape[1]
     for m in range(k):
@@ -202,9 +297,40 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
     Returns the number of history rows and of perturbation marks written so far.  Plain GD
     stops (status 0) once ``||grad|| <= g_thres``; with ``stop_escape`` a run stops (status
     4, ``x`` the iterate ``x_t``) at its escape iteration ``t``, the first with
-    ``F <= F(start) - f_escape``.  The counters live in locals during the
-    loop and go back to ``istate`` / ``fstate`` on exit.
+    ``F <= F(start) - f_escape``.  The counters live in locals during the loop and go back
+    to ``istate`` / ``fstate`` on exit.  ``(X, Phi, y, s, loss)`` are the samples, or moment
+    data (``loss == MOMENTS``, see :func:`moment_data`).
     """
+    # M (moments) and skip (the skip head) None or not: four specialisations, in each of
+    # which numba prunes the branches on them and the head is a constant (a step on
+    # Example 1 took 3x longer with the flag tested inside the loops)
+    if loss == MOMENTS:
+        if residual:
+            return _pgd_loop(X, Phi, y, s, loss, X, None, x, x_tilde, g, x_prev, istate,
+                         fstate, rng, perturb, eta, r, g_thres, f_thres, t_thres, f_escape,
+                         t_stop, record_every, hist_t, hist_F, hist_g, n_hist, pert_t, n_pert,
+                         stop_escape)
+        return _pgd_loop(X, Phi, y, s, loss, X, 0, x, x_tilde, g, x_prev, istate,
+                         fstate, rng, perturb, eta, r, g_thres, f_thres, t_thres, f_escape,
+                         t_stop, record_every, hist_t, hist_F, hist_g, n_hist, pert_t, n_pert,
+                         stop_escape)
+    if residual:
+        return _pgd_loop(X, Phi, y, s, loss, None, None, x, x_tilde, g, x_prev, istate,
+                         fstate, rng, perturb, eta, r, g_thres, f_thres, t_thres, f_escape,
+                         t_stop, record_every, hist_t, hist_F, hist_g, n_hist, pert_t, n_pert,
+                         stop_escape)
+    return _pgd_loop(X, Phi, y, s, loss, None, 0, x, x_tilde, g, x_prev, istate,
+                         fstate, rng, perturb, eta, r, g_thres, f_thres, t_thres, f_escape,
+                         t_stop, record_every, hist_t, hist_F, hist_g, n_hist, pert_t, n_pert,
+                         stop_escape)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _pgd_loop(X, Phi, y, s, loss, M, skip, x, x_tilde, g, x_prev, istate, fstate, rng,
+              perturb, eta, r, g_thres, f_thres, t_thres, f_escape, t_stop, record_every,
+              hist_t, hist_F, hist_g, n_hist, pert_t, n_pert, stop_escape):
+    """:func:`pgd_core` on moments (``M`` the moment matrix, which is ``X``) or on samples
+    (``M`` None), for the residual head (``skip`` None) or the skip head."""
     dim = x.shape[0]
     wa, wg = np.empty(Phi.shape[1]), np.empty(Phi.shape[1])
     t, t_noise, n_perturb = istate[I_T], istate[I_NOISE], istate[I_NPERT]
@@ -215,7 +341,15 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
     if record_every > 0 and t % record_every:
         next_record = t + record_every - t % record_every
     while t < t_stop:
-        F = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
+        if M is None:
+            if skip is None:
+                F = sample_value_grad(X, Phi, y, s, loss, True, x, g, wa, wg)
+            else:
+                F = sample_value_grad(X, Phi, y, s, loss, False, x, g, wa, wg)
+        elif skip is None:
+            F = moment_value_grad(M, y, s[0], True, x, g, wa, wg)
+        else:
+            F = moment_value_grad(M, y, s[0], False, x, g, wa, wg)
         nfev += 1
         g2 = _sq_norm_or_nan(F, g)
         if math.isnan(g2):
@@ -248,7 +382,15 @@ def pgd_core(X, Phi, y, s, loss, residual, x, x_tilde, g, x_prev, istate, fstate
                 pert_t[n_pert] = t
                 n_pert += 1
             add_ball_sample(x, r, rng)
-            F = feature_value_grad(X, Phi, y, s, loss, residual, x, g, wa, wg)
+            if M is None:
+                if skip is None:
+                    F = sample_value_grad(X, Phi, y, s, loss, True, x, g, wa, wg)
+                else:
+                    F = sample_value_grad(X, Phi, y, s, loss, False, x, g, wa, wg)
+            elif skip is None:
+                F = moment_value_grad(M, y, s[0], True, x, g, wa, wg)
+            else:
+                F = moment_value_grad(M, y, s[0], False, x, g, wa, wg)
             nfev += 1
             if math.isnan(_sq_norm_or_nan(F, g)):
                 x[:] = x_tilde

@@ -4,7 +4,10 @@ projected SGD on the skip head (Shamir 2018, Theorem 4).
 Which loop runs: on fixed features held in memory (a :class:`FeatureObjective`, or an
 :class:`Objective` with ``wrt="wV"``) and a built-in loss, the whole iteration is compiled
 (numba, ``resnet_core._loops``): value, gradient, perturbation and bookkeeping, with no
-Python per step.  With ``wrt="all"`` on an :class:`Objective` (or a user-defined loss) each
+Python per step.  The squared loss runs on the data's second moments (``M = E[z z^T]``,
+``b = E[z y]``, ``c = E[y^2] / 2`` with ``z = [x; phi]``, one pass in float64), so a step
+costs ``O((d + k)^2)`` whatever ``n`` (and any ``n`` runs compiled); the other losses run
+on the samples up to ``_COMPILED_WORK``.  With ``wrt="all"`` on an :class:`Objective` (or a user-defined loss) each
 step is one streamed pass of the compiled kernels over all samples, driven from Python: a
 step costs one ``fun_and_grad`` and the driver's share is a few microseconds (measured in
 ``benchmarks/compare.py``).  Both loops draw the same random numbers from the same seed.
@@ -33,6 +36,9 @@ STATUS_MESSAGES = {
 }
 # Work (samples x parameters) below which a compiled single-thread loop beats streaming.
 _COMPILED_WORK = 1 << 21
+# The squared loss on fixed features runs compiled on second moments (any n); False: on the
+# samples, as the other losses (tests compare the two).
+_MOMENTS = True
 
 
 def pgd_constants(*, eps, ell, rho, c, delta, delta_f, dim):
@@ -68,9 +74,16 @@ class _Problem:
         self.fo = target if isinstance(target, FeatureObjective) else None
         self.u0 = np.asarray(x0, dtype=np.float64).copy()
         self.dim = self.u0.size
+        # the squared loss runs on the data's second moments, whatever n (_loops.moment_data)
+        self.moments = (_MOMENTS and self.fo is not None
+                        and target.loss.code == _loops._SQUARED)
         self.compiled = (self.fo is not None and target.loss.code >= 0
-                         and target.n_samples * target.n_params <= _COMPILED_WORK)
-        if self.compiled:
+                         and (self.moments
+                              or target.n_samples * target.n_params <= _COMPILED_WORK))
+        if self.moments:
+            self.data = _loops.moment_data(target.X, target.Phi, target.y,
+                                           target.sample_weight, target.head == "residual")
+        elif self.compiled:
             self.data = (np.asarray(target.X, np.float64), np.asarray(target.Phi, np.float64),
                          np.asarray(target.y, np.float64),
                          np.asarray(target.sample_weight, np.float64),

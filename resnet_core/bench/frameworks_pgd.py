@@ -372,3 +372,141 @@ def numba_pgd_batched(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
                           np.asarray(seeds, dtype=np.int64), *k)
 
     return run
+
+
+# -- gradient descent on a FeatureObjective's residual head, written for the problem ---------
+
+def _numba_feature_kernels():
+    """Compile-on-first-call hand-written GD loops on ``p = x.w + phi.(V^T w)`` (residual
+    head, unit weights ``1/n``): ``(samples, moments)``.  ``samples(X, Phi, y, logistic,
+    z, eta, n_steps)`` evaluates the loss on every sample each step; ``moments(M, b, c, d,
+    z, eta, n_steps)`` the squared loss from ``M = Z^T Z / n``, ``b = Z^T y / n``."""
+    numba = numba_available()
+    if numba is None:
+        return None
+    njit = numba.njit
+
+    @njit(error_model="numpy")
+    def samples(X, Phi, y, logistic, z, eta, n_steps):
+        n, d = X.shape
+        k = Phi.shape[1]
+        a = np.empty(k)
+        g = np.empty(k)
+        grad = np.empty(z.size)
+        F = 0.0
+        for _ in range(n_steps):
+            for m in range(k):
+                acc = 0.0
+                for j in range(d):
+                    acc += z[d + j * k + m] * z[j]
+                a[m] = acc
+                g[m] = 0.0
+            grad[:d] = 0.0
+            F = 0.0
+            for i in range(n):
+                p = 0.0
+                for j in range(d):
+                    p += X[i, j] * z[j]
+                for m in range(k):
+                    p += Phi[i, m] * a[m]
+                if logistic:
+                    u = y[i] * p
+                    e = math.exp(-abs(u))
+                    if u >= 0:
+                        F += math.log1p(e)
+                        r = -y[i] * e / (1.0 + e)
+                    else:
+                        F += -u + math.log1p(e)
+                        r = -y[i] / (1.0 + e)
+                else:
+                    F += 0.5 * (p - y[i]) ** 2
+                    r = p - y[i]
+                r /= n
+                for j in range(d):
+                    grad[j] += r * X[i, j]
+                for m in range(k):
+                    g[m] += r * Phi[i, m]
+            F /= n
+            g2 = 0.0
+            for j in range(d):
+                acc = grad[j]
+                for m in range(k):
+                    acc += z[d + j * k + m] * g[m]
+                    gv = z[j] * g[m]
+                    grad[d + j * k + m] = gv
+                    g2 += gv * gv
+                grad[j] = acc
+                g2 += acc * acc
+            if not math.isfinite(F + g2):
+                break
+            for j in range(z.size):
+                z[j] -= eta * grad[j]
+        return F
+
+    @njit(error_model="numpy")
+    def moments(M, b, c, d, z, eta, n_steps):
+        D = M.shape[0]
+        k = D - d
+        s = np.empty(D)
+        u = np.empty(D)
+        grad = np.empty(z.size)
+        F = 0.0
+        for _ in range(n_steps):
+            for j in range(d):
+                s[j] = z[j]
+            for m in range(k):
+                acc = 0.0
+                for j in range(d):
+                    acc += z[d + j * k + m] * z[j]
+                s[d + m] = acc
+            F2 = 0.0
+            for i in range(D):
+                acc = -b[i]
+                for j in range(D):
+                    acc += M[i, j] * s[j]
+                u[i] = acc
+                F2 += s[i] * (acc - b[i])
+            F = 0.5 * F2 + c
+            g2 = 0.0
+            for j in range(d):
+                acc = u[j]
+                for m in range(k):
+                    acc += z[d + j * k + m] * u[d + m]
+                    gv = z[j] * u[d + m]
+                    grad[d + j * k + m] = gv
+                    g2 += gv * gv
+                grad[j] = acc
+                g2 += acc * acc
+            if not math.isfinite(F + g2):
+                break
+            for j in range(z.size):
+                z[j] -= eta * grad[j]
+        return F
+
+    return samples, moments
+
+
+def numba_gd_features(X, Phi, y, loss, eta, n_steps, moments=False):
+    """Hand-written GD on a FeatureObjective's residual head with uniform weights
+    (``loss`` ``"squared"`` or ``"logistic"``; ``moments=True``: the squared loss from
+    second moments, computed here once).  Returns ``run(z0) -> (z, F)`` or ``None`` without
+    numba; the first call compiles."""
+    kernels = _numba_feature_kernels()
+    if kernels is None:
+        return None
+    X, Phi, y = (np.ascontiguousarray(a, dtype=np.float64) for a in (X, Phi, y))
+    if moments:
+        if loss != "squared":
+            raise ValueError("moments need the squared loss")
+        Z = np.hstack([X, Phi])
+        M, b, c = Z.T @ Z / len(y), Z.T @ y / len(y), 0.5 * float(y @ y) / len(y)
+
+        def run(z0):
+            z = np.array(z0, dtype=np.float64)
+            return z, kernels[1](M, b, c, X.shape[1], z, float(eta), int(n_steps))
+    else:
+        def run(z0):
+            z = np.array(z0, dtype=np.float64)
+            return z, kernels[0](X, Phi, y, loss == "logistic", z, float(eta), int(n_steps))
+
+    return run
