@@ -169,3 +169,17 @@ def test_bench_memory_workers_run_in_their_own_processes():
     rows = compare.memory_rows(5000, 4)
     assert [impl for impl, _, _ in rows][:2] == ["resnet-core", "numpy"]
     assert all(np.isfinite(extra) and xmib > 0 for _, extra, xmib in rows)
+
+
+def test_report_tables_have_one_cell_per_column(demo):
+    """Every row of each Markdown table has as many cells as its header (no stray '|')."""
+    out, _, _ = demo
+    rows = [line for line in (out / "report.md").read_text().splitlines()]
+    header = None
+    for line in rows:
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = len(line.replace("\\|", "").split("|"))
+        header = header or cells
+        assert cells == header, line

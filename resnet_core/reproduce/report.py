@@ -79,7 +79,8 @@ def markdown(s: dict, verdicts: dict) -> str:
         sad = "; ".join(f"({p['z'][0]:.3f}, {p['z'][1]:.3f})" for p in f["saddles"]) or "-"
         spu = "; ".join(f"({m['w']:.3f}, {m['v']:.3f}, {m['F']:.4f}, {m['where']})"
                         for m in f["spurious_minima"]) or "none"
-        L.append(f"| ({f['panel']}) {f['title']} | {sad} | {spu} |")
+        title = f["title"].replace("|", "\\|")  # a norm's bars inside a table cell
+        L.append(f"| ({f['panel']}) {title} | {sad} | {spu} |")
     t = s["escape_trajectory"]
     L += ["", "The paper's text places the saddle of F at (1, -1/eps); the gradient vanishes "
           "at (0, -1/eps) (Example 1's point), which is where the search finds it.", "",
@@ -131,13 +132,14 @@ def markdown(s: dict, verdicts: dict) -> str:
           "`(w, V)`, with `mu2` estimated (sampled) on the ball of radius "
           f"{paper.RESNET_MU2_BALL:g} around it.  `inf F_lin` is exact "
           "(`linear_baseline`: a linear program decides separability).  Where it is not "
-          "attained (separable data: Corollary 1 then says a local minimum has F <= 0), "
-          "Theorem 3's comparison is added: the minimum of F_lin over ||u|| <= ||w||.", "",
+          "attained (separable or quasi-separable data: Corollary 1 then says a local "
+          "minimum has F <= inf F_lin), Theorem 3's comparison is added: the minimum of "
+          "F_lin over ||u|| <= ||w||.", "",
           "| data | loss | n x d | iterations | inf F_lin | attained | F (ResNet) | "
-          "gap +- s.e. | min F_lin, ||u|| <= ||w|| | gap to it | grad norm | lambda_min | mu2 | "
-          f"eps-SOPSP (eps {paper.RESNET_EPS:g}) |", "|" + "---|" * 14]
+          "gap +- s.e. | min F_lin, norm(u) <= norm(w) | gap to it | grad norm | "
+          f"lambda_min | mu2 | eps-SOPSP (eps {paper.RESNET_EPS:g}) |", "|" + "---|" * 14]
     for r in s["resnet_vs_linear"]:
-        ball = (f"{r['F_lin_ball']:.4f} (||w|| = {r['radius']:.3g}) | "
+        ball = (f"{r['F_lin_ball']:.4f} (norm(w) = {r['radius']:.3g}) | "
                 f"{r['gap_ball']:.4f} +- {r['gap_ball_se']:.4f}" if "radius" in r else "- | -")
         L.append(f"| {r['data']} | {r['loss']} | {r['n']} x {r['d']} | {r['iterations']} | "
                  f"{r['F_lin_star']:.4f} | {'yes' if r['attained'] else 'no'} | {r['F']:.4f} | "
