@@ -92,6 +92,12 @@ def newton_step(m: Model) -> np.ndarray:
     return m.Q @ q
 
 
+def safe_norm(v: np.ndarray) -> float:
+    """``||v||`` without overflow or underflow of the squares (gradients of 1e200 occur)."""
+    top = float(np.max(np.abs(v), initial=0.0))
+    return top * float(np.linalg.norm(v / top)) if top > 0 else 0.0
+
+
 def inside_ball(p: np.ndarray, radius: float) -> np.ndarray:
     """``p`` scaled onto the ball ``||p|| <= radius`` when it lies outside, never an ulp
     beyond it."""
@@ -127,7 +133,7 @@ def ball_step(m: Model, radius: float):
     inside = np.zeros_like(c)
     inside[~zero] = c[~zero] / shifted[~zero]
     # Components of c along zero curvature at the rounding level do not block the step.
-    blocked = np.any(np.abs(c[zero]) > np.sqrt(m.eps) * np.linalg.norm(c))
+    blocked = np.any(np.abs(c[zero]) > np.sqrt(m.eps) * safe_norm(c))
     if not blocked:
         c[zero] = 0.0  # rounding noise: no step along zero curvature
     if not blocked and np.linalg.norm(inside) <= radius:
@@ -141,7 +147,7 @@ def ball_step(m: Model, radius: float):
         n = _step_norm(ev, c, lam)
         return (1.0 / n if n > 0 else np.inf) - 1.0 / radius
 
-    lam_hi = lam_lo + np.linalg.norm(c) / radius
+    lam_hi = lam_lo + safe_norm(c) / radius
     while psi(lam_hi) < 0:  # rounding only: ||p(lam_hi)|| <= radius in exact arithmetic
         lam_hi = 2.0 * lam_hi + 1e-300
     if psi(lam_lo) >= 0:

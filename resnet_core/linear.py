@@ -33,7 +33,7 @@ from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult, brentq
 
 from ._engine import Engine
-from ._trust_region import (Model, NewtonResult, ball_step, inside_ball,
+from ._trust_region import (Model, NewtonResult, ball_step, inside_ball, safe_norm,
                             trust_region_newton)
 from ._validation import check_data, check_positive_int, check_sample_weight
 from .losses import Loss, get_loss
@@ -155,7 +155,7 @@ def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, ni
         w=w, x=w, fun=float(F), infimum=float(infimum),
         attained=None if attained is None else bool(attained), converged=bool(converged),
         success=bool(converged),
-        grad_norm=float(np.linalg.norm(g + lam * w)), decrement=float(decrement),
+        grad_norm=safe_norm(g + lam * w), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
         separability=separability, direction=direction, method=method, message=message)
 
