@@ -12,7 +12,7 @@ $(VENV)/bin/python:
 	$(PY) -m pip install --upgrade pip setuptools wheel
 
 # Re-install (and so rebuild the kernels) whenever a source or build file changes.
-$(STAMP): $(VENV)/bin/python setup.py pyproject.toml $(wildcard src/*.pyx src/*.pxd src/*.h)
+$(STAMP): $(VENV)/bin/python setup.py pyproject.toml $(wildcard src/*.pyx src/*.pxd src/*.pxi src/*.h)
 	$(PY) -m pip install -e ".[test,demo]"
 	touch $(STAMP)
 

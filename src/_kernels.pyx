@@ -47,8 +47,9 @@ from _loss cimport (loss_eval, LOSS_EXTERNAL, LOSS_SQUARED, LOSS_LOGISTIC,
 from _activation cimport (act_apply, ACT_IDENTITY, ACT_TANH, ACT_RELU, ACT_SIGMOID,
                           ACT_SOFTPLUS)
 
+include "_mlp.pxi"
+
 cdef enum:
-    MAX_LAYERS = 64
     MODE_VALUE_GRAD = 0
     MODE_HVP = 1
     MODE_GRAM = 2
@@ -83,15 +84,11 @@ def max_layers():
 cdef struct Job:
     int mode
     int loss          # >= 0: loss code, r and q are computed here; LOSS_EXTERNAL: given
-    int act
-    int bias
     int need_theta    # also the MLP's parameters (gradient / R-gradient)
     int const_feat    # 1: phi = [f; 1] (note 6); k = kf + 1
-    Py_ssize_t n, d, k, kf, L, n_theta, chunk, n_slots, maxw, sumw
+    Py_ssize_t n, d, k, kf, chunk, n_slots
     int n_workers     # threads that run the slots (0: one per slot)
-    Py_ssize_t dims[MAX_LAYERS + 1]
-    Py_ssize_t woff[MAX_LAYERS]
-    Py_ssize_t boff[MAX_LAYERS]
+    MLP net           # the features' MLP (net.L = 0: given features)
     void* X
     void* Phi
     void* y
@@ -117,21 +114,6 @@ cdef struct Job:
     int* status
 
 
-cdef void _fill_rows(floating* Z, Py_ssize_t m, Py_ssize_t h, const floating* b) noexcept nogil:
-    """Z[i, :] = b for each of the m rows."""
-    cdef Py_ssize_t i
-    for i in range(m):
-        memcpy(Z + i * h, b, h * sizeof(floating))
-
-
-cdef void _col_sums(const floating* G, Py_ssize_t m, Py_ssize_t h, floating* out) noexcept nogil:
-    """out[j] += sum_i G[i, j]."""
-    cdef Py_ssize_t i, j
-    for i in range(m):
-        for j in range(h):
-            out[j] += G[i * h + j]
-
-
 cdef inline double _sum(const floating* v, Py_ssize_t m) noexcept nogil:
     """sum_i v[i], accumulated in double."""
     cdef Py_ssize_t i
@@ -146,112 +128,6 @@ cdef void _add_const(floating* p, Py_ssize_t m, floating c) noexcept nogil:
     cdef Py_ssize_t i
     for i in range(m):
         p[i] += c
-
-
-cdef void _forward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
-                   floating** H, floating** D1, floating** D2) noexcept nogil:
-    """H[l] = act(H[l-1] W_l^T + b_l) for the chunk (H[-1] = Xc), with act' in D1[l] and
-    act'' in D2[l] when those are not NULL."""
-    cdef Py_ssize_t l, hin, hout
-    cdef const floating* Hin = Xc
-    cdef floating beta
-    for l in range(job.L):
-        hin = job.dims[l]
-        hout = job.dims[l + 1]
-        beta = 0
-        if job.bias:
-            _fill_rows(H[l], m, hout, theta + job.boff[l])
-            beta = 1
-        gemm_rm(False, True, m, hout, hin, 1, Hin, hin, theta + job.woff[l], hin, beta,
-                H[l], hout)
-        act_apply(job.act, H[l], D1[l] if D1 != NULL else NULL,
-                  D2[l] if D2 != NULL else NULL, m * hout)
-        Hin = H[l]
-
-
-cdef void _r_forward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
-                     const floating* dtheta, floating** H, floating** D1,
-                     floating** RZ, floating** RH) noexcept nogil:
-    """R-operator of the forward pass along dtheta:
-    RZ_l = H_{l-1} dW_l^T + RH_{l-1} W_l^T + db_l, RH_l = act'(Z_l) * RZ_l (RH_0 = 0)."""
-    cdef Py_ssize_t l, i, hin, hout
-    cdef const floating* Hin = Xc
-    cdef floating beta
-    for l in range(job.L):
-        hin = job.dims[l]
-        hout = job.dims[l + 1]
-        beta = 0
-        if job.bias:
-            _fill_rows(RZ[l], m, hout, dtheta + job.boff[l])
-            beta = 1
-        gemm_rm(False, True, m, hout, hin, 1, Hin, hin, dtheta + job.woff[l], hin, beta,
-                RZ[l], hout)
-        if l > 0:
-            gemm_rm(False, True, m, hout, hin, 1, RH[l - 1], hin, theta + job.woff[l], hin,
-                    1, RZ[l], hout)
-        for i in range(m * hout):
-            RH[l][i] = D1[l][i] * RZ[l][i]
-        Hin = H[l]
-
-
-cdef void _backward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
-                    floating** H, floating** D1, floating* G, floating* Gn,
-                    floating* gtheta) noexcept nogil:
-    """Back-propagate G = dLoss/dphi (m x k) through the MLP, adding the parameter gradient
-    to gtheta: Delta_l = G_l * act'(Z_l), dW_l += Delta_l^T H_{l-1}, db_l += sum Delta_l,
-    G_{l-1} = Delta_l W_l.  G and Gn are overwritten."""
-    cdef Py_ssize_t l, i, hin, hout
-    cdef const floating* Hin
-    cdef floating* tmp
-    for l in range(job.L - 1, -1, -1):
-        hin = job.dims[l]
-        hout = job.dims[l + 1]
-        Hin = Xc if l == 0 else H[l - 1]
-        for i in range(m * hout):
-            G[i] = G[i] * D1[l][i]
-        gemm_rm(True, False, hout, hin, m, 1, G, hout, Hin, hin, 1, gtheta + job.woff[l], hin)
-        if job.bias:
-            _col_sums(G, m, hout, gtheta + job.boff[l])
-        if l > 0:
-            gemm_rm(False, False, m, hin, hout, 1, G, hout, theta + job.woff[l], hin, 0, Gn, hin)
-            tmp = G
-            G = Gn
-            Gn = tmp
-
-
-cdef void _r_backward(Job* job, Py_ssize_t m, const floating* Xc, const floating* theta,
-                      const floating* dtheta, floating** H, floating** D1, floating** D2,
-                      floating** RZ, floating** RH, floating* G, floating* RG, floating* Gn,
-                      floating* RGn, floating* Rgtheta) noexcept nogil:
-    """R-operator of _backward: with G = dLoss/dphi and RG its directional derivative,
-    RDelta_l = RG_l act'(Z_l) + G_l act''(Z_l) RZ_l, R dW_l += RDelta_l^T H_{l-1} +
-    Delta_l^T RH_{l-1}, R db_l += sum RDelta_l, RG_{l-1} = RDelta_l W_l + Delta_l dW_l."""
-    cdef Py_ssize_t l, i, hin, hout
-    cdef const floating* Hin
-    cdef floating* tmp
-    for l in range(job.L - 1, -1, -1):
-        hin = job.dims[l]
-        hout = job.dims[l + 1]
-        Hin = Xc if l == 0 else H[l - 1]
-        for i in range(m * hout):
-            RG[i] = RG[i] * D1[l][i] + G[i] * D2[l][i] * RZ[l][i]
-            G[i] = G[i] * D1[l][i]
-        gemm_rm(True, False, hout, hin, m, 1, RG, hout, Hin, hin, 1, Rgtheta + job.woff[l], hin)
-        if l > 0:
-            gemm_rm(True, False, hout, hin, m, 1, G, hout, RH[l - 1], hin, 1,
-                    Rgtheta + job.woff[l], hin)
-        if job.bias:
-            _col_sums(RG, m, hout, Rgtheta + job.boff[l])
-        if l > 0:
-            gemm_rm(False, False, m, hin, hout, 1, G, hout, theta + job.woff[l], hin, 0, Gn, hin)
-            gemm_rm(False, False, m, hin, hout, 1, RG, hout, theta + job.woff[l], hin, 0, RGn, hin)
-            gemm_rm(False, False, m, hin, hout, 1, G, hout, dtheta + job.woff[l], hin, 1, RGn, hin)
-            tmp = G
-            G = Gn
-            Gn = tmp
-            tmp = RG
-            RG = RGn
-            RGn = tmp
 
 
 cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating* Xc,
@@ -307,7 +183,7 @@ def workspace_entries(chunk, dims, k):
 
 cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil:
     """All chunks of slot t; returns 0, or 1 when the workspace cannot be allocated."""
-    cdef Py_ssize_t n = job.n, d = job.d, k = job.k, kf = job.kf, L = job.L, mc = job.chunk
+    cdef Py_ssize_t n = job.n, d = job.d, k = job.k, kf = job.kf, L = job.net.L, mc = job.chunk
     cdef Py_ssize_t nc = (n + mc - 1) // mc
     cdef Py_ssize_t c0 = nc * t // job.n_slots, c1 = nc * (t + 1) // job.n_slots
     cdef Py_ssize_t c, l, i, j, m, row0, off, D = d + k
@@ -342,29 +218,29 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     cdef bint negative
     if c0 >= c1:
         return 0
-    ws = <floating*> malloc(_ws_entries(mc, job.sumw, job.maxw, D) * sizeof(floating))
+    ws = <floating*> malloc(_ws_entries(mc, job.net.sumw, job.net.maxw, D) * sizeof(floating))
     if ws == NULL:
         return 1
     off = 0
     for l in range(L):
         H[l] = ws + off
-        D1[l] = ws + off + mc * job.dims[l + 1]
-        D2[l] = ws + off + 2 * mc * job.dims[l + 1]
-        RZ[l] = ws + off + 3 * mc * job.dims[l + 1]
-        RH[l] = ws + off + 4 * mc * job.dims[l + 1]
-        off += 5 * mc * job.dims[l + 1]
+        D1[l] = ws + off + mc * job.net.dims[l + 1]
+        D2[l] = ws + off + 2 * mc * job.net.dims[l + 1]
+        RZ[l] = ws + off + 3 * mc * job.net.dims[l + 1]
+        RH[l] = ws + off + 4 * mc * job.net.dims[l + 1]
+        off += 5 * mc * job.net.dims[l + 1]
     G = ws + off
-    Gn = G + mc * job.maxw
-    RG = Gn + mc * job.maxw
-    RGn = RG + mc * job.maxw
-    p = RGn + mc * job.maxw
+    Gn = G + mc * job.net.maxw
+    RG = Gn + mc * job.net.maxw
+    RGn = RG + mc * job.net.maxw
+    p = RGn + mc * job.net.maxw
     Rp = p + mc
     Y = Rp + mc
 
     vx = <floating*> job.vx_out + t * d if job.vx_out != NULL else NULL
     vp = <floating*> job.vp_out + t * k if job.vp_out != NULL else NULL
     gslot = <floating*> job.g_out + t * k if job.g_out != NULL else NULL
-    vtheta = <floating*> job.vtheta_out + t * job.n_theta if job.vtheta_out != NULL else NULL
+    vtheta = <floating*> job.vtheta_out + t * job.net.n_theta if job.vtheta_out != NULL else NULL
     gram = <floating*> job.gram_out + t * D * D if job.gram_out != NULL else NULL
 
     for c in range(c0, c1):
@@ -375,12 +251,12 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
         # features of the chunk
         if L > 0:
             if mode == MODE_VALUE_GRAD and job.need_theta:
-                _forward(job, m, Xc, theta, H, D1, <floating**> NULL)
+                _forward(&job.net, m, Xc, theta, H, D1, <floating**> NULL)
             elif hvp_theta:
-                _forward(job, m, Xc, theta, H, D1, D2)
-                _r_forward(job, m, Xc, theta, dtheta, H, D1, RZ, RH)
+                _forward(&job.net, m, Xc, theta, H, D1, D2)
+                _r_forward(&job.net, m, Xc, theta, dtheta, H, D1, RZ, RH)
             else:
-                _forward(job, m, Xc, theta, H, <floating**> NULL, <floating**> NULL)
+                _forward(&job.net, m, Xc, theta, H, <floating**> NULL, <floating**> NULL)
             Phic = H[L - 1]
         else:
             Phic = <const floating*> job.Phi + row0 * kf
@@ -413,7 +289,7 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
                 vp[kf] += <floating> _sum(rc, m)
         if mode == MODE_VALUE_GRAD and job.need_theta and L > 0:
             _outer(G, m, kf, rc, <const floating*> job.a)
-            _backward(job, m, Xc, theta, H, D1, G, Gn, vtheta)
+            _backward(&job.net, m, Xc, theta, H, D1, G, Gn, vtheta)
 
         if mode == MODE_GRAM:
             # [Xc, Phic] scaled by sqrt(q+), then by sqrt(q-) for a non-convex loss
@@ -464,7 +340,7 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
                 for i in range(m):
                     for j in range(kf):
                         RG[i * kf + j] += rc[i] * (<const floating*> job.Ra)[j]
-                _r_backward(job, m, Xc, theta, dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn,
+                _r_backward(&job.net, m, Xc, theta, dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn,
                             vtheta)
     job.value_out[t] = val
     free(ws)
@@ -498,7 +374,6 @@ cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:,
                  Py_ssize_t n_slots, double[::1] value_out, int[::1] status) noexcept:
     """Fill ``job`` with the sizes, the MLP's parameter offsets and the shared inputs;
     the mode-specific pointers start as NULL."""
-    cdef Py_ssize_t l, off = 0
     job.mode = mode
     job.n = X.shape[0]
     job.d = X.shape[1]
@@ -506,27 +381,11 @@ cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:,
     job.const_feat = const_feat
     job.kf = job.k - const_feat
     job.phi_cols = 0
-    job.L = dims.shape[0] - 1
-    job.bias = bias
-    job.act = act
+    _mlp_setup(&job.net, dims, bias, act)
     job.loss = loss
     job.need_theta = need_theta
     job.chunk = max(min(chunk, job.n), 1)
     job.n_slots = n_slots
-    job.maxw = 1
-    job.sumw = 0
-    for l in range(job.L + 1):
-        job.dims[l] = dims[l]
-    for l in range(job.L):
-        job.woff[l] = off
-        off += dims[l + 1] * dims[l]
-        job.boff[l] = off if bias else -1
-        if bias:
-            off += dims[l + 1]
-        job.sumw += dims[l + 1]
-        if dims[l + 1] > job.maxw:
-            job.maxw = dims[l + 1]
-    job.n_theta = off
     job.value_out = &value_out[0]
     job.status = &status[0]
     job.X = _ptr2(X)
