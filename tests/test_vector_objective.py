@@ -494,3 +494,56 @@ def test_large_scores_stay_finite(rng):
     assert np.isfinite(F) and np.isfinite(g).all()
     assert F == pytest.approx(ref.vector_feature_value_grad_hessian(
         X, np.ones((50, 1)), y, z, c=3, loss="cross_entropy", head="skip")[0], rel=1e-12)
+
+
+# -- memory and fork -----------------------------------------------------------------------
+
+
+def test_memory_is_the_per_sample_buffers_only():
+    """A value+gradient, full and partial HVPs and predictions at n = 100000: the peak is
+    the n x c buffers (R and the softmax, of the objective and of its partial), the
+    predictions (n x c) and a few n-vectors; nothing of size n x width."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    n, d, c = 100_000, 32, 4
+    X = rng.standard_normal((n, d))
+    y = rng.integers(0, c, n)
+    tracemalloc.start()
+    try:
+        obj = rc.Objective(X, y, loss="cross_entropy", widths=(32, 32))
+        x = obj.init(0)
+        F, g = obj.fun_and_grad(x)
+        obj.hessp(x, g)
+        fo = obj.partial(x)
+        z = x[:fo.n_params]
+        fo.hessp(z, z[::-1].copy())
+        obj.predict(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < (5 * n * c + 8 * n) * 8 + 2 * 2**20, peak / (n * c * 8)
+    assert peak < 0.8 * X.nbytes  # one n x 32 activation alone would be X.nbytes
+
+
+def _vector_work(_=None):
+    rng = np.random.default_rng(5)
+    X = rng.standard_normal((3000, 4))
+    y = rng.integers(0, 3, 3000)
+    obj = rc.Objective(X, y, loss="cross_entropy", widths=(8, 4), n_threads=2, chunk_size=64)
+    x = obj.init(0)
+    F, g = obj.fun_and_grad(x)
+    return [F, g, obj.hessp(x, g), obj.predict(x)]
+
+
+def test_forked_children_compute_the_parents_numbers():
+    """After the parent ran the vector kernels on two threads, forked children (whose
+    slots run on their calling thread) give the same numbers bit for bit, without hanging."""
+    import multiprocessing
+
+    expected = _vector_work()
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map_async(_vector_work, range(2)).get(timeout=60)
+    for got in results:
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
