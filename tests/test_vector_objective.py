@@ -410,6 +410,9 @@ def test_not_implemented_for_vectors(rng):
         rc.check_sopsp(obj, x, eps=1e-3)
     with pytest.raises(NotImplementedError, match="c outputs"):
         rc.save_point("unused.npz", obj, x)
+    skip = rc.Objective(X, y, loss="cross_entropy", widths=(4,), head="skip")
+    with pytest.raises(NotImplementedError, match="scalar outputs"):
+        rc.projected_sgd(skip, skip.init(0), T=10, b=1.0)
 
 
 @pytest.mark.parametrize("y, kw, exc, match", [
