@@ -32,7 +32,7 @@ from numpy.typing import ArrayLike
 from threadpoolctl import ThreadpoolController
 
 from ._threads import resolve_n_threads
-from ._trust_region import Model, ball_step, qr_factor, safe_norm
+from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_data, check_positive_int,
                           check_sample_weight)
 from .linear import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, _ball_general,
@@ -268,6 +268,8 @@ def _result(passes, z, *, infimum, attained, converged, lam=0.0, radius=None, ni
             npass=0, decrement=0.0, separability=None, direction=None, method="", message=""):
     F, g = passes.grad(z)
     W = passes.weights(z)
+    if radius is not None:  # ||Z|| <= radius; W = P Z may round an ulp outside
+        W = inside_ball(W, radius)
     return LinearBaselineResult(
         w=W, x=W, fun=float(F), infimum=float(infimum),
         attained=None if attained is None else bool(attained), converged=bool(converged),
