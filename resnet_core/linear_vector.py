@@ -35,8 +35,8 @@ from ._threads import resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_data, check_positive_int,
                           check_sample_weight)
-from .linear import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, _ball_general,
-                     _minimise, _push_along)
+from .linear import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, _minimise, _push_along,
+                     with_radius)
 from .separability import Separability, class_separability
 
 # Samples per block of the value and gradient passes.
@@ -338,23 +338,6 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note):
                    separability=status, method="trust-region Newton" + lp_note, message=msg)
 
 
-def _with_radius(passes, free, radius, tol, max_iter):
-    """``min F_lin`` over ``||W||_F <= radius`` from the unconstrained answer ``free``."""
-    if free.attained and np.linalg.norm(free.w) <= radius:
-        free.radius = radius
-        free.message = "minimum inside the ball (constraint inactive): " + free.message
-        return free
-    ball = _ball_general(passes, passes.size, radius, tol, passes.eps, max_iter)
-    where = "on its boundary" if ball.active else "inside it (constraint inactive)"
-    return _result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
-                   converged=ball.converged, lam=ball.lam, radius=radius,
-                   nit=ball.nit + free.nit, npass=ball.npass + free.npass,
-                   separability=free.separability, direction=free.direction,
-                   method="multiplier (Brent) + trust-region Newton",
-                   message=f"minimum over the ball {where}" if ball.converged else
-                   f"not converged: a penalised solve stopped early (W {where.split(' (')[0]})")
-
-
 def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | None,
                     sample_weight: ArrayLike | None, radius: float | None, tol: float | None,
                     max_iter: int, n_threads: int | None,
@@ -405,4 +388,5 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
         sep = class_separability(X, labels, s, c, max_lp_entries)
         note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
         free = _cross_entropy(passes, sep, tol, max_iter, note)
-        return free if radius is None else _with_radius(passes, free, radius, tol, max_iter)
+        return free if radius is None else with_radius(passes, free, passes.size, radius, tol,
+                                                       EPS, max_iter, _result)
