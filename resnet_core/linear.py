@@ -20,6 +20,9 @@ whatever a solver reached (the derivations are in ``docs/linear_baseline.md``):
   with ``||w(lam)|| = R`` by Brent's method on ``1/||w(lam)|| - 1/R``.  The returned ``w``
   is never outside the ball; the KKT residual ``||grad F_lin(w) + lam w||`` is reported.
 
+- ``c`` outputs (``loss="cross_entropy"`` on classes, or the squared loss on an (n, c)
+  target): the same decisions for ``W`` of shape (c, d), in :mod:`resnet_core.linear_vector`.
+
 Stopping rule: the Newton decrement ``nu^2 = g^T H^+ g`` (twice the decrease the Newton step
 predicts) against ``|F|``: ``nu^2 / 2 <= tol |F|``, invariant to rescaling ``X`` or ``y``.
 """

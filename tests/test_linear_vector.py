@@ -307,3 +307,48 @@ def test_bad_input_squared_and_others():
         rc.linear_baseline(X, np.zeros((10, 2)), loss="squared", radius=np.nan)
     with pytest.raises(ValueError, match="labels -1 or \\+1|>= 0"):
         rc.linear_separability(X, -np.arange(10.0))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_passes_gradient_and_hessian(masked):
+    """The streamed passes in Z (W = P Z) against finite differences and the Hessian
+    sum_i s_i (diag(pi) - pi pi^T) kron x_i x_i^T written out in W, reduced by P."""
+    from resnet_core.linear_vector import _CrossEntropyPasses
+
+    rng = np.random.default_rng(3)
+    n, d, c = 70, 3, 4
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, c, n)
+    s = rng.uniform(0.5, 1.5, n)
+    s /= s.sum()
+    allowed = rng.uniform(size=(n, c)) < 0.6 if masked else np.ones((n, c), bool)
+    allowed[np.arange(n), y] = True
+    passes = _CrossEntropyPasses(X, y, s, c, allowed if masked else None, lam=0.3)
+    z = rng.normal(size=(c - 1) * d)
+    P = passes.P
+
+    def value(zz):
+        p = np.where(allowed, X @ (P @ zz.reshape(c - 1, d)).T, -np.inf)
+        return float(s @ (logsumexp(p, axis=1) - p[np.arange(n), y])) + 0.15 * zz @ zz
+
+    m = passes.full(z)
+    assert m.F == pytest.approx(value(z), rel=1e-14) and passes.value(z) == pytest.approx(m.F)
+    h = 1e-4
+    fd = np.array([(value(z + h * e) - value(z - h * e)) / (2 * h) for e in np.eye(z.size)])
+    np.testing.assert_allclose(m.g, fd, rtol=1e-7, atol=1e-9)
+    p = np.where(allowed, X @ (P @ z.reshape(c - 1, d)).T, -np.inf)
+    pi = np.exp(p - logsumexp(p, axis=1)[:, None])
+    H_W = sum(s[i] * np.kron(np.diag(pi[i]) - np.outer(pi[i], pi[i]), np.outer(X[i], X[i]))
+              for i in range(n))
+    K = np.kron(P, np.eye(d))
+    H = K.T @ H_W @ K + 0.3 * np.eye(z.size)
+    np.testing.assert_allclose((m.Q * m.ev) @ m.Q.T, H, atol=1e-14)
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e-8, 1e8, 1e100])
+def test_scale_of_x_rescales_w(scale):
+    X, y = overlapping(n=120, c=3, seed=9)
+    r = rc.linear_baseline(X, y, loss="cross_entropy")
+    rs = rc.linear_baseline(X * scale, y, loss="cross_entropy")
+    assert rs.converged and rs.fun == pytest.approx(r.fun, rel=1e-13)
+    np.testing.assert_allclose(rs.w * scale, r.w, rtol=1e-8, atol=1e-12)
