@@ -45,7 +45,8 @@ class LinearBaselineResult(OptimizeResult):
     converged, success : bool
         Whether ``infimum`` is known to the solver's precision.
     direction : ndarray or None
-        The separating direction (the shape of ``w``) when the infimum is approached along a ray.
+        The separating direction (the shape of ``w``) when the infimum is approached along
+        a ray.
     separability : str or None
         ``"separable"``, ``"quasi_separable"``, ``"overlapping"``, ``"not_decided"``;
         None for the squared and user-defined losses.

@@ -35,8 +35,7 @@ from ._threads import resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
                           check_positive_int, check_sample_weight)
-from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, push_along,
-                        with_radius)
+from ._baseline import LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, with_radius
 from .separability import Separability, class_separability
 
 # Samples per block of the value and gradient passes.
@@ -155,10 +154,10 @@ class _CrossEntropyPasses:
         return Model.from_factor(F + 0.5 * self.lam * float(z @ z), g + self.lam * z, R,
                                  self.eps, self.n * self.c, shift=self.lam)
 
-    def smallest_margin(self, z) -> float:
-        """``min (p_{y_i} - p_j)`` over samples of positive weight and ``j != y_i``, streamed
-        (no n x c array)."""
-        W, low = self.weights(z), np.inf
+    def _pair_margins(self, z):
+        """Per block, the pair margins ``p_{y_i} - p_j`` (``inf`` at ``j = y_i`` and for
+        samples of zero weight), ``p = W x_i``."""
+        W = self.weights(z)
         for i0 in range(0, self.n, VALUE_BLOCK):
             i1 = min(i0 + VALUE_BLOCK, self.n)
             p = np.asarray(self.X[i0:i1], dtype=np.float64) @ W.T
@@ -166,18 +165,21 @@ class _CrossEntropyPasses:
             gap = p[rows, y][:, None] - p
             gap[rows, y] = np.inf
             gap[self.s[i0:i1] <= 0] = np.inf
-            low = min(low, float(gap.min()))
-        return low
+            yield i0, i1, gap
 
-    def margins(self, z) -> np.ndarray:
-        """Pair margins ``p_{y_i} - p_j`` (n x c; 0 at ``j = y_i``), ``p = W x_i``."""
-        W = self.weights(z)
-        out = np.empty((self.n, self.c))
-        for i0 in range(0, self.n, VALUE_BLOCK):
-            i1 = min(i0 + VALUE_BLOCK, self.n)
-            p = np.asarray(self.X[i0:i1], dtype=np.float64) @ W.T
-            out[i0:i1] = p[np.arange(i1 - i0), self.labels[i0:i1]][:, None] - p
-        return out
+    def smallest_margin(self, z) -> float:
+        """The least pair margin over samples of positive weight (streamed)."""
+        return min(float(gap.min()) for _, _, gap in self._pair_margins(z))
+
+    def push(self, z, u, pairs, margin):
+        """``z + t u`` with ``t >= 0`` the least that puts every margin of ``pairs`` (n x c)
+        at ``margin`` or beyond (streamed; ``u`` positive on those pairs)."""
+        t = 0.0
+        for (i0, i1, base), (_, _, along) in zip(self._pair_margins(z), self._pair_margins(u)):
+            on = pairs[i0:i1]
+            if on.any():
+                t = max(t, float(np.max((margin - base[on]) / along[on])))
+        return z + t * u
 
 
 class _LeastSquaresPasses:
@@ -253,8 +255,8 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note):
     # Every separated sample's loss log(1 + sum_{j != y} e^-m_j) is then below e^-36.
     margin = LOGISTIC_MARGIN + np.log(passes.c - 1)
     if sep.status == "separable":
-        z = push_along(passes, np.zeros(size), passes.coords(sep.direction),
-                        sep.separated_pairs, margin)
+        z = passes.push(np.zeros(size), passes.coords(sep.direction), sep.separated_pairs,
+                        margin)
         return _result(passes, z, infimum=0.0, attained=False, converged=True,
                        separability="separable", direction=sep.direction,
                        method=("trust-region Newton" if lp_note else
@@ -267,8 +269,7 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note):
         allowed[np.arange(passes.n), passes.labels] = True
         res, msg = minimise(passes.restricted(allowed), size, tol, eps, max_iter,
                              "cross_entropy")
-        z = push_along(passes, res.w, passes.coords(sep.direction), sep.separated_pairs,
-                        margin)
+        z = passes.push(res.w, passes.coords(sep.direction), sep.separated_pairs, margin)
         # As in the scalar case: the claim holds when the point reaches the infimum on all
         # the data (pairs almost, not exactly, on their hyperplanes break it).
         if passes.value(z) <= res.F + max(64 * eps * abs(res.F), 1e-15):

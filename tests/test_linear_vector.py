@@ -280,7 +280,8 @@ def test_printout_with_matrix_w():
 @pytest.mark.parametrize("y, kw, err, match", [
     (np.r_[0.5, np.zeros(9)], {}, ValueError, "integer class labels"),
     (np.r_[-1, np.arange(9)], {"n_classes": 3}, ValueError, ">= 0"),
-    (np.arange(10) % 3, {"n_classes": 2}, ValueError, r"n_classes must be at least max\(y\) \+ 1 = 3"),
+    (np.arange(10) % 3, {"n_classes": 2}, ValueError,
+     r"n_classes must be at least max\(y\) \+ 1 = 3"),
     (np.zeros(10, int), {}, ValueError, "at least 2 classes"),
     (np.zeros((10, 2), int), {}, ValueError, "1-D"),
     (np.arange(9) % 2, {}, ValueError, r"shape \(10,\)"),
