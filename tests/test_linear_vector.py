@@ -353,3 +353,13 @@ def test_scale_of_x_rescales_w(scale):
     rs = rc.linear_baseline(X * scale, y, loss="cross_entropy")
     assert rs.converged and rs.fun == pytest.approx(r.fun, rel=1e-13)
     np.testing.assert_allclose(rs.w * scale, r.w, rtol=1e-8, atol=1e-12)
+
+
+def test_n_threads():
+    X, y = overlapping(n=300, c=3, seed=8)
+    r1 = rc.linear_baseline(X, y, loss="cross_entropy", n_threads=1)
+    r2 = rc.linear_baseline(X, y, loss="cross_entropy", n_threads=2)
+    assert r1.fun == pytest.approx(r2.fun, rel=1e-14)
+    np.testing.assert_allclose(r1.w, r2.w, atol=1e-12)
+    with pytest.raises(ValueError, match="n_threads"):
+        rc.linear_baseline(X, y, loss="cross_entropy", n_threads=0)
