@@ -78,6 +78,11 @@ def test_row_shift_invariance_and_label_permutation():
     assert ce_value(r.w + b, X, y) == pytest.approx(r.fun, rel=1e-12)
     # ||W + 1 b^T||_F is least at the returned (centred) W
     assert np.linalg.norm(r.w) < np.linalg.norm(r.w + 1e-3 * b)
+    # labels held in floats, and an unseen fifth class (pairs with it separate: quasi)
+    assert rc.linear_baseline(X, y.astype(float), loss="cross_entropy").fun == r.fun
+    r5 = rc.linear_baseline(X, y, loss="cross_entropy", n_classes=5)
+    assert r5.separability == "quasi_separable" and r5.w.shape == (5, 5)
+    assert r5.infimum == pytest.approx(r.infimum, rel=1e-12)
     perm = np.array([2, 0, 3, 1])  # class k becomes perm[k]
     r2 = rc.linear_baseline(X, perm[y], loss="cross_entropy")
     assert r2.fun == pytest.approx(r.fun, rel=1e-13)
