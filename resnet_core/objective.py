@@ -16,16 +16,11 @@ from numpy.typing import ArrayLike
 
 from ._engine import Engine
 from ._threads import resolve_n_threads
-from ._validation import (
-    as_float_array,
-    check_choice,
-    check_data,
-    check_point,
-    check_sample_weight,
-)
+from ._sources import prepare
+from ._validation import as_float_array, check_choice, check_point
 from .features import MLPLayout
 from .heads import HEADS
-from .linear import LinearBaselineResult, linear_baseline
+from .linear import LinearBaselineResult, baseline_on_engine
 from .losses import Loss, get_loss
 from .state import PointState, SufficientStats
 
@@ -90,10 +85,7 @@ class _HeadObjective:
         """The best linear predictor on this objective's data, loss and weights
         (:func:`resnet_core.linear_baseline`), computed once per radius and cached."""
         if radius not in self._baselines:
-            eng = self._engine
-            self._baselines[radius] = linear_baseline(
-                eng.X, eng.y, loss=eng.loss, sample_weight=eng.s, radius=radius,
-                n_threads=eng.n_threads)
+            self._baselines[radius] = baseline_on_engine(self._engine.derive(k=0), radius=radius)
         return self._baselines[radius]
 
     # -- points -------------------------------------------------------------------------------
@@ -213,16 +205,12 @@ class FeatureObjective(_HeadObjective):
                  loss: str | Loss | Callable = "logistic", head: str = "residual",
                  sample_weight: ArrayLike | None = None, feature_bias: bool = False,
                  n_threads: int | None = None, chunk_size: int | None = None):
-        X, y = check_data(X, y)
-        Phi = as_float_array("Phi", Phi, ndim=2, dtype=X.dtype, shape=(X.shape[0], None))
-        if Phi.shape[1] == 0:
-            raise ValueError("Phi must have at least one column (feature); got shape "
-                             f"{Phi.shape}")
-        loss = get_loss(loss)
-        loss.check_labels(y)
-        s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        engine = Engine(X, y, s, loss, Phi.shape[1] + bool(feature_bias), Phi=Phi,
-                        feature_bias=feature_bias, n_threads=n_threads, chunk_size=chunk_size)
+        if Phi is None:
+            raise TypeError("Phi must be an array of shape (n, k) (the features); got None")
+        data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight, Phi=Phi,
+                       n_threads=n_threads)
+        engine = data.engine(data.Phi.shape[1] + bool(feature_bias), feature_bias=feature_bias,
+                             n_threads=n_threads, chunk_size=chunk_size)
         self._init(engine, head, theta=None)
 
     _point_name = "z"
@@ -350,17 +338,15 @@ class Objective(_HeadObjective):
                  bias: bool = True, head: str = "residual", feature_bias: bool = False,
                  sample_weight: ArrayLike | None = None, n_threads: int | None = None,
                  chunk_size: int | None = None):
-        X, y = check_data(X, y)
+        data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight,
+                       n_threads=n_threads)
         if isinstance(widths, (int, np.integer)):
             widths = (int(widths),)
-        self.layout = MLPLayout(X.shape[1], tuple(widths), bool(bias), activation)
+        self.layout = MLPLayout(data.d, tuple(widths), bool(bias), activation)
         self.widths, self.activation, self.bias = self.layout.widths, activation, bool(bias)
-        loss = get_loss(loss)
-        loss.check_labels(y)
-        s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        engine = Engine(X, y, s, loss, self.layout.k + bool(feature_bias),
-                        dims=self.layout.dims, bias=bias, act=self.layout.act_code,
-                        feature_bias=feature_bias, n_threads=n_threads, chunk_size=chunk_size)
+        engine = data.engine(self.layout.k + bool(feature_bias), dims=self.layout.dims,
+                             bias=bias, act=self.layout.act_code, feature_bias=feature_bias,
+                             n_threads=n_threads, chunk_size=chunk_size)
         self._setup(engine, head, self.layout.n_params)
 
     def init(self, seed: int | None = None) -> np.ndarray:
@@ -429,12 +415,10 @@ class Objective(_HeadObjective):
         eng = self._engine
         if materialize:
             f = eng.predict(w, a, theta, features=True, constant=False)[1]
-            part = FeatureObjective(eng.X, f, eng.y, loss=self.loss, head=self.head,
-                                    sample_weight=eng.s, feature_bias=self.feature_bias,
-                                    n_threads=eng.n_threads, chunk_size=eng.chunk)
-            part._baselines = self._baselines
-            return part
-        sub = Engine(eng.X, eng.y, eng.s, eng.loss, self.k, dims=eng.dims, bias=eng.bias,
-                     act=eng.act, feature_bias=self.feature_bias,
-                     n_threads=eng.n_threads, chunk_size=eng.chunk)
+            if hasattr(f, "persist"):  # dask: the features stay on the workers
+                f = f.persist()
+            sub = eng.derive(k=self.k, Phi=f, feature_bias=self.feature_bias)
+            return FeatureObjective._from_engine(sub, self.head, None, self._baselines)
+        sub = eng.derive(k=self.k, dims=eng.dims, bias=eng.bias, act=eng.act,
+                         feature_bias=self.feature_bias)
         return FeatureObjective._from_engine(sub, self.head, theta, self._baselines)

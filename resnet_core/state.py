@@ -51,7 +51,9 @@ class SufficientStats:
     G: np.ndarray
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
+def _read_only(a):
+    if not isinstance(a, np.ndarray):
+        return a  # a lazy dask array: nothing to write to
     a = a.view()
     a.flags.writeable = False
     return a
@@ -132,17 +134,25 @@ class PointState:
         grad = self.grad
         return self._buf.value, grad
 
+    def _sample_quantities(self):
+        """``(l, r, q)``: the point's buffers, or, for out-of-core and distributed data
+        (which keep none), new n-vectors (lazy dask arrays for dask data) from one pass."""
+        if self._engine.stateless:
+            return self._engine.sample_quantities(self._w, self._a, self._theta)
+        buf = self._buffers()
+        return buf.l, buf.r, buf.q
+
     @property
     def sample_losses(self) -> np.ndarray:
-        return _read_only(self._buffers().l)
+        return _read_only(self._sample_quantities()[0])
 
     @property
     def weighted_dloss(self) -> np.ndarray:
-        return _read_only(self._buffers().r)
+        return _read_only(self._sample_quantities()[1])
 
     @property
     def weighted_d2loss(self) -> np.ndarray:
-        return _read_only(self._buffers().q)
+        return _read_only(self._sample_quantities()[2])
 
     @property
     def stats(self) -> SufficientStats:
