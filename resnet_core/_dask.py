@@ -174,9 +174,16 @@ class DaskEngine(Engine):
         cap = _local_cap(len(self._parts))
         tasks = [dask.delayed(_run_block, pure=True)(self._spec, row0, cap, fn, point, *parts)
                  for row0, _, parts in self._parts]
-        if self.progress:
-            return list(_compute_with_progress(dask, tasks))
-        return list(dask.compute(*tasks))
+        try:
+            if self.progress:
+                return list(_compute_with_progress(dask, tasks))
+            return list(dask.compute(*tasks))
+        except Exception as exc:
+            if type(exc).__name__ != "KilledWorker":
+                raise
+            raise RuntimeError(
+                "a pass over distributed data failed: the workers running one of its blocks "
+                f"died repeatedly ({exc}); no partial result was used") from exc
 
     # -- passes ------------------------------------------------------------------------------
     def _reduce(self, method, args, kwargs):
