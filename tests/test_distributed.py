@@ -236,6 +236,10 @@ def _die_once(marker, fn, block):
     return fn(block)
 
 
+def _set_allowed_failures(n, dask_scheduler=None):
+    dask_scheduler.allowed_failures = n
+
+
 def _always_die(block):
     os._exit(1)
 
@@ -253,6 +257,10 @@ def test_a_worker_killed_mid_pass_is_retried_or_fails_clearly(client, problem, t
     assert (tmp_path / "died").exists()  # a worker did die
     assert sum(p[0] for p in parts) == F  # the scheduler re-ran its task: the same numbers
     assert np.array_equal(functools.reduce(np.add, (p[3] for p in parts)), g[-parts[0][3].size:])
-    with pytest.raises(RuntimeError, match="workers running one of its blocks died"):
-        eng.map_rows(_always_die)
+    client.run_on_scheduler(_set_allowed_failures, 0)  # no retry: one death fails the pass
+    try:
+        with pytest.raises(RuntimeError, match="workers running one of its blocks died"):
+            eng.map_rows(_always_die)
+    finally:
+        client.run_on_scheduler(_set_allowed_failures, 1)
     client.wait_for_workers(2, timeout=60)
