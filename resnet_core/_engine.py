@@ -110,7 +110,8 @@ class Engine:
         self.bias, self.act = int(bias), int(act)
         self.n_threads = resolve_n_threads(n_threads)
         self.max_workers = None  # threads a kernel call may use (None: one per slot)
-        self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k, X.itemsize)
+        self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k,
+                                      self.dtype.itemsize)
         self._empty = np.empty(0, dtype=self.dtype)
         dims = [int(h) for h in self.dims]
         # multiply-adds per sample of a value and gradient pass, roughly

@@ -122,12 +122,27 @@ def combine_weight_stats(parts) -> tuple[float, float]:
     return largest, sum(t * (m / largest) for m, t, _ in parts if m > 0)
 
 
+def _aligned(rows: int, a) -> int:
+    """``rows`` rounded to whole chunks of a zarr array ``a`` (at least one chunk), so that a
+    block decodes each of its chunks once and only once; ``rows`` for other arrays."""
+    if not is_zarr(a):
+        return rows
+    step = int(a.chunks[0])
+    return max(rows // step, 1) * step
+
+
 class StreamEngine(Engine):
     """The engine over out-of-core arrays: stateless passes over blocks of at most
-    ``BLOCK_BYTES`` of ``X``, read in the data's own dtype."""
+    ``BLOCK_BYTES`` of ``X`` (whole chunks of a zarr ``X``), read in the data's own
+    dtype."""
 
     stateless = True
     _block_bytes = BLOCK_BYTES
+
+    def _row_blocks(self, n: int, per_row: int):
+        i0, i1 = super()._row_blocks(n, per_row)[0]
+        rows = _aligned(i1 - i0, self.X)
+        return [(i, min(i + rows, n)) for i in range(0, n, rows)]
 
 
 class Data:
@@ -186,8 +201,10 @@ def _streamed(name, a, ndim, shape, *, rows=_FINITE_BLOCK):
 
 
 def _prepare_stream(X, y, loss, sample_weight, Phi) -> Data:
-    X = _streamed("X", X, 2, None, rows=max(BLOCK_BYTES // (8 * max(X.shape[1], 1)), 1)
-                  if len(getattr(X, "shape", ())) == 2 else _FINITE_BLOCK)
+    rows = _FINITE_BLOCK
+    if len(getattr(X, "shape", ())) == 2:
+        rows = _aligned(max(BLOCK_BYTES // (8 * max(X.shape[1], 1)), 1), X)
+    X = _streamed("X", X, 2, None, rows=rows)
     n = X.shape[0]
     if n == 0 or X.shape[1] == 0:
         raise ValueError(f"X must have at least one sample and one feature; got shape "

@@ -36,6 +36,7 @@ import functools
 
 from ._engine import Engine, SampleBuffers
 from ._sources import prepare
+from ._threads import blas_single_thread
 from ._trust_region import (Model, NewtonResult, ball_step, inside_ball, safe_norm,
                             trust_region_newton)
 from ._validation import check_positive_int
@@ -166,10 +167,11 @@ def _qr_factor(X, q) -> np.ndarray:
     """The factor ``R`` of the rows ``sqrt(q_i) x_i`` (float64), accumulated over blocks of
     ``QR_CHUNK`` rows."""
     R = np.zeros((0, X.shape[1]))
-    for i0 in range(0, X.shape[0], QR_CHUNK):
-        i1 = min(i0 + QR_CHUNK, X.shape[0])
-        rows = np.sqrt(np.asarray(q[i0:i1], dtype=np.float64))[:, None] * X[i0:i1]
-        R = np.linalg.qr(np.vstack([R, rows]), mode="r")
+    with blas_single_thread():  # small factorisations: BLAS threads only cost here
+        for i0 in range(0, X.shape[0], QR_CHUNK):
+            i1 = min(i0 + QR_CHUNK, X.shape[0])
+            rows = np.sqrt(np.asarray(q[i0:i1], dtype=np.float64))[:, None] * X[i0:i1]
+            R = np.linalg.qr(np.vstack([R, rows]), mode="r")
     return R
 
 
