@@ -25,7 +25,7 @@ import functools
 
 import numpy as np
 
-from ._engine import Engine, fill_block, Block
+from ._engine import PROGRESS_DELAY, Block, Engine, fill_block, progress_bar
 from ._sources import (_check_feature_columns, _check_meta, check_block,
                        combine_weight_stats, weight_block_stats)
 from ._threads import default_n_threads
@@ -145,7 +145,6 @@ class DaskEngine(Engine):
                            self.feature_bias, self.n_threads, self.chunk, Phi is not None,
                            self._weights)
         self._parts = _delayed_blocks(X, y, self._w, Phi)
-        self.progress = False
 
     def derive(self, *, k, Phi=None, dims=None, bias=False, act=0, feature_bias=False,
                s=None) -> "DaskEngine":
@@ -153,9 +152,11 @@ class DaskEngine(Engine):
             raise ValueError("other weights on distributed data are not supported")
         if Phi is not None:
             Phi = _align(Phi, self.X.chunks[0])
-        return DaskEngine(self.X, self.y, (self._w, self._weights), self.loss, k, Phi=Phi,
-                          dims=dims, bias=bias, act=act, feature_bias=feature_bias,
-                          n_threads=self.n_threads, chunk_size=self.chunk)
+        eng = DaskEngine(self.X, self.y, (self._w, self._weights), self.loss, k, Phi=Phi,
+                         dims=dims, bias=bias, act=act, feature_bias=feature_bias,
+                         n_threads=self.n_threads, chunk_size=self.chunk)
+        eng.progress = self.progress
+        return eng
 
     def __getstate__(self):
         state = self.__dict__.copy()
@@ -176,7 +177,7 @@ class DaskEngine(Engine):
                  for row0, _, parts in self._parts]
         try:
             if self.progress:
-                return list(_compute_with_progress(dask, tasks))
+                return list(compute_with_progress(dask, tasks, "pass"))
             return list(dask.compute(*tasks))
         except Exception as exc:
             if type(exc).__name__ != "KilledWorker":
@@ -251,21 +252,20 @@ def _block_quantities(block):
     return buf.l.copy(), buf.r.copy(), buf.q.copy()
 
 
-def _compute_with_progress(dask, tasks):
-    """``dask.compute`` of the tasks with a tqdm bar (one tick per finished task) when a
-    distributed client runs them, else dask's own text progress bar."""
+def compute_with_progress(dask, tasks, desc: str):
+    """``dask.compute`` of the tasks with a tqdm bar (one tick per finished task, shown after
+    ``PROGRESS_DELAY`` seconds) when a distributed client runs them, else with dask's own
+    progress bar (after the same delay)."""
     try:
         from distributed import as_completed, default_client
         client = default_client()
     except (ImportError, ValueError):
         from dask.diagnostics import ProgressBar
-        with ProgressBar():
+        with ProgressBar(minimum=PROGRESS_DELAY):
             return dask.compute(*tasks)
-    from tqdm.auto import tqdm
     futures = client.compute(tasks)
-    with tqdm(total=len(futures), desc="pass", unit="block") as bar:
-        for _ in as_completed(futures):
-            bar.update()
+    for _ in progress_bar(as_completed(futures), desc, total=len(futures)):
+        pass
     return client.gather(futures)
 
 

@@ -32,6 +32,8 @@ BLOCK_WORK = 1 << 27
 # on 2 cores: a team of 2 pays off from about 1e6 upwards; below, waking it costs more).
 SERIAL_WORK = 1 << 20
 MAX_BLOCK_ROWS = 1 << 18
+# A pass shows a progress bar (when asked) once it has run this many seconds.
+PROGRESS_DELAY = 2.0
 
 
 class SampleBuffers:
@@ -110,6 +112,7 @@ class Engine:
         self.bias, self.act = int(bias), int(act)
         self.n_threads = resolve_n_threads(n_threads)
         self.max_workers = None  # threads a kernel call may use (None: one per slot)
+        self.progress = False  # a tqdm bar over the blocks of a pass longer than a few seconds
         self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k,
                                       self.dtype.itemsize)
         self._empty = np.empty(0, dtype=self.dtype)
@@ -134,6 +137,14 @@ class Engine:
             rows = min(rows, max(self._block_bytes // (self.d * self.dtype.itemsize), 1))
         rows = min(rows, MAX_BLOCK_ROWS) // self.chunk * self.chunk or self.chunk
         return [(i, min(i + rows, n)) for i in range(0, n, rows)]
+
+    def _pass_blocks(self, n: int, per_row: int):
+        """The row blocks of a pass, under a tqdm bar (shown after ``PROGRESS_DELAY``
+        seconds) when ``progress`` is set."""
+        blocks = self._row_blocks(n, per_row)
+        if not self.progress or len(blocks) < 2:
+            return blocks
+        return progress_bar(blocks, "pass")
 
     def _workers(self, rows: int, per_row: int) -> int:
         """Threads for a kernel call over ``rows`` samples of ``per_row`` multiply-adds each:
@@ -165,18 +176,20 @@ class Engine:
                s=None) -> "Engine":
         """An engine of the same kind on the same rows with other features (``Phi``, or
         an MLP of ``dims``) and optionally other normalised weights ``s``."""
-        return type(self)(self.X, self.y, self.s if s is None else s, self.loss, k, Phi=Phi,
-                          dims=dims, bias=bias, act=act, feature_bias=feature_bias,
-                          n_threads=self.n_threads, chunk_size=self.chunk)
+        eng = type(self)(self.X, self.y, self.s if s is None else s, self.loss, k, Phi=Phi,
+                         dims=dims, bias=bias, act=act, feature_bias=feature_bias,
+                         n_threads=self.n_threads, chunk_size=self.chunk)
+        eng.progress = self.progress
+        return eng
 
     def map_rows(self, fn, point=None, rows: int | None = None) -> list:
         """``[fn(block) for each row block]`` in row order (:class:`Block`); with ``point =
         (w, a, theta)`` the block's engine has filled its own per-sample buffers there
         first (``block.engine.buf``).  ``rows``: rows per block (default: a pass's)."""
         rows = rows or max(self._row_blocks(self.n, self._per_row)[0][1], 1)
+        blocks = [(i0, min(i0 + rows, self.n)) for i0 in range(0, self.n, rows)]
         out = []
-        for i0 in range(0, self.n, rows):
-            i1 = min(i0 + rows, self.n)
+        for i0, i1 in (progress_bar(blocks, "pass") if self.progress else blocks):
             Phi = self._rows(self.Phi, i0, i1) if self.Phi.shape[0] else None
             sub = Engine(self._rows(self.X, i0, i1), self._rows(self.y, i0, i1),
                          self._rows(self.s, i0, i1), self.loss, self.k, Phi=Phi,
@@ -240,7 +253,7 @@ class Engine:
         cols = self.k if constant else self.k - self.feature_bias
         phi = np.empty((n if features else 0, cols), dtype=self.dtype)
         w, a, theta = self._vec(w), self._vec(a), self._vec(theta)
-        for i0, i1 in self._row_blocks(n, self._per_row):
+        for i0, i1 in self._pass_blocks(n, self._per_row):
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
                 _kernels.predict(self._rows(X, i0, i1),
@@ -257,7 +270,7 @@ class Engine:
         n_theta = self._vec(theta).shape[0] if need_theta else 0
         T, w, a = self.n_threads, self._vec(w), self._vec(a)
         value, sums = 0.0, [np.zeros(c, dtype=self.dtype) for c in (self.d, self.k, n_theta)]
-        for i0, i1 in self._row_blocks(self.n, self._per_row):
+        for i0, i1 in self._pass_blocks(self.n, self._per_row):
             vx, vp, vt = self._slots(self.d, self.k, n_theta)
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
@@ -280,7 +293,7 @@ class Engine:
                 self._vec(dtheta if need_theta else None))
         value, sums = 0.0, [np.zeros(c, dtype=self.dtype)
                             for c in (self.d, self.k, self.k, n_theta)]
-        for i0, i1 in self._row_blocks(self.n, self._per_row):
+        for i0, i1 in self._pass_blocks(self.n, self._per_row):
             vx, vp, g, vt = self._slots(self.d, self.k, self.k, n_theta)
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
@@ -301,7 +314,7 @@ class Engine:
         value, sx, sp = 0.0, np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype)
         G = np.zeros((D, D), dtype=self.dtype)
         per_row = self._per_row + D * (D + 1) // 2  # the Gram's rank-one updates
-        for i0, i1 in self._row_blocks(self.n, per_row):
+        for i0, i1 in self._pass_blocks(self.n, per_row):
             vx, vp = self._slots(self.d, self.k)
             Gs = np.zeros((T, D, D), dtype=self.dtype)
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
@@ -326,3 +339,13 @@ def fill_block(engine: Engine, point) -> None:
     if point is not None:
         engine.buf = SampleBuffers(engine.n, engine.dtype)
         engine.value_grad(*point, engine.buf, need_theta=False)
+
+
+def progress_bar(items, desc: str, total: int | None = None):
+    """``items`` under a tqdm bar that appears once it has run ``PROGRESS_DELAY`` seconds
+    (tqdm is imported only here)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ImportError("progress=True needs tqdm: pip install tqdm") from exc
+    return tqdm(items, desc=desc, unit="block", delay=PROGRESS_DELAY, leave=False, total=total)

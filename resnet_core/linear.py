@@ -358,6 +358,8 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     Parameters
     ----------
     X : array of shape (n, d)
+        In memory, out-of-core (``np.memmap``, zarr: streamed) or a dask array (tasks on
+        its row chunks; the linear program is then skipped, see :func:`baseline_on_engine`).
     y : array of shape (n,)
     loss : str, Loss or callable
     sample_weight : array of shape (n,), optional

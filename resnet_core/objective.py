@@ -81,6 +81,16 @@ class _HeadObjective:
     def n_threads(self, value):
         self._engine.n_threads = resolve_n_threads(value)
 
+    @property
+    def progress(self) -> bool:
+        """Whether a pass over the data shows a tqdm bar of its row blocks once it has run
+        a few seconds (out-of-core and dask data: one tick per block or task)."""
+        return self._engine.progress
+
+    @progress.setter
+    def progress(self, value: bool):
+        self._engine.progress = bool(value)
+
     def linear_baseline(self, radius: float | None = None) -> LinearBaselineResult:
         """The best linear predictor on this objective's data, loss and weights
         (:func:`resnet_core.linear_baseline`), computed once per radius and cached."""
@@ -166,6 +176,9 @@ class FeatureObjective(_HeadObjective):
     X : array of shape (n, d)
         Inputs.  float32 stays float32 (then every result is float32); integer and other
         float types become float64; a non-C-contiguous array is copied.  NaN/inf rejected.
+        An ``np.memmap`` or zarr array is streamed block by block in its own dtype, a dask
+        array (``X``, ``Phi``, ``y`` or ``sample_weight``) is evaluated by tasks on its row
+        chunks; both keep no per-sample n-vector (docs/distributed.md).
     Phi : array of shape (n, k)
         Features ``phi_i = f_theta(x_i)``, converted to ``X``'s dtype.
     y : array of shape (n,)
@@ -186,6 +199,9 @@ class FeatureObjective(_HeadObjective):
         Threads of the kernels (default: all cores, or ``OMP_NUM_THREADS``).
     chunk_size : int, optional
         Samples per chunk of the streaming kernels.
+    progress : bool
+        Show a tqdm bar over the row blocks of a pass that runs longer than a few seconds
+        (also the attribute ``progress``).
 
     Notes
     -----
@@ -204,13 +220,15 @@ class FeatureObjective(_HeadObjective):
     def __init__(self, X: ArrayLike, Phi: ArrayLike, y: ArrayLike, *,
                  loss: str | Loss | Callable = "logistic", head: str = "residual",
                  sample_weight: ArrayLike | None = None, feature_bias: bool = False,
-                 n_threads: int | None = None, chunk_size: int | None = None):
+                 n_threads: int | None = None, chunk_size: int | None = None,
+                 progress: bool = False):
         if Phi is None:
             raise TypeError("Phi must be an array of shape (n, k) (the features); got None")
         data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight, Phi=Phi,
                        n_threads=n_threads)
         engine = data.engine(data.Phi.shape[1] + bool(feature_bias), feature_bias=feature_bias,
                              n_threads=n_threads, chunk_size=chunk_size)
+        engine.progress = bool(progress)
         self._init(engine, head, theta=None)
 
     _point_name = "z"
@@ -322,8 +340,8 @@ class Objective(_HeadObjective):
         Remark 1: append a constant 1 to the features, a bias column in ``V``:
         ``phi(x) = [f_theta(x); 1]``, the last column of ``V`` (last entry of ``v``)
         multiplies the constant.
-    sample_weight, n_threads, chunk_size
-        As in :class:`FeatureObjective`.
+    sample_weight, n_threads, chunk_size, progress
+        As in :class:`FeatureObjective` (out-of-core and dask arrays too).
 
     Notes
     -----
@@ -337,7 +355,7 @@ class Objective(_HeadObjective):
                  widths: tuple[int, ...] | int = (64, 64), activation: str = "tanh",
                  bias: bool = True, head: str = "residual", feature_bias: bool = False,
                  sample_weight: ArrayLike | None = None, n_threads: int | None = None,
-                 chunk_size: int | None = None):
+                 chunk_size: int | None = None, progress: bool = False):
         data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight,
                        n_threads=n_threads)
         if isinstance(widths, (int, np.integer)):
@@ -347,6 +365,7 @@ class Objective(_HeadObjective):
         engine = data.engine(self.layout.k + bool(feature_bias), dims=self.layout.dims,
                              bias=bias, act=self.layout.act_code, feature_bias=feature_bias,
                              n_threads=n_threads, chunk_size=chunk_size)
+        engine.progress = bool(progress)
         self._setup(engine, head, self.layout.n_params)
 
     def init(self, seed: int | None = None) -> np.ndarray:

@@ -264,3 +264,57 @@ def test_a_worker_killed_mid_pass_is_retried_or_fails_clearly(client, problem, t
     finally:
         client.run_on_scheduler(_set_allowed_failures, 1)
     client.wait_for_workers(2, timeout=60)
+
+
+# -- studies and progress ---------------------------------------------------------------------
+def _study_args(problem):
+    X, y, _ = problem
+    obj = rc.Objective(X[:300], y[:300], widths=(3,))
+    fo = obj.partial(obj.init(0))
+    kw = dict(n_runs=7, seed=3, eps=1e-2, ell=2.0, rho=1.0, max_iter=60, stop_at_escape=False)
+    return obj, fo, kw
+
+
+def _same_study(a, b):
+    for name in ("x", "escape_iter", "final_F", "status", "nit", "n_perturbations", "seeds"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.compiled == b.compiled and a.constants == b.constants
+
+
+def test_escape_study_over_dask_same_per_seed(problem, scheduler):
+    from resnet_core.studies import escape
+    obj, fo, kw = _study_args(problem)
+    starts = np.zeros((2, fo.n_params))
+    _same_study(escape(fo, starts, **kw),
+                escape(fo, starts, distribute=True, runs_per_task=3, **kw))
+    kw.update(n_runs=3, max_iter=8)  # over all parameters: the streamed loop
+    a = escape(obj, obj.init(1), **kw)
+    b = escape(obj, obj.init(1), distribute=True, runs_per_task=2, **kw)
+    _same_study(a, b)
+    assert not b.compiled
+    with pytest.raises(ValueError, match="in-memory data"):
+        escape(_dask_objective(*problem, widths=(3,)), obj.init(1), distribute=True, **kw)
+
+
+def test_progress_bars(problem, monkeypatch, capsys):
+    import resnet_core._engine as engine
+    monkeypatch.setattr(engine, "PROGRESS_DELAY", 0.0)
+    X, y, sw = problem
+    obj = _dask_objective(X, y, sw, widths=WIDTHS, progress=True)
+    ref = rc.Objective(X, y, sample_weight=sw, widths=WIDTHS)
+    x = ref.init(0)
+    assert rel_err(obj.grad(x), ref.grad(x)) < TOL
+    assert obj.partial(x).progress
+    mem = rc.Objective(X, y, widths=WIDTHS, progress=True, chunk_size=16)
+    mem._engine._row_blocks = lambda n, per_row: [(0, 1000), (1000, n)]
+    assert mem.fun(x) == pytest.approx(rc.Objective(X, y, widths=WIDTHS).fun(x), rel=1e-12)
+    err = capsys.readouterr().err
+    assert "pass" in err and "block" in err
+
+
+def test_study_on_the_cluster(client, problem):
+    from resnet_core.studies import escape
+    obj, fo, kw = _study_args(problem)
+    _same_study(escape(fo, np.zeros(fo.n_params), **kw),
+                escape(fo, np.zeros(fo.n_params), distribute=True, runs_per_task=2,
+                       progress=True, **kw))
