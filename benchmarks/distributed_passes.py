@@ -76,7 +76,7 @@ def main():
     print(f"load average {os.getloadavg()}, cores {os.cpu_count()}, n {args.n}, d {args.d}, "
           f"widths {widths}, rows per block {args.rows}, repeat {args.repeat}")
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None, silence_logs=40) as cluster, \
+                      dashboard_address=":0", silence_logs=40) as cluster, \
             Client(cluster) as client:
         X, y = make_data(da, args.n, args.d, args.rows)
         dobj = rc.Objective(X, y, widths=widths)

@@ -33,6 +33,9 @@ from ._validation import resolve_dtype
 
 __all__ = ["DaskEngine", "prepare_dask"]
 
+# Partial results added per node of the reduction tree of a pass.
+FAN_IN = 8
+
 
 def _dask():
     try:
@@ -168,13 +171,22 @@ class DaskEngine(Engine):
         self._parts = _delayed_blocks(self.X, self.y, self._w, self._phi)
 
     # -- the one primitive -------------------------------------------------------------------
-    def map_rows(self, fn, point=None, rows=None) -> list:
-        """``[fn(block) for each row block]`` in row order, each computed by a task where
-        the block lives (``rows`` is ignored: the blocks are the arrays' row chunks)."""
+    def _tasks(self, fn, point=None) -> list:
+        """One Delayed per row block: ``fn(block)`` where the block lives.  The function and
+        the point are one key each in the graph, sent once to each worker that needs them
+        (not once per task)."""
         dask, _ = _dask()
         cap = _local_cap(len(self._parts))
-        tasks = [dask.delayed(_run_block, pure=True)(self._spec, row0, cap, fn, point, *parts)
-                 for row0, _, parts in self._parts]
+        spec = dask.delayed(self._spec, pure=True, traverse=False)
+        fn = dask.delayed(fn, pure=True, traverse=False)
+        point = None if point is None else dask.delayed(point, pure=True, traverse=False)
+        return [dask.delayed(_run_block, pure=True)(spec, row0, cap, fn, point, *parts)
+                for row0, _, parts in self._parts]
+
+    def _compute(self, tasks) -> list:
+        """``dask.compute`` of the tasks on the active scheduler; a clear error when a
+        worker died once too often (the scheduler retries a task whose worker died)."""
+        dask, _ = _dask()
         try:
             if self.progress:
                 return list(compute_with_progress(dask, tasks, "pass"))
@@ -186,14 +198,24 @@ class DaskEngine(Engine):
                 "a pass over distributed data failed: the workers running one of its blocks "
                 f"died repeatedly ({exc}); no partial result was used") from exc
 
+    def map_rows(self, fn, point=None, rows=None) -> list:
+        """``[fn(block) for each row block]`` in row order, each computed by a task where
+        the block lives (``rows`` is ignored: the blocks are the arrays' row chunks)."""
+        return self._compute(self._tasks(fn, point))
+
     # -- passes ------------------------------------------------------------------------------
     def _reduce(self, method, args, kwargs):
-        parts = self.map_rows(functools.partial(_pass, method, args, kwargs))
-        total = list(parts[0])
-        for part in parts[1:]:
-            for i, v in enumerate(part):
-                total[i] = total[i] + v
-        return total
+        """A pass's partial sums, added on the workers in a fixed tree of ``FAN_IN`` blocks
+        per node, in block order: the client receives one set of sums (a progress bar
+        shows the blocks instead, which the client then adds in order)."""
+        dask, _ = _dask()
+        parts = self._tasks(functools.partial(_pass, method, args, kwargs))
+        if self.progress:
+            return _add_parts(*self._compute(parts))
+        while len(parts) > 1:
+            parts = [dask.delayed(_add_parts, pure=True)(*parts[i:i + FAN_IN])
+                     for i in range(0, len(parts), FAN_IN)]
+        return self._compute(parts)[0]
 
     def value_grad(self, w, a, theta, buf, *, need_theta):
         F, *sums = self._reduce("value_grad", (w, a, theta), {"need_theta": need_theta})
@@ -245,6 +267,15 @@ class DaskEngine(Engine):
             for c, o in zip(cols, out):
                 c.append(da.from_delayed(o, shape=(m,), dtype=self.dtype))
         return tuple(da.concatenate(c) for c in cols)
+
+
+def _add_parts(*parts):
+    """The sums of a pass's partial results, added in the order given."""
+    total = list(parts[0])
+    for part in parts[1:]:
+        for i, v in enumerate(part):
+            total[i] = total[i] + v
+    return total
 
 
 def _block_quantities(block):
