@@ -27,7 +27,7 @@ import numpy as np
 
 from ._engine import PROGRESS_DELAY, Block, Engine, fill_block, progress_bar
 from ._sources import (_check_feature_columns, _check_meta, check_block,
-                       combine_weight_stats, weight_block_stats)
+                       combine_weight_stats, is_dask, weight_block_stats)
 from ._threads import default_n_threads
 from ._validation import resolve_dtype
 
@@ -359,7 +359,7 @@ def prepare_dask(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None) ->
                          "passes recompute the per-sample derivatives in the compiled kernel; "
                          "use a built-in loss (squared, logistic, smoothed_hinge) or "
                          "in-memory data")
-    if not is_dask_array(X):
+    if not is_dask(X):
         X = da.from_array(np.asarray(X))
     _check_meta("X", X, 2)
     if any(np.isnan(c) for c in X.chunks[0]):
@@ -384,8 +384,3 @@ def prepare_dask(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None) ->
     stats = dask.compute(*tasks)
     weights = None if w is None else combine_weight_stats(stats)
     return _DaskData(X, y, w, weights, Phi, loss, n_threads)
-
-
-def is_dask_array(a) -> bool:
-    from ._sources import is_dask
-    return is_dask(a)

@@ -1,7 +1,5 @@
-"""Where the data live, and the engine that suits them.
-
-:func:`prepare` validates ``X, y`` (and ``Phi``, the sample weights) and returns a
-:class:`Data` whose :meth:`Data.engine` builds the engine of the passes:
+"""Out-of-core data: checks block by block, lazy normalised weights, and the stateless
+engine that streams them.  Which engine a data set gets (``resnet_core._data.prepare``):
 
 - in-memory arrays: :class:`~resnet_core._engine.Engine` (per-sample buffers per point);
 - out-of-core arrays (``np.memmap``, zarr): :class:`StreamEngine`, which reads row blocks of
@@ -21,8 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._engine import Engine
-from ._validation import (_FINITE_BLOCK, _shape_str, as_float_array, check_data,
-                          check_sample_weight, resolve_dtype)
+from ._validation import _FINITE_BLOCK, _shape_str, as_float_array, resolve_dtype
 
 # Most bytes of X one block of an out-of-core pass reads (the rest of a pass's memory is
 # the kernels' workspaces and the block's per-sample quantities, a few n_block-vectors).
@@ -158,23 +155,6 @@ class Data:
         return cls(self.X, self.y, self.s, self.loss, k, Phi=self.Phi, **kw)
 
 
-def prepare(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None):
-    """Validate the data of an objective or of the linear baseline (``Phi``: given
-    features, or None).  Returns a :class:`Data` (or the dask engine's equivalent)."""
-    if any(is_dask(a) for a in (X, y, Phi, sample_weight)):
-        from ._dask import prepare_dask
-        return prepare_dask(X, y, loss=loss, sample_weight=sample_weight, Phi=Phi,
-                            n_threads=n_threads)
-    if loss.code >= 0 and any(is_out_of_core(a) for a in (X, Phi)):
-        return _prepare_stream(X, y, loss, sample_weight, Phi)
-    X, y = check_data(X, y)
-    if Phi is not None:
-        Phi = check_features(Phi, X.shape[0], X.dtype)
-    loss.check_labels(y)
-    s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-    return Data("memory", X, y, s, Phi, loss)
-
-
 def check_features(Phi, n: int, dtype) -> np.ndarray:
     """Given features: 2-D, ``n`` rows, at least one column, converted to ``dtype``."""
     Phi = as_float_array("Phi", Phi, ndim=2, dtype=dtype, shape=(n, None))
@@ -200,7 +180,8 @@ def _streamed(name, a, ndim, shape, *, rows=_FINITE_BLOCK):
     return a
 
 
-def _prepare_stream(X, y, loss, sample_weight, Phi) -> Data:
+def prepare_stream(X, y, loss, sample_weight, Phi) -> Data:
+    """Out-of-core data checked block by block (see :func:`resnet_core._data.prepare`)."""
     rows = _FINITE_BLOCK
     if len(getattr(X, "shape", ())) == 2:
         rows = _aligned(max(BLOCK_BYTES // (8 * max(X.shape[1], 1)), 1), X)

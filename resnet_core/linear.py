@@ -35,7 +35,7 @@ from scipy.optimize import OptimizeResult, brentq
 import functools
 
 from ._engine import Engine, SampleBuffers
-from ._sources import prepare
+from ._data import prepare
 from ._threads import blas_single_thread
 from ._trust_region import (Model, NewtonResult, ball_step, inside_ball, safe_norm,
                             trust_region_newton)

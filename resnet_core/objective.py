@@ -16,7 +16,7 @@ from numpy.typing import ArrayLike
 
 from ._engine import Engine
 from ._threads import resolve_n_threads
-from ._sources import prepare
+from ._data import prepare
 from ._validation import as_float_array, check_choice, check_point
 from .features import MLPLayout
 from .heads import HEADS

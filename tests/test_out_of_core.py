@@ -2,6 +2,8 @@
 their own dtype; agreement with in-memory arrays; anonymous memory a small fraction of X for
 every public call."""
 
+import subprocess
+import sys
 import tracemalloc
 
 import numpy as np
@@ -134,3 +136,14 @@ def test_memory_is_a_small_fraction_of_X(kind, tmp_path):
         call()  # once first: imports and numba's compilation are not the data's
         peak = _peak(call)
         assert peak < budget, (name, peak / size)
+
+
+def test_the_core_imports_without_the_extra():
+    """dask, distributed and zarr are imported only when given one of their arrays."""
+    code = ("import sys, numpy as np, resnet_core as rc\n"
+            "X = np.random.default_rng(0).standard_normal((50, 3))\n"
+            "rc.Objective(X, np.sign(X[:, 0]), widths=(2,)).fun(np.zeros(2 * 3 + 3 + 8))\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', 'zarr'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
