@@ -64,8 +64,10 @@ class _HeadObjective:
 
     @property
     def sample_weight(self) -> np.ndarray:
-        """The normalised sample weights ``s`` (summing to one): ``E[h] = sum_i s_i h_i``."""
-        return self._engine.s
+        """The normalised sample weights ``s`` (summing to one): ``E[h] = sum_i s_i h_i``
+        (a lazy dask array for dask data, a new n-vector for out-of-core data)."""
+        s = self._engine.s
+        return s if hasattr(s, "compute") or isinstance(s, np.ndarray) else np.asarray(s)
 
     @property
     def chunk_size(self) -> int:
@@ -258,9 +260,14 @@ class FeatureObjective(_HeadObjective):
         MLP; with ``feature_bias`` a new array whose last column is 1, the objective's own
         passes never make it)."""
         if self._theta is None:
+            Phi = self._engine.Phi
+            if self.feature_bias and hasattr(Phi, "rechunk"):  # dask: stays lazy
+                import dask.array as da
+                ones = da.ones((self.n_samples, 1), dtype=self.dtype, chunks=(Phi.chunks[0], 1))
+                return da.concatenate([Phi, ones], axis=1)
             if self.feature_bias:
-                return np.column_stack([self._engine.Phi, np.ones(self.n_samples, self.dtype)])
-            return self._engine.Phi
+                return np.column_stack([Phi, np.ones(self.n_samples, self.dtype)])
+            return Phi
         return self._engine.predict(np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype),
                                     self._theta, features=True)[1]
 

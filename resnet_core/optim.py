@@ -498,6 +498,9 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
         raise TypeError("projected_sgd runs compiled: it needs a built-in loss")
     if objective.feature_bias:
         raise NotImplementedError("projected_sgd does not support feature_bias=True yet")
+    if objective._engine.stateless:
+        raise ValueError("projected_sgd runs compiled over samples held in memory; this "
+                         "objective's data are out-of-core or dask arrays")
     T = check_positive_int("T", T)
     batch_size = check_positive_int("batch_size", batch_size)
     b = float(b)

@@ -318,3 +318,18 @@ def test_study_on_the_cluster(client, problem):
     _same_study(escape(fo, np.zeros(fo.n_params), **kw),
                 escape(fo, np.zeros(fo.n_params), distribute=True, runs_per_task=2,
                        progress=True, **kw))
+
+
+def test_data_properties_stay_lazy(problem):
+    X, y, sw = problem
+    Xd, yd, swd = _chunked(X, y, sw)
+    Phi = np.tanh(X[:, :2])
+    fo = rc.FeatureObjective(Xd, da.from_array(Phi, chunks=500), yd, sample_weight=swd,
+                             feature_bias=True)
+    ref = rc.FeatureObjective(X, Phi, y, sample_weight=sw, feature_bias=True)
+    assert isinstance(fo.Phi, da.Array) and isinstance(fo.sample_weight, da.Array)
+    assert rel_err(fo.Phi.compute(), ref.Phi) == 0
+    assert rel_err(fo.sample_weight.compute(), ref.sample_weight) < 1e-15
+    obj = rc.Objective(Xd, yd, widths=(2,), head="skip")
+    with pytest.raises(ValueError, match="held in memory"):
+        rc.projected_sgd(obj, obj.init(0), T=2, b=1.0)

@@ -45,6 +45,7 @@ def test_agrees_with_in_memory(store, loss, rng):
     ooc = rc.Objective(store("X", X), store("y", y), loss=loss, widths=(4, 3),
                        sample_weight=store("w", sw))
     assert isinstance(ooc._engine, StreamEngine)
+    assert rel_err(ooc.sample_weight, obj.sample_weight) < 1e-15
     x = random_point(obj, rng)
     F, g = obj.fun_and_grad(x)
     Fo, go = ooc.fun_and_grad(x)
