@@ -120,7 +120,7 @@ def _predict(args, kwargs, block):
     return block.engine.predict(*args, **kwargs)
 
 
-def _validate(spec, loss, row0, X, y, w, Phi):
+def _validate(loss, row0, X, y, w, Phi):
     """Checks of one raw block; returns the block's weight statistics (or None)."""
     check_block("X", np.asarray(X), row0)
     check_block("y", np.asarray(y), row0)
@@ -131,13 +131,17 @@ def _validate(spec, loss, row0, X, y, w, Phi):
 
 
 class DaskEngine(Engine):
-    """The engine's passes as tasks over the row blocks of dask arrays (module notes)."""
+    """The engine's passes as tasks over the row blocks of dask arrays (module notes).
+
+    ``X, y`` (and ``Phi``) are validated dask arrays with aligned row chunks; ``s`` is the
+    pair ``(w, (largest, total))`` of the raw weights and their two statistics, or
+    ``(None, None)`` for uniform weights.  ``self.s`` is then the lazy normalised weights.
+    """
 
     stateless = True
 
     def __init__(self, X, y, s, loss, k, *, Phi=None, dims=None, bias=False, act=0,
                  feature_bias=False, n_threads=None, chunk_size=None):
-        # s: (raw weights dask array or None, (largest, total) or None); validated already
         self._w, self._weights = s
         super().__init__(X, y, np.empty(0), loss, k, Phi=Phi,
                          dims=dims, bias=bias, act=act, feature_bias=feature_bias,
@@ -380,7 +384,7 @@ def prepare_dask(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None) ->
         _check_meta("sample_weight", sample_weight, 1, (n,))
         w = _align(sample_weight, rows)
     parts = _delayed_blocks(X, y, w, Phi)
-    tasks = [dask.delayed(_validate, pure=True)(None, loss, row0, *p) for row0, _, p in parts]
+    tasks = [dask.delayed(_validate, pure=True)(loss, row0, *p) for row0, _, p in parts]
     stats = dask.compute(*tasks)
     weights = None if w is None else combine_weight_stats(stats)
     return _DaskData(X, y, w, weights, Phi, loss, n_threads)

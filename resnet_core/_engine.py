@@ -10,6 +10,14 @@ buffers filled; later passes read them.  A pass that does not complete (an inter
 ``MemoryError``) leaves the buffers unfilled, so nothing stale is ever read.  Passes on
 different buffers may run at the same time from several threads.  Extra memory: the
 buffers and the per-slot partial sums; nothing of size ``n x width``.
+
+A *stateless* engine (out-of-core data, ``resnet_core._sources.StreamEngine``; dask
+arrays, ``resnet_core._dask.DaskEngine``) keeps no n-vector: a point holds a
+:class:`PassValue` and every pass recomputes ``l, r, q`` block by block inside the kernel
+(built-in losses).  :meth:`Engine.map_rows` runs a function over the row blocks
+(:class:`Block`, each with an engine of its own) and returns the results in row order: the
+reductions the passes do not cover (a tall-skinny QR, margins, standard errors) are built
+on it, the same way for every kind of engine.
 """
 
 from __future__ import annotations
