@@ -221,8 +221,9 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     if distribute:
         from ._dask_studies import escape_on_dask
         return escape_on_dask(
-            escape, EscapeStudy, objective, starts, seeds, check_positive_int("runs_per_task", runs_per_task),
-            progress, "compiled" if compiled else "streamed",
+            escape, EscapeStudy, objective, starts, seeds,
+            check_positive_int("runs_per_task", runs_per_task), progress,
+            "compiled" if compiled else "streamed",
             dict(method=method, eps=eps, ell=ell, rho=rho, c=c, delta=delta, delta_f=delta_f,
                  eta=eta, r=r, g_thres=g_thres, f_thres=f_thres, t_thres=t_thres,
                  f_escape=f_escape, max_iter=max_iter, n_threads=n_threads,

@@ -145,7 +145,8 @@ def test_the_core_imports_without_the_extra():
     code = ("import sys, numpy as np, resnet_core as rc\n"
             "X = np.random.default_rng(0).standard_normal((50, 3))\n"
             "rc.Objective(X, np.sign(X[:, 0]), widths=(2,)).fun(np.zeros(2 * 3 + 3 + 8))\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dask', 'distributed', 'zarr'}))")
+            "print(sorted({m.split('.')[0] for m in sys.modules}\n"
+            "             & {'dask', 'distributed', 'zarr'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
