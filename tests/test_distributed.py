@@ -88,6 +88,11 @@ def test_feature_objective_and_float32(problem, scheduler, rng):
     z = rng.standard_normal(fo.n_params)
     assert rel_err(dfo.grad(z), fo.grad(z)) < TOL
     assert rel_err(dfo.hessp(z, z), fo.hessp(z, z)) < TOL
+    new = rng.standard_normal((9, X.shape[1]))
+    assert rel_err(dfo.predict(z, X=new, Phi=Phi[:9]), fo.predict(z, X=new, Phi=Phi[:9])) == 0
+    obj, dobj = _pair(X, y, sw, widths=WIDTHS)
+    x = obj.init(2)
+    assert rel_err(dobj.predict(x, X=new), obj.predict(x, X=new)) == 0
     o32 = rc.Objective(X.astype(np.float32), y, widths=WIDTHS)
     d32 = rc.Objective(Xd.astype(np.float32), yd, widths=WIDTHS)
     x = o32.init(3)
@@ -226,6 +231,27 @@ def test_local_cluster_agrees_and_is_deterministic(client, problem, rng):
     assert Fs == runs[0][0] and np.array_equal(gs, runs[0][1])
     report = rc.check_sopsp(dobj, x, eps=1e-2)
     assert report.F == pytest.approx(F, rel=1e-12)
+
+
+def test_data_stay_on_the_workers(client):
+    """The client's own allocations during passes are a small fraction of X, which lives
+    on the workers only."""
+    import tracemalloc
+    rs = da.random.RandomState(0)
+    X = rs.standard_normal((200_000, 16), chunks=(25_000, 16)).persist()
+    y = da.where(X[:, 0] > 0, 1.0, -1.0).persist()
+    obj = rc.Objective(X, y, widths=(4,))
+    x = obj.init(0)
+    obj.fun_and_grad(x)
+    tracemalloc.start()
+    try:
+        obj.fun_and_grad(x + 1e-3)
+        obj.hessp(x, x)
+        rc.check_sopsp(obj, x, eps=1e-2, w_star=np.zeros(16))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 0.05 * X.nbytes, peak / X.nbytes
 
 
 def _die_once(marker, fn, block):
