@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 
 # Re-install (and so rebuild the kernels) whenever a source or build file changes.
 $(STAMP): $(VENV)/bin/python setup.py pyproject.toml $(wildcard src/*.pyx src/*.pxd src/*.pxi src/*.h)
-	$(PY) -m pip install -e ".[test,demo]"
+	$(PY) -m pip install -e ".[test,demo,dask]"
 	touch $(STAMP)
 
 install: $(STAMP)

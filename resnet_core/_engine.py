@@ -12,6 +12,14 @@ different buffers may run at the same time from several threads.  Extra memory: 
 buffers and the per-slot partial sums; nothing of size ``n x width``.
 
 :class:`VectorEngine` is the same for c outputs (``_vkernels``): its buffers are n x c.
+
+A *stateless* engine (out-of-core data, ``resnet_core._sources.StreamEngine``; dask
+arrays, ``resnet_core._dask.DaskEngine``) keeps no n-vector: a point holds a
+:class:`PassValue` and every pass recomputes ``l, r, q`` block by block inside the kernel
+(built-in losses).  :meth:`Engine.map_rows` runs a function over the row blocks
+(:class:`Block`, each with an engine of its own) and returns the results in row order: the
+reductions the passes do not cover (a tall-skinny QR, margins, standard errors) are built
+on it, the same way for every kind of engine.
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ import numpy as np
 
 from . import _kernels, _vkernels
 from ._threads import blas_single_thread, resolve_n_threads
-from ._validation import check_chunk_size
+from ._validation import check_chunk_size, resolve_dtype
 from .losses import Loss
 
 LOSS_EXTERNAL = _kernels.LOSS_CODE_EXTERNAL
@@ -34,6 +42,8 @@ BLOCK_WORK = 1 << 27
 # on 2 cores: a team of 2 pays off from about 1e6 upwards; below, waking it costs more).
 SERIAL_WORK = 1 << 20
 MAX_BLOCK_ROWS = 1 << 18
+# A pass shows a progress bar (when asked) once it has run this many seconds.
+PROGRESS_DELAY = 2.0
 
 
 class SampleBuffers:
@@ -48,6 +58,30 @@ class SampleBuffers:
         self.q = np.empty(n, dtype=dtype)
         self.value = float("nan")
         self.filled = False
+
+
+class PassValue:
+    """What a stateless engine keeps of a point: ``F`` once a pass computed it.  Every pass
+    recomputes ``l, r, q`` block by block (the kernel does it with the built-in losses)."""
+
+    __slots__ = ("value", "filled")
+
+    def __init__(self):
+        self.value = float("nan")
+        self.filled = False
+
+
+class Block:
+    """One row block of the data, as in-memory arrays, and an engine over it alone.
+
+    ``rows`` is ``(i0, i1)`` in the whole data set; ``engine`` runs the kernels on the
+    block (its weights are the block of the global normalised weights ``s``)."""
+
+    __slots__ = ("rows", "X", "y", "s", "engine")
+
+    def __init__(self, rows, engine: "Engine"):
+        self.rows, self.engine = rows, engine
+        self.X, self.y, self.s = engine.X, engine.y, engine.s
 
 
 class Engine:
@@ -69,17 +103,28 @@ class Engine:
         the fly (design note 6 of ``_kernels``), no copy of ``Phi`` is made.
     """
 
+    # True: no per-sample buffers; each pass recomputes them block by block (out-of-core and
+    # distributed data; the built-in losses only).
+    stateless = False
+    # Rows of one block read from an out-of-core source: at most this many bytes of X.
+    _block_bytes = None
+
     def __init__(self, X, y, s, loss: Loss, k: int, *, Phi=None, dims=None, bias=False,
                  act=0, feature_bias=False, n_threads=None, chunk_size=None):
         self.X, self.y, self.s, self.loss, self.k = X, y, s, loss, k
         self.feature_bias = int(bool(feature_bias))
-        self.dtype = X.dtype
+        self.dtype = resolve_dtype(X)
         self.n, self.d = X.shape
-        self.Phi = Phi if Phi is not None else np.empty((0, 0), dtype=self.dtype)
+        if Phi is None:  # an MLP's features (dims), or none: the linear predictor's engine
+            Phi = np.empty((self.n if dims is None else 0, 0), dtype=self.dtype)
+        self.Phi = Phi
         self.dims = np.asarray(dims if dims is not None else [self.d], dtype=np.intp)
         self.bias, self.act = int(bias), int(act)
         self.n_threads = resolve_n_threads(n_threads)
-        self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k, X.itemsize)
+        self.max_workers = None  # threads a kernel call may use (None: one per slot)
+        self.progress = False  # a tqdm bar over the blocks of a pass longer than a few seconds
+        self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k,
+                                      self.dtype.itemsize)
         self._empty = np.empty(0, dtype=self.dtype)
         dims = [int(h) for h in self.dims]
         # multiply-adds per sample of a value and gradient pass, roughly
@@ -98,33 +143,93 @@ class Engine:
         The size depends on the model's shape and the kind of pass only (so do the
         results): about ``BLOCK_WORK`` multiply-adds per block, a multiple of the chunk."""
         rows = max(BLOCK_WORK // per_row, self.chunk)
+        if self._block_bytes:
+            rows = min(rows, max(self._block_bytes // (self.d * self.dtype.itemsize), 1))
         rows = min(rows, MAX_BLOCK_ROWS) // self.chunk * self.chunk or self.chunk
         return [(i, min(i + rows, n)) for i in range(0, n, rows)]
+
+    def _pass_blocks(self, n: int, per_row: int):
+        """The row blocks of a pass, under a tqdm bar (shown after ``PROGRESS_DELAY``
+        seconds) when ``progress`` is set."""
+        blocks = self._row_blocks(n, per_row)
+        if not self.progress or len(blocks) < 2:
+            return blocks
+        return progress_bar(blocks, "pass")
 
     def _workers(self, rows: int, per_row: int) -> int:
         """Threads for a kernel call over ``rows`` samples of ``per_row`` multiply-adds each:
         one when the call is too small to pay for waking a team (``SERIAL_WORK``), else one
         per slot.  The slots, and so the numbers, are the same either way."""
-        return 1 if rows * per_row < SERIAL_WORK else self.n_threads
+        if rows * per_row < SERIAL_WORK:
+            return 1
+        return min(self.n_threads, self.max_workers or self.n_threads)
+
+    def _rows(self, a, i0, i1):
+        """Rows ``i0:i1`` of a data array as a C-contiguous array of the engine's dtype (a
+        view of an in-memory array; read from disk for an out-of-core one)."""
+        return np.ascontiguousarray(a[i0:i1], dtype=self.dtype)
 
     def _common(self, theta, i0, i1):
-        Phi = self.Phi[i0:i1] if self.Phi.shape[0] else self.Phi
-        return (self.X[i0:i1], Phi, self.y[i0:i1], self.s[i0:i1], self._vec(theta), self.dims,
-                self.bias, self.act, self.feature_bias)
+        Phi = self._rows(self.Phi, i0, i1) if self.Phi.shape[0] else self.Phi
+        return (self._rows(self.X, i0, i1), Phi, self._rows(self.y, i0, i1),
+                self._rows(self.s, i0, i1), self._vec(theta), self.dims, self.bias, self.act,
+                self.feature_bias)
+
+    def _per_sample(self, buf, i0, i1):
+        """``(r, q, l)`` of rows ``i0:i1``: views of the point's buffers, or block-local
+        arrays the kernel fills in this pass (stateless engine)."""
+        if isinstance(buf, PassValue):
+            return tuple(np.empty(i1 - i0, dtype=self.dtype) for _ in range(3))
+        return buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1]
+
+    def derive(self, *, k: int, Phi=None, dims=None, bias=False, act=0, feature_bias=False,
+               s=None) -> "Engine":
+        """An engine of the same kind on the same rows with other features (``Phi``, or
+        an MLP of ``dims``) and optionally other normalised weights ``s``."""
+        eng = type(self)(self.X, self.y, self.s if s is None else s, self.loss, k, Phi=Phi,
+                         dims=dims, bias=bias, act=act, feature_bias=feature_bias,
+                         n_threads=self.n_threads, chunk_size=self.chunk)
+        eng.progress = self.progress
+        return eng
+
+    def map_rows(self, fn, point=None, rows: int | None = None) -> list:
+        """``[fn(block) for each row block]`` in row order (:class:`Block`); with ``point =
+        (w, a, theta)`` the block's engine has filled its own per-sample buffers there
+        first (``block.engine.buf``).  ``rows``: rows per block (default: a pass's)."""
+        rows = rows or max(self._row_blocks(self.n, self._per_row)[0][1], 1)
+        blocks = [(i0, min(i0 + rows, self.n)) for i0 in range(0, self.n, rows)]
+        out = []
+        for i0, i1 in (progress_bar(blocks, "pass") if self.progress else blocks):
+            Phi = self._rows(self.Phi, i0, i1) if self.Phi.shape[0] else None
+            sub = Engine(self._rows(self.X, i0, i1), self._rows(self.y, i0, i1),
+                         self._rows(self.s, i0, i1), self.loss, self.k, Phi=Phi,
+                         dims=None if Phi is not None else self.dims, bias=self.bias,
+                         act=self.act, feature_bias=self.feature_bias, n_threads=self.n_threads,
+                         chunk_size=self.chunk)
+            sub.max_workers = self.max_workers
+            fill_block(sub, point)
+            out.append(fn(Block((i0, i1), sub)))
+        return out
 
     def _check(self, status):
         if status.any():
             raise MemoryError("resnet_core: could not allocate a kernel workspace")
 
-    def new_buffers(self) -> SampleBuffers:
-        """Empty per-sample buffers for one point."""
-        return SampleBuffers(self.n, self.dtype)
+    def new_buffers(self) -> SampleBuffers | PassValue:
+        """Empty per-sample buffers for one point (only its value for a stateless engine)."""
+        return PassValue() if self.stateless else SampleBuffers(self.n, self.dtype)
+
+    def sample_quantities(self, w, a, theta):
+        """``(l, r, q)`` per sample at a point, as new n-vectors (one value pass)."""
+        buf = SampleBuffers(self.n, self.dtype)
+        self.value_grad(w, a, theta, buf, need_theta=False)
+        return buf.l, buf.r, buf.q
 
     def _loss_code(self, w, a, theta, buf: SampleBuffers) -> int:
         """Kernel loss code for a pass: the built-in code when the pass must fill ``buf``,
         ``LOSS_EXTERNAL`` when it already holds the point (a user-defined loss fills it
         here, from a prediction pass)."""
-        if buf.filled:
+        if buf.filled and isinstance(buf, SampleBuffers):
             return LOSS_EXTERNAL
         if self.loss.code >= 0:
             return self.loss.code
@@ -158,10 +263,11 @@ class Engine:
         cols = self.k if constant else self.k - self.feature_bias
         phi = np.empty((n if features else 0, cols), dtype=self.dtype)
         w, a, theta = self._vec(w), self._vec(a), self._vec(theta)
-        for i0, i1 in self._row_blocks(n, self._per_row):
+        for i0, i1 in self._pass_blocks(n, self._per_row):
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
-                _kernels.predict(X[i0:i1], Phi[i0:i1] if Phi.shape[0] else Phi, theta,
+                _kernels.predict(self._rows(X, i0, i1),
+                                 self._rows(Phi, i0, i1) if Phi.shape[0] else Phi, theta,
                                  self.dims, self.bias, self.act, self.feature_bias, w, a,
                                  p[i0:i1], phi[i0:i1] if features else phi, value_out, status,
                                  self.chunk, T, self._workers(i1 - i0, self._per_row))
@@ -174,12 +280,12 @@ class Engine:
         n_theta = self._vec(theta).shape[0] if need_theta else 0
         T, w, a = self.n_threads, self._vec(w), self._vec(a)
         value, sums = 0.0, [np.zeros(c, dtype=self.dtype) for c in (self.d, self.k, n_theta)]
-        for i0, i1 in self._row_blocks(self.n, self._per_row):
+        for i0, i1 in self._pass_blocks(self.n, self._per_row):
             vx, vp, vt = self._slots(self.d, self.k, n_theta)
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
                 _kernels.value_grad(*self._common(theta, i0, i1), w, a, code, int(need_theta),
-                                    buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp,
+                                    *self._per_sample(buf, i0, i1), value_out, vx, vp,
                                     vt, status, self.chunk, T,
                                     self._workers(i1 - i0, self._per_row))
             self._check(status)
@@ -197,12 +303,12 @@ class Engine:
                 self._vec(dtheta if need_theta else None))
         value, sums = 0.0, [np.zeros(c, dtype=self.dtype)
                             for c in (self.d, self.k, self.k, n_theta)]
-        for i0, i1 in self._row_blocks(self.n, self._per_row):
+        for i0, i1 in self._pass_blocks(self.n, self._per_row):
             vx, vp, g, vt = self._slots(self.d, self.k, self.k, n_theta)
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
                 _kernels.hvp(*self._common(theta, i0, i1), *vecs, code, int(need_theta),
-                             buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp, g, vt,
+                             *self._per_sample(buf, i0, i1), value_out, vx, vp, g, vt,
                              status, self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
             value += value_out.sum()
@@ -218,13 +324,13 @@ class Engine:
         value, sx, sp = 0.0, np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype)
         G = np.zeros((D, D), dtype=self.dtype)
         per_row = self._per_row + D * (D + 1) // 2  # the Gram's rank-one updates
-        for i0, i1 in self._row_blocks(self.n, per_row):
+        for i0, i1 in self._pass_blocks(self.n, per_row):
             vx, vp = self._slots(self.d, self.k)
             Gs = np.zeros((T, D, D), dtype=self.dtype)
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
-                _kernels.gram(*self._common(theta, i0, i1), w, a, code, buf.r[i0:i1],
-                              buf.q[i0:i1], buf.l[i0:i1], value_out, vx, vp, Gs, status,
+                _kernels.gram(*self._common(theta, i0, i1), w, a, code,
+                              *self._per_sample(buf, i0, i1), value_out, vx, vp, Gs, status,
                               self.chunk, T, self._workers(i1 - i0, per_row))
             self._check(status)
             value += value_out.sum()
@@ -361,7 +467,38 @@ class VectorEngine(Engine):
         self._after(code, value, buf)
         return tuple(sums)
 
+    def derive(self, *, k: int, Phi=None, dims=None, bias=False, act=0, feature_bias=False,
+               s=None) -> "VectorEngine":
+        """As :meth:`Engine.derive`, with the same c outputs."""
+        eng = VectorEngine(self.X, self.y, self.s if s is None else s, self.loss, k, self.c,
+                           Phi=Phi, dims=dims, bias=bias, act=act, feature_bias=feature_bias,
+                           n_threads=self.n_threads, chunk_size=self.chunk)
+        eng.progress = self.progress
+        return eng
+
+    def map_rows(self, fn, point=None, rows=None):
+        raise NotImplementedError("row-block reductions (map_rows) are not implemented for "
+                                  "c outputs")
+
     def gram(self, *args, **kwargs):
         raise NotImplementedError(
             "the Gram matrix / sufficient statistics of the partial Hessian are not "
             "implemented for c outputs (the loss Hessian is c x c per sample); use hessp")
+
+def fill_block(engine: Engine, point) -> None:
+    """Give ``engine`` (over one block) per-sample buffers ``engine.buf``, filled at
+    ``point = (w, a, theta)`` when one is given (a value pass), else None."""
+    engine.buf = None
+    if point is not None:
+        engine.buf = SampleBuffers(engine.n, engine.dtype)
+        engine.value_grad(*point, engine.buf, need_theta=False)
+
+
+def progress_bar(items, desc: str, total: int | None = None):
+    """``items`` under a tqdm bar that appears once it has run ``PROGRESS_DELAY`` seconds
+    (tqdm is imported only here)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError as exc:
+        raise ImportError("progress=True needs tqdm: pip install tqdm") from exc
+    return tqdm(items, desc=desc, unit="block", delay=PROGRESS_DELAY, leave=False, total=total)

@@ -26,6 +26,7 @@ The smallest eigenvalue of the ``(d + d k)``-dimensional partial Hessian comes t
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import warnings
@@ -322,9 +323,20 @@ def _linear_sample_losses(fo: FeatureObjective, w_star: np.ndarray, chunk: int =
         yield i0, i1, fo.loss.derivatives(X[i0:i1] @ w, y[i0:i1])[0]
 
 
-def _sample_statistics(fo: FeatureObjective, l: np.ndarray, F: float, w_star: np.ndarray):
+def _sample_statistics(fo: FeatureObjective, z, F: float, w_star: np.ndarray):
     """``F_lin(w*)``, the standard error of ``F`` and that of ``F - F_lin(w*)`` (two streamed
-    passes over ``X``)."""
+    passes over ``X``; on out-of-core and distributed data, two passes of partial sums over
+    row blocks, the second recomputing the per-sample losses)."""
+    eng = fo._engine
+    if eng.stateless:
+        w = w_star.astype(fo.dtype)
+        F_lin = sum(eng.map_rows(functools.partial(_block_linear_value, w)))
+        state = fo.at(z)
+        parts = eng.map_rows(functools.partial(_block_errors, w, F, F - F_lin),
+                             point=(state._w, state._a, state._theta))
+        return (F_lin, float(np.sqrt(sum(p[0] for p in parts))),
+                float(np.sqrt(sum(p[1] for p in parts))))
+    l = fo.at(z).sample_losses  # filled by the statistics pass
     s = fo.sample_weight
     F_lin = sum(float(np.dot(s[i0:i1], l_lin)) for i0, i1, l_lin in
                 _linear_sample_losses(fo, w_star))
@@ -335,6 +347,23 @@ def _sample_statistics(fo: FeatureObjective, l: np.ndarray, F: float, w_star: np
         se_F += float(np.sum((si * (li - F)) ** 2))
         se_gap += float(np.sum((si * (li - l_lin - gap)) ** 2))
     return F_lin, float(np.sqrt(se_F)), float(np.sqrt(se_gap))
+
+
+def _block_linear_losses(w, block):
+    return block.engine.loss.derivatives(block.X @ w, block.y)[0]
+
+
+def _block_linear_value(w, block) -> float:
+    """One block's part of ``F_lin(w) = sum_i s_i l(w^T x_i)``."""
+    return float(np.dot(np.asarray(block.s, np.float64), _block_linear_losses(w, block)))
+
+
+def _block_errors(w, F, gap, block):
+    """One block's parts of the squared standard errors of ``F`` and of ``F - F_lin(w)``."""
+    s = np.asarray(block.s, np.float64)
+    l = np.asarray(block.engine.buf.l, np.float64)
+    l_lin = _block_linear_losses(w, block)
+    return float(np.sum((s * (l - F)) ** 2)), float(np.sum((s * (l - l_lin - gap)) ** 2))
 
 
 class BaselineWarning(RuntimeWarning):
@@ -482,9 +511,8 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
     w_star = base.pop("w")
     parts = fo.unpack(z)
     w, M = parts["w"], parts.get("V", parts.get("v"))
-    l = fo.at(z).sample_losses  # filled by the statistics pass
     F = float(st.F)
-    F_lin_w, F_se, gap_se = _sample_statistics(fo, l, F, w_star)
+    F_lin_w, F_se, gap_se = _sample_statistics(fo, z, F, w_star)
     F_lin_star = base.pop("F_lin_star")
     F_lin_star = F_lin_w if F_lin_star is None else float(F_lin_star)
     timings["baseline"] = time.perf_counter() - t

@@ -29,24 +29,23 @@ predicts) against ``|F|``: ``nu^2 / 2 <= tol |F|``, invariant to rescaling ``X``
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, push_along,
-                        with_radius)
-from ._engine import Engine
+from ._baseline import LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, with_radius
+from ._data import prepare
+from ._engine import Engine, SampleBuffers
+from ._sources import is_dask
+from ._threads import blas_single_thread
 from ._trust_region import Model, ball_step, qr_factor, safe_norm
-from ._validation import check_data, check_positive_int, check_sample_weight
+from ._validation import check_positive_int
 from .linear_vector import vector_baseline
 from .losses import Loss, get_loss
 from .separability import MAX_LP_ENTRIES, Separability, _separability
 
-__all__ = ["LinearBaselineResult", "linear_baseline"]
-
-
-def _engine(X, y, s, loss, n_threads):
-    return Engine(X, y, s, loss, 0, Phi=np.empty((X.shape[0], 0), dtype=X.dtype),
-                  n_threads=n_threads)
+__all__ = ["LinearBaselineResult", "baseline_on_engine", "linear_baseline"]
 
 
 class _Passes:
@@ -71,12 +70,6 @@ class _Passes:
         """The same data with ``lam/2 ||w||^2`` added (sharing the squared loss's factor)."""
         return _Passes(self.engine, lam, self._factor)
 
-    def _qr_factor(self, q) -> np.ndarray:
-        X = self.engine.X
-        return qr_factor((np.sqrt(np.asarray(q[i0:i0 + QR_CHUNK], dtype=np.float64))[:, None]
-                          * X[i0:i0 + QR_CHUNK] for i0 in range(0, X.shape[0], QR_CHUNK)),
-                         self.engine.d)
-
     def full(self, w) -> Model:
         buf = self.engine.new_buffers()
         if not self.use_factor:
@@ -84,9 +77,14 @@ class _Passes:
             H = H.astype(np.float64) + self.lam * np.eye(w.size)
             return Model.from_hessian(F + 0.5 * self.lam * float(w @ w),
                                       g.astype(np.float64) + self.lam * w, H, self.eps)
-        F, g = self.grad(w, buf)
-        if "R" not in self._factor or not self.constant_hessian:
-            self._factor["R"] = self._qr_factor(buf.q)
+        need_R = "R" not in self._factor or not self.constant_hessian
+        if self.engine.stateless:  # no per-sample buffers: the factor in the same pass
+            F, g, R = _grad_and_factor(self.engine, w, need_R)
+        else:
+            F, g = self.grad(w, buf)
+            R = _qr_factor(self.engine.X, buf.q) if need_R else None
+        if need_R:
+            self._factor["R"] = R
         return Model.from_factor(F + 0.5 * self.lam * float(w @ w), g + self.lam * w,
                                  self._factor["R"], self.eps, self.engine.n, shift=self.lam)
 
@@ -106,6 +104,70 @@ class _Passes:
         p, _ = self.engine.predict(u.astype(self.engine.dtype), self.empty, None)
         return p * self.engine.y
 
+    def min_margin(self, u) -> float:
+        """``min y_i x_i^T u`` over the samples of positive weight (one pass, reduced block
+        by block)."""
+        parts = self.engine.map_rows(functools.partial(_block_min_margin,
+                                                       u.astype(self.engine.dtype)))
+        return float(min(parts))
+
+    def push_distance(self, w_base, u, separated, margin) -> float:
+        """The least ``t >= 0`` that puts the margin of ``w_base + t u`` at ``margin`` or
+        beyond on ``separated`` (a boolean n-vector, or None: every sample of positive
+        weight, reduced block by block)."""
+        if separated is not None:
+            m_u = np.asarray(self.margins(u), dtype=np.float64)[separated]
+            m_b = np.asarray(self.margins(w_base), dtype=np.float64)[separated]
+            return max(float(np.max((margin - m_b) / m_u)), 0.0)
+        dt = self.engine.dtype
+        parts = self.engine.map_rows(functools.partial(
+            _block_push, w_base.astype(dt), u.astype(dt), float(margin)))
+        return max(max(parts), 0.0)
+
+
+def _qr_factor(X, q) -> np.ndarray:
+    """The factor ``R`` of the rows ``sqrt(q_i) x_i`` (float64), accumulated over blocks of
+    ``QR_CHUNK`` rows."""
+    with blas_single_thread():  # small factorisations: BLAS threads only cost here
+        return qr_factor((np.sqrt(np.asarray(q[i0:i0 + QR_CHUNK], dtype=np.float64))[:, None]
+                          * X[i0:i0 + QR_CHUNK] for i0 in range(0, X.shape[0], QR_CHUNK)),
+                         X.shape[1])
+
+
+def _block_grad_factor(w, need_R, block):
+    """One block's ``(F_b, g_b, R_b)``: its part of the value pass and of the QR factor."""
+    eng = block.engine
+    buf = SampleBuffers(eng.n, eng.dtype)
+    F, g, _, _ = eng.value_grad(w, np.empty(0, eng.dtype), None, buf, need_theta=False)
+    return F, g.astype(np.float64), (_qr_factor(block.X, buf.q) if need_R else None)
+
+
+def _grad_and_factor(engine, w, need_R):
+    """``(F, grad, R)`` in one pass over the blocks (tall-skinny QR: the blocks' factors
+    stacked in block order and factored once more)."""
+    parts = engine.map_rows(functools.partial(_block_grad_factor, w.astype(engine.dtype),
+                                              need_R))
+    F = sum(p[0] for p in parts)
+    g = functools.reduce(np.add, (p[1] for p in parts))
+    R = np.linalg.qr(np.vstack([p[2] for p in parts]), mode="r") if need_R else None
+    return F, g, R
+
+
+def _block_margins(u, block):
+    p, _ = block.engine.predict(u, np.empty(0, u.dtype), None)
+    return np.asarray(p * block.y, dtype=np.float64)
+
+
+def _block_min_margin(u, block):
+    m = _block_margins(u, block)[block.s > 0]
+    return float(m.min()) if m.size else np.inf
+
+
+def _block_push(w_base, u, margin, block):
+    keep = block.s > 0
+    m_u, m_b = _block_margins(u, block)[keep], _block_margins(w_base, block)[keep]
+    return float(np.max((margin - m_b) / m_u)) if m_u.size else 0.0
+
 
 def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, nit=0, npass=0,
             decrement=0.0, separability=None, direction=None, method="", message=""):
@@ -119,12 +181,18 @@ def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, ni
         separability=separability, direction=direction, method=method, message=message)
 
 
+def _push_along(passes, w_base, u, separated, margin):
+    """``w_base + t u`` with ``t`` the least that puts every margin on ``separated`` at
+    ``margin`` or beyond (None: every sample of positive weight)."""
+    return w_base + passes.push_distance(w_base, u, separated, margin) * u
+
+
 def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
     """Logistic or smoothed hinge without a radius, given the separability answer."""
     hinge = loss.name == "smoothed_hinge"
     margin = loss.zero_margin * (1 + 1e-9) if hinge else LOGISTIC_MARGIN
     if sep.status == "separable":
-        w = push_along(passes, np.zeros(d), sep.direction, sep.separated, margin)
+        w = _push_along(passes, np.zeros(d), sep.direction, sep.separated, margin)
         msg = ("linearly separable: inf F_lin = 0, " + (
             "attained (every margin past the smoothed hinge's flat part)" if hinge else
             "not attained (F_lin -> 0 along the separating direction; w is on that ray, "
@@ -135,9 +203,9 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
     if sep.status == "quasi_separable":
         s_rest = np.where(sep.separated, 0, passes.engine.s).astype(passes.engine.dtype)
         eng = passes.engine
-        rest = _Passes(_engine(eng.X, eng.y, s_rest, eng.loss, eng.n_threads))
+        rest = _Passes(eng.derive(k=0, s=s_rest))
         res, msg = minimise(rest, d, tol, eps, max_iter, loss.name)
-        w = push_along(passes, res.w, sep.direction, sep.separated, margin)
+        w = _push_along(passes, res.w, sep.direction, sep.separated, margin)
         # The claim holds when the point reaches the infimum on all the data; margins at
         # the LP's tolerance (samples almost, not exactly, on the hyperplane) break it.
         if passes.value(w) <= res.F + max(64 * eps * abs(res.F), 1e-15):
@@ -154,9 +222,9 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
     res, msg = minimise(passes, d, tol, eps, max_iter, loss.name)
     status, converged, attained = sep.status, res.converged, res.converged
     if status == "not_decided":
-        margins = passes.margins(res.w)
-        if np.all(margins[passes.engine.s > 0] > 0):
-            return _margin_loss(passes, loss, _ray(res.w, margins, passes), d, tol, eps,
+        smallest = passes.min_margin(res.w)
+        if smallest > 0:
+            return _margin_loss(passes, loss, _ray(res.w, smallest, passes), d, tol, eps,
                                 max_iter, " (found by Newton's iterates)")
         attained = None  # a converged Newton run reaches the infimum, not proof of a minimum
         msg = f"{sep.message}; {msg}" + ("" if converged else
@@ -166,11 +234,14 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
                    separability=status, method="trust-region Newton" + lp_note, message=msg)
 
 
-def _ray(w, margins, passes):
-    """A :class:`Separability` from a ``w`` found to separate every weighted sample."""
+def _ray(w, smallest, passes):
+    """A :class:`Separability` from a ``w`` found to separate every weighted sample (its
+    smallest margin ``smallest``); ``separated`` is None (all of them) on out-of-core and
+    distributed data, where no n-vector is kept."""
     u = w / np.linalg.norm(w)
-    sep = passes.engine.s > 0
-    return Separability("separable", u, sep, float(margins[sep].min()),
+    eng = passes.engine
+    sep = None if eng.stateless else np.asarray(eng.s) > 0
+    return Separability("separable", u, sep, smallest,
                         "separated by the direction of Newton's iterates")
 
 
@@ -186,6 +257,9 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     Parameters
     ----------
     X : array of shape (n, d)
+        In memory, out-of-core (``np.memmap``, zarr: streamed) or a dask array (tasks on
+        its row chunks; the linear program is then skipped, see :func:`baseline_on_engine`);
+        c outputs in memory (a memmap is read through).
     y : array of shape (n,) or (n, c)
         Targets; for ``loss="cross_entropy"`` integer classes ``0..c-1``; for the squared
         loss an (n, c) array gives ``c`` outputs ((n, 1): the scalar problem, ``w`` of shape
@@ -221,6 +295,10 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
             raise ValueError(f"radius must be a positive finite number or None; got {radius}")
     name = loss if isinstance(loss, str) else getattr(loss, "name", None)
     if name == "cross_entropy" or (name == "squared" and np.ndim(y) == 2):
+        if any(is_dask(a) for a in (X, y, sample_weight)):
+            raise NotImplementedError(
+                "the linear baseline for c outputs (cross_entropy, an (n, c) target) is not "
+                "implemented on dask arrays yet: pass numpy arrays (or a memmap)")
         if name == "squared" and np.shape(y)[1:] == (1,) and n_classes is None:
             res = linear_baseline(X, np.asarray(y)[:, 0], loss=loss,
                                   sample_weight=sample_weight, radius=radius, tol=tol,
@@ -233,18 +311,33 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
                                max_lp_entries=max_lp_entries)
     if n_classes is not None:
         raise ValueError(f"n_classes is for the cross_entropy loss only; got loss {name!r}")
-    X, y = check_data(X, y)
     loss = get_loss(loss)
-    loss.check_labels(y)
-    s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+    data = prepare(X, y, loss=loss, sample_weight=sample_weight, n_threads=n_threads)
+    engine = data.engine(0, n_threads=n_threads)
+    return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
+                              max_lp_entries=max_lp_entries)
+
+
+def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: float | None = None,
+                       max_iter: int = 100, max_lp_entries: int = MAX_LP_ENTRIES
+                       ) -> LinearBaselineResult:
+    """:func:`linear_baseline` on the data of a linear engine (``k = 0``): an objective's
+    own, without validating them again.  On out-of-core and distributed data the
+    separability linear program is not run (it needs the data in memory): separability is
+    read from Newton's iterates, as for data too large for it."""
+    loss = engine.loss
     max_iter = check_positive_int("max_iter", max_iter)
     max_lp_entries = check_positive_int("max_lp_entries", max_lp_entries)
-    eps = float(np.finfo(X.dtype).eps)
+    if radius is not None:
+        radius = float(radius)
+        if not (np.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius must be a positive finite number or None; got {radius}")
+    eps = float(np.finfo(engine.dtype).eps)
     tol = eps if tol is None else float(tol)
     if not (np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a positive finite number; got {tol!r}")
-    d = X.shape[1]
-    passes = _Passes(_engine(X, y, s, loss, n_threads))
+    d = engine.d
+    passes = _Passes(engine)
 
     margin_loss = loss.name in ("logistic", "smoothed_hinge") and loss.code >= 0
     if loss.name == "squared" and loss.code >= 0 and radius is not None:
@@ -255,8 +348,13 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
                        message="minimum over the ball " + (
                            "on its boundary" if lam > 0 else "inside it (constraint inactive)"))
     if margin_loss:
-        sep = _separability(X, y, s, max_lp_entries)
-        note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
+        if engine.stateless:
+            sep = Separability("not_decided", None, None, 0.0,
+                               "not decided: the linear program needs the data in memory")
+            note = " (LP skipped: out-of-core or distributed data)"
+        else:
+            sep = _separability(engine.X, engine.y, engine.s, max_lp_entries)
+            note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
         free = _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note)
     else:
         res, msg = minimise(passes, d, tol, eps, max_iter, loss.name)

@@ -18,18 +18,13 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._engine import Engine, VectorEngine
-from ._targets import Targets, resolve_targets
 from ._threads import resolve_n_threads
-from ._validation import (
-    as_float_array,
-    check_choice,
-    check_point,
-    check_sample_weight,
-)
+from ._data import prepare
+from ._validation import as_float_array, check_choice, check_point
 from .features import MLPLayout
 from .heads import HEADS, VECTOR_HEADS
-from .linear import LinearBaselineResult, linear_baseline
-from .losses import BUILTIN_LOSSES, Loss
+from .linear import LinearBaselineResult, baseline_on_engine, linear_baseline
+from .losses import BUILTIN_LOSSES, Loss, get_loss
 from .state import PointState, SufficientStats
 
 __all__ = ["FeatureObjective", "Objective", "PointState", "SufficientStats"]
@@ -77,8 +72,10 @@ class _HeadObjective:
 
     @property
     def sample_weight(self) -> np.ndarray:
-        """The normalised sample weights ``s`` (summing to one): ``E[h] = sum_i s_i h_i``."""
-        return self._engine.s
+        """The normalised sample weights ``s`` (summing to one): ``E[h] = sum_i s_i h_i``
+        (a lazy dask array for dask data, a new n-vector for out-of-core data)."""
+        s = self._engine.s
+        return s if hasattr(s, "compute") or isinstance(s, np.ndarray) else np.asarray(s)
 
     @property
     def chunk_size(self) -> int:
@@ -94,19 +91,30 @@ class _HeadObjective:
     def n_threads(self, value):
         self._engine.n_threads = resolve_n_threads(value)
 
+    @property
+    def progress(self) -> bool:
+        """Whether a pass over the data shows a tqdm bar of its row blocks once it has run
+        a few seconds (out-of-core and dask data: one tick per block or task)."""
+        return self._engine.progress
+
+    @progress.setter
+    def progress(self, value: bool):
+        self._engine.progress = bool(value)
+
     def linear_baseline(self, radius: float | None = None) -> LinearBaselineResult:
         """The best linear predictor on this objective's data, loss and weights
         (:func:`resnet_core.linear_baseline`), computed once per radius and cached."""
         if radius not in self._baselines:
             eng = self._engine
-            kw = {"loss": eng.loss}
-            if self.vector:  # c outputs: W* of shape (c, d) (the agreed API of issue 11)
+            if self.vector:  # c outputs: W* of shape (c, d) (in memory only)
                 kw = {"loss": eng.loss.name}
                 if self.n_classes is not None:
                     kw["n_classes"] = self.n_classes
-            self._baselines[radius] = linear_baseline(
-                eng.X, self.y, **kw, sample_weight=eng.s, radius=radius,
-                n_threads=eng.n_threads)
+                self._baselines[radius] = linear_baseline(
+                    eng.X, self.y, **kw, sample_weight=eng.s, radius=radius,
+                    n_threads=eng.n_threads)
+            else:
+                self._baselines[radius] = baseline_on_engine(eng.derive(k=0), radius=radius)
         return self._baselines[radius]
 
     # -- points -------------------------------------------------------------------------------
@@ -230,6 +238,9 @@ class FeatureObjective(_HeadObjective):
     X : array of shape (n, d)
         Inputs.  float32 stays float32 (then every result is float32); integer and other
         float types become float64; a non-C-contiguous array is copied.  NaN/inf rejected.
+        An ``np.memmap`` or zarr array is streamed block by block in its own dtype, a dask
+        array (``X``, ``Phi``, ``y`` or ``sample_weight``) is evaluated by tasks on its row
+        chunks; both keep no per-sample n-vector (docs/distributed.md).
     Phi : array of shape (n, k)
         Features ``phi_i = f_theta(x_i)``, converted to ``X``'s dtype.
     y : array of shape (n,) or (n, c)
@@ -254,6 +265,9 @@ class FeatureObjective(_HeadObjective):
         Samples per chunk of the streaming kernels.
     n_classes : int, optional
         Cross-entropy only: the number of classes c (default ``max(y) + 1``).
+    progress : bool
+        Show a tqdm bar over the row blocks of a pass that runs longer than a few seconds
+        (also the attribute ``progress``).
 
     Notes
     -----
@@ -278,17 +292,14 @@ class FeatureObjective(_HeadObjective):
                  loss: str | Loss | Callable = "logistic", head: str = "residual",
                  sample_weight: ArrayLike | None = None, feature_bias: bool = False,
                  n_threads: int | None = None, chunk_size: int | None = None,
-                 n_classes: int | None = None):
-        tg = resolve_targets(X, y, loss, n_classes)
-        X = tg.X
-        Phi = as_float_array("Phi", Phi, ndim=2, dtype=X.dtype, shape=(X.shape[0], None))
-        if Phi.shape[1] == 0:
-            raise ValueError("Phi must have at least one column (feature); got shape "
-                             f"{Phi.shape}")
-        s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        engine = _make_engine(tg, s, Phi.shape[1] + bool(feature_bias), Phi=Phi,
-                              feature_bias=feature_bias, n_threads=n_threads,
-                              chunk_size=chunk_size)
+                 n_classes: int | None = None, progress: bool = False):
+        if Phi is None:
+            raise TypeError("Phi must be an array of shape (n, k) (the features); got None")
+        data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight, Phi=Phi,
+                       n_threads=n_threads, n_classes=n_classes)
+        engine = data.engine(data.Phi.shape[1] + bool(feature_bias), feature_bias=feature_bias,
+                             n_threads=n_threads, chunk_size=chunk_size)
+        engine.progress = bool(progress)
         self._init(engine, head, theta=None)
 
     _point_name = "z"
@@ -318,9 +329,14 @@ class FeatureObjective(_HeadObjective):
         MLP; with ``feature_bias`` a new array whose last column is 1, the objective's own
         passes never make it)."""
         if self._theta is None:
+            Phi = self._engine.Phi
+            if self.feature_bias and hasattr(Phi, "rechunk"):  # dask: stays lazy
+                import dask.array as da
+                ones = da.ones((self.n_samples, 1), dtype=self.dtype, chunks=(Phi.chunks[0], 1))
+                return da.concatenate([Phi, ones], axis=1)
             if self.feature_bias:
-                return np.column_stack([self._engine.Phi, np.ones(self.n_samples, self.dtype)])
-            return self._engine.Phi
+                return np.column_stack([Phi, np.ones(self.n_samples, self.dtype)])
+            return Phi
         return self._engine.predict(*self._zero_head(), self._theta, features=True)[1]
 
     def unpack(self, z: ArrayLike) -> dict:
@@ -414,8 +430,9 @@ class Objective(_HeadObjective):
         Remark 1: append a constant 1 to the features, a bias column in ``V``:
         ``phi(x) = [f_theta(x); 1]``, the last column of ``V`` (last entry of ``v``)
         multiplies the constant.
-    sample_weight, n_threads, chunk_size, n_classes
-        As in :class:`FeatureObjective`.
+    sample_weight, n_threads, chunk_size, n_classes, progress
+        As in :class:`FeatureObjective` (out-of-core and dask arrays too, for scalar
+        outputs).
 
     Notes
     -----
@@ -431,18 +448,18 @@ class Objective(_HeadObjective):
                  widths: tuple[int, ...] | int = (64, 64), activation: str = "tanh",
                  bias: bool = True, head: str = "residual", feature_bias: bool = False,
                  sample_weight: ArrayLike | None = None, n_threads: int | None = None,
-                 chunk_size: int | None = None, n_classes: int | None = None):
-        tg = resolve_targets(X, y, loss, n_classes)
-        X = tg.X
+                 chunk_size: int | None = None, n_classes: int | None = None,
+                 progress: bool = False):
+        data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight,
+                       n_threads=n_threads, n_classes=n_classes)
         if isinstance(widths, (int, np.integer)):
             widths = (int(widths),)
-        self.layout = MLPLayout(X.shape[1], tuple(widths), bool(bias), activation)
+        self.layout = MLPLayout(data.d, tuple(widths), bool(bias), activation)
         self.widths, self.activation, self.bias = self.layout.widths, activation, bool(bias)
-        s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        engine = _make_engine(tg, s, self.layout.k + bool(feature_bias),
-                              dims=self.layout.dims, bias=bias, act=self.layout.act_code,
-                              feature_bias=feature_bias, n_threads=n_threads,
-                              chunk_size=chunk_size)
+        engine = data.engine(self.layout.k + bool(feature_bias), dims=self.layout.dims,
+                             bias=bias, act=self.layout.act_code, feature_bias=feature_bias,
+                             n_threads=n_threads, chunk_size=chunk_size)
+        engine.progress = bool(progress)
         self._setup(engine, head, self.layout.n_params)
 
     def init(self, seed: int | None = None) -> np.ndarray:
@@ -519,21 +536,10 @@ class Objective(_HeadObjective):
         eng = self._engine
         if materialize:
             f = eng.predict(w, a, theta, features=True, constant=False)[1]
-            part = FeatureObjective(eng.X, f, self.y, loss=self.loss, head=self.head,
-                                    sample_weight=eng.s, feature_bias=self.feature_bias,
-                                    n_threads=eng.n_threads, chunk_size=eng.chunk,
-                                    n_classes=self.n_classes)
-            part._baselines = self._baselines
-            return part
-        sub = _make_engine(Targets(eng.X, eng.y, eng.loss, self.n_outputs, self.n_classes),
-                           eng.s, self.k, dims=eng.dims, bias=eng.bias, act=eng.act,
-                           feature_bias=self.feature_bias, n_threads=eng.n_threads,
-                           chunk_size=eng.chunk)
+            if hasattr(f, "persist"):  # dask: the features stay on the workers
+                f = f.persist()
+            sub = eng.derive(k=self.k, Phi=f, feature_bias=self.feature_bias)
+            return FeatureObjective._from_engine(sub, self.head, None, self._baselines)
+        sub = eng.derive(k=self.k, dims=eng.dims, bias=eng.bias, act=eng.act,
+                         feature_bias=self.feature_bias)
         return FeatureObjective._from_engine(sub, self.head, theta, self._baselines)
-
-
-def _make_engine(tg: Targets, s, k: int, **kwargs) -> Engine:
-    """The scalar :class:`Engine`, or the :class:`VectorEngine` for c outputs."""
-    if tg.vector:
-        return VectorEngine(tg.X, tg.y, s, tg.loss, k, tg.c, **kwargs)
-    return Engine(tg.X, tg.y, s, tg.loss, k, **kwargs)

@@ -66,8 +66,10 @@ class _Problem:
         x0 = objective.validate_point(x0, "x0")
         self.tail = np.empty(0)
         target = objective  # what u is a point of
+        # out-of-core or distributed data: the generic loop over the objective's passes
+        streamed = objective._engine.stateless
         if isinstance(objective, Objective) and wrt == "wV":
-            target = objective.partial(x0, materialize=True)
+            target = objective.partial(x0, materialize=not streamed)
             self.tail = x0[target.n_params:].copy()
             x0 = x0[:target.n_params]
         self.target = target
@@ -75,9 +77,9 @@ class _Problem:
         self.u0 = np.asarray(x0, dtype=np.float64).copy()
         self.dim = self.u0.size
         # the squared loss runs on the data's second moments, whatever n (_loops.moment_data)
-        self.moments = (_MOMENTS and self.fo is not None
+        self.moments = (_MOMENTS and self.fo is not None and not streamed
                         and target.loss.code == _loops._SQUARED)
-        self.compiled = (self.fo is not None and target.loss.code >= 0
+        self.compiled = (self.fo is not None and target.loss.code >= 0 and not streamed
                          and (self.moments
                               or target.n_samples * target.n_params <= _COMPILED_WORK))
         if self.moments:
@@ -499,6 +501,9 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
         raise TypeError("projected_sgd runs compiled: it needs a built-in loss")
     if objective.feature_bias:
         raise NotImplementedError("projected_sgd does not support feature_bias=True yet")
+    if objective._engine.stateless:
+        raise ValueError("projected_sgd runs compiled over samples held in memory; this "
+                         "objective's data are out-of-core or dask arrays")
     T = check_positive_int("T", T)
     batch_size = check_positive_int("batch_size", batch_size)
     b = float(b)

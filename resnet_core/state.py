@@ -51,7 +51,9 @@ class SufficientStats:
     G: np.ndarray
 
 
-def _read_only(a: np.ndarray) -> np.ndarray:
+def _read_only(a):
+    if not isinstance(a, np.ndarray):
+        return a  # a lazy dask array: nothing to write to
     a = a.view()
     a.flags.writeable = False
     return a
@@ -136,13 +138,21 @@ class PointState:
         grad = self.grad
         return self._buf.value, grad
 
+    def _sample_quantities(self):
+        """``(l, r, q)``: the point's buffers, or, for out-of-core and distributed data
+        (which keep none), new n-vectors (lazy dask arrays for dask data) from one pass."""
+        if self._engine.stateless:
+            return self._engine.sample_quantities(self._w, self._a, self._theta)
+        buf = self._buffers()
+        return buf.l, buf.r, buf.q
+
     @property
     def sample_losses(self) -> np.ndarray:
-        return _read_only(self._buffers().l)
+        return _read_only(self._sample_quantities()[0])
 
     @property
     def weighted_dloss(self) -> np.ndarray:
-        return _read_only(self._buffers().r)
+        return _read_only(self._sample_quantities()[1])
 
     @property
     def weighted_d2loss(self) -> np.ndarray:
@@ -151,7 +161,7 @@ class PointState:
                 "weighted_d2loss is not stored for c outputs: the loss Hessian of a sample "
                 "is a c x c matrix (s_i (diag(pi) - pi pi^T) for the cross-entropy, s_i I "
                 "for the squared loss); use hessp")
-        return _read_only(self._buffers().q)
+        return _read_only(self._sample_quantities()[2])
 
     @property
     def stats(self) -> SufficientStats:

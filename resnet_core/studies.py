@@ -148,7 +148,8 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
            f_thres: float | None = None, t_thres: int | None = None,
            f_escape: float | None = None, max_iter: int = 10_000, n_threads: int | None = None,
            lambda_min: bool = False, stop_at_escape: bool = True, wrt: str = "all",
-           progress: bool = False) -> EscapeStudy:
+           progress: bool = False, distribute: bool = False,
+           runs_per_task: int = 16, _loop: str | None = None) -> EscapeStudy:
     """Run many independent PGD or GD trajectories and collect escape statistics.
 
     Parameters
@@ -184,7 +185,17 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     wrt : {"all", "wV"}
         For an Objective: all parameters, or ``(w, V)`` with each start's ``theta`` fixed.
     progress : bool
-        Show a tqdm bar of the runs finished (updated between blocks; needs tqdm).
+        Show a tqdm bar of the runs finished (updated between blocks; needs tqdm); with
+        ``distribute``, of the tasks finished.
+    distribute : bool
+        Spread the runs over dask (the active ``distributed.Client``, else dask's local
+        scheduler): one task per ``runs_per_task`` consecutive runs, each an ``escape`` of
+        its runs on the worker, joined in run order.  Each run keeps its start, its seed,
+        the study's constants (``delta_f`` is decided first, over all the starts) and the
+        loop (compiled or streamed) the whole study would use: the same results per seed as
+        on one machine.  The objective (with its in-memory data) is sent once to each
+        worker; dask data are refused here (their passes are tasks already).
+    runs_per_task : int
     """
     if callable(objective) and not isinstance(objective, (FeatureObjective, Objective)):
         objective = objective()
@@ -203,8 +214,20 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     problems = [_Problem(objective, s0, wrt) for s0 in starts]
     dim = problems[0].dim
     compiled = all(p.compiled and np.array_equal(p.tail, problems[0].tail) for p in problems)
+    if _loop is not None:
+        compiled = _loop == "compiled"
     if delta_f is None:
         delta_f = max(max(p.target.fun(p.u0) for p in problems), 1e-12)
+    if distribute:
+        from ._dask_studies import escape_on_dask
+        return escape_on_dask(
+            escape, EscapeStudy, objective, starts, seeds,
+            check_positive_int("runs_per_task", runs_per_task), progress,
+            "compiled" if compiled else "streamed",
+            dict(method=method, eps=eps, ell=ell, rho=rho, c=c, delta=delta, delta_f=delta_f,
+                 eta=eta, r=r, g_thres=g_thres, f_thres=f_thres, t_thres=t_thres,
+                 f_escape=f_escape, max_iter=max_iter, n_threads=n_threads,
+                 lambda_min=lambda_min, stop_at_escape=stop_at_escape, wrt=wrt))
     consts = pgd_constants(eps=eps, ell=ell, rho=rho, c=c, delta=delta, delta_f=delta_f,
                            dim=dim)
     for name, value in (("eta", eta), ("r", r), ("g_thres", g_thres), ("f_thres", f_thres)):
