@@ -28,6 +28,7 @@ import resnet_core as rc
 
 from . import frameworks as fw
 from .compare import REFERENCE, SMALL
+from .timing import block_medians
 
 PASSES = ("value", "fun_and_grad", "hessp (full)", "hessp (partial)", "Gram")
 
@@ -66,17 +67,17 @@ def activations(kind: str, widths) -> int:
     return sum(widths) if kind in ("value", "fun_and_grad", "hessp (full)") else 0
 
 
-def gemm_rates(dtype, chunk: int, width: int, threads: int, *, repeat: int = 5,
-               large: int = 2048) -> dict:
-    """GFLOP/s of numpy's matmul in ``dtype`` with ``threads`` threads.
+def gemm_functions(dtype, chunk: int, width: int, threads: int, *,
+                   large: int = 2048) -> dict:
+    """``{name: (function, flops)}``: numpy matmul in ``dtype`` with ``threads`` threads.
 
     ``chunk``: the kernels' three chunk products (``(chunk x width)(width x width)^T``, its
-    ``NN`` form and ``(width x chunk)(chunk x width)``) on single-threaded BLAS, run by
-    ``threads`` Python threads at once (as the kernels run one chunk per thread);
-    ``large``: a ``large x large`` square product on ``threads`` BLAS threads.
+    ``NN`` form and ``(width x chunk)(chunk x width)``), 16 chunks per matmul call, on
+    single-threaded BLAS, run by ``threads`` Python threads at once (as the kernels run one
+    chunk per thread; the GIL is released inside each call); ``large``: a
+    ``large x large`` square product on ``threads`` BLAS threads.
     """
     rng = np.random.default_rng(0)
-    # a stack of 16 chunks: one matmul call runs 16 BLAS products without the GIL
     A = rng.standard_normal((16, chunk, width)).astype(dtype)
     At = np.ascontiguousarray(A.transpose(0, 2, 1))
     B = rng.standard_normal((width, width)).astype(dtype)
@@ -90,21 +91,19 @@ def gemm_rates(dtype, chunk: int, width: int, threads: int, *, repeat: int = 5,
             At @ A
 
     def concurrent():
-        pool = [threading.Thread(target=chunk_products) for _ in range(threads)]
-        for t in pool:
-            t.start()
-        for t in pool:
-            t.join()
+        with threadpool_limits(limits=1, user_api="blas"):
+            pool = [threading.Thread(target=chunk_products) for _ in range(threads)]
+            for t in pool:
+                t.start()
+            for t in pool:
+                t.join()
 
-    out = {}
-    with threadpool_limits(limits=1, user_api="blas"):
-        concurrent()
-        out["chunk"] = threads * 3 * reps * 16 * 2 * chunk * width * width / _median(
-            concurrent, repeat) / 1e9
-    with threadpool_limits(limits=threads, user_api="blas"):
-        big @ big
-        out["large"] = 2 * large ** 3 / _median(lambda: big @ big, repeat) / 1e9
-    return out
+    def square():
+        with threadpool_limits(limits=threads, user_api="blas"):
+            big @ big
+
+    return {f"chunk gemm {threads}": (concurrent, threads * 3 * reps * 16 * 2 * chunk * width ** 2),
+            f"large gemm {threads}": (square, 2 * large ** 3)}
 
 
 def read_rate(nbytes: int = 1 << 28, *, repeat: int = 5) -> float:
@@ -145,24 +144,12 @@ def pass_functions(X, y, widths, dtype) -> dict:
             "Gram": lambda: part.stats(fresh("z"))}, obj
 
 
-def time_passes(fns: dict, *, repeat: int, block: int = 3) -> dict:
-    """Median seconds of each function, the functions alternating in blocks of ``block``
-    calls (each block after one untimed call), ``repeat`` rounds."""
-    samples = {name: [] for name in fns}
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            fn()
-            for _ in range(block):
-                t0 = time.perf_counter()
-                fn()
-                samples[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(v) for name, v in samples.items()}
-
-
 def run(n: int, d: int, widths, *, repeat: int, large: int = 2048,
         read_bytes: int = 1 << 28) -> tuple[list, list, float, int]:
     """``(pass rows, gemm rows, read GB/s, n_threads)``: a pass row is ``(pass, dtype,
-    GFLOP, MB, tanh M, seconds, GFLOP/s, GB/s, fraction of chunk gemm, of large gemm)``."""
+    GFLOP, MB, tanh M, seconds, GFLOP/s, GB/s, fraction of chunk gemm, of large gemm)``, a
+    gemm row ``(dtype, threads, chunk GFLOP/s, large GFLOP/s)``.  The gemm products take
+    their turns in the same alternating blocks as the passes: both see the same load."""
     X, y = fw.make_data(n, d, seed=0)
     k = widths[-1]
     rows, gemm = [], []
@@ -170,20 +157,23 @@ def run(n: int, d: int, widths, *, repeat: int, large: int = 2048,
     for dtype in (np.float64, np.float32):
         fns, obj = pass_functions(X, y, widths, dtype)
         threads = obj.n_threads
-        rates = {t: gemm_rates(dtype, obj.chunk_size, k, t, large=large)
-                 for t in sorted({1, threads})}
-        for t, r in rates.items():
-            gemm.append((np.dtype(dtype).name, t, r["chunk"], r["large"]))
-        times = time_passes(fns, repeat=repeat)
+        products = {}
+        for t in sorted({1, threads}):
+            products.update(gemm_functions(dtype, obj.chunk_size, k, t, large=large))
+        times = block_medians({**fns, **{name: fn for name, (fn, _) in products.items()}},
+                              repeat=repeat)
+        rate = {name: fl / times[name] / 1e9 for name, (_, fl) in products.items()}
+        dt = np.dtype(dtype).name
+        gemm += [(dt, t, rate[f"chunk gemm {t}"], rate[f"large gemm {t}"])
+                 for t in sorted({1, threads})]
         item = np.dtype(dtype).itemsize
         for kind in PASSES:
             gf = flops(kind, d, widths, k) * n / 1e9
             mb = bytes_moved(kind, d, k, item) * n / 1e6
             t = times[kind]
-            rate = gf / t
-            rows.append((kind, np.dtype(dtype).name, gf, mb, activations(kind, widths) * n / 1e6,
-                         t, rate, mb / 1e3 / t, rate / rates[threads]["chunk"],
-                         rate / rates[threads]["large"]))
+            rows.append((kind, dt, gf, mb, activations(kind, widths) * n / 1e6, t, gf / t,
+                         mb / 1e3 / t, gf / t / rate[f"chunk gemm {threads}"],
+                         gf / t / rate[f"large gemm {threads}"]))
     return rows, gemm, read_rate(read_bytes), threads
 
 
