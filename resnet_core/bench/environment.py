@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-BEGIN = "<!-- speed table: printed whole by `python benchmarks/compare.py --readme`; do not edit -->"
+BEGIN = ("<!-- speed table: printed whole by `python benchmarks/compare.py --readme`; "
+         "do not edit -->")
 END = "<!-- end of speed table -->"
 #: Field names each generated header carries (one ``- name: value`` line each).
 FIELDS = ("date", "machine", "versions", "BLAS", "threads", "problem")

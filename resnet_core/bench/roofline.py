@@ -15,7 +15,6 @@ kernels' chunk shapes and on large square matrices, with the threads the kernels
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import threading
@@ -28,6 +27,7 @@ import resnet_core as rc
 
 from . import frameworks as fw
 from .compare import REFERENCE, SMALL
+from .environment import describe, header_lines
 from .timing import block_medians
 
 PASSES = ("value", "fun_and_grad", "hessp (full)", "hessp (partial)", "Gram")
@@ -102,7 +102,8 @@ def gemm_functions(dtype, chunk: int, width: int, threads: int, *,
         with threadpool_limits(limits=threads, user_api="blas"):
             big @ big
 
-    return {f"chunk gemm {threads}": (concurrent, threads * 3 * reps * 16 * 2 * chunk * width ** 2),
+    chunk_flops = threads * 3 * reps * 16 * 2 * chunk * width ** 2
+    return {f"chunk gemm {threads}": (concurrent, chunk_flops),
             f"large gemm {threads}": (square, 2 * large ** 3)}
 
 
@@ -199,8 +200,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     size = SMALL if args.quick else REFERENCE
     n, d, widths = size["n"], size["d"], size["widths"]
-    print(f"# roofline, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, n={n}, "
-          f"d={d}, widths={widths}, tanh, logistic; medians of {args.repeat} blocks")
+    problem = (f"n={n}, d={d}, widths={widths}, tanh, logistic; medians of {args.repeat} "
+               "rounds of alternating blocks")
+    print("\n".join(f"# {line[2:]}" for line in header_lines(describe(problem=problem))))
     print(format_tables(*run(n, d, widths, repeat=args.repeat)))
     return 0
 
