@@ -21,7 +21,7 @@ import threading
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 import resnet_core as rc
 
@@ -77,12 +77,13 @@ def gemm_functions(dtype, chunk: int, width: int, threads: int, *,
     chunk per thread; the GIL is released inside each call); ``large``: a
     ``large x large`` square product on ``threads`` BLAS threads.
     """
+    controller = ThreadpoolController()  # made once: a new one scans every loaded library
     rng = np.random.default_rng(0)
     A = rng.standard_normal((16, chunk, width)).astype(dtype)
     At = np.ascontiguousarray(A.transpose(0, 2, 1))
     B = rng.standard_normal((width, width)).astype(dtype)
     big = rng.standard_normal((large, large)).astype(dtype)
-    reps = max(1, 4_000_000 // (16 * chunk * width * width))
+    reps = max(1, 300_000_000 // (3 * 16 * 2 * chunk * width * width))  # ~0.3 GFLOP a call
 
     def chunk_products():
         for _ in range(reps):
@@ -91,7 +92,7 @@ def gemm_functions(dtype, chunk: int, width: int, threads: int, *,
             At @ A
 
     def concurrent():
-        with threadpool_limits(limits=1, user_api="blas"):
+        with controller.limit(limits=1, user_api="blas"):
             pool = [threading.Thread(target=chunk_products) for _ in range(threads)]
             for t in pool:
                 t.start()
@@ -99,7 +100,7 @@ def gemm_functions(dtype, chunk: int, width: int, threads: int, *,
                 t.join()
 
     def square():
-        with threadpool_limits(limits=threads, user_api="blas"):
+        with controller.limit(limits=threads, user_api="blas"):
             big @ big
 
     chunk_flops = threads * 3 * reps * 16 * 2 * chunk * width ** 2
