@@ -1,6 +1,10 @@
 """The README's API tour runs as written."""
 
 import doctest
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 
@@ -18,9 +22,15 @@ def test_readme_speed_table_is_one_generated_block():
 
 
 def test_speed_block_check_catches_edits_and_missing_fields():
-    from resnet_core.bench.environment import check_readme_block, describe, readme_block
+    from resnet_core.bench.environment import check_readme_block, readme_block
 
-    fields = describe(problem="n=10, d=2")
+    # in a child: describe() imports torch and JAX, whose threads must not meet a later fork
+    code = ("import json; from resnet_core.bench.environment import describe; "
+            "print(json.dumps(describe(problem='n=10, d=2')))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))}
+    fields = json.loads(subprocess.run([sys.executable, "-c", code], check=True, env=env,
+                                       capture_output=True, text=True).stdout.splitlines()[-1])
     table = ("| work | implementation | median ms | time / resnet-core |\n"
              "| --- | --- | --- | --- |\n| fun_and_grad | resnet-core | 150 | - |\n"
              "| fun_and_grad | jax (jit) | 359 | 2.40x |")
