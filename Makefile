@@ -29,7 +29,7 @@ bench: $(STAMP)
 
 compare: $(STAMP)
 	$(PY) -m pip install -e ".[compare]"
-	$(PY) benchmarks/compare.py
+	$(PY) benchmarks/compare.py --readme
 
 clean:
 	rm -rf build $(VENV) resnet_core/*.so src/*.c *.egg-info

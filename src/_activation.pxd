@@ -7,6 +7,7 @@ from libc.math cimport log1p, fabs
 
 cdef extern from "rc_math.h" nogil:
     double rc_tanh(double x)
+    float rc_tanhf(float x)
     double rc_sigmoid(double x)
     double rc_exp(double x)
 
@@ -22,7 +23,16 @@ cdef inline void act_apply(int code, floating* Z, floating* D1, floating* D2,
                            Py_ssize_t count) noexcept nogil:
     cdef Py_ssize_t i
     cdef double h, z
-    if code == ACT_TANH:
+    cdef float hf, one = 1, mtwo = -2   # float constants: float arithmetic below
+    if code == ACT_TANH and floating is float:
+        for i in range(count):
+            hf = rc_tanhf(Z[i])
+            Z[i] = hf
+            if D1 != NULL:
+                D1[i] = one - hf * hf
+            if D2 != NULL:
+                D2[i] = mtwo * hf * (one - hf * hf)
+    elif code == ACT_TANH:
         if D1 == NULL:
             for i in range(count):
                 Z[i] = <floating> rc_tanh(Z[i])

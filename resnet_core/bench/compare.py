@@ -31,7 +31,8 @@ import resnet_core as rc
 
 from . import frameworks as fw
 from . import frameworks_pgd as fp
-from .timing import alternating, median_time
+from .environment import describe, header_lines, readme_block
+from .timing import alternating, block_medians, median_time
 
 AGREE = 1e-8
 #: The problem sizes: the reference one of the issues, and a small one (``--quick``, and the
@@ -85,16 +86,16 @@ def run_objectives(n: int, d: int, widths, repeat: int) -> list[tuple[str, str, 
     for name, impl in others.items():
         check_agreement(name, ours, impl, x, p)
     nxt = alternating(x)
-    rows.append(("fun_and_grad", "resnet-core", median_time(lambda: obj.fun_and_grad(nxt()),
-                                                            repeat=repeat)))
-    for name, impl in others.items():
-        rows.append(("fun_and_grad", name, median_time(lambda: impl.value_and_grad(nxt()),
-                                                       repeat=repeat)))
-    rows.append(("hessp (full)", "resnet-core", median_time(lambda: obj.hessp(nxt(), p),
-                                                            repeat=repeat)))
-    for name, impl in others.items():
-        rows.append(("hessp (full)", name, median_time(lambda: impl.hessp(nxt(), p),
-                                                       repeat=repeat)))
+    # in alternating blocks (timing.block_medians): every implementation sees the same
+    # machine load, none runs on another's spinning thread pool
+    for work, ours_fn, call in (
+            ("fun_and_grad", lambda: obj.fun_and_grad(nxt()),
+             lambda impl: lambda: impl.value_and_grad(nxt())),
+            ("hessp (full)", lambda: obj.hessp(nxt(), p),
+             lambda impl: lambda: impl.hessp(nxt(), p))):
+        fns = {"resnet-core": ours_fn, **{name: call(impl) for name, impl in others.items()}}
+        times = block_medians(fns, repeat=repeat, block=2)
+        rows += [(work, name, t) for name, t in times.items()]
 
     # -- fixed features: F_theta(w, V) --------------------------------------------------
     Phi = obj.features(x)
@@ -305,7 +306,17 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--d", type=int, default=None, help="number of features")
     ap.add_argument("--repeat", type=int, default=7, help="timed runs per row (default 7)")
     ap.add_argument("--memory", action="store_true", help="also peak memory at n=1,000,000")
+    ap.add_argument("--readme", action="store_true",
+                    help="print the README's speed block: date, machine, versions, thread "
+                         "settings and the table, with a checksum (paste it whole)")
     ap.add_argument("--memory-worker", default=None, help=argparse.SUPPRESS)
+
+
+def argv_extra(args: argparse.Namespace) -> list[str]:
+    """The options of this run besides ``--readme``, as typed."""
+    extra = ["--quick"] if args.quick else []
+    extra += [f"--{k} {v}" for k in ("n", "d") if (v := getattr(args, k)) is not None]
+    return extra + ([f"--repeat {args.repeat}"] if args.repeat != 7 else [])
 
 
 def main(argv=None) -> int:
@@ -323,24 +334,28 @@ def bench(args: argparse.Namespace) -> int:
         print(json.dumps(memory_worker(args.memory_worker, n, d, widths)))
         return 0
 
-    print(f"# resnet-core vs NumPy / PyTorch / JAX, {time.strftime('%Y-%m-%d')}, "
-          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"# n={n}, d={d}, widths={widths}, tanh, logistic, float64; medians of "
-          f"{args.repeat} runs; all implementations agree to {AGREE}")
-    versions = {"numpy": np.__version__}
-    if fw.torch_available() is not None:
-        versions["torch"] = fw.torch_available().__version__
-    if fw.jax_available() is not None:
-        versions["jax"] = fw.jax_available().__version__
-    print("# " + ", ".join(f"{k} {v}" for k, v in versions.items()))
-    missing = [k for k in ("torch", "jax") if k not in versions]
-    if missing:
-        print(f"# not installed: {', '.join(missing)} (pip install 'resnet-core[compare]'): "
-              "no rows for them")
+    t0 = time.perf_counter()
+    problem = (f"n={n}, d={d}, widths={widths}, tanh, logistic, float64; medians of "
+               f"{args.repeat} runs (fun_and_grad and hessp (full): of {args.repeat} rounds of "
+               f"alternating blocks); all implementations agree to {AGREE}")
+    if not args.readme:
+        print(f"# resnet-core vs NumPy / PyTorch / JAX; {problem}")
+        missing = [k for k in ("torch", "jax") if getattr(fw, f"{k}_available")() is None]
+        if missing:
+            print(f"# not installed: {', '.join(missing)} (pip install "
+                  "'resnet-core[compare]'): no rows for them")
     rows = run_objectives(n, d, widths, args.repeat)
     rows += run_step_costs(n, d, widths, args.repeat, args.quick)
     rows += run_optimisers(args.repeat, args.quick)
-    print(format_rows(rows))
+    fields = describe(problem=problem)
+    if args.readme:
+        minutes = (time.perf_counter() - t0) / 60
+        command = "python benchmarks/compare.py --readme" + "".join(
+            f" {a}" for a in (argv_extra(args)))
+        print(readme_block(fields, format_rows(rows), command=command, minutes=minutes))
+    else:
+        print("\n".join(f"# {line[2:]}" for line in header_lines(fields)))
+        print(format_rows(rows))
     if args.memory:
         nm = 1_000_000
         print(f"\n# peak memory above the data at n={nm}, d={d} (fun_and_grad; resnet-core "
