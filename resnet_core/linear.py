@@ -9,11 +9,12 @@ whatever a solver reached (the derivations are in ``docs/linear_baseline.md``):
   exact Newton step first; the next passes only confirm it (iterative refinement).
 - Logistic and smoothed hinge: :func:`resnet_core.linear_separability` first decides which
   samples a direction ``u`` can separate: overlap by a verified positive combination
-  ``sum_i lam_i y_i x_i = 0`` when one is found, otherwise by a linear program.  Complete separation: the
-  infimum is 0, not attained for the logistic loss (``w`` is returned along ``u``, far
-  enough that ``F_lin(w) < 1e-15``) and attained for the smoothed hinge (every margin past
-  its flat part).  Quasi-separation: the infimum is the minimum over the samples ``u`` leaves
-  on its hyperplane.  Otherwise the minimum is attained and trust-region Newton finds it.
+  ``sum_i lam_i y_i x_i = 0`` when one is found, otherwise by a linear program.  Complete
+  separation: the infimum is 0, not attained for the logistic loss (``w`` is returned along
+  ``u``, far enough that ``F_lin(w) < 1e-15``) and attained for the smoothed hinge (every
+  margin past its flat part).  Quasi-separation: the infimum is the minimum over the samples
+  ``u`` leaves on its hyperplane.  Otherwise the minimum is attained and trust-region Newton
+  finds it.
 - A user-defined loss: trust-region Newton from 0; ``converged`` only when the Newton
   decrement says so (a convex loss: the minimum; otherwise a stationary point).
 - A radius ``R``: squared loss, the secular equation on the eigendecomposition of the Gram

@@ -33,18 +33,19 @@ only.  The program is ``max sum t_ij`` subject to ``(u_{y_i} - u_j)^T z_i >= t_i
 Overlap first, without that program (labels -1 / +1): by Stiemke's lemma ``S`` is empty if and
 only if some ``lam_i > 0`` give ``sum_i lam_i y_i x_i = 0``.  A smaller program, ``lam >= 1``
 with ``B^T lam = 0`` (``d`` equality rows, ``B`` the rows ``y_i x_i`` scaled by powers of two,
-exactly), is solved on a fixed random subset of ``64 d`` samples and then, failing that, on all
-of them.  Its answer is not trusted but verified in floating point with rounding bounded: a
-unit ``u`` with ``B u >= 0`` has ``b_i^T u <= lam_i b_i^T u <= r^T u <= ||r||`` for every
-``i`` (``r = B^T lam``), so ``||B u|| <= sqrt(k) ||r||``; when that bound is below the
-smallest singular value of ``B`` (both with their rounding errors bounded), no such ``u``
-exists: exactly ``"overlapping"``, whatever the program's tolerances.  Otherwise the full
-program below decides.  See :func:`overlap_certificate`.
+exactly), is solved on a fixed random subset of ``64 d`` samples, growing by the samples the
+subset's own recession direction gets wrong (constraint generation).  Its answer is not trusted
+but verified in floating point with rounding bounded: a unit ``u`` with ``B u >= 0`` has
+``b_i^T u <= lam_i b_i^T u <= r^T u <= ||r||`` for every ``i`` (``r = B^T lam``), so
+``||B u|| <= sqrt(k) ||r||``; when that bound is below the smallest singular value of ``B`` (both with
+their rounding errors bounded), no such ``u`` exists: exactly ``"overlapping"``, whatever the
+program's tolerances.  Otherwise the full program below decides.  See
+:func:`overlap_certificate`.
 
-Cost: the program has ``m (d + 1)`` non-zeros (``m`` the samples with positive weight); it
-runs up to ``max_entries`` of them (default 4e6, e.g. 1e5 samples of 40 features, a few
-seconds with HiGHS).  Above, the answer is ``"not_decided"`` and the caller must decide by
-other means (see :func:`resnet_core.linear_baseline`).
+Cost: the program has ``m (d + 1)`` non-zeros (``m`` the samples with positive weight); it runs
+up to ``max_entries`` of them (default 4e6, e.g. 1e5 samples of 40 features, seconds to minutes
+with HiGHS; the certificate runs under the same limit).  Above, the answer is ``"not_decided"``
+and the caller must decide by other means (see :func:`resnet_core.linear_baseline`).
 """
 
 from __future__ import annotations
