@@ -223,7 +223,7 @@ def overlap_certificate(X, y, active) -> int | None:
         lam, u = _elastic_combination(B)
         if lam is not None:
             return rows.size if _verify(B, lam) else None
-        margins = (np.asarray(X[active] @ (u * col), dtype=np.float64)) * y[active]
+        margins = np.asarray(X @ (u * col), dtype=np.float64)[active] * y[active]
         wrong = np.setdiff1d(active[np.argsort(margins)[:block]], rows)
         wrong = wrong[(margins[np.searchsorted(active, wrong)] < 0)]
         if wrong.size == 0:
@@ -274,6 +274,8 @@ def _verify(B, lam) -> bool:
     gives ``sigma_min`` within ``10 k d u ||B||_F``; both bounds are taken against us.
     """
     k, d = B.shape
+    if k < d:  # B u = 0 has a solution u != 0
+        return False
     gamma = (k + 2) * _UNIT / (1 - (k + 2) * _UNIT)
     r = B.T @ lam
     bound = np.abs(B).T @ lam * (gamma * (1 + gamma))
