@@ -7,12 +7,14 @@ whatever a solver reached (the derivations are in ``docs/linear_baseline.md``):
 - Squared loss: the minimum is always attained (the minimum-norm solution of the normal
   equations when ``X`` is rank deficient).  Trust-region Newton on the Gram pass takes the
   exact Newton step first; the next passes only confirm it (iterative refinement).
-- Logistic and smoothed hinge: :func:`resnet_core.linear_separability` first decides, by a
-  linear program, which samples a direction ``u`` can separate.  Complete separation: the
-  infimum is 0, not attained for the logistic loss (``w`` is returned along ``u``, far
-  enough that ``F_lin(w) < 1e-15``) and attained for the smoothed hinge (every margin past
-  its flat part).  Quasi-separation: the infimum is the minimum over the samples ``u`` leaves
-  on its hyperplane.  Otherwise the minimum is attained and trust-region Newton finds it.
+- Logistic and smoothed hinge: :func:`resnet_core.linear_separability` first decides which
+  samples a direction ``u`` can separate: overlap by a verified positive combination
+  ``sum_i lam_i y_i x_i = 0`` when one is found, otherwise by a linear program.  Complete
+  separation: the infimum is 0, not attained for the logistic loss (``w`` is returned along
+  ``u``, far enough that ``F_lin(w) < 1e-15``) and attained for the smoothed hinge (every
+  margin past its flat part).  Quasi-separation: the infimum is the minimum over the samples
+  ``u`` leaves on its hyperplane.  Otherwise the minimum is attained and trust-region Newton
+  finds it.
 - A user-defined loss: trust-region Newton from 0; ``converged`` only when the Newton
   decrement says so (a convex loss: the minimum; otherwise a stationary point).
 - A radius ``R``: squared loss, the secular equation on the eigendecomposition of the Gram
@@ -354,7 +356,9 @@ def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: floa
             note = " (LP skipped: out-of-core or distributed data)"
         else:
             sep = _separability(engine.X, engine.y, engine.s, max_lp_entries)
-            note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
+            note = {"not_decided": " (LP skipped: too large)",
+                    "overlapping": " (overlap certified by a positive combination, no LP)"
+                    if sep.method == "certificate" else ""}.get(sep.status, "")
         free = _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note)
     else:
         res, msg = minimise(passes, d, tol, eps, max_iter, loss.name)

@@ -30,10 +30,22 @@ only.  The program is ``max sum t_ij`` subject to ``(u_{y_i} - u_j)^T z_i >= t_i
 ``[0, 1]``, with ``sum_k u_k = 0`` (margins do not see a shift of every row); it has
 ``m (c - 1) (2 d + 1)`` non-zeros.
 
-Cost: the program has ``m (d + 1)`` non-zeros (``m`` the samples with positive weight); it
-runs up to ``max_entries`` of them (default 4e6, e.g. 1e5 samples of 40 features, a few
-seconds with HiGHS).  Above, the answer is ``"not_decided"`` and the caller must decide by
-other means (see :func:`resnet_core.linear_baseline`).
+Overlap first, without that program (labels -1 / +1): by Stiemke's lemma ``S`` is empty if and
+only if some ``lam_i > 0`` give ``sum_i lam_i y_i x_i = 0``.  A smaller program, ``lam >= 1``
+with ``B^T lam = 0`` (``d`` equality rows, ``B`` the rows ``y_i x_i`` scaled by powers of two,
+exactly), is solved on a fixed random subset of ``64 d`` samples, growing by the samples the
+subset's own recession direction gets wrong (constraint generation).  Its answer is not trusted
+but verified in floating point with rounding bounded: a unit ``u`` with ``B u >= 0`` has
+``b_i^T u <= lam_i b_i^T u <= r^T u <= ||r||`` for every ``i`` (``r = B^T lam``), so
+``||B u|| <= sqrt(k) ||r||``; when that bound is below the smallest singular value of ``B`` (both with
+their rounding errors bounded), no such ``u`` exists: exactly ``"overlapping"``, whatever the
+program's tolerances.  Otherwise the full program below decides.  See
+:func:`overlap_certificate`.
+
+Cost: the program has ``m (d + 1)`` non-zeros (``m`` the samples with positive weight); it runs
+up to ``max_entries`` of them (default 4e6, e.g. 1e5 samples of 40 features, seconds to minutes
+with HiGHS; the certificate runs under the same limit).  Above, the answer is ``"not_decided"``
+and the caller must decide by other means (see :func:`resnet_core.linear_baseline`).
 """
 
 from __future__ import annotations
@@ -71,6 +83,9 @@ class Separability:
     separated_pairs : ndarray of bool, shape (n, c), or None
         For classes only: ``[i, j]`` is True when the pair ``(i, j)``, ``j != y_i``, is in
         ``S`` (``[i, y_i]`` is False).
+    method : {"linear program", "certificate"}
+        What decided: the linear program over every sample, or (``"overlapping"`` only) the
+        verified positive combination of :func:`overlap_certificate`.
     """
 
     status: str
@@ -79,6 +94,7 @@ class Separability:
     min_margin: float
     message: str
     separated_pairs: np.ndarray | None = None
+    method: str = "linear program"
 
     @property
     def n_separated(self) -> int:
@@ -136,6 +152,12 @@ def _separability(X, y, s, max_entries) -> Separability:
     if m == 0:
         return Separability("overlapping", None, np.zeros(n, bool), 0.0,
                             "no sample with positive weight and non-zero x")
+    certified = overlap_certificate(X, y, active)
+    if certified is not None:
+        return Separability("overlapping", None, np.zeros(n, bool), 0.0,
+                            "overlapping: sum_i lam_i y_i x_i = 0 with every lam_i >= 1 on "
+                            f"{certified} samples (verified, rounding bounded)",
+                            method="certificate")
     Z, col = _unit_rows(X, active)
     Z *= y[active, None]
     A = scipy.sparse.hstack([scipy.sparse.csr_matrix(-Z), scipy.sparse.identity(m, format="csr")],
@@ -170,6 +192,97 @@ def _separability(X, y, s, max_entries) -> Separability:
                         f"quasi-separable: a direction separates {int(claimed.sum())} of "
                         f"{np.count_nonzero(s > 0)} samples and leaves the others on its "
                         "hyperplane")
+
+
+CERTIFICATE_SUBSET = 64  # samples per feature in the first certificate program, and per round
+CERTIFICATE_ROUNDS = 8
+_UNIT = 2.0 ** -53  # unit roundoff of float64
+
+
+def overlap_certificate(X, y, active) -> int | None:
+    """Prove that no ``u != 0`` has ``y_i x_i^T u >= 0`` for every row in ``active``
+    (then ``S`` is empty: ``"overlapping"``), or return None.
+
+    A proof on a subset of the rows holds for all of them.  Starting from a fixed random
+    subset of ``CERTIFICATE_SUBSET * d`` rows, each round solves :func:`_elastic_combination`
+    on the subset; when the subset has a recession direction ``u``, the rows of all the data
+    that ``u`` gets wrong (most negative margins first, ``CERTIFICATE_SUBSET * d`` of them)
+    join the subset.  None when ``u`` gets no row wrong (the data are not overlapping, up to
+    rounding: the full program decides), when the verification fails, or after
+    ``CERTIFICATE_ROUNDS`` rounds.  Returns the number of rows of the proof.
+    """
+    m, d = active.size, X.shape[1]
+    block = CERTIFICATE_SUBSET * d
+    rows = active if block >= m // 2 else active[np.sort(
+        np.random.default_rng(0).choice(m, block, replace=False))]
+    for _ in range(CERTIFICATE_ROUNDS):
+        scaled = _exact_rows(X, y, rows)
+        if scaled is None:
+            return None
+        B, col = scaled
+        lam, u = _elastic_combination(B)
+        if lam is not None:
+            return rows.size if _verify(B, lam) else None
+        margins = np.asarray(X @ (u * col), dtype=np.float64)[active] * y[active]
+        wrong = np.setdiff1d(active[np.argsort(margins)[:block]], rows)
+        wrong = wrong[(margins[np.searchsorted(active, wrong)] < 0)]
+        if wrong.size == 0:
+            return None
+        rows = np.union1d(rows, wrong)
+    return None
+
+
+def _exact_rows(X, y, rows):
+    """The rows ``y_i x_i`` (float64) scaled by powers of two per column and per row (largest
+    magnitudes in [1/2, 1)) and the column factors; None where that would lose bits."""
+    A = np.asarray(X[rows], dtype=np.float64) * y[rows, None]
+    if not np.isfinite(A).all():
+        return None
+    col = np.exp2(-np.frexp(np.abs(A).max(axis=0))[1].astype(np.float64))
+    B = A * col
+    row = np.exp2(-np.frexp(np.abs(B).max(axis=1))[1].astype(np.float64))[:, None]
+    B *= row
+    return (B, col) if np.array_equal(B / row / col, A) else None
+
+
+def _elastic_combination(B):
+    """Minimise ``||B^T lam||_1`` over ``lam >= 1`` (``d`` equality rows with slacks).
+
+    Returns ``(lam, None)`` when the minimum is 0 to HiGHS's tolerance, else ``(None, u)``
+    with ``u`` the program's dual: ``B u >= 0``, ``||u||_inf <= 1``, maximising
+    ``sum_i b_i^T u`` (the subset's recession direction of largest total margin).
+    """
+    k, d = B.shape
+    eye = np.eye(d)
+    res = linprog(np.r_[np.zeros(k), np.ones(2 * d)], A_eq=np.hstack([B.T, eye, -eye]),
+                  b_eq=np.zeros(d), bounds=[(1.0, None)] * k + [(0.0, None)] * (2 * d),
+                  method="highs")
+    if res.status != 0:
+        return None, np.zeros(d)
+    if res.fun <= 1e-9 * max(1.0, float(np.max(res.x[:k]))):
+        return np.maximum(res.x[:k], 1.0), None
+    return None, -np.asarray(res.eqlin.marginals, dtype=np.float64)
+
+
+def _verify(B, lam) -> bool:
+    """True when ``lam >= 1`` proves that no unit ``u`` has ``B u >= 0``.
+
+    For such a ``u``, ``0 <= b_i^T u <= sum_j lam_j b_j^T u = r^T u <= ||r||``
+    (``r = B^T lam``), so ``||B u|| <= sqrt(k) ||r||``, while ``||B u|| >= sigma_min(B)``.
+    Rounding is bounded: ``|fl(B^T lam) - B^T lam| <= gamma_k |B|^T lam`` componentwise
+    (``gamma_k = k u / (1 - k u)``, any order of summation), and a backward-stable SVD
+    gives ``sigma_min`` within ``10 k d u ||B||_F``; both bounds are taken against us.
+    """
+    k, d = B.shape
+    if k < d:  # B u = 0 has a solution u != 0
+        return False
+    gamma = (k + 2) * _UNIT / (1 - (k + 2) * _UNIT)
+    r = B.T @ lam
+    bound = np.abs(B).T @ lam * (gamma * (1 + gamma))
+    r_up = (np.linalg.norm(r) + np.linalg.norm(bound)) * (1 + 4 * (d + 2) * _UNIT)
+    sv = np.linalg.svd(B, compute_uv=False)
+    sigma_low = sv[-1] - 10 * k * d * _UNIT * np.sqrt(np.sum(B * B))
+    return bool(sigma_low > 0 and np.sqrt(k) * r_up * (1 + 1e-12) < sigma_low)
 
 
 def _unit_rows(X, active):

@@ -1,0 +1,126 @@
+"""The overlap certificate of :mod:`resnet_core.separability`: sound (never claims overlap
+where a recession direction exists), taken on overlapping data, and agreeing with the linear
+program it replaces."""
+
+import numpy as np
+import pytest
+
+import resnet_core as rc
+from resnet_core import separability as sep_mod
+
+
+def _overlapping(rng, n, d, dtype=np.float64):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = np.where(X[:, 0] + 0.5 * rng.standard_normal(n) > 0, 1.0, -1.0).astype(dtype)
+    return X, y
+
+
+def _quasi(rng, n, d, eps):
+    """Half the samples on the hyperplane x_0 = 0 with random labels, half at margin
+    >= eps along e_0: quasi-separable for every eps > 0."""
+    X = rng.standard_normal((n, d))
+    y = np.where(rng.standard_normal(n) > 0, 1.0, -1.0)
+    X[: n // 2, 0] = 0.0
+    X[n // 2:, 0] = y[n // 2:] * (eps + rng.random(n - n // 2))
+    return X, y
+
+
+def _lp_only(monkeypatch):
+    monkeypatch.setattr(sep_mod, "overlap_certificate", lambda X, y, active: None)
+
+
+@pytest.mark.parametrize("n, d", [(60, 3), (3000, 8), (20000, 16)])
+def test_certificate_decides_overlap_and_agrees_with_the_lp(rng, monkeypatch, n, d):
+    X, y = _overlapping(rng, n, d)
+    sep = rc.linear_separability(X, y)
+    assert sep.status == "overlapping" and sep.method == "certificate"
+    assert "verified" in sep.message and not sep.separated.any()
+    _lp_only(monkeypatch)
+    lp = rc.linear_separability(X, y)
+    assert lp.status == "overlapping" and lp.method == "linear program"
+
+
+def test_certificate_on_float32_and_weighted_data(rng):
+    X, y = _overlapping(rng, 2000, 5, np.float32)
+    sep = rc.linear_separability(X, y, sample_weight=rng.random(2000) + 0.1)
+    assert sep.status == "overlapping" and sep.method == "certificate"
+
+
+def test_few_overlapping_samples_are_found_by_constraint_generation(rng):
+    """Separable data with 3 labels flipped: the random subset is separable, the rounds
+    add the samples its direction gets wrong until the combination exists."""
+    n, d = 20000, 4
+    X = rng.standard_normal((n, d))
+    y = np.sign(X[:, 0] + 0.5 * X[:, 1])
+    y[rng.choice(n, 3, replace=False)] *= -1
+    rows = sep_mod.overlap_certificate(X, y, np.arange(n))
+    assert rows is not None and sep_mod.CERTIFICATE_SUBSET * d < rows < n
+
+
+@pytest.mark.parametrize("eps", [1.0, 1e-6, 1e-12])
+def test_no_certificate_for_quasi_separable_data(rng, monkeypatch, eps):
+    X, y = _quasi(rng, 400, 3, eps)
+    assert sep_mod.overlap_certificate(X, y, np.arange(400)) is None
+    sep = rc.linear_separability(X, y)
+    assert sep.method == "linear program"
+    if eps >= 1e-6:  # below, the LP's own tolerance decides
+        assert sep.status == "quasi_separable" and sep.n_separated == 200
+
+
+def test_no_certificate_for_separable_data(rng):
+    X = rng.standard_normal((5000, 6))
+    y = np.sign(X @ rng.standard_normal(6))
+    sep = rc.linear_separability(X, y)
+    assert sep.status == "separable" and sep.method == "linear program"
+
+
+def test_zero_weight_samples_cannot_make_data_overlap(rng):
+    X = rng.standard_normal((300, 3))
+    y = np.sign(X[:, 0])
+    y[:5] *= -1
+    s = np.ones(300)
+    s[:5] = 0.0
+    assert rc.linear_separability(X, y).method == "certificate"
+    sep = rc.linear_separability(X, y, sample_weight=s)
+    assert sep.status == "separable" and sep.method == "linear program"
+
+
+def test_rank_deficient_overlap_is_left_to_the_lp(rng):
+    X, y = _overlapping(rng, 500, 3)
+    X = np.hstack([X, X[:, :1]])  # a repeated column: no certificate (sigma_min = 0)
+    sep = rc.linear_separability(X, y)
+    assert sep.status == "overlapping" and sep.method == "linear program"
+
+
+def test_verify_rejects_every_multiplier_when_a_recession_direction_exists(rng):
+    """Soundness: with b_i^T e_0 >= 0 for all i and > 0 for some, r^T e_0 =
+    sum_i lam_i b_i^T e_0 >= lam_min * 1e-12 > 0 whatever lam, and ``_verify`` must say no
+    even when the rest of the residual is 0 to rounding."""
+    X, y = _quasi(rng, 200, 3, 1e-12)
+    B, _ = sep_mod._exact_rows(X, y, np.arange(200))
+    lam = np.ones(200)
+    lam[:100] = sep_mod._elastic_combination(B[:100, 1:])[0]  # cancels columns 1, 2 on R
+    assert not sep_mod._verify(B, lam)
+    for _ in range(20):
+        assert not sep_mod._verify(B, 1.0 + rng.exponential(size=200))
+
+
+def test_verify_accepts_an_exact_combination():
+    """The 2 d points +-e_k: lam = 1 gives B^T lam = 0 exactly, sigma_min = sqrt(2)."""
+    d = 5
+    B = np.vstack([np.eye(d), -np.eye(d)])
+    assert sep_mod._verify(B, np.ones(2 * d))
+    assert not sep_mod._verify(B[:-1], np.ones(2 * d - 1))  # +e_{d-1} is separable
+
+
+def test_linear_baseline_reports_the_certificate(rng):
+    X, y = _overlapping(rng, 1000, 4)
+    res = rc.linear_baseline(X, y)
+    assert res.separability == "overlapping" and res.attained and res.converged
+    assert "certified" in res.method
+
+
+def test_max_lp_entries_still_bounds_the_decision(rng):
+    X, y = _overlapping(rng, 1000, 4)
+    sep = rc.linear_separability(X, y, max_entries=1000 * 5 - 1)
+    assert sep.status == "not_decided"
