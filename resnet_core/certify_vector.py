@@ -66,10 +66,8 @@ def _feature_block(fo, i0: int, i1: int) -> np.ndarray:
     float64; computed by the frozen MLP when the objective streams them."""
     theta = getattr(fo, "theta", None)
     if theta is not None:
-        eng = fo._engine
         Xb = np.ascontiguousarray(fo.X[i0:i1])
-        Phi = eng.predict(np.zeros(fo.d, eng.dtype), np.zeros(fo.k, eng.dtype), theta,
-                          features=True, X=Xb)[1]
+        Phi = fo._engine.predict(*fo._zero_head(), theta, features=True, X=Xb)[1]
         return np.asarray(Phi, dtype=np.float64)
     if getattr(fo, "feature_bias", False):
         base = np.asarray(fo._engine.Phi[i0:i1], dtype=np.float64)
