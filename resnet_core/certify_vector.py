@@ -30,12 +30,15 @@ import warnings
 
 import numpy as np
 
+from .objective import MAX_DENSE_HESSIAN
 from .certify import (LambdaMin, SOPSPReport, BaselineWarning, _curvature_threshold,
                       _curvature_verdict, _rounding_error, lanczos_extreme)
 
-# Largest matrix (reduced Hessian, Gauss-Newton statistic or dense Hessian) formed densely:
-# a 4000 x 4000 float64 matrix is 128 MB and its eigvalsh a few seconds; beyond, Lanczos.
-MAX_DENSE = 4000
+# method="auto" forms the reduced matrix and the Gauss-Newton statistic densely up to this
+# size (a 4000 x 4000 float64 matrix is 128 MB, its eigvalsh a few seconds); beyond, Lanczos.
+AUTO_MAX = 4000
+# Largest matrix formed on request (method="structured" or "dense"), as FeatureObjective.hessian.
+MAX_DENSE = MAX_DENSE_HESSIAN
 # float64 entries of one block of the statistics pass (rows x c (d + k)): 8 MB.
 BLOCK_ENTRIES = 1 << 20
 LOSSES = ("cross_entropy", "squared")
@@ -53,12 +56,14 @@ def _loss_name(fo) -> str:
 
 
 def head_matrices(fo, z):
-    """``(W, V)`` of the point ``z`` as float64 arrays of shapes (c, d) and (d, k)."""
+    """``(W, M)`` of the point ``z`` as float64 arrays: ``W`` (c, d) and ``M = V`` (d, k)
+    for the residual head, ``M = B`` (c, k) for the skip head ``p = W x + B phi``."""
     c, d, k = fo.n_outputs, fo.d, fo.k
     z = np.asarray(z)
     W = np.asarray(z[:c * d], dtype=np.float64).reshape(c, d)
-    V = np.asarray(z[c * d:c * d + d * k], dtype=np.float64).reshape(d, k)
-    return W, V
+    shape = (d, k) if getattr(fo, "head", "residual") == "residual" else (c, k)
+    M = np.asarray(z[c * d:c * d + shape[0] * k], dtype=np.float64).reshape(shape)
+    return W, M
 
 
 def _feature_block(fo, i0: int, i1: int) -> np.ndarray:
@@ -103,7 +108,9 @@ def sample_loss_terms(P: np.ndarray, y: np.ndarray, loss: str):
 class VectorStats:
     """One pass at ``(W, V)``: ``F``, ``grad_W = E[r u^T]``, ``Gamma = E[phi r^T]`` (so
     ``grad_V = W^T Gamma^T``), the per-sample losses and, when asked, the Gauss-Newton
-    statistic ``T = E[S kron z z^T]`` (shape (c, d + k, c, d + k), ``z = [u; phi]``)."""
+    statistic ``T = E[S kron z z^T]`` (shape (c, d + k, c, d + k), ``z = [u; phi]``).
+    For the skip head pass ``V = 0`` (then ``u = x``, and ``T`` is its Hessian over
+    ``(W, B)`` up to the order of coordinates)."""
 
     def __init__(self, fo, W, V, *, gauss_newton: bool):
         loss = _loss_name(fo)
@@ -214,19 +221,33 @@ def reduced_hessian_vector(W: np.ndarray, T: np.ndarray, Gamma: np.ndarray):
     return M, (d - r) * (k - s), perturbation
 
 
-def reduced_size(fo, z) -> int:
-    """Size of the reduced matrix at ``z`` for generic ranks (``r = min(c, d)``,
-    ``s = min(c, k)``): what ``method="auto"`` compares with :data:`MAX_DENSE`."""
+def structured_size(fo) -> int:
+    """The larger of the Gauss-Newton statistic's size ``c (d + k)`` and the reduced matrix's
+    for generic ranks (``r = min(c, d)``, ``s = min(c, k)``)."""
     c, d, k = fo.n_outputs, fo.d, fo.k
     r, s = min(c, d), min(c, k)
-    return c * d + r * k + (d - r) * s
+    return max(c * (d + k), c * d + r * k + (d - r) * s)
+
+
+def _stats(fo, W, M, *, gauss_newton: bool) -> VectorStats:
+    V = M if fo.head == "residual" else np.zeros((fo.d, fo.k))
+    return VectorStats(fo, W, V, gauss_newton=gauss_newton)
 
 
 def lambda_min_structured(fo, z, stats: VectorStats | None = None) -> LambdaMin:
-    """Exact ``lambda_min`` from the reduced eigenproblem (one statistics pass)."""
+    """Exact ``lambda_min`` from one statistics pass: the reduced eigenproblem (residual
+    head), or ``T`` itself (skip head: ``F`` is convex in ``(W, B)``, its Hessian is
+    ``E[S kron z z^T]``, ``z = [x; phi]``)."""
+    if structured_size(fo) > MAX_DENSE:
+        raise ValueError(f"method='structured' forms matrices of size {structured_size(fo)} "
+                         f"> {MAX_DENSE} here: use method='lanczos'")
     W, V = head_matrices(fo, z)
     if stats is None or stats.T is None:
-        stats = VectorStats(fo, W, V, gauss_newton=True)
+        stats = _stats(fo, W, V, gauss_newton=True)
+    if fo.head != "residual":
+        T = stats.T.reshape(fo.n_outputs * (fo.d + fo.k), -1)
+        return LambdaMin(float(np.linalg.eigvalsh(T)[0]),
+                         _rounding_error(T, fo.n_samples, fo.dtype), "structured")
     M, zeros, perturbation = reduced_hessian_vector(W, stats.T, stats.Gamma)
     ev = float(np.linalg.eigvalsh(M)[0])
     value = min(ev, 0.0) if zeros > 0 else ev
@@ -337,16 +358,13 @@ def check_sopsp_vector(fo, z, *, eps, mu2, mu2_region, curvature_tol, w_star,
     """:func:`resnet_core.check_sopsp` for an objective with ``n_outputs > 1`` (validated
     arguments; ``z`` the head point ``[W, V]``)."""
     t0 = time.perf_counter()
-    c = fo.n_outputs
-    if getattr(fo, "head", "residual") != "residual":
-        raise ValueError("vector certificates are for the residual head")
+    c, residual = fo.n_outputs, fo.head == "residual"
     W, V = head_matrices(fo, z)
     if method == "auto":
-        big = max(reduced_size(fo, z), c * (fo.d + fo.k))
-        method = "structured" if big <= MAX_DENSE else "lanczos"
+        method = "structured" if structured_size(fo) <= AUTO_MAX else "lanczos"
     timings = {}
     t = time.perf_counter()
-    stats = VectorStats(fo, W, V, gauss_newton=method == "structured")
+    stats = _stats(fo, W, V, gauss_newton=method == "structured")
     timings["statistics"] = time.perf_counter() - t
     t = time.perf_counter()
     if method == "structured":
@@ -380,11 +398,13 @@ def check_sopsp_vector(fo, z, *, eps, mu2, mu2_region, curvature_tol, w_star,
         lambda_min_error=lam.error, lambda_min_converged=lam.converged, is_sopsp=is_sopsp,
         gradient_ok=gradient_ok, curvature_ok=curvature_ok, F=F, F_se=F_se,
         F_lin_star=F_lin_star, w_star=W_star.tolist(), gap=F - F_lin_star, gap_se=gap_se,
-        method=lam.method, head="residual", n_samples=fo.n_samples, dim=fo.n_params,
+        method=lam.method, head=fo.head, n_samples=fo.n_samples, dim=fo.n_params,
         F_lin_at_w_star=F_lin_w, mu2_needed=mu2_needed, w_norm=float(np.linalg.norm(W)),
-        V_norm=float(np.linalg.norm(V, 2)), lanczos_residual=lam.residual, n_outputs=c,
-        theorem2_note=THEOREM2_NOTE, **curvature, **base)
-    _lemma1(report, W, V, W_star, stats, grad, F - F_lin_w)
+        lanczos_residual=lam.residual, n_outputs=c, **curvature, **base)
+    if residual:
+        report.V_norm = float(np.linalg.norm(V, 2))
+        report.theorem2_note = THEOREM2_NOTE
+        _lemma1(report, W, V, W_star, stats, grad, F - F_lin_w)
     timings["total"] = time.perf_counter() - t0
     report.timings = timings
     return report

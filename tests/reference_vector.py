@@ -112,6 +112,6 @@ def random_problem(rng, n, d, k, c, loss, weighted=True):
         y = X @ rng.standard_normal((d, c)) + 0.3 * rng.standard_normal((n, c))
     else:
         y = np.argmax(X @ rng.standard_normal((d, c)) + rng.standard_normal((n, c)), axis=1)
-        y[:c] = np.arange(c)  # every class present
+        y[:min(c, n)] = np.arange(min(c, n))  # every class present where n allows
     s = rng.random(n) + 0.1 if weighted else None
     return X, Phi, y, s
