@@ -32,8 +32,8 @@ import numpy as np
 import scipy.linalg
 
 from .objective import MAX_DENSE_HESSIAN
-from .certify import (LambdaMin, SOPSPReport, BaselineWarning, _curvature_threshold,
-                      _curvature_verdict, _rounding_error, lanczos_extreme)
+from ._certificate import (BaselineWarning, LambdaMin, SOPSPReport, _curvature_threshold,
+                           _curvature_verdict, _rounding_error, lanczos_extreme)
 
 # method="auto" forms the reduced matrix and the Gauss-Newton statistic densely up to this
 # size (a 4000 x 4000 float64 matrix is 128 MB, its eigvalsh a few seconds); beyond, Lanczos.

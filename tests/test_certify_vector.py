@@ -12,7 +12,7 @@ from scipy.sparse.linalg import ArpackNoConvergence
 
 import reference_vector as ref
 import resnet_core as rc
-from resnet_core import certify, certify_vector as cv
+from resnet_core import _certificate, certify_vector as cv
 
 LOSSES = ("cross_entropy", "squared")
 
@@ -254,7 +254,7 @@ def test_unconverged_lanczos_is_inconclusive(rng, monkeypatch):
     def give_up(*args, **kwargs):
         raise ArpackNoConvergence("no convergence", np.array([]), np.zeros((fo.n_params, 0)))
 
-    monkeypatch.setattr(certify, "eigsh", give_up)
+    monkeypatch.setattr(_certificate, "eigsh", give_up)
     r = rc.check_sopsp(fo, z, eps=1e9, method="lanczos")
     assert r.lambda_min_converged is False and r.is_sopsp is None
     assert "NOT converged" in str(r) and "inconclusive" in str(r)
