@@ -27,41 +27,25 @@ The smallest eigenvalue of the ``(d + d k)``-dimensional partial Hessian comes t
 from __future__ import annotations
 
 import functools
-import json
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike
 import scipy.linalg
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
+from ._certificate import (BaselineWarning, LambdaMin, SOPSPReport, _curvature_threshold,
+                           _curvature_verdict, _rounding_error, lanczos_extreme)
 from ._threads import blas_single_thread
 from . import theory
 from ._validation import as_float_array
-from .lipschitz import Ball, Box, estimate_hessian_lipschitz
+from .certify_vector import check_sopsp_vector
 from .objective import FeatureObjective, Objective
 
+__all__ = ["BaselineWarning", "LambdaMin", "SOPSPReport", "check_sopsp", "lanczos_extreme",
+           "reduced_hessian"]
+
 METHODS = ("auto", "structured", "dense", "lanczos")
-
-
-@dataclass
-class LambdaMin:
-    """The smallest eigenvalue of a Hessian and how far it can be trusted.
-
-    ``error`` bounds ``|value - lambda_min|``: rounding for the direct methods
-    (``eps_machine (dim + sqrt(n)) ||M||_F``), the Lanczos residual otherwise (some eigenvalue
-    lies within it; that it is the smallest is ARPACK's claim).  ``converged`` is False for
-    a Lanczos solve that stopped early.
-    """
-
-    value: float
-    error: float
-    method: str
-    converged: bool = True
-    residual: float | None = None
-    n_products: int | None = None
 
 
 def reduced_hessian(w, A, B, C, g):
@@ -88,11 +72,6 @@ def reduced_hessian(w, A, B, C, g):
     return M, d * k - d - k + 1
 
 
-def _rounding_error(M, n_samples, dtype) -> float:
-    eps = np.finfo(dtype).eps
-    return float(eps * (M.shape[0] + np.sqrt(n_samples)) * np.linalg.norm(M))
-
-
 def lambda_min_structured(fo: FeatureObjective, z) -> LambdaMin:
     """Exact ``lambda_min`` of the partial Hessian from the sufficient statistics."""
     st = fo.stats(z)
@@ -115,40 +94,6 @@ def lambda_min_dense(fo: FeatureObjective, z) -> LambdaMin:
                      "dense")
 
 
-def _start_vector(dim: int) -> np.ndarray:
-    """A fixed, generic start vector (reproducible ARPACK runs)."""
-    v0 = np.random.default_rng(20180101).standard_normal(dim)
-    return v0 / np.linalg.norm(v0)
-
-
-def lanczos_extreme(hessp, dim: int, *, k: int = 1, which: str = "SA", tol: float = 1e-10,
-                    maxiter: int | None = None):
-    """Extreme eigenpairs of the symmetric operator ``hessp`` by ARPACK with a fixed ``v0``.
-
-    Returns ``(values, vectors, residuals, converged, n_products)``; on non-convergence the
-    pairs ARPACK did converge are returned with ``converged = False``.
-    """
-    count = [0]
-
-    def mv(v):
-        count[0] += 1
-        return np.asarray(hessp(np.ascontiguousarray(v.ravel())), dtype=np.float64)
-
-    op = LinearOperator((dim, dim), matvec=mv, dtype=np.float64)
-    k = min(k, dim - 1)
-    converged = True
-    try:
-        vals, vecs = eigsh(op, k=k, which=which, v0=_start_vector(dim), tol=tol,
-                           maxiter=maxiter or max(1000, 20 * dim))
-    except ArpackNoConvergence as err:
-        vals, vecs, converged = err.eigenvalues, err.eigenvectors, False
-    order = np.argsort(vals)
-    vals, vecs = vals[order], vecs[:, order]
-    res = np.array([np.linalg.norm(mv(vecs[:, i]) - vals[i] * vecs[:, i])
-                    for i in range(vals.size)])
-    return vals, vecs, res, converged, count[0]
-
-
 def lambda_min_lanczos(fo: FeatureObjective, z, *, tol: float = 1e-10) -> LambdaMin:
     """``lambda_min`` by ARPACK on ``hessp`` (``which="SA"``), with its residual."""
     z = fo.validate_point(z, "z")
@@ -162,145 +107,6 @@ def lambda_min_lanczos(fo: FeatureObjective, z, *, tol: float = 1e-10) -> Lambda
 
 LAMBDA_MIN = {"structured": lambda_min_structured, "dense": lambda_min_dense,
               "lanczos": lambda_min_lanczos}
-
-
-@dataclass
-class SOPSPReport:
-    """The answer of :func:`check_sopsp`.  ``str(report)`` is a table, ``to_dict()`` JSON.
-
-    ``is_sopsp`` is True or False when both tests are decided beyond the accuracy of
-    ``lambda_min``, and None (inconclusive) otherwise.  ``F_se`` and ``gap_se`` are
-    standard errors over the sample (``sqrt(sum_i s_i^2 (h_i - mean)^2)`` for normalised
-    weights ``s``), since the certificate is about the population mean.
-
-    The curvature threshold is ``-sqrt(mu2 eps)``: ``mu2_source`` says where ``mu2`` came
-    from (``"given"``, ``"estimated (proven bound)"``, ``"estimated (sampled)"`` on
-    ``mu2_region``, or ``"not given"``: then the curvature test is decided only when
-    ``lambda_min >= 0``, and ``mu2_needed = lambda_min^2 / eps`` is the smallest ``mu2`` for
-    which it would hold).  ``F_lin_star`` is ``inf F_lin`` (or the minimum over
-    ``||w|| <= baseline_radius``, or ``F_lin(w_star)`` for a given ``w_star``); ``gap`` is
-    ``F - F_lin_star``.  When the infimum is not attained (separable data), ``w_star`` is a
-    point far along the separating direction with ``F_lin(w_star) = F_lin_at_w_star``.
-    """
-
-    eps: float
-    threshold: float | None
-    grad_norm: float
-    lambda_min: float
-    lambda_min_error: float
-    lambda_min_converged: bool
-    is_sopsp: bool | None
-    gradient_ok: bool
-    curvature_ok: bool | None
-    F: float
-    F_se: float
-    F_lin_star: float
-    w_star: list
-    gap: float
-    gap_se: float
-    method: str
-    head: str
-    n_samples: int
-    dim: int
-    baseline: str = "given w_star"
-    baseline_attained: bool | None = True
-    baseline_separability: str | None = None
-    baseline_converged: bool = True
-    baseline_radius: float | None = None
-    baseline_message: str = ""
-    F_lin_at_w_star: float = 0.0
-    mu2: float | None = None
-    mu2_source: str = "not given"
-    mu2_region: dict | None = None
-    mu2_needed: float | None = None
-    curvature_tol: float | None = None
-    w_norm: float = 0.0
-    V_norm: float | None = None
-    lemma1_inner: float | None = None
-    lemma1_expectation: float | None = None
-    lemma1_holds: bool | None = None
-    theorem1_bound: float | None = None
-    theorem1_holds: bool | None = None
-    theorem2_lhs: float | None = None
-    theorem2_holds: bool | None = None
-    lanczos_residual: float | None = None
-    timings: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """A JSON-serialisable dict of every field."""
-        def clean(v):
-            if isinstance(v, dict):
-                return {k: clean(x) for k, x in v.items()}
-            if isinstance(v, (list, tuple, np.ndarray)):
-                return [clean(x) for x in np.asarray(v).tolist()]
-            if isinstance(v, (np.floating, np.integer, np.bool_)):
-                return v.item()
-            return v
-        out = clean(asdict(self))
-        json.dumps(out)  # fails loudly here rather than in the caller's serialiser
-        return out
-
-    def _baseline_row(self):
-        if self.baseline == "given w_star":
-            return ("F_lin(w*)", f"{self.F_lin_star:.6g} (the given w*)")
-        if self.baseline_radius is not None:
-            return (f"min F_lin, ||w|| <= {self.baseline_radius:g}",
-                    f"{self.F_lin_star:.6g}{'' if self.baseline_converged else ' NOT converged'}")
-        if not self.baseline_converged:
-            return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT converged "
-                                 f"({self.baseline_message})")
-        if self.baseline_attained is None:
-            return ("inf F_lin", f"{self.F_lin_star:.6g}, whether attained is not decided "
-                                 f"({self.baseline_message})")
-        if not self.baseline_attained:
-            data = (self.baseline_separability or "separable").replace("_", "-")
-            return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT attained ({data} data: by "
-                                 f"Corollary 1 a local minimum has F <= {self.F_lin_star:.6g};"
-                                 f" F_lin(w*) = {self.F_lin_at_w_star:.3g} far along the "
-                                 "separating direction)")
-        return ("inf F_lin", f"{self.F_lin_star:.6g}, attained")
-
-    def __str__(self) -> str:
-        verdict = {True: "yes", False: "no", None: "inconclusive"}[self.is_sopsp]
-        if self.threshold is None:
-            curv = "curvature threshold unknown: mu2 not given"
-        else:
-            curv = f"curvature threshold {self.threshold:.4g}"
-        rows = [
-            ("eps-SOPSP", f"{verdict} (eps = {self.eps:g}, {curv})"),
-            ("||grad_(w,V) F||", f"{self.grad_norm:.6g}  ({'<=' if self.gradient_ok else '>'}"
-                                 f" eps)"),
-            ("lambda_min", f"{self.lambda_min:.6g} +- {self.lambda_min_error:.2g} "
-                           f"[{self.method}"
-                           f"{'' if self.lambda_min_converged else ', NOT converged'}]"),
-        ]
-        if self.curvature_tol is not None:
-            rows.append(("mu2", f"none: curvature_tol {self.curvature_tol:g} given"))
-        elif self.mu2 is not None:
-            where = f" on {self.mu2_region['description']}" if self.mu2_region else ""
-            rows.append(("mu2", f"{self.mu2:.6g} ({self.mu2_source}{where})"))
-        else:
-            need = ("" if self.mu2_needed is None else
-                    f"; the curvature test holds for mu2 >= about {self.mu2_needed:.4g} "
-                    "(lambda_min^2 / eps, to lambda_min's accuracy)")
-            rows.append(("mu2", f"not given{need}"))
-        rows += [
-            ("F(w, V, theta)", f"{self.F:.6g} +- {self.F_se:.2g} (s.e.)"),
-            self._baseline_row(),
-            ("gap F - F_lin*", f"{self.gap:.6g} +- {self.gap_se:.2g} (s.e.)"),
-        ]
-        if self.lemma1_inner is not None:
-            rows.append(("Lemma 1 <G, grad F>", f"{self.lemma1_inner:.6g} >= F - F_lin(w*): "
-                                                 f"{'holds' if self.lemma1_holds else 'FAILS'}"))
-            rows.append(("Theorem 1 bound", f"||grad|| >= {self.theorem1_bound:.6g}: "
-                                            f"{'holds' if self.theorem1_holds else 'FAILS'}"))
-        if self.theorem2_lhs is not None:
-            rows.append(("Theorem 2 (w = 0)", f"{self.theorem2_lhs:.6g} >= F - F_lin(w*): "
-                                              f"{'holds' if self.theorem2_holds else 'FAILS'}"))
-        rows.append(("samples / dimension", f"{self.n_samples} / {self.dim}"))
-        rows.append(("time", ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in self.timings.items())))
-        width = max(len(r[0]) for r in rows)
-        return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
 def _feature_objective(objective, x):
@@ -366,10 +172,6 @@ def _block_errors(w, F, gap, block):
     return float(np.sum((s * (l - F)) ** 2)), float(np.sum((s * (l - l_lin - gap)) ** 2))
 
 
-class BaselineWarning(RuntimeWarning):
-    """The best linear predictor a certificate compares with did not converge."""
-
-
 def _baseline(fo: FeatureObjective, w_star, radius) -> dict:
     """What the certificate compares with: a given ``w*``, or the best linear predictor
     (its infimum, or its minimum over ``||w|| <= radius``)."""
@@ -389,43 +191,6 @@ def _baseline(fo: FeatureObjective, w_star, radius) -> dict:
             "baseline_message": lin.message}
 
 
-def _curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol) -> dict:
-    """The threshold ``-sqrt(mu2 eps)`` (or ``-curvature_tol``) and where ``mu2`` came from."""
-    given = sum(v is not None for v in (mu2, mu2_region, curvature_tol))
-    if given > 1:
-        raise ValueError("give at most one of mu2, mu2_region and curvature_tol")
-    if mu2 is not None:
-        if not (np.isfinite(mu2) and mu2 >= 0):
-            raise ValueError(f"mu2 must be a non-negative finite number; got {mu2!r}")
-        return {"threshold": -float(np.sqrt(mu2 * eps)), "mu2": float(mu2), "mu2_source": "given"}
-    if curvature_tol is not None:
-        if not (np.isfinite(curvature_tol) and curvature_tol >= 0):
-            raise ValueError("curvature_tol must be a non-negative finite number; got "
-                             f"{curvature_tol!r}")
-        return {"threshold": -float(curvature_tol), "curvature_tol": float(curvature_tol),
-                "mu2_source": "curvature_tol given"}
-    if mu2_region is not None:
-        if not isinstance(mu2_region, (Ball, Box)):
-            raise TypeError("mu2_region must be a resnet_core.lipschitz.Ball or Box; got "
-                            f"{type(mu2_region).__name__}")
-        est = estimate_hessian_lipschitz(fo, mu2_region)
-        return {"threshold": -float(np.sqrt(est.mu2 * eps)), "mu2": est.mu2,
-                "mu2_source": est.source, "mu2_region": est.to_dict()["region"]}
-    return {"threshold": None, "mu2_source": "not given"}
-
-
-def _curvature_verdict(lam: LambdaMin, threshold) -> bool | None:
-    """True / False when ``lambda_min`` is beyond its error from the threshold, else None.
-    Without a threshold (``mu2`` unknown) only ``lambda_min >= 0`` decides (any ``mu2``)."""
-    if not lam.converged or not np.isfinite(lam.value):
-        return None
-    if lam.value - lam.error >= (0.0 if threshold is None else threshold):
-        return True
-    if threshold is not None and lam.value + lam.error < threshold:
-        return False
-    return None
-
-
 def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None,
                 mu2_region=None, curvature_tol: float | None = None, w_star=None,
                 baseline_radius: float | None = None, method: str = "auto") -> SOPSPReport:
@@ -435,9 +200,12 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
     Parameters
     ----------
     objective : Objective or FeatureObjective
-        For an :class:`Objective`, ``F_theta`` is its ``partial(x)``.
+        For an :class:`Objective`, ``F_theta`` is its ``partial(x)``.  With
+        ``n_outputs = c > 1`` the certificate is over ``(W, V)``
+        (:mod:`resnet_core.certify_vector`, docs/vector_outputs_certificates.md).
     x : array
-        The point: all parameters (Objective) or ``[w, vec(V)]`` (FeatureObjective).
+        The point: all parameters (Objective) or ``[w, vec(V)]`` (FeatureObjective;
+        ``[vec(W), vec(V)]`` with c outputs).
     eps : float
         Gradient tolerance of Definition 1.
     mu2 : float, optional
@@ -451,12 +219,13 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
         Threshold ``-curvature_tol`` instead.  With none of the three, the curvature test is
         decided only when ``lambda_min >= 0`` (true for every ``mu2``); the report gives the
         smallest ``mu2`` that would make it hold.
-    w_star : array of shape (d,), optional
+    w_star : array of shape (d,) (or (c, d)), optional
         The linear predictor to compare with; default the best one: ``inf F_lin``.
     baseline_radius : float, optional
         Compare with ``min_{||w|| <= baseline_radius} F_lin(w)`` (Theorem 3) instead.
     method : {"auto", "structured", "dense", "lanczos"}
-        How ``lambda_min`` is computed; ``"auto"`` is ``"structured"`` (exact, one pass).
+        How ``lambda_min`` is computed; ``"auto"`` is ``"structured"`` (exact, one pass),
+        with c outputs while its matrices have size at most 4000, else ``"lanczos"``.
 
     Returns
     -------
@@ -464,7 +233,9 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
         With the gradient norm, ``lambda_min`` and its accuracy, the verdict, ``mu2`` and
         its source, ``F``, the baseline (and whether it is attained and converged), the gap
         with standard errors, and Lemma 1 / Theorem 1 (``w != 0``) or Theorem 2 (``w = 0``)
-        checked at this point against ``w*`` (residual head).
+        checked at this point against ``w*`` (residual head).  With c outputs: the
+        Lemma 1 / Theorem 1 analogue when ``W`` has full row rank (else ``lemma1_note``
+        says why not), and ``theorem2_note``: Theorem 2 has no known analogue.
 
     Warns
     -----
@@ -492,6 +263,10 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
 
     fo, z = _feature_objective(objective, x)
     z = fo.validate_point(z, "x" if isinstance(objective, Objective) else "z")
+    if getattr(fo, "n_outputs", 1) > 1:
+        return check_sopsp_vector(fo, z, eps=eps, mu2=mu2, mu2_region=mu2_region,
+                                  curvature_tol=curvature_tol, w_star=w_star,
+                                  baseline_radius=baseline_radius, method=method)
     timings = {}
     method = "structured" if method == "auto" else method
 
@@ -548,6 +323,7 @@ def _paper_inequalities(report, fo, st, lam, w, M, w_star, gap_w, grad):
     tol = 1e-9 * (1.0 + abs(report.F) + abs(report.F_lin_at_w_star))
     if report.w_norm > 0:
         G = theory.lemma1_direction(np.asarray(w, np.float64), V, w_star)
+        report.G_norm = float(np.linalg.norm(G))
         report.lemma1_inner = float(G @ grad)
         # E[l' (p - w*^T x)] = w . grad_w - E[l' x] . w*, with E[l' x] = grad_w - V g
         grad_w = grad[:fo.d]

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy.sparse.linalg import ArpackNoConvergence
 
 import resnet_core as rc
-from resnet_core import certify, theory
+from resnet_core import _certificate, certify, theory
 from conftest import make_data
 
 
@@ -102,7 +102,7 @@ def test_unconverged_lanczos_is_inconclusive(rng, monkeypatch):
     def give_up(*args, **kwargs):
         raise ArpackNoConvergence("no convergence", np.array([]), np.zeros((fo.n_params, 0)))
 
-    monkeypatch.setattr(certify, "eigsh", give_up)
+    monkeypatch.setattr(_certificate, "eigsh", give_up)
     r = rc.check_sopsp(fo, z, eps=1e9, method="lanczos")
     assert r.lambda_min_converged is False and r.curvature_ok is None
     assert r.is_sopsp is None
