@@ -41,6 +41,8 @@ from .separability import Separability, class_separability
 # Samples per block of the value and gradient passes.
 VALUE_BLOCK = 16384
 EPS = float(np.finfo(np.float64).eps)
+# The ``method`` note of a separation found by Newton's iterates before any linear program.
+NEWTON_SEPARATED = " (separated by its iterates; no linear program)"
 
 _controller: ThreadpoolController | None = None
 
@@ -249,8 +251,52 @@ def _class_ray(passes, z, smallest):
                         "separated by the direction of Newton's iterates", pairs)
 
 
-def _cross_entropy(passes, sep, tol, max_iter, lp_note):
-    """Cross-entropy without a radius, given the separability answer."""
+class _Separated(Exception):
+    """Raised by :class:`_Watched` at the first iterate whose pair margins are all positive."""
+
+    def __init__(self, z, smallest):
+        super().__init__("separated")
+        self.z, self.smallest = z, smallest
+
+
+class _Watched:
+    """The passes, with every point Newton's method accepts (each ``full`` pass) checked for
+    complete separation: ``(w_{y_i} - w_j)^T x_i > 0`` for every pair of a sample of positive
+    weight proves the classes separable, whatever the linear program would say."""
+
+    convex = True
+
+    def __init__(self, passes):
+        self.passes = passes
+
+    def value(self, z):
+        return self.passes.value(z)
+
+    def full(self, z):
+        smallest = self.passes.smallest_margin(z)
+        if smallest > 0:
+            raise _Separated(z, smallest)
+        return self.passes.full(z)
+
+
+def _newton_first(passes, tol, max_iter):
+    """Trust-region Newton on the unregularised cross-entropy, stopped at the first iterate
+    that separates every pair.  Returns ``(Separability, None)`` when one does, else
+    ``(None, (NewtonResult, message))`` for the caller to reuse (overlapping data)."""
+    try:
+        res, msg = minimise(_Watched(passes), passes.size, tol, passes.eps, max_iter,
+                            "cross_entropy")
+    except _Separated as found:
+        return _class_ray(passes, found.z, found.smallest), None
+    smallest = passes.smallest_margin(res.w)  # the last point, if no full pass saw it
+    if smallest > 0:
+        return _class_ray(passes, res.w, smallest), None
+    return None, (res, msg)
+
+
+def _cross_entropy(passes, sep, tol, max_iter, lp_note, newton):
+    """Cross-entropy without a radius, given the separability answer and the unregularised
+    Newton run ``(NewtonResult, message)`` on all the data (None when it separated them)."""
     size, eps = passes.size, passes.eps
     # Every separated sample's loss log(1 + sum_{j != y} e^-m_j) is then below e^-36.
     margin = LOGISTIC_MARGIN + np.log(passes.c - 1)
@@ -284,13 +330,11 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note):
         sep = Separability("not_decided", None, None, 0.0,
                            "not decided: the linear program's quasi-separation does not hold "
                            "on the data (margins at its tolerance)")
-    res, msg = minimise(passes, size, tol, eps, max_iter, "cross_entropy")
+    # Newton's run on all the data, made (and its iterates checked for separation) before
+    # the linear program.
+    res, msg = newton
     status, converged, attained = sep.status, res.converged, res.converged
     if status == "not_decided":
-        smallest = passes.smallest_margin(res.w)
-        if smallest > 0:
-            return _cross_entropy(passes, _class_ray(passes, res.w, smallest), tol, max_iter,
-                                  lp_note + ", separated by Newton's iterates")
         attained = None  # a converged Newton run reaches the infimum, not proof of a minimum
         msg = f"{sep.message}; {msg}" + ("" if converged else
                                          ": raise max_lp_entries or give a radius")
@@ -346,8 +390,12 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                            decrement=res.decrement, method="trust-region Newton",
                            message=msg)
         passes = _CrossEntropyPasses(X, labels, s, c)
-        sep = class_separability(X, labels, s, c, max_lp_entries)
-        note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
-        free = _cross_entropy(passes, sep, tol, max_iter, note)
+        sep, newton = _newton_first(passes, tol, max_iter)
+        if sep is not None:
+            free = _cross_entropy(passes, sep, tol, max_iter, NEWTON_SEPARATED, None)
+        else:
+            sep = class_separability(X, labels, s, c, max_lp_entries)
+            note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
+            free = _cross_entropy(passes, sep, tol, max_iter, note, newton)
         return free if radius is None else with_radius(passes, free, passes.size, radius, tol,
                                                        EPS, max_iter, _result)

@@ -144,6 +144,7 @@ def test_not_decided_fallback():
     X = np.c_[centres[y] + rng.uniform(-1, 1, size=(150, 2)), np.ones(150)]
     r = rc.linear_baseline(X, y, loss="cross_entropy", max_lp_entries=1)
     assert r.separability == "separable" and r.attained is False and r.infimum == 0
+    assert "no linear program" in r.method
     assert r.fun < 1e-15 and np.all(pair_margins(r.direction, X, y) > 0)
 
 
@@ -160,8 +161,12 @@ def test_digits_ten_classes_are_separable():
     U = r.direction
     assert U.shape == (10, 65) and np.linalg.norm(U) == pytest.approx(1.0)
     np.testing.assert_allclose(U.sum(axis=0), 0, atol=1e-12)
-    assert np.all(pair_margins(U, X, y) > 0)  # the LP's direction, checked on the data
+    # found by Newton's iterates, with no linear program; checked on the data
+    assert "no linear program" in r.method
+    assert np.all(pair_margins(U, X, y) > 0)
     assert np.all(pair_margins(r.w, X, y) >= 36)
+    # the linear program agrees (on 200 samples: it takes seconds on all of them)
+    assert rc.linear_separability(X[:200], y[:200]).status == "separable"
 
 
 def test_quasi_separable_constructed():
@@ -175,6 +180,7 @@ def test_quasi_separable_constructed():
     y = np.r_[y01, np.full(n2, 2)]
     r = rc.linear_baseline(X, y, loss="cross_entropy")
     assert r.separability == "quasi_separable" and r.attained is False and r.converged
+    assert r.method.startswith("linear program")  # Newton's iterates cannot separate all
     sep = rc.linear_separability(X, y)
     assert sep.status == "quasi_separable"
     assert sep.separated_pairs.sum() == n01 + 2 * n2 and sep.separated.sum() == n2
