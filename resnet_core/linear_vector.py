@@ -43,6 +43,8 @@ VALUE_BLOCK = 16384
 EPS = float(np.finfo(np.float64).eps)
 # The ``method`` note of a separation found by Newton's iterates before any linear program.
 NEWTON_SEPARATED = " (separated by its iterates; no linear program)"
+# ... and of an overlap proved by the minimiser's pair weights (:func:`overlap_certificate`).
+OVERLAP_CERTIFIED = " (overlap certified by its minimiser; no linear program)"
 
 _controller: ThreadpoolController | None = None
 
@@ -155,6 +157,29 @@ class _CrossEntropyPasses:
         R = qr_factor(factor_rows(), self.size)
         return Model.from_factor(F + 0.5 * self.lam * float(z @ z), g + self.lam * z, R,
                                  self.eps, self.n * self.c, shift=self.lam)
+
+    def pair_factor(self, z) -> np.ndarray:
+        """``R`` with ``R^T R = M = sum_{i, j != y_i} s_i pi_ij a_ij a_ij^T``, the pair vectors
+        ``a_ij = (P_{y_i} - P_j) kron x_i`` (``a_ij^T z`` is the pair margin of ``W = P Z``)
+        weighted by the softmax at ``z`` (``c`` rows per sample, the one at ``y_i`` zero)."""
+        rows = max(1, QR_CHUNK // self.c)
+
+        def factor_rows():
+            for i0, i1, Xb, _, pi in self._blocks(z, rows):
+                C = np.sqrt(self.s[i0:i1, None] * pi)[:, :, None] * self.PD[self.labels[i0:i1]]
+                yield (C[:, :, :, None] * Xb[:, None, None, :]).reshape(-1, self.size)
+
+        return qr_factor(factor_rows(), self.size)
+
+    def least_pair_weight(self, z) -> float:
+        """``min s_i pi_ij`` over the pairs ``j != y_i`` of samples of positive weight."""
+        least = np.inf
+        for i0, i1, _, _, pi in self._blocks(z, VALUE_BLOCK):
+            w = self.s[i0:i1, None] * pi
+            w[np.arange(i1 - i0), self.labels[i0:i1]] = np.inf
+            w[self.s[i0:i1] <= 0] = np.inf
+            least = min(least, float(w.min()))
+        return least
 
     def _pair_margins(self, z):
         """Per block, the pair margins ``p_{y_i} - p_j`` (``inf`` at ``j = y_i`` and for
@@ -279,6 +304,34 @@ class _Watched:
         return self.passes.full(z)
 
 
+def overlap_certificate(passes, z) -> float:
+    """How far ``z`` is from proving the classes *overlapping* (``S`` empty): a value below 1
+    is a proof, up to the stated rounding allowance (``docs/linear_baseline.md``, section 6).
+
+    With ``lam_ij = s_i pi_ij > 0`` the softmax weights of the pairs at ``z``, the gradient is
+    ``g = -sum lam_ij a_ij``.  Put ``v = M^-1 g`` (``M = sum lam_ij a_ij a_ij^T``, full rank)
+    and ``lam'_ij = lam_ij (1 + a_ij^T v)``: then ``sum lam'_ij a_ij = -g + M v = 0``, and if
+    every ``a_ij^T v > -1`` all ``lam'_ij > 0``, so a direction with every pair margin
+    ``>= 0`` has ``sum lam'_ij m_ij = 0``, every margin 0 (Stiemke's lemma): nothing separates.
+    ``a_ij^T v`` is the pair margin of the direction ``P v``.  Returned: ``-min a_ij^T v``
+    plus a bound on what the rounding of ``g`` can add, ``sqrt(2) max ||x_i|| ||e|| /
+    sigma_min(M)`` with ``||e|| <= 2 sqrt(2) (n + c d) eps sum_i s_i ||x_i||``; ``inf`` when
+    a weight is 0 or ``M`` is ill-conditioned (condition above ``1e8``)."""
+    if not passes.least_pair_weight(z) > 0:
+        return np.inf
+    _, g = passes.grad(z)
+    _, sv, Vt = np.linalg.svd(passes.pair_factor(z))
+    if not (sv.size == passes.size and sv[-1] ** 2 > 1e-8 * sv[0] ** 2):
+        return np.inf
+    v = Vt.T @ ((Vt @ g) / sv ** 2)
+    norms = np.concatenate([np.linalg.norm(np.asarray(passes.X[i0:i0 + VALUE_BLOCK],
+                                                      dtype=np.float64), axis=1)
+                            for i0 in range(0, passes.n, VALUE_BLOCK)])
+    e = 2 * np.sqrt(2) * (passes.n + passes.size + passes.c) * EPS * float(passes.s @ norms)
+    rounding = np.sqrt(2) * float(norms.max(initial=0.0)) * e / sv[-1] ** 2
+    return -passes.smallest_margin(v) + rounding
+
+
 def _newton_first(passes, tol, max_iter):
     """Trust-region Newton on the unregularised cross-entropy, stopped at the first iterate
     that separates every pair.  Returns ``(Separability, None)`` when one does, else
@@ -394,8 +447,15 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
         if sep is not None:
             free = _cross_entropy(passes, sep, tol, max_iter, NEWTON_SEPARATED, None)
         else:
-            sep = class_separability(X, labels, s, c, max_lp_entries)
-            note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
+            res = newton[0]
+            if res.converged and overlap_certificate(passes, res.w) <= 0.5:
+                sep = Separability("overlapping", None, np.zeros(n, bool), 0.0,
+                                   "overlapping: certified by the minimiser's softmax weights",
+                                   np.zeros((n, c), bool))
+                note = OVERLAP_CERTIFIED
+            else:
+                sep = class_separability(X, labels, s, c, max_lp_entries)
+                note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
             free = _cross_entropy(passes, sep, tol, max_iter, note, newton)
         return free if radius is None else with_radius(passes, free, passes.size, radius, tol,
                                                        EPS, max_iter, _result)
