@@ -7,7 +7,9 @@ exactly (derivations in ``docs/linear_baseline.md``, section 6).
   ``W = P Z``, ``P`` an orthonormal basis of the vectors summing to 0 (Helmert), so the
   returned ``W`` is the *centred* representative (rows summing to 0), the one of least
   Frobenius norm, and ``||W||_F = ||Z||_F`` (a radius means the same in both).  Separability
-  of the (sample, class) pairs is decided by a linear program
+  of the (sample, class) pairs is decided first by Newton's run on all the data (an iterate
+  with every pair margin positive proves separation; a minimiser's positive pair weights,
+  :func:`overlap_certificate`, prove overlap), else by a linear program
   (:func:`resnet_core.separability.class_separability`), and the scalar case's logic follows:
   separable, ``inf F_lin = 0`` not attained; quasi-separable, the minimum of the pairs the
   direction leaves on their hyperplanes; overlapping, trust-region Newton.
