@@ -287,8 +287,8 @@ class _Separated(Exception):
 
 
 class _Watched:
-    """The passes, with every point Newton's method accepts (each ``full`` pass) checked for
-    complete separation: ``(w_{y_i} - w_j)^T x_i > 0`` for every pair of a sample of positive
+    """The passes, with every point Newton's method evaluates checked for complete
+    separation: ``(w_{y_i} - w_j)^T x_i > 0`` for every pair of a sample of positive
     weight proves the classes separable, whatever the linear program would say."""
 
     convex = True
@@ -296,13 +296,17 @@ class _Watched:
     def __init__(self, passes):
         self.passes = passes
 
-    def value(self, z):
-        return self.passes.value(z)
-
-    def full(self, z):
+    def _check(self, z):
         smallest = self.passes.smallest_margin(z)
         if smallest > 0:
             raise _Separated(z, smallest)
+
+    def value(self, z):
+        self._check(z)  # a trial point proves it as well as an accepted one
+        return self.passes.value(z)
+
+    def full(self, z):
+        self._check(z)
         return self.passes.full(z)
 
 
