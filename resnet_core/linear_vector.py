@@ -7,7 +7,9 @@ exactly (derivations in ``docs/linear_baseline.md``, section 6).
   ``W = P Z``, ``P`` an orthonormal basis of the vectors summing to 0 (Helmert), so the
   returned ``W`` is the *centred* representative (rows summing to 0), the one of least
   Frobenius norm, and ``||W||_F = ||Z||_F`` (a radius means the same in both).  Separability
-  of the (sample, class) pairs is decided by a linear program
+  of the (sample, class) pairs is decided first by Newton's run on all the data (an iterate
+  with every pair margin positive proves separation; a minimiser's positive pair weights,
+  :func:`overlap_certificate`, prove overlap), else by a linear program
   (:func:`resnet_core.separability.class_separability`), and the scalar case's logic follows:
   separable, ``inf F_lin = 0`` not attained; quasi-separable, the minimum of the pairs the
   direction leaves on their hyperplanes; overlapping, trust-region Newton.
@@ -41,6 +43,10 @@ from .separability import Separability, class_separability
 # Samples per block of the value and gradient passes.
 VALUE_BLOCK = 16384
 EPS = float(np.finfo(np.float64).eps)
+# The ``method`` note of a separation found by Newton's iterates before any linear program.
+NEWTON_SEPARATED = " (separated by its iterates; no linear program)"
+# ... and of an overlap proved by the minimiser's pair weights (:func:`overlap_certificate`).
+OVERLAP_CERTIFIED = " (overlap certified by its minimiser; no linear program)"
 
 _controller: ThreadpoolController | None = None
 
@@ -154,6 +160,29 @@ class _CrossEntropyPasses:
         return Model.from_factor(F + 0.5 * self.lam * float(z @ z), g + self.lam * z, R,
                                  self.eps, self.n * self.c, shift=self.lam)
 
+    def pair_factor(self, z) -> np.ndarray:
+        """``R`` with ``R^T R = M = sum_{i, j != y_i} s_i pi_ij a_ij a_ij^T``, the pair vectors
+        ``a_ij = (P_{y_i} - P_j) kron x_i`` (``a_ij^T z`` is the pair margin of ``W = P Z``)
+        weighted by the softmax at ``z`` (``c`` rows per sample, the one at ``y_i`` zero)."""
+        rows = max(1, QR_CHUNK // self.c)
+
+        def factor_rows():
+            for i0, i1, Xb, _, pi in self._blocks(z, rows):
+                C = np.sqrt(self.s[i0:i1, None] * pi)[:, :, None] * self.PD[self.labels[i0:i1]]
+                yield (C[:, :, :, None] * Xb[:, None, None, :]).reshape(-1, self.size)
+
+        return qr_factor(factor_rows(), self.size)
+
+    def least_pair_weight(self, z) -> float:
+        """``min s_i pi_ij`` over the pairs ``j != y_i`` of samples of positive weight."""
+        least = np.inf
+        for i0, i1, _, _, pi in self._blocks(z, VALUE_BLOCK):
+            w = self.s[i0:i1, None] * pi
+            w[np.arange(i1 - i0), self.labels[i0:i1]] = np.inf
+            w[self.s[i0:i1] <= 0] = np.inf
+            least = min(least, float(w.min()))
+        return least
+
     def _pair_margins(self, z):
         """Per block, the pair margins ``p_{y_i} - p_j`` (``inf`` at ``j = y_i`` and for
         samples of zero weight), ``p = W x_i``."""
@@ -249,8 +278,84 @@ def _class_ray(passes, z, smallest):
                         "separated by the direction of Newton's iterates", pairs)
 
 
-def _cross_entropy(passes, sep, tol, max_iter, lp_note):
-    """Cross-entropy without a radius, given the separability answer."""
+class _Separated(Exception):
+    """Raised by :class:`_Watched` at the first iterate whose pair margins are all positive."""
+
+    def __init__(self, z, smallest):
+        super().__init__("separated")
+        self.z, self.smallest = z, smallest
+
+
+class _Watched:
+    """The passes, with every point Newton's method evaluates checked for complete
+    separation: ``(w_{y_i} - w_j)^T x_i > 0`` for every pair of a sample of positive
+    weight proves the classes separable, whatever the linear program would say."""
+
+    convex = True
+
+    def __init__(self, passes):
+        self.passes = passes
+
+    def _check(self, z):
+        smallest = self.passes.smallest_margin(z)
+        if smallest > 0:
+            raise _Separated(z, smallest)
+
+    def value(self, z):
+        self._check(z)  # a trial point proves it as well as an accepted one
+        return self.passes.value(z)
+
+    def full(self, z):
+        self._check(z)
+        return self.passes.full(z)
+
+
+def overlap_certificate(passes, z) -> float:
+    """How far ``z`` is from proving the classes *overlapping* (``S`` empty): a value below 1
+    is a proof, up to the stated rounding allowance (``docs/linear_baseline.md``, section 6).
+
+    With ``lam_ij = s_i pi_ij > 0`` the softmax weights of the pairs at ``z``, the gradient is
+    ``g = -sum lam_ij a_ij``.  Put ``v = M^-1 g`` (``M = sum lam_ij a_ij a_ij^T``, full rank)
+    and ``lam'_ij = lam_ij (1 + a_ij^T v)``: then ``sum lam'_ij a_ij = -g + M v = 0``, and if
+    every ``a_ij^T v > -1`` all ``lam'_ij > 0``, so a direction with every pair margin
+    ``>= 0`` has ``sum lam'_ij m_ij = 0``, every margin 0 (Stiemke's lemma): nothing separates.
+    ``a_ij^T v`` is the pair margin of the direction ``P v``.  Returned: ``-min a_ij^T v``
+    plus a bound on what the rounding of ``g`` can add, ``sqrt(2) max ||x_i|| ||e|| /
+    sigma_min(M)`` with ``||e|| <= 2 sqrt(2) (n + c d) eps sum_i s_i ||x_i||``; ``inf`` when
+    a weight is 0 or ``M`` is ill-conditioned (condition above ``1e8``)."""
+    if not passes.least_pair_weight(z) > 0:
+        return np.inf
+    _, g = passes.grad(z)
+    _, sv, Vt = np.linalg.svd(passes.pair_factor(z))
+    if not (sv.size == passes.size and sv[-1] ** 2 > 1e-8 * sv[0] ** 2):
+        return np.inf
+    v = Vt.T @ ((Vt @ g) / sv ** 2)
+    norms = np.concatenate([np.linalg.norm(np.asarray(passes.X[i0:i0 + VALUE_BLOCK],
+                                                      dtype=np.float64), axis=1)
+                            for i0 in range(0, passes.n, VALUE_BLOCK)])
+    e = 2 * np.sqrt(2) * (passes.n + passes.size + passes.c) * EPS * float(passes.s @ norms)
+    rounding = np.sqrt(2) * float(norms.max(initial=0.0)) * e / sv[-1] ** 2
+    return -passes.smallest_margin(v) + rounding
+
+
+def _newton_first(passes, tol, max_iter):
+    """Trust-region Newton on the unregularised cross-entropy, stopped at the first iterate
+    that separates every pair.  Returns ``(Separability, None)`` when one does, else
+    ``(None, (NewtonResult, message))`` for the caller to reuse (overlapping data)."""
+    try:
+        res, msg = minimise(_Watched(passes), passes.size, tol, passes.eps, max_iter,
+                            "cross_entropy")
+    except _Separated as found:
+        return _class_ray(passes, found.z, found.smallest), None
+    smallest = passes.smallest_margin(res.w)  # the last point, if no full pass saw it
+    if smallest > 0:
+        return _class_ray(passes, res.w, smallest), None
+    return None, (res, msg)
+
+
+def _cross_entropy(passes, sep, tol, max_iter, lp_note, newton):
+    """Cross-entropy without a radius, given the separability answer and the unregularised
+    Newton run ``(NewtonResult, message)`` on all the data (None when it separated them)."""
     size, eps = passes.size, passes.eps
     # Every separated sample's loss log(1 + sum_{j != y} e^-m_j) is then below e^-36.
     margin = LOGISTIC_MARGIN + np.log(passes.c - 1)
@@ -284,13 +389,11 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note):
         sep = Separability("not_decided", None, None, 0.0,
                            "not decided: the linear program's quasi-separation does not hold "
                            "on the data (margins at its tolerance)")
-    res, msg = minimise(passes, size, tol, eps, max_iter, "cross_entropy")
+    # Newton's run on all the data, made (and its iterates checked for separation) before
+    # the linear program.
+    res, msg = newton
     status, converged, attained = sep.status, res.converged, res.converged
     if status == "not_decided":
-        smallest = passes.smallest_margin(res.w)
-        if smallest > 0:
-            return _cross_entropy(passes, _class_ray(passes, res.w, smallest), tol, max_iter,
-                                  lp_note + ", separated by Newton's iterates")
         attained = None  # a converged Newton run reaches the infimum, not proof of a minimum
         msg = f"{sep.message}; {msg}" + ("" if converged else
                                          ": raise max_lp_entries or give a radius")
@@ -346,8 +449,19 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                            decrement=res.decrement, method="trust-region Newton",
                            message=msg)
         passes = _CrossEntropyPasses(X, labels, s, c)
-        sep = class_separability(X, labels, s, c, max_lp_entries)
-        note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
-        free = _cross_entropy(passes, sep, tol, max_iter, note)
+        sep, newton = _newton_first(passes, tol, max_iter)
+        if sep is not None:
+            free = _cross_entropy(passes, sep, tol, max_iter, NEWTON_SEPARATED, None)
+        else:
+            res = newton[0]
+            if res.converged and overlap_certificate(passes, res.w) <= 0.5:
+                sep = Separability("overlapping", None, np.zeros(n, bool), 0.0,
+                                   "overlapping: certified by the minimiser's softmax weights",
+                                   np.zeros((n, c), bool))
+                note = OVERLAP_CERTIFIED
+            else:
+                sep = class_separability(X, labels, s, c, max_lp_entries)
+                note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
+            free = _cross_entropy(passes, sep, tol, max_iter, note, newton)
         return free if radius is None else with_radius(passes, free, passes.size, radius, tol,
                                                        EPS, max_iter, _result)

@@ -126,17 +126,35 @@ def test_float32_streams_without_a_float64_copy():
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert r.converged and r.attained is None and r.separability == "not_decided"
+    # no linear program (max_lp_entries=1): the overlap is proved by the minimiser
+    assert r.converged and r.attained is True and r.separability == "overlapping"
     assert peak < 1.6 * X.nbytes  # a float64 copy alone is 2 X.nbytes
 
 
+def quasi_separable(seed=1, n01=200, n2=50):
+    """Class 2 lies apart from classes 0 and 1, which overlap."""
+    rng = np.random.default_rng(seed)
+    X01 = np.c_[rng.normal(size=n01) - 3, rng.normal(size=n01), np.ones(n01)]
+    y01 = rng.integers(0, 2, n01)
+    X = np.r_[X01, np.c_[rng.uniform(1, 3, n2), rng.normal(size=n2), np.ones(n2)]]
+    return X, np.r_[y01, np.full(n2, 2)]
+
+
 def test_not_decided_fallback():
+    # overlapping data need no linear program: the minimiser proves the overlap
     X, y = overlapping(c=3, seed=11)
     full = rc.linear_baseline(X, y, loss="cross_entropy")
+    assert full.separability == "overlapping" and "certified" in full.method
     r = rc.linear_baseline(X, y, loss="cross_entropy", max_lp_entries=10)
-    assert r.separability == "not_decided" and r.attained is None and r.converged
-    assert "max_entries" in r.message
+    assert r.separability == "overlapping" and r.attained is True and r.converged
     assert r.infimum == pytest.approx(full.infimum, rel=1e-13)
+    # quasi-separable data do: above the limit, the answer is not decided
+    X, y = quasi_separable()
+    full = rc.linear_baseline(X, y, loss="cross_entropy")
+    r = rc.linear_baseline(X, y, loss="cross_entropy", max_lp_entries=10)
+    assert r.separability == "not_decided" and r.attained is None
+    assert "max_entries" in r.message and "LP skipped" in r.method
+    assert r.infimum == pytest.approx(full.infimum, rel=1e-6)
     # separable data are recognised from Newton's iterates
     rng = np.random.default_rng(2)
     centres = np.array([[4.0, 0], [-4, 0], [0, 4]])
@@ -144,6 +162,7 @@ def test_not_decided_fallback():
     X = np.c_[centres[y] + rng.uniform(-1, 1, size=(150, 2)), np.ones(150)]
     r = rc.linear_baseline(X, y, loss="cross_entropy", max_lp_entries=1)
     assert r.separability == "separable" and r.attained is False and r.infimum == 0
+    assert "no linear program" in r.method
     assert r.fun < 1e-15 and np.all(pair_margins(r.direction, X, y) > 0)
 
 
@@ -160,21 +179,23 @@ def test_digits_ten_classes_are_separable():
     U = r.direction
     assert U.shape == (10, 65) and np.linalg.norm(U) == pytest.approx(1.0)
     np.testing.assert_allclose(U.sum(axis=0), 0, atol=1e-12)
-    assert np.all(pair_margins(U, X, y) > 0)  # the LP's direction, checked on the data
+    # found by Newton's iterates, with no linear program; checked on the data
+    assert "no linear program" in r.method
+    assert np.all(pair_margins(U, X, y) > 0)
     assert np.all(pair_margins(r.w, X, y) >= 36)
+    # the linear program agrees (on 100 samples: it takes seconds on all of them)
+    assert rc.linear_separability(X[:100], y[:100]).status == "separable"
 
 
 def test_quasi_separable_constructed():
     """Class 2 lies apart from classes 0 and 1, which overlap: the pairs involving class 2
     separate, and inf F_lin is the binary logistic minimum on classes 0 and 1."""
-    rng = np.random.default_rng(1)
     n01, n2 = 200, 50
-    X01 = np.c_[rng.normal(size=n01) - 3, rng.normal(size=n01), np.ones(n01)]
-    y01 = rng.integers(0, 2, n01)
-    X = np.r_[X01, np.c_[rng.uniform(1, 3, n2), rng.normal(size=n2), np.ones(n2)]]
-    y = np.r_[y01, np.full(n2, 2)]
+    X, y = quasi_separable(1, n01, n2)
+    X01, y01 = X[:n01], y[:n01]
     r = rc.linear_baseline(X, y, loss="cross_entropy")
     assert r.separability == "quasi_separable" and r.attained is False and r.converged
+    assert r.method.startswith("linear program")  # Newton's iterates cannot separate all
     sep = rc.linear_separability(X, y)
     assert sep.status == "quasi_separable"
     assert sep.separated_pairs.sum() == n01 + 2 * n2 and sep.separated.sum() == n2
@@ -368,3 +389,41 @@ def test_n_threads():
     np.testing.assert_allclose(r1.w, r2.w, atol=1e-12)
     with pytest.raises(ValueError, match="n_threads"):
         rc.linear_baseline(X, y, loss="cross_entropy", n_threads=0)
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_overlap_certificate_gives_positive_pair_weights(seed):
+    """The certificate's weights lam'_ij = s_i pi_ij (1 + a_ij^T v), rebuilt here in NumPy,
+    are positive and combine the pair vectors to (nearly) 0; the linear program agrees; on
+    quasi-separable data the certificate fails."""
+    from resnet_core.linear_vector import _CrossEntropyPasses, overlap_certificate
+
+    X, y = overlapping(n=300, d=3, c=4, seed=seed)
+    c, s = 4, np.full(len(y), 1 / len(y))
+    r = rc.linear_baseline(X, y, loss="cross_entropy")
+    assert r.separability == "overlapping" and r.attained is True and "certified" in r.method
+    assert rc.linear_separability(X, y).status == "overlapping"
+    passes = _CrossEntropyPasses(X, y, s, c)
+    z = passes.coords(r.w)
+    assert overlap_certificate(passes, z) <= 0.5
+    # independent: pairs a_ij = (e_y - e_j) x_i^T, weights s_i pi_ij, v = M^-1 g in W-space
+    p = X @ r.w.T
+    pi = np.exp(p - logsumexp(p, axis=1)[:, None])
+    i, j = np.nonzero(np.arange(c)[None, :] != y[:, None])
+    A = np.zeros((i.size, c, X.shape[1]))
+    A[np.arange(i.size), y[i]] += X[i]
+    A[np.arange(i.size), j] -= X[i]
+    A = A.reshape(i.size, -1)
+    lam = s[i] * pi[i, j]
+    g = -(lam @ A)
+    M = (A * lam[:, None]).T @ A
+    v = np.linalg.lstsq(M, g, rcond=None)[0]
+    lam2 = lam * (1 + A @ v)
+    assert np.all(lam2 > 0.5 * lam)
+    assert np.linalg.norm(lam2 @ A) < 1e-12 * np.linalg.norm(lam) * np.abs(X).max()
+    # quasi-separable: some pair weights go to 0 along Newton's run; no certificate
+    X, y = quasi_separable()
+    passes = _CrossEntropyPasses(X, y, np.full(len(y), 1 / len(y)), 3)
+    z = passes.coords(rc.linear_baseline(X, y, loss="cross_entropy",
+                                         max_lp_entries=1).w)
+    assert overlap_certificate(passes, z) > 0.5
