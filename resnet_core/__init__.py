@@ -39,6 +39,8 @@ __all__ = [
     "Objective",
     "PointFileError",
     "PointState",
+    "ResNetClassifier",
+    "ResNetRegressor",
     "SOPSPReport",
     "Separability",
     "SpectralDensity",
@@ -65,3 +67,17 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# The scikit-learn estimators import scikit-learn, an optional dependency: loaded on first use.
+_ESTIMATORS = ("ResNetClassifier", "ResNetRegressor")
+
+
+def __getattr__(name):
+    if name in _ESTIMATORS:
+        from . import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'resnet_core' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_ESTIMATORS))
