@@ -69,13 +69,15 @@ directives = {
 
 extensions = [
     Extension(
-        "resnet_core._kernels",
-        ["src/_kernels.pyx"],
+        f"resnet_core.{name}",
+        [f"src/{name}.pyx"],
         include_dirs=[np.get_include(), "src"],
         extra_compile_args=compile_args,
         extra_link_args=openmp,
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
-    ),
+    )
+    # _kernels: scalar outputs; _vkernels: c outputs (issue 11); both include src/_mlp.pxi
+    for name in ("_kernels", "_vkernels")
 ]
 
 setup(

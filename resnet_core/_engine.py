@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _vkernels
 from ._threads import blas_single_thread, resolve_n_threads
 from ._validation import check_chunk_size
 from .losses import Loss
@@ -232,3 +232,134 @@ class Engine:
         value = self._value_after(code, value, buf)
         G = np.triu(G) + np.triu(G, 1).T
         return value, sx, sp, G
+
+
+class VectorBuffers:
+    """Per-sample quantities of one point with ``c`` outputs: ``l`` (n), ``r = s dl/dp``
+    (n x c), ``q = softmax(p)`` (n x c, cross-entropy only; the squared loss's Hessian is
+    the identity) and ``F``; ``filled`` once a pass has written all of them."""
+
+    __slots__ = ("l", "r", "q", "value", "filled")
+
+    def __init__(self, n: int, c: int, dtype, softmax: bool):
+        self.l = np.empty(n, dtype=dtype)
+        self.r = np.empty((n, c), dtype=dtype)
+        self.q = np.empty((n if softmax else 0, c), dtype=dtype)
+        self.value = float("nan")
+        self.filled = False
+
+
+class VectorEngine(Engine):
+    """:class:`Engine` for ``c`` outputs (``_vkernels``): scores ``P = X W^T + Phi A^T``.
+
+    ``y`` is the (n, c) target of the squared loss, or the labels as an (n, 1) array of the
+    data's dtype for the cross-entropy (validated: integers in ``0..c-1``).  The point
+    enters as ``W`` (c x d) and ``A`` (c x k); the sums come back as c x d and c x k
+    matrices.  Same slots, blocks and determinism as the scalar engine.
+    """
+
+    def __init__(self, X, y, s, loss, k: int, c: int, **kwargs):
+        self.c = int(c)
+        chunk = kwargs.pop("chunk_size", None)
+        super().__init__(X, y, s, loss, k, chunk_size=chunk, **kwargs)
+        self.chunk = check_chunk_size(
+            chunk, DEFAULT_CHUNK, self.n, self.dims, self.c, X.itemsize,
+            entries=_vkernels.workspace_entries)
+        self._per_row += self.c * (self.d + self.k)
+        self._softmax = loss.labels
+
+    def _vec2(self, M, shape):
+        if M is None:
+            return np.zeros(shape, dtype=self.dtype)
+        return np.ascontiguousarray(M, dtype=self.dtype)
+
+    def _slots3(self, *shapes):
+        return [np.zeros((self.n_threads, *shape), dtype=self.dtype) for shape in shapes]
+
+    def new_buffers(self) -> VectorBuffers:
+        return VectorBuffers(self.n, self.c, self.dtype, self._softmax)
+
+    def _vcode(self, buf: VectorBuffers) -> int:
+        return _vkernels.VLOSS_CODE_EXTERNAL if buf.filled else self.loss.vcode
+
+    def _after(self, code, value, buf):
+        if code != _vkernels.VLOSS_CODE_EXTERNAL:
+            buf.value = float(value)
+            buf.filled = True
+        return buf.value
+
+    def _vcommon(self, theta, i0, i1):
+        Phi = self.Phi[i0:i1] if self.Phi.shape[0] else self.Phi
+        return (self.X[i0:i1], Phi, self.y[i0:i1], self.s[i0:i1], self._vec(theta), self.dims,
+                self.bias, self.act, self.feature_bias)
+
+    def predict(self, W, A, theta, *, features=False, constant=True, X=None, Phi=None):
+        """Scores ``P = X W^T + Phi A^T`` (n x c) and, when asked, the features (as
+        :meth:`Engine.predict`)."""
+        X = self.X if X is None else X
+        Phi = self.Phi if Phi is None else Phi
+        T, n = self.n_threads, X.shape[0]
+        P = np.empty((n, self.c), dtype=self.dtype)
+        cols = self.k if constant else self.k - self.feature_bias
+        phi = np.empty((n if features else 0, cols), dtype=self.dtype)
+        W, A = self._vec2(W, (self.c, self.d)), self._vec2(A, (self.c, self.k))
+        theta = self._vec(theta)
+        for i0, i1 in self._row_blocks(n, self._per_row):
+            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+            with blas_single_thread():
+                _vkernels.predict(X[i0:i1], Phi[i0:i1] if Phi.shape[0] else Phi, theta,
+                                  self.dims, self.bias, self.act, self.feature_bias, W, A,
+                                  P[i0:i1], phi[i0:i1] if features else phi, value_out,
+                                  status, self.chunk, T, self._workers(i1 - i0, self._per_row))
+            self._check(status)
+        return P, (phi if features else None)
+
+    def value_grad(self, W, A, theta, buf: VectorBuffers, *, need_theta):
+        """``(F, SX = E[r x^T], SP = E[r phi^T], dF/dtheta)``, ``r = dl/dp``."""
+        code = self._vcode(buf)
+        n_theta = self._vec(theta).shape[0] if need_theta else 0
+        T, W, A = self.n_threads, self._vec2(W, None), self._vec2(A, None)
+        shapes = ((self.c, self.d), (self.c, self.k), (n_theta,))
+        value, sums = 0.0, [np.zeros(shape, dtype=self.dtype) for shape in shapes]
+        for i0, i1 in self._row_blocks(self.n, self._per_row):
+            slots = self._slots3(*shapes)
+            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+            with blas_single_thread():
+                _vkernels.value_grad(*self._vcommon(theta, i0, i1), W, A, code,
+                                     int(need_theta), buf.r[i0:i1], buf.q[i0:i1],
+                                     buf.l[i0:i1], value_out, *slots, status, self.chunk, T,
+                                     self._workers(i1 - i0, self._per_row))
+            self._check(status)
+            value += value_out.sum()
+            for total, part in zip(sums, slots):
+                total += part.sum(axis=0)
+        return (self._after(code, value, buf), *sums)
+
+    def hvp(self, W, A, theta, dW, dA, dtheta, buf: VectorBuffers, *, need_theta):
+        """``(VX = E[Rr x^T], VP = E[Rr phi^T] + E[r Rphi^T], g = E[r phi^T], R dF/dtheta)``
+        with ``Rr = H_l Rp`` (``_vkernels`` design note 2)."""
+        code = self._vcode(buf)
+        n_theta = self._vec(theta).shape[0] if need_theta else 0
+        T = self.n_threads
+        mats = (self._vec2(W, None), self._vec2(A, None), self._vec2(dW, None),
+                self._vec2(dA, None), self._vec(dtheta if need_theta else None))
+        shapes = ((self.c, self.d), (self.c, self.k), (self.c, self.k), (n_theta,))
+        value, sums = 0.0, [np.zeros(shape, dtype=self.dtype) for shape in shapes]
+        for i0, i1 in self._row_blocks(self.n, self._per_row):
+            slots = self._slots3(*shapes)
+            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+            with blas_single_thread():
+                _vkernels.hvp(*self._vcommon(theta, i0, i1), *mats, code, int(need_theta),
+                              buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, *slots,
+                              status, self.chunk, T, self._workers(i1 - i0, self._per_row))
+            self._check(status)
+            value += value_out.sum()
+            for total, part in zip(sums, slots):
+                total += part.sum(axis=0)
+        self._after(code, value, buf)
+        return tuple(sums)
+
+    def gram(self, *args, **kwargs):
+        raise NotImplementedError(
+            "the Gram matrix / sufficient statistics of the partial Hessian are not "
+            "implemented for c outputs (the loss Hessian is c x c per sample); use hessp")

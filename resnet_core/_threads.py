@@ -15,7 +15,7 @@ import os
 
 from threadpoolctl import ThreadpoolController
 
-from . import _kernels
+from . import _kernels, _vkernels
 
 _controller: ThreadpoolController | None = None
 # Most threads a call may start: libgomp aborted or crashed the process at 32768 and 65536.
@@ -64,6 +64,7 @@ def blas_single_thread():
 
 def _after_fork_in_child():
     _kernels._set_serial(True)
+    _vkernels._set_serial(True)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

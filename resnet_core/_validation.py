@@ -182,18 +182,19 @@ def check_size(what: str, nbytes: int, fix: str) -> None:
                          f"{_size(MAX_BYTES)}; {fix}")
 
 
-def check_chunk_size(chunk_size, default: int, n: int, dims, k: int, itemsize: int) -> int:
+def check_chunk_size(chunk_size, default: int, n: int, dims, k: int, itemsize: int,
+                     entries=_kernels.workspace_entries) -> int:
     """Samples per chunk of the kernels: ``min(chunk_size, n)`` (``default`` for None), once
-    a thread's workspace for it (``_kernels.workspace_entries``) is known to fit
-    ``MAX_BYTES``.
+    a thread's workspace for it (``entries(chunk, dims, k)``, by default
+    ``_kernels.workspace_entries``) is known to fit ``MAX_BYTES``.
 
     Any positive integer is accepted (``2**64`` too: the chunks never hold more than the
     ``n`` samples); the workspace grows with the chunk times the MLP's widths.
     """
     chunk_size = default if chunk_size is None else chunk_size
     chunk = min(check_positive_int("chunk_size", chunk_size), n)
-    fixed = _kernels.workspace_entries(0, dims, k)
-    per_sample = _kernels.workspace_entries(1, dims, k) - fixed
+    fixed = entries(0, dims, k)
+    per_sample = entries(1, dims, k) - fixed
     fit = (MAX_BYTES // itemsize - fixed) // per_sample
     fix = (f"use a smaller chunk_size (at most {fit} here)" if fit >= 1
            else "use narrower or fewer layers")

@@ -120,3 +120,83 @@ class SkipHead:
 
 
 HEADS = {"residual": ResidualHead, "skip": SkipHead}
+
+
+class VectorResidualHead:
+    """``p = W (x + V phi)`` with ``c`` outputs (Remark 2): ``W`` is c x d, ``A = W V``.
+
+    With ``SX = E[r x^T]``, ``SP = g = E[r phi^T]`` (c x k, ``r = dl/dp``) the gradient is
+    ``grad_W = SX + SP V^T``, ``grad_V = W^T SP``; along ``(dW, dV)``,
+    ``dA = dW V + W dV`` and, from the kernels' ``VX, VP`` (see ``_vkernels``),
+    ``H_W = VX + VP V^T + g dV^T``, ``H_V = W^T VP + dW^T g`` (docs/vector_outputs.md).
+    For ``c = 1`` these are the scalar head's formulas with ``W = w^T``.
+    """
+
+    name = "residual"
+    vector = True
+
+    def __init__(self, c: int):
+        self.c = c
+
+    def n_params(self, d: int, k: int) -> int:
+        return self.c * d + d * k
+
+    def split(self, z, d, k):
+        """Views ``(W, V)`` of the flat ``[vec(W), vec(V)]`` (both row-major)."""
+        c = self.c
+        return z[: c * d].reshape(c, d), z[c * d : c * d + d * k].reshape(d, k)
+
+    @staticmethod
+    def a(W, V):
+        return W @ V
+
+    @staticmethod
+    def grad(W, V, sx, g):
+        return np.concatenate([(sx + g @ V.T).ravel(), (W.T @ g).ravel()])
+
+    @staticmethod
+    def direction_a(W, V, dW, dV):
+        return dW @ V + W @ dV
+
+    @staticmethod
+    def hvp(W, V, dW, dV, vx, vp, g):
+        return np.concatenate([(vx + vp @ V.T + g @ dV.T).ravel(),
+                               (W.T @ vp + dW.T @ g).ravel()])
+
+
+class VectorSkipHead:
+    """``p = W x + B phi`` with ``c`` outputs: ``A = B``; ``grad = (SX, SP)``,
+    ``H = (VX, VP)`` along ``(dW, dB)``."""
+
+    name = "skip"
+    vector = True
+
+    def __init__(self, c: int):
+        self.c = c
+
+    def n_params(self, d: int, k: int) -> int:
+        return self.c * (d + k)
+
+    def split(self, z, d, k):
+        """Views ``(W, B)`` of the flat ``[vec(W), vec(B)]`` (both row-major)."""
+        c = self.c
+        return z[: c * d].reshape(c, d), z[c * d : c * (d + k)].reshape(c, k)
+
+    @staticmethod
+    def a(W, B):
+        return B
+
+    @staticmethod
+    def grad(W, B, sx, g):
+        return np.concatenate([sx.ravel(), g.ravel()])
+
+    @staticmethod
+    def direction_a(W, B, dW, dB):
+        return dB
+
+    @staticmethod
+    def hvp(W, B, dW, dB, vx, vp, g):
+        return np.concatenate([vx.ravel(), vp.ravel()])
+
+
+VECTOR_HEADS = {"residual": VectorResidualHead, "skip": VectorSkipHead}

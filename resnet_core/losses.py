@@ -12,6 +12,14 @@ Built-in (computed inside the compiled kernels):
   ``s - h + (2h - s)^3 / (6 h^2)`` for ``h < s < 2h``; ``t`` for ``t >= h``.  Labels in
   {-1, +1}; ``l'' <= 1/h``.
 
+Vector-valued (c outputs, the paper's Remark 2; computed in ``_vkernels``):
+
+- ``"cross_entropy"``: ``l = logsumexp(p) - p_y`` for a score vector ``p`` (c entries) and
+  an integer label ``y`` in ``0..c-1``; ``dl/dp = softmax(p) - e_y``, Hessian
+  ``diag(pi) - pi pi^T``.
+- the squared loss on an ``(n, c)`` target array: ``l = ||p - y||^2 / 2`` (the objectives
+  switch to it when ``loss="squared"`` and ``y`` is 2-D).
+
 A user-defined loss is a :class:`CustomLoss`: a vectorised function ``fn(p, y) -> (l, l',
 l'')`` on arrays, or a scalar numba-compilable one through :meth:`CustomLoss.from_scalar`.
 The kernels then take ``l'`` and ``l''`` from it (one extra pass over the data per new point).
@@ -23,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _vkernels
 
 # The smoothed hinge's ``h`` (compiled into the kernels, src/_loss.pxd).
 SMOOTHING = 0.5
@@ -47,6 +55,8 @@ class Loss:
     code: int = _kernels.LOSS_CODE_EXTERNAL
     binary_labels: bool = False
     zero_margin: float | None = None
+    #: whether ``l`` takes a vector of scores (c outputs); see :class:`VectorLoss`
+    vector: bool = False
 
     def __init__(self, name: str):
         self.name = name
@@ -151,6 +161,52 @@ class CustomLoss(Loss):
         return tuple(arrays)
 
 
+class VectorLoss(Loss):
+    """A loss of a score vector ``p`` (c entries), compiled into ``_vkernels``.
+
+    Attributes
+    ----------
+    vcode : int
+        Its code in ``_vkernels.VLOSS_CODES``.  ``code`` is the external code: the scalar
+        kernels and the compiled optimiser loops never take a vector loss.
+    labels : bool
+        Targets are integer labels ``0..c-1`` (cross-entropy), not an ``(n, c)`` array.
+    """
+
+    vector = True
+
+    def __init__(self, name: str, labels: bool):
+        super().__init__(name)
+        self.vcode = _vkernels.VLOSS_CODES[name]
+        self.labels = labels
+
+    def derivatives(self, p, y):
+        """``(l, dl/dp)`` per sample: ``l`` of shape (n,), ``dl/dp`` of the shape of ``p``
+        (n, c); the Hessians are not formed (see :meth:`hessp`)."""
+        p = np.asarray(p, dtype=np.float64)
+        if self.labels:
+            y = np.asarray(y).astype(np.intp)
+            shifted = p - p.max(axis=1, keepdims=True)
+            lse = np.log(np.exp(shifted).sum(axis=1))
+            pi = np.exp(shifted - lse[:, None])
+            l = lse - shifted[np.arange(p.shape[0]), y]
+            d1 = pi.copy()
+            d1[np.arange(p.shape[0]), y] -= 1.0
+            return l, d1
+        diff = p - np.asarray(y, dtype=np.float64)
+        return 0.5 * np.einsum("ij,ij->i", diff, diff), diff
+
+    def check_labels(self, y: np.ndarray) -> None:  # the objectives check vector targets
+        pass
+
+
+#: The vector losses by name (``"squared"`` here is the (n, c)-target form).
+VECTOR_LOSSES = {
+    "cross_entropy": VectorLoss("cross_entropy", labels=True),
+    "squared": VectorLoss("squared", labels=False),
+}
+
+
 BUILTIN_LOSSES = {
     "squared": BuiltinLoss("squared", False),
     "logistic": BuiltinLoss("logistic", True),
@@ -159,12 +215,18 @@ BUILTIN_LOSSES = {
 
 
 def get_loss(loss) -> Loss:
-    """A :class:`Loss` from a name, a Loss, or a callable ``fn(p, y) -> (l, dl, d2l)``."""
+    """A :class:`Loss` from a name, a Loss, or a callable ``fn(p, y) -> (l, dl, d2l)``.
+
+    ``"cross_entropy"`` is a :class:`VectorLoss` (``loss.vector`` is True); ``"squared"`` is
+    the scalar loss, which the objectives replace by its vector form for a 2-D ``y``."""
     if isinstance(loss, Loss):
         return loss
     if isinstance(loss, str):
+        if loss == "cross_entropy":
+            return VECTOR_LOSSES[loss]
         if loss not in BUILTIN_LOSSES:
-            raise ValueError(f"loss must be one of {sorted(BUILTIN_LOSSES)}; got {loss!r}")
+            names = sorted([*BUILTIN_LOSSES, "cross_entropy"])
+            raise ValueError(f"loss must be one of {names}; got {loss!r}")
         return BUILTIN_LOSSES[loss]
     if callable(loss):
         return CustomLoss(loss)

@@ -14,19 +14,19 @@ from typing import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._engine import Engine
+from ._engine import Engine, VectorEngine
+from ._targets import Targets, resolve_targets
 from ._threads import resolve_n_threads
 from ._validation import (
     as_float_array,
     check_choice,
-    check_data,
     check_point,
     check_sample_weight,
 )
 from .features import MLPLayout
-from .heads import HEADS
+from .heads import HEADS, VECTOR_HEADS
 from .linear import LinearBaselineResult, linear_baseline
-from .losses import Loss, get_loss
+from .losses import Loss
 from .state import PointState, SufficientStats
 
 __all__ = ["FeatureObjective", "Objective", "PointState", "SufficientStats"]
@@ -43,7 +43,10 @@ class _HeadObjective:
     def _setup(self, engine: Engine, head: str, n_theta: int, baselines=None):
         check_choice("head", head, HEADS)
         self._engine = engine
-        self._head = HEADS[head]
+        self.vector = isinstance(engine, VectorEngine)
+        self.n_outputs = engine.c if self.vector else 1
+        self.n_classes = engine.c if self.vector and engine.loss.labels else None
+        self._head = VECTOR_HEADS[head](engine.c) if self.vector else HEADS[head]
         self.head = head
         self.loss: Loss = engine.loss
         self.n_samples, self.d = engine.n, engine.d
@@ -64,8 +67,10 @@ class _HeadObjective:
 
     @property
     def y(self) -> np.ndarray:
-        """The targets."""
-        return self._engine.y
+        """The targets: (n,), (n, c) for the vector squared loss, the labels (n,) for the
+        cross-entropy."""
+        y = self._engine.y
+        return y[:, 0] if self.n_classes is not None else y
 
     @property
     def sample_weight(self) -> np.ndarray:
@@ -91,8 +96,13 @@ class _HeadObjective:
         (:func:`resnet_core.linear_baseline`), computed once per radius and cached."""
         if radius not in self._baselines:
             eng = self._engine
+            kw = {"loss": eng.loss}
+            if self.vector:  # c outputs: W* of shape (c, d) (the agreed API of issue 11)
+                kw = {"loss": eng.loss.name}
+                if self.n_classes is not None:
+                    kw["n_classes"] = self.n_classes
             self._baselines[radius] = linear_baseline(
-                eng.X, eng.y, loss=eng.loss, sample_weight=eng.s, radius=radius,
+                eng.X, self.y, **kw, sample_weight=eng.s, radius=radius,
                 n_threads=eng.n_threads)
         return self._baselines[radius]
 
@@ -148,14 +158,57 @@ class _HeadObjective:
         w, M = self._head.split(x, self.d, self.k)
         return w, M, np.ascontiguousarray(self._head.a(w, M), dtype=self.dtype)
 
+    def _head_names(self) -> tuple[str, str]:
+        """Names of the head's two blocks: ``("w", "V")``, ``("w", "v")``; ``("W", "V")``,
+        ``("W", "B")`` with c outputs."""
+        if self.vector:
+            return "W", ("V" if self.head == "residual" else "B")
+        return "w", ("V" if self.head == "residual" else "v")
+
+    def _zero_head(self):
+        """``(w, a)`` of zeros, as the engine takes them (a pass for the features only)."""
+        if self.vector:
+            c = self.n_outputs
+            return np.zeros((c, self.d), self.dtype), np.zeros((c, self.k), self.dtype)
+        return np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype)
+
     def _pack_head(self, w: ArrayLike, M: ArrayLike) -> np.ndarray:
-        """Flat ``[w, vec(V)]`` (``M = V``, shape (d, k)) or ``[w, v]`` (``M = v``)."""
+        """Flat ``[w, vec(V)]`` (``M = V``, shape (d, k)) or ``[w, v]`` (``M = v``); with c
+        outputs ``[vec(W), vec(V)]`` or ``[vec(W), vec(B)]``, all row-major."""
+        if self.vector:
+            c, (nw, nm) = self.n_outputs, self._head_names()
+            W = as_float_array(nw, w, ndim=2, dtype=self.dtype, shape=(c, self.d))
+            shape = (self.d, self.k) if self.head == "residual" else (c, self.k)
+            M = as_float_array(nm, M, ndim=2, dtype=self.dtype, shape=shape)
+            return np.concatenate([W.ravel(), M.ravel()])
         w = as_float_array("w", w, ndim=1, dtype=self.dtype, shape=(self.d,))
         if self.head == "residual":
             M = as_float_array("V", M, ndim=2, dtype=self.dtype, shape=(self.d, self.k))
         else:
             M = as_float_array("v", M, ndim=1, dtype=self.dtype, shape=(self.k,))
         return np.concatenate([w, M.ravel()])
+
+    def _proba(self, scores: np.ndarray) -> np.ndarray:
+        """Class probabilities from scores: the softmax of each row (cross-entropy), or
+        ``[P(y=-1), P(y=+1)] = [sigmoid(-p), sigmoid(p)]`` (the scalar logistic loss)."""
+        s = np.asarray(scores, dtype=np.float64)
+        if self.n_classes is not None:
+            e = np.exp(s - s.max(axis=1, keepdims=True))
+            out = e / e.sum(axis=1, keepdims=True)
+        elif self.loss.name == "logistic" and not self.vector:
+            plus = np.exp(-np.logaddexp(0.0, -s))  # sigmoid(p), stable at both ends
+            out = np.column_stack([np.exp(-np.logaddexp(0.0, s)), plus])
+        else:
+            raise ValueError("predict_proba needs a probabilistic loss (cross_entropy, or "
+                             f"logistic with labels -1/+1); this objective's loss is "
+                             f"{self.loss.name!r}: use predict for its scores")
+        return out.astype(self.dtype, copy=False)
+
+    def _not_for_vectors(self, what: str) -> None:
+        if self.vector:
+            raise NotImplementedError(
+                f"{what} is not implemented for c outputs (n_outputs = {self.n_outputs}): "
+                "it needs the per-sample c x c loss Hessians; use hessp")
 
     def _new_inputs(self, X: ArrayLike) -> np.ndarray:
         """New inputs, validated like the training ones and in their dtype."""
@@ -212,17 +265,18 @@ class FeatureObjective(_HeadObjective):
     def __init__(self, X: ArrayLike, Phi: ArrayLike, y: ArrayLike, *,
                  loss: str | Loss | Callable = "logistic", head: str = "residual",
                  sample_weight: ArrayLike | None = None, feature_bias: bool = False,
-                 n_threads: int | None = None, chunk_size: int | None = None):
-        X, y = check_data(X, y)
+                 n_threads: int | None = None, chunk_size: int | None = None,
+                 n_classes: int | None = None):
+        tg = resolve_targets(X, y, loss, n_classes)
+        X = tg.X
         Phi = as_float_array("Phi", Phi, ndim=2, dtype=X.dtype, shape=(X.shape[0], None))
         if Phi.shape[1] == 0:
             raise ValueError("Phi must have at least one column (feature); got shape "
                              f"{Phi.shape}")
-        loss = get_loss(loss)
-        loss.check_labels(y)
         s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        engine = Engine(X, y, s, loss, Phi.shape[1] + bool(feature_bias), Phi=Phi,
-                        feature_bias=feature_bias, n_threads=n_threads, chunk_size=chunk_size)
+        engine = _make_engine(tg, s, Phi.shape[1] + bool(feature_bias), Phi=Phi,
+                              feature_bias=feature_bias, n_threads=n_threads,
+                              chunk_size=chunk_size)
         self._init(engine, head, theta=None)
 
     _point_name = "z"
@@ -255,22 +309,26 @@ class FeatureObjective(_HeadObjective):
             if self.feature_bias:
                 return np.column_stack([self._engine.Phi, np.ones(self.n_samples, self.dtype)])
             return self._engine.Phi
-        return self._engine.predict(np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype),
-                                    self._theta, features=True)[1]
+        return self._engine.predict(*self._zero_head(), self._theta, features=True)[1]
 
     def unpack(self, z: ArrayLike) -> dict:
-        """``{"w": w, "V": V}`` (or ``"v"``) as views of ``z``."""
+        """``{"w": w, "V": V}`` (or ``"v"``; ``"W"``, ``"V"`` or ``"B"`` with c outputs) as
+        views of ``z``."""
         z = self.validate_point(z, "z")
         w, M = self._head.split(z, self.d, self.k)
-        return {"w": w, ("V" if self.head == "residual" else "v"): M}
+        nw, nm = self._head_names()
+        return {nw: w, nm: M}
 
     def pack(self, w: ArrayLike, M: ArrayLike) -> np.ndarray:
-        """Flat ``[w, vec(V)]`` (``M = V``, shape (d, k)) or ``[w, v]`` (``M = v``)."""
+        """Flat ``[w, vec(V)]`` (``M = V``, shape (d, k)) or ``[w, v]`` (``M = v``); with c
+        outputs ``[vec(W), vec(V)]`` or ``[vec(W), vec(B)]``."""
         return self._pack_head(w, M)
 
     def stats(self, z: ArrayLike) -> SufficientStats:
         """Sufficient statistics ``A, B, C, g`` (and ``F``, the gradient) at ``z``, in one
-        pass over the data (a weighted Gram matrix of ``[X, Phi]``): ``at(z).stats``."""
+        pass over the data (a weighted Gram matrix of ``[X, Phi]``): ``at(z).stats``.
+        Scalar outputs only (NotImplementedError with c outputs)."""
+        self._not_for_vectors("stats (the sufficient statistics)")
         return self.at(z).stats
 
     def hessian(self, z: ArrayLike) -> np.ndarray:
@@ -279,6 +337,7 @@ class FeatureObjective(_HeadObjective):
         Residual head: ``H_ww = A``, ``H_wV[a, (i, j)] = w_i B[a, j] + [a = i] g_j``,
         ``H_VV = (w w^T) kron C``.
         """
+        self._not_for_vectors("the dense partial hessian")
         if self.n_params > MAX_DENSE_HESSIAN:
             raise ValueError(
                 f"hessian is for small problems (n_params <= {MAX_DENSE_HESSIAN}); this one "
@@ -310,6 +369,13 @@ class FeatureObjective(_HeadObjective):
         elif Phi is not None:
             raise ValueError("the features stream from the MLP here: give X only")
         return self._engine.predict(w, a, self._theta, X=X, Phi=Phi)[0]
+
+    def predict_proba(self, z: ArrayLike, X: ArrayLike | None = None,
+                      Phi: ArrayLike | None = None) -> np.ndarray:
+        """Class probabilities (n, c) of :meth:`predict`'s scores: the softmax of each row
+        for the cross-entropy, ``[P(y=-1), P(y=+1)]`` for the scalar logistic loss;
+        ValueError for other losses."""
+        return self._proba(self.predict(z, X, Phi))
 
 
 class Objective(_HeadObjective):
@@ -349,43 +415,45 @@ class Objective(_HeadObjective):
                  widths: tuple[int, ...] | int = (64, 64), activation: str = "tanh",
                  bias: bool = True, head: str = "residual", feature_bias: bool = False,
                  sample_weight: ArrayLike | None = None, n_threads: int | None = None,
-                 chunk_size: int | None = None):
-        X, y = check_data(X, y)
+                 chunk_size: int | None = None, n_classes: int | None = None):
+        tg = resolve_targets(X, y, loss, n_classes)
+        X = tg.X
         if isinstance(widths, (int, np.integer)):
             widths = (int(widths),)
         self.layout = MLPLayout(X.shape[1], tuple(widths), bool(bias), activation)
         self.widths, self.activation, self.bias = self.layout.widths, activation, bool(bias)
-        loss = get_loss(loss)
-        loss.check_labels(y)
         s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        engine = Engine(X, y, s, loss, self.layout.k + bool(feature_bias),
-                        dims=self.layout.dims, bias=bias, act=self.layout.act_code,
-                        feature_bias=feature_bias, n_threads=n_threads, chunk_size=chunk_size)
+        engine = _make_engine(tg, s, self.layout.k + bool(feature_bias),
+                              dims=self.layout.dims, bias=bias, act=self.layout.act_code,
+                              feature_bias=feature_bias, n_threads=n_threads,
+                              chunk_size=chunk_size)
         self._setup(engine, head, self.layout.n_params)
 
     def init(self, seed: int | None = None) -> np.ndarray:
         """A random start: LeCun-normal layers (zero biases), ``w ~ N(0, I/d)``,
-        ``V ~ N(0, I/(d k))`` (``v ~ N(0, I/k)``) so that ``V f(x)`` starts small next to
+        ``V ~ N(0, I/(d k))`` (``v ~ N(0, I/k)``; with c outputs ``W`` and ``B`` row by
+        row the same, and c = 1 gives the scalar start) so that ``V f(x)`` starts small next to
         ``x``; with ``feature_bias`` the bias column (last entry of ``v``) starts at zero
         and the rest is the start without it (same seed, same numbers)."""
         rng = np.random.default_rng(seed)
-        k = self.layout.k
-        w = rng.standard_normal(self.d) / np.sqrt(self.d)
+        k, c = self.layout.k, self.n_outputs
+        w = rng.standard_normal((c, self.d) if self.vector else self.d) / np.sqrt(self.d)
         if self.head == "residual":
             M = rng.standard_normal((self.d, k)) / np.sqrt(self.d * k)
         else:
-            M = rng.standard_normal(k) / np.sqrt(k)
+            M = rng.standard_normal((c, k) if self.vector else k) / np.sqrt(k)
         if self.feature_bias:
             M = np.concatenate([M, np.zeros(M.shape[:-1] + (1,))], axis=-1)
         theta = self.layout.init(rng)
-        return np.concatenate([w, M.ravel(), theta]).astype(self.dtype)
+        return np.concatenate([w.ravel(), M.ravel(), theta]).astype(self.dtype)
 
     def unpack(self, x: ArrayLike) -> dict:
-        """``{"w", "V" or "v", "layers": [(W_l, b_l), ...]}`` as views of ``x``."""
+        """``{"w", "V" or "v", "layers": [(W_l, b_l), ...]}`` as views of ``x`` (``"W"``,
+        ``"V"`` or ``"B"`` with c outputs)."""
         x = self.validate_point(x)
         w, M = self._head.split(x, self.d, self.k)
-        return {"w": w, ("V" if self.head == "residual" else "v"): M,
-                "layers": self.layout.unpack(x[self.n_head_params:])}
+        nw, nm = self._head_names()
+        return {nw: w, nm: M, "layers": self.layout.unpack(x[self.n_head_params:])}
 
     def pack(self, w: ArrayLike, M: ArrayLike, layers) -> np.ndarray:
         """Flat parameters from ``w``, ``V`` (or ``v``) and ``[(W_l, b_l), ...]``."""
@@ -412,6 +480,12 @@ class Objective(_HeadObjective):
         X = None if X is None else self._new_inputs(X)
         return self._engine.predict(w, a, theta, X=X)[0]
 
+    def predict_proba(self, x: ArrayLike, X: ArrayLike | None = None) -> np.ndarray:
+        """Class probabilities (n, c) of :meth:`predict`'s scores: the softmax of each row
+        for the cross-entropy, ``[P(y=-1), P(y=+1)]`` for the scalar logistic loss;
+        ValueError for other losses."""
+        return self._proba(self.predict(x, X))
+
     def partial(self, x, *, materialize: bool = False) -> FeatureObjective:
         """The :class:`FeatureObjective` of ``F_theta`` at the ``theta`` inside ``x``.
 
@@ -429,12 +503,21 @@ class Objective(_HeadObjective):
         eng = self._engine
         if materialize:
             f = eng.predict(w, a, theta, features=True, constant=False)[1]
-            part = FeatureObjective(eng.X, f, eng.y, loss=self.loss, head=self.head,
+            part = FeatureObjective(eng.X, f, self.y, loss=self.loss, head=self.head,
                                     sample_weight=eng.s, feature_bias=self.feature_bias,
-                                    n_threads=eng.n_threads, chunk_size=eng.chunk)
+                                    n_threads=eng.n_threads, chunk_size=eng.chunk,
+                                    n_classes=self.n_classes)
             part._baselines = self._baselines
             return part
-        sub = Engine(eng.X, eng.y, eng.s, eng.loss, self.k, dims=eng.dims, bias=eng.bias,
-                     act=eng.act, feature_bias=self.feature_bias,
-                     n_threads=eng.n_threads, chunk_size=eng.chunk)
+        sub = _make_engine(Targets(eng.X, eng.y, eng.loss, self.n_outputs, self.n_classes),
+                           eng.s, self.k, dims=eng.dims, bias=eng.bias, act=eng.act,
+                           feature_bias=self.feature_bias, n_threads=eng.n_threads,
+                           chunk_size=eng.chunk)
         return FeatureObjective._from_engine(sub, self.head, theta, self._baselines)
+
+
+def _make_engine(tg: Targets, s, k: int, **kwargs) -> Engine:
+    """The scalar :class:`Engine`, or the :class:`VectorEngine` for c outputs."""
+    if tg.vector:
+        return VectorEngine(tg.X, tg.y, s, tg.loss, k, tg.c, **kwargs)
+    return Engine(tg.X, tg.y, s, tg.loss, k, **kwargs)

@@ -73,7 +73,9 @@ class PointState:
         ``(w, V)`` for a :class:`FeatureObjective`.
     sample_losses, weighted_dloss, weighted_d2loss : ndarray
         ``l(p_i; y_i)``, ``s_i l'(p_i; y_i)``, ``s_i l''(p_i; y_i)`` per sample (read-only;
-        ``s`` the normalised weights, so ``F = sum_i s_i l_i``).
+        ``s`` the normalised weights, so ``F = sum_i s_i l_i``).  With c outputs
+        ``weighted_dloss`` is the n x c ``s_i dl/dp`` and ``weighted_d2loss`` raises
+        NotImplementedError (a c x c Hessian per sample).
     stats : SufficientStats
         The partial Hessian's statistics (a :class:`FeatureObjective`'s states only).
     """
@@ -91,6 +93,8 @@ class PointState:
         self._grad: np.ndarray | None = None
         self._stats: SufficientStats | None = None
         self._streamed = False  # a partial product has streamed the data once
+        # c outputs: no Gram statistics; every partial product streams the data
+        self._vector = getattr(head, "vector", False)
 
     # -- the first pass ------------------------------------------------------------------
     def _buffers(self) -> SampleBuffers:
@@ -142,10 +146,18 @@ class PointState:
 
     @property
     def weighted_d2loss(self) -> np.ndarray:
+        if self._vector:
+            raise NotImplementedError(
+                "weighted_d2loss is not stored for c outputs: the loss Hessian of a sample "
+                "is a c x c matrix (s_i (diag(pi) - pi pi^T) for the cross-entropy, s_i I "
+                "for the squared loss); use hessp")
         return _read_only(self._buffers().q)
 
     @property
     def stats(self) -> SufficientStats:
+        if self._vector:
+            raise NotImplementedError("stats (the sufficient statistics A, B, C, g) are not "
+                                      "implemented for c outputs; use hessp")
         if self._full:
             raise AttributeError("stats belong to the partial objective F_theta(w, V): use "
                                  "objective.partial(x).at(z).stats")
@@ -172,7 +184,7 @@ class PointState:
             vx, vp, g, vt = self._hvp_pass(dw, dM, p[self._n_head:])
             return np.concatenate([self._head.hvp(self._w, self._M, dw, dM, vx, vp, g),
                                    vt]).astype(self._engine.dtype, copy=False)
-        if self._stats is None and not self._streamed:
+        if self._vector or (self._stats is None and not self._streamed):
             self._streamed = True
             vx, vp, g, _ = self._hvp_pass(dw, dM, None)
             return self._head.hvp(self._w, self._M, dw, dM, vx, vp, g).astype(

@@ -1,0 +1,113 @@
+"""Targets of the objectives: scalar (today's ``y`` of shape (n,)) or vector (c outputs).
+
+:func:`resolve_targets` decides from the loss and the shape of ``y``:
+
+- ``loss="cross_entropy"``: ``y`` holds integer labels ``0..c-1`` (an integer array, or
+  floats holding integers), ``c = n_classes`` or ``max(y) + 1``, at least 2;
+- ``loss="squared"`` with ``y`` of shape (n, c), c >= 2: the vector squared loss
+  (an (n, 1) ``y`` is flattened: it is today's scalar objective, same numbers);
+- anything else: the scalar objective, validated as today.
+
+The kernels take vector targets as a C-contiguous array of the data's dtype: (n, c) for
+the squared loss, (n, 1) labels for the cross-entropy.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import as_float_array, check_data, check_finite, check_size, resolve_dtype
+from .losses import BUILTIN_LOSSES, VECTOR_LOSSES, Loss, get_loss
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Validated data and targets: ``X``; ``y`` as the kernels take it; the loss (a
+    :class:`~resnet_core.losses.VectorLoss` for vector targets); ``c`` outputs (1 for a
+    scalar objective); ``n_classes`` (cross-entropy only, else None)."""
+
+    X: np.ndarray
+    y: np.ndarray
+    loss: Loss
+    c: int
+    n_classes: int | None
+
+    @property
+    def vector(self) -> bool:
+        return self.loss.vector
+
+
+def _check_n_classes(n_classes, found: int) -> int:
+    if n_classes is None:
+        if found < 2:
+            raise ValueError("the cross_entropy loss needs at least 2 classes; the labels "
+                             f"go up to {found - 1}: pass n_classes")
+        return found
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
+        raise TypeError(f"n_classes must be an integer >= 2; got {n_classes!r}")
+    if n_classes < 2:
+        raise ValueError(f"n_classes must be at least 2; got {n_classes}")
+    if n_classes < found:
+        raise ValueError(f"n_classes is {n_classes} but the labels go up to {found - 1}: "
+                         f"n_classes must be at least max(y) + 1 = {found}")
+    return int(n_classes)
+
+
+def _labels(y, n: int, dtype) -> tuple[np.ndarray, int]:
+    """Integer labels as an (n, 1) array of ``dtype``, and ``max + 1``."""
+    if isinstance(y, (str, bytes)):
+        raise TypeError("y must be an array of integer labels; got a string")
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError("y must hold integer class labels 0..c-1 for the cross_entropy "
+                        f"loss; got dtype {arr.dtype}")
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError("y must have shape (n,) = "
+                         f"({n},) (integer labels) for the cross_entropy loss; got {arr.shape}")
+    if arr.dtype.kind == "f":
+        check_finite("y", arr)
+        frac = arr != np.round(arr)
+        if frac.any():
+            raise ValueError("y must hold integer class labels for the cross_entropy loss; "
+                             f"found {arr[frac][0]} at index {int(np.argmax(frac))}")
+    if (arr < 0).any():
+        raise ValueError("y must hold class labels 0..c-1 for the cross_entropy loss; found "
+                         f"{arr[arr < 0][0]} at index {int(np.argmax(arr < 0))}")
+    top = int(arr.max())
+    if top >= 1 << 24 and dtype == np.float32 or top >= 1 << 53:
+        raise ValueError(f"y holds a class label {top}: too large to be stored exactly")
+    return np.ascontiguousarray(arr, dtype=dtype).reshape(n, 1), top + 1
+
+
+def resolve_targets(X, y, loss, n_classes=None) -> Targets:
+    """Validate ``X``, ``y``, the loss and ``n_classes`` (see the module notes)."""
+    loss = get_loss(loss)
+    squared2d = (loss is BUILTIN_LOSSES["squared"] and not isinstance(y, (str, bytes))
+                 and np.ndim(y) == 2)
+    if not (loss.vector or squared2d):
+        if n_classes is not None:
+            raise ValueError(f"n_classes is for the cross_entropy loss; got loss {loss.name!r}")
+        X, y = check_data(X, y)
+        loss.check_labels(y)
+        return Targets(X, y, loss, 1, None)
+    X, _ = check_data(X, np.zeros(np.shape(X)[0] if np.ndim(X) == 2 else 0))
+    n, dtype = X.shape[0], resolve_dtype(X)
+    if loss.name == "cross_entropy":
+        y, found = _labels(y, n, dtype)
+        c = _check_n_classes(n_classes, found)
+        check_size(f"the per-sample buffers for {c} classes", 3 * n * c * X.itemsize,
+                   "use fewer classes")
+        return Targets(X, y, loss, c, c)
+    if n_classes is not None:
+        raise ValueError("n_classes is for the cross_entropy loss; got loss 'squared'")
+    y = as_float_array("y", y, ndim=2, dtype=dtype, shape=(n, None))
+    if y.shape[1] == 0:
+        raise ValueError(f"y must have at least one column; got shape {y.shape}")
+    if y.shape[1] == 1:  # c = 1: today's scalar objective
+        return Targets(X, np.ascontiguousarray(y[:, 0]), loss, 1, None)
+    check_size(f"the per-sample buffers for {y.shape[1]} outputs", 2 * y.size * X.itemsize,
+               "use fewer outputs")
+    return Targets(X, y, VECTOR_LOSSES["squared"], y.shape[1], None)

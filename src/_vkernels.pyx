@@ -1,0 +1,464 @@
+"""Streaming kernels for c outputs (the paper's Remark 2): one pass over the samples.
+
+Design notes
+------------
+The conventions are those of ``_kernels`` (its design notes 2 to 6: slots with their own
+partial sums, ``n_workers``, ``_set_serial`` after ``fork``, BLAS on per-chunk blocks, no
+checks and no GIL inside, the constant feature added on the fly); what differs is the
+width of a prediction.
+
+1. What is computed.  For every sample, the scores ``p_i = W x_i + A phi_i`` (``c``
+   entries; ``W`` is c x d, ``A`` is c x k, made by the caller from its head: ``W V`` for
+   the residual head, ``B`` for the skip head).  A chunk's scores are the m x c block
+   ``P = Xc W^T + Phic A^T``.  The loss is convex in ``p``:
+
+   - ``VLOSS_SQUARED``: ``l = ||p - y||^2 / 2`` with ``y`` a row of an n x c target;
+     ``dl/dp = p - y``, Hessian ``I``;
+   - ``VLOSS_CROSS_ENTROPY``: ``l = logsumexp(p) - p_y`` with ``y`` an integer label
+     (stored as a float); ``dl/dp = pi - e_y``, Hessian ``diag(pi) - pi pi^T``,
+     ``pi = softmax(p)``, evaluated with the row's maximum subtracted (no overflow).
+
+   Per sample, in double: the loss (into ``l``), ``R_i = s_i dl/dp`` (into the caller's
+   n x c ``R``) and, for the cross-entropy, ``pi_i`` (into the n x c ``Q``; the squared loss
+   needs only ``s``).  Outputs per slot: the value, ``SX = R^T X`` (c x d),
+   ``SP = R^T Phi`` (c x k) and the MLP's gradient by back-propagating
+   ``G = R A`` (m x kf).
+2. HVP (the R-operator along ``(dW, dA, dtheta)``):
+   ``RP = Xc dW^T + Phic dA^T + RPhi A^T``, ``RR_i = s_i H_i RP_i`` with ``H_i`` the loss
+   Hessian in ``p``; outputs ``VX = RR^T X``, ``VP = RR^T Phi + R^T RPhi``,
+   ``GP = R^T Phi`` and the MLP part by ``_r_backward`` with ``G = R A``,
+   ``RG = RR A + R dA``.
+3. Memory.  A slot's workspace is that of ``_kernels`` plus two m x c blocks (``P``,
+   ``RP``); the caller's ``R`` (and ``Q``) are n x c in the data's dtype.
+"""
+from cython cimport floating
+from cython.parallel cimport prange
+from libc.stdlib cimport malloc, free
+from libc.string cimport memcpy
+from libc.math cimport exp, log
+
+from _blas cimport gemm_rm
+from _activation cimport act_apply
+
+include "_mlp.pxi"
+
+cdef enum:
+    MODE_VALUE_GRAD = 0
+    MODE_HVP = 1
+    MODE_PREDICT = 3
+
+cdef enum:
+    VLOSS_EXTERNAL = -1   # R (and Q) already hold the point: read them
+    VLOSS_SQUARED = 0
+    VLOSS_CROSS_ENTROPY = 1
+
+VLOSS_CODES = {"squared": VLOSS_SQUARED, "cross_entropy": VLOSS_CROSS_ENTROPY}
+VLOSS_CODE_EXTERNAL = VLOSS_EXTERNAL
+
+# 1: every slot runs on the calling thread (set in a forked child, as in _kernels).
+cdef int _serial = 0
+
+
+def _set_serial(bint serial):
+    """Run the slots of every later call on the calling thread (``True``) or each on a
+    thread of its own (``False``); the results depend on the slots alone, not on this."""
+    global _serial
+    _serial = serial
+
+
+cdef struct VJob:
+    int mode
+    int loss          # >= 0: loss code, R, Q, l are computed here; VLOSS_EXTERNAL: given
+    int need_theta
+    int const_feat
+    Py_ssize_t n, d, k, kf, c, chunk, n_slots
+    int n_workers
+    MLP net
+    void* X
+    void* Phi
+    void* y           # n x c targets (squared) or n labels (cross-entropy)
+    void* s
+    void* theta
+    void* W           # c x d
+    void* A           # c x k
+    void* dW
+    void* dA
+    void* dtheta
+    void* R           # n x c
+    void* Q           # n x c softmax (cross-entropy), else NULL
+    void* l           # n
+    void* p_out       # n x c
+    void* phi_out
+    Py_ssize_t phi_cols
+    double* value_out
+    void* vx_out      # slots x c x d
+    void* vp_out      # slots x c x k
+    void* g_out       # slots x c x k
+    void* vtheta_out  # slots x n_theta
+    int* status
+
+
+cdef inline Py_ssize_t _ws_entries(Py_ssize_t mc, Py_ssize_t sumw, Py_ssize_t maxw,
+                                   Py_ssize_t c) noexcept nogil:
+    """Entries of a slot's workspace (layout in _process_slot); the formula of
+    workspace_entries."""
+    return 5 * mc * sumw + 4 * mc * maxw + 2 * mc * c + 1
+
+
+def workspace_entries(chunk, dims, c):
+    """Entries of one slot's workspace for chunks of ``chunk`` samples, the MLP
+    ``dims = [d, h_1, ..., h_L]`` and ``c`` outputs, in Python integers."""
+    widths = [int(h) for h in dims[1:]]
+    chunk, sumw, maxw = int(chunk), sum(widths), max(widths, default=1)
+    return 5 * chunk * sumw + 4 * chunk * maxw + 2 * chunk * int(c) + 1
+
+
+cdef void _scores(VJob* job, Py_ssize_t m, const floating* Xc, const floating* Phic,
+                  const floating* W, const floating* A, floating* P) noexcept nogil:
+    """P (m x c) = Xc W^T + Phic A[:, :kf]^T (+ A[:, kf] with the constant feature)."""
+    cdef Py_ssize_t i, j, c = job.c, kf = job.kf
+    gemm_rm(False, True, m, c, job.d, 1, Xc, job.d, W, job.d, 0, P, c)
+    gemm_rm(False, True, m, c, kf, 1, Phic, kf, A, job.k, 1, P, c)
+    if job.const_feat:
+        for i in range(m):
+            for j in range(c):
+                P[i * c + j] += A[j * job.k + kf]
+
+
+cdef double _loss_chunk(VJob* job, Py_ssize_t m, Py_ssize_t row0,
+                        const floating* P) noexcept nogil:
+    """R = s dl/dp (and Q = softmax, l) for the chunk's rows; returns sum_i s_i l_i."""
+    cdef Py_ssize_t i, j, c = job.c, yi
+    cdef const floating* s = <const floating*> job.s + row0
+    cdef floating* R = <floating*> job.R + row0 * c
+    cdef floating* Q = <floating*> job.Q + row0 * c if job.Q != NULL else NULL
+    cdef floating* lout = <floating*> job.l + row0
+    cdef const floating* y
+    cdef const floating* p
+    cdef double val = 0, lv, diff, mx, tot, lse, pi
+    for i in range(m):
+        p = P + i * c
+        lv = 0
+        if job.loss == VLOSS_SQUARED:
+            y = <const floating*> job.y + (row0 + i) * c
+            for j in range(c):
+                diff = <double> p[j] - <double> y[j]
+                lv += 0.5 * diff * diff
+                R[i * c + j] = <floating> (s[i] * diff)
+        else:
+            yi = <Py_ssize_t> (<const floating*> job.y)[row0 + i]
+            mx = p[0]
+            for j in range(1, c):
+                if p[j] > mx:
+                    mx = p[j]
+            tot = 0
+            for j in range(c):
+                tot += exp(<double> p[j] - mx)
+            lse = mx + log(tot)
+            lv = lse - <double> p[yi]
+            for j in range(c):
+                pi = exp(<double> p[j] - lse)
+                Q[i * c + j] = <floating> pi
+                R[i * c + j] = <floating> (s[i] * (pi - (1.0 if j == yi else 0.0)))
+        lout[i] = <floating> lv
+        val += s[i] * lv
+    return val
+
+
+cdef void _hess_apply(VJob* job, Py_ssize_t m, Py_ssize_t row0, floating* RP) noexcept nogil:
+    """In place RP_i <- s_i H_i RP_i, H_i the loss Hessian in p (I, or diag(pi) - pi pi^T)."""
+    cdef Py_ssize_t i, j, c = job.c
+    cdef const floating* s = <const floating*> job.s + row0
+    cdef const floating* Q
+    cdef double dot
+    if job.Q == NULL:
+        for i in range(m):
+            for j in range(c):
+                RP[i * c + j] = s[i] * RP[i * c + j]
+        return
+    Q = <const floating*> job.Q + row0 * c
+    for i in range(m):
+        dot = 0
+        for j in range(c):
+            dot += <double> Q[i * c + j] * RP[i * c + j]
+        for j in range(c):
+            RP[i * c + j] = <floating> (s[i] * Q[i * c + j] * (RP[i * c + j] - dot))
+
+
+cdef void _add_col_sums(const floating* M, Py_ssize_t m, Py_ssize_t c, floating* out,
+                        Py_ssize_t stride) noexcept nogil:
+    """out[j * stride] += sum_i M[i, j] (the constant feature's column of a c x k sum)."""
+    cdef Py_ssize_t i, j
+    cdef double acc
+    for j in range(c):
+        acc = 0
+        for i in range(m):
+            acc += M[i * c + j]
+        out[j * stride] += <floating> acc
+
+
+cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogil:
+    """All chunks of slot t; returns 0, or 1 when the workspace cannot be allocated."""
+    cdef Py_ssize_t n = job.n, d = job.d, k = job.k, kf = job.kf, c = job.c
+    cdef Py_ssize_t L = job.net.L, mc = job.chunk
+    cdef Py_ssize_t nc = (n + mc - 1) // mc
+    cdef Py_ssize_t c0 = nc * t // job.n_slots, c1 = nc * (t + 1) // job.n_slots
+    cdef Py_ssize_t ch, l, i, m, row0, off
+    cdef int mode = job.mode, hvp_theta = job.mode == MODE_HVP and job.need_theta
+    cdef int cf = job.const_feat
+    cdef const floating* theta = <const floating*> job.theta
+    cdef const floating* dtheta = <const floating*> job.dtheta
+    cdef const floating* W = <const floating*> job.W
+    cdef const floating* A = <const floating*> job.A
+    cdef const floating* Xc
+    cdef const floating* Phic
+    cdef const floating* Rc
+    cdef floating* vx
+    cdef floating* vp
+    cdef floating* gslot
+    cdef floating* vtheta
+    cdef floating* ws
+    cdef floating* P
+    cdef floating* RP
+    cdef floating* G
+    cdef floating* Gn
+    cdef floating* RG
+    cdef floating* RGn
+    cdef floating* H[MAX_LAYERS]
+    cdef floating* D1[MAX_LAYERS]
+    cdef floating* D2[MAX_LAYERS]
+    cdef floating* RZ[MAX_LAYERS]
+    cdef floating* RH[MAX_LAYERS]
+    cdef double val = 0
+    if c0 >= c1:
+        return 0
+    ws = <floating*> malloc(_ws_entries(mc, job.net.sumw, job.net.maxw, c) * sizeof(floating))
+    if ws == NULL:
+        return 1
+    off = 0
+    for l in range(L):
+        H[l] = ws + off
+        D1[l] = ws + off + mc * job.net.dims[l + 1]
+        D2[l] = ws + off + 2 * mc * job.net.dims[l + 1]
+        RZ[l] = ws + off + 3 * mc * job.net.dims[l + 1]
+        RH[l] = ws + off + 4 * mc * job.net.dims[l + 1]
+        off += 5 * mc * job.net.dims[l + 1]
+    G = ws + off
+    Gn = G + mc * job.net.maxw
+    RG = Gn + mc * job.net.maxw
+    RGn = RG + mc * job.net.maxw
+    P = RGn + mc * job.net.maxw
+    RP = P + mc * c
+
+    vx = <floating*> job.vx_out + t * c * d if job.vx_out != NULL else NULL
+    vp = <floating*> job.vp_out + t * c * k if job.vp_out != NULL else NULL
+    gslot = <floating*> job.g_out + t * c * k if job.g_out != NULL else NULL
+    vtheta = <floating*> job.vtheta_out + t * job.net.n_theta if job.vtheta_out != NULL else NULL
+
+    for ch in range(c0, c1):
+        row0 = ch * mc
+        m = mc if n - row0 > mc else n - row0
+        Xc = X + row0 * d
+
+        if L > 0:
+            if mode == MODE_VALUE_GRAD and job.need_theta:
+                _forward(&job.net, m, Xc, theta, H, D1, <floating**> NULL)
+            elif hvp_theta:
+                _forward(&job.net, m, Xc, theta, H, D1, D2)
+                _r_forward(&job.net, m, Xc, theta, dtheta, H, D1, RZ, RH)
+            else:
+                _forward(&job.net, m, Xc, theta, H, <floating**> NULL, <floating**> NULL)
+            Phic = H[L - 1]
+        else:
+            Phic = <const floating*> job.Phi + row0 * kf
+
+        if mode == MODE_PREDICT:
+            _scores(job, m, Xc, Phic, W, A, <floating*> job.p_out + row0 * c)
+            if job.phi_out != NULL and job.phi_cols == kf:
+                memcpy(<floating*> job.phi_out + row0 * kf, Phic, m * kf * sizeof(floating))
+            elif job.phi_out != NULL:  # rows [f_i, 1]
+                for i in range(m):
+                    memcpy(<floating*> job.phi_out + (row0 + i) * k, Phic + i * kf,
+                           kf * sizeof(floating))
+                    (<floating*> job.phi_out)[(row0 + i) * k + kf] = 1
+            continue
+
+        if job.loss != VLOSS_EXTERNAL:
+            _scores(job, m, Xc, Phic, W, A, P)
+            val += _loss_chunk(job, m, row0, P)
+        Rc = <const floating*> job.R + row0 * c
+
+        if mode == MODE_VALUE_GRAD:
+            # SX += R^T Xc, SP[:, :kf] += R^T Phic, SP[:, kf] += 1^T R
+            gemm_rm(True, False, c, d, m, 1, Rc, c, Xc, d, 1, vx, d)
+            gemm_rm(True, False, c, kf, m, 1, Rc, c, Phic, kf, 1, vp, k)
+            if cf:
+                _add_col_sums(Rc, m, c, vp + kf, k)
+            if job.need_theta and L > 0:
+                # G = R A[:, :kf] (m x kf)
+                gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G, kf)
+                _backward(&job.net, m, Xc, theta, H, D1, G, Gn, vtheta)
+            continue
+
+        # MODE_HVP: RP = Xc dW^T + Phic dA^T (+ dA[:, kf]) + RPhi A^T; RR = s H RP (in RP)
+        _scores(job, m, Xc, Phic, <const floating*> job.dW, <const floating*> job.dA, RP)
+        if hvp_theta and L > 0:
+            gemm_rm(False, True, m, c, kf, 1, RH[L - 1], kf, A, k, 1, RP, c)
+        _hess_apply(job, m, row0, RP)
+        gemm_rm(True, False, c, d, m, 1, RP, c, Xc, d, 1, vx, d)
+        gemm_rm(True, False, c, kf, m, 1, RP, c, Phic, kf, 1, vp, k)
+        gemm_rm(True, False, c, kf, m, 1, Rc, c, Phic, kf, 1, gslot, k)
+        if cf:
+            _add_col_sums(RP, m, c, vp + kf, k)
+            _add_col_sums(Rc, m, c, gslot + kf, k)
+        if hvp_theta and L > 0:
+            gemm_rm(True, False, c, kf, m, 1, Rc, c, RH[L - 1], kf, 1, vp, k)
+            # G = R A, RG = RR A + R dA (A, dA restricted to the MLP's outputs)
+            gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G, kf)
+            gemm_rm(False, False, m, kf, c, 1, RP, c, A, k, 0, RG, kf)
+            gemm_rm(False, False, m, kf, c, 1, Rc, c, <const floating*> job.dA, k, 1, RG, kf)
+            _r_backward(&job.net, m, Xc, theta, dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn,
+                        vtheta)
+    job.value_out[t] = val
+    free(ws)
+    return 0
+
+
+cdef void _run(VJob* job, const floating* X) noexcept nogil:
+    cdef Py_ssize_t t
+    cdef int workers = job.n_slots
+    if _serial:
+        workers = 1
+    elif 0 < job.n_workers < job.n_slots:
+        workers = job.n_workers
+    for t in prange(job.n_slots, schedule="static", num_threads=workers):
+        job.status[t] = _process_slot(job, t, X)
+
+
+cdef inline void* _ptr1(const floating[::1] v) noexcept:
+    return <void*> &v[0] if v.shape[0] > 0 else NULL
+
+
+cdef inline void* _ptr2(const floating[:, ::1] v) noexcept:
+    return <void*> &v[0, 0] if v.shape[0] > 0 and v.shape[1] > 0 else NULL
+
+
+cdef inline void* _ptr3(const floating[:, :, ::1] v) noexcept:
+    return (<void*> &v[0, 0, 0] if v.shape[0] > 0 and v.shape[1] > 0 and v.shape[2] > 0
+            else NULL)
+
+
+cdef void _setup(VJob* job, int mode, const floating[:, ::1] X, const floating[:, ::1] Phi,
+                 const floating[::1] s, const floating[::1] theta,
+                 const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
+                 const floating[:, ::1] W, const floating[:, ::1] A, int loss,
+                 int need_theta, Py_ssize_t chunk, Py_ssize_t n_slots, int n_workers,
+                 double[::1] value_out, int[::1] status) noexcept:
+    """Sizes, the MLP and the shared inputs of a job; the mode-specific pointers NULL."""
+    job.mode = mode
+    job.n = X.shape[0]
+    job.d = X.shape[1]
+    job.c = W.shape[0]
+    job.k = A.shape[1]
+    job.const_feat = const_feat
+    job.kf = job.k - const_feat
+    job.phi_cols = 0
+    _mlp_setup(&job.net, dims, bias, act)
+    job.loss = loss
+    job.need_theta = need_theta
+    job.chunk = max(min(chunk, job.n), 1)
+    job.n_slots = n_slots
+    job.n_workers = n_workers
+    job.value_out = &value_out[0]
+    job.status = &status[0]
+    job.X = _ptr2(X)
+    job.Phi = _ptr2(Phi)
+    job.s = _ptr1(s)
+    job.theta = _ptr1(theta)
+    job.W = _ptr2(W)
+    job.A = _ptr2(A)
+    job.y = job.dW = job.dA = job.dtheta = job.R = job.Q = job.l = NULL
+    job.p_out = job.phi_out = NULL
+    job.vx_out = job.vp_out = job.g_out = job.vtheta_out = NULL
+
+
+def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
+               const floating[:, ::1] y, const floating[::1] s, const floating[::1] theta,
+               const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
+               const floating[:, ::1] W, const floating[:, ::1] A, int loss, int need_theta,
+               floating[:, ::1] R, floating[:, ::1] Q, floating[::1] l,
+               double[::1] value_out, floating[:, :, ::1] vx_out, floating[:, :, ::1] vp_out,
+               floating[:, ::1] vtheta_out, int[::1] status,
+               Py_ssize_t chunk, int n_threads, int n_workers=0):
+    """Partial sums of the value and gradient, one slot per ``n_threads``.
+
+    ``P = X W^T + Phi A^T``; ``R = s dl/dp`` (n x c), ``Q = softmax(P)`` (cross-entropy,
+    n x c; an empty array for the squared loss) and ``l`` are written (``loss >= 0``) or
+    ``R`` is read (``loss == -1``, then ``value_out`` stays 0).  ``y`` is n x c (squared) or
+    n x 1 (labels).  Per slot t: ``value_out[t] = sum s l``, ``vx_out[t] = R^T X``,
+    ``vp_out[t] = R^T Phi`` and ``vtheta_out[t]`` by back-propagating ``R A`` (when
+    ``need_theta``).  Outputs are added to; the caller zeroes them.
+    """
+    cdef VJob job
+    _setup(&job, MODE_VALUE_GRAD, X, Phi, s, theta, dims, bias, act, const_feat, W, A, loss,
+           need_theta, chunk, n_threads, n_workers, value_out, status)
+    job.y = _ptr2(y)
+    job.R = &R[0, 0]
+    job.Q = _ptr2(Q)
+    job.l = &l[0]
+    job.vx_out = &vx_out[0, 0, 0]
+    job.vp_out = _ptr3(vp_out)
+    job.vtheta_out = _ptr2(vtheta_out)
+    with nogil:
+        _run(&job, &X[0, 0])
+
+
+def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
+        const floating[:, ::1] y, const floating[::1] s, const floating[::1] theta,
+        const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
+        const floating[:, ::1] W, const floating[:, ::1] A, const floating[:, ::1] dW,
+        const floating[:, ::1] dA, const floating[::1] dtheta, int loss, int need_theta,
+        floating[:, ::1] R, floating[:, ::1] Q, floating[::1] l, double[::1] value_out,
+        floating[:, :, ::1] vx_out, floating[:, :, ::1] vp_out, floating[:, :, ::1] g_out,
+        floating[:, ::1] vtheta_out, int[::1] status,
+        Py_ssize_t chunk, int n_threads, int n_workers=0):
+    """Partial sums of a Hessian-vector product by the R-operator, one slot per row.
+
+    ``RP = X dW^T + Phi dA^T + RPhi A^T``, ``RR_i = s_i H_i RP_i``: ``vx_out[t] = RR^T X``,
+    ``vp_out[t] = RR^T Phi + R^T RPhi``, ``g_out[t] = R^T Phi``, ``vtheta_out[t]`` the
+    directional derivative of the MLP gradient.  ``R``, ``Q``, ``l`` as in
+    :func:`value_grad`.
+    """
+    cdef VJob job
+    _setup(&job, MODE_HVP, X, Phi, s, theta, dims, bias, act, const_feat, W, A, loss,
+           need_theta, chunk, n_threads, n_workers, value_out, status)
+    job.y = _ptr2(y)
+    job.dW = _ptr2(dW)
+    job.dA = _ptr2(dA)
+    job.dtheta = _ptr1(dtheta)
+    job.R = &R[0, 0]
+    job.Q = _ptr2(Q)
+    job.l = &l[0]
+    job.vx_out = &vx_out[0, 0, 0]
+    job.vp_out = _ptr3(vp_out)
+    job.g_out = _ptr3(g_out)
+    job.vtheta_out = _ptr2(vtheta_out)
+    with nogil:
+        _run(&job, &X[0, 0])
+
+
+def predict(const floating[:, ::1] X, const floating[:, ::1] Phi, const floating[::1] theta,
+            const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
+            const floating[:, ::1] W, const floating[:, ::1] A, floating[:, ::1] p_out,
+            floating[:, ::1] phi_out, double[::1] value_out, int[::1] status,
+            Py_ssize_t chunk, int n_threads, int n_workers=0):
+    """``p_out = X W^T + Phi A^T`` (n x c, plus ``A[:, -1]`` with the constant feature);
+    the features also go to ``phi_out`` when it has ``n`` rows (as in ``_kernels.predict``)."""
+    cdef VJob job
+    _setup(&job, MODE_PREDICT, X, Phi, theta[:0], theta, dims, bias, act, const_feat, W, A,
+           VLOSS_EXTERNAL, 0, chunk, n_threads, n_workers, value_out, status)
+    job.p_out = &p_out[0, 0]
+    job.phi_out = _ptr2(phi_out) if phi_out.shape[0] == X.shape[0] else NULL
+    job.phi_cols = phi_out.shape[1]
+    with nogil:
+        _run(&job, &X[0, 0])
