@@ -24,6 +24,7 @@ try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.utils import check_random_state
+    from sklearn.utils.metaestimators import available_if
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 except ImportError as err:  # pragma: no cover - the test environment has scikit-learn
@@ -40,7 +41,8 @@ from .optim import perturbed_gd
 __all__ = ["ResNetClassifier", "ResNetRegressor"]
 
 SOLVERS = ("lbfgs", "trust-ncg", "trust-krylov", "pgd")
-BINARY_LOSSES = ("logistic", "smoothed_hinge")
+BINARY_LOSSES = ("logistic", "smoothed_hinge")  # scalar losses on labels -1/+1
+CLASSIFIER_LOSSES = BINARY_LOSSES + ("cross_entropy",)
 # L-BFGS-B's relative-decrease stop (default 2.2e-9) would end runs long before the
 # gradient is small; this one only stops a run whose decrease is lost in rounding.
 _LBFGS_FTOL = 4 * np.finfo(np.float64).eps
@@ -57,8 +59,6 @@ def _host_array(a):
 
 class _ResNetBase(BaseEstimator):
     """Parameters, fit and certificate shared by the classifier and the regressor."""
-
-    _losses: tuple = ()
 
     def __init__(self, widths=(16,), *, activation="tanh", bias=True, head="residual",
                  loss=None, feature_bias=False, fit_intercept=True, solver="lbfgs",
@@ -105,22 +105,18 @@ class _ResNetBase(BaseEstimator):
         return np.column_stack([X, np.ones(X.shape[0], dtype=X.dtype)])
 
     # -- fit ------------------------------------------------------------------------------
-    def _objective(self, X, y, loss, sample_weight=None, **extra) -> Objective:
-        return Objective(X, y, loss=loss, widths=self._check_params(),
-                         activation=self.activation, bias=self.bias, head=self.head,
-                         feature_bias=self.feature_bias, sample_weight=sample_weight,
-                         n_threads=self.n_threads, **extra)
-
-    def _fit(self, X, y, sample_weight, loss, placeholder_y, **extra):
-        """Fit ``Objective(X, y, loss, **extra)`` from a seeded start; set the fitted
-        attributes.  ``placeholder_y``: a valid label of one sample (see ``_model``)."""
-        obj = self._objective(X, y, loss, _host_array(sample_weight), **extra)
+    def fit(self, X, y, sample_weight=None):
+        """Fit the network to ``(X, y)`` from a seeded start; ``sample_weight`` (n,) weights
+        the samples (non-negative, a positive sum).  Returns ``self``."""
+        X, y = self._check_data(X, y, reset=True)
+        y, extra = self._targets(y, reset=True)
+        obj = self._objective(X, y, _host_array(sample_weight), **extra)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         res = self._solve(obj, obj.init(seed), seed)
         params = np.asarray(res.x, dtype=obj.dtype)
         self.params_ = params
         self.parts_ = obj.unpack(params)
-        self.coef_ = self.parts_["w"]
+        self.coef_ = self.parts_["W" if obj.vector else "w"]
         self.n_iter_ = max(int(res.nit), 1)
         self.loss_ = float(obj.fun(params))
         self.converged_ = bool(res.success)
@@ -128,7 +124,7 @@ class _ResNetBase(BaseEstimator):
         if not self.converged_:
             warnings.warn(f"{type(self).__name__} did not converge ({self.solver}: "
                           f"{res.message}); increase max_iter or tol", ConvergenceWarning,
-                          stacklevel=3)
+                          stacklevel=2)
         self.linear_baseline_: LinearBaselineResult | None = None
         self.certificate_: SOPSPReport | None = None
         if self.certify:
@@ -136,9 +132,30 @@ class _ResNetBase(BaseEstimator):
             self.certificate_ = check_sopsp(obj, params, eps=float(self.tol))
         # Predictions need the network, not the training data: the same model on one
         # placeholder sample (its predict streams the new inputs through the kernels).
-        self._model = self._objective(np.zeros((1, obj.d), obj.dtype), placeholder_y, loss,
-                                      **extra)
+        self._model = self._objective(np.zeros((1, obj.d), obj.dtype),
+                                      self._placeholder_y(), **extra)
         return self
+
+    def objective(self, X, y, sample_weight=None) -> Objective:
+        """The :class:`resnet_core.Objective` this estimator minimises on ``(X, y)`` (the
+        labels encoded, the constant column appended), e.g. to certify the fitted point
+        with other settings: ``rc.check_sopsp(est.objective(X, y), est.params_, eps=...,
+        mu2=...)``."""
+        check_is_fitted(self)
+        X, y = self._check_data(X, y, reset=False)
+        y, extra = self._targets(y, reset=False)
+        return self._objective(X, y, _host_array(sample_weight), **extra)
+
+    def _check_data(self, X, y, *, reset: bool):
+        X, y = validate_data(self, _host_array(X), _host_array(y), reset=reset,
+                             dtype=[np.float64, np.float32], multi_output=True,
+                             y_numeric=isinstance(self, RegressorMixin))
+        return self._augment(X), y
+
+    def _objective(self, X, y, sample_weight=None, **extra) -> Objective:
+        return Objective(X, y, widths=self._check_params(), activation=self.activation,
+                         bias=self.bias, head=self.head, feature_bias=self.feature_bias,
+                         sample_weight=sample_weight, n_threads=self.n_threads, **extra)
 
     def _solve(self, obj: Objective, x0: np.ndarray, seed: int):
         tol, max_iter = float(self.tol), int(self.max_iter)
@@ -169,11 +186,13 @@ class _ResNetBase(BaseEstimator):
 
 
 class ResNetClassifier(ClassifierMixin, _ResNetBase):
-    """A residual network classifier: ``p = w^T (x + V f_theta(x))``, fitted by minimising
-    the empirical loss ``F = sum_i s_i l(p_i; y_i) / sum_i s_i`` without regularisation.
+    """A residual network classifier: ``p = w^T (x + V f_theta(x))`` (``W (x + V f_theta(x))``
+    with c outputs), fitted by minimising the empirical loss
+    ``F = sum_i s_i l(p_i; y_i) / sum_i s_i`` without regularisation.
 
     Two classes: the scalar logistic (default) or smoothed-hinge loss on labels mapped to -1
-    (``classes_[0]``) and +1 (``classes_[1]``).
+    (``classes_[0]``) and +1 (``classes_[1]``).  More classes: the softmax cross-entropy on c
+    outputs, one network for all classes (no one-vs-rest).
 
     Parameters
     ----------
@@ -183,9 +202,11 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
     bias : bool
         Biases in the MLP's layers.
     head : {"residual", "skip"}
-        ``p = w^T (x + V phi)`` or ``p = w^T x + v^T phi``.
-    loss : {"logistic", "smoothed_hinge"}, optional
-        Default ``"logistic"``.
+        ``p = w^T (x + V phi)`` or ``p = w^T x + v^T phi`` (``W x + B phi`` with c outputs).
+    loss : {"logistic", "smoothed_hinge", "cross_entropy"}, optional
+        Default: ``"logistic"`` for two classes, ``"cross_entropy"`` for more.  The scalar
+        losses fit two classes only; ``"cross_entropy"`` fits any number (two included:
+        then two outputs).
     feature_bias : bool
         Append a constant 1 to the features (Remark 1 of the paper).
     fit_intercept : bool
@@ -212,18 +233,21 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
+    loss_name_ : str
+        The loss fitted (``loss`` resolved).
     params_ : ndarray
         The fitted flat point ``[w, vec(V), theta]`` (:meth:`resnet_core.Objective.unpack`
-        layout), in the training data's dtype.
+        layout; ``[vec(W), vec(V), theta]`` with c outputs), in the training data's dtype.
     parts_ : dict
-        Views of ``params_``: ``"w"``, ``"V"`` (or ``"v"``), ``"layers"``.
+        Views of ``params_``: ``"w"`` (``"W"``), ``"V"`` (``"v"``, ``"B"``), ``"layers"``.
     coef_ : ndarray
-        The output weights ``w`` (over ``[x, 1]`` with ``fit_intercept``).
+        The output weights ``w`` (``W``, c x d), over ``[x, 1]`` with ``fit_intercept``.
     n_iter_ : int
     loss_ : float
         ``F`` at the fitted point (training data).
     converged_ : bool
         Whether the solver met its stopping rule (else a ``ConvergenceWarning`` was issued).
+    solver_message_ : str
     linear_baseline_ : LinearBaselineResult or None
         The best linear predictor on the training data, loss and weights.
     certificate_ : SOPSPReport or None
@@ -242,72 +266,89 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
     and no gradient flows back to it.
     """
 
-    _losses = BINARY_LOSSES
-
-    def fit(self, X, y, sample_weight=None):
-        """Fit the network to ``(X, y)``; ``sample_weight`` weights the samples."""
-        X, y = validate_data(self, _host_array(X), _host_array(y), dtype=[np.float64, np.float32],
-                             y_numeric=False, multi_output=True)
-        X = self._augment(X)
+    def _targets(self, y, *, reset: bool):
+        """Labels as the loss takes them: -1/+1 (``classes_[0]``, ``classes_[1]``) for the
+        scalar losses, ``0..c-1`` for the cross-entropy."""
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
-        self.classes_, codes = np.unique(y, return_inverse=True)
-        if self.classes_.size < 2:
-            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; got "
-                             f"1 class ({self.classes_[0]!r})")
-        loss = "logistic" if self.loss is None else self.loss
-        if self.classes_.size > 2:
-            raise ValueError("Only binary classification is supported. The type of the "
-                             f"target is multiclass ({self.classes_.size} classes).")
-        check_choice("loss", loss, self._losses)
-        labels = np.where(codes == 1, 1.0, -1.0)
-        return self._fit(X, labels, sample_weight, loss, np.ones(1))
+        if reset:
+            self.classes_ = np.unique(y)
+            c = self.classes_.size
+            if c < 2:
+                raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; "
+                                 f"got 1 class ({self.classes_[0]!r})")
+            loss = self.loss if self.loss is not None else (
+                "logistic" if c == 2 else "cross_entropy")
+            check_choice("loss", loss, CLASSIFIER_LOSSES)
+            if loss in BINARY_LOSSES and c > 2:
+                raise ValueError(f"loss {loss!r} fits two classes; got {c}: use "
+                                 "loss='cross_entropy' (or None) for more")
+            self.loss_name_ = loss
+        codes = np.searchsorted(self.classes_, y).clip(max=self.classes_.size - 1)
+        unseen = self.classes_[codes] != y
+        if unseen.any():
+            raise ValueError(f"y holds a label not seen in fit: {y[unseen][:1].tolist()[0]!r} (classes_ "
+                             f"is {self.classes_.tolist()})")
+        if self.loss_name_ == "cross_entropy":
+            return codes, {"loss": "cross_entropy", "n_classes": self.classes_.size}
+        return np.where(codes == 1, 1.0, -1.0), {"loss": self.loss_name_}
+
+    def _placeholder_y(self):
+        return np.zeros(1, np.intp) if self.loss_name_ == "cross_entropy" else np.ones(1)
 
     def decision_function(self, X) -> np.ndarray:
-        """The network's output ``p``: shape (n,) for two classes (positive: ``classes_[1]``)."""
-        return self._scores(X)
+        """Scores: shape (n,) for two classes (positive: ``classes_[1]``; with the
+        cross-entropy the log-odds ``p_1 - p_0``), (n, c) for more (the logits ``W u``)."""
+        p = self._scores(X)
+        if p.ndim == 2 and self.classes_.size == 2:
+            return p[:, 1] - p[:, 0]
+        return p
 
     def predict(self, X) -> np.ndarray:
-        """The predicted class of each sample."""
-        p = self.decision_function(X)
-        return self.classes_[(p > 0).astype(np.intp)]
+        """The predicted class of each sample (the largest score)."""
+        p = self._scores(X)
+        index = p.argmax(axis=1) if p.ndim == 2 else (p > 0).astype(np.intp)
+        return self.classes_[index]
 
+    @available_if(lambda est: est.loss != "smoothed_hinge")
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, columns in the order of ``classes_``: ``[1 - sigma(p),
-        sigma(p)]`` for the logistic loss, ``sigma(p) = 1 / (1 + e^{-p})``.  The smoothed
-        hinge is not a likelihood: no probabilities."""
+        """Class probabilities, columns in the order of ``classes_``: the softmax of the
+        scores (cross-entropy), ``[1 - sigma(p), sigma(p)]`` for the logistic loss
+        (``sigma(p) = 1 / (1 + e^{-p})``).  Not for the smoothed hinge (not a likelihood)."""
         check_is_fitted(self)
-        if self.loss == "smoothed_hinge":
-            raise AttributeError("predict_proba needs the logistic loss; the smoothed hinge "
-                                 "gives no probabilities (use decision_function)")
-        p = np.asarray(self.decision_function(X), dtype=np.float64)
-        return np.column_stack([scipy.special.expit(-p), scipy.special.expit(p)])
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
+        return self._model.predict_proba(self.params_, self._validate_X(X, reset=False))
 
 
 class ResNetRegressor(RegressorMixin, _ResNetBase):
-    """A residual network regressor: ``p = w^T (x + V f_theta(x))`` fitted by minimising
-    ``F = sum_i s_i (p_i - y_i)^2 / (2 sum_i s_i)`` without regularisation.
+    """A residual network regressor: ``p = w^T (x + V f_theta(x))`` (``W (...)`` for y with
+    c columns) fitted by minimising ``F = sum_i s_i ||p_i - y_i||^2 / (2 sum_i s_i)`` without
+    regularisation.
 
     Parameters are those of :class:`ResNetClassifier`, with ``loss`` ``"squared"`` (the
-    default, and the only one).  Attributes likewise, without ``classes_``.
+    default, and the only one).  Attributes likewise, without ``classes_``; ``predict``
+    returns the shape of the ``y`` fitted ((n,), (n, 1) or (n, c)).
     """
 
-    _losses = ("squared",)
+    def _targets(self, y, *, reset: bool):
+        """``y`` as given: (n,), (n, 1) (both the scalar objective) or (n, c)."""
+        if reset:
+            self.loss_name_ = check_choice(
+                "loss", "squared" if self.loss is None else self.loss, ("squared",))
+            self._y_shape = np.shape(y)[1:]
+        elif np.shape(y)[1:] != self._y_shape:
+            raise ValueError(f"y must have shape (n_samples{''.join(f', {c}' for c in self._y_shape)})"
+                             f" as in fit; got {np.shape(y)}")
+        return y, {"loss": "squared"}
 
-    def fit(self, X, y, sample_weight=None):
-        """Fit the network to ``(X, y)``; ``sample_weight`` weights the samples."""
-        X, y = validate_data(self, _host_array(X), _host_array(y),
-                             dtype=[np.float64, np.float32], y_numeric=True)
-        X = self._augment(X)
-        loss = check_choice("loss", "squared" if self.loss is None else self.loss,
-                            self._losses)
-        return self._fit(X, np.asarray(y, dtype=X.dtype), sample_weight, loss, np.zeros(1))
+    def _placeholder_y(self):
+        return np.zeros((1,) + self._y_shape)
 
     def predict(self, X) -> np.ndarray:
-        """The network's output ``p`` on ``X``."""
-        return self._scores(X)
+        """The network's output ``p`` on ``X``, shaped as the ``y`` fitted."""
+        p = self._scores(X)
+        return p.reshape((p.shape[0],) + self._y_shape)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
