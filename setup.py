@@ -67,17 +67,16 @@ directives = {
     "cpow": True,
 }
 
+common = dict(
+    include_dirs=[np.get_include(), "src"],
+    extra_compile_args=compile_args,
+    extra_link_args=openmp,
+    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+)
+# Both modules include src/_mlp.pxi: _kernels for scalar outputs, _vkernels for c outputs.
 extensions = [
-    Extension(
-        f"resnet_core.{name}",
-        [f"src/{name}.pyx"],
-        include_dirs=[np.get_include(), "src"],
-        extra_compile_args=compile_args,
-        extra_link_args=openmp,
-        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
-    )
-    # _kernels: scalar outputs; _vkernels: c outputs (issue 11); both include src/_mlp.pxi
-    for name in ("_kernels", "_vkernels")
+    Extension("resnet_core._kernels", ["src/_kernels.pyx"], **common),
+    Extension("resnet_core._vkernels", ["src/_vkernels.pyx"], **common),
 ]
 
 setup(

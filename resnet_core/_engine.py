@@ -10,6 +10,8 @@ buffers filled; later passes read them.  A pass that does not complete (an inter
 ``MemoryError``) leaves the buffers unfilled, so nothing stale is ever read.  Passes on
 different buffers may run at the same time from several threads.  Extra memory: the
 buffers and the per-slot partial sums; nothing of size ``n x width``.
+
+:class:`VectorEngine` is the same for c outputs (``_vkernels``): its buffers are n x c.
 """
 
 from __future__ import annotations

@@ -3,7 +3,10 @@ fixed-feature restriction ``F_theta(w, V)``.
 
 Both classes follow ``scipy.optimize.minimize``'s conventions: ``fun(x)``, ``grad(x)``
 (``jac``), ``hessp(x, p)``, on a flat float vector.  Expectations are weighted means,
-``E[h] = sum_i s_i h_i / sum_i s_i``.
+``E[h] = sum_i s_i h_i / sum_i s_i``.  With c outputs (Remark 2 of the paper:
+``loss="cross_entropy"``, or the squared loss on an (n, c) target) the same classes compute
+``F(W, V, theta) = E[l(W (x + V f_theta(x)); y)]``, ``W`` c x d (docs/vector_outputs.md);
+``vector`` and ``n_outputs`` tell which.
 """
 
 from __future__ import annotations
@@ -229,11 +232,13 @@ class FeatureObjective(_HeadObjective):
         float types become float64; a non-C-contiguous array is copied.  NaN/inf rejected.
     Phi : array of shape (n, k)
         Features ``phi_i = f_theta(x_i)``, converted to ``X``'s dtype.
-    y : array of shape (n,)
-        Targets; labels -1/+1 for the logistic and smoothed-hinge losses.
+    y : array of shape (n,) or (n, c)
+        Targets; labels -1/+1 for the logistic and smoothed-hinge losses; integer labels
+        ``0..c-1`` for the cross-entropy; an (n, c) array for the squared loss with c
+        outputs.
     loss : str, Loss or callable
-        ``"squared"``, ``"logistic"``, ``"smoothed_hinge"`` or a user-defined loss (see
-        :mod:`resnet_core.losses`).
+        ``"squared"``, ``"logistic"``, ``"smoothed_hinge"``, ``"cross_entropy"`` or a
+        user-defined loss (see :mod:`resnet_core.losses`).
     head : {"residual", "skip"}
         ``p = w^T (x + V phi)`` or ``p = w^T x + v^T phi``.
     sample_weight : array of shape (n,), optional
@@ -247,9 +252,16 @@ class FeatureObjective(_HeadObjective):
         Threads of the kernels (default: all cores, or ``OMP_NUM_THREADS``).
     chunk_size : int, optional
         Samples per chunk of the streaming kernels.
+    n_classes : int, optional
+        Cross-entropy only: the number of classes c (default ``max(y) + 1``).
 
     Notes
     -----
+    With c outputs (cross-entropy, or the squared loss on an (n, c) ``y``; ``n_outputs``
+    is c) the point is ``[vec(W), vec(V)]`` or ``[vec(W), vec(B)]`` (``W`` c x d, ``B``
+    c x k), ``predict`` returns (n, c) scores, every ``hessp`` streams the data, and
+    ``stats`` / ``hessian`` raise NotImplementedError (docs/vector_outputs.md).
+
     The flat point is ``z = [w, vec(V)]`` (``V`` row-major, d x k) or ``[w, v]``.  With
     ``u = x + V phi``, ``p = w^T u``, ``g = E[l' phi]``:
 
@@ -386,9 +398,11 @@ class Objective(_HeadObjective):
     X : array of shape (n, d)
         Inputs (float32 kept, other numeric types become float64; NaN/inf rejected).
         A memory-mapped C-contiguous array is used in place.
-    y : array of shape (n,)
-        Targets; labels -1/+1 for the logistic and smoothed-hinge losses.
+    y : array of shape (n,) or (n, c)
+        Targets, as in :class:`FeatureObjective`.
     loss : str, Loss or callable
+        As in :class:`FeatureObjective`; ``"cross_entropy"`` on integer labels (or
+        ``"squared"`` on an (n, c) ``y``) gives c outputs.
     widths : tuple of int
         Widths ``h_1, ..., h_L`` of the MLP; ``k = widths[-1]`` (``+ 1`` with
         ``feature_bias``).
@@ -400,12 +414,14 @@ class Objective(_HeadObjective):
         Remark 1: append a constant 1 to the features, a bias column in ``V``:
         ``phi(x) = [f_theta(x); 1]``, the last column of ``V`` (last entry of ``v``)
         multiplies the constant.
-    sample_weight, n_threads, chunk_size
+    sample_weight, n_threads, chunk_size, n_classes
         As in :class:`FeatureObjective`.
 
     Notes
     -----
-    Flat parameters: ``[w (d), V (d k, row-major) or v (k), W_1 (h_1 d), b_1, ..., W_L, b_L]``.
+    Flat parameters: ``[w (d), V (d k, row-major) or v (k), W_1 (h_1 d), b_1, ..., W_L, b_L]``;
+    with c outputs ``[W (c d), V (d k) or B (c k), W_1, b_1, ...]``, all row-major
+    (docs/vector_outputs.md).
     Gradients by back-propagation and Hessian-vector products by the R-operator (forward
     over reverse), both streamed over chunks of samples: extra memory ``O(chunk x widths)``
     plus two n-vectors, whatever ``n``.

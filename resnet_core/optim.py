@@ -492,6 +492,9 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     """
     if not isinstance(objective, Objective) or objective.head != "skip":
         raise TypeError("projected_sgd needs an Objective with head='skip' (Theorem 4)")
+    if objective.vector:
+        raise NotImplementedError("projected_sgd (Theorem 4) is for scalar outputs; this "
+                                  f"objective has n_outputs = {objective.n_outputs}")
     if objective.loss.code < 0:
         raise TypeError("projected_sgd runs compiled: it needs a built-in loss")
     if objective.feature_bias:

@@ -106,6 +106,10 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
     if not isinstance(objective, (Objective, FeatureObjective)):
         raise TypeError("objective must be an Objective or a FeatureObjective; got "
                         f"{type(objective).__name__}")
+    if objective.vector:
+        raise NotImplementedError(
+            f"point files do not hold objectives with c outputs yet (this one has "
+            f"n_outputs = {objective.n_outputs}): save x with numpy.save")
     loss = objective.loss
     if BUILTIN_LOSSES.get(loss.name) is not loss:
         raise ValueError(f"cannot store the custom loss {loss.name!r}: a point file holds "

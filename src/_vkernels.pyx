@@ -29,13 +29,18 @@ width of a prediction.
    ``GP = R^T Phi`` and the MLP part by ``_r_backward`` with ``G = R A``,
    ``RG = RR A + R dA``.
 3. Memory.  A slot's workspace is that of ``_kernels`` plus two m x c blocks (``P``,
-   ``RP``); the caller's ``R`` (and ``Q``) are n x c in the data's dtype.
+   ``RP``) and a row of c doubles; the caller's ``R`` (and ``Q``) are n x c in the data's
+   dtype.  The exponentials of the softmax are ``rc_exp`` (rc_math.h: vectorised, a few
+   ulp), one per score.
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
-from libc.math cimport exp, log
+from libc.math cimport log
+
+cdef extern from "rc_math.h" nogil:
+    double rc_exp(double x)
 
 from _blas cimport gemm_rm
 from _activation cimport act_apply
@@ -125,9 +130,10 @@ cdef void _scores(VJob* job, Py_ssize_t m, const floating* Xc, const floating* P
                 P[i * c + j] += A[j * job.k + kf]
 
 
-cdef double _loss_chunk(VJob* job, Py_ssize_t m, Py_ssize_t row0,
-                        const floating* P) noexcept nogil:
-    """R = s dl/dp (and Q = softmax, l) for the chunk's rows; returns sum_i s_i l_i."""
+cdef double _loss_chunk(VJob* job, Py_ssize_t m, Py_ssize_t row0, const floating* P,
+                        double* e) noexcept nogil:
+    """R = s dl/dp (and Q = softmax, l) for the chunk's rows; returns sum_i s_i l_i.
+    ``e`` is a scratch row of c doubles."""
     cdef Py_ssize_t i, j, c = job.c, yi
     cdef const floating* s = <const floating*> job.s + row0
     cdef floating* R = <floating*> job.R + row0 * c
@@ -135,7 +141,7 @@ cdef double _loss_chunk(VJob* job, Py_ssize_t m, Py_ssize_t row0,
     cdef floating* lout = <floating*> job.l + row0
     cdef const floating* y
     cdef const floating* p
-    cdef double val = 0, lv, diff, mx, tot, lse, pi
+    cdef double val = 0, lv, diff, mx, tot, pi
     for i in range(m):
         p = P + i * c
         lv = 0
@@ -147,17 +153,18 @@ cdef double _loss_chunk(VJob* job, Py_ssize_t m, Py_ssize_t row0,
                 R[i * c + j] = <floating> (s[i] * diff)
         else:
             yi = <Py_ssize_t> (<const floating*> job.y)[row0 + i]
+            # pi = e / sum(e) with e_j = exp(p_j - max p) in (0, 1]: one exp per score
             mx = p[0]
             for j in range(1, c):
                 if p[j] > mx:
                     mx = p[j]
             tot = 0
             for j in range(c):
-                tot += exp(<double> p[j] - mx)
-            lse = mx + log(tot)
-            lv = lse - <double> p[yi]
+                e[j] = rc_exp(<double> p[j] - mx)
+                tot += e[j]
+            lv = mx + log(tot) - <double> p[yi]
             for j in range(c):
-                pi = exp(<double> p[j] - lse)
+                pi = e[j] / tot
                 Q[i * c + j] = <floating> pi
                 R[i * c + j] = <floating> (s[i] * (pi - (1.0 if j == yi else 0.0)))
         lout[i] = <floating> lv
@@ -230,10 +237,15 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
     cdef floating* RZ[MAX_LAYERS]
     cdef floating* RH[MAX_LAYERS]
     cdef double val = 0
+    cdef double* e
     if c0 >= c1:
         return 0
     ws = <floating*> malloc(_ws_entries(mc, job.net.sumw, job.net.maxw, c) * sizeof(floating))
     if ws == NULL:
+        return 1
+    e = <double*> malloc(c * sizeof(double))
+    if e == NULL:
+        free(ws)
         return 1
     off = 0
     for l in range(L):
@@ -285,7 +297,7 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
 
         if job.loss != VLOSS_EXTERNAL:
             _scores(job, m, Xc, Phic, W, A, P)
-            val += _loss_chunk(job, m, row0, P)
+            val += _loss_chunk(job, m, row0, P, e)
         Rc = <const floating*> job.R + row0 * c
 
         if mode == MODE_VALUE_GRAD:
@@ -320,6 +332,7 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
             _r_backward(&job.net, m, Xc, theta, dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn,
                         vtheta)
     job.value_out[t] = val
+    free(e)
     free(ws)
     return 0
 

@@ -69,6 +69,13 @@ __all__ = [
     "stats",
     "feature_hessian",
     "feature_hessp",
+    "vector_loss",
+    "vector_n_params",
+    "vector_unpack",
+    "vector_value",
+    "vector_gradient",
+    "vector_hessp_fd",
+    "vector_feature_value_grad_hessian",
 ]
 
 HEADS = ("residual", "skip")
@@ -747,3 +754,182 @@ def feature_hessp(X, Phi, y, z, p, *, loss="logistic", head="residual",
     Hw = A @ dw + B @ (dV.T @ w) + dV @ g
     HV = np.outer(w, B.T @ dw + C @ (dV.T @ w)) + np.outer(dw, g)
     return np.concatenate([Hw, HV.reshape(-1)])
+
+
+# ---------------------------------------------------------------------------
+# c outputs (Remark 2 of the paper): p = W (x + V f(x)) or p = W x + B f(x)
+# ---------------------------------------------------------------------------
+#
+# Scores ``p`` have c entries; ``W`` is (c, d), ``V`` (d, k), ``B`` (c, k).  Flat layout
+# (C order): ``[vec(W), vec(V) | vec(B), W_1, b_1, ...]``.  Losses of a score vector:
+#
+#   "cross_entropy": y an integer label, l = log sum_j exp(p_j) - p_y,
+#                    dl/dp = softmax(p) - e_y, d2l/dp2 = diag(pi) - pi pi^T
+#   "squared":       y a row of an (n, c) target, l = ||p - y||^2 / 2,
+#                    dl/dp = p - y, d2l/dp2 = I
+
+
+def vector_loss(P, y, loss):
+    """Per-sample ``(l (n,), dl/dp (n, c), d2l/dp2 (n, c, c))`` of a score matrix ``P``."""
+    P = np.asarray(P, dtype=np.float64)
+    n, c = P.shape
+    if loss == "squared":
+        D = P - np.asarray(y, dtype=np.float64).reshape(n, c)
+        return 0.5 * (D ** 2).sum(axis=1), D, np.broadcast_to(np.eye(c), (n, c, c)).copy()
+    if loss != "cross_entropy":
+        raise ValueError(f"unknown vector loss {loss!r}")
+    labels = np.asarray(y).astype(int).reshape(-1)
+    lse = np.logaddexp.reduce(P, axis=1)  # log sum_j exp(p_j), overflow-free
+    pi = np.exp(P - lse[:, None])
+    onehot = np.eye(c)[labels]
+    l = lse - (P * onehot).sum(axis=1)
+    H = np.stack([np.diag(row) - np.outer(row, row) for row in pi])
+    return l, pi - onehot, H
+
+
+def vector_n_params(d, c, widths, head="residual", bias=True, feature_bias=False):
+    """Length of the flat vector: ``c*d + (d*k | c*k) + the layers``."""
+    k = int(widths[-1]) + (1 if feature_bias else 0)
+    layers = n_params(d, widths, "skip", bias, feature_bias) - d - k
+    return c * d + (d * k if head == "residual" else c * k) + layers
+
+
+def vector_unpack(x, d, c, widths, head="residual", bias=True, feature_bias=False):
+    """``{"W": (c, d), "V": (d, k) | "B": (c, k), "layers": [(W_l, b_l), ...]}``."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    k = int(widths[-1]) + (1 if feature_bias else 0)
+    rows = d if head == "residual" else c
+    out = {"W": x[:c * d].reshape(c, d).copy()}
+    out["V" if head == "residual" else "B"] = x[c * d:c * d + rows * k].reshape(rows, k).copy()
+    rest = x[c * d + rows * k:]
+    # the layers: reuse the scalar unpack on a vector with a dummy head of the right size
+    dummy = np.concatenate([np.zeros(d + d * k), rest])
+    out["layers"] = unpack(dummy, d, widths, "residual", bias, feature_bias)["layers"]
+    return out
+
+
+def _vector_pack(grads, head):
+    pieces = [grads["W"].reshape(-1), grads["V" if head == "residual" else "B"].reshape(-1)]
+    for gW, gb in grads["layers"]:
+        pieces.append(gW.reshape(-1))
+        if gb is not None:
+            pieces.append(gb.reshape(-1))
+    return np.concatenate(pieces)
+
+
+def _vector_scores(X, Phi, params, head):
+    """``P = X W^T + Phi (W V)^T`` (residual) or ``X W^T + Phi B^T`` (skip); ``M`` such
+    that ``P = X W^T + Phi M^T``."""
+    W = params["W"]
+    M = W @ params["V"] if head == "residual" else params["B"]
+    return X @ W.T + Phi @ M.T, M
+
+
+def vector_value(X, y, x, *, c, widths, loss="cross_entropy", activation="tanh", bias=True,
+                 head="residual", sample_weight=None, feature_bias=False):
+    """``F = E[l(p_i; y_i)]`` with c outputs."""
+    X = np.asarray(X, dtype=np.float64)
+    q = _weights(sample_weight, X.shape[0])
+    params = vector_unpack(x, X.shape[1], c, widths, head, bias, feature_bias)
+    Phi = with_constant(features(X, params["layers"], activation), feature_bias)
+    P, _ = _vector_scores(X, Phi, params, head)
+    return float(q @ vector_loss(P, y, loss)[0])
+
+
+def vector_gradient(X, y, x, *, c, widths, loss="cross_entropy", activation="tanh",
+                    bias=True, head="residual", sample_weight=None, feature_bias=False):
+    """Gradient of :func:`vector_value` by back-propagation.
+
+    With ``R = q * dl/dp`` (n, c), ``U = X + Phi V^T``:
+    residual ``dF/dW = R^T U``, ``dF/dV = W^T R^T Phi``, ``dF/dPhi = R W V``;
+    skip ``dF/dW = R^T X``, ``dF/dB = R^T Phi``, ``dF/dPhi = R B``; then the layers as in
+    :func:`gradient`.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    q = _weights(sample_weight, X.shape[0])
+    params = vector_unpack(x, X.shape[1], c, widths, head, bias, feature_bias)
+    layers = params["layers"]
+    As, dacts = forward(X, layers, activation)
+    Phi = with_constant(As[-1], feature_bias)
+    P, M = _vector_scores(X, Phi, params, head)
+    R = q[:, None] * vector_loss(P, y, loss)[1]
+    W = params["W"]
+    grads = {}
+    if head == "residual":
+        V = params["V"]
+        grads["W"] = R.T @ (X + Phi @ V.T)
+        grads["V"] = W.T @ (R.T @ Phi)
+    else:
+        grads["W"] = R.T @ X
+        grads["B"] = R.T @ Phi
+    D = (R @ M)[:, :As[-1].shape[1]]
+    layer_grads = [None] * len(layers)
+    for i in range(len(layers) - 1, -1, -1):
+        Wl, b = layers[i]
+        Delta = D * dacts[i]
+        layer_grads[i] = (Delta.T @ As[i], Delta.sum(axis=0) if b is not None else None)
+        D = Delta @ Wl
+    grads["layers"] = layer_grads
+    return _vector_pack(grads, head)
+
+
+def vector_hessp_fd(X, y, x, p, eps=1e-3, **kw):
+    """``H p`` by 4th-order central differences of :func:`vector_gradient`."""
+    x = np.asarray(x, dtype=np.float64)
+    p = np.asarray(p, dtype=np.float64)
+
+    def g(t):
+        return vector_gradient(X, y, x + t * p, **kw)
+
+    return (-g(2 * eps) + 8 * g(eps) - 8 * g(-eps) + g(-2 * eps)) / (12 * eps)
+
+
+def vector_feature_value_grad_hessian(X, Phi, y, z, *, c, loss="cross_entropy",
+                                      head="residual", sample_weight=None,
+                                      feature_bias=False):
+    """Value, gradient and dense Hessian of ``F(W, V)`` (or ``F(W, B)``) for fixed ``Phi``,
+    from the per-sample Jacobian ``J_i = dp_i/dz`` (c x n_z):
+
+        F = E[l],  grad = E[J^T dl/dp],  H = E[J^T (d2l/dp2) J] + E[sum_a (dl/dp)_a d2p_a/dz2]
+
+    Residual head (``u = x + V phi``): ``dp_a/dW_bj = [a = b] u_j``,
+    ``dp_a/dV_ij = W_ai phi_j``, and the only second derivatives of ``p`` are
+    ``d2p_a/(dW_ai dV_ij) = phi_j``.  Skip head: ``dp_a/dW_bj = [a = b] x_j``,
+    ``dp_a/dB_bj = [a = b] phi_j``, ``p`` linear in ``z``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Phi = with_constant(Phi, feature_bias)
+    n, d = X.shape
+    k = Phi.shape[1]
+    q = _weights(sample_weight, n)
+    z = np.asarray(z, dtype=np.float64)
+    W = z[:c * d].reshape(c, d)
+    rows = d if head == "residual" else c
+    M = z[c * d:].reshape(rows, k)
+    nz = z.size
+    F, grad, H = 0.0, np.zeros(nz), np.zeros((nz, nz))
+    for i in range(n):
+        x, phi = X[i], Phi[i]
+        J = np.zeros((c, nz))
+        if head == "residual":
+            u = x + M @ phi
+            p = W @ u
+            for a in range(c):
+                J[a, a * d:(a + 1) * d] = u
+                J[a, c * d:] = np.outer(W[a], phi).reshape(-1)
+        else:
+            p = W @ x + M @ phi
+            for a in range(c):
+                J[a, a * d:(a + 1) * d] = x
+                J[a, c * d + a * k:c * d + (a + 1) * k] = phi
+        l, g1, h2 = vector_loss(p[None, :], np.asarray(y)[i:i + 1], loss)
+        F += q[i] * l[0]
+        grad += q[i] * J.T @ g1[0]
+        H += q[i] * J.T @ h2[0] @ J
+        if head == "residual":
+            for a in range(c):
+                for ii in range(d):
+                    for j in range(k):
+                        H[a * d + ii, c * d + ii * k + j] += q[i] * g1[0, a] * phi[j]
+                        H[c * d + ii * k + j, a * d + ii] += q[i] * g1[0, a] * phi[j]
+    return F, grad, H
