@@ -65,6 +65,15 @@ class Model:
         return float(np.sum(np.sign(self.ev) * root**2))
 
 
+def qr_factor(row_blocks, n_cols: int) -> np.ndarray:
+    """The triangular factor ``R`` of the rows of all ``row_blocks`` stacked (float64), by
+    tall-skinny QR: ``R <- qr([R; block])``, so memory is one block plus ``R``."""
+    R = np.zeros((0, n_cols))
+    for rows in row_blocks:
+        R = np.linalg.qr(np.vstack([R, rows]), mode="r")
+    return R
+
+
 def newton_decrement(m: Model) -> float:
     """``nu^2 = g^T H^+ g``.
 

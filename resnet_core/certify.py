@@ -180,6 +180,12 @@ class SOPSPReport:
     ``||w|| <= baseline_radius``, or ``F_lin(w_star)`` for a given ``w_star``); ``gap`` is
     ``F - F_lin_star``.  When the infimum is not attained (separable data), ``w_star`` is a
     point far along the separating direction with ``F_lin(w_star) = F_lin_at_w_star``.
+
+    Lemma 1 is checked along ``G`` (``G_norm = ||G||``).  For ``n_outputs = c > 1`` (the
+    head ``W`` is c x d, ``w_star`` a c x d list, ``w_norm = ||W||_F``):
+    ``G = (W - W*, W^+ W* V)``, ``theorem1_bound = (F - F_lin(W*)) / ||G||_F`` (the
+    analogue of Theorem 1), ``lemma1_note`` says why they were not computed (``W`` not of
+    full row rank), and ``theorem2_note`` that Theorem 2 has no known analogue.
     """
 
     eps: float
@@ -223,6 +229,10 @@ class SOPSPReport:
     theorem2_lhs: float | None = None
     theorem2_holds: bool | None = None
     lanczos_residual: float | None = None
+    n_outputs: int = 1
+    G_norm: float | None = None
+    lemma1_note: str | None = None
+    theorem2_note: str | None = None
     timings: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -265,9 +275,10 @@ class SOPSPReport:
             curv = "curvature threshold unknown: mu2 not given"
         else:
             curv = f"curvature threshold {self.threshold:.4g}"
+        vec = self.n_outputs > 1
         rows = [
             ("eps-SOPSP", f"{verdict} (eps = {self.eps:g}, {curv})"),
-            ("||grad_(w,V) F||", f"{self.grad_norm:.6g}  ({'<=' if self.gradient_ok else '>'}"
+            ("||grad_(W,V) F||" if vec else "||grad_(w,V) F||", f"{self.grad_norm:.6g}  ({'<=' if self.gradient_ok else '>'}"
                                  f" eps)"),
             ("lambda_min", f"{self.lambda_min:.6g} +- {self.lambda_min_error:.2g} "
                            f"[{self.method}"
@@ -284,19 +295,30 @@ class SOPSPReport:
                     "(lambda_min^2 / eps, to lambda_min's accuracy)")
             rows.append(("mu2", f"not given{need}"))
         rows += [
-            ("F(w, V, theta)", f"{self.F:.6g} +- {self.F_se:.2g} (s.e.)"),
+            ("F(W, V, theta)" if vec else "F(w, V, theta)",
+             f"{self.F:.6g} +- {self.F_se:.2g} (s.e.)"),
             self._baseline_row(),
             ("gap F - F_lin*", f"{self.gap:.6g} +- {self.gap_se:.2g} (s.e.)"),
         ]
         if self.lemma1_inner is not None:
-            rows.append(("Lemma 1 <G, grad F>", f"{self.lemma1_inner:.6g} >= F - F_lin(w*): "
-                                                 f"{'holds' if self.lemma1_holds else 'FAILS'}"))
-            rows.append(("Theorem 1 bound", f"||grad|| >= {self.theorem1_bound:.6g}: "
-                                            f"{'holds' if self.theorem1_holds else 'FAILS'}"))
+            rows.append((f"Lemma 1{' analogue' if vec else ''} <G, grad F>",
+                         f"{self.lemma1_inner:.6g} >= F - F_lin(w*) = "
+                         f"{self.F - self.F_lin_at_w_star:.6g}: "
+                         f"{'holds' if self.lemma1_holds else 'FAILS'}"))
+        if self.theorem1_bound is not None:
+            how = f" = (F - F_lin(W*)) / ||G||_F, ||G||_F = {self.G_norm:.4g}" if vec else ""
+            rows.append((f"Theorem 1{' analogue' if vec else ''} bound",
+                         f"||grad|| >= {self.theorem1_bound:.6g}{how}: "
+                         f"{'holds' if self.theorem1_holds else 'FAILS'}"))
+        if self.lemma1_note is not None:
+            rows.append(("Lemma 1 / Theorem 1", self.lemma1_note))
         if self.theorem2_lhs is not None:
             rows.append(("Theorem 2 (w = 0)", f"{self.theorem2_lhs:.6g} >= F - F_lin(w*): "
                                               f"{'holds' if self.theorem2_holds else 'FAILS'}"))
-        rows.append(("samples / dimension", f"{self.n_samples} / {self.dim}"))
+        if self.theorem2_note is not None:
+            rows.append(("Theorem 2", self.theorem2_note))
+        rows.append(("samples / dimension", f"{self.n_samples} / {self.dim}"
+                                            + (f" (c = {self.n_outputs} outputs)" if vec else "")))
         rows.append(("time", ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in self.timings.items())))
         width = max(len(r[0]) for r in rows)
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
@@ -463,6 +485,11 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
 
     fo, z = _feature_objective(objective, x)
     z = fo.validate_point(z, "x" if isinstance(objective, Objective) else "z")
+    if getattr(fo, "n_outputs", 1) > 1:
+        from .certify_vector import check_sopsp_vector
+        return check_sopsp_vector(fo, z, eps=eps, mu2=mu2, mu2_region=mu2_region,
+                                  curvature_tol=curvature_tol, w_star=w_star,
+                                  baseline_radius=baseline_radius, method=method)
     timings = {}
     method = "structured" if method == "auto" else method
 
@@ -520,6 +547,7 @@ def _paper_inequalities(report, fo, st, lam, w, M, w_star, gap_w, grad):
     tol = 1e-9 * (1.0 + abs(report.F) + abs(report.F_lin_at_w_star))
     if report.w_norm > 0:
         G = theory.lemma1_direction(np.asarray(w, np.float64), V, w_star)
+        report.G_norm = float(np.linalg.norm(G))
         report.lemma1_inner = float(G @ grad)
         # E[l' (p - w*^T x)] = w . grad_w - E[l' x] . w*, with E[l' x] = grad_w - V g
         grad_w = grad[:fo.d]

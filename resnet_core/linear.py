@@ -33,8 +33,8 @@ from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult, brentq
 
 from ._engine import Engine
-from ._trust_region import (Model, NewtonResult, ball_step, inside_ball, safe_norm,
-                            trust_region_newton)
+from ._trust_region import (Model, NewtonResult, ball_step, inside_ball, qr_factor,
+                            safe_norm, trust_region_newton)
 from ._validation import check_data, check_positive_int, check_sample_weight
 from .losses import Loss, get_loss
 from .separability import MAX_LP_ENTRIES, Separability, _separability
@@ -101,7 +101,7 @@ class _Passes:
         self.engine, self.lam = engine, lam
         self.empty = np.empty(0, dtype=engine.dtype)
         self.eps = float(np.finfo(engine.dtype).eps)
-        self.use_factor = engine.loss.code >= 0
+        self.use_factor = self.convex = engine.loss.code >= 0
         self.constant_hessian = engine.loss.name == "squared" and self.use_factor
         self._factor = factor_cache if factor_cache is not None else {}
 
@@ -110,13 +110,10 @@ class _Passes:
         return _Passes(self.engine, lam, self._factor)
 
     def _qr_factor(self, q) -> np.ndarray:
-        X, d = self.engine.X, self.engine.d
-        R = np.zeros((0, d))
-        for i0 in range(0, X.shape[0], QR_CHUNK):
-            i1 = min(i0 + QR_CHUNK, X.shape[0])
-            rows = np.sqrt(np.asarray(q[i0:i1], dtype=np.float64))[:, None] * X[i0:i1]
-            R = np.linalg.qr(np.vstack([R, rows]), mode="r")
-        return R
+        X = self.engine.X
+        return qr_factor((np.sqrt(np.asarray(q[i0:i0 + QR_CHUNK], dtype=np.float64))[:, None]
+                          * X[i0:i0 + QR_CHUNK] for i0 in range(0, X.shape[0], QR_CHUNK)),
+                         self.engine.d)
 
     def full(self, w) -> Model:
         buf = self.engine.new_buffers()
@@ -167,7 +164,7 @@ def _minimise(passes, d, tol, eps, max_iter, loss_name):
                               max_iter=max_iter, F_floor=eps * abs(F0))
     # A user-defined loss may not be convex: then all Newton's method can promise is a
     # stationary point.
-    what = ("minimum attained" if passes.engine.loss.code >= 0 else
+    what = ("minimum attained" if passes.convex else
             "stationary point reached (the minimum if the loss is convex)")
     msg = (f"{what}; Newton decrement at the tolerance" if res.stop == "decrement"
            else f"{what}; converged to the rounding level" if res.converged
@@ -288,19 +285,30 @@ def _ball_general(passes, d, R, tol, eps, max_iter) -> _BallSolution:
 
 
 def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic",
+                    n_classes: int | None = None,
                     sample_weight: ArrayLike | None = None, radius: float | None = None,
                     tol: float | None = None, max_iter: int = 100, n_threads: int | None = None,
                     max_lp_entries: int = MAX_LP_ENTRIES) -> LinearBaselineResult:
-    """Best linear predictor: ``inf_w E[l(w^T x; y)]`` or ``min_{||w|| <= radius}``.
+    """Best linear predictor: ``inf_w E[l(w^T x; y)]`` or ``min_{||w|| <= radius}``; for
+    ``c`` outputs ``inf_W E[l(W x; y)]`` with ``W`` of shape (c, d) and ``||W||_F <= radius``
+    (:mod:`resnet_core.linear_vector`).
 
     Parameters
     ----------
     X : array of shape (n, d)
-    y : array of shape (n,)
+    y : array of shape (n,) or (n, c)
+        Targets; for ``loss="cross_entropy"`` integer classes ``0..c-1``; for the squared
+        loss an (n, c) array gives ``c`` outputs ((n, 1): the scalar problem, ``w`` of shape
+        (1, d)).
     loss : str, Loss or callable
+        Also ``"cross_entropy"``: ``l(p; y) = logsumexp(p) - p_y``, ``p = W x``; the
+        returned ``W`` is the representative with rows summing to 0 (``F_lin`` is invariant
+        to adding one vector to every row).
+    n_classes : int, optional
+        ``c`` for the cross-entropy (default ``max(y) + 1``).
     sample_weight : array of shape (n,), optional
     radius : float, optional
-        Constrain ``||w|| <= radius``.
+        Constrain ``||w|| <= radius`` (``||W||_F`` for ``c`` outputs).
     tol : float, optional
         Stop when the Newton decrement ``nu^2 / 2 <= tol |F_lin|``; default the data's
         machine epsilon (full precision).
@@ -317,16 +325,31 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
         ``w``, ``fun = F_lin(w)``, ``infimum``, ``attained``, ``converged``, ``direction``,
         ``separability``, ``grad_norm`` (KKT residual), ``multiplier``, ``message``.
     """
+    if radius is not None:
+        radius = float(radius)
+        if not (np.isfinite(radius) and radius > 0):
+            raise ValueError(f"radius must be a positive finite number or None; got {radius}")
+    name = loss if isinstance(loss, str) else getattr(loss, "name", None)
+    if name == "cross_entropy" or (name == "squared" and np.ndim(y) == 2):
+        if name == "squared" and np.shape(y)[1:] == (1,) and n_classes is None:
+            res = linear_baseline(X, np.asarray(y)[:, 0], loss=loss,
+                                  sample_weight=sample_weight, radius=radius, tol=tol,
+                                  max_iter=max_iter, n_threads=n_threads)
+            res.w = res.x = res.w[None, :]
+            return res
+        from .linear_vector import vector_baseline  # imports this module
+        return vector_baseline(X, y, loss=name, n_classes=n_classes,
+                               sample_weight=sample_weight, radius=radius, tol=tol,
+                               max_iter=max_iter, n_threads=n_threads,
+                               max_lp_entries=max_lp_entries)
+    if n_classes is not None:
+        raise ValueError(f"n_classes is for the cross_entropy loss only; got loss {name!r}")
     X, y = check_data(X, y)
     loss = get_loss(loss)
     loss.check_labels(y)
     s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
     max_iter = check_positive_int("max_iter", max_iter)
     max_lp_entries = check_positive_int("max_lp_entries", max_lp_entries)
-    if radius is not None:
-        radius = float(radius)
-        if not (np.isfinite(radius) and radius > 0):
-            raise ValueError(f"radius must be a positive finite number or None; got {radius}")
     eps = float(np.finfo(X.dtype).eps)
     tol = eps if tol is None else float(tol)
     if not (np.isfinite(tol) and tol > 0):

@@ -21,6 +21,15 @@ meaningful.  At an optimum ``t_i = 1`` exactly on ``S`` (scaling ``u`` up would 
 ``t_i < 1`` on ``S``).  The direction is then checked on the original data: every sample
 claimed in ``S`` must have a positive margin, or it is moved to ``R``.
 
+Classes ``0..c-1`` (multinomial labels): the same construction on the pairs ``(i, j)``,
+``j != y_i``, with the pair margins ``(u_{y_i} - u_j)^T x_i`` of a ``c x d`` direction ``U``:
+``S`` is the set of pairs some recession direction makes positive.  A sample's
+cross-entropy ``log(1 + sum_{j != y_i} exp(-(w_{y_i} - w_j)^T x_i))`` tends to 0 along ``U``
+when all its pairs are in ``S``, and otherwise to the same expression over its pairs in ``R``
+only.  The program is ``max sum t_ij`` subject to ``(u_{y_i} - u_j)^T z_i >= t_ij``, ``t`` in
+``[0, 1]``, with ``sum_k u_k = 0`` (margins do not see a shift of every row); it has
+``m (c - 1) (2 d + 1)`` non-zeros.
+
 Cost: the program has ``m (d + 1)`` non-zeros (``m`` the samples with positive weight); it
 runs up to ``max_entries`` of them (default 4e6, e.g. 1e5 samples of 40 features, a few
 seconds with HiGHS).  Above, the answer is ``"not_decided"`` and the caller must decide by
@@ -48,14 +57,20 @@ class Separability:
     Attributes
     ----------
     status : {"separable", "quasi_separable", "overlapping", "not_decided"}
-    direction : ndarray of shape (d,) or None
+    direction : ndarray of shape (d,) or (c, d), or None
         Unit ``u`` with ``y_i x_i^T u > 0`` on ``separated`` and ``= 0`` (up to the LP's
-        tolerance) elsewhere; None when overlapping or not decided.
+        tolerance) elsewhere; None when overlapping or not decided.  For classes: ``U`` of
+        unit Frobenius norm with rows summing to 0, positive on ``separated_pairs``.
     separated : ndarray of bool, shape (n,), or None
-        The set ``S`` (samples of zero weight are never in it).
+        The set ``S`` (samples of zero weight are never in it); for classes, the samples
+        whose every pair is in ``S``.
     min_margin : float
-        ``min_{i in S} y_i x_i^T u / ||x_i||``, positive (0 when ``S`` is empty).
+        ``min_{i in S} y_i x_i^T u / ||x_i||``, positive (0 when ``S`` is empty); for
+        classes, over the separated pairs.
     message : str
+    separated_pairs : ndarray of bool, shape (n, c), or None
+        For classes only: ``[i, j]`` is True when the pair ``(i, j)``, ``j != y_i``, is in
+        ``S`` (``[i, y_i]`` is False).
     """
 
     status: str
@@ -63,6 +78,7 @@ class Separability:
     separated: np.ndarray | None
     min_margin: float
     message: str
+    separated_pairs: np.ndarray | None = None
 
     @property
     def n_separated(self) -> int:
@@ -70,25 +86,37 @@ class Separability:
 
 
 def linear_separability(X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
+                        n_classes: int | None = None,
                         max_entries: int = MAX_LP_ENTRIES) -> Separability:
-    """Decide whether labels ``y`` in {-1, +1} are linearly separable on ``X`` (through the
-    origin: append a constant column for an intercept).
+    """Decide whether labels ``y`` in {-1, +1}, or classes ``0..c-1``, are linearly
+    separable on ``X`` (through the origin: append a constant column for an intercept).
 
     Parameters
     ----------
     X : array of shape (n, d)
     y : array of shape (n,)
-        Labels -1 or +1.
+        Labels -1 or +1; or integer classes ``0..c-1`` (any labels outside {-1, +1}, or
+        ``n_classes`` given): separable then means some ``U`` (c x d) has
+        ``(u_{y_i} - u_j)^T x_i > 0`` for every sample and class ``j != y_i``.
     sample_weight : array of shape (n,), optional
         Samples of zero weight are ignored.
+    n_classes : int, optional
+        Number of classes ``c`` (default ``max(y) + 1``); selects the multi-class test.
     max_entries : int
-        Largest linear program (non-zeros ``m (d + 1)``) to solve.
+        Largest linear program (non-zeros ``m (d + 1)``, or ``m (c - 1) (2 d + 1)`` for
+        classes) to solve.
 
     Returns
     -------
     Separability
         See the module notes for the three cases and the linear program.
     """
+    if n_classes is not None or not np.isin(np.asarray(y), (-1, 1)).all():
+        from .linear_vector import check_classes  # the label rules of the vector baseline
+        labels, c = check_classes(y, n_classes, np.shape(X)[0] if np.ndim(X) == 2 else None)
+        X = check_data(X, labels.astype(np.float64))[0]
+        s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
+        return class_separability(X, labels, s, c, max_entries)
     X, y = check_data(X, y)
     if not np.isin(y, (-1.0, 1.0)).all():
         raise ValueError("y must hold labels -1 or +1 for a separability test; found "
@@ -109,11 +137,8 @@ def _separability(X, y, s, max_entries) -> Separability:
     if m == 0:
         return Separability("overlapping", None, np.zeros(n, bool), 0.0,
                             "no sample with positive weight and non-zero x")
-    Z = np.asarray(X[active], dtype=np.float64) * y[active, None]
-    col = np.abs(Z).max(axis=0)
-    col[col == 0] = 1.0
-    Z /= col
-    Z /= np.linalg.norm(Z, axis=1)[:, None]
+    Z, col = _unit_rows(X, active)
+    Z *= y[active, None]
     A = scipy.sparse.hstack([scipy.sparse.csr_matrix(-Z), scipy.sparse.identity(m, format="csr")],
                             format="csr")
     cost = np.concatenate([np.zeros(d), -np.ones(m)])
@@ -146,3 +171,91 @@ def _separability(X, y, s, max_entries) -> Separability:
                         f"quasi-separable: a direction separates {int(claimed.sum())} of "
                         f"{np.count_nonzero(s > 0)} samples and leaves the others on its "
                         "hyperplane")
+
+
+def _unit_rows(X, active):
+    """Rows ``active`` of ``X`` in float64, scaled per column (largest magnitude 1) and then
+    per row (unit norm), and the column scales."""
+    Z = np.asarray(X[active], dtype=np.float64)
+    col = np.abs(Z).max(axis=0)
+    col[col == 0] = 1.0
+    Z /= col
+    Z /= np.linalg.norm(Z, axis=1)[:, None]
+    return Z, col
+
+
+def class_separability(X, labels, s, c, max_entries) -> Separability:
+    """:func:`linear_separability` for integer classes ``labels`` in ``0..c-1`` (validated)."""
+    n, d = X.shape
+    row_norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    active = np.flatnonzero((s > 0) & (row_norm > 0))
+    m = active.size
+    nnz = m * (c - 1) * (2 * d + 1)
+    if nnz > max_entries:
+        return Separability("not_decided", None, None, 0.0,
+                            f"not decided: the linear program would have {nnz} non-zeros, "
+                            f"above max_entries = {max_entries}")
+    none = np.zeros((n, c), bool)
+    if m == 0:
+        return Separability("overlapping", None, np.zeros(n, bool), 0.0,
+                            "no sample with positive weight and non-zero x", none)
+    Z, col = _unit_rows(X, active)
+    ya = labels[active]
+    # Pairs (sample a, class j != y_a), sample-major; pair r has margin (u_ya - u_j)^T z_a.
+    others = np.array([np.delete(np.arange(c), k) for k in range(c)])[ya]  # (m, c-1)
+    smp = np.repeat(np.arange(m), c - 1)
+    cls = others.ravel()
+    n_pairs = smp.size
+    rows = np.repeat(np.arange(n_pairs), 2 * d + 1)
+    cols = np.concatenate([
+        (ya[smp] * d)[:, None] + np.arange(d),       # -z_a on u_{y_a}
+        (cls * d)[:, None] + np.arange(d),          # +z_a on u_j
+        (c * d + np.arange(n_pairs))[:, None]], axis=1).ravel()
+    vals = np.concatenate([-Z[smp], Z[smp], np.ones((n_pairs, 1))], axis=1).ravel()
+    A = scipy.sparse.csr_matrix((vals, (rows, cols)), shape=(n_pairs, c * d + n_pairs))
+    # sum_k u_k = 0: one representative of the shift U -> U + 1 b^T.
+    A_eq = scipy.sparse.hstack([scipy.sparse.kron(np.ones((1, c)), scipy.sparse.identity(d)),
+                                scipy.sparse.csr_matrix((d, n_pairs))], format="csr")
+    cost = np.concatenate([np.zeros(c * d), -np.ones(n_pairs)])
+    bounds = [(None, None)] * (c * d) + [(0.0, 1.0)] * n_pairs
+    res = linprog(cost, A_ub=A, b_ub=np.zeros(n_pairs), A_eq=A_eq, b_eq=np.zeros(d),
+                  bounds=bounds, method="highs")
+    if res.status != 0:
+        return Separability("not_decided", None, None, 0.0,
+                            f"not decided: the linear program failed ({res.message})")
+    U = res.x[:c * d].reshape(c, d) / col
+    U -= U.mean(axis=0)
+    t = res.x[c * d:]
+    norm = np.linalg.norm(U)
+    if norm == 0 or not np.any(t > 0.5):
+        return Separability("overlapping", None, np.zeros(n, bool), 0.0,
+                            "overlapping: no direction separates any pair of classes", none)
+    U /= norm
+    scores = np.asarray(X[active], dtype=np.float64) @ U.T
+    margins = (scores[smp, ya[smp]] - scores[smp, cls]) / row_norm[active][smp]
+    # A margin this close to 0 is the LP's tolerance, not a separation.
+    claimed = (t > 0.5) & (margins > 64 * np.finfo(np.float64).eps * d * c)
+    if not claimed.any():
+        return Separability("overlapping", None, np.zeros(n, bool), 0.0,
+                            "overlapping: no direction separates any pair of classes", none)
+    pairs = np.zeros((n, c), bool)
+    pairs[active[smp[claimed]], cls[claimed]] = True
+    whole = claimed.reshape(m, c - 1).all(axis=1)
+    separated = np.zeros(n, bool)
+    separated[active[whole]] = True
+    min_margin = float(margins[claimed].min())
+    if claimed.all() and m == np.count_nonzero(s > 0):
+        return Separability("separable", U, separated, min_margin,
+                            f"linearly separable: (u_y - u_j)^T x_i > 0 for all {m} samples "
+                            f"and classes j != y_i (smallest margin / ||x_i|| "
+                            f"{min_margin:.3g})", pairs)
+    return Separability("quasi_separable", U, separated, min_margin,
+                        f"quasi-separable: a direction separates {int(claimed.sum())} of "
+                        f"{n_pairs + _zero_row_pairs(s, active, c)} (sample, class) pairs "
+                        f"({int(whole.sum())} samples completely) and leaves the others on "
+                        "their hyperplanes", pairs)
+
+
+def _zero_row_pairs(s, active, c):
+    """Pairs of positive-weight samples with ``x = 0`` (never separated, not in the LP)."""
+    return (np.count_nonzero(s > 0) - active.size) * (c - 1)

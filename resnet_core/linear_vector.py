@@ -1,0 +1,391 @@
+"""The best linear predictor for ``c`` outputs: ``inf_W F_lin(W)`` and
+``min_{||W||_F <= R} F_lin(W)`` with ``F_lin(W) = E[l(W x; y)]``, ``W`` of shape (c, d),
+exactly (derivations in ``docs/linear_baseline.md``, section 6).
+
+- ``loss="cross_entropy"`` on classes ``0..c-1``: ``l(p; y) = logsumexp(p) - p_y``.  ``F_lin``
+  does not change under ``W -> W + 1 b^T``; the variables are ``Z`` ((c-1) x d) with
+  ``W = P Z``, ``P`` an orthonormal basis of the vectors summing to 0 (Helmert), so the
+  returned ``W`` is the *centred* representative (rows summing to 0), the one of least
+  Frobenius norm, and ``||W||_F = ||Z||_F`` (a radius means the same in both).  Separability
+  of the (sample, class) pairs is decided by a linear program
+  (:func:`resnet_core.separability.class_separability`), and the scalar case's logic follows:
+  separable, ``inf F_lin = 0`` not attained; quasi-separable, the minimum of the pairs the
+  direction leaves on their hyperplanes; overlapping, trust-region Newton.
+- ``loss="squared"`` with ``y`` of shape (n, c): ``l = ||p - y||^2 / 2``, ``c`` least-squares
+  problems with one matrix: one QR factor ``R`` of the rows ``sqrt(s_i) x_i`` and its SVD serve
+  every column, and a radius couples them through one multiplier (the secular equation on
+  that SVD).
+
+Passes are streamed over row blocks in float64 (a float32 ``X`` is converted block by block,
+never as a whole): the cross-entropy Hessian is the factor of ``c`` rows per sample,
+``sqrt(s_i pi_ik) (P_k - pi_i^T P) kron x_i``, accumulated by tall-skinny QR (memory one block
+of ``QR_CHUNK`` rows of ``(c-1) d`` columns plus the ``((c-1) d)^2`` factor); no array of size
+``n x c x d`` is made.  The stop is the scalar case's: the Newton decrement against ``|F|``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+from numpy.typing import ArrayLike
+from threadpoolctl import ThreadpoolController
+
+from ._threads import resolve_n_threads
+from ._trust_region import Model, ball_step, qr_factor, safe_norm
+from ._validation import (MAX_BYTES, as_float_array, check_data, check_positive_int,
+                          check_sample_weight)
+from .linear import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, _ball_general,
+                     _minimise, _push_along)
+from .separability import Separability, class_separability
+
+# Samples per block of the value and gradient passes.
+VALUE_BLOCK = 16384
+EPS = float(np.finfo(np.float64).eps)
+
+_controller: ThreadpoolController | None = None
+
+
+def _blas_threads(n_threads):
+    """Context limiting NumPy's BLAS (the passes' matrix products and QR) to ``n_threads``."""
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=resolve_n_threads(n_threads), user_api="blas")
+
+
+def check_classes(y, n_classes, n: int | None) -> tuple[np.ndarray, int]:
+    """Integer class labels ``0..c-1`` (int64) and ``c``.
+
+    ``y`` may be of an integer dtype or hold integers in floats; ``c`` is ``n_classes`` (at
+    least ``max(y) + 1`` and 2) or ``max(y) + 1``.
+    """
+    if isinstance(y, (str, bytes)):
+        raise TypeError("y must be an array of integer class labels; got a string")
+    arr = np.asarray(y)
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"y must hold integer class labels 0..c-1; got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"y must be 1-D class labels of shape (n_samples,) for the "
+                         f"cross_entropy loss; got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"y must have shape ({n},), one label per row of X; got {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("y must hold at least one label")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"y must hold integer class labels 0..c-1; found {arr[i]} at "
+                             f"index {i}")
+    if (arr < 0).any():
+        i = int(np.argmax(arr < 0))
+        raise ValueError(f"y must hold class labels >= 0; found {arr[i]} at index {i}")
+    top = int(arr.max())
+    if n_classes is None:
+        if top < 1:
+            raise ValueError("the cross_entropy loss needs at least 2 classes; every label is "
+                             "0: pass n_classes")
+        c = top + 1
+    else:
+        c = check_positive_int("n_classes", n_classes, minimum=2)
+        if c <= top:
+            raise ValueError(f"n_classes must be at least max(y) + 1 = {top + 1}; got {c}")
+    return arr.astype(np.int64), c
+
+
+def centred_basis(c: int) -> np.ndarray:
+    """``P`` (c x (c-1)), orthonormal columns orthogonal to the ones vector (Helmert)."""
+    P = np.zeros((c, c - 1))
+    for k in range(1, c):
+        P[:k, k - 1] = 1.0 / np.sqrt(k * (k + 1))
+        P[k, k - 1] = -k / np.sqrt(k * (k + 1))
+    return P
+
+
+def softmax_terms(p: np.ndarray, y: np.ndarray):
+    """Per-sample ``logsumexp(p) - p_y`` and ``softmax(p)`` (entries ``-inf``: excluded
+    classes), accurate when the loss is tiny: with ``r = p - p_y`` and ``m = max r``, the loss
+    is ``m + log1p(sum_{j != argmax} exp(r_j - m))``."""
+    rows = np.arange(y.size)
+    r = p - p[rows, y][:, None]
+    k = np.argmax(r, axis=1)
+    m = r[rows, k]
+    e = np.exp(r - m[:, None])
+    e[rows, k] = 0.0
+    loss = m + np.log1p(e.sum(axis=1))
+    return loss, np.exp(r - loss[:, None])
+
+
+class _CrossEntropyPasses:
+    """``F_lin`` (plus ``lam/2 ||Z||^2``), gradient and factored Hessian in ``Z``, where
+    ``W = P Z``; ``allowed`` (n x c, optional) drops the pairs it marks False (the classes of
+    a quasi-separable problem's separated pairs)."""
+
+    convex = True
+
+    def __init__(self, X, labels, s, c, allowed=None, lam=0.0):
+        self.X, self.labels, self.s, self.c = X, labels, s, c
+        self.allowed, self.lam = allowed, lam
+        self.n, self.d = X.shape
+        self.size = (c - 1) * self.d
+        self.P = centred_basis(c)
+        self.PD = self.P[:, None, :] - self.P[None, :, :]  # P_k - P_j
+        self.eps = EPS
+
+    def penalised(self, lam: float) -> "_CrossEntropyPasses":
+        return _CrossEntropyPasses(self.X, self.labels, self.s, self.c, self.allowed, lam)
+
+    def restricted(self, allowed) -> "_CrossEntropyPasses":
+        return _CrossEntropyPasses(self.X, self.labels, self.s, self.c, allowed, self.lam)
+
+    def weights(self, z) -> np.ndarray:
+        return self.P @ z.reshape(self.c - 1, self.d)
+
+    def coords(self, W) -> np.ndarray:
+        """``Z = P^T W`` (of the centred part of ``W``), flattened."""
+        return (self.P.T @ W).ravel()
+
+    def _blocks(self, z, rows):
+        W = self.weights(z)
+        for i0 in range(0, self.n, rows):
+            i1 = min(i0 + rows, self.n)
+            Xb = np.asarray(self.X[i0:i1], dtype=np.float64)
+            p = Xb @ W.T
+            if self.allowed is not None:
+                p[~self.allowed[i0:i1]] = -np.inf
+            yield i0, i1, Xb, *softmax_terms(p, self.labels[i0:i1])
+
+    def value(self, z) -> float:
+        F = sum(float(self.s[i0:i1] @ loss) for i0, i1, _, loss, _ in self._blocks(z, VALUE_BLOCK))
+        return F + 0.5 * self.lam * float(z @ z)
+
+    def _residual(self, pi, i0, i1):
+        """``s_i (pi_i - e_{y_i})``, with ``pi_y - 1 = -sum_{j != y} pi_j`` (no cancellation)."""
+        rows = np.arange(i1 - i0)
+        res = pi.copy()
+        res[rows, self.labels[i0:i1]] = 0.0
+        res[rows, self.labels[i0:i1]] = -res.sum(axis=1)
+        return res * self.s[i0:i1, None]
+
+    def grad(self, z):
+        """``(F_lin, grad_Z F_lin)`` without the penalty."""
+        F, G = 0.0, np.zeros((self.c, self.d))
+        for i0, i1, Xb, loss, pi in self._blocks(z, VALUE_BLOCK):
+            F += float(self.s[i0:i1] @ loss)
+            G += self._residual(pi, i0, i1).T @ Xb
+        return F, (self.P.T @ G).ravel()
+
+    def full(self, z) -> Model:
+        F, g = self.grad(z)
+        rows = max(1, QR_CHUNK // self.c)
+
+        def factor_rows():
+            for i0, i1, Xb, _, pi in self._blocks(z, rows):
+                # Hessian in p: diag(pi) - pi pi^T = C C^T, row k of C^T P being
+                # sqrt(pi_k) (P_k - pi^T P) = sqrt(pi_k) sum_j pi_j (P_k - P_j).
+                C = (np.sqrt(self.s[i0:i1, None] * pi)[:, :, None]
+                     * np.einsum("bj,kja->bka", pi, self.PD))
+                yield (C[:, :, :, None] * Xb[:, None, None, :]).reshape(-1, self.size)
+
+        R = qr_factor(factor_rows(), self.size)
+        return Model.from_factor(F + 0.5 * self.lam * float(z @ z), g + self.lam * z, R,
+                                 self.eps, self.n * self.c, shift=self.lam)
+
+    def margins(self, z) -> np.ndarray:
+        """Pair margins ``p_{y_i} - p_j`` (n x c; 0 at ``j = y_i``), ``p = W x_i``."""
+        W = self.weights(z)
+        out = np.empty((self.n, self.c))
+        for i0 in range(0, self.n, VALUE_BLOCK):
+            i1 = min(i0 + VALUE_BLOCK, self.n)
+            p = np.asarray(self.X[i0:i1], dtype=np.float64) @ W.T
+            out[i0:i1] = p[np.arange(i1 - i0), self.labels[i0:i1]][:, None] - p
+        return out
+
+
+class _LeastSquaresPasses:
+    """``F_lin(W) = E[||W x - y||^2 / 2]`` in ``vec(W)`` (row-major), with the Hessian
+    ``I_c kron E[x x^T]`` from one QR factor of the rows ``sqrt(s_i) x_i``."""
+
+    convex = True
+
+    def __init__(self, X, Y, s):
+        self.X, self.Y, self.s = X, Y, s
+        self.n, self.d = X.shape
+        self.c = Y.shape[1]
+        self.size = self.c * self.d
+        self.eps = EPS
+        self._base: Model | None = None
+
+    def weights(self, z) -> np.ndarray:
+        return z.reshape(self.c, self.d)
+
+    def grad(self, z):
+        W = self.weights(z)
+        F, G = 0.0, np.zeros((self.c, self.d))
+        for i0 in range(0, self.n, VALUE_BLOCK):
+            Xb = np.asarray(self.X[i0:i0 + VALUE_BLOCK], dtype=np.float64)
+            res = Xb @ W.T - self.Y[i0:i0 + VALUE_BLOCK]
+            sres = res * self.s[i0:i0 + VALUE_BLOCK, None]
+            F += 0.5 * float(np.sum(sres * res))
+            G += sres.T @ Xb
+        return F, G.ravel()
+
+    def value(self, z) -> float:
+        return self.grad(z)[0]
+
+    def full(self, z) -> Model:
+        F, g = self.grad(z)
+        if self._base is None:
+            R = qr_factor((np.sqrt(self.s[i0:i0 + QR_CHUNK, None])
+                           * np.asarray(self.X[i0:i0 + QR_CHUNK], dtype=np.float64)
+                           for i0 in range(0, self.n, QR_CHUNK)), self.d)
+            self._base = Model.from_factor(0.0, np.zeros(self.d), R, self.eps, self.n)
+        b = self._base
+        # One SVD serves every output: H = I_c kron (Q diag(ev) Q^T).
+        return Model(F, g, np.tile(b.ev, self.c), np.kron(np.eye(self.c), b.Q), b.null,
+                     self.eps)
+
+
+def _result(passes, z, *, infimum, attained, converged, lam=0.0, radius=None, nit=0,
+            npass=0, decrement=0.0, separability=None, direction=None, method="", message=""):
+    F, g = passes.grad(z)
+    W = passes.weights(z)
+    return LinearBaselineResult(
+        w=W, x=W, fun=float(F), infimum=float(infimum),
+        attained=None if attained is None else bool(attained), converged=bool(converged),
+        success=bool(converged), grad_norm=safe_norm(g + lam * z), decrement=float(decrement),
+        multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
+        separability=separability, direction=direction, method=method, message=message)
+
+
+def _class_ray(passes, z, margins):
+    """A :class:`Separability` from a point whose pair margins are all positive."""
+    W = passes.weights(z)
+    pairs = passes.s[:, None] > 0
+    pairs[np.arange(passes.n), passes.labels] = False
+    return Separability("separable", W / np.linalg.norm(W), passes.s > 0,
+                        float(margins[pairs].min()),
+                        "separated by the direction of Newton's iterates", pairs)
+
+
+def _cross_entropy(passes, sep, tol, max_iter, lp_note):
+    """Cross-entropy without a radius, given the separability answer."""
+    size, eps = passes.size, passes.eps
+    # Every separated sample's loss log(1 + sum_{j != y} e^-m_j) is then below e^-36.
+    margin = LOGISTIC_MARGIN + np.log(passes.c - 1)
+    if sep.status == "separable":
+        z = _push_along(passes, np.zeros(size), passes.coords(sep.direction),
+                        sep.separated_pairs, margin)
+        return _result(passes, z, infimum=0.0, attained=False, converged=True,
+                       separability="separable", direction=sep.direction,
+                       method="linear program (HiGHS)" + lp_note,
+                       message="linearly separable classes: inf F_lin = 0, not attained "
+                               "(F_lin -> 0 along the separating direction; W is on that ray, "
+                               f"every margin (w_y - w_j)^T x >= {margin:.4g})")
+    if sep.status == "quasi_separable":
+        allowed = ~sep.separated_pairs
+        allowed[np.arange(passes.n), passes.labels] = True
+        res, msg = _minimise(passes.restricted(allowed), size, tol, eps, max_iter,
+                             "cross_entropy")
+        z = _push_along(passes, res.w, passes.coords(sep.direction), sep.separated_pairs,
+                        margin)
+        # As in the scalar case: the claim holds when the point reaches the infimum on all
+        # the data (pairs almost, not exactly, on their hyperplanes break it).
+        if passes.value(z) <= res.F + max(64 * eps * abs(res.F), 1e-15):
+            return _result(
+                passes, z, infimum=res.F, attained=False, converged=res.converged,
+                nit=res.nit, npass=res.npass, decrement=res.decrement,
+                separability="quasi_separable", direction=sep.direction,
+                method="linear program (HiGHS) + trust-region Newton",
+                message=f"quasi-separable: {int(sep.separated_pairs.sum())} (sample, class) "
+                        "pairs separated along a direction, inf F_lin = the minimum over the "
+                        f"other pairs ({msg}), not attained (W is far along the direction)")
+        sep = Separability("not_decided", None, None, 0.0,
+                           "not decided: the linear program's quasi-separation does not hold "
+                           "on the data (margins at its tolerance)")
+    res, msg = _minimise(passes, size, tol, eps, max_iter, "cross_entropy")
+    status, converged, attained = sep.status, res.converged, res.converged
+    if status == "not_decided":
+        margins = passes.margins(res.w)
+        others = np.ones_like(margins, dtype=bool)
+        others[np.arange(passes.n), passes.labels] = False
+        if np.all(margins[(passes.s > 0)[:, None] & others] > 0):
+            return _cross_entropy(passes, _class_ray(passes, res.w, margins), tol, max_iter,
+                                  " (found by Newton's iterates)")
+        attained = None  # a converged Newton run reaches the infimum, not proof of a minimum
+        msg = f"{sep.message}; {msg}" + ("" if converged else
+                                         ": raise max_lp_entries or give a radius")
+    return _result(passes, res.w, infimum=res.F, attained=attained, converged=converged,
+                   nit=res.nit, npass=res.npass, decrement=res.decrement,
+                   separability=status, method="trust-region Newton" + lp_note, message=msg)
+
+
+def _with_radius(passes, free, radius, tol, max_iter):
+    """``min F_lin`` over ``||W||_F <= radius`` from the unconstrained answer ``free``."""
+    if free.attained and np.linalg.norm(free.w) <= radius:
+        free.radius = radius
+        free.message = "minimum inside the ball (constraint inactive): " + free.message
+        return free
+    ball = _ball_general(passes, passes.size, radius, tol, passes.eps, max_iter)
+    where = "on its boundary" if ball.active else "inside it (constraint inactive)"
+    return _result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
+                   converged=ball.converged, lam=ball.lam, radius=radius,
+                   nit=ball.nit + free.nit, npass=ball.npass + free.npass,
+                   separability=free.separability, direction=free.direction,
+                   method="multiplier (Brent) + trust-region Newton",
+                   message=f"minimum over the ball {where}" if ball.converged else
+                   f"not converged: a penalised solve stopped early (W {where.split(' (')[0]})")
+
+
+def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | None,
+                    sample_weight: ArrayLike | None, radius: float | None, tol: float | None,
+                    max_iter: int, n_threads: int | None,
+                    max_lp_entries: int) -> LinearBaselineResult:
+    """:func:`resnet_core.linear_baseline` for ``loss="cross_entropy"`` (``y``: classes) or
+    ``loss="squared"`` with ``y`` of shape (n, c); ``radius`` is validated by the caller."""
+    Xa = np.asarray(X) if not isinstance(X, (str, bytes)) else X
+    n = Xa.shape[0] if getattr(Xa, "ndim", 0) >= 1 else 0
+    X = check_data(Xa, np.zeros(n))[0]
+    n, d = X.shape
+    if loss == "cross_entropy":
+        labels, c = check_classes(y, n_classes, n)
+        size = (c - 1) * d
+    else:
+        if n_classes is not None:
+            raise ValueError("n_classes is for the cross_entropy loss only; the squared loss "
+                             "takes c from y's shape (n, c)")
+        Y = as_float_array("y", y, ndim=2, dtype=np.float64, shape=(n, None))
+        if Y.shape[1] == 0:
+            raise ValueError("y must have at least one column; got shape (n, 0)")
+        size = Y.shape[1] * d
+    if 8 * size * size > MAX_BYTES:
+        raise ValueError(f"the Hessian of {size} variables needs {8 * size * size} bytes, "
+                         f"above {MAX_BYTES}: fewer classes or features")
+    s = check_sample_weight(sample_weight, n, np.float64)
+    max_iter = check_positive_int("max_iter", max_iter)
+    max_lp_entries = check_positive_int("max_lp_entries", max_lp_entries)
+    tol = EPS if tol is None else tol
+    if not (isinstance(tol, numbers.Real) and np.isfinite(tol) and tol > 0):
+        raise ValueError(f"tol must be a positive finite number; got {tol!r}")
+    with _blas_threads(n_threads):
+        if loss == "squared":
+            passes = _LeastSquaresPasses(X, Y, s)
+            if radius is not None:
+                z, lam = ball_step(passes.full(np.zeros(size)), radius)
+                return _result(passes, z, infimum=passes.value(z), attained=True,
+                               converged=True, lam=lam, radius=radius, npass=2,
+                               method="secular equation",
+                               message="minimum over the ball " + (
+                                   "on its boundary" if lam > 0 else
+                                   "inside it (constraint inactive)"))
+            res, msg = _minimise(passes, size, tol, EPS, max_iter, "squared")
+            return _result(passes, res.w, infimum=res.F, attained=res.converged,
+                           converged=res.converged, nit=res.nit, npass=res.npass,
+                           decrement=res.decrement, method="trust-region Newton",
+                           message=msg)
+        passes = _CrossEntropyPasses(X, labels, s, c)
+        sep = class_separability(X, labels, s, c, max_lp_entries)
+        note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
+        free = _cross_entropy(passes, sep, tol, max_iter, note)
+        return free if radius is None else _with_radius(passes, free, radius, tol, max_iter)
