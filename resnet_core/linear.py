@@ -20,6 +20,9 @@ whatever a solver reached (the derivations are in ``docs/linear_baseline.md``):
   with ``||w(lam)|| = R`` by Brent's method on ``1/||w(lam)|| - 1/R``.  The returned ``w``
   is never outside the ball; the KKT residual ``||grad F_lin(w) + lam w||`` is reported.
 
+- ``c`` outputs (``loss="cross_entropy"`` on classes, or the squared loss on an (n, c)
+  target): the same decisions for ``W`` of shape (c, d), in :mod:`resnet_core.linear_vector`.
+
 Stopping rule: the Newton decrement ``nu^2 = g^T H^+ g`` (twice the decrease the Newton step
 predicts) against ``|F|``: ``nu^2 / 2 <= tol |F|``, invariant to rescaling ``X`` or ``y``.
 """
@@ -374,18 +377,23 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
         free = _result(passes, res.w, infimum=res.F, attained=res.converged,
                        converged=res.converged, nit=res.nit, npass=res.npass,
                        decrement=res.decrement, method="trust-region Newton", message=msg)
-    if radius is None:
-        return free
+    return free if radius is None else with_radius(passes, free, d, radius, tol, eps, max_iter,
+                                                   _result)
+
+
+def with_radius(passes, free, size, radius, tol, eps, max_iter, result):
+    """``min F_lin`` over the ball of ``radius`` from the unconstrained answer ``free``
+    (``result`` builds the answer from the variables of ``passes``)."""
     if free.attained and np.linalg.norm(free.w) <= radius:
         free.radius = radius
         free.message = "minimum inside the ball (constraint inactive): " + free.message
         return free
-    ball = _ball_general(passes, d, radius, tol, eps, max_iter)
+    ball = _ball_general(passes, size, radius, tol, eps, max_iter)
     where = "on its boundary" if ball.active else "inside it (constraint inactive)"
-    return _result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
-                   converged=ball.converged, lam=ball.lam, radius=radius,
-                   nit=ball.nit + free.nit, npass=ball.npass + free.npass,
-                   separability=free.separability, direction=free.direction,
-                   method="multiplier (Brent) + trust-region Newton",
-                   message=f"minimum over the ball {where}" if ball.converged else
-                   f"not converged: a penalised solve stopped early (w {where.split(' (')[0]})")
+    return result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
+                  converged=ball.converged, lam=ball.lam, radius=radius,
+                  nit=ball.nit + free.nit, npass=ball.npass + free.npass,
+                  separability=free.separability, direction=free.direction,
+                  method="multiplier (Brent) + trust-region Newton",
+                  message=f"minimum over the ball {where}" if ball.converged else
+                  f"not converged: a penalised solve stopped early (w {where.split(' (')[0]})")

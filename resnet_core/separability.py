@@ -216,25 +216,40 @@ def class_separability(X, labels, s, c, max_entries) -> Separability:
     # sum_k u_k = 0: one representative of the shift U -> U + 1 b^T.
     A_eq = scipy.sparse.hstack([scipy.sparse.kron(np.ones((1, c)), scipy.sparse.identity(d)),
                                 scipy.sparse.csr_matrix((d, n_pairs))], format="csr")
-    cost = np.concatenate([np.zeros(c * d), -np.ones(n_pairs)])
-    bounds = [(None, None)] * (c * d) + [(0.0, 1.0)] * n_pairs
-    res = linprog(cost, A_ub=A, b_ub=np.zeros(n_pairs), A_eq=A_eq, b_eq=np.zeros(d),
-                  bounds=bounds, method="highs")
-    if res.status != 0:
-        return Separability("not_decided", None, None, 0.0,
-                            f"not decided: the linear program failed ({res.message})")
-    U = res.x[:c * d].reshape(c, d) / col
-    U -= U.mean(axis=0)
-    t = res.x[c * d:]
-    norm = np.linalg.norm(U)
-    if norm == 0 or not np.any(t > 0.5):
+    scores_of = np.asarray(X[active], dtype=np.float64)
+
+    def pair_margins(x):
+        U = x[:c * d].reshape(c, d) / col
+        U -= U.mean(axis=0)
+        norm = np.linalg.norm(U)
+        U = U / norm if norm > 0 else U
+        scores = scores_of @ U.T
+        return U, (scores[smp, ya[smp]] - scores[smp, cls]) / row_norm[active][smp]
+
+    # A margin this close to 0 is the LP's tolerance, not a separation.
+    threshold = 64 * np.finfo(np.float64).eps * d * c
+    # Complete separation first, by the smaller feasibility program (every margin >= 1, no t;
+    # an interior-point solve takes a fraction of the time of the full program's).
+    feas = linprog(np.zeros(c * d), A_ub=A[:, :c * d], b_ub=-np.ones(n_pairs),
+                   A_eq=A_eq[:, :c * d], b_eq=np.zeros(d), bounds=(None, None),
+                   method="highs-ipm")
+    if feas.status == 0:
+        U, margins = pair_margins(feas.x)
+        t = np.ones(n_pairs)
+    if feas.status != 0 or not np.all(margins > threshold):
+        cost = np.concatenate([np.zeros(c * d), -np.ones(n_pairs)])
+        bounds = [(None, None)] * (c * d) + [(0.0, 1.0)] * n_pairs
+        res = linprog(cost, A_ub=A, b_ub=np.zeros(n_pairs), A_eq=A_eq, b_eq=np.zeros(d),
+                      bounds=bounds, method="highs")
+        if res.status != 0:
+            return Separability("not_decided", None, None, 0.0,
+                                f"not decided: the linear program failed ({res.message})")
+        U, margins = pair_margins(res.x)
+        t = res.x[c * d:]
+    if not np.any(U) or not np.any(t > 0.5):
         return Separability("overlapping", None, np.zeros(n, bool), 0.0,
                             "overlapping: no direction separates any pair of classes", none)
-    U /= norm
-    scores = np.asarray(X[active], dtype=np.float64) @ U.T
-    margins = (scores[smp, ya[smp]] - scores[smp, cls]) / row_norm[active][smp]
-    # A margin this close to 0 is the LP's tolerance, not a separation.
-    claimed = (t > 0.5) & (margins > 64 * np.finfo(np.float64).eps * d * c)
+    claimed = (t > 0.5) & (margins > threshold)
     if not claimed.any():
         return Separability("overlapping", None, np.zeros(n, bool), 0.0,
                             "overlapping: no direction separates any pair of classes", none)

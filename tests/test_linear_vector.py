@@ -1,0 +1,354 @@
+"""The best linear predictor for c outputs (resnet_core.linear_vector) against independent
+solvers: scikit-learn's multinomial LogisticRegression, scipy L-BFGS and SLSQP on a NumPy
+implementation written here, numpy.linalg.lstsq, and linear programs checked on the data."""
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from scipy.optimize import minimize
+from scipy.special import logsumexp
+
+import resnet_core as rc
+
+
+def ce_value(W, X, y, s=None):
+    """Independent multinomial cross-entropy ``E[logsumexp(W x) - (W x)_y]``."""
+    s = np.full(len(y), 1.0 / len(y)) if s is None else s / s.sum()
+    p = X @ W.T
+    return float(s @ (logsumexp(p, axis=1) - p[np.arange(len(y)), y]))
+
+
+def ce_grad(W, X, y, s=None):
+    s = np.full(len(y), 1.0 / len(y)) if s is None else s / s.sum()
+    p = X @ W.T
+    pi = np.exp(p - logsumexp(p, axis=1)[:, None])
+    pi[np.arange(len(y)), y] -= 1.0
+    return (pi * s[:, None]).T @ X
+
+
+def overlapping(n=400, d=4, c=4, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.c_[rng.normal(size=(n, d)), np.ones(n)]
+    W = rng.normal(size=(c, d + 1))
+    p = X @ W.T + rng.gumbel(size=(n, c)) * 2.0
+    return X, np.argmax(p, axis=1)
+
+
+def lbfgs_min(X, y, c, s=None):
+    d = X.shape[1]
+    res = minimize(lambda w: (ce_value(w.reshape(c, d), X, y, s),
+                              ce_grad(w.reshape(c, d), X, y, s).ravel()),
+                   np.zeros(c * d), jac=True, method="L-BFGS-B",
+                   options={"gtol": 1e-13, "ftol": 1e-16, "maxiter": 5000, "maxcor": 30})
+    return res.fun, res.x.reshape(c, d)
+
+
+def pair_margins(W, X, y):
+    p = X @ W.T
+    m = p[np.arange(len(y)), y][:, None] - p
+    m[np.arange(len(y)), y] = np.inf
+    return m
+
+
+def test_cross_entropy_matches_sklearn_and_lbfgs():
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = overlapping()
+    r = rc.linear_baseline(X, y, loss="cross_entropy")
+    assert r.w.shape == (4, 5) and r.converged and r.attained is True
+    assert r.separability == "overlapping" and r.direction is None
+    assert r.fun == pytest.approx(ce_value(r.w, X, y), rel=1e-14) and r.infimum == r.fun
+    f_lbfgs, _ = lbfgs_min(X, y, 4)
+    sk = LogisticRegression(C=1e12, fit_intercept=False, tol=1e-14, max_iter=100000).fit(X, y)
+    f_sk = ce_value(sk.coef_, X, y)
+    assert r.fun <= min(f_lbfgs, f_sk) + 1e-15
+    assert r.fun == pytest.approx(f_lbfgs, abs=1e-10) and r.fun == pytest.approx(f_sk, abs=1e-10)
+    # the centred representative: rows sum to 0; sklearn's coef_ centred agrees
+    np.testing.assert_allclose(r.w.sum(axis=0), 0, atol=1e-13)
+    np.testing.assert_allclose(r.w, sk.coef_ - sk.coef_.mean(axis=0), atol=1e-5)
+    assert r.grad_norm == pytest.approx(np.linalg.norm(ce_grad(r.w, X, y)), abs=1e-15)
+    assert r.grad_norm < 1e-14
+
+
+def test_row_shift_invariance_and_label_permutation():
+    X, y = overlapping(seed=3)
+    r = rc.linear_baseline(X, y, loss="cross_entropy")
+    b = np.random.default_rng(0).normal(size=X.shape[1]) * 10
+    assert ce_value(r.w + b, X, y) == pytest.approx(r.fun, rel=1e-12)
+    # ||W + 1 b^T||_F is least at the returned (centred) W
+    assert np.linalg.norm(r.w) < np.linalg.norm(r.w + 1e-3 * b)
+    perm = np.array([2, 0, 3, 1])  # class k becomes perm[k]
+    r2 = rc.linear_baseline(X, perm[y], loss="cross_entropy")
+    assert r2.fun == pytest.approx(r.fun, rel=1e-13)
+    np.testing.assert_allclose(r2.w[perm], r.w, atol=1e-10)
+
+
+def test_two_classes_equal_the_scalar_logistic_baseline():
+    X, y = overlapping(c=2, seed=5)
+    r = rc.linear_baseline(X, y, loss="cross_entropy")
+    rs = rc.linear_baseline(X, 2.0 * y - 1, loss="logistic")
+    assert r.fun == pytest.approx(rs.fun, rel=1e-14)
+    np.testing.assert_allclose(r.w[1] - r.w[0], rs.w, rtol=1e-9, atol=1e-12)
+    # ||W||_F = ||w|| / sqrt(2) for the centred W = [-w/2, w/2]
+    rr = rc.linear_baseline(X, y, loss="cross_entropy", radius=0.05)
+    rrs = rc.linear_baseline(X, 2.0 * y - 1, loss="logistic", radius=0.05 * np.sqrt(2))
+    assert rr.fun == pytest.approx(rrs.fun, rel=1e-13)
+    assert np.linalg.norm(rr.w) <= 0.05
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weights_equal_repeated_samples_and_float32(dtype):
+    X, y = overlapping(n=200, c=3, seed=7)
+    X = X.astype(dtype)
+    k = np.random.default_rng(1).integers(0, 4, len(y))
+    r = rc.linear_baseline(X, y, loss="cross_entropy", sample_weight=k)
+    rep = rc.linear_baseline(np.repeat(X, k, axis=0), np.repeat(y, k), loss="cross_entropy")
+    assert r.fun == pytest.approx(rep.fun, rel=1e-13)
+    np.testing.assert_allclose(r.w, rep.w, atol=1e-9)
+    # float32 data: the float64 answer for the same (rounded) numbers
+    r64 = rc.linear_baseline(X.astype(np.float64), y, loss="cross_entropy", sample_weight=k)
+    assert r.fun == pytest.approx(r64.fun, rel=1e-14)
+
+
+def test_float32_streams_without_a_float64_copy():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(100_000, 16)).astype(np.float32)
+    y = rng.integers(0, 3, len(X))
+    tracemalloc.start()
+    try:
+        r = rc.linear_baseline(X, y, loss="cross_entropy", max_lp_entries=1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.converged and r.attained is None and r.separability == "not_decided"
+    assert peak < 1.6 * X.nbytes  # a float64 copy alone is 2 X.nbytes
+
+
+def test_not_decided_fallback():
+    X, y = overlapping(c=3, seed=11)
+    full = rc.linear_baseline(X, y, loss="cross_entropy")
+    r = rc.linear_baseline(X, y, loss="cross_entropy", max_lp_entries=10)
+    assert r.separability == "not_decided" and r.attained is None and r.converged
+    assert "max_entries" in r.message
+    assert r.infimum == pytest.approx(full.infimum, rel=1e-13)
+    # separable data are recognised from Newton's iterates
+    rng = np.random.default_rng(2)
+    centres = np.array([[4.0, 0], [-4, 0], [0, 4]])
+    y = rng.integers(0, 3, 150)
+    X = np.c_[centres[y] + rng.uniform(-1, 1, size=(150, 2)), np.ones(150)]
+    r = rc.linear_baseline(X, y, loss="cross_entropy", max_lp_entries=1)
+    assert r.separability == "separable" and r.attained is False and r.infimum == 0
+    assert r.fun < 1e-15 and np.all(pair_margins(r.direction, X, y) > 0)
+
+
+def test_digits_ten_classes_are_separable():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = np.c_[X, np.ones(len(X))]
+    r = rc.linear_baseline(X, y, loss="cross_entropy")
+    assert r.separability == "separable" and r.attained is False and r.converged
+    assert r.infimum == 0.0 and 0 <= r.fun < 1e-15
+    m = pair_margins(r.w, X, y)  # every margin positive: loss = log1p(sum_j exp(-m_j))
+    assert r.fun == pytest.approx(np.mean(np.log1p(np.exp(-m).sum(axis=1))), rel=1e-12)
+    U = r.direction
+    assert U.shape == (10, 65) and np.linalg.norm(U) == pytest.approx(1.0)
+    np.testing.assert_allclose(U.sum(axis=0), 0, atol=1e-12)
+    assert np.all(pair_margins(U, X, y) > 0)  # the LP's direction, checked on the data
+    assert np.all(pair_margins(r.w, X, y) >= 36)
+
+
+def test_quasi_separable_constructed():
+    """Class 2 lies apart from classes 0 and 1, which overlap: the pairs involving class 2
+    separate, and inf F_lin is the binary logistic minimum on classes 0 and 1."""
+    rng = np.random.default_rng(1)
+    n01, n2 = 200, 50
+    X01 = np.c_[rng.normal(size=n01) - 3, rng.normal(size=n01), np.ones(n01)]
+    y01 = rng.integers(0, 2, n01)
+    X = np.r_[X01, np.c_[rng.uniform(1, 3, n2), rng.normal(size=n2), np.ones(n2)]]
+    y = np.r_[y01, np.full(n2, 2)]
+    r = rc.linear_baseline(X, y, loss="cross_entropy")
+    assert r.separability == "quasi_separable" and r.attained is False and r.converged
+    sep = rc.linear_separability(X, y)
+    assert sep.status == "quasi_separable"
+    assert sep.separated_pairs.sum() == n01 + 2 * n2 and sep.separated.sum() == n2
+    binary = minimize(lambda w: np.mean(np.logaddexp(0, -(2 * y01 - 1) * (X01 @ w))),
+                      np.zeros(3), method="BFGS", options={"gtol": 1e-12}).fun
+    expected = binary * n01 / (n01 + n2)
+    assert r.infimum == pytest.approx(expected, rel=1e-9)
+    assert r.fun == pytest.approx(r.infimum, rel=1e-14, abs=1e-15)
+    assert r.fun == pytest.approx(ce_value(r.w, X, y), rel=1e-12)
+
+
+def test_cross_entropy_radius_against_slsqp_and_kkt():
+    X, y = overlapping(n=150, d=2, c=3, seed=4)
+    free = rc.linear_baseline(X, y, loss="cross_entropy")
+    R = 0.5 * np.linalg.norm(free.w)
+    r = rc.linear_baseline(X, y, loss="cross_entropy", radius=R)
+    assert r.converged and r.attained and r.multiplier > 0
+    assert np.linalg.norm(r.w) <= R and np.linalg.norm(r.w) == pytest.approx(R, rel=1e-12)
+    G = ce_grad(r.w, X, y)
+    np.testing.assert_allclose(G + r.multiplier * r.w, 0, atol=1e-12)
+    c, d = r.w.shape
+    ref = minimize(lambda w: ce_value(w.reshape(c, d), X, y), np.zeros(c * d),
+                   jac=lambda w: ce_grad(w.reshape(c, d), X, y).ravel(), method="SLSQP",
+                   constraints=[{"type": "ineq", "fun": lambda w: R**2 - w @ w,
+                                 "jac": lambda w: -2 * w}],
+                   options={"ftol": 1e-15, "maxiter": 1000})
+    assert r.fun <= ref.fun + 1e-12 and r.fun == pytest.approx(ref.fun, abs=1e-9)
+    # inactive radius: the free minimum; separable data: on the sphere
+    big = rc.linear_baseline(X, y, loss="cross_entropy", radius=10 * np.linalg.norm(free.w))
+    assert big.fun == free.fun and big.multiplier == 0
+    rng = np.random.default_rng(2)
+    centres = np.array([[4.0, 0], [-4, 0], [0, 4]])
+    ys = rng.integers(0, 3, 90)
+    Xs = np.c_[centres[ys] + rng.uniform(-1, 1, size=(90, 2)), np.ones(90)]
+    rs = rc.linear_baseline(Xs, ys, loss="cross_entropy", radius=2.0)
+    assert rs.separability == "separable" and rs.attained and rs.multiplier > 0
+    assert np.linalg.norm(rs.w) == pytest.approx(2.0, rel=1e-12)
+    np.testing.assert_allclose(ce_grad(rs.w, Xs, ys) + rs.multiplier * rs.w, 0, atol=1e-12)
+
+
+def test_multi_output_least_squares_against_lstsq():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 6)) * np.array([1, 10, 1e-3, 1, 1e3, 1])
+    Y = rng.normal(size=(300, 3)) + X[:, :3] @ rng.normal(size=(3, 3))
+    s = rng.uniform(0.1, 2.0, 300)
+    r = rc.linear_baseline(X, Y, loss="squared", sample_weight=s)
+    sq = np.sqrt(s / s.sum())[:, None]
+    W = np.linalg.lstsq(sq * X, sq * Y, rcond=None)[0].T
+    assert r.w.shape == (3, 6) and r.converged and r.attained
+    np.testing.assert_allclose(r.w, W, rtol=1e-9, atol=1e-12)
+    F = 0.5 * float(np.sum((sq * (X @ W.T - Y)) ** 2))
+    assert r.fun == pytest.approx(F, rel=1e-13)
+    # every column is the scalar problem
+    for k in range(3):
+        rk = rc.linear_baseline(X, Y[:, k], loss="squared", sample_weight=s)
+        np.testing.assert_allclose(r.w[k], rk.w, rtol=1e-9, atol=1e-12)
+    # rank deficient: the minimum-norm solution
+    Xd = np.c_[X[:, :3], X[:, :3]]
+    rd = rc.linear_baseline(Xd, Y, loss="squared")
+    np.testing.assert_allclose(rd.w, np.linalg.lstsq(Xd, Y, rcond=None)[0].T, atol=1e-9)
+    # (n, 1) targets are the scalar problem, W of shape (1, d)
+    r1 = rc.linear_baseline(X, Y[:, :1], loss="squared")
+    assert r1.w.shape == (1, 6)
+    np.testing.assert_array_equal(r1.w[0], rc.linear_baseline(X, Y[:, 0], loss="squared").w)
+
+
+def test_multi_output_least_squares_radius():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(200, 4))
+    Y = X @ rng.normal(size=(4, 3)) * 5 + rng.normal(size=(200, 3))
+    W_ls = np.linalg.lstsq(X, Y, rcond=None)[0].T
+    for R in (1e-6, 0.3, 0.5 * np.linalg.norm(W_ls)):
+        r = rc.linear_baseline(X, Y, loss="squared", radius=R)
+        assert np.linalg.norm(r.w) <= R and np.linalg.norm(r.w) == pytest.approx(R, rel=1e-12)
+        G = (X @ r.w.T - Y).T @ X / len(X)
+        np.testing.assert_allclose(G + r.multiplier * r.w, 0, atol=1e-10 * np.abs(G).max())
+        # one multiplier for all columns: W = B (H + lam I)^-1
+        H, B = X.T @ X / len(X), Y.T @ X / len(X)
+        np.testing.assert_allclose(r.w, np.linalg.solve(H + r.multiplier * np.eye(4), B.T).T,
+                                   rtol=1e-9, atol=1e-15)
+    r = rc.linear_baseline(X, Y, loss="squared", radius=2 * np.linalg.norm(W_ls))
+    assert r.multiplier == 0 and np.allclose(r.w, W_ls, atol=1e-10)
+
+
+def test_class_separability_and_scalar_labels():
+    X, y = overlapping(c=2, seed=5)
+    assert rc.linear_separability(X, y).status == rc.linear_separability(X, 2.0 * y - 1).status
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.normal(size=(60, 2)), np.ones(60)]
+    y = rng.integers(0, 3, 60)
+    assert rc.linear_separability(X, y).status == "overlapping"
+    # an unseen fourth class: every pair (i, 3) separates (through the constant column)
+    sep = rc.linear_separability(X, y, n_classes=4)
+    assert sep.status == "quasi_separable" and sep.separated_pairs.shape == (60, 4)
+    assert sep.separated_pairs[:, 3].all() and sep.separated_pairs[:, :3].sum() == 0
+    w = np.zeros(60)
+    w[:3] = 1.0  # three samples are always separable
+    sep = rc.linear_separability(X, y, sample_weight=w)
+    assert sep.status == "separable" and np.all(pair_margins(sep.direction, X[:3], y[:3]) > 0)
+
+
+def test_printout_with_matrix_w():
+    X, y = overlapping(n=50, c=3, seed=2)
+    text = repr(rc.linear_baseline(X, y, loss="cross_entropy"))
+    assert "separability" in text and "infimum" in text
+
+
+@pytest.mark.parametrize("y, kw, err, match", [
+    (np.r_[0.5, np.zeros(9)], {}, ValueError, "integer class labels"),
+    (np.r_[-1, np.arange(9)], {"n_classes": 3}, ValueError, ">= 0"),
+    (np.arange(10) % 3, {"n_classes": 2}, ValueError, r"n_classes must be at least max\(y\) \+ 1 = 3"),
+    (np.zeros(10, int), {}, ValueError, "at least 2 classes"),
+    (np.zeros((10, 2), int), {}, ValueError, "1-D"),
+    (np.arange(9) % 2, {}, ValueError, r"shape \(10,\)"),
+    (np.array(["a"] * 10), {}, TypeError, "integer class labels"),
+    (np.arange(10) % 2, {"n_classes": 1}, ValueError, "n_classes"),
+    (np.arange(10) % 2, {"radius": 0.0}, ValueError, "radius"),
+    (np.arange(10) % 2, {"radius": -1.0}, ValueError, "radius"),
+])
+def test_bad_input(y, kw, err, match):
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(err, match=match):
+        rc.linear_baseline(X, y, loss="cross_entropy", **kw)
+
+
+def test_bad_input_squared_and_others():
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    with pytest.raises(ValueError, match=r"shape \(10, any\)"):
+        rc.linear_baseline(X, np.zeros((9, 2)), loss="squared")
+    with pytest.raises(ValueError, match="n_classes is for the cross_entropy"):
+        rc.linear_baseline(X, np.zeros((10, 2)), loss="squared", n_classes=2)
+    with pytest.raises(ValueError, match="n_classes is for the cross_entropy"):
+        rc.linear_baseline(X, np.ones(10), loss="logistic", n_classes=2)
+    with pytest.raises(ValueError, match="radius"):
+        rc.linear_baseline(X, np.zeros((10, 2)), loss="squared", radius=np.nan)
+    with pytest.raises(ValueError, match="labels -1 or \\+1|>= 0"):
+        rc.linear_separability(X, -np.arange(10.0))
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_passes_gradient_and_hessian(masked):
+    """The streamed passes in Z (W = P Z) against finite differences and the Hessian
+    sum_i s_i (diag(pi) - pi pi^T) kron x_i x_i^T written out in W, reduced by P."""
+    from resnet_core.linear_vector import _CrossEntropyPasses
+
+    rng = np.random.default_rng(3)
+    n, d, c = 70, 3, 4
+    X = rng.normal(size=(n, d))
+    y = rng.integers(0, c, n)
+    s = rng.uniform(0.5, 1.5, n)
+    s /= s.sum()
+    allowed = rng.uniform(size=(n, c)) < 0.6 if masked else np.ones((n, c), bool)
+    allowed[np.arange(n), y] = True
+    passes = _CrossEntropyPasses(X, y, s, c, allowed if masked else None, lam=0.3)
+    z = rng.normal(size=(c - 1) * d)
+    P = passes.P
+
+    def value(zz):
+        p = np.where(allowed, X @ (P @ zz.reshape(c - 1, d)).T, -np.inf)
+        return float(s @ (logsumexp(p, axis=1) - p[np.arange(n), y])) + 0.15 * zz @ zz
+
+    m = passes.full(z)
+    assert m.F == pytest.approx(value(z), rel=1e-14) and passes.value(z) == pytest.approx(m.F)
+    h = 1e-4
+    fd = np.array([(value(z + h * e) - value(z - h * e)) / (2 * h) for e in np.eye(z.size)])
+    np.testing.assert_allclose(m.g, fd, rtol=1e-7, atol=1e-9)
+    p = np.where(allowed, X @ (P @ z.reshape(c - 1, d)).T, -np.inf)
+    pi = np.exp(p - logsumexp(p, axis=1)[:, None])
+    H_W = sum(s[i] * np.kron(np.diag(pi[i]) - np.outer(pi[i], pi[i]), np.outer(X[i], X[i]))
+              for i in range(n))
+    K = np.kron(P, np.eye(d))
+    H = K.T @ H_W @ K + 0.3 * np.eye(z.size)
+    np.testing.assert_allclose((m.Q * m.ev) @ m.Q.T, H, atol=1e-14)
+
+
+@pytest.mark.parametrize("scale", [1e-100, 1e-8, 1e8, 1e100])
+def test_scale_of_x_rescales_w(scale):
+    X, y = overlapping(n=120, c=3, seed=9)
+    r = rc.linear_baseline(X, y, loss="cross_entropy")
+    rs = rc.linear_baseline(X * scale, y, loss="cross_entropy")
+    assert rs.converged and rs.fun == pytest.approx(r.fun, rel=1e-13)
+    np.testing.assert_allclose(rs.w * scale, r.w, rtol=1e-8, atol=1e-12)
