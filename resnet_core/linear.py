@@ -38,7 +38,7 @@ from scipy.optimize import OptimizeResult, brentq
 from ._engine import Engine
 from ._trust_region import (Model, NewtonResult, ball_step, inside_ball, qr_factor,
                             safe_norm, trust_region_newton)
-from ._validation import check_data, check_positive_int, check_sample_weight
+from ._validation import check_data, check_positive_int, check_sample_weight, to_numpy
 from .losses import Loss, get_loss
 from .separability import MAX_LP_ENTRIES, Separability, _separability
 
@@ -335,7 +335,7 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     name = loss if isinstance(loss, str) else getattr(loss, "name", None)
     if name == "cross_entropy" or (name == "squared" and np.ndim(y) == 2):
         if name == "squared" and np.shape(y)[1:] == (1,) and n_classes is None:
-            res = linear_baseline(X, np.asarray(y)[:, 0], loss=loss,
+            res = linear_baseline(X, np.asarray(to_numpy("y", y))[:, 0], loss=loss,
                                   sample_weight=sample_weight, radius=radius, tol=tol,
                                   max_iter=max_iter, n_threads=n_threads)
             res.w = res.x = res.w[None, :]

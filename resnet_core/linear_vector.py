@@ -34,7 +34,7 @@ from threadpoolctl import ThreadpoolController
 from ._threads import resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_data, check_positive_int,
-                          check_sample_weight)
+                          check_sample_weight, to_numpy)
 from .linear import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, _minimise, _push_along,
                      with_radius)
 from .separability import Separability, class_separability
@@ -65,7 +65,7 @@ def check_classes(y, n_classes, n: int | None) -> tuple[np.ndarray, int]:
     """
     if isinstance(y, (str, bytes)):
         raise TypeError("y must be an array of integer class labels; got a string")
-    arr = np.asarray(y)
+    arr = np.asarray(to_numpy("y", y))
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"y must hold integer class labels 0..c-1; got dtype {arr.dtype}")
     if arr.ndim != 1:
@@ -344,7 +344,7 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                     max_lp_entries: int) -> LinearBaselineResult:
     """:func:`resnet_core.linear_baseline` for ``loss="cross_entropy"`` (``y``: classes) or
     ``loss="squared"`` with ``y`` of shape (n, c); ``radius`` is validated by the caller."""
-    Xa = np.asarray(X) if not isinstance(X, (str, bytes)) else X
+    Xa = np.asarray(to_numpy("X", X)) if not isinstance(X, (str, bytes)) else X
     n = Xa.shape[0] if getattr(Xa, "ndim", 0) >= 1 else 0
     X = check_data(Xa, np.zeros(n))[0]
     n, d = X.shape
