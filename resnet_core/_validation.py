@@ -89,7 +89,7 @@ def check_finite(name: str, a: np.ndarray) -> None:
         block = flat[start : start + _FINITE_BLOCK]
         if not np.isfinite(block).all():
             bad = np.argwhere(~np.isfinite(block))[0]
-            where = (start + bad[0],) + tuple(bad[1:]) if a.ndim > 1 else (start + bad[0],)
+            where = tuple(int(i) for i in (start + bad[0], *bad[1:a.ndim]))
             raise ValueError(f"{name} must be finite; found {block[tuple(bad)]} at index {where}")
 
 

@@ -335,8 +335,9 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
                 "logistic" if c == 2 else "cross_entropy")
             check_choice("loss", loss, CLASSIFIER_LOSSES)
             if loss in BINARY_LOSSES and c > 2:
-                raise ValueError(f"loss {loss!r} fits two classes; got {c}: use "
-                                 "loss='cross_entropy' (or None) for more")
+                raise ValueError(f"Only binary classification is supported with loss {loss!r};"
+                                 f" got {c} classes: use loss='cross_entropy' (or None) for "
+                                 "more")
             self.loss_name_ = loss
         codes = np.searchsorted(self.classes_, y).clip(max=self.classes_.size - 1)
         unseen = self.classes_[codes] != y
@@ -349,6 +350,11 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
 
     def _placeholder_y(self):
         return np.zeros(1, np.intp) if self.loss_name_ == "cross_entropy" else np.ones(1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = self.loss not in BINARY_LOSSES
+        return tags
 
     def decision_function(self, X) -> np.ndarray:
         """Scores: shape (n,) for two classes (positive: ``classes_[1]``; with the
