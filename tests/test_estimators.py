@@ -293,3 +293,16 @@ def test_certified_local_minimum_is_no_worse_than_linear(kind):
         F_lin = scipy.optimize.minimize(lambda w: np.mean(np.logaddexp(0, -s * (Xa @ w))),
                                         np.zeros(3), method="BFGS", options={"gtol": 1e-10}).fun
     assert certified[0][1].F_lin_star == pytest.approx(F_lin, rel=1e-8)
+
+
+def test_pandas_frames(rng):
+    pd = pytest.importorskip("pandas")
+    X, y = _binary(rng)
+    frame = pd.DataFrame(X, columns=["a", "b", "c"]).astype("Float64")
+    clf = rc.ResNetClassifier(widths=(3,), max_iter=20, random_state=0).fit(frame, y)
+    assert clf.feature_names_in_.tolist() == ["a", "b", "c"]
+    ref = rc.ResNetClassifier(widths=(3,), max_iter=20, random_state=0).fit(X, y)
+    np.testing.assert_array_equal(clf.params_, ref.params_)
+    frame.iloc[4, 1] = pd.NA
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        rc.ResNetClassifier().fit(frame, y)
