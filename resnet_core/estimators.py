@@ -19,7 +19,6 @@ from collections.abc import Mapping
 
 import numpy as np
 import scipy.optimize
-import scipy.special
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -50,13 +49,13 @@ CLASSIFIER_LOSSES = BINARY_LOSSES + ("cross_entropy",)
 _LBFGS_FTOL = 4 * np.finfo(np.float64).eps
 
 
-def _host_array(a):
+def _host_array(name: str, a):
     """Arrays of other libraries (torch, JAX, DLPack) as NumPy arrays in their own dtype;
     pandas objects and lists pass through (scikit-learn reads their column names)."""
     module = type(a).__module__.split(".")[0]
     if a is None or isinstance(a, np.ndarray) or module in ("pandas", "polars", "scipy"):
         return a
-    return to_numpy("X", a)
+    return to_numpy(name, a)
 
 
 class _NonFinite(Exception):
@@ -141,7 +140,7 @@ class _ResNetBase(BaseEstimator):
     def _validate_X(self, X, *, reset: bool):
         """``X`` validated by scikit-learn (float64 or float32 kept; other libraries' arrays
         read in their own dtype), with the constant column appended when ``fit_intercept``."""
-        X = validate_data(self, _host_array(X), reset=reset, dtype=[np.float64, np.float32],
+        X = validate_data(self, _host_array("X", X), reset=reset, dtype=[np.float64, np.float32],
                           ensure_2d=True)
         return self._augment(X)
 
@@ -157,7 +156,7 @@ class _ResNetBase(BaseEstimator):
         certify = self._certify_options()
         X, y = self._check_data(X, y, reset=True)
         y, extra = self._targets(y, reset=True)
-        obj = self._objective(X, y, _host_array(sample_weight), **extra)
+        obj = self._objective(X, y, _host_array("sample_weight", sample_weight), **extra)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         # The solvers' own linear algebra is on vectors of n_params: one BLAS thread, so
         # that no BLAS thread spins against the kernels' (measured: L-BFGS on 100 x 2,
@@ -195,10 +194,10 @@ class _ResNetBase(BaseEstimator):
         check_is_fitted(self)
         X, y = self._check_data(X, y, reset=False)
         y, extra = self._targets(y, reset=False)
-        return self._objective(X, y, _host_array(sample_weight), **extra)
+        return self._objective(X, y, _host_array("sample_weight", sample_weight), **extra)
 
     def _check_data(self, X, y, *, reset: bool):
-        X, y = validate_data(self, _host_array(X), _host_array(y), reset=reset,
+        X, y = validate_data(self, _host_array("X", X), _host_array("y", y), reset=reset,
                              dtype=[np.float64, np.float32], multi_output=True,
                              y_numeric=isinstance(self, RegressorMixin))
         return self._augment(X), y
@@ -342,8 +341,9 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
         codes = np.searchsorted(self.classes_, y).clip(max=self.classes_.size - 1)
         unseen = self.classes_[codes] != y
         if unseen.any():
-            raise ValueError(f"y holds a label not seen in fit: {y[unseen][:1].tolist()[0]!r} (classes_ "
-                             f"is {self.classes_.tolist()})")
+            label = y[unseen][:1].tolist()[0]
+            raise ValueError(f"y holds a label not seen in fit: {label!r} (classes_ is "
+                             f"{self.classes_.tolist()})")
         if self.loss_name_ == "cross_entropy":
             return codes, {"loss": "cross_entropy", "n_classes": self.classes_.size}
         return np.where(codes == 1, 1.0, -1.0), {"loss": self.loss_name_}
@@ -396,8 +396,9 @@ class ResNetRegressor(RegressorMixin, _ResNetBase):
                 "loss", "squared" if self.loss is None else self.loss, ("squared",))
             self._y_shape = np.shape(y)[1:]
         elif np.shape(y)[1:] != self._y_shape:
-            raise ValueError(f"y must have shape (n_samples{''.join(f', {c}' for c in self._y_shape)})"
-                             f" as in fit; got {np.shape(y)}")
+            want = "".join(f", {c}" for c in self._y_shape)
+            raise ValueError(f"y must have shape (n_samples{want}) as in fit; got "
+                             f"{np.shape(y)}")
         return y, {"loss": "squared"}
 
     def _placeholder_y(self):

@@ -1,6 +1,12 @@
 """Arrays of other libraries: read in their own dtype (float32 stays float32), tensors that
 require grad used as data, pandas nullable columns refused with the conversion to use."""
 
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -97,13 +103,36 @@ def test_tensor_requiring_grad_is_data(rng):
     assert multi.n_classes == 2 and multi.dtype == np.float32
 
 
-def test_jax_arrays(rng):
-    jnp = pytest.importorskip("jax.numpy")
-    X, y = _data(rng)
-    obj = rc.Objective(jnp.asarray(X), jnp.asarray(y), widths=(4,))
-    assert obj.dtype == np.float32
-    x = obj.init(3)
-    assert obj.fun(jnp.asarray(x)) == rc.Objective(X, y, widths=(4,)).fun(x)
+# JAX starts threads of its own: it runs in a child process, so that the tests that fork
+# later in this session (test_fork) never fork a process holding them.
+JAX_SNIPPET = """
+import numpy as np, jax.numpy as jnp, resnet_core as rc
+rng = np.random.default_rng(0)
+X = rng.standard_normal((40, 3)).astype(np.float32)
+y = np.where(X[:, 0] > 0, 1.0, -1.0).astype(np.float32)
+obj = rc.Objective(jnp.asarray(X), jnp.asarray(y), widths=(4,))
+assert obj.dtype == np.float32
+x = obj.init(3)
+assert obj.fun(jnp.asarray(x)) == rc.Objective(X, y, widths=(4,)).fun(x)
+try:
+    import sklearn  # noqa: F401
+except ImportError:
+    raise SystemExit(0)
+fit = rc.ResNetClassifier(widths=(4,), max_iter=20, random_state=0).fit(jnp.asarray(X), y)
+ref = rc.ResNetClassifier(widths=(4,), max_iter=20, random_state=0).fit(X, y)
+assert fit.params_.dtype == np.float32 and (fit.params_ == ref.params_).all()
+assert (fit.predict(jnp.asarray(X)) == ref.predict(X)).all()
+print("ok")
+"""
+
+
+def test_jax_arrays():
+    if importlib.util.find_spec("jax") is None:
+        pytest.skip("jax is not installed")
+    out = subprocess.run([sys.executable, "-W", "ignore", "-c", JAX_SNIPPET],
+                         capture_output=True, text=True,
+                         env=dict(os.environ, PYTHONPATH=str(Path(rc.__file__).parents[1])))
+    assert out.returncode == 0, out.stderr[-2000:]
 
 
 def test_device_arrays_refused(rng):
