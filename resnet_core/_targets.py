@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import (as_float_array, check_data, check_finite, check_size, resolve_dtype,
+from ._validation import (as_float_array, check_data, check_finite, check_inputs, check_size,
                           to_numpy)
 from .losses import BUILTIN_LOSSES, VECTOR_LOSSES, Loss, get_loss
 
@@ -94,8 +94,8 @@ def resolve_targets(X, y, loss, n_classes=None) -> Targets:
         X, y = check_data(X, y)
         loss.check_labels(y)
         return Targets(X, y, loss, 1, None)
-    X, _ = check_data(X, np.zeros(np.shape(X)[0] if np.ndim(X) == 2 else 0))
-    n, dtype = X.shape[0], resolve_dtype(X)
+    X = check_inputs(X)
+    n, dtype = X.shape[0], X.dtype
     if loss.name == "cross_entropy":
         y, found = _labels(y, n, dtype)
         c = _check_n_classes(n_classes, found)

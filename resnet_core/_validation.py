@@ -121,15 +121,20 @@ def _shape_str(shape) -> str:
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
 
-def check_data(X, y):
-    """Validate the design matrix and targets; return them converted."""
-    dtype = resolve_dtype(X)
-    X = as_float_array("X", X, ndim=2, dtype=dtype)
+def check_inputs(X) -> np.ndarray:
+    """Validate the design matrix; return it converted."""
+    X = as_float_array("X", X, ndim=2, dtype=resolve_dtype(X))
     if X.shape[0] == 0:
         raise ValueError(f"X must have at least one sample; got shape {X.shape}")
     if X.shape[1] == 0:
         raise ValueError(f"X must have at least one feature; got shape {X.shape}")
-    y = as_float_array("y", y, ndim=1, dtype=dtype, shape=(X.shape[0],))
+    return X
+
+
+def check_data(X, y):
+    """Validate the design matrix and targets; return them converted."""
+    X = check_inputs(X)
+    y = as_float_array("y", y, ndim=1, dtype=X.dtype, shape=(X.shape[0],))
     return X, y
 
 

@@ -181,8 +181,9 @@ class VectorLoss(Loss):
         self.labels = labels
 
     def derivatives(self, p, y):
-        """``(l, dl/dp)`` per sample: ``l`` of shape (n,), ``dl/dp`` of the shape of ``p``
-        (n, c); the Hessians are not formed (see :meth:`hessp`)."""
+        """``(l, dl/dp)`` per sample in NumPy (the kernels compute the same in C): ``l`` of
+        shape (n,), ``dl/dp`` of the shape of ``p`` (n, c).  No Hessians: each is c x c
+        (``diag(pi) - pi pi^T`` or ``I``), applied inside the kernels, never formed."""
         p = np.asarray(p, dtype=np.float64)
         if self.labels:
             y = np.asarray(y).astype(np.intp)

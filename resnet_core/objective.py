@@ -29,7 +29,7 @@ from ._validation import (
 from .features import MLPLayout
 from .heads import HEADS, VECTOR_HEADS
 from .linear import LinearBaselineResult, linear_baseline
-from .losses import Loss
+from .losses import BUILTIN_LOSSES, Loss
 from .state import PointState, SufficientStats
 
 __all__ = ["FeatureObjective", "Objective", "PointState", "SufficientStats"]
@@ -198,7 +198,7 @@ class _HeadObjective:
         if self.n_classes is not None:
             e = np.exp(s - s.max(axis=1, keepdims=True))
             out = e / e.sum(axis=1, keepdims=True)
-        elif self.loss.name == "logistic" and not self.vector:
+        elif self.loss is BUILTIN_LOSSES["logistic"]:
             plus = np.exp(-np.logaddexp(0.0, -s))  # sigmoid(p), stable at both ends
             out = np.column_stack([np.exp(-np.logaddexp(0.0, s)), plus])
         else:

@@ -550,3 +550,17 @@ def test_forked_children_compute_the_parents_numbers():
     for got in results:
         for a, b in zip(got, expected):
             np.testing.assert_array_equal(a, b)
+
+
+def test_pickled_objective_gives_the_same_numbers(rng):
+    import pickle
+
+    X, y, sw = _problem(rng, n=80, d=3, c=4, loss="squared")
+    obj = rc.Objective(X, y, loss="squared", widths=(4,), sample_weight=sw, head="skip")
+    x = _point(obj, rng)
+    F, g = obj.fun_and_grad(x)
+    back = pickle.loads(pickle.dumps(obj))
+    assert back.n_outputs == 4 and back.vector
+    F2, g2 = back.fun_and_grad(x)
+    assert F2 == F
+    np.testing.assert_array_equal(g2, g)
