@@ -68,8 +68,11 @@ def problems(quick):
     Y = np.c_[t, np.log(t), np.sqrt(t)]
     yield ("diabetes raw + bias, 3 outputs, squared", _with_bias(Xd), Y, "squared", {},
            lambda r, X, Y: _lstsq(X, Y))
-    yield ("same, ||W||_F <= 300", _with_bias(Xd), Y, "squared", {"radius": 300.0},
-           lambda r, X, Y: f"KKT residual {r.grad_norm:.2g}, ||W||_F {np.linalg.norm(r.w):.6g}")
+    # (no "|" inside a cell: it would split the markdown table's columns)
+    yield ("same, Frobenius norm <= 300", _with_bias(Xd), Y, "squared", {"radius": 300.0},
+           lambda r, X, Y: f"KKT residual {r.grad_norm:.2g} (gradient at 0: "
+                           f"{np.linalg.norm((X.T @ Y).T / len(X)):.2g}), "
+                           f"Frobenius norm {np.linalg.norm(r.w):.6g}")
 
 
 def main():

@@ -152,6 +152,46 @@ def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray:
     return (s / s.sum()).astype(dtype)
 
 
+def check_classes(y, n_classes, n: int | None) -> tuple[np.ndarray, int]:
+    """Integer class labels ``0..c-1`` (int64) and ``c``.
+
+    ``y`` may be of an integer dtype or hold integers in floats; ``c`` is ``n_classes`` (at
+    least ``max(y) + 1`` and 2) or ``max(y) + 1``.
+    """
+    if isinstance(y, (str, bytes)):
+        raise TypeError("y must be an array of integer class labels; got a string")
+    arr = np.asarray(to_numpy("y", y))
+    if arr.dtype.kind not in "iuf":
+        raise TypeError(f"y must hold integer class labels 0..c-1; got dtype {arr.dtype}")
+    if arr.ndim != 1:
+        raise ValueError(f"y must be 1-D class labels of shape (n_samples,) for the "
+                         f"cross_entropy loss; got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"y must have shape ({n},), one label per row of X; got {arr.shape}")
+    if arr.size == 0:
+        raise ValueError("y must hold at least one label")
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | (arr != np.round(arr))
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"y must hold integer class labels 0..c-1; found {arr[i]} at "
+                             f"index {i}")
+    if (arr < 0).any():
+        i = int(np.argmax(arr < 0))
+        raise ValueError(f"y must hold class labels >= 0; found {arr[i]} at index {i}")
+    top = int(arr.max())
+    if n_classes is None:
+        if top < 1:
+            raise ValueError("the cross_entropy loss needs at least 2 classes; every label is "
+                             "0: pass n_classes")
+        c = top + 1
+    else:
+        c = check_positive_int("n_classes", n_classes, minimum=2)
+        if c <= top:
+            raise ValueError(f"n_classes must be at least max(y) + 1 = {top + 1}; got {c}")
+    return arr.astype(np.int64, copy=False), c
+
+
 def check_point(name: str, x, size: int, dtype: np.dtype) -> np.ndarray:
     """A parameter vector of length ``size``."""
     return as_float_array(name, x, ndim=1, dtype=dtype, shape=(size,))

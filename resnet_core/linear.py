@@ -29,60 +29,19 @@ predicts) against ``|F|``: ``nu^2 / 2 <= tol |F|``, invariant to rescaling ``X``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.optimize import OptimizeResult, brentq
 
+from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, push_along,
+                        with_radius)
 from ._engine import Engine
-from ._trust_region import (Model, NewtonResult, ball_step, inside_ball, qr_factor,
-                            safe_norm, trust_region_newton)
+from ._trust_region import Model, ball_step, qr_factor, safe_norm
 from ._validation import check_data, check_positive_int, check_sample_weight, to_numpy
+from .linear_vector import vector_baseline
 from .losses import Loss, get_loss
 from .separability import MAX_LP_ENTRIES, Separability, _separability
 
-# Margin past which the logistic loss is below 2.4e-16 (log1p(exp(-36))): a point on the
-# separating ray with every margin there is within that of the infimum 0.
-LOGISTIC_MARGIN = 36.0
-# Rows per block of the streamed QR factor of the Hessian.
-QR_CHUNK = 4096
-
-
-class LinearBaselineResult(OptimizeResult):
-    """Result of :func:`linear_baseline`.
-
-    Attributes
-    ----------
-    w, x : ndarray
-        The returned predictor (``x`` is an alias, as in scipy).
-    fun : float
-        ``F_lin(w)`` at the returned ``w``.
-    infimum : float
-        ``inf F_lin`` over ``R^d`` (or the minimum over the ball with a radius).
-    attained : bool or None
-        Whether some finite ``w`` reaches the infimum (``fun == infimum`` up to rounding);
-        None when the linear program was skipped (too large) and Newton's method converged
-        without separating the data: ``infimum`` is then right, whether a minimiser exists
-        is not decided.
-    converged, success : bool
-        Whether ``infimum`` is known to the solver's precision.
-    direction : ndarray or None
-        The separating direction when the infimum is approached along a ray.
-    separability : str or None
-        ``"separable"``, ``"quasi_separable"``, ``"overlapping"``, ``"not_decided"``;
-        None for the squared and user-defined losses.
-    grad_norm : float
-        ``||grad F_lin(w)||``, or the KKT residual ``||grad F_lin(w) + lam w||`` with a radius.
-    decrement : float
-        Newton decrement ``nu^2`` at ``w`` (0 for closed forms).
-    multiplier : float
-        ``lam`` of the radius constraint (0 when it is inactive or absent).
-    radius : float or None
-    nit, npass : int
-        Newton iterations and data passes (all solves together).
-    method, message : str
-    """
+__all__ = ["LinearBaselineResult", "linear_baseline"]
 
 
 def _engine(X, y, s, loss, n_threads):
@@ -160,37 +119,12 @@ def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, ni
         separability=separability, direction=direction, method=method, message=message)
 
 
-def _minimise(passes, d, tol, eps, max_iter, loss_name):
-    """Unconstrained minimum of an attained problem by trust-region Newton from 0."""
-    F0 = passes.value(np.zeros(d))
-    res = trust_region_newton(passes.full, passes.value, np.zeros(d), tol=tol,
-                              max_iter=max_iter, F_floor=eps * abs(F0))
-    # A user-defined loss may not be convex: then all Newton's method can promise is a
-    # stationary point.
-    what = ("minimum attained" if passes.convex else
-            "stationary point reached (the minimum if the loss is convex)")
-    msg = (f"{what}; Newton decrement at the tolerance" if res.stop == "decrement"
-           else f"{what}; converged to the rounding level" if res.converged
-           else f"not converged ({res.stop}) after {res.nit} Newton iterations of the "
-                f"{loss_name} loss")
-    return res, msg
-
-
-def _push_along(passes, w_base, u, separated, margin):
-    """``w_base + t u`` with ``t`` the least that puts every margin on ``separated`` at
-    ``margin`` or beyond."""
-    m_u = np.asarray(passes.margins(u), dtype=np.float64)[separated]
-    m_b = np.asarray(passes.margins(w_base), dtype=np.float64)[separated]
-    t = max(float(np.max((margin - m_b) / m_u)), 0.0)
-    return w_base + t * u
-
-
 def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
     """Logistic or smoothed hinge without a radius, given the separability answer."""
     hinge = loss.name == "smoothed_hinge"
     margin = loss.zero_margin * (1 + 1e-9) if hinge else LOGISTIC_MARGIN
     if sep.status == "separable":
-        w = _push_along(passes, np.zeros(d), sep.direction, sep.separated, margin)
+        w = push_along(passes, np.zeros(d), sep.direction, sep.separated, margin)
         msg = ("linearly separable: inf F_lin = 0, " + (
             "attained (every margin past the smoothed hinge's flat part)" if hinge else
             "not attained (F_lin -> 0 along the separating direction; w is on that ray, "
@@ -202,8 +136,8 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
         s_rest = np.where(sep.separated, 0, passes.engine.s).astype(passes.engine.dtype)
         eng = passes.engine
         rest = _Passes(_engine(eng.X, eng.y, s_rest, eng.loss, eng.n_threads))
-        res, msg = _minimise(rest, d, tol, eps, max_iter, loss.name)
-        w = _push_along(passes, res.w, sep.direction, sep.separated, margin)
+        res, msg = minimise(rest, d, tol, eps, max_iter, loss.name)
+        w = push_along(passes, res.w, sep.direction, sep.separated, margin)
         # The claim holds when the point reaches the infimum on all the data; margins at
         # the LP's tolerance (samples almost, not exactly, on the hyperplane) break it.
         if passes.value(w) <= res.F + max(64 * eps * abs(res.F), 1e-15):
@@ -217,7 +151,7 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
         sep = Separability("not_decided", None, None, 0.0,
                            "not decided: the linear program's quasi-separation does not hold "
                            "on the data (margins at its tolerance)")
-    res, msg = _minimise(passes, d, tol, eps, max_iter, loss.name)
+    res, msg = minimise(passes, d, tol, eps, max_iter, loss.name)
     status, converged, attained = sep.status, res.converged, res.converged
     if status == "not_decided":
         margins = passes.margins(res.w)
@@ -238,53 +172,6 @@ def _ray(w, margins, passes):
     sep = passes.engine.s > 0
     return Separability("separable", u, sep, float(margins[sep].min()),
                         "separated by the direction of Newton's iterates")
-
-
-@dataclass
-class _BallSolution:
-    w: np.ndarray
-    lam: float
-    nit: int
-    npass: int
-    converged: bool
-    active: bool
-
-
-def _ball_general(passes, d, R, tol, eps, max_iter) -> _BallSolution:
-    """``min F_lin`` over ``||w|| <= R`` by the multiplier: ``||w(lam)|| = R``."""
-    F0 = passes.value(np.zeros(d))
-    solves: dict[float, NewtonResult] = {}
-
-    def solve(lam):
-        if lam not in solves:
-            start = (solves[min(solves, key=lambda l0: abs(l0 - lam))].w if solves
-                     else np.zeros(d))
-            pen = passes.penalised(lam)
-            solves[lam] = trust_region_newton(pen.full, pen.value, start, tol=tol,
-                                              max_iter=max_iter, F_floor=eps * abs(F0))
-        return solves[lam]
-
-    def phi(log_lam):
-        return 1.0 / max(np.linalg.norm(solve(np.exp(log_lam)).w), 1e-300) - 1.0 / R
-
-    # ||w(lam)|| = ||grad F_lin(w)|| / lam: start at the gradient at 0 and bracket the root
-    # in log(lam) (lam spans many decades between a radius of 1e-6 and one near ||w*||).
-    hi = np.log(max(np.linalg.norm(passes.grad(np.zeros(d))[1]) / R, 1e-300))
-    while phi(hi) < 0:
-        hi += np.log(4.0)
-    lo = hi - np.log(4.0)
-    while phi(lo) > 0 and lo >= hi - 200.0:
-        lo -= np.log(4.0)
-    active = phi(lo) < 0  # else even e^-200 of the start leaves w(lam) inside: inactive
-    log_lam = brentq(phi, lo, hi, xtol=1e-14, rtol=1e-14, maxiter=200) if active else lo
-    res = solve(float(np.exp(log_lam)))
-    w = res.w
-    if active:  # the solution lies on the sphere; put it there, never an ulp outside
-        w = inside_ball(w * (R / np.linalg.norm(w)), R)
-    return _BallSolution(
-        w=w, lam=float(np.exp(log_lam)) if active else 0.0,
-        nit=sum(r.nit for r in solves.values()), npass=sum(r.npass for r in solves.values()),
-        converged=all(r.converged for r in solves.values()), active=active)
 
 
 def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic",
@@ -340,7 +227,6 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
                                   max_iter=max_iter, n_threads=n_threads)
             res.w = res.x = res.w[None, :]
             return res
-        from .linear_vector import vector_baseline  # imports this module
         return vector_baseline(X, y, loss=name, n_classes=n_classes,
                                sample_weight=sample_weight, radius=radius, tol=tol,
                                max_iter=max_iter, n_threads=n_threads,
@@ -373,27 +259,9 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
         note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
         free = _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note)
     else:
-        res, msg = _minimise(passes, d, tol, eps, max_iter, loss.name)
+        res, msg = minimise(passes, d, tol, eps, max_iter, loss.name)
         free = _result(passes, res.w, infimum=res.F, attained=res.converged,
                        converged=res.converged, nit=res.nit, npass=res.npass,
                        decrement=res.decrement, method="trust-region Newton", message=msg)
     return free if radius is None else with_radius(passes, free, d, radius, tol, eps, max_iter,
                                                    _result)
-
-
-def with_radius(passes, free, size, radius, tol, eps, max_iter, result):
-    """``min F_lin`` over the ball of ``radius`` from the unconstrained answer ``free``
-    (``result`` builds the answer from the variables of ``passes``)."""
-    if free.attained and np.linalg.norm(free.w) <= radius:
-        free.radius = radius
-        free.message = "minimum inside the ball (constraint inactive): " + free.message
-        return free
-    ball = _ball_general(passes, size, radius, tol, eps, max_iter)
-    where = "on its boundary" if ball.active else "inside it (constraint inactive)"
-    return result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
-                  converged=ball.converged, lam=ball.lam, radius=radius,
-                  nit=ball.nit + free.nit, npass=ball.npass + free.npass,
-                  separability=free.separability, direction=free.direction,
-                  method="multiplier (Brent) + trust-region Newton",
-                  message=f"minimum over the ball {where}" if ball.converged else
-                  f"not converged: a penalised solve stopped early (w {where.split(' (')[0]})")

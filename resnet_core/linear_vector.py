@@ -31,12 +31,11 @@ import numpy as np
 from numpy.typing import ArrayLike
 from threadpoolctl import ThreadpoolController
 
+from ._baseline import LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, with_radius
 from ._threads import resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
-from ._validation import (MAX_BYTES, as_float_array, check_data, check_positive_int,
-                          check_sample_weight, to_numpy)
-from .linear import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, _minimise, _push_along,
-                     with_radius)
+from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
+                          check_positive_int, check_sample_weight, to_numpy)
 from .separability import Separability, class_separability
 
 # Samples per block of the value and gradient passes.
@@ -55,46 +54,6 @@ def _blas_threads(n_threads):
         _controller = ThreadpoolController()
     limit = 1 if n_threads is None else resolve_n_threads(n_threads)
     return _controller.limit(limits=limit, user_api="blas")
-
-
-def check_classes(y, n_classes, n: int | None) -> tuple[np.ndarray, int]:
-    """Integer class labels ``0..c-1`` (int64) and ``c``.
-
-    ``y`` may be of an integer dtype or hold integers in floats; ``c`` is ``n_classes`` (at
-    least ``max(y) + 1`` and 2) or ``max(y) + 1``.
-    """
-    if isinstance(y, (str, bytes)):
-        raise TypeError("y must be an array of integer class labels; got a string")
-    arr = np.asarray(to_numpy("y", y))
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"y must hold integer class labels 0..c-1; got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise ValueError(f"y must be 1-D class labels of shape (n_samples,) for the "
-                         f"cross_entropy loss; got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise ValueError(f"y must have shape ({n},), one label per row of X; got {arr.shape}")
-    if arr.size == 0:
-        raise ValueError("y must hold at least one label")
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"y must hold integer class labels 0..c-1; found {arr[i]} at "
-                             f"index {i}")
-    if (arr < 0).any():
-        i = int(np.argmax(arr < 0))
-        raise ValueError(f"y must hold class labels >= 0; found {arr[i]} at index {i}")
-    top = int(arr.max())
-    if n_classes is None:
-        if top < 1:
-            raise ValueError("the cross_entropy loss needs at least 2 classes; every label is "
-                             "0: pass n_classes")
-        c = top + 1
-    else:
-        c = check_positive_int("n_classes", n_classes, minimum=2)
-        if c <= top:
-            raise ValueError(f"n_classes must be at least max(y) + 1 = {top + 1}; got {c}")
-    return arr.astype(np.int64, copy=False), c
 
 
 def centred_basis(c: int) -> np.ndarray:
@@ -195,10 +154,10 @@ class _CrossEntropyPasses:
         return Model.from_factor(F + 0.5 * self.lam * float(z @ z), g + self.lam * z, R,
                                  self.eps, self.n * self.c, shift=self.lam)
 
-    def smallest_margin(self, z) -> float:
-        """``min (p_{y_i} - p_j)`` over samples of positive weight and ``j != y_i``, streamed
-        (no n x c array)."""
-        W, low = self.weights(z), np.inf
+    def _pair_margins(self, z):
+        """Per block, the pair margins ``p_{y_i} - p_j`` (``inf`` at ``j = y_i`` and for
+        samples of zero weight), ``p = W x_i``."""
+        W = self.weights(z)
         for i0 in range(0, self.n, VALUE_BLOCK):
             i1 = min(i0 + VALUE_BLOCK, self.n)
             p = np.asarray(self.X[i0:i1], dtype=np.float64) @ W.T
@@ -206,18 +165,21 @@ class _CrossEntropyPasses:
             gap = p[rows, y][:, None] - p
             gap[rows, y] = np.inf
             gap[self.s[i0:i1] <= 0] = np.inf
-            low = min(low, float(gap.min()))
-        return low
+            yield i0, i1, gap
 
-    def margins(self, z) -> np.ndarray:
-        """Pair margins ``p_{y_i} - p_j`` (n x c; 0 at ``j = y_i``), ``p = W x_i``."""
-        W = self.weights(z)
-        out = np.empty((self.n, self.c))
-        for i0 in range(0, self.n, VALUE_BLOCK):
-            i1 = min(i0 + VALUE_BLOCK, self.n)
-            p = np.asarray(self.X[i0:i1], dtype=np.float64) @ W.T
-            out[i0:i1] = p[np.arange(i1 - i0), self.labels[i0:i1]][:, None] - p
-        return out
+    def smallest_margin(self, z) -> float:
+        """The least pair margin over samples of positive weight (streamed)."""
+        return min(float(gap.min()) for _, _, gap in self._pair_margins(z))
+
+    def push(self, z, u, pairs, margin):
+        """``z + t u`` with ``t >= 0`` the least that puts every margin of ``pairs`` (n x c)
+        at ``margin`` or beyond (streamed; ``u`` positive on those pairs)."""
+        t = 0.0
+        for (i0, i1, base), (_, _, along) in zip(self._pair_margins(z), self._pair_margins(u)):
+            on = pairs[i0:i1]
+            if on.any():
+                t = max(t, float(np.max((margin - base[on]) / along[on])))
+        return z + t * u
 
 
 class _LeastSquaresPasses:
@@ -293,8 +255,8 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note):
     # Every separated sample's loss log(1 + sum_{j != y} e^-m_j) is then below e^-36.
     margin = LOGISTIC_MARGIN + np.log(passes.c - 1)
     if sep.status == "separable":
-        z = _push_along(passes, np.zeros(size), passes.coords(sep.direction),
-                        sep.separated_pairs, margin)
+        z = passes.push(np.zeros(size), passes.coords(sep.direction), sep.separated_pairs,
+                        margin)
         return _result(passes, z, infimum=0.0, attained=False, converged=True,
                        separability="separable", direction=sep.direction,
                        method=("trust-region Newton" if lp_note else
@@ -305,10 +267,9 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note):
     if sep.status == "quasi_separable":
         allowed = ~sep.separated_pairs
         allowed[np.arange(passes.n), passes.labels] = True
-        res, msg = _minimise(passes.restricted(allowed), size, tol, eps, max_iter,
+        res, msg = minimise(passes.restricted(allowed), size, tol, eps, max_iter,
                              "cross_entropy")
-        z = _push_along(passes, res.w, passes.coords(sep.direction), sep.separated_pairs,
-                        margin)
+        z = passes.push(res.w, passes.coords(sep.direction), sep.separated_pairs, margin)
         # As in the scalar case: the claim holds when the point reaches the infimum on all
         # the data (pairs almost, not exactly, on their hyperplanes break it).
         if passes.value(z) <= res.F + max(64 * eps * abs(res.F), 1e-15):
@@ -323,7 +284,7 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note):
         sep = Separability("not_decided", None, None, 0.0,
                            "not decided: the linear program's quasi-separation does not hold "
                            "on the data (margins at its tolerance)")
-    res, msg = _minimise(passes, size, tol, eps, max_iter, "cross_entropy")
+    res, msg = minimise(passes, size, tol, eps, max_iter, "cross_entropy")
     status, converged, attained = sep.status, res.converged, res.converged
     if status == "not_decided":
         smallest = passes.smallest_margin(res.w)
@@ -379,7 +340,7 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                                message="minimum over the ball " + (
                                    "on its boundary" if lam > 0 else
                                    "inside it (constraint inactive)"))
-            res, msg = _minimise(passes, size, tol, EPS, max_iter, "squared")
+            res, msg = minimise(passes, size, tol, EPS, max_iter, "squared")
             return _result(passes, res.w, infimum=res.F, attained=res.converged,
                            converged=res.converged, nit=res.nit, npass=res.npass,
                            decrement=res.decrement, method="trust-region Newton",

@@ -78,6 +78,11 @@ def test_row_shift_invariance_and_label_permutation():
     assert ce_value(r.w + b, X, y) == pytest.approx(r.fun, rel=1e-12)
     # ||W + 1 b^T||_F is least at the returned (centred) W
     assert np.linalg.norm(r.w) < np.linalg.norm(r.w + 1e-3 * b)
+    # labels held in floats, and an unseen fifth class (pairs with it separate: quasi)
+    assert rc.linear_baseline(X, y.astype(float), loss="cross_entropy").fun == r.fun
+    r5 = rc.linear_baseline(X, y, loss="cross_entropy", n_classes=5)
+    assert r5.separability == "quasi_separable" and r5.w.shape == (5, 5)
+    assert r5.infimum == pytest.approx(r.infimum, rel=1e-12)
     perm = np.array([2, 0, 3, 1])  # class k becomes perm[k]
     r2 = rc.linear_baseline(X, perm[y], loss="cross_entropy")
     assert r2.fun == pytest.approx(r.fun, rel=1e-13)
@@ -280,7 +285,8 @@ def test_printout_with_matrix_w():
 @pytest.mark.parametrize("y, kw, err, match", [
     (np.r_[0.5, np.zeros(9)], {}, ValueError, "integer class labels"),
     (np.r_[-1, np.arange(9)], {"n_classes": 3}, ValueError, ">= 0"),
-    (np.arange(10) % 3, {"n_classes": 2}, ValueError, r"n_classes must be at least max\(y\) \+ 1 = 3"),
+    (np.arange(10) % 3, {"n_classes": 2}, ValueError,
+     r"n_classes must be at least max\(y\) \+ 1 = 3"),
     (np.zeros(10, int), {}, ValueError, "at least 2 classes"),
     (np.zeros((10, 2), int), {}, ValueError, "1-D"),
     (np.arange(9) % 2, {}, ValueError, r"shape \(10,\)"),
@@ -352,3 +358,13 @@ def test_scale_of_x_rescales_w(scale):
     rs = rc.linear_baseline(X * scale, y, loss="cross_entropy")
     assert rs.converged and rs.fun == pytest.approx(r.fun, rel=1e-13)
     np.testing.assert_allclose(rs.w * scale, r.w, rtol=1e-8, atol=1e-12)
+
+
+def test_n_threads():
+    X, y = overlapping(n=300, c=3, seed=8)
+    r1 = rc.linear_baseline(X, y, loss="cross_entropy", n_threads=1)
+    r2 = rc.linear_baseline(X, y, loss="cross_entropy", n_threads=2)
+    assert r1.fun == pytest.approx(r2.fun, rel=1e-14)
+    np.testing.assert_allclose(r1.w, r2.w, atol=1e-12)
+    with pytest.raises(ValueError, match="n_threads"):
+        rc.linear_baseline(X, y, loss="cross_entropy", n_threads=0)

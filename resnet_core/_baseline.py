@@ -1,0 +1,153 @@
+"""Pieces shared by the best linear predictor for one output (:mod:`resnet_core.linear`) and
+for ``c`` outputs (:mod:`resnet_core.linear_vector`): the result type, the unconstrained
+minimum by trust-region Newton, the push along a separating direction, and the minimum over
+a ball by the multiplier of ``min F_lin + lam/2 ||w||^2``.
+
+Each works on a *passes* object over the data in its own flat variables ``w``: ``value(w)``,
+``grad(w) -> (F, g)`` (without the penalty), ``full(w) -> Model``, ``penalised(lam)``,
+``margins(w)`` (per sample, or per (sample, class) pair) and ``convex``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import OptimizeResult, brentq
+
+from ._trust_region import NewtonResult, inside_ball, trust_region_newton
+
+
+# Margin past which the logistic loss is below 2.4e-16 (log1p(exp(-36))): a point on the
+# separating ray with every margin there is within that of the infimum 0.
+LOGISTIC_MARGIN = 36.0
+# Rows per block of the streamed QR factor of the Hessian.
+QR_CHUNK = 4096
+
+
+class LinearBaselineResult(OptimizeResult):
+    """Result of :func:`resnet_core.linear_baseline`.
+
+    Attributes
+    ----------
+    w, x : ndarray
+        The returned predictor (``x`` is an alias, as in scipy): shape (d,), or (c, d) for
+        ``c`` outputs (norms are then Frobenius norms).
+    fun : float
+        ``F_lin(w)`` at the returned ``w``.
+    infimum : float
+        ``inf F_lin`` over ``R^d`` (or the minimum over the ball with a radius).
+    attained : bool or None
+        Whether some finite ``w`` reaches the infimum (``fun == infimum`` up to rounding);
+        None when the linear program was skipped (too large) and Newton's method converged
+        without separating the data: ``infimum`` is then right, whether a minimiser exists
+        is not decided.
+    converged, success : bool
+        Whether ``infimum`` is known to the solver's precision.
+    direction : ndarray or None
+        The separating direction (the shape of ``w``) when the infimum is approached along
+        a ray.
+    separability : str or None
+        ``"separable"``, ``"quasi_separable"``, ``"overlapping"``, ``"not_decided"``;
+        None for the squared and user-defined losses.
+    grad_norm : float
+        ``||grad F_lin(w)||``, or the KKT residual ``||grad F_lin(w) + lam w||`` with a radius.
+    decrement : float
+        Newton decrement ``nu^2`` at ``w`` (0 for closed forms).
+    multiplier : float
+        ``lam`` of the radius constraint (0 when it is inactive or absent).
+    radius : float or None
+    nit, npass : int
+        Newton iterations and data passes (all solves together).
+    method, message : str
+    """
+
+
+def minimise(passes, d, tol, eps, max_iter, loss_name):
+    """Unconstrained minimum of an attained problem by trust-region Newton from 0."""
+    F0 = passes.value(np.zeros(d))
+    res = trust_region_newton(passes.full, passes.value, np.zeros(d), tol=tol,
+                              max_iter=max_iter, F_floor=eps * abs(F0))
+    # A user-defined loss may not be convex: then all Newton's method can promise is a
+    # stationary point.
+    what = ("minimum attained" if passes.convex else
+            "stationary point reached (the minimum if the loss is convex)")
+    msg = (f"{what}; Newton decrement at the tolerance" if res.stop == "decrement"
+           else f"{what}; converged to the rounding level" if res.converged
+           else f"not converged ({res.stop}) after {res.nit} Newton iterations of the "
+                f"{loss_name} loss")
+    return res, msg
+
+
+def push_along(passes, w_base, u, separated, margin):
+    """``w_base + t u`` with ``t`` the least that puts every margin on ``separated`` at
+    ``margin`` or beyond."""
+    m_u = np.asarray(passes.margins(u), dtype=np.float64)[separated]
+    m_b = np.asarray(passes.margins(w_base), dtype=np.float64)[separated]
+    t = max(float(np.max((margin - m_b) / m_u)), 0.0)
+    return w_base + t * u
+
+
+@dataclass
+class _BallSolution:
+    w: np.ndarray
+    lam: float
+    nit: int
+    npass: int
+    converged: bool
+    active: bool
+
+
+def ball_minimum(passes, d, R, tol, eps, max_iter) -> _BallSolution:
+    """``min F_lin`` over ``||w|| <= R`` by the multiplier: ``||w(lam)|| = R``."""
+    F0 = passes.value(np.zeros(d))
+    solves: dict[float, NewtonResult] = {}
+
+    def solve(lam):
+        if lam not in solves:
+            start = (solves[min(solves, key=lambda l0: abs(l0 - lam))].w if solves
+                     else np.zeros(d))
+            pen = passes.penalised(lam)
+            solves[lam] = trust_region_newton(pen.full, pen.value, start, tol=tol,
+                                              max_iter=max_iter, F_floor=eps * abs(F0))
+        return solves[lam]
+
+    def phi(log_lam):
+        return 1.0 / max(np.linalg.norm(solve(np.exp(log_lam)).w), 1e-300) - 1.0 / R
+
+    # ||w(lam)|| = ||grad F_lin(w)|| / lam: start at the gradient at 0 and bracket the root
+    # in log(lam) (lam spans many decades between a radius of 1e-6 and one near ||w*||).
+    hi = np.log(max(np.linalg.norm(passes.grad(np.zeros(d))[1]) / R, 1e-300))
+    while phi(hi) < 0:
+        hi += np.log(4.0)
+    lo = hi - np.log(4.0)
+    while phi(lo) > 0 and lo >= hi - 200.0:
+        lo -= np.log(4.0)
+    active = phi(lo) < 0  # else even e^-200 of the start leaves w(lam) inside: inactive
+    log_lam = brentq(phi, lo, hi, xtol=1e-14, rtol=1e-14, maxiter=200) if active else lo
+    res = solve(float(np.exp(log_lam)))
+    w = res.w
+    if active:  # the solution lies on the sphere; put it there, never an ulp outside
+        w = inside_ball(w * (R / np.linalg.norm(w)), R)
+    return _BallSolution(
+        w=w, lam=float(np.exp(log_lam)) if active else 0.0,
+        nit=sum(r.nit for r in solves.values()), npass=sum(r.npass for r in solves.values()),
+        converged=all(r.converged for r in solves.values()), active=active)
+
+
+def with_radius(passes, free, size, radius, tol, eps, max_iter, result):
+    """``min F_lin`` over the ball of ``radius`` from the unconstrained answer ``free``
+    (``result`` builds the answer from the variables of ``passes``)."""
+    if free.attained and np.linalg.norm(free.w) <= radius:
+        free.radius = radius
+        free.message = "minimum inside the ball (constraint inactive): " + free.message
+        return free
+    ball = ball_minimum(passes, size, radius, tol, eps, max_iter)
+    where = "on its boundary" if ball.active else "inside it (constraint inactive)"
+    return result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
+                  converged=ball.converged, lam=ball.lam, radius=radius,
+                  nit=ball.nit + free.nit, npass=ball.npass + free.npass,
+                  separability=free.separability, direction=free.direction,
+                  method="multiplier (Brent) + trust-region Newton",
+                  message=f"minimum over the ball {where}" if ball.converged else
+                  f"not converged: a penalised solve stopped early (w {where.split(' (')[0]})")
