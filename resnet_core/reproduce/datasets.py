@@ -4,13 +4,14 @@ resnet-core[demo]``), standardised, with a constant-1 column for the bias (Remar
 - ``"breast_cancer"``: 569 x 30, labels -1 (malignant) / +1 (benign), for the logistic loss.
 - ``"diabetes"``: 442 x 10, disease progression standardised, for the squared loss.
 - ``"digits_binary"``: 1797 x 64 pixel intensities, +1 for digits 5-9, -1 for 0-4.
+- ``"digits"``: the same inputs with their 10 classes, labels 0..9 (cross-entropy).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-NAMES = ("breast_cancer", "diabetes", "digits_binary")
+NAMES = ("breast_cancer", "diabetes", "digits_binary", "digits")
 
 
 def _standardise(X):
@@ -35,4 +36,7 @@ def load(name: str):
     if name == "digits_binary":
         X, y = datasets.load_digits(return_X_y=True)
         return _standardise(X.astype(float)), np.where(y >= 5, 1.0, -1.0)
+    if name == "digits":
+        X, y = datasets.load_digits(return_X_y=True)
+        return _standardise(X.astype(float)), y.astype(np.intp)
     raise ValueError(f"name must be one of {list(NAMES)}; got {name!r}")

@@ -30,7 +30,7 @@ def run_demo(out: Path, quick: bool = False, seed: int = 0, echo=print) -> dict:
     start = time.perf_counter()
     s = {"date": time.strftime("%Y-%m-%d %H:%M"), "quick": quick, "seed": seed, "config": cfg}
     steps = _progress(3 + len(cfg["escape_eps"]) + len(paper.THEOREM4_DATA) * len(cfg["sgd_T"])
-                      + len(paper.RESNET_DATA), "demo")
+                      + len(paper.RESNET_DATA) + len(paper.RESNET_VECTOR_DATA), "demo")
     s["example1"] = paper.example1_table()
     steps.update(1)
     names = {"a": "plain", "b": "regularized", "c": "constrained"}

@@ -135,13 +135,23 @@ def markdown(s: dict, verdicts: dict) -> str:
           "attained (separable or quasi-separable data: Corollary 1 then says a local "
           "minimum has F <= inf F_lin), Theorem 3's comparison is added: the minimum of "
           "F_lin over ||u|| <= ||w||.", "",
+          "Rows with c classes (Remark 2) have the output layer `W (x + V f(x))`, `W` c x d, "
+          "the cross-entropy, and are trained by L-BFGS on the vector objective (at most "
+          f"{paper.RESNET_LBFGS_ITER} iterations); the certificate is over `(W, V)`: "
+          "`lambda_min` exact from the reduced eigenproblem "
+          "(docs/vector_outputs_certificates.md), Lemma 1 and Theorem 1 in their c-output "
+          "form (`||grad|| >= (F - F_lin(W*)) / ||G||_F`, `W` of full row rank).  Theorem 2 "
+          "has no known analogue for c > 1 (the paper leaves it open): nothing is computed "
+          "in its place.", "",
           "| data | loss | n x d | iterations | inf F_lin | attained | F (ResNet) | "
           "gap +- s.e. | min F_lin, norm(u) <= norm(w) | gap to it | grad norm | "
           f"lambda_min | mu2 | eps-SOPSP (eps {paper.RESNET_EPS:g}) |", "|" + "---|" * 14]
     for r in s["resnet_vs_linear"]:
         ball = (f"{r['F_lin_ball']:.4f} (norm(w) = {r['radius']:.3g}) | "
                 f"{r['gap_ball']:.4f} +- {r['gap_ball_se']:.4f}" if "radius" in r else "- | -")
-        L.append(f"| {r['data']} | {r['loss']} | {r['n']} x {r['d']} | {r['iterations']} | "
+        data = r["data"] + (f" ({r['classes']} classes)" if r.get("classes") else "")
+        iters = f"{r['iterations']}" + (" (L-BFGS)" if r.get("trainer") == "L-BFGS" else "")
+        L.append(f"| {data} | {r['loss']} | {r['n']} x {r['d']} | {iters} | "
                  f"{r['F_lin_star']:.4f} | {'yes' if r['attained'] else 'no'} | {r['F']:.4f} | "
                  f"{r['gap']:.4f} +- {r['gap_se']:.4f} | {ball} | {r['grad_norm']:.2e} | "
                  f"{r['lambda_min']:.2e} | {r['mu2']:.3g} | {r['is_sopsp']} |")
