@@ -226,6 +226,16 @@ def test_pipeline_grid_search_and_pickle():
     assert scores.min() > 0.5
 
 
+def test_built_in_losses_unpickle_to_themselves():
+    """The objectives tell losses apart by identity; a pickled estimator (or objective)
+    must find the same objects after loading."""
+    for name in ("squared", "logistic", "smoothed_hinge", "cross_entropy"):
+        loss = rc.get_loss(name)
+        assert pickle.loads(pickle.dumps(loss)) is loss
+    vector = rc.losses.VECTOR_LOSSES["squared"]
+    assert pickle.loads(pickle.dumps(vector)) is vector
+
+
 def test_fitted_estimator_does_not_keep_the_data(rng):
     X = rng.standard_normal((5000, 20))
     reg = rc.ResNetRegressor(widths=(4,), max_iter=5).fit(X, X[:, 0])
