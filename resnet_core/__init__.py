@@ -39,8 +39,6 @@ __all__ = [
     "Objective",
     "PointFileError",
     "PointState",
-    "ResNetClassifier",
-    "ResNetRegressor",
     "SOPSPReport",
     "Separability",
     "SpectralDensity",
@@ -68,7 +66,8 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-# The scikit-learn estimators import scikit-learn, an optional dependency: loaded on first use.
+# The scikit-learn estimators import scikit-learn, an optional dependency: loaded on first use
+# of their names (and left out of __all__, so that a star import works without it).
 _ESTIMATORS = ("ResNetClassifier", "ResNetRegressor")
 
 

@@ -246,6 +246,7 @@ def test_core_imports_without_sklearn():
     code = ("import sys; sys.modules['sklearn'] = None\n"
             "import resnet_core as rc\n"
             "rc.Objective([[0.0], [1.0]], [1.0, -1.0], widths=(2,))\n"
+            "from resnet_core import *\n"
             "try:\n    rc.ResNetClassifier\nexcept ImportError as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True,
