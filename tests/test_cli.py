@@ -59,6 +59,20 @@ def test_demo_claims(demo):
     assert all(s["checks"].values()), s["checks"]
 
 
+def test_demo_digits_with_ten_classes(demo):
+    """The ResNet-vs-linear table's c-output row: 10-class digits by the vector objective,
+    certified over (W, V), with what was and was not computed."""
+    out, s, _ = demo
+    row = next(r for r in s["resnet_vs_linear"] if r["data"] == "digits")
+    assert (row["classes"], row["loss"], row["trainer"]) == (10, "cross_entropy", "L-BFGS")
+    assert row["lambda_min_method"] == "structured" and row["baseline_converged"]
+    assert row["lemma1_holds"] and row["theorem1_holds"] and row["lemma1_note"] is None
+    assert "no known analogue for c > 1" in row["theorem2_note"]
+    report = (out / "report.md").read_text()
+    assert "| digits (10 classes) | cross_entropy | 1797 x 65 |" in report
+    assert "Theorem 2 has no known analogue for c > 1" in report
+
+
 @pytest.mark.parametrize("holds, status", [(True, 0), (False, 1)])
 def test_demo_command_dispatches(tmp_path, monkeypatch, holds, status):
     seen = {}
