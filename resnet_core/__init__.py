@@ -65,3 +65,18 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+# The scikit-learn estimators import scikit-learn, an optional dependency: loaded on first use
+# of their names (and left out of __all__, so that a star import works without it).
+_ESTIMATORS = ("ResNetClassifier", "ResNetRegressor")
+
+
+def __getattr__(name):
+    if name in _ESTIMATORS:
+        from . import estimators
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'resnet_core' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_ESTIMATORS))

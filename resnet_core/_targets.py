@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, check_data, check_finite, check_inputs, check_size
+from ._validation import (as_float_array, check_data, check_finite, check_inputs, check_size,
+                          to_numpy)
 from .losses import BUILTIN_LOSSES, VECTOR_LOSSES, Loss, get_loss
 
 
@@ -60,7 +61,7 @@ def _labels(y, n: int, dtype) -> tuple[np.ndarray, int]:
     """Integer labels as an (n, 1) array of ``dtype``, and ``max + 1``."""
     if isinstance(y, (str, bytes)):
         raise TypeError("y must be an array of integer labels; got a string")
-    arr = np.asarray(y)
+    arr = np.asarray(to_numpy("y", y))
     if arr.dtype.kind not in "iuf":
         raise TypeError("y must hold integer class labels 0..c-1 for the cross_entropy "
                         f"loss; got dtype {arr.dtype}")

@@ -4,6 +4,12 @@ Conversions (documented in the public docstrings): integer and boolean arrays be
 float64; float32 stays float32 (the objective then works in float32), other real floats
 become float64; a non-C-contiguous array is copied into C order.  Complex, object and
 string arrays are rejected with a TypeError.
+
+Arrays of other libraries (:func:`to_numpy`) are read through ``__array__`` or DLPack in
+their own dtype, without a copy where the library allows one: a float32 PyTorch tensor or
+JAX array stays float32.  A tensor that requires grad is used as data (detached: no
+gradient flows back to it); a tensor on a GPU is refused with what to do.  pandas' nullable
+columns (``Float64``, ``Int64``, ``boolean``) are refused with the conversion to use.
 """
 
 from __future__ import annotations
@@ -22,9 +28,56 @@ MAX_BYTES = 1 << 40
 
 
 def resolve_dtype(X) -> np.dtype:
-    """float32 when X is float32, else float64."""
-    dt = getattr(X, "dtype", None)
+    """float32 when X is float32, else float64 (``X`` a NumPy array, or any array
+    :func:`to_numpy` reads)."""
+    dt = getattr(to_numpy("X", X), "dtype", None)
     return np.dtype(np.float32) if dt == np.float32 else np.dtype(np.float64)
+
+
+def _pandas_nullable(a) -> list[str]:
+    """The names of ``a``'s pandas nullable dtypes (a Series, a DataFrame, an extension
+    array); empty for anything else, pandas imported or not."""
+    dtypes = getattr(a, "dtypes", None)  # a DataFrame: one dtype a column
+    if dtypes is None or not hasattr(dtypes, "tolist"):
+        dtypes = [getattr(a, "dtype", None)]
+    else:
+        dtypes = dtypes.tolist()
+    return sorted({str(dt) for dt in dtypes
+                   if type(dt).__module__.startswith("pandas")
+                   and getattr(dt, "kind", "O") in "biuf"
+                   and type(getattr(dt, "na_value", None)).__name__ == "NAType"})
+
+
+def to_numpy(name: str, a):
+    """``a`` as a NumPy array in its own dtype (no copy where its library allows), or
+    ``a`` itself when it is not an array of another library (lists, scalars).
+
+    Tensors that require grad are detached (used as data); GPU tensors are refused, as are
+    pandas nullable columns, with what to do.
+    """
+    if isinstance(a, np.ndarray):
+        return a
+    nullable = _pandas_nullable(a)
+    if nullable:
+        raise TypeError(
+            f"{name} holds pandas nullable values (dtype {', '.join(nullable)}), which NumPy "
+            f"reads as objects; convert them first, e.g. {name}.to_numpy(dtype=float, "
+            f"na_value=np.nan) (missing values are refused: drop or impute them)")
+    if getattr(a, "requires_grad", False) and callable(getattr(a, "detach", None)):
+        a = a.detach()  # used as data: no gradient flows back to the caller's tensor
+    device = getattr(a, "device", None)
+    if getattr(device, "type", "cpu") != "cpu":
+        raise TypeError(f"{name} is on the device {device}; the kernels read host memory: "
+                        f"move it first (e.g. {name}.cpu())")
+    if hasattr(a, "__array__"):
+        return np.asarray(a)
+    if hasattr(a, "__dlpack__"):
+        try:
+            return np.from_dlpack(a)
+        except (TypeError, ValueError, RuntimeError, BufferError) as err:
+            raise TypeError(f"{name} could not be read through DLPack ({err}); give a "
+                            "NumPy array or an object with __array__") from None
+    return a
 
 
 def check_finite(name: str, a: np.ndarray) -> None:
@@ -36,7 +89,7 @@ def check_finite(name: str, a: np.ndarray) -> None:
         block = flat[start : start + _FINITE_BLOCK]
         if not np.isfinite(block).all():
             bad = np.argwhere(~np.isfinite(block))[0]
-            where = (start + bad[0],) + tuple(bad[1:]) if a.ndim > 1 else (start + bad[0],)
+            where = tuple(int(i) for i in (start + bad[0], *bad[1:a.ndim]))
             raise ValueError(f"{name} must be finite; found {block[tuple(bad)]} at index {where}")
 
 
@@ -44,7 +97,7 @@ def as_float_array(name: str, a, *, ndim: int, dtype: np.dtype, shape=None) -> n
     """``a`` as a finite, C-contiguous ``dtype`` array of ``ndim`` dimensions."""
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array; got a string")
-    arr = np.asarray(a)
+    arr = np.asarray(to_numpy(name, a))
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
     if arr.ndim != ndim:
@@ -107,7 +160,7 @@ def check_classes(y, n_classes, n: int | None) -> tuple[np.ndarray, int]:
     """
     if isinstance(y, (str, bytes)):
         raise TypeError("y must be an array of integer class labels; got a string")
-    arr = np.asarray(y)
+    arr = np.asarray(to_numpy("y", y))
     if arr.dtype.kind not in "iuf":
         raise TypeError(f"y must hold integer class labels 0..c-1; got dtype {arr.dtype}")
     if arr.ndim != 1:

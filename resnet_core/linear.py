@@ -42,7 +42,7 @@ from ._engine import Engine, SampleBuffers
 from ._sources import is_dask
 from ._threads import blas_single_thread
 from ._trust_region import Model, ball_step, qr_factor, safe_norm
-from ._validation import check_positive_int
+from ._validation import check_positive_int, to_numpy
 from .linear_vector import vector_baseline
 from .losses import Loss, get_loss
 from .separability import MAX_LP_ENTRIES, Separability, _separability
@@ -302,7 +302,7 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
                 "the linear baseline for c outputs (cross_entropy, an (n, c) target) is not "
                 "implemented on dask arrays yet: pass numpy arrays (or a memmap)")
         if name == "squared" and np.shape(y)[1:] == (1,) and n_classes is None:
-            res = linear_baseline(X, np.asarray(y)[:, 0], loss=loss,
+            res = linear_baseline(X, np.asarray(to_numpy("y", y))[:, 0], loss=loss,
                                   sample_weight=sample_weight, radius=radius, tol=tol,
                                   max_iter=max_iter, n_threads=n_threads)
             res.w = res.x = res.w[None, :]

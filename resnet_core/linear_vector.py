@@ -37,7 +37,7 @@ from ._baseline import LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise
 from ._threads import resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
-                          check_positive_int, check_sample_weight)
+                          check_positive_int, check_sample_weight, to_numpy)
 from .separability import Separability, class_separability
 
 # Samples per block of the value and gradient passes.
@@ -408,7 +408,7 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                     max_lp_entries: int) -> LinearBaselineResult:
     """:func:`resnet_core.linear_baseline` for ``loss="cross_entropy"`` (``y``: classes) or
     ``loss="squared"`` with ``y`` of shape (n, c); ``radius`` is validated by the caller."""
-    Xa = np.asarray(X) if not isinstance(X, (str, bytes)) else X
+    Xa = np.asarray(to_numpy("X", X)) if not isinstance(X, (str, bytes)) else X
     n = Xa.shape[0] if getattr(Xa, "ndim", 0) >= 1 else 0
     X = check_data(Xa, np.zeros(n))[0]
     n, d = X.shape

@@ -93,6 +93,10 @@ class BuiltinLoss(Loss):
         _kernels.loss_derivatives(self.code, p, y, out[0], out[1], out[2])
         return out[0], out[1], out[2]
 
+    def __reduce__(self):
+        # one object per built-in loss, also after pickling (the objectives compare by `is`)
+        return _builtin_loss, (self.name,)
+
 
 class CustomLoss(Loss):
     """A user-defined loss.
@@ -200,12 +204,23 @@ class VectorLoss(Loss):
     def check_labels(self, y: np.ndarray) -> None:  # the objectives check vector targets
         pass
 
+    def __reduce__(self):
+        return _vector_loss, (self.name,)  # one object per loss, as the built-in ones
+
 
 #: The vector losses by name (``"squared"`` here is the (n, c)-target form).
 VECTOR_LOSSES = {
     "cross_entropy": VectorLoss("cross_entropy", labels=True),
     "squared": VectorLoss("squared", labels=False),
 }
+
+
+def _builtin_loss(name: str) -> "BuiltinLoss":
+    return BUILTIN_LOSSES[name]
+
+
+def _vector_loss(name: str) -> "VectorLoss":
+    return VECTOR_LOSSES[name]
 
 
 BUILTIN_LOSSES = {

@@ -57,7 +57,7 @@ import scipy.sparse
 from numpy.typing import ArrayLike
 from scipy.optimize import linprog
 
-from ._validation import check_classes, check_data, check_sample_weight
+from ._validation import check_classes, check_data, check_sample_weight, to_numpy
 
 MAX_LP_ENTRIES = 4_000_000
 
@@ -127,7 +127,7 @@ def linear_separability(X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | N
     Separability
         See the module notes for the three cases and the linear program.
     """
-    if n_classes is not None or not np.isin(np.asarray(y), (-1, 1)).all():
+    if n_classes is not None or not np.isin(np.asarray(to_numpy("y", y)), (-1, 1)).all():
         labels, c = check_classes(y, n_classes, np.shape(X)[0] if np.ndim(X) == 2 else None)
         X = check_data(X, labels.astype(np.float64))[0]
         s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
