@@ -29,8 +29,12 @@ MAX_BYTES = 1 << 40
 
 def resolve_dtype(X) -> np.dtype:
     """float32 when X is float32, else float64 (``X`` a NumPy array, or any array
-    :func:`to_numpy` reads)."""
-    dt = getattr(to_numpy("X", X), "dtype", None)
+    :func:`to_numpy` reads).  A dtype NumPy understands is read without converting ``X``
+    (a dask or zarr array is not computed or loaded)."""
+    try:
+        dt = np.dtype(X.dtype)
+    except (AttributeError, TypeError):  # no dtype, or another library's (torch, pandas)
+        dt = getattr(to_numpy("X", X), "dtype", None)
     return np.dtype(np.float32) if dt == np.float32 else np.dtype(np.float64)
 
 
