@@ -31,10 +31,9 @@ import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike
-from threadpoolctl import ThreadpoolController
 
 from ._baseline import LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, with_radius
-from ._threads import resolve_n_threads
+from ._threads import blas_single_thread, resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
                           check_positive_int, check_sample_weight, to_numpy)
@@ -47,19 +46,6 @@ EPS = float(np.finfo(np.float64).eps)
 NEWTON_SEPARATED = " (separated by its iterates; no linear program)"
 # ... and of an overlap proved by the minimiser's pair weights (:func:`overlap_certificate`).
 OVERLAP_CERTIFIED = " (overlap certified by its minimiser; no linear program)"
-
-_controller: ThreadpoolController | None = None
-
-
-def _blas_threads(n_threads):
-    """Context limiting NumPy's BLAS (the passes' block products and QR) to ``n_threads``
-    threads, one by default: the blocks are small, and OpenBLAS on two threads took 0.44 s
-    instead of 0.003 s for the QR of one 4127 x 32 block on a loaded 2-core machine."""
-    global _controller
-    if _controller is None:
-        _controller = ThreadpoolController()
-    limit = 1 if n_threads is None else resolve_n_threads(n_threads)
-    return _controller.limit(limits=limit, user_api="blas")
 
 
 def centred_basis(c: int) -> np.ndarray:
@@ -432,7 +418,10 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
     tol = EPS if tol is None else tol
     if not (isinstance(tol, numbers.Real) and np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a positive finite number; got {tol!r}")
-    with _blas_threads(n_threads):
+    # BLAS on one thread: the blocks are small, and two OpenBLAS threads made one block's
+    # QR 20x slower whenever another thread pool was busy (measured in the demo).
+    resolve_n_threads(n_threads)  # validated; the passes here run on one thread
+    with blas_single_thread():
         if loss == "squared":
             passes = _LeastSquaresPasses(X, Y, s)
             if radius is not None:
