@@ -121,3 +121,51 @@ if __name__ == "__main__":  # print the digests of the current code
              + ["feat:2,3,squared,0", "feat:1,2,squared,4", "feat:2,1,logistic,0"])
     for nm in names:
         print(f'    "{nm}": "{_case(nm)}",')
+
+
+def _loop_state(x0, rng_seed, F0, t_thres, max_hist=64):
+    from resnet_core import _loops as L
+    istate = np.zeros(6, np.int64)
+    istate[L.I_NOISE], istate[L.I_STATUS], istate[L.I_ESCAPE] = -t_thres - 1, -1, -1
+    return dict(x=x0.copy(), x_tilde=x0.copy(), g=np.zeros(2), x_prev=x0.copy(),
+                istate=istate, fstate=np.array([F0, F0]), rng=L.seed_state(rng_seed),
+                hist_t=np.zeros(max_hist, np.int64), hist_F=np.zeros(max_hist),
+                hist_g=np.zeros(max_hist), pert_t=np.zeros(max_hist, np.int64))
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("residual", [True, False])
+def test_two_parameter_loop_matches_general_loop(seed, residual):
+    """The register loop for d = k = 1 against the general array loop, side by side, on
+    random moment data, in blocks (the state carried between calls), PGD and GD."""
+    from resnet_core import _loops as L
+    rng = np.random.default_rng(seed)
+    X, Phi = rng.standard_normal((5, 1)), rng.standard_normal((5, 1))
+    y = rng.standard_normal(5)
+    M, empty, b, c, code, _ = L.moment_data(X, Phi, y, np.full(5, 0.2), residual)
+    x0 = rng.standard_normal(2)
+    perturb = bool(seed % 2)
+    t_thres, every = int(rng.integers(1, 30)), int(rng.integers(0, 5))
+    g_thres = 10.0 ** rng.uniform(-3, 0)
+    F0 = L.feature_value_grad(M, empty, b, c, code, residual, x0, np.empty(2), np.empty(1),
+                              np.empty(1))
+    a, b_ = _loop_state(x0, seed, F0, t_thres), _loop_state(x0, seed, F0, t_thres)
+    counts = []
+    for st, loop, head in ((a, L._pgd_loop, (M, None if residual else 0)),
+                           (b_, L._pgd_loop_2, None)):
+        n_hist = n_pert = 0
+        for t_stop in (1, 2, 17, 60, 400):
+            args = (st["x"], st["x_tilde"], st["g"], st["x_prev"], st["istate"], st["fstate"],
+                    st["rng"], perturb, 0.3, 0.05, g_thres, 1e-4, t_thres, 1e-3, t_stop,
+                    every, st["hist_t"], st["hist_F"], st["hist_g"], n_hist, st["pert_t"],
+                    n_pert, False)
+            if head is not None:
+                n_hist, n_pert = loop(M, empty, b, c, code, *head, *args)
+            else:
+                n_hist, n_pert = loop(M, b, c, None if residual else 0, *args)
+            if st["istate"][L.I_STATUS] >= 0:
+                break
+        counts.append((n_hist, n_pert))
+    assert counts[0] == counts[1]
+    for key in a:
+        assert np.array_equal(a[key].view(np.uint8), b_[key].view(np.uint8)), key
