@@ -3,7 +3,8 @@ problem (``resnet_core.bench.frameworks_pgd``), in the same process, interleaved
 
     PYTHONPATH=. python benchmarks/pgd_vs_handwritten.py [--repeat 7] [--quick]
 
-Rows: PGD on Example 1 (the hand-written loop has the gradient written out); gradient
+Rows: PGD on Example 1 (the hand-written loop has the gradient written out), one run and
+1024 runs at once (``studies.escape`` on all cores against a numba ``prange``); gradient
 descent on a FeatureObjective (residual head, n = 1000, d = k = 8) with the squared loss
 (the package runs on second moments; hand-written on moments and on the samples) and the
 logistic loss (both on the samples).  ``ratio`` = hand-written steps/s / package steps/s.
@@ -53,6 +54,17 @@ def rows(repeat=7, quick=False):
     if hand is not None:
         out.append(("PGD Example 1", "numba hand-written", ours,
                     _median_rate(lambda: hand(z0, 0), n1, repeat)))
+    # Example 1, R runs from the saddle at once: escape study against a prange loop
+    R, nR = 1024, 1_000 if quick else 10_000
+    starts, seeds = np.tile(z0, (R, 1)), np.arange(R)
+    ours = _median_rate(lambda: rc.studies.escape(obj, z0, n_runs=R, max_iter=nR, eps=1e-3,
+                                                  ell=1.0, rho=1.0, stop_at_escape=False,
+                                                  **k), R * nR, repeat)
+    hand = fp.numba_pgd_batched(0.1, k["eta"], k["r"], k["g_thres"], k["f_thres"],
+                                k["t_thres"], nR)
+    if hand is not None:
+        out.append((f"PGD Example 1, {R} runs", "numba hand-written prange", ours,
+                    _median_rate(lambda: hand(starts, seeds), R * nR, repeat)))
     # FeatureObjective n = 1000, d = k = 8, residual head
     for loss, steps, hands in (("squared", 5_000 if quick else 200_000,
                                 (("numba hand-written, moments", True),
