@@ -358,14 +358,6 @@ cdef void _run(Job* job, const floating* X) noexcept nogil:
         job.status[t] = _process_slot(job, t, X)
 
 
-cdef inline void* _ptr1(const floating[::1] v) noexcept:
-    return <void*> &v[0] if v.shape[0] > 0 else NULL
-
-
-cdef inline void* _ptr2(const floating[:, ::1] v) noexcept:
-    return <void*> &v[0, 0] if v.shape[0] > 0 and v.shape[1] > 0 else NULL
-
-
 cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:, ::1] Phi,
                  const floating[::1] y, const floating[::1] s, const floating[::1] theta,
                  const Py_ssize_t[::1] dims, int bias, int act, int const_feat,

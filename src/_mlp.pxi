@@ -1,11 +1,20 @@
-# The MLP f_theta shared by the kernels: its shape (MLP), forward and backward passes and
-# their R-operators over one chunk of samples.  Included (textually) by each kernel module.
+# What the kernel modules share, included (textually) by each: the MLP f_theta (its shape,
+# MLP; its forward and backward passes and their R-operators over one chunk of samples), and
+# the data pointers of (possibly empty) memoryviews.
 #
 # theta is flat: for each layer l, W_l (h_l x h_{l-1}, row-major) at woff[l], then b_l
 # (h_l) at boff[l] when the layers have biases.
 
 cdef enum:
     MAX_LAYERS = 64
+
+
+cdef inline void* _ptr1(const floating[::1] v) noexcept:
+    return <void*> &v[0] if v.shape[0] > 0 else NULL
+
+
+cdef inline void* _ptr2(const floating[:, ::1] v) noexcept:
+    return <void*> &v[0, 0] if v.shape[0] > 0 and v.shape[1] > 0 else NULL
 
 
 cdef struct MLP:

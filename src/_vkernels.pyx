@@ -348,14 +348,6 @@ cdef void _run(VJob* job, const floating* X) noexcept nogil:
         job.status[t] = _process_slot(job, t, X)
 
 
-cdef inline void* _ptr1(const floating[::1] v) noexcept:
-    return <void*> &v[0] if v.shape[0] > 0 else NULL
-
-
-cdef inline void* _ptr2(const floating[:, ::1] v) noexcept:
-    return <void*> &v[0, 0] if v.shape[0] > 0 and v.shape[1] > 0 else NULL
-
-
 cdef inline void* _ptr3(const floating[:, :, ::1] v) noexcept:
     return (<void*> &v[0, 0, 0] if v.shape[0] > 0 and v.shape[1] > 0 and v.shape[2] > 0
             else NULL)

@@ -15,10 +15,8 @@ kernels' chunk shapes and on large square matrices, with the threads the kernels
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import threading
-import time
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -28,7 +26,7 @@ import resnet_core as rc
 from . import frameworks as fw
 from .compare import REFERENCE, SMALL
 from .environment import describe, header_lines
-from .timing import block_medians
+from .timing import block_medians, median_time
 
 PASSES = ("value", "fun_and_grad", "hessp (full)", "hessp (partial)", "Gram")
 
@@ -111,16 +109,7 @@ def gemm_functions(dtype, chunk: int, width: int, threads: int, *,
 def read_rate(nbytes: int = 1 << 28, *, repeat: int = 5) -> float:
     """GB/s of one thread summing a float64 array of ``nbytes`` (a memory read rate)."""
     a = np.ones(nbytes // 8)
-    return nbytes / _median(lambda: a.sum(), repeat) / 1e9
-
-
-def _median(fn, repeat: int) -> float:
-    samples = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t0)
-    return statistics.median(samples)
+    return nbytes / median_time(lambda: a.sum(), repeat=repeat, warmup=1) / 1e9
 
 
 def pass_functions(X, y, widths, dtype) -> dict:
