@@ -35,9 +35,9 @@ from numpy.typing import ArrayLike
 import scipy.linalg
 
 from ._certificate import (BaselineWarning, LambdaMin, SOPSPReport, _curvature_threshold,
-                           _curvature_verdict, _rounding_error, lanczos_extreme)
+                           _curvature_verdict, _decide, _rounding_error, lanczos_extreme)
 from ._threads import blas_single_thread
-from . import theory
+from . import lipschitz, theory
 from ._validation import as_float_array
 from .certify_vector import check_sopsp_vector
 from .objective import FeatureObjective, Objective
@@ -193,7 +193,8 @@ def _baseline(fo: FeatureObjective, w_star, radius) -> dict:
 
 def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None,
                 mu2_region=None, curvature_tol: float | None = None, w_star=None,
-                baseline_radius: float | None = None, method: str = "auto") -> SOPSPReport:
+                baseline_radius: float | None = None, method: str = "auto",
+                theorem3: dict | None = None) -> SOPSPReport:
     """Certify whether ``x`` is an eps-SOPSP of ``F_theta`` and compare it with the best
     linear predictor.
 
@@ -226,6 +227,12 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
     method : {"auto", "structured", "dense", "lanczos"}
         How ``lambda_min`` is computed; ``"auto"`` is ``"structured"`` (exact, one pass),
         with c outputs while its matrices have size at most 4000, else ``"lanczos"``.
+    theorem3 : dict, optional
+        Theorem 3's inputs on the region ``max(||w||, ||V||) <= b``: any of ``"b"``,
+        ``"mu0"``, ``"mu1"``, ``"mu2"`` (Lipschitz constants of ``F_theta``, its gradient and
+        its Hessian there).  Default ``b = max(||w||, ||V||)`` at the point and each constant
+        proven from the loss's derivative bounds (squared and logistic losses,
+        :func:`resnet_core.lipschitz.derivative_bounds`); ``r = ||w*||``.
 
     Returns
     -------
@@ -247,11 +254,12 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
     with blas_single_thread():
         return _check_sopsp(objective, x, eps=eps, mu2=mu2, mu2_region=mu2_region,
                             curvature_tol=curvature_tol, w_star=w_star,
-                            baseline_radius=baseline_radius, method=method)
+                            baseline_radius=baseline_radius, method=method,
+                            theorem3=theorem3)
 
 
 def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
-                 baseline_radius, method) -> SOPSPReport:
+                 baseline_radius, method, theorem3) -> SOPSPReport:
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}")
@@ -295,21 +303,23 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
     grad = np.asarray(st.grad, dtype=np.float64)
     grad_norm = float(np.linalg.norm(grad))
     gradient_ok = grad_norm <= eps
-    curvature_ok = _curvature_verdict(lam, curvature["threshold"])
-    is_sopsp = False if (not gradient_ok or curvature_ok is False) else curvature_ok
-    mu2_needed = (lam.value**2 / eps if lam.value < 0 and eps > 0 and "mu2" not in curvature
-                  and curvature_tol is None else None)
+    verdict = _decide(lam, curvature, eps, gradient_ok)
 
     report = SOPSPReport(
         eps=float(eps), grad_norm=grad_norm,
         lambda_min=lam.value, lambda_min_error=lam.error, lambda_min_converged=lam.converged,
-        is_sopsp=is_sopsp, gradient_ok=gradient_ok, curvature_ok=curvature_ok, F=F,
-        F_se=F_se, F_lin_star=F_lin_star, w_star=w_star.tolist(), gap=F - F_lin_star,
-        gap_se=gap_se, method=lam.method, head=fo.head, n_samples=fo.n_samples,
-        dim=fo.n_params, F_lin_at_w_star=F_lin_w, mu2_needed=mu2_needed,
-        w_norm=float(np.linalg.norm(w)), lanczos_residual=lam.residual, **curvature, **base)
+        gradient_ok=gradient_ok, F=F, F_se=F_se, F_lin_star=F_lin_star,
+        w_star=w_star.tolist(), gap=F - F_lin_star, gap_se=gap_se, method=lam.method,
+        head=fo.head, n_samples=fo.n_samples, dim=fo.n_params, F_lin_at_w_star=F_lin_w,
+        w_norm=float(np.linalg.norm(w)), lanczos_residual=lam.residual, **verdict,
+        **curvature, **base)
     if fo.head == "residual":
         _paper_inequalities(report, fo, st, lam, w, M, w_star, F - F_lin_w, grad)
+        t = time.perf_counter()
+        _theorem3(report, fo, lam, M, theorem3)
+        timings["theorem3"] = time.perf_counter() - t
+    else:
+        report.theorem3_note = "Theorem 3 is about the residual head"
     timings["total"] = time.perf_counter() - t0
     report.timings = timings
     return report
@@ -335,3 +345,68 @@ def _paper_inequalities(report, fo, st, lam, w, M, w_star, gap_w, grad):
     elif lam.converged:
         report.theorem2_lhs = theory.theorem2_lhs(report.grad_norm, lam.value, st.A, V, w_star)
         report.theorem2_holds = bool(lam.value <= lam.error and report.theorem2_lhs >= gap_w - tol)
+
+
+THEOREM3_KEYS = ("b", "mu0", "mu1", "mu2")
+
+
+def _theorem3_inputs(fo: FeatureObjective, report, V: np.ndarray, given: dict | None) -> dict:
+    """``b, r, mu0, mu1, mu2`` and where each came from; raises ValueError on bad input."""
+    given = {} if given is None else given
+    if not isinstance(given, dict) or set(given) - set(THEOREM3_KEYS):
+        raise ValueError(f"theorem3 must be a dict with keys among {list(THEOREM3_KEYS)}; got "
+                         f"{given!r:.200}")
+    for key, v in given.items():
+        if isinstance(v, bool) or not (np.isscalar(v) and np.isfinite(v) and v >= 0):
+            raise ValueError(f"theorem3[{key!r}] must be a non-negative finite number; got "
+                             f"{v!r}")
+    out = {"r": float(np.linalg.norm(report.w_star)), "r_source": "||w*||"}
+    if "b" in given:
+        out.update(b=float(given["b"]), b_source="given")
+    else:
+        out.update(b=max(report.w_norm, report.V_norm), b_source="max(||w||, ||V||) here")
+    missing = [m for m in ("mu0", "mu1", "mu2") if m not in given]
+    proven = lipschitz.derivative_bounds(fo, out["b"], out["b"]) if missing else None
+    for m in ("mu0", "mu1", "mu2"):
+        if m in given:
+            out[m], out[m + "_source"] = float(given[m]), "given"
+        else:
+            out[m], out[m + "_source"] = getattr(proven, m), "proven (derivative bounds)"
+    if proven is not None and proven.mu2 is None:
+        out["missing"] = f"{', '.join(missing)} not given and not proven: {proven.reason}"
+    return out
+
+
+def _theorem3(report, fo: FeatureObjective, lam: LambdaMin, V, given: dict | None) -> None:
+    """Theorem 3's bound at this point (docs/theorem3.md), whether its premises hold here
+    (an eps-SOPSP for the theorem's ``mu2``, inside its region) and whether the bound does."""
+    V = np.asarray(V, dtype=np.float64)
+    inp = _theorem3_inputs(fo, report, V, given)
+    if "missing" in inp:
+        report.theorem3_note = inp.pop("missing")
+        report.theorem3_inputs = inp
+        return
+    args = [inp[k] for k in ("b", "r", "mu0", "mu1", "mu2")]
+    inp["poly"] = theory.theorem3_poly(*args)
+    report.theorem3_inputs = inp
+    report.theorem3_bound = theory.theorem3_bound(report.eps, *args)
+    b = inp["b"]
+    threshold = -float(np.sqrt(inp["mu2"] * report.eps))
+    curvature = _curvature_verdict(lam, threshold, threshold)
+    inside = report.w_norm <= b and report.V_norm <= b
+    if not inside:
+        report.theorem3_applies = False
+        report.theorem3_note = f"the point is outside the region max(||w||, ||V||) <= {b:.4g}"
+    elif not report.gradient_ok or curvature is False:
+        report.theorem3_applies = False
+        report.theorem3_note = ("the point is not an eps-SOPSP for the theorem's mu2 "
+                                f"{inp['mu2']:.4g}")
+    elif curvature is None:
+        report.theorem3_note = ("whether the point is an eps-SOPSP for the theorem's mu2 "
+                                f"{inp['mu2']:.4g} is not decided (lambda_min's accuracy)")
+    else:
+        report.theorem3_applies = True
+        gap = report.F - report.F_lin_at_w_star
+        tol = 1e-9 * (1.0 + abs(report.F) + abs(report.F_lin_at_w_star))
+        report.theorem3_holds = bool(gap <= report.theorem3_bound + tol)
+        report.theorem3_note = "an eps-SOPSP of the region for the theorem's mu2"
