@@ -210,7 +210,7 @@ class SOPSPReport:
         else:
             rows.append(("mu2", "not given"))
         if self.mu2_needed is not None:
-            rows.append(("mu2 deciding", f"the curvature test holds iff mu2 >= about "
+            rows.append(("mu2 deciding", f"the curvature test holds for mu2 >= about "
                                          f"{self.mu2_needed:.4g} (lambda_min^2 / eps, to "
                                          "lambda_min's accuracy)"))
         rows += [

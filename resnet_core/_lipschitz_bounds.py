@@ -43,7 +43,8 @@ from .losses import BuiltinLoss
 
 #: max over t of sigma(t) (1 - sigma(t)) |1 - 2 sigma(t)|, attained at sigma = (3 -+ sqrt 3) / 6.
 LOGISTIC_L3 = 1.0 / (6.0 * math.sqrt(3.0))
-_CHUNK = 16384
+#: Entries of X (or Phi) converted to float64 at a time.
+_BLOCK_ENTRIES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -101,8 +102,9 @@ def derivative_bounds(objective, w_bound: float, M_bound: float) -> DerivativeBo
     residual = objective.head == "residual"
     X, Phi, y, s = objective.X, objective.Phi, objective.y, objective.sample_weight
     sums = np.zeros(3)
-    for i0 in range(0, objective.n_samples, _CHUNK):
-        i1 = min(i0 + _CHUNK, objective.n_samples)
+    chunk = max(64, _BLOCK_ENTRIES // max(objective.d, objective.k, 1))
+    for i0 in range(0, objective.n_samples, chunk):
+        i1 = min(i0 + chunk, objective.n_samples)
         nx = np.linalg.norm(np.asarray(X[i0:i1], np.float64), axis=1)
         nphi = np.linalg.norm(np.asarray(Phi[i0:i1], np.float64), axis=1)
         yi = np.asarray(y[i0:i1], np.float64)
