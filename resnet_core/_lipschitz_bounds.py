@@ -43,7 +43,9 @@ from .losses import BuiltinLoss
 
 #: max over t of sigma(t) (1 - sigma(t)) |1 - 2 sigma(t)|, attained at sigma = (3 -+ sqrt 3) / 6.
 LOGISTIC_L3 = 1.0 / (6.0 * math.sqrt(3.0))
-#: Entries of X (or Phi) converted to float64 at a time.
+
+
+#: Entries of X (or Phi) per block: its float64 copy stays small.
 _BLOCK_ENTRIES = 1 << 16
 
 
@@ -76,7 +78,8 @@ def _loss_bounds(name: str, P: np.ndarray, y: np.ndarray):
 
 def derivative_bounds(objective, w_bound: float, M_bound: float) -> DerivativeBounds:
     """Proven ``mu0, mu1, mu2`` of ``F_theta`` on ``{||w|| <= w_bound, ||M||_2 <= M_bound}``
-    (module notes): one pass over ``X`` and ``Phi`` in chunks.
+    (module notes): one pass over the data, row block by row block (memmap and dask data
+    included; MLP features streamed).
 
     Parameters
     ----------
@@ -100,22 +103,27 @@ def derivative_bounds(objective, w_bound: float, M_bound: float) -> DerivativeBo
                f"no bounds on the derivatives of the loss {getattr(loss, 'name', loss)!r}")
         return DerivativeBounds(w_bound, M_bound, None, None, None, why)
     residual = objective.head == "residual"
-    X, Phi, y, s = objective.X, objective.Phi, objective.y, objective.sample_weight
-    sums = np.zeros(3)
-    chunk = max(64, _BLOCK_ENTRIES // max(objective.d, objective.k, 1))
-    for i0 in range(0, objective.n_samples, chunk):
-        i1 = min(i0 + chunk, objective.n_samples)
-        nx = np.linalg.norm(np.asarray(X[i0:i1], np.float64), axis=1)
-        nphi = np.linalg.norm(np.asarray(Phi[i0:i1], np.float64), axis=1)
-        yi = np.asarray(y[i0:i1], np.float64)
-        si = np.asarray(s[i0:i1], np.float64)
+    theta = objective._theta
+    theta = np.zeros(0, objective.dtype) if theta is None else theta
+    w0, a0 = objective._zero_head()
+
+    def block_sums(block) -> np.ndarray:
+        # the block's features (given, or streamed through the MLP): no n x k array
+        _, Phi = block.engine.predict(w0, a0, theta, features=True)
+        nx = np.linalg.norm(np.asarray(block.X, np.float64), axis=1)
+        nphi = np.linalg.norm(np.asarray(Phi, np.float64), axis=1)
+        yi, si = np.asarray(block.y, np.float64), np.asarray(block.s, np.float64)
         if residual:
             a = nx + M_bound * nphi
             P, q, e = w_bound * a, np.sqrt(a**2 + (w_bound * nphi) ** 2), nphi
         else:
             P, q, e = w_bound * nx + M_bound * nphi, np.sqrt(nx**2 + nphi**2), 0.0 * nphi
         L1, L2, L3 = _loss_bounds(name, P, yi)
-        sums += [si @ (L1 * q), si @ (L2 * q**2 + L1 * e), si @ (L3 * q**3 + 3 * L2 * q * e)]
+        return np.array([si @ (L1 * q), si @ (L2 * q**2 + L1 * e),
+                         si @ (L3 * q**3 + 3 * L2 * q * e)])
+
+    rows = max(64, _BLOCK_ENTRIES // max(objective.d, objective.k, 1))
+    sums = np.sum(objective._engine.map_rows(block_sums, rows=rows), axis=0)
     # the sums are of non-negative terms: rounding is relative, a few ulps per term
     mu0, mu1, mu2 = (float(v) * (1 + 1e-12) for v in sums)
     return DerivativeBounds(w_bound, M_bound, mu0, mu1, mu2)

@@ -1,6 +1,7 @@
 """The documents match the code: every name README.md and docs/ put in inline code exists,
 and every timing they quote names the command that produced it."""
 
+import functools
 import importlib
 import io
 import pkgutil
@@ -36,7 +37,8 @@ def _prose(page: Path) -> str:
     return re.sub(r"```.*?```", "", page.read_text(), flags=re.S)
 
 
-def _identifiers() -> set:
+@functools.lru_cache(maxsize=1)
+def _identifiers() -> frozenset:
     """Every identifier and every identifier-like word of a string literal in the package,
     the compiled sources, the tests and the benchmarks."""
     names = set()
@@ -52,7 +54,7 @@ def _identifiers() -> set:
     for path in (ROOT / "src").iterdir():
         if path.suffix in (".pyx", ".pxd", ".pxi"):
             names.update(re.findall(r"[A-Za-z_]\w*", path.read_text()))
-    return names
+    return frozenset(names)
 
 
 def _exists(name: str, names: set) -> bool:

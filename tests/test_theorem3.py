@@ -149,3 +149,33 @@ def test_missing_inputs_and_bad_input():
     skip = rc.FeatureObjective(X, np.tanh(X), y, loss="logistic", head="skip", n_threads=1)
     r = rc.check_sopsp(skip, np.zeros(skip.n_params), eps=1e-3)
     assert r.theorem3_bound is None and "residual head" in r.theorem3_note
+
+
+def test_constants_stream_over_every_kind_of_data(tmp_path):
+    """The proven constants read the data block by block: the same on in-memory, memmap and
+    dask data, and with MLP features streamed or materialized."""
+    rng = np.random.default_rng(2)
+    n, d = 500, 3
+    X = rng.standard_normal((n, d))
+    y = np.where(X[:, 0] + rng.standard_normal(n) > 0, 1.0, -1.0)
+    obj = rc.Objective(X, y, widths=(4,), loss="logistic", n_threads=1)
+    x = obj.init(0)
+    streamed, materialized = obj.partial(x), obj.partial(x, materialize=True)
+    ref = rc.lipschitz.derivative_bounds(materialized, 1.5, 2.0)
+    got = rc.lipschitz.derivative_bounds(streamed, 1.5, 2.0)
+    assert (got.mu0, got.mu1, got.mu2) == pytest.approx((ref.mu0, ref.mu1, ref.mu2), rel=1e-12)
+    Phi = np.asarray(materialized.Phi)[:, :-1] if materialized.feature_bias else materialized.Phi
+    np.save(tmp_path / "X.npy", X)
+    kinds = [np.load(tmp_path / "X.npy", mmap_mode="r")]
+    da = pytest.importorskip("dask.array")
+    kinds.append(da.from_array(X, chunks=(128, d)))
+    fb = materialized.feature_bias
+    base = rc.FeatureObjective(X, Phi, y, loss="logistic", feature_bias=fb, n_threads=1)
+    ref = rc.lipschitz.derivative_bounds(base, 1.5, 2.0)
+    for Xk in kinds:
+        Phik = Phi if not hasattr(Xk, "compute") else da.from_array(Phi, chunks=(128, Phi.shape[1]))
+        yk = y if not hasattr(Xk, "compute") else da.from_array(y, chunks=128)
+        fo = rc.FeatureObjective(Xk, Phik, yk, loss="logistic", feature_bias=fb, n_threads=1)
+        got = rc.lipschitz.derivative_bounds(fo, 1.5, 2.0)
+        assert (got.mu0, got.mu1, got.mu2) == pytest.approx((ref.mu0, ref.mu1, ref.mu2),
+                                                            rel=1e-12)
