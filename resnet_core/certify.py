@@ -319,7 +319,7 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
     if fo.head == "residual":
         _paper_inequalities(report, fo, st, lam, w, M, w_star, F - F_lin_w, grad)
         t = time.perf_counter()
-        _theorem3(report, fo, lam, M, theorem3)
+        _theorem3(report, fo, lam, theorem3)
         timings["theorem3"] = time.perf_counter() - t
     else:
         report.theorem3_note = "Theorem 3 is about the residual head"
@@ -353,7 +353,7 @@ def _paper_inequalities(report, fo, st, lam, w, M, w_star, gap_w, grad):
 THEOREM3_KEYS = ("b", "mu0", "mu1", "mu2")
 
 
-def _theorem3_inputs(fo: FeatureObjective, report, V: np.ndarray, given: dict | None) -> dict:
+def _theorem3_inputs(fo: FeatureObjective, report, given: dict | None) -> dict:
     """``b, r, mu0, mu1, mu2`` and where each came from; raises ValueError on bad input."""
     given = {} if given is None else given
     if not isinstance(given, dict) or set(given) - set(THEOREM3_KEYS):
@@ -380,11 +380,10 @@ def _theorem3_inputs(fo: FeatureObjective, report, V: np.ndarray, given: dict | 
     return out
 
 
-def _theorem3(report, fo: FeatureObjective, lam: LambdaMin, V, given: dict | None) -> None:
+def _theorem3(report, fo: FeatureObjective, lam: LambdaMin, given: dict | None) -> None:
     """Theorem 3's bound at this point (docs/theorem3.md), whether its premises hold here
     (an eps-SOPSP for the theorem's ``mu2``, inside its region) and whether the bound does."""
-    V = np.asarray(V, dtype=np.float64)
-    inp = _theorem3_inputs(fo, report, V, given)
+    inp = _theorem3_inputs(fo, report, given)
     if "missing" in inp:
         report.theorem3_note = inp.pop("missing")
         report.theorem3_inputs = inp

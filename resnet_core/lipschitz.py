@@ -76,6 +76,16 @@ floating-point rounding; the measured rounding is added).  With the skip head an
 squared loss ``F_theta`` is quadratic: ``mu2 = 0`` exactly, without any evaluation.  A ball
 is never ``rigorous`` (its extreme points are not finitely many).
 
+Monotone under inclusion, and a proven upper bound
+--------------------------------------------------
+Every estimate is remembered with its objective (weakly: it goes with the objective); an
+estimate on a region is at least the ``lower`` of every region inside it evaluated before
+(``inherited_from`` names it), since that norm is attained at a point of both.  Besides the
+estimate, ``upper`` is a proven upper bound where one is known: ``raw_max`` when
+``rigorous``, else the derivative bound of :func:`proven_upper_bound` (squared and logistic
+losses; module ``_lipschitz_bounds``), often far above the truth.  A certificate decides
+True from the sampled ``lower`` and False only from ``upper``.
+
 Cost
 ----
 Each ``hessp`` at a new point is one pass over the data.  With the defaults
@@ -443,8 +453,10 @@ class HessianLipschitzEstimate:
 
     def __str__(self) -> str:
         kind = "proven bound" if self.rigorous else "sampled estimate"
+        up = ("" if self.rigorous or self.upper is None else
+              f"; proven upper bound {self.upper:.6g}")
         return (f"mu2 = {self.value:.6g} ({kind}; raw {self.raw_max:.6g} x safety "
-                f"{self.safety:g}) on {self.region.get('description', '')}: "
+                f"{self.safety:g}{up}) on {self.region.get('description', '')}: "
                 f"{self.n_points} points, {self.n_hessp} hessp, {self.seconds * 1e3:.0f} ms")
 
 
