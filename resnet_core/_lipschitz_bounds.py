@@ -34,6 +34,7 @@ as for a user-defined loss (no derivative bounds known).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -88,6 +89,17 @@ def derivative_bounds(objective, w_bound: float, M_bound: float) -> DerivativeBo
     w_bound, M_bound : float
         Non-negative bounds of ``||w||`` and of ``||V||_2`` (``||v||`` for the skip head).
     """
+    fn, none = bounds_pass(objective, w_bound, M_bound)
+    if fn is None:
+        return none
+    rows = max(64, _BLOCK_ENTRIES // max(objective.d, objective.k, 1))
+    return bounds_from_sums(w_bound, M_bound, objective._engine.map_rows(fn, rows=rows))
+
+
+def bounds_pass(objective, w_bound: float, M_bound: float):
+    """``(fn, None)``: ``fn(block)`` gives a row block's three sums (for a pass of its own
+    or folded into another one, :func:`bounds_from_sums` adds them); or ``(None, bounds)``
+    without constants, ``bounds.reason`` saying why."""
     w_bound, M_bound = float(w_bound), float(M_bound)
     for name, v in (("w_bound", w_bound), ("M_bound", M_bound)):
         if not (math.isfinite(v) and v >= 0):
@@ -95,38 +107,44 @@ def derivative_bounds(objective, w_bound: float, M_bound: float) -> DerivativeBo
     loss = getattr(objective, "loss", None)
     name = loss.name if isinstance(loss, BuiltinLoss) else None
     if getattr(objective, "n_outputs", 1) > 1 or getattr(loss, "vector", False):
-        return DerivativeBounds(w_bound, M_bound, None, None, None,
-                                "no derivative bounds for c outputs")
+        return None, DerivativeBounds(w_bound, M_bound, None, None, None,
+                                      "no derivative bounds for c outputs")
     if name not in ("squared", "logistic"):
         why = ("the smoothed hinge's l'' jumps: its Hessian has no Lipschitz constant"
                if name == "smoothed_hinge" else
                f"no bounds on the derivatives of the loss {getattr(loss, 'name', loss)!r}")
-        return DerivativeBounds(w_bound, M_bound, None, None, None, why)
-    residual = objective.head == "residual"
+        return None, DerivativeBounds(w_bound, M_bound, None, None, None, why)
     theta = objective._theta
     theta = np.zeros(0, objective.dtype) if theta is None else theta
     w0, a0 = objective._zero_head()
+    return functools.partial(_block_sums, objective.head == "residual", name, w_bound,
+                             M_bound, w0, a0, theta), None
 
-    def block_sums(block) -> np.ndarray:
-        # the block's features (given, or streamed through the MLP): no n x k array
-        _, Phi = block.engine.predict(w0, a0, theta, features=True)
-        nx = np.linalg.norm(np.asarray(block.X, np.float64), axis=1)
-        nphi = np.linalg.norm(np.asarray(Phi, np.float64), axis=1)
-        yi, si = np.asarray(block.y, np.float64), np.asarray(block.s, np.float64)
-        if residual:
-            a = nx + M_bound * nphi
-            P, q, e = w_bound * a, np.sqrt(a**2 + (w_bound * nphi) ** 2), nphi
-        else:
-            P, q, e = w_bound * nx + M_bound * nphi, np.sqrt(nx**2 + nphi**2), 0.0 * nphi
-        L1, L2, L3 = _loss_bounds(name, P, yi)
-        return np.array([si @ (L1 * q), si @ (L2 * q**2 + L1 * e),
-                         si @ (L3 * q**3 + 3 * L2 * q * e)])
 
-    rows = max(64, _BLOCK_ENTRIES // max(objective.d, objective.k, 1))
-    sums = np.sum(objective._engine.map_rows(block_sums, rows=rows), axis=0)
+def _block_sums(residual, loss, w_bound, M_bound, w0, a0, theta, block) -> tuple:
+    """One row block's ``(E[L_1 q], E[L_2 q^2 + L_1 e], E[L_3 q^3 + 3 L_2 q e])`` parts."""
+    # the block's features (given, or streamed through the MLP): no n x k array
+    _, Phi = block.engine.predict(w0, a0, theta, features=True)
+    nx = np.linalg.norm(np.asarray(block.X, np.float64), axis=1)
+    nphi = np.linalg.norm(np.asarray(Phi, np.float64), axis=1)
+    yi, si = np.asarray(block.y, np.float64), np.asarray(block.s, np.float64)
+    if residual:
+        a = nx + M_bound * nphi
+        P, q, e = w_bound * a, np.sqrt(a**2 + (w_bound * nphi) ** 2), nphi
+    else:
+        P, q, e = w_bound * nx + M_bound * nphi, np.sqrt(nx**2 + nphi**2), 0.0 * nphi
+    L1, L2, L3 = _loss_bounds(loss, P, yi)
+    # plain floats: an array would travel back from a dask worker with its own frames
+    return (float(si @ (L1 * q)), float(si @ (L2 * q**2 + L1 * e)),
+            float(si @ (L3 * q**3 + 3 * L2 * q * e)))
+
+
+def bounds_from_sums(w_bound: float, M_bound: float, parts) -> DerivativeBounds:
+    """The constants from the blocks' sums (in row order)."""
+    sums = np.sum(np.asarray(parts, dtype=np.float64).reshape(-1, 3), axis=0)
     # the sums are of non-negative terms: rounding is relative, a few ulps per term
     mu0, mu1, mu2 = (float(v) * (1 + 1e-12) for v in sums)
-    return DerivativeBounds(w_bound, M_bound, mu0, mu1, mu2)
+    return DerivativeBounds(float(w_bound), float(M_bound), mu0, mu1, mu2)
 
 
 def region_norm_bounds(region, d: int) -> tuple[float, float]:

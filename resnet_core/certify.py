@@ -38,6 +38,7 @@ from ._certificate import (BaselineWarning, LambdaMin, SOPSPReport, _curvature_t
                            _curvature_verdict, _decide, _rounding_error, lanczos_extreme)
 from ._threads import blas_single_thread
 from . import lipschitz, theory
+from ._lipschitz_bounds import bounds_from_sums, bounds_pass
 from ._validation import as_float_array
 from .certify_vector import check_sopsp_vector
 from .objective import FeatureObjective, Objective
@@ -129,19 +130,23 @@ def _linear_sample_losses(fo: FeatureObjective, w_star: np.ndarray, chunk: int =
         yield i0, i1, fo.loss.derivatives(X[i0:i1] @ w, y[i0:i1])[0]
 
 
-def _sample_statistics(fo: FeatureObjective, z, F: float, w_star: np.ndarray):
+def _sample_statistics(fo: FeatureObjective, z, F: float, w_star: np.ndarray, extra=None):
     """``F_lin(w*)``, the standard error of ``F`` and that of ``F - F_lin(w*)`` (two streamed
     passes over ``X``; on out-of-core and distributed data, two passes of partial sums over
-    row blocks, the second recomputing the per-sample losses)."""
+    row blocks, the second recomputing the per-sample losses), and the per-block results of
+    ``extra(block)``, which rides on the first of those passes (None on in-memory data: no
+    pass to save there)."""
     eng = fo._engine
     if eng.stateless:
         w = w_star.astype(fo.dtype)
-        F_lin = sum(eng.map_rows(functools.partial(_block_linear_value, w)))
+        first = eng.map_rows(functools.partial(_block_linear_value_and, w, extra))
+        F_lin = sum(p[0] for p in first)
         state = fo.at(z)
         parts = eng.map_rows(functools.partial(_block_errors, w, F, F - F_lin),
                              point=(state._w, state._a, state._theta))
         return (F_lin, float(np.sqrt(sum(p[0] for p in parts))),
-                float(np.sqrt(sum(p[1] for p in parts))))
+                float(np.sqrt(sum(p[1] for p in parts))),
+                None if extra is None else [p[1] for p in first])
     l = fo.at(z).sample_losses  # filled by the statistics pass
     s = fo.sample_weight
     F_lin = sum(float(np.dot(s[i0:i1], l_lin)) for i0, i1, l_lin in
@@ -152,7 +157,7 @@ def _sample_statistics(fo: FeatureObjective, z, F: float, w_star: np.ndarray):
         si, li = np.asarray(s[i0:i1], np.float64), np.asarray(l[i0:i1], np.float64)
         se_F += float(np.sum((si * (li - F)) ** 2))
         se_gap += float(np.sum((si * (li - l_lin - gap)) ** 2))
-    return F_lin, float(np.sqrt(se_F)), float(np.sqrt(se_gap))
+    return F_lin, float(np.sqrt(se_F)), float(np.sqrt(se_gap)), None
 
 
 def _block_linear_losses(w, block):
@@ -162,6 +167,11 @@ def _block_linear_losses(w, block):
 def _block_linear_value(w, block) -> float:
     """One block's part of ``F_lin(w) = sum_i s_i l(w^T x_i)``."""
     return float(np.dot(np.asarray(block.s, np.float64), _block_linear_losses(w, block)))
+
+
+def _block_linear_value_and(w, extra, block):
+    """``(F_lin part, extra(block))`` of one block (``extra`` may be None)."""
+    return _block_linear_value(w, block), None if extra is None else extra(block)
 
 
 def _block_errors(w, F, gap, block):
@@ -298,7 +308,10 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
     parts = fo.unpack(z)
     w, M = parts["w"], parts.get("V", parts.get("v"))
     F = float(st.F)
-    F_lin_w, F_se, gap_se = _sample_statistics(fo, z, F, w_star)
+    plan = _theorem3_plan(fo, w, M, theorem3) if fo.head == "residual" else None
+    fold = plan is not None and plan["fn"] is not None and fo._engine.stateless
+    F_lin_w, F_se, gap_se, t3_parts = _sample_statistics(fo, z, F, w_star,
+                                                         plan["fn"] if fold else None)
     F_lin_star = base.pop("F_lin_star")
     F_lin_star = F_lin_w if F_lin_star is None else float(F_lin_star)
     timings["gap statistics"] = time.perf_counter() - t
@@ -319,7 +332,7 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
     if fo.head == "residual":
         _paper_inequalities(report, fo, st, lam, w, M, w_star, F - F_lin_w, grad)
         t = time.perf_counter()
-        _theorem3(report, fo, lam, theorem3)
+        _theorem3(report, fo, lam, plan, t3_parts)
         timings["theorem3"] = time.perf_counter() - t
     else:
         report.theorem3_note = "Theorem 3 is about the residual head"
@@ -353,8 +366,10 @@ def _paper_inequalities(report, fo, st, lam, w, M, w_star, gap_w, grad):
 THEOREM3_KEYS = ("b", "mu0", "mu1", "mu2")
 
 
-def _theorem3_inputs(fo: FeatureObjective, report, given: dict | None) -> dict:
-    """``b, r, mu0, mu1, mu2`` and where each came from; raises ValueError on bad input."""
+def _theorem3_plan(fo: FeatureObjective, w, V, given: dict | None) -> dict:
+    """Theorem 3's given inputs (validated), ``b`` (given, else ``max(||w||, ||V||)`` here)
+    and the pass that proves the missing constants on ``max(||w||, ||V||) <= b``
+    (``fn``; None with ``none`` saying why when there is no proof)."""
     given = {} if given is None else given
     if not isinstance(given, dict) or set(given) - set(THEOREM3_KEYS):
         raise ValueError(f"theorem3 must be a dict with keys among {list(THEOREM3_KEYS)}; got "
@@ -363,27 +378,42 @@ def _theorem3_inputs(fo: FeatureObjective, report, given: dict | None) -> dict:
         if isinstance(v, bool) or not (np.isscalar(v) and np.isfinite(v) and v >= 0):
             raise ValueError(f"theorem3[{key!r}] must be a non-negative finite number; got "
                              f"{v!r}")
-    out = {"r": float(np.linalg.norm(report.w_star)), "r_source": "||w*||"}
     if "b" in given:
-        out.update(b=float(given["b"]), b_source="given")
+        b, b_source = float(given["b"]), "given"
     else:
-        out.update(b=max(report.w_norm, report.V_norm), b_source="max(||w||, ||V||) here")
-    missing = [m for m in ("mu0", "mu1", "mu2") if m not in given]
-    proven = lipschitz.derivative_bounds(fo, out["b"], out["b"]) if missing else None
+        b = max(float(np.linalg.norm(np.asarray(w, np.float64))),
+                float(np.linalg.norm(np.asarray(V, np.float64), 2)))
+        b_source = "max(||w||, ||V||) here"
+    fn, none = None, None
+    if any(m not in given for m in ("mu0", "mu1", "mu2")):
+        fn, none = bounds_pass(fo, b, b)
+    return {"given": given, "b": b, "b_source": b_source, "fn": fn, "none": none}
+
+
+def _theorem3_inputs(fo: FeatureObjective, report, plan: dict, parts) -> dict:
+    """``b, r, mu0, mu1, mu2`` and where each came from (``missing`` when some constant is
+    neither given nor proven)."""
+    given, b = plan["given"], plan["b"]
+    out = {"r": float(np.linalg.norm(report.w_star)), "r_source": "||w*||", "b": b,
+           "b_source": plan["b_source"]}
+    proven = (plan["none"] if plan["fn"] is None else
+              bounds_from_sums(b, b, parts) if parts is not None else
+              lipschitz.derivative_bounds(fo, b, b))
     for m in ("mu0", "mu1", "mu2"):
         if m in given:
             out[m], out[m + "_source"] = float(given[m]), "given"
         else:
             out[m], out[m + "_source"] = getattr(proven, m), "proven (derivative bounds)"
-    if proven is not None and proven.mu2 is None:
+    if any(out[m] is None for m in ("mu0", "mu1", "mu2")):
+        missing = [m for m in ("mu0", "mu1", "mu2") if out[m] is None]
         out["missing"] = f"{', '.join(missing)} not given and not proven: {proven.reason}"
     return out
 
 
-def _theorem3(report, fo: FeatureObjective, lam: LambdaMin, given: dict | None) -> None:
+def _theorem3(report, fo: FeatureObjective, lam: LambdaMin, plan: dict, parts) -> None:
     """Theorem 3's bound at this point (docs/theorem3.md), whether its premises hold here
     (an eps-SOPSP for the theorem's ``mu2``, inside its region) and whether the bound does."""
-    inp = _theorem3_inputs(fo, report, given)
+    inp = _theorem3_inputs(fo, report, plan, parts)
     if "missing" in inp:
         report.theorem3_note = inp.pop("missing")
         report.theorem3_inputs = inp
