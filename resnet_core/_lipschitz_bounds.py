@@ -122,21 +122,31 @@ def bounds_pass(objective, w_bound: float, M_bound: float):
 
 
 def _block_sums(residual, loss, w_bound, M_bound, w0, a0, theta, block) -> tuple:
-    """One row block's ``(E[L_1 q], E[L_2 q^2 + L_1 e], E[L_3 q^3 + 3 L_2 q e])`` parts."""
-    # the block's features (given, or streamed through the MLP): no n x k array
-    _, Phi = block.engine.predict(w0, a0, theta, features=True)
-    nx = np.linalg.norm(np.asarray(block.X, np.float64), axis=1)
-    nphi = np.linalg.norm(np.asarray(Phi, np.float64), axis=1)
-    yi, si = np.asarray(block.y, np.float64), np.asarray(block.s, np.float64)
-    if residual:
-        a = nx + M_bound * nphi
-        P, q, e = w_bound * a, np.sqrt(a**2 + (w_bound * nphi) ** 2), nphi
-    else:
-        P, q, e = w_bound * nx + M_bound * nphi, np.sqrt(nx**2 + nphi**2), 0.0 * nphi
-    L1, L2, L3 = _loss_bounds(loss, P, yi)
+    """One row block's ``(E[L_1 q], E[L_2 q^2 + L_1 e], E[L_3 q^3 + 3 L_2 q e])`` parts, in
+    sub-blocks of ``_BLOCK_ENTRIES`` entries (small float64 copies whatever the block)."""
+    eng = block.engine
+    rows = max(64, _BLOCK_ENTRIES // max(eng.X.shape[1], 1))
+    sums = [0.0, 0.0, 0.0]
+    for i0 in range(0, eng.X.shape[0], rows):
+        i1 = min(i0 + rows, eng.X.shape[0])
+        Xc = eng.X[i0:i1]
+        # the features of these rows (given, or streamed through the MLP)
+        _, Phi = eng.predict(w0, a0, theta, features=True, X=Xc,
+                             Phi=eng.Phi[i0:i1] if eng.Phi.shape[0] else None)
+        nx = np.linalg.norm(np.asarray(Xc, np.float64), axis=1)
+        nphi = np.linalg.norm(np.asarray(Phi, np.float64), axis=1)
+        yi, si = np.asarray(eng.y[i0:i1], np.float64), np.asarray(eng.s[i0:i1], np.float64)
+        if residual:
+            a = nx + M_bound * nphi
+            P, q, e = w_bound * a, np.sqrt(a**2 + (w_bound * nphi) ** 2), nphi
+        else:
+            P, q, e = w_bound * nx + M_bound * nphi, np.sqrt(nx**2 + nphi**2), 0.0 * nphi
+        L1, L2, L3 = _loss_bounds(loss, P, yi)
+        sums[0] += float(si @ (L1 * q))
+        sums[1] += float(si @ (L2 * q**2 + L1 * e))
+        sums[2] += float(si @ (L3 * q**3 + 3 * L2 * q * e))
     # plain floats: an array would travel back from a dask worker with its own frames
-    return (float(si @ (L1 * q)), float(si @ (L2 * q**2 + L1 * e)),
-            float(si @ (L3 * q**3 + 3 * L2 * q * e)))
+    return tuple(sums)
 
 
 def bounds_from_sums(w_bound: float, M_bound: float, parts) -> DerivativeBounds:
