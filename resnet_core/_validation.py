@@ -15,6 +15,7 @@ columns (``Float64``, ``Int64``, ``boolean``) are refused with the conversion to
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -82,6 +83,21 @@ def to_numpy(name: str, a):
             raise TypeError(f"{name} could not be read through DLPack ({err}); give a "
                             "NumPy array or an object with __array__") from None
     return a
+
+
+def copy_data(X, Phi, y, sample_weight):
+    """Private copies of the in-memory arrays among ``X, Phi, y, sample_weight`` (the
+    objectives' ``copy=True``); None, memory-mapped, zarr and dask arrays come back as they
+    are (out-of-core data are read in place by design)."""
+    def private(name, a):
+        if a is None or isinstance(a, np.memmap) or isinstance(a, (str, bytes)):
+            return a
+        module = type(a).__module__
+        if module.startswith(("dask", "zarr")):
+            return a
+        return np.array(to_numpy(name, a), copy=True)
+    return tuple(private(name, a) for name, a in
+                 (("X", X), ("Phi", Phi), ("y", y), ("sample_weight", sample_weight)))
 
 
 def check_finite(name: str, a: np.ndarray) -> None:
@@ -223,12 +239,58 @@ def _size(nbytes: int) -> str:
     return f"{nbytes} bytes"
 
 
+class TooLargeError(ValueError, MemoryError):
+    """An allocation refused before it was made: the message names the argument that asked
+    for it and the largest value that fits.  Both a ValueError (a bad argument) and a
+    MemoryError (what NumPy would have raised, later and without the argument)."""
+
+
 def check_size(what: str, nbytes: int, fix: str) -> None:
-    """Raise ValueError when ``what`` would take more than ``MAX_BYTES`` (``nbytes``, a
-    Python integer: exact at any size)."""
+    """Raise :class:`TooLargeError` when ``what`` would take more than ``MAX_BYTES``
+    (``nbytes``, a Python integer: exact at any size)."""
     if nbytes > MAX_BYTES:
-        raise ValueError(f"{what} would take {_size(nbytes)}, over the limit of "
-                         f"{_size(MAX_BYTES)}; {fix}")
+        raise TooLargeError(f"{what} would take {_size(nbytes)}, over the limit of "
+                            f"{_size(MAX_BYTES)}; {fix}")
+
+
+def memory_limit() -> int:
+    """Bytes an up-front allocation may take: the memory available now (Linux
+    ``MemAvailable``; elsewhere the physical memory), at most ``MAX_BYTES``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return min(int(line.split()[1]) * 1024, MAX_BYTES)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return min(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), MAX_BYTES)
+    except (OSError, ValueError, AttributeError):
+        return MAX_BYTES
+
+
+def largest_fitting(nbytes, limit: int, hi: int) -> int:
+    """The largest ``v`` in ``[0, hi]`` with ``nbytes(v) <= limit`` (``nbytes`` increasing;
+    bisection)."""
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if nbytes(mid) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def check_alloc(what: str, nbytes: int, fix: str) -> None:
+    """Raise :class:`TooLargeError` before an allocation of ``nbytes`` that would not fit
+    the memory available (:func:`memory_limit`); ``fix`` names the argument and its largest
+    value that fits."""
+    check_size(what, nbytes, fix)
+    limit = memory_limit()
+    if nbytes > limit:
+        raise TooLargeError(f"{what} would take {_size(nbytes)}, more than the memory "
+                            f"available ({_size(limit)}); {fix}")
 
 
 def check_chunk_size(chunk_size, default: int, n: int, dims, k: int, itemsize: int,
