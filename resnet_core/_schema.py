@@ -57,46 +57,52 @@ class Real:
     finite: bool = True
 
     def expected(self) -> str:
-        rng = "" if self.lo is None and self.hi is None else " " + _interval(
-            self.lo, self.hi, self.lo_open, self.hi_open)
-        return f"a {'finite ' if self.finite else ''}real number{rng}"
+        """``"must ..."``: what the message says is expected."""
+        kind = "finite number" if self.finite else "number (not NaN)"
+        if self.lo == 0 and self.hi is None:
+            return f"must be a {'positive' if self.lo_open else 'non-negative'} {kind} " \
+                   f"({'>' if self.lo_open else '>='} 0)"
+        if self.lo is None and self.hi is None:
+            return f"must be a {kind}"
+        if self.lo is not None and self.hi is not None:
+            return f"must lie in {_interval(self.lo, self.hi, self.lo_open, self.hi_open)[3:]}"
+        return f"must be {_interval(self.lo, self.hi, self.lo_open, self.hi_open)} (a {kind})"
 
     def __call__(self, name: str, value) -> float:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} must be {self.expected()}; got {value!r} "
+            raise TypeError(f"{name} {self.expected()}; got {value!r} "
                             f"({type(value).__name__})")
         try:
             v = float(value)
         except OverflowError:  # an int beyond float64
             v = math.copysign(math.inf, value)
-        if math.isnan(v) or (self.finite and math.isinf(v)):
-            raise ValueError(f"{name} must be {self.expected()}; got {value!r}")
-        if self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)):
-            raise ValueError(f"{name} must be {self.expected()}; got {value!r}")
-        if self.hi is not None and (v > self.hi or (self.hi_open and v == self.hi)):
-            raise ValueError(f"{name} must be {self.expected()}; got {value!r}")
+        bad = (math.isnan(v) or (self.finite and math.isinf(v))
+               or (self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)))
+               or (self.hi is not None and (v > self.hi or (self.hi_open and v == self.hi))))
+        if bad:
+            raise ValueError(f"{name} {self.expected()}; got {value!r}")
         return v
 
 
 @dataclass(frozen=True)
 class Int:
-    """An integer in ``[lo, hi]`` (``hi`` at most ``INT_MAX``)."""
+    """An integer in ``[lo, hi]`` (``hi`` None: no upper bound)."""
 
     lo: int = 1
-    hi: int = INT_MAX
+    hi: int | None = INT_MAX
 
     def expected(self) -> str:
-        if self.hi >= INT_MAX:
-            return f"an integer >= {self.lo}"
-        return f"an integer in [{self.lo}, {self.hi}]"
+        if self.hi is None or self.hi >= INT_MAX:
+            return f"must be an integer >= {self.lo}"
+        return f"must be an integer in [{self.lo}, {self.hi}]"
 
     def __call__(self, name: str, value) -> int:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} must be {self.expected()}; got {value!r} "
+            raise TypeError(f"{name} {self.expected()}; got {value!r} "
                             f"({type(value).__name__})")
         v = int(value)
-        if v < self.lo or v > self.hi:
-            raise ValueError(f"{name} must be {self.expected()}; got {v}")
+        if v < self.lo or (self.hi is not None and v > self.hi):
+            raise ValueError(f"{name} {self.expected()}; got {v}")
         return v
 
 
@@ -105,7 +111,7 @@ class Flag:
     """``True`` or ``False`` (``bool`` or ``np.bool_``)."""
 
     def expected(self) -> str:
-        return "True or False"
+        return "must be True or False"
 
     def __call__(self, name: str, value) -> bool:
         if not isinstance(value, (bool, np.bool_)):
@@ -120,7 +126,8 @@ class Widths:
     back)."""
 
     def expected(self) -> str:
-        return "a positive integer or a non-empty tuple of positive integers, e.g. (64, 64)"
+        return "must be a positive integer or a non-empty tuple of positive integers, " \
+               "e.g. (64, 64)"
 
     def __call__(self, name: str, value) -> tuple:
         if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
@@ -128,11 +135,11 @@ class Widths:
         if isinstance(value, np.ndarray):
             value = value.tolist() if value.ndim == 1 else value
         if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
-            raise TypeError(f"{name} must be {self.expected()}; got {value!r} "
+            raise TypeError(f"{name} {self.expected()}; got {value!r} "
                             f"({type(value).__name__})")
         if len(value) == 0:
             raise ValueError(f"{name} must name at least one layer, e.g. {name}=(64,)")
-        return tuple(Int(1)(f"each entry of {name}", h) for h in value)
+        return tuple(Int(1, None)(f"each entry of {name}", h) for h in value)  # sized later
 
 
 @dataclass(frozen=True)
@@ -140,7 +147,7 @@ class Text:
     """A string (a name: which values are allowed is the function's own check)."""
 
     def expected(self) -> str:
-        return "a string"
+        return "must be a string"
 
     def __call__(self, name: str, value) -> str:
         if not isinstance(value, str):
@@ -152,6 +159,7 @@ FLAG = Flag()
 POSITIVE = Real(0.0, lo_open=True)           # (0, inf)
 NON_NEGATIVE = Real(0.0)                     # [0, inf)
 PROBABILITY = Real(0.0, 1.0, True, True)     # (0, 1)
+FINITE = Real()                              # (-inf, inf)
 COUNT = Int(1)
 COUNT0 = Int(0)
 
@@ -164,7 +172,7 @@ SCHEMA: dict[str, object] = {
     "progress": FLAG,
     "copy": FLAG,
     "materialize": FLAG,
-    "chunk_size": COUNT,
+    "chunk_size": Int(1, None),  # any size: the chunks never hold more than n samples
     "n_classes": Int(2),
     "n_threads": COUNT,
     "activation": Text(),
@@ -182,10 +190,11 @@ SCHEMA: dict[str, object] = {
     "delta_f": POSITIVE,
     "eta": POSITIVE,
     "r": NON_NEGATIVE,
-    "g_thres": NON_NEGATIVE,
+    # a negative gradient threshold never stops the run on the gradient (runs max_iter)
+    "g_thres": FINITE,
+    "gtol": FINITE,
     "f_thres": NON_NEGATIVE,
-    "f_escape": NON_NEGATIVE,
-    "gtol": NON_NEGATIVE,
+    "f_escape": FINITE,
     "t_thres": COUNT,
     "max_iter": COUNT,
     "record_every": COUNT0,
@@ -240,7 +249,7 @@ def check(name: str, value, spec=None, *, none: bool = False):
         return None
     spec = spec if spec is not None else SCHEMA[name]
     if value is None:
-        raise TypeError(f"{name} must be {spec.expected()}; got None")
+        raise TypeError(f"{name} {spec.expected()}; got None")
     return spec(name, value)
 
 
