@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import _kernels, _vkernels
+from ._guards import check_block, check_files, mapped_files
 from ._threads import blas_single_thread, resolve_n_threads
 from ._validation import check_chunk_size, resolve_dtype
 from .losses import Loss
@@ -118,6 +119,9 @@ class Engine:
         if Phi is None:  # an MLP's features (dims), or none: the linear predictor's engine
             Phi = np.empty((self.n if dims is None else 0, 0), dtype=self.dtype)
         self.Phi = Phi
+        # what a pass re-checks (resnet_core._guards): mapped files, and rows on a NaN result
+        self._files = mapped_files(X=X, Phi=Phi, y=y, sample_weight=getattr(s, "w", s))
+        self._guarded = (("X", X), ("Phi", Phi), ("y", y), ("sample_weight", s))
         self.dims = np.asarray(dims if dims is not None else [self.d], dtype=np.intp)
         self.bias, self.act = int(bias), int(act)
         self.n_threads = resolve_n_threads(n_threads)
@@ -141,7 +145,9 @@ class Engine:
     def _row_blocks(self, n: int, per_row: int):
         """Row ranges of one pass's kernel calls: Python sees Ctrl-C between two of them.
         The size depends on the model's shape and the kind of pass only (so do the
-        results): about ``BLOCK_WORK`` multiply-adds per block, a multiple of the chunk."""
+        results): about ``BLOCK_WORK`` multiply-adds per block, a multiple of the chunk.
+        A memory-mapped source is checked to still have its size first."""
+        check_files(self._files)
         rows = max(BLOCK_WORK // per_row, self.chunk)
         if self._block_bytes:
             rows = min(rows, max(self._block_bytes // (self.d * self.dtype.itemsize), 1))
@@ -196,6 +202,7 @@ class Engine:
         """``[fn(block) for each row block]`` in row order (:class:`Block`); with ``point =
         (w, a, theta)`` the block's engine has filled its own per-sample buffers there
         first (``block.engine.buf``).  ``rows``: rows per block (default: a pass's)."""
+        check_files(self._files)
         rows = rows or max(self._row_blocks(self.n, self._per_row)[0][1], 1)
         blocks = [(i0, min(i0 + rows, self.n)) for i0 in range(0, self.n, rows)]
         out = []
@@ -263,6 +270,7 @@ class Engine:
         cols = self.k if constant else self.k - self.feature_bias
         phi = np.empty((n if features else 0, cols), dtype=self.dtype)
         w, a, theta = self._vec(w), self._vec(a), self._vec(theta)
+        guarded = self._guarded if X is self.X else (("X", X), ("Phi", Phi))
         for i0, i1 in self._pass_blocks(n, self._per_row):
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
@@ -272,6 +280,7 @@ class Engine:
                                  p[i0:i1], phi[i0:i1] if features else phi, value_out, status,
                                  self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(guarded, i0, i1, p[i0:i1])
         return p, (phi if features else None)
 
     def value_grad(self, w, a, theta, buf: SampleBuffers, *, need_theta):
@@ -289,6 +298,7 @@ class Engine:
                                     vt, status, self.chunk, T,
                                     self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, vx, vp, vt)
             value += value_out.sum()
             for total, slots in zip(sums, (vx, vp, vt)):
                 total += slots.sum(axis=0)
@@ -311,6 +321,7 @@ class Engine:
                              *self._per_sample(buf, i0, i1), value_out, vx, vp, g, vt,
                              status, self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, vx, vp, g, vt)
             value += value_out.sum()
             for total, slots in zip(sums, (vx, vp, g, vt)):
                 total += slots.sum(axis=0)
@@ -333,6 +344,7 @@ class Engine:
                               *self._per_sample(buf, i0, i1), value_out, vx, vp, Gs, status,
                               self.chunk, T, self._workers(i1 - i0, per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, vx, vp, Gs)
             value += value_out.sum()
             sx += vx.sum(axis=0)
             sp += vp.sum(axis=0)
@@ -412,6 +424,7 @@ class VectorEngine(Engine):
         phi = np.empty((n if features else 0, cols), dtype=self.dtype)
         W, A = self._vec2(W, (self.c, self.d)), self._vec2(A, (self.c, self.k))
         theta = self._vec(theta)
+        guarded = self._guarded if X is self.X else (("X", X), ("Phi", Phi))
         for i0, i1 in self._row_blocks(n, self._per_row):
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
@@ -420,6 +433,7 @@ class VectorEngine(Engine):
                                   P[i0:i1], phi[i0:i1] if features else phi, value_out,
                                   status, self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(guarded, i0, i1, P[i0:i1])
         return P, (phi if features else None)
 
     def value_grad(self, W, A, theta, buf: VectorBuffers, *, need_theta):
@@ -438,6 +452,7 @@ class VectorEngine(Engine):
                                      buf.l[i0:i1], value_out, *slots, status, self.chunk, T,
                                      self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, *slots)
             value += value_out.sum()
             for total, part in zip(sums, slots):
                 total += part.sum(axis=0)
@@ -461,6 +476,7 @@ class VectorEngine(Engine):
                               buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, *slots,
                               status, self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, *slots)
             value += value_out.sum()
             for total, part in zip(sums, slots):
                 total += part.sum(axis=0)

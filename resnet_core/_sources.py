@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._engine import Engine, VectorEngine
+from ._guards import check_files, mapped_files
 from ._validation import _FINITE_BLOCK, _shape_str, as_float_array, resolve_dtype
 
 # Most bytes of X one block of an out-of-core pass reads (the rest of a pass's memory is
@@ -178,6 +179,7 @@ def _streamed(name, a, ndim, shape, *, rows=_FINITE_BLOCK):
         dtype = resolve_dtype(a)
         return as_float_array(name, a, ndim=ndim, dtype=dtype, shape=shape)
     _check_meta(name, a, ndim, shape)
+    check_files(mapped_files(**{name: a}))  # a truncated file: an error, not a SIGBUS
     for i0, i1 in _blocks(a.shape[0], rows):
         check_block(name, np.asarray(a[i0:i1]), i0)
     return a

@@ -20,6 +20,7 @@ import os
 import numpy as np
 
 from . import _kernels
+from ._guards import check_files, mapped_files
 
 # Rows checked per step of the finiteness test: keeps its temporary small for huge X.
 _FINITE_BLOCK = 1 << 16
@@ -117,6 +118,7 @@ def as_float_array(name: str, a, *, ndim: int, dtype: np.dtype, shape=None) -> n
     """``a`` as a finite, C-contiguous ``dtype`` array of ``ndim`` dimensions."""
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array; got a string")
+    check_files(mapped_files(**{name: a}))  # a truncated file: an error, not a SIGBUS
     arr = np.asarray(to_numpy(name, a))
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
