@@ -125,6 +125,9 @@ class Engine:
         self.dims = np.asarray(dims if dims is not None else [self.d], dtype=np.intp)
         self.bias, self.act = int(bias), int(act)
         self.n_threads = resolve_n_threads(n_threads)
+        # the caller's weights before normalisation (what save_point stores: the objective
+        # rebuilt from them has exactly this s); None for uniform or unknown weights
+        self.given_weight = None
         self.max_workers = None  # threads a kernel call may use (None: one per slot)
         self.progress = False  # a tqdm bar over the blocks of a pass longer than a few seconds
         self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k,
@@ -196,6 +199,7 @@ class Engine:
                          dims=dims, bias=bias, act=act, feature_bias=feature_bias,
                          n_threads=self.n_threads, chunk_size=self.chunk)
         eng.progress = self.progress
+        eng.given_weight = self.given_weight if s is None else None
         return eng
 
     def map_rows(self, fn, point=None, rows: int | None = None) -> list:
@@ -490,6 +494,7 @@ class VectorEngine(Engine):
                            Phi=Phi, dims=dims, bias=bias, act=act, feature_bias=feature_bias,
                            n_threads=self.n_threads, chunk_size=self.chunk)
         eng.progress = self.progress
+        eng.given_weight = self.given_weight if s is None else None
         return eng
 
     def map_rows(self, fn, point=None, rows=None):

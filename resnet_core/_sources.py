@@ -146,17 +146,21 @@ class StreamEngine(Engine):
 class Data:
     """Validated data and the kind of engine they need (see the module notes)."""
 
-    def __init__(self, kind, X, y, s, Phi, loss, c: int = 1):
+    def __init__(self, kind, X, y, s, Phi, loss, c: int = 1, given_weight=None):
         self.kind, self.X, self.y, self.s, self.Phi, self.loss = kind, X, y, s, Phi, loss
+        self.given_weight = given_weight  # the caller's weights, validated (None: uniform)
         self.c = c  # outputs: c > 1 (or a vector loss) is held in memory, VectorEngine
         self.n, self.d = X.shape
         self.dtype = resolve_dtype(X)
 
     def engine(self, k: int, **kw) -> Engine:
         if self.loss.vector:
-            return VectorEngine(self.X, self.y, self.s, self.loss, k, self.c, Phi=self.Phi, **kw)
-        cls = StreamEngine if self.kind == "stream" else Engine
-        return cls(self.X, self.y, self.s, self.loss, k, Phi=self.Phi, **kw)
+            eng = VectorEngine(self.X, self.y, self.s, self.loss, k, self.c, Phi=self.Phi, **kw)
+        else:
+            cls = StreamEngine if self.kind == "stream" else Engine
+            eng = cls(self.X, self.y, self.s, self.loss, k, Phi=self.Phi, **kw)
+        eng.given_weight = self.given_weight
+        return eng
 
 
 def check_features(Phi, n: int, dtype) -> np.ndarray:
@@ -208,4 +212,4 @@ def prepare_stream(X, y, loss, sample_weight, Phi) -> Data:
         w = _streamed("sample_weight", sample_weight, 1, (n,))
         parts = [weight_block_stats(np.asarray(w[i0:i1]), i0) for i0, i1 in _blocks(n)]
         s = Weights(w, n, dtype, *combine_weight_stats(parts))
-    return Data("stream", X, y, s, Phi, loss)
+    return Data("stream", X, y, s, Phi, loss, given_weight=s.w)

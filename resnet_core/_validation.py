@@ -162,15 +162,26 @@ def check_data(X, y):
 
 def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray:
     """Normalised weights ``s / sum(s)``; ``None`` means uniform."""
+    return normalise_weights(given_weights(sample_weight, n), n, dtype)
+
+
+def given_weights(sample_weight, n: int) -> np.ndarray | None:
+    """The caller's weights validated, as float64, before normalisation (None: uniform)."""
     if sample_weight is None:
-        return np.full(n, 1.0 / n, dtype=dtype)
+        return None
     s = as_float_array("sample_weight", sample_weight, ndim=1, dtype=np.float64, shape=(n,))
     if (s < 0).any():
         raise ValueError(f"sample_weight must be non-negative; found {s.min()}")
-    largest = s.max()
-    if not largest > 0:
+    if not s.max() > 0:
         raise ValueError("sample_weight must have a positive sum; got all zeros")
-    s = s / largest  # a sum of huge finite weights may overflow; of these it cannot
+    return s
+
+
+def normalise_weights(s: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
+    """``s / sum(s)`` of validated weights (:func:`given_weights`), uniform for None."""
+    if s is None:
+        return np.full(n, 1.0 / n, dtype=dtype)
+    s = s / s.max()  # a sum of huge finite weights may overflow; of these it cannot
     return (s / s.sum()).astype(dtype)
 
 
