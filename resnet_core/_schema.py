@@ -231,7 +231,6 @@ SCHEMA: dict[str, object] = {
     "fd_step": POSITIVE,
     # estimators
     "fit_intercept": FLAG,
-    "certify": FLAG,
 }
 
 
