@@ -75,7 +75,7 @@ class Real:
         try:
             v = float(value)
         except OverflowError:  # an int beyond float64
-            v = math.copysign(math.inf, value)
+            v = math.inf if value > 0 else -math.inf
         bad = (math.isnan(v) or (self.finite and math.isinf(v))
                or (self.lo is not None and (v < self.lo or (self.lo_open and v == self.lo)))
                or (self.hi is not None and (v > self.hi or (self.hi_open and v == self.hi))))
@@ -214,6 +214,9 @@ SCHEMA: dict[str, object] = {
     "curvature_tol": NON_NEGATIVE,
     "baseline_radius": POSITIVE,
     "radius": POSITIVE,
+    # linear baselines: the size of the separability linear program
+    "max_entries": COUNT,
+    "max_lp_entries": COUNT,
     # spectra
     "k": COUNT,
     "tol": NON_NEGATIVE,
