@@ -49,13 +49,16 @@ def pgd_constants(*, eps, ell, rho, c, delta, delta_f, dim):
     ``r = sqrt(c) / chi^2 eps / ell``, ``g_thres = sqrt(c) / chi^2 eps``,
     ``f_thres = c / chi^3 sqrt(eps^3 / rho)``, ``t_thres = chi / c^2 ell / sqrt(rho eps)``
     (rounded up to an integer number of steps)."""
-    with np.errstate(all="ignore"):
-        ratio = np.float64(dim) * ell * delta_f / (c * np.float64(eps)**2 * delta)
-        chi = 3.0 * max(float(np.log(ratio)), 4.0) if ratio > 0 else math.nan
-        t_thres = chi / c**2 * ell / math.sqrt(rho * eps)
+    # the formulas as written (the constants bit for bit as before); an input of absurd
+    # size overflows or divides by zero: caught here and reported with the inputs
+    try:
+        chi = 3.0 * max(math.log(dim * ell * delta_f / (c * eps**2 * delta)), 4.0)
         consts = {"chi": chi, "eta": c / ell, "r": math.sqrt(c) / chi**2 * eps / ell,
                   "g_thres": math.sqrt(c) / chi**2 * eps,
                   "f_thres": c / chi**3 * math.sqrt(eps**3 / rho)}
+        t_thres = chi / c**2 * ell / math.sqrt(rho * eps)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        consts, t_thres = {"chi": math.nan}, math.nan
     bad = [k for k, v in consts.items() if not (math.isfinite(v) and v > 0)]
     if bad or not (math.isfinite(t_thres) and t_thres < INT_MAX):
         name = bad[0] if bad else "t_thres"

@@ -154,7 +154,7 @@ def test_pgd_constants_out_of_range_name_the_inputs():
 # -- memory sized up front -----------------------------------------------------------------
 def test_widths_too_large_name_the_largest_that_fits(data):
     X, y = data
-    with pytest.raises(TooLargeError, match=r"widths \(100000, 100000\) would take .* GiB, "
+    with pytest.raises(TooLargeError, match=r"widths \(100000, 100000\) .*would take .* GiB, "
                        r"more than the memory available .*widths=\((\d+), \1\) is the widest"):
         rc.Objective(X, y, widths=(100000, 100000))
     try:
@@ -170,7 +170,7 @@ def test_widths_too_large_name_the_largest_that_fits(data):
 def test_n_classes_too_large_names_the_largest(data):
     X, y = data
     labels = (y > 0).astype(int)
-    with pytest.raises(TooLargeError, match=r"n_classes = 10000000 .*use fewer classes: "
+    with pytest.raises(TooLargeError, match=r"n_classes = 10000000000 .*use fewer classes: "
                                             r"n_classes = \d+ is the most that fits"):
         rc.Objective(X, labels, loss="cross_entropy", widths=(2,), n_classes=10**7 * 10**3)
     with pytest.raises(MemoryError, match="n_classes"):
@@ -211,7 +211,6 @@ def test_in_memory_data_changed_is_named(data):
                                                r"at index \(5000, 1\).*copy=True"):
         obj.fun(x + 1e-3)
     assert kept.fun(x) == F  # its own copy
-    y[7] = np.inf
     fo = rc.FeatureObjective(np.ones((60, 2)), np.ones((60, 1)), y[:60].copy(), copy=False)
     fo._engine.y[7] = np.nan
     with pytest.raises(ValueError, match=r"y is no longer finite: .*index \(7,\)"):
