@@ -24,12 +24,14 @@ on it, the same way for every kind of engine.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _kernels, _vkernels
 from ._guards import check_block, check_files, mapped_files
 from ._threads import blas_single_thread, resolve_n_threads
-from ._validation import check_chunk_size, resolve_dtype
+from ._validation import check_alloc, check_chunk_size, memory_limit, resolve_dtype
 from .losses import Loss
 
 LOSS_EXTERNAL = _kernels.LOSS_CODE_EXTERNAL
@@ -336,6 +338,11 @@ class Engine:
         """``(F, E[l' x], E[l' phi], G = E[l'' z z^T])`` with ``z = [x, phi]``."""
         code = self._loss_code(w, a, theta, buf)
         T, D, w, a = self.n_threads, self.d + self.k, self._vec(w), self._vec(a)
+        size = self.dtype.itemsize * (T + 2)  # G, its slots per thread, the symmetrised copy
+        check_alloc(f"the Gram matrix of z = [x, phi] (d + k = {D}, n_threads = {T})",
+                    size * D * D, "use hessp without the statistics (it streams the data), "
+                    f"or fewer features: d + k = {math.isqrt(memory_limit() // size)} is the "
+                    "most that fits")
         value, sx, sp = 0.0, np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype)
         G = np.zeros((D, D), dtype=self.dtype)
         per_row = self._per_row + D * (D + 1) // 2  # the Gram's rank-one updates

@@ -29,12 +29,19 @@ import functools
 import inspect
 import math
 import numbers
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 # The largest integer the compiled loops and kernels count in (int64).
 INT_MAX = (1 << 63) - 1
+
+
+def wrong_type(name: str, spec, value) -> TypeError:
+    """The TypeError of a value of the wrong type: the argument, what was expected, what
+    was given and its type."""
+    return TypeError(f"{name} {spec.expected()}; got {value!r} ({type(value).__name__})")
 
 
 def _interval(lo, hi, lo_open, hi_open) -> str:
@@ -70,8 +77,7 @@ class Real:
 
     def __call__(self, name: str, value) -> float:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-            raise TypeError(f"{name} {self.expected()}; got {value!r} "
-                            f"({type(value).__name__})")
+            raise wrong_type(name, self, value)
         try:
             v = float(value)
         except OverflowError:  # an int beyond float64
@@ -98,8 +104,7 @@ class Int:
 
     def __call__(self, name: str, value) -> int:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-            raise TypeError(f"{name} {self.expected()}; got {value!r} "
-                            f"({type(value).__name__})")
+            raise wrong_type(name, self, value)
         v = int(value)
         if v < self.lo or (self.hi is not None and v > self.hi):
             raise ValueError(f"{name} {self.expected()}; got {v}")
@@ -107,17 +112,21 @@ class Int:
 
 
 @dataclass(frozen=True)
-class Flag:
-    """``True`` or ``False`` (``bool`` or ``np.bool_``)."""
+class Kind:
+    """A value of one of ``types`` (no range), converted by ``convert``: a flag, a name,
+    a path."""
+
+    types: tuple
+    text: str
+    convert: object = None
 
     def expected(self) -> str:
-        return "must be True or False"
+        return f"must be {self.text}"
 
-    def __call__(self, name: str, value) -> bool:
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"{name} must be True or False; got {value!r} "
-                            f"({type(value).__name__})")
-        return bool(value)
+    def __call__(self, name: str, value):
+        if not isinstance(value, self.types):
+            raise wrong_type(name, self, value)
+        return value if self.convert is None else self.convert(value)
 
 
 @dataclass(frozen=True)
@@ -135,30 +144,17 @@ class Widths:
         if isinstance(value, np.ndarray):
             value = value.tolist() if value.ndim == 1 else value
         if isinstance(value, (str, bytes)) or not isinstance(value, (tuple, list)):
-            raise TypeError(f"{name} {self.expected()}; got {value!r} "
-                            f"({type(value).__name__})")
+            raise wrong_type(name, self, value)
         if len(value) == 0:
             raise ValueError(f"{name} must name at least one layer, e.g. {name}=(64,)")
         return tuple(Int(1, None)(f"each entry of {name}", h) for h in value)  # sized later
 
 
-@dataclass(frozen=True)
-class Text:
-    """A string (a name: which values are allowed is the function's own check)."""
-
-    def expected(self) -> str:
-        return "must be a string"
-
-    def __call__(self, name: str, value) -> str:
-        if not isinstance(value, str):
-            raise TypeError(f"{name} must be a string; got {value!r} ({type(value).__name__})")
-        return value
-
-
-FLAG = Flag()
+FLAG = Kind((bool, np.bool_), "True or False", bool)  # never 0.5, "no", 1
 POSITIVE = Real(0.0, lo_open=True)           # (0, inf)
 NON_NEGATIVE = Real(0.0)                     # [0, inf)
 PROBABILITY = Real(0.0, 1.0, True, True)     # (0, 1)
+TEXT = Kind((str,), "a string")               # a name: its choices are the function's
 FINITE = Real()                              # (-inf, inf)
 COUNT = Int(1)
 COUNT0 = Int(0)
@@ -175,12 +171,12 @@ SCHEMA: dict[str, object] = {
     "chunk_size": Int(1, None),  # any size: the chunks never hold more than n samples
     "n_classes": Int(2),
     "n_threads": COUNT,
-    "activation": Text(),
-    "head": Text(),
-    "wrt": Text(),
-    "method": Text(),
-    "which": Text(),
-    "solver": Text(),
+    "activation": TEXT,
+    "head": TEXT,
+    "wrt": TEXT,
+    "method": TEXT,
+    "which": TEXT,
+    "solver": TEXT,
     # optimisers and studies (Jin et al.'s constants; docs/pgd.md)
     "eps": POSITIVE,
     "ell": POSITIVE,
@@ -214,6 +210,8 @@ SCHEMA: dict[str, object] = {
     "curvature_tol": NON_NEGATIVE,
     "baseline_radius": POSITIVE,
     "radius": POSITIVE,
+    # point files
+    "path": Kind((str, os.PathLike), "a file path (a str or an os.PathLike)"),
     # linear baselines: the size of the separability linear program
     "max_entries": COUNT,
     "max_lp_entries": COUNT,

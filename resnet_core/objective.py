@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike
 from ._engine import Engine, VectorEngine
 from ._threads import resolve_n_threads
 from ._data import prepare
-from ._schema import validated
+from ._schema import check, validated
 from ._validation import as_float_array, check_choice, check_point, copy_data
 from .features import MLPLayout
 from .heads import HEADS, VECTOR_HEADS
@@ -100,7 +100,7 @@ class _HeadObjective:
 
     @progress.setter
     def progress(self, value: bool):
-        self._engine.progress = bool(value)
+        self._engine.progress = check("progress", value)
 
     def linear_baseline(self, radius: float | None = None) -> LinearBaselineResult:
         """The best linear predictor on this objective's data, loss and weights
@@ -533,6 +533,7 @@ class Objective(_HeadObjective):
         ValueError for other losses."""
         return self._proba(self.predict(x, X))
 
+    @validated
     def partial(self, x, *, materialize: bool = False) -> FeatureObjective:
         """The :class:`FeatureObjective` of ``F_theta`` at the ``theta`` inside ``x``.
 

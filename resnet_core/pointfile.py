@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._schema import validated
 from ._validation import as_float_array
 from .features import ACTIVATIONS
 from .heads import HEADS
@@ -75,6 +76,7 @@ class PointFileError(ValueError):
         return type(self), (self.path, self.reason)
 
 
+@validated
 def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
                x) -> Path:
     """Write ``objective`` and the point ``x`` to ``path`` in the format of
@@ -140,6 +142,7 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
     return path
 
 
+@validated
 def load_point(path: str | os.PathLike
                ) -> tuple[Objective | FeatureObjective, np.ndarray, dict]:
     """Read a point file written by :func:`save_point` (or by hand with the same keys).

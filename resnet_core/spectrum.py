@@ -134,6 +134,8 @@ def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hu
         return TraceEstimate(float(np.trace(st.A) + extra), None, "exact", 0)
     m = n_products
     matvec, dim = hessian_operator(objective, x, wrt)
+    check_alloc(f"the {m} probe vectors of dimension {dim}", 8 * m * dim,
+                f"use fewer products (n_products at most {memory_limit() // (8 * dim)})")
     rng = np.random.default_rng(seed)
     if method == "hutchinson":
         samples = np.array([v @ matvec(v) for v in rng.choice([-1.0, 1.0], size=(m, dim))])

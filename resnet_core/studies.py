@@ -25,7 +25,7 @@ from . import _loops
 from ._blocks import StepBlocks
 from ._threads import resolve_n_threads
 from ._schema import validated
-from ._validation import as_float_array, check_choice
+from ._validation import as_float_array, check_alloc, check_choice, memory_limit
 from .certify import lambda_min_structured
 from .objective import FeatureObjective, Objective
 from .optim import STATUS_MESSAGES, _Problem, _python_core, pgd_constants
@@ -208,6 +208,10 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     starts = as_float_array("starts", np.atleast_2d(starts), ndim=2, dtype=np.float64,
                             shape=(None, objective.n_params))
     n_runs = starts.shape[0] if n_runs is None else n_runs
+    per_run = 8 * (4 * starts.shape[1] + 12)  # x, x~, x_prev, its start; state, values, seed
+    check_alloc(f"the state of {n_runs} runs of dimension {starts.shape[1]}",
+                per_run * n_runs, f"use fewer runs (n_runs at most {memory_limit() // per_run}"
+                "), in several studies")
     seeds = (np.arange(seed, seed + n_runs, dtype=np.int64) if seeds is None
              else np.asarray(seeds, dtype=np.int64))
     if seeds.shape != (n_runs,):
