@@ -43,6 +43,7 @@ def test_every_probed_argument_is_declared(calls):
     missing = []
     for fname, (target, _) in calls.items():
         for name, par in inspect.signature(target).parameters.items():
-            if probe._kind(par) is not None and probe._spec(schema, fname, name) is None:
+            if probe._kind(par) is not None and \
+                    probe._spec(schema, fname, name, target) is None:
                 missing.append(f"{fname}({name})")
     assert missing == []
