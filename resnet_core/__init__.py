@@ -14,6 +14,8 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import lipschitz, studies, theory  # noqa: E402
+from ._guards import DataChangedError
+from ._validation import TooLargeError
 from .certify import BaselineWarning, LambdaMin, SOPSPReport, check_sopsp, reduced_hessian
 from .features import ACTIVATIONS, MLPLayout
 from .linear import LinearBaselineResult, linear_baseline
@@ -31,6 +33,7 @@ __all__ = [
     "BUILTIN_LOSSES",
     "BaselineWarning",
     "CustomLoss",
+    "DataChangedError",
     "FeatureObjective",
     "LambdaMin",
     "LinearBaselineResult",
@@ -44,6 +47,7 @@ __all__ = [
     "SpectralDensity",
     "Spectrum",
     "SufficientStats",
+    "TooLargeError",
     "TraceEstimate",
     "check_sopsp",
     "estimate_ell_rho",

@@ -13,7 +13,6 @@ package imports without it.
 
 from __future__ import annotations
 
-import numbers
 import warnings
 from collections.abc import Mapping
 
@@ -33,7 +32,8 @@ except ImportError as err:  # pragma: no cover - the test environment has scikit
     ) from err
 
 from ._threads import blas_single_thread
-from ._validation import check_choice, check_positive_int, to_numpy
+from ._schema import POSITIVE, check
+from ._validation import check_choice, to_numpy
 from .certify import SOPSPReport, check_sopsp
 from .linear import LinearBaselineResult
 from .objective import Objective
@@ -49,13 +49,39 @@ CLASSIFIER_LOSSES = BINARY_LOSSES + ("cross_entropy",)
 _LBFGS_FTOL = 4 * np.finfo(np.float64).eps
 
 
-def _host_array(name: str, a):
+def _host_array(name: str, a, numeric: bool = True):
     """Arrays of other libraries (torch, JAX, DLPack) as NumPy arrays in their own dtype;
-    pandas objects and lists pass through (scikit-learn reads their column names)."""
+    pandas objects and lists pass through (scikit-learn reads their column names).
+
+    With ``numeric`` (``X``, ``sample_weight``, a regressor's ``y``), strings are refused
+    as the core refuses them (``"1.5"`` is a TypeError, not 1.5); an object array of
+    numbers is converted, as scikit-learn converts it (see :func:`_refuse_strings`)."""
     module = type(a).__module__.split(".")[0]
-    if a is None or isinstance(a, np.ndarray) or module in ("pandas", "polars", "scipy"):
+    if a is None or module in ("pandas", "polars", "scipy"):
         return a
-    return to_numpy(name, a)
+    a = a if isinstance(a, np.ndarray) else to_numpy(name, a)
+    if numeric:
+        _refuse_strings(name, a)
+    return a
+
+
+def _refuse_strings(name: str, a) -> None:
+    """TypeError when ``a`` (an array or a list) holds strings.
+
+    The estimators take what the core takes, plus one deliberate conversion: an object
+    array (or a list) of numbers becomes a float array, as in scikit-learn.  Numbers given
+    as text (a string dtype, or strings inside an object array) are refused, as
+    :class:`resnet_core.Objective` refuses them, instead of being parsed."""
+    arr = a if isinstance(a, np.ndarray) else np.asarray(a, dtype=object)
+    if arr.dtype.kind in "US":
+        raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype} (strings): "
+                        f"convert it first, e.g. {name}.astype(float)")
+    if arr.dtype.kind == "O":
+        for index, item in np.ndenumerate(arr):
+            if isinstance(item, (str, bytes)):
+                raise TypeError(f"{name} must hold real numbers; found the string {item!r} "
+                                f"at index {index}: convert it first, e.g. "
+                                f"{name}.astype(float)")
 
 
 class _NonFinite(Exception):
@@ -113,18 +139,15 @@ class _ResNetBase(BaseEstimator):
 
     # -- checks ---------------------------------------------------------------------------
     def _check_params(self):
+        """The hyperparameters, checked by the package's schema at fit (scikit-learn's
+        convention: ``__init__`` only stores them); returns the widths as a tuple."""
         check_choice("solver", self.solver, SOLVERS)
-        check_positive_int("max_iter", self.max_iter)
-        tol = self.tol
-        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (
-                np.isfinite(tol) and tol > 0):
-            raise ValueError(f"tol must be a positive finite number; got {tol!r}")
-        widths = self.widths
-        if isinstance(widths, numbers.Integral) and not isinstance(widths, bool):
-            widths = (int(widths),)
-        if not isinstance(widths, (tuple, list)):
-            raise TypeError(f"widths must be an int or a tuple of ints; got {widths!r}")
-        return tuple(widths)
+        check("max_iter", self.max_iter)
+        check("tol", self.tol, POSITIVE)  # eps of PGD, gtol of the scipy solvers
+        for name in ("bias", "feature_bias", "fit_intercept"):
+            check(name, getattr(self, name))
+        check("n_threads", self.n_threads, none=True)
+        return check("widths", self.widths)
 
     def _certify_options(self) -> dict | None:
         """Keywords of :func:`resnet_core.check_sopsp` (``eps = tol`` unless given), or None
@@ -197,7 +220,9 @@ class _ResNetBase(BaseEstimator):
         return self._objective(X, y, _host_array("sample_weight", sample_weight), **extra)
 
     def _check_data(self, X, y, *, reset: bool):
-        X, y = validate_data(self, _host_array("X", X), _host_array("y", y), reset=reset,
+        X, y = validate_data(self, _host_array("X", X),
+                             _host_array("y", y, numeric=isinstance(self, RegressorMixin)),
+                             reset=reset,
                              dtype=[np.float64, np.float32], multi_output=True,
                              y_numeric=isinstance(self, RegressorMixin))
         return self._augment(X), y

@@ -24,7 +24,8 @@ from numpy.typing import ArrayLike
 
 from .certify import _feature_objective, lanczos_extreme
 from .objective import Objective
-from ._validation import check_choice, check_positive_int
+from ._schema import validated
+from ._validation import as_float_array, check_alloc, check_choice, memory_limit
 
 WRT = ("wV", "all")
 
@@ -61,6 +62,7 @@ def _dense(matvec, dim):
     return 0.5 * (H + H.T)
 
 
+@validated
 def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", k: int = 6, which: str = "both",
                      tol: float = 1e-10) -> Spectrum:
     """The ``k`` smallest and/or largest eigenpairs of the Hessian at ``x``.
@@ -79,7 +81,6 @@ def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", k: int = 6, wh
         ARPACK's relative tolerance.
     """
     check_choice("which", which, ("both", "smallest", "largest"))
-    k = check_positive_int("k", k)
     matvec, dim = hessian_operator(objective, x, wrt)
     if dim <= max(2 * k + 1, 50):  # small: the dense spectrum, exactly
         vals, vecs = np.linalg.eigh(_dense(matvec, dim))
@@ -112,6 +113,7 @@ class TraceEstimate:
     n_products: int
 
 
+@validated
 def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hutch++",
                   n_products: int = 99, seed=None) -> TraceEstimate:
     """Trace of the Hessian at ``x``.
@@ -130,8 +132,10 @@ def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hu
         w = fo.unpack(z)["w"]
         extra = float(w @ w) * np.trace(st.C) if fo.head == "residual" else np.trace(st.C)
         return TraceEstimate(float(np.trace(st.A) + extra), None, "exact", 0)
-    m = check_positive_int("n_products", n_products, minimum=3)
+    m = n_products
     matvec, dim = hessian_operator(objective, x, wrt)
+    check_alloc(f"the {m} probe vectors of dimension {dim}", 8 * m * dim,
+                f"use fewer products (n_products at most {memory_limit() // (8 * dim)})")
     rng = np.random.default_rng(seed)
     if method == "hutchinson":
         samples = np.array([v @ matvec(v) for v in rng.choice([-1.0, 1.0], size=(m, dim))])
@@ -182,6 +186,7 @@ def _lanczos_tridiagonal(matvec, v, steps):
     return alpha, beta
 
 
+@validated
 def spectral_density(objective, x: ArrayLike, *, wrt: str = "wV", n_probes: int = 8,
                      lanczos_steps: int = 60, grid=None, n_grid: int = 400,
                      sigma: float | None = None, seed=None) -> SpectralDensity:
@@ -189,8 +194,11 @@ def spectral_density(objective, x: ArrayLike, *, wrt: str = "wV", n_probes: int 
 
     ``sigma`` (the Gaussian broadening) defaults to 1% of the spectral range seen.
     """
-    n_probes = check_positive_int("n_probes", n_probes)
-    steps = check_positive_int("lanczos_steps", lanczos_steps)
+    steps = lanczos_steps
+    n_points = n_grid if grid is None else np.size(grid)
+    cells = n_probes * steps  # the Gaussian kernel's temporary: n_grid x n_probes x steps
+    check_alloc(f"the density's kernel for {n_points} grid points", 8 * n_points * cells,
+                f"use fewer points (n_grid or len(grid) at most {memory_limit() // (8 * cells)})")
     matvec, dim = hessian_operator(objective, x, wrt)
     steps = min(steps, dim)
     rng = np.random.default_rng(seed)
@@ -204,9 +212,9 @@ def spectral_density(objective, x: ArrayLike, *, wrt: str = "wV", n_probes: int 
     nodes, weights = np.array(nodes), np.array(weights)
     lo, hi = nodes.min(), nodes.max()
     span = max(hi - lo, 1e-12 * max(abs(lo), abs(hi), 1.0))
-    sigma = 0.01 * span if sigma is None else float(sigma)
+    sigma = 0.01 * span if sigma is None else sigma
     grid = (np.linspace(lo - 5 * sigma, hi + 5 * sigma, n_grid) if grid is None
-            else np.asarray(grid, dtype=np.float64))
+            else as_float_array("grid", grid, ndim=1, dtype=np.dtype(np.float64)))
     kern = np.exp(-0.5 * ((grid[:, None, None] - nodes[None]) / sigma) ** 2)
     density = (kern * weights[None]).sum(axis=(1, 2)) / (n_probes * sigma * np.sqrt(2 * np.pi))
     return SpectralDensity(nodes, weights, grid, density, sigma, dim)

@@ -24,7 +24,8 @@ from numpy.typing import ArrayLike
 from . import _loops
 from ._blocks import StepBlocks
 from ._threads import resolve_n_threads
-from ._validation import as_float_array, check_choice, check_positive_int
+from ._schema import validated
+from ._validation import as_float_array, check_alloc, check_choice, memory_limit
 from .certify import lambda_min_structured
 from .objective import FeatureObjective, Objective
 from .optim import STATUS_MESSAGES, _Problem, _python_core, pgd_constants
@@ -141,6 +142,7 @@ def _lambda_min(problem: _Problem, u) -> float:
     return lambda_min_structured(fo, u[:fo.n_params]).value
 
 
+@validated
 def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | None = None, seeds=None,
            seed: int = 0, eps: float = 1e-3, ell: float = 1.0, rho: float = 1.0,
            c: float = 1.0, delta: float = 0.1, delta_f: float | None = None,
@@ -205,12 +207,15 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
                         f"{type(objective).__name__}")
     starts = as_float_array("starts", np.atleast_2d(starts), ndim=2, dtype=np.float64,
                             shape=(None, objective.n_params))
-    n_runs = starts.shape[0] if n_runs is None else check_positive_int("n_runs", n_runs)
+    n_runs = starts.shape[0] if n_runs is None else n_runs
+    per_run = 8 * (4 * starts.shape[1] + 12)  # x, x~, x_prev, its start; state, values, seed
+    check_alloc(f"the state of {n_runs} runs of dimension {starts.shape[1]}",
+                per_run * n_runs, f"use fewer runs (n_runs at most {memory_limit() // per_run}"
+                "), in several studies")
     seeds = (np.arange(seed, seed + n_runs, dtype=np.int64) if seeds is None
              else np.asarray(seeds, dtype=np.int64))
     if seeds.shape != (n_runs,):
         raise ValueError(f"seeds must have shape ({n_runs},); got {seeds.shape}")
-    max_iter = check_positive_int("max_iter", max_iter)
     problems = [_Problem(objective, s0, wrt) for s0 in starts]
     dim = problems[0].dim
     compiled = all(p.compiled and np.array_equal(p.tail, problems[0].tail) for p in problems)
@@ -222,7 +227,7 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
         from ._dask_studies import escape_on_dask
         return escape_on_dask(
             escape, EscapeStudy, objective, starts, seeds,
-            check_positive_int("runs_per_task", runs_per_task), progress,
+            runs_per_task, progress,
             "compiled" if compiled else "streamed",
             dict(method=method, eps=eps, ell=ell, rho=rho, c=c, delta=delta, delta_f=delta_f,
                  eta=eta, r=r, g_thres=g_thres, f_thres=f_thres, t_thres=t_thres,
@@ -234,12 +239,12 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
         if value is not None:
             consts[name] = float(value)
     if t_thres is not None:
-        consts["t_thres"] = check_positive_int("t_thres", t_thres)
-    f_esc = consts["f_thres"] if f_escape is None else float(f_escape)
+        consts["t_thres"] = t_thres
+    f_esc = consts["f_thres"] if f_escape is None else f_escape
     if method == "gd":
         consts.update(r=0.0, g_thres=-1.0)  # plain GD runs its max_iter steps
     consts["f_escape"] = f_esc
-    stop = bool(stop_at_escape)
+    stop = stop_at_escape
 
     u_out = np.empty((n_runs, dim))
     istate = np.full((n_runs, 6), _loops.S_NEW, dtype=np.int64)

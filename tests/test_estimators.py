@@ -179,7 +179,7 @@ def test_parameters_checked_and_convergence_warned(rng):
         rc.ResNetClassifier(tol=0.0).fit(X, y)
     with pytest.raises(ValueError, match="max_iter must be an integer >= 1"):
         rc.ResNetRegressor(max_iter=0).fit(X, X[:, 0])
-    with pytest.raises(TypeError, match="widths must be an int or a tuple"):
+    with pytest.raises(TypeError, match="widths must be a positive integer or a non-empty tuple"):
         rc.ResNetRegressor(widths="wide").fit(X, X[:, 0])
     with pytest.raises(TypeError, match="certify must be True, False or a dict"):
         rc.ResNetRegressor(certify="yes").fit(X, X[:, 0])
