@@ -133,10 +133,24 @@ def reduced_form(fo, z) -> ReducedForm | None:
         return None
 
 
+def _extreme_eigh(M: np.ndarray, k: int, which: str):
+    """The ``k`` lowest and/or highest eigenpairs of ``M`` (LAPACK ``syevr`` asked for those
+    only), ascending."""
+    m = M.shape[0]
+    if 2 * k >= m:
+        return np.linalg.eigh(M)
+    parts = []
+    if which in ("smallest", "both"):
+        parts.append(scipy.linalg.eigh(M, subset_by_index=[0, k - 1], check_finite=False))
+    if which in ("largest", "both"):
+        parts.append(scipy.linalg.eigh(M, subset_by_index=[m - k, m - 1], check_finite=False))
+    return np.concatenate([p[0] for p in parts]), np.hstack([p[1] for p in parts])
+
+
 def reduced_eigenpairs(form: ReducedForm, k: int, which: str):
     """The ``k`` smallest and/or largest eigenpairs of the Hessian (``which``), ascending:
     ``(values, vectors)``, vectors as columns of flat ``(w, V)`` points."""
-    vals, vecs = np.linalg.eigh(0.5 * (form.M + form.M.T))
+    vals, vecs = _extreme_eigh(0.5 * (form.M + form.M.T), k, which)
     n_zeros = form.n_zeros
     allv = np.r_[vals, np.zeros(n_zeros)]
     src = np.r_[np.arange(vals.size), -1 - np.arange(n_zeros)]  # >= 0: M's; < 0: a zero

@@ -73,7 +73,7 @@ def default_f_escape(eps: float, rho: float) -> float:
     (the curvature PGD resolves), the cubic model ``-gamma t^2 / 2 + rho |t|^3 / 6`` reaches
     ``-(2/3) gamma^3 / rho^2 = -(2/3) eps^1.5 / sqrt(rho)``: a drop of a tenth of that scale
     means the run left the saddle's neighbourhood.  Jin et al.'s ``f_thres`` is the same
-    scale divided by ``chi^3`` (a worst-case constant, 1e-4 to 1e-6 of it), small enough for
+    scale divided by ``chi^3`` (``chi >= 12``: at most 6e-4 of it), small enough for
     rounding or a start that is not stationary to count as an escape.
     """
     return ESCAPE_FRACTION * float(eps) ** 1.5 / math.sqrt(float(rho))

@@ -136,7 +136,7 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
         seeded as the compiled runs: the same answers to rounding, but a full data pass per
         step per run (the kernels' own threads inside each pass; ``n_threads`` is unused).
     starts : array of shape (n_params,) or (S, n_params)
-        Start points, approximate saddles (``||grad F|| <= eps``; see ``check_start``):
+        Start points, approximate saddles (``||grad F|| <= g_thres``; see ``check_start``):
         :func:`resnet_core.theorem2_stationary_point` builds exact ones on any data.  Run
         ``i`` uses ``starts[i % S]``.
     method : str
@@ -170,8 +170,9 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
         :func:`resnet_core.perturbed_gd`'s loop (compiled where the study's would be, seeded
         as the study's), the same runs as without traces to rounding.
     check_start : {"warn", "raise", "ignore"}
-        What to do when a start has ``||grad F|| > eps``: it is then no approximate saddle,
-        and a drop of ``F`` there is gradient descent, not an escape.  ``"warn"`` (a
+        What to do when a start has ``||grad F|| > g_thres`` (PGD's threshold for a
+        perturbation, ``eps / chi^2``): it is then no approximate saddle, PGD begins there
+        by gradient descent, and a drop of ``F`` is descent, not an escape.  ``"warn"`` (a
         :class:`NotASaddleWarning` naming the start and its gradient norm), ``"raise"``
         (a ValueError), ``"ignore"``.
     progress : bool
@@ -219,9 +220,14 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     at_start = [p.fun_and_grad(p.u0) for p in problems]
     start_F = np.array([F for F, _ in at_start])
     start_g = np.array([float(np.linalg.norm(g)) for _, g in at_start])
-    _check_starts(start_g, eps, check_start)
     if delta_f is None:
         delta_f = max(float(start_F.max()), 1e-12)
+    consts = pgd_constants(eps=eps, ell=ell, rho=rho, c=c, delta=delta, delta_f=delta_f,
+                           dim=dim)
+    for name, value in (("eta", eta), ("r", r), ("g_thres", g_thres), ("f_thres", f_thres)):
+        if value is not None:
+            consts[name] = float(value)
+    _check_starts(start_g, consts["g_thres"], check_start)
     if distribute:
         from ._dask_studies import escape_on_dask
         return escape_on_dask(
@@ -233,11 +239,6 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
                  f_escape=f_escape, max_iter=max_iter, n_threads=n_threads,
                  lambda_min=lambda_min, stop_at_escape=stop_at_escape, wrt=wrt,
                  record_every=record_every, check_start="ignore"))
-    consts = pgd_constants(eps=eps, ell=ell, rho=rho, c=c, delta=delta, delta_f=delta_f,
-                           dim=dim)
-    for name, value in (("eta", eta), ("r", r), ("g_thres", g_thres), ("f_thres", f_thres)):
-        if value is not None:
-            consts[name] = float(value)
     if t_thres is not None:
         consts["t_thres"] = check_positive_int("t_thres", t_thres)
     consts["f_escape"] = default_f_escape(eps, rho) if f_escape is None else float(f_escape)
@@ -278,17 +279,17 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
                        compiled=compiled and spec.run is None, traces=traces)
 
 
-def _check_starts(grad_norms: np.ndarray, eps: float, action: str) -> None:
-    """Warn or raise when a start's gradient norm exceeds ``eps``."""
-    bad = np.flatnonzero(grad_norms > eps)
+def _check_starts(grad_norms: np.ndarray, g_thres: float, action: str) -> None:
+    """Warn or raise when a start's gradient norm exceeds PGD's ``g_thres``."""
+    bad = np.flatnonzero(grad_norms > g_thres)
     if action == "ignore" or bad.size == 0:
         return
     i = int(bad[np.argmax(grad_norms[bad])])
     msg = (f"{bad.size} of {grad_norms.size} starts are not approximate saddles: start {i} "
-           f"has ||grad F|| = {grad_norms[i]:.3g} > eps = {eps:g}, so F decreases there by "
-           "gradient descent alone and an 'escape' means nothing; start at a stationary "
-           "point (e.g. resnet_core.theorem2_stationary_point), or pass "
-           "check_start='ignore'")
+           f"has ||grad F|| = {grad_norms[i]:.3g} > g_thres = {g_thres:.3g} (below which PGD "
+           "perturbs), so F decreases there by gradient descent alone and an 'escape' means "
+           "nothing; start at a stationary point (e.g. "
+           "resnet_core.theorem2_stationary_point), or pass check_start='ignore'")
     if action == "raise":
         raise ValueError(msg)
     warnings.warn(msg, NotASaddleWarning, stacklevel=3)

@@ -214,7 +214,8 @@ def test_escape_study_streamed_fallback_agrees(saddle, rng, monkeypatch, stop):
         assert a.compiled and not b.compiled and a.escaped.any()
         for f in ("escape_iter", "nit", "status", "n_perturbations", "seeds"):
             assert np.array_equal(getattr(a, f), getattr(b, f)), f
-        assert np.allclose(a.x, b.x, rtol=1e-9, atol=1e-12)
+        # the unstable direction multiplies rounding differences by (1 + eta eps) a step
+        assert np.allclose(a.x, b.x, rtol=1e-8, atol=1e-10)
         assert np.allclose(a.final_F, b.final_F, rtol=1e-10)
         assert np.allclose(a.final_lambda_min, b.final_lambda_min, rtol=1e-8, atol=1e-12)
     assert np.any(fast[0].n_perturbations > 0)
