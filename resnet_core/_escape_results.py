@@ -230,9 +230,12 @@ def plot(studies: list[EscapeStudy], *, n_traces: int = 5, axes=None):
     for eps in sorted({s.eps for s in studies}):
         group = EscapeStudy.join([s for s in studies if s.eps == eps])
         t = np.sort(group.escape_iter[group.escaped])
+        label = f"eps = {eps:g} ({t.size}/{group.n_runs} escaped)"
+        if t.size == 0:
+            cdf.plot([], [], label=label)
+            continue
         frac = np.arange(1, t.size + 1) / group.n_runs
-        cdf.step(np.r_[max(t[0], 1) if t.size else 1, np.maximum(t, 1)], np.r_[0.0, frac],
-                 where="post", label=f"eps = {eps:g}")
+        cdf.step(np.r_[t[0], t].clip(min=1), np.r_[0.0, frac], where="post", label=label)
     cdf.set(xscale="log", xlabel="escape iteration", ylabel="fraction of runs escaped",
             ylim=(0, 1.02), title="escape time (CDF)")
     cdf.legend(fontsize="small")

@@ -234,13 +234,14 @@ class TraceEstimate:
 
 
 def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hutch++",
-                  n_products: int = 99, seed=None) -> TraceEstimate:
+                  n_products: int = 99, seed=None, progress: bool = False) -> TraceEstimate:
     """Trace of the Hessian at ``x``.
 
     ``"hutchinson"``: mean of ``v^T H v`` over Rademacher ``v``; ``"hutch++"``: the exact
     trace on a sketched range ``Q`` of ``H S`` plus Hutchinson on the rest,
     ``tr(Q^T H Q) + (3/m) tr(G^T (I - QQ^T) H (I - QQ^T) G)`` (variance ``O(1/m^2)``);
-    ``"exact"`` (``wrt="wV"``): from the sufficient statistics.
+    ``"exact"`` (``wrt="wV"``): from the sufficient statistics.  ``progress=True``: a tqdm
+    bar of the products.
     """
     check_choice("method", method, ("hutchinson", "hutch++", "exact"))
     if method == "exact":
@@ -252,8 +253,12 @@ def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hu
         extra = float(w @ w) * np.trace(st.C) if fo.head == "residual" else np.trace(st.C)
         return TraceEstimate(float(np.trace(st.A) + extra), None, "exact", 0)
     m = check_positive_int("n_products", n_products, minimum=3)
-    matvec, dim = hessian_operator(objective, x, wrt)
-    rng = np.random.default_rng(seed)
+    operator, dim = hessian_operator(objective, x, wrt)
+    with progress_bar(progress, m, "hessian_trace", "Hv") as update:
+        return _trace(_counted(operator, update), dim, m, method, np.random.default_rng(seed))
+
+
+def _trace(matvec, dim, m, method, rng) -> TraceEstimate:
     if method == "hutchinson":
         samples = np.array([v @ matvec(v) for v in rng.choice([-1.0, 1.0], size=(m, dim))])
         return TraceEstimate(float(samples.mean()), float(samples.std(ddof=1) / np.sqrt(m))
@@ -305,10 +310,12 @@ def _lanczos_tridiagonal(matvec, v, steps):
 
 def spectral_density(objective, x: ArrayLike, *, wrt: str = "wV", n_probes: int = 8,
                      lanczos_steps: int = 60, grid=None, n_grid: int = 400,
-                     sigma: float | None = None, seed=None) -> SpectralDensity:
+                     sigma: float | None = None, seed=None,
+                     progress: bool = False) -> SpectralDensity:
     """Spectral density of the Hessian at ``x`` by stochastic Lanczos quadrature.
 
-    ``sigma`` (the Gaussian broadening) defaults to 1% of the spectral range seen.
+    ``sigma`` (the Gaussian broadening) defaults to 1% of the spectral range seen;
+    ``progress=True``: a tqdm bar of the probes.
     """
     n_probes = check_positive_int("n_probes", n_probes)
     steps = check_positive_int("lanczos_steps", lanczos_steps)
@@ -316,12 +323,15 @@ def spectral_density(objective, x: ArrayLike, *, wrt: str = "wV", n_probes: int 
     steps = min(steps, dim)
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
-    for _ in range(n_probes):
-        alpha, beta = _lanczos_tridiagonal(matvec, rng.choice([-1.0, 1.0], size=dim), steps)
-        theta, U = np.linalg.eigh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
-        pad = steps - theta.size  # early breakdown: zero-weight padding
-        nodes.append(np.r_[theta, np.full(pad, theta[-1])])
-        weights.append(np.r_[U[0] ** 2, np.zeros(pad)])
+    with progress_bar(progress, n_probes, "spectral_density", "probe") as update:
+        for _ in range(n_probes):
+            alpha, beta = _lanczos_tridiagonal(matvec, rng.choice([-1.0, 1.0], size=dim),
+                                               steps)
+            theta, U = np.linalg.eigh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
+            pad = steps - theta.size  # early breakdown: zero-weight padding
+            nodes.append(np.r_[theta, np.full(pad, theta[-1])])
+            weights.append(np.r_[U[0] ** 2, np.zeros(pad)])
+            update(1)
     nodes, weights = np.array(nodes), np.array(weights)
     lo, hi = nodes.min(), nodes.max()
     span = max(hi - lo, 1e-12 * max(abs(lo), abs(hi), 1.0))

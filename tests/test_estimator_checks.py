@@ -21,8 +21,7 @@ ESTIMATORS = [
     rc.ResNetClassifier(solver="trust-ncg", loss="smoothed_hinge", widths=(4, 4), max_iter=30,
                         random_state=0),
 ]
-SLOW = [rc.ResNetRegressor(solver="pgd", widths=(4,), max_iter=2000, alpha=0.0,
-                           random_state=0)]
+SLOW = [rc.ResNetRegressor(solver="pgd", widths=(4,), max_iter=2000, random_state=0)]
 
 
 def expected_failures(estimator):
@@ -32,6 +31,12 @@ def expected_failures(estimator):
         # reject decisions, and so the end of its path, differ (predictions by ~1e-2).
         return {"check_sample_weight_equivalence_on_dense_data":
                 "a non-convex optimiser's path amplifies rounding"}
+    if isinstance(estimator, rc.ResNetRegressor) and estimator.get_params()["alpha"] > 0:
+        # The same again for the penalised default: on these data alpha = 0 interpolates
+        # (F -> 0, both paths end at the same exact fit), alpha > 0 stops both L-BFGS
+        # paths at gtol = tol, within O(tol) of each other (predictions by ~1e-4 > 1e-7).
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "two L-BFGS paths stop within tol of each other"}
     return {}
 
 

@@ -44,6 +44,11 @@ def test_alpha_penalises_theta_only(rng):
     assert tied.certificate_.grad_norm == pytest.approx(
         np.linalg.norm(obj.grad(tied.params_)[:nh]), rel=1e-10)
     assert free.score(X, y) > tied.score(X, y)  # the penalty costs training fit
+    # PGD runs on the penalised objective too
+    pgd = [rc.ResNetRegressor(alpha=a, solver="pgd", widths=(6,), max_iter=2000,
+                              random_state=0).fit(X, y) for a in (0.0, 1.0)]
+    norms = [np.linalg.norm(p.params_[nh:]) for p in pgd]
+    assert norms[1] < 0.5 * norms[0] and pgd[1].loss_ > pgd[0].loss_
 
 
 def test_regressor_is_the_same_in_any_units(rng):
@@ -115,8 +120,6 @@ def test_new_parameters_checked(rng):
     X, y = _regression(rng, n=30)
     with pytest.raises(ValueError, match="alpha must be a non-negative"):
         rc.ResNetRegressor(alpha=-1.0).fit(X, y)
-    with pytest.raises(ValueError, match="alpha > 0 needs a scipy solver"):
-        rc.ResNetRegressor(solver="pgd").fit(X, y)
     with pytest.raises(ValueError, match="validation_fraction must lie in"):
         rc.ResNetRegressor(early_stopping=True, validation_fraction=1.5).fit(X, y)
     with pytest.raises(ValueError, match="n_iter_no_change"):

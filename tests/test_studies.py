@@ -140,6 +140,7 @@ def test_study_results_read_summarise_save_and_plot(logistic_saddle, tmp_path):
     fig = studies.plot([a, b], n_traces=2)
     cdf, traces = fig.axes
     assert len(cdf.get_lines()) == 2 and len(traces.get_lines()) == 4
+    assert "(6/6 escaped)" in cdf.get_legend().get_texts()[0].get_text()
     fig2 = rc.studies.escape(fo, sp.x, eps=1e-2, n_runs=2, max_iter=2000).plot()
     assert "no traces" in fig2.axes[1].texts[0].get_text()
 
