@@ -4,7 +4,7 @@ against RidgeCV / LogisticRegression, and what the certificate adds to a fit.
 
     python benchmarks/estimators_cv.py [--repeat 3]
 
-Prints per model the mean 5-fold score and the cross-validation wall time (median of
+Prints per model (the defaults, and ``alpha=0``: no penalty) the mean 5-fold score and the cross-validation wall time (median of
 ``--repeat`` runs, ``certify=False`` as in a grid search), then for one fit of each default
 estimator on the whole data set the median time of ``fit`` with ``certify=False`` and with
 ``certify=True``, and the certificate's share.
@@ -42,11 +42,15 @@ def main():
     cases = [("diabetes R^2", load_diabetes(return_X_y=True), KFold(5, shuffle=True,
                                                                     random_state=0),
               [("RidgeCV()", RidgeCV()),
-               ("ResNetRegressor()", rc.ResNetRegressor(certify=False, random_state=0))]),
+               ("ResNetRegressor()", rc.ResNetRegressor(certify=False, random_state=0)),
+               ("ResNetRegressor(alpha=0)", rc.ResNetRegressor(alpha=0.0, certify=False,
+                                                               random_state=0))]),
              ("digits accuracy", load_digits(return_X_y=True),
               StratifiedKFold(5, shuffle=True, random_state=0),
               [("LogisticRegression(max_iter=1000)", LogisticRegression(max_iter=1000)),
-               ("ResNetClassifier()", rc.ResNetClassifier(certify=False, random_state=0))])]
+               ("ResNetClassifier()", rc.ResNetClassifier(certify=False, random_state=0)),
+               ("ResNetClassifier(alpha=0)", rc.ResNetClassifier(alpha=0.0, certify=False,
+                                                                 random_state=0))])]
     print(f"{'data':<16} {'model':<34} {'5-fold score':>12} {'CV time s':>10}")
     for name, (X, y), cv, models in cases:
         for label, model in models:
