@@ -215,8 +215,9 @@ def to_dataframe(studies: list[EscapeStudy]):
 
 def plot(studies: list[EscapeStudy], *, n_traces: int = 5, axes=None):
     """Two panels (needs matplotlib): the fraction of runs escaped by iteration ``t`` (an
-    empirical CDF per ``eps``, log ``t``), and ``F - F(start)`` against the iteration for the
-    first ``n_traces`` runs of each study that recorded traces (``record_every > 0``).
+    empirical CDF per ``eps``; log ``t`` when the times span more than a factor 20), and
+    ``F - F(start)`` against the iteration for the first ``n_traces`` runs of each study
+    that recorded traces (``record_every > 0``).
     Returns the figure."""
     try:
         import matplotlib.pyplot as plt
@@ -236,7 +237,9 @@ def plot(studies: list[EscapeStudy], *, n_traces: int = 5, axes=None):
             continue
         frac = np.arange(1, t.size + 1) / group.n_runs
         cdf.step(np.r_[t[0], t].clip(min=1), np.r_[0.0, frac], where="post", label=label)
-    cdf.set(xscale="log", xlabel="escape iteration", ylabel="fraction of runs escaped",
+    escaped = np.concatenate([s.escape_iter[s.escaped] for s in studies])
+    wide = escaped.size and escaped.max() > 20 * max(escaped.min(), 1)
+    cdf.set(xscale="log" if wide else "linear", xlabel="escape iteration", ylabel="fraction of runs escaped",
             ylim=(0, 1.02), title="escape time (CDF)")
     cdf.legend(fontsize="small")
     shown = 0
