@@ -9,7 +9,7 @@ Several studies (one per ``eps``, say) are read together by the module functions
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -133,8 +133,8 @@ class EscapeStudy:
 
     def equals(self, other: EscapeStudy) -> bool:
         """Same runs, constants and traces, bit for bit."""
-        same = all(np.array_equal(getattr(self, f.name), getattr(other, f.name), equal_nan=True)
-                   for f in fields(self) if f.name in RUN_FIELDS)
+        same = all(np.array_equal(getattr(self, name), getattr(other, name), equal_nan=True)
+                   for name in RUN_FIELDS)
         same = same and self.constants == other.constants and self.method == other.method
         if (self.traces is None) != (other.traces is None):
             return False
