@@ -2,8 +2,6 @@
 y_scale_, early stopping, warm starts, a progress bar on request; and (slow) defaults
 within 0.05 of the linear models under 5-fold cross-validation."""
 
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -93,21 +91,8 @@ def test_warm_start_continues(rng):
         warm.fit(X[:, :3], y)
 
 
-def test_verbose_is_one_bar_and_silence_is_default(rng, monkeypatch, capsys):
-    bars = []
-
-    class Bar:
-        def __init__(self, total, desc, unit):
-            self.total, self.desc, self.n = total, desc, 0
-            bars.append(self)
-
-        def update(self, n):
-            self.n += n
-
-        def close(self):
-            pass
-
-    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=Bar))
+def test_verbose_is_one_bar_and_silence_is_default(rng, capsys, tqdm_bars):
+    bars = tqdm_bars
     X, y = _regression(rng)
     quiet = rc.ResNetRegressor(widths=(4,), max_iter=15, random_state=0).fit(X, y)
     assert bars == [] and capsys.readouterr() == ("", "")

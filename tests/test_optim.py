@@ -4,7 +4,6 @@ batched studies."""
 
 import math
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -254,23 +253,10 @@ def test_escape_study_on_any_objective(rng):
     assert np.array_equal(a.escape_iter, b.escape_iter) and np.allclose(a.x, b.x, rtol=1e-8)
 
 
-def test_escape_study_progress(saddle, monkeypatch):
+def test_escape_study_progress(saddle, monkeypatch, tqdm_bars):
     obj, z0 = saddle
     kw = dict(n_runs=6, max_iter=5000, eps=1e-3, ell=1.0, rho=1.0, n_threads=2)
-    bars = []
-
-    class Bar:
-        def __init__(self, total, **_):
-            self.total, self.n, self.closed = total, 0, False
-            bars.append(self)
-
-        def update(self, n):
-            self.n += n
-
-        def close(self):
-            self.closed = True
-
-    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=Bar))
+    bars = tqdm_bars
     shown = rc.studies.escape(obj, z0, progress=True, **kw)
     plain = rc.studies.escape(obj, z0, **kw)
     assert np.array_equal(shown.x, plain.x) and np.array_equal(shown.nit, plain.nit)

@@ -1,8 +1,5 @@
 """Hessian spectrum, trace and density against the dense Hessian."""
 
-import sys
-import types
-
 import numpy as np
 import pytest
 
@@ -131,7 +128,7 @@ def test_reduced_spectrum_is_exact(rng, case):
     assert np.all(lots.residuals < 1e-12 * scale)  # the zeros' eigenvectors too
 
 
-def test_lanczos_budget_says_not_converged(problem, monkeypatch):
+def test_lanczos_budget_says_not_converged(problem, tqdm_bars):
     obj, x = problem
     full = rc.hessian_spectrum(obj, x, wrt="all", k=2, which="smallest")
     assert full.method == "lanczos" and full.converged and "converged" in repr(full)
@@ -143,20 +140,7 @@ def test_lanczos_budget_says_not_converged(problem, monkeypatch):
     reduced = rc.hessian_spectrum(obj, x, k=2, which="smallest")
     assert forced.method == "lanczos" and reduced.method == "reduced"
     assert np.allclose(forced.values, reduced.values, atol=1e-8 * np.abs(full.values).max())
-    bars = []
-
-    class Bar:
-        def __init__(self, total, desc, unit):
-            self.n = 0
-            bars.append(self)
-
-        def update(self, n):
-            self.n += n
-
-        def close(self):
-            pass
-
-    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=Bar))
+    bars = tqdm_bars
     shown = rc.hessian_spectrum(obj, x, wrt="all", k=2, which="smallest", progress=True)
     assert len(bars) == 1 and bars[0].n == shown.n_products
     with pytest.raises(ValueError, match="method='reduced' is for wrt='wV'"):

@@ -2,8 +2,6 @@
 Theorem 2's stationary points as starts, traces, results a researcher can read, the hook
 for more methods."""
 
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -177,21 +175,8 @@ def test_status_messages_name_one_algorithm():
     assert pgd.status == 0 and "perturbation" in pgd.message and "GD" not in pgd.message
 
 
-def test_long_runs_talk_only_when_asked(monkeypatch, capsys):
-    bars = []
-
-    class Bar:
-        def __init__(self, total, desc, unit):
-            self.total, self.n, self.desc, self.closed = total, 0, desc, False
-            bars.append(self)
-
-        def update(self, n):
-            self.n += n
-
-        def close(self):
-            self.closed = True
-
-    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=Bar))
+def test_long_runs_talk_only_when_asked(monkeypatch, capsys, tqdm_bars):
+    bars = tqdm_bars
     ex, z0 = rc.theory.example1(0.1)
     res = rc.perturbed_gd(ex, z0, eps=1e-2, ell=1.0, rho=1.0, max_iter=5000, seed=0,
                           progress=True)
