@@ -139,3 +139,23 @@ def test_defaults_are_within_005_of_the_linear_models():
         net = cross_val_score(make_pipeline(StandardScaler(), rc.ResNetClassifier(
             certify=False, random_state=0)), X, y, cv=cv).mean()
     assert net >= logreg - 0.05, (net, logreg)
+
+
+def test_certificate_time_counts_the_baseline(rng, monkeypatch):
+    """The certificate's "time" row names the baseline: it must include computing it (the
+    fit used to compute it first, and the row then showed the cached look-up)."""
+    import time
+
+    from resnet_core import objective
+
+    slow = objective.baseline_on_engine
+
+    def baseline_on_engine(*args, **kwargs):
+        time.sleep(0.3)
+        return slow(*args, **kwargs)
+
+    monkeypatch.setattr(objective, "baseline_on_engine", baseline_on_engine)
+    X, y = _regression(rng, n=60)
+    reg = rc.ResNetRegressor(widths=(3,), max_iter=10, random_state=0).fit(X, y)
+    assert reg.certificate_.timings["baseline"] >= 0.3
+    assert reg.linear_baseline_.fun == pytest.approx(reg.certificate_.F_lin_star, rel=1e-12)
