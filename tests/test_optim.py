@@ -193,6 +193,7 @@ def test_escape_study_stops_at_escape(saddle):
     assert np.all(gd[0].nit == 500) and not gd[0].escaped.any()
 
 
+@pytest.mark.filterwarnings("ignore::resnet_core.studies.NotASaddleWarning")  # loops from arbitrary points
 @pytest.mark.parametrize("stop", [True, False])
 def test_escape_study_streamed_fallback_agrees(saddle, rng, monkeypatch, stop):
     """Forced onto the streamed loop (one data pass per step), a study gives the compiled
@@ -220,6 +221,7 @@ def test_escape_study_streamed_fallback_agrees(saddle, rng, monkeypatch, stop):
     assert np.any(fast[0].n_perturbations > 0)
 
 
+@pytest.mark.filterwarnings("ignore::resnet_core.studies.NotASaddleWarning")  # loops from arbitrary points
 def test_escape_study_on_any_objective(rng):
     X, y, sw = make_data(rng, 80, 3, "logistic")
     obj = rc.Objective(X, y, widths=(4,), sample_weight=sw, n_threads=1)
