@@ -24,6 +24,7 @@ from .objective import FeatureObjective, Objective
 from .state import PointState, SufficientStats
 from .optim import estimate_ell_rho, gradient_descent, perturbed_gd, projected_sgd
 from .pointfile import PointFileError, load_point, save_point
+from .saddles import StationaryPoint, theorem2_stationary_point
 from .separability import Separability, linear_separability
 from .spectrum import (SpectralDensity, Spectrum, TraceEstimate, hessian_spectrum,
                        hessian_trace, spectral_density)
@@ -46,6 +47,7 @@ __all__ = [
     "Separability",
     "SpectralDensity",
     "Spectrum",
+    "StationaryPoint",
     "SufficientStats",
     "TooLargeError",
     "TraceEstimate",
@@ -65,6 +67,7 @@ __all__ = [
     "save_point",
     "spectral_density",
     "studies",
+    "theorem2_stationary_point",
     "theory",
 ]
 

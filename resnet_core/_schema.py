@@ -205,6 +205,7 @@ SCHEMA: dict[str, object] = {
     "lambda_min": FLAG,
     "stop_at_escape": FLAG,
     "distribute": FLAG,
+    "check_start": TEXT,
     # certificates
     "mu2": NON_NEGATIVE,
     "curvature_tol": NON_NEGATIVE,
@@ -223,6 +224,8 @@ SCHEMA: dict[str, object] = {
     "lanczos_steps": COUNT,
     "n_grid": COUNT,
     "sigma": POSITIVE,
+    "max_products": COUNT,
+    "ncv": Int(2),
     # Hessian Lipschitz estimates
     "n_points": COUNT0,
     "n_starts": COUNT,
@@ -232,6 +235,13 @@ SCHEMA: dict[str, object] = {
     "fd_step": POSITIVE,
     # estimators
     "fit_intercept": FLAG,
+    "alpha": NON_NEGATIVE,
+    "early_stopping": FLAG,
+    "validation_fraction": PROBABILITY,
+    "n_iter_no_change": COUNT,
+    "warm_start": FLAG,
+    # scikit-learn's convention: 0, 1, ... or a flag (a bar when true)
+    "verbose": Kind((bool, np.bool_, numbers.Integral), "True, False or an integer", int),
 }
 
 

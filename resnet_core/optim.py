@@ -23,18 +23,23 @@ from scipy.optimize import OptimizeResult
 
 from . import _loops
 from ._blocks import StepBlocks
+from ._progress import progress_bar
 from ._schema import INT_MAX, PROBABILITY, Int, Real, validated
 from ._validation import check_choice
 from .objective import FeatureObjective, Objective
 
 STATUS_MESSAGES = {
-    0: "converged: no decrease of f_thres within t_thres steps of a perturbation "
-       "(PGD), or ||grad|| <= g_thres (GD)",
+    0: "converged: no decrease of f_thres within t_thres steps of a perturbation",
     1: "maximum number of iterations reached",
     2: "stopped: non-finite value or gradient; x is the last finite iterate",
     3: "stopped by the callback",
     4: "stopped at escape: F <= F(start) - f_escape (escape studies with stop_at_escape)",
 }
+# Status 0 of plain gradient descent (the table's 0 is PGD's stop).
+GD_CONVERGED = "converged: ||grad|| <= gtol"
+# Default escape criterion: a decrease of F by this fraction of eps^1.5 / sqrt(rho), the
+# scale of what a saddle with lambda_min = -sqrt(rho eps) offers (docs/pgd.md, section 4).
+ESCAPE_FRACTION = 0.1
 # Work (samples x parameters) below which a compiled single-thread loop beats streaming.
 _COMPILED_WORK = 1 << 21
 # The squared loss on fixed features runs compiled on second moments (any n); False: on the
@@ -70,6 +75,26 @@ def pgd_constants(*, eps, ell, rho, c, delta, delta_f, dim):
             "t_thres) directly")
     consts["t_thres"] = int(math.ceil(t_thres))
     return consts
+
+
+def status_message(status: int, perturb: bool = True) -> str:
+    """The words for a status code of :func:`perturbed_gd` (``perturb``) or
+    :func:`gradient_descent`."""
+    return GD_CONVERGED if status == 0 and not perturb else STATUS_MESSAGES[int(status)]
+
+
+def default_f_escape(eps: float, rho: float) -> float:
+    """The default escape criterion: a decrease of ``F`` by
+    ``ESCAPE_FRACTION * eps^1.5 / sqrt(rho)``.
+
+    Along the eigenvector of a saddle with ``lambda_min = -gamma``, ``gamma = sqrt(rho eps)``
+    (the curvature PGD resolves), the cubic model ``-gamma t^2 / 2 + rho |t|^3 / 6`` reaches
+    ``-(2/3) gamma^3 / rho^2 = -(2/3) eps^1.5 / sqrt(rho)``: a drop of a tenth of that scale
+    means the run left the saddle's neighbourhood.  Jin et al.'s ``f_thres`` is the same
+    scale divided by ``chi^3`` (``chi >= 12``: at most 6e-4 of it), small enough for
+    rounding or a start that is not stationary to count as an escape.
+    """
+    return ESCAPE_FRACTION * float(eps) ** 1.5 / math.sqrt(float(rho))
 
 
 class _Problem:
@@ -215,10 +240,13 @@ def _grown(a: np.ndarray, need: int) -> np.ndarray:
 
 
 def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record_every,
-         F0=None):
+         F0=None, rng=None, stop_at_escape=False, progress=None):
     """Drive the compiled or the Python loop in segments of ``record_every`` iterations
     (the callback's cadence), the compiled one in timed blocks within them (a Ctrl-C is
-    raised between two blocks), and package an OptimizeResult."""
+    raised between two blocks), and package an OptimizeResult.  ``rng``: a splitmix64
+    state to draw from (default: from ``SeedSequence(seed)``); ``stop_at_escape``: stop at
+    the escape iteration (status 4); ``progress(n)``: told the iterations each segment or
+    block advanced."""
     I = _loops
     u = problem.u0.copy()
     if F0 is None:
@@ -227,8 +255,9 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
     istate[I.I_NOISE] = -consts["t_thres"] - 1
     istate[I.I_STATUS] = -1
     istate[I.I_ESCAPE] = -1
-    rng = _loops.seed_state(np.uint64(np.random.SeedSequence(seed).generate_state(1,
-                                                                                  np.uint64)[0]))
+    if rng is None:
+        rng = _loops.seed_state(np.uint64(np.random.SeedSequence(seed).generate_state(
+            1, np.uint64)[0]))
     # the history and the perturbation marks grow with the run (a block at a time), never
     # sized by max_iter: max_iter=10**12 costs nothing when the run stops early
     t_thres = max(consts["t_thres"], 1)
@@ -243,6 +272,8 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
     if problem.compiled:
         _loops.check_codes()
     every = record_every if (callback is not None and record_every > 0) else max_iter
+    if progress is not None and callback is None and not problem.compiled:
+        every = min(every, max(1, record_every or 100))  # the bar moves between segments
     blocks = StepBlocks()
     while istate[I.I_STATUS] < 0 and istate[I.I_T] < max_iter:
         t = int(istate[I.I_T])
@@ -257,10 +288,13 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
                 *problem.data, u, state["x_tilde"], g, state["x_prev"], istate, fstate, rng,
                 perturb, consts["eta"], consts["r"], consts["g_thres"], consts["f_thres"],
                 consts["t_thres"], consts["f_escape"], t_stop, record_every, hist["t"],
-                hist["F"], hist["g"], n_hist, pert, n_pert, False)
+                hist["F"], hist["g"], n_hist, pert, n_pert, stop_at_escape)
             blocks.done(int(istate[I.I_T]) - t)
         else:
-            _python_core(problem, u, state, consts, perturb, t_callback, py_hist, py_pert, rng)
+            _python_core(problem, u, state, consts, perturb, t_callback, py_hist, py_pert, rng,
+                         stop_escape=stop_at_escape)
+        if progress is not None:
+            progress(int(istate[I.I_T]) - t)
         if callback is not None and istate[I.I_STATUS] < 0 and istate[I.I_T] == t_callback:
             Fc, gc = problem.fun_and_grad(u)
             info = OptimizeResult(x=problem.to_x(u.copy()), fun=Fc, nit=int(istate[I.I_T]),
@@ -278,7 +312,7 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
     status = int(istate[I.I_STATUS])
     return OptimizeResult(
         x=problem.to_x(u), fun=F, jac=g, nit=int(istate[I.I_T]), nfev=int(istate[I.I_NFEV]) + 2,
-        status=status, success=status == 0, message=STATUS_MESSAGES[status],
+        status=status, success=status == 0, message=status_message(status, perturb),
         n_perturbations=int(istate[I.I_NPERT]), perturbation_iters=pert[:n_pert].copy(),
         escaped=bool(istate[I.I_ESCAPE] >= 0), escape_iter=int(istate[I.I_ESCAPE]),
         history={"iter": hist["t"][:n_hist].copy(), "fun": hist["F"][:n_hist].copy(),
@@ -293,7 +327,8 @@ def perturbed_gd(objective, x0: ArrayLike, *, eps: float, ell: float | None = No
                  r: float | None = None, g_thres: float | None = None,
                  f_thres: float | None = None, t_thres: int | None = None,
                  max_iter: int = 100_000, wrt: str = "all", seed=None, callback=None,
-                 record_every: int = 100, f_escape: float | None = None) -> OptimizeResult:
+                 record_every: int = 100, f_escape: float | None = None,
+                 progress: bool = False) -> OptimizeResult:
     """Perturbed gradient descent, Jin et al. (2017) Algorithm 2, exactly.
 
     ::
@@ -334,7 +369,12 @@ def perturbed_gd(objective, x0: ArrayLike, *, eps: float, ell: float | None = No
     record_every : int
         History cadence (``0``: no history).
     f_escape : float, optional
-        Decrease below ``f(x0)`` that counts as escaping (default ``f_thres``).
+        Decrease below ``f(x0)`` that counts as escaping; default
+        :func:`default_f_escape` ``= 0.1 eps^1.5 / sqrt(rho)`` (docs/pgd.md, section 4).
+    progress : bool
+        A tqdm bar of the iterations (needs tqdm; updated between blocks of the compiled
+        loop, or every ``record_every`` steps of the streamed one).  Nothing is printed
+        otherwise.
 
     Returns
     -------
@@ -361,22 +401,30 @@ def perturbed_gd(objective, x0: ArrayLike, *, eps: float, ell: float | None = No
     if t_thres is not None:
         consts["t_thres"] = t_thres
     consts.update(ell=float(ell), rho=float(rho), delta_f=delta_f, ell_rho_estimated=estimated,
-                  f_escape=consts["f_thres"] if f_escape is None else float(f_escape))
-    return _run(problem, consts, perturb=True, max_iter=max_iter, seed=seed,
-                callback=callback, record_every=record_every, F0=F0)
+                  f_escape=(default_f_escape(eps, rho) if f_escape is None
+                            else float(f_escape)))
+    with progress_bar(progress, max_iter, "perturbed_gd", "it") as update:
+        res = _run(problem, consts, perturb=True, max_iter=max_iter, seed=seed,
+                   callback=callback, record_every=record_every, F0=F0,
+                   progress=update if progress else None)
+    res.f_escape = consts["f_escape"]
+    return res
 
 
 @validated
 def gradient_descent(objective, x0: ArrayLike, *, eta: float, gtol: float = 0.0, max_iter: int = 10_000,
                      wrt: str = "all", callback=None, record_every: int = 100,
-                     f_escape: float = 1e-8) -> OptimizeResult:
+                     f_escape: float = 1e-8, progress: bool = False) -> OptimizeResult:
     """Plain gradient descent ``x_{t+1} = x_t - eta grad f(x_t)``, the baseline of
-    :func:`perturbed_gd` (same loops, same result type); stops when ``||grad|| <= gtol``."""
+    :func:`perturbed_gd` (same loops, same result type); stops when ``||grad|| <= gtol``.
+    ``progress=True``: a tqdm bar of the iterations, as in :func:`perturbed_gd`."""
     problem = _Problem(objective, x0, wrt)
     consts = {"eta": float(eta), "r": 0.0, "g_thres": float(gtol), "f_thres": 0.0,
               "t_thres": 1, "f_escape": float(f_escape)}
-    return _run(problem, consts, perturb=False, max_iter=max_iter, seed=0, callback=callback,
-                record_every=record_every)
+    with progress_bar(progress, max_iter, "gradient_descent", "it") as update:
+        return _run(problem, consts, perturb=False, max_iter=max_iter, seed=0,
+                    callback=callback, record_every=record_every,
+                    progress=update if progress else None)
 
 
 def _sgd_bounds(objective: Objective, x, b: float):

@@ -92,9 +92,9 @@ def _problem():
 
 
 # Arguments left out: seeds (any of NumPy's seed types), callbacks, the estimators' certify
-# (True, False or a dict), and names that are not scalar settings.
+# (True, False or a dict), verbose (scikit-learn's convention: a flag or an integer), and names that are not scalar settings.
 SKIP = {"seed", "seeds", "random_state", "callback", "certify", "dim", "_loop", "loss",
-        "sample_weight", "grid", "mu2_region", "w_star", "starts", "region", "objective"}
+        "sample_weight", "grid", "verbose", "mu2_region", "w_star", "starts", "region", "objective"}
 # Differences from the schema's entry by name, where a function declares one: read from the
 # decorator (``__schema__``) when there is one; this table serves the estimators (checked
 # at fit) and trees without the decorator (the "before" counts).

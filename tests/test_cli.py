@@ -197,3 +197,19 @@ def test_report_tables_have_one_cell_per_column(demo):
         cells = len(line.replace("\\|", "").split("|"))
         header = header or cells
         assert cells == header, line
+
+
+def test_certify_into_a_closed_pipe(tmp_path):
+    """``resnet-core certify p.npz --json | head``: the reader leaves early; the verdict is
+    still the exit status and nothing is printed on stderr."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    fo = rc.FeatureObjective(X, np.tanh(X[:, :2]), np.sign(X[:, 0]))
+    rc.save_point(tmp_path / "p.npz", fo, 0.1 * np.ones(fo.n_params))
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", "certify",
+                             str(tmp_path / "p.npz"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child writes: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 1, 2) and "Traceback" not in err, err
+    assert "BrokenPipeError" not in err
