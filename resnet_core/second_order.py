@@ -49,7 +49,7 @@ from ._validation import check_choice, check_positive_int
 from .certify import check_sopsp, reduced_hessian
 from .objective import FeatureObjective, Objective
 
-__all__ = ["METHODS", "STATUS_MESSAGES", "find_sopsp"]
+__all__ = ["METHODS", "STATUS_MESSAGES", "find_sopsp", "theorem2_saddle"]
 
 METHODS = ("newton-nc", "cubic")
 STATUS_MESSAGES = {
@@ -535,3 +535,20 @@ def _find(objective, x, eps, method, curv_args, max_iter, max_passes, theta_iter
         message=STATUS_MESSAGES[status], certificate=report, history=hist, passes=passes,
         n_rounds=rounds, method=method, threshold=report.threshold,
         time=time.perf_counter() - t0)
+
+
+def theorem2_saddle(fo: FeatureObjective) -> np.ndarray:
+    """A stationary point at ``w = 0`` as in Theorem 2 (residual head, one output):
+    ``V = -s g^T / ||g||^2`` with ``s = E[l'(0) x]`` and ``g = E[l'(0) phi]``, so that
+    ``grad_w = s + V g = 0`` (and ``grad_V = w g^T = 0``); ``lambda_min < 0`` there
+    whenever ``g != 0`` (docs/partial_hessian.md, the closed form at ``w = 0``).  One
+    statistics pass.  Raises ValueError when ``g = 0`` (no such ``V``: every ``V`` with
+    ``s = 0`` is stationary then)."""
+    if fo.head != "residual" or fo.n_outputs != 1:
+        raise ValueError("theorem2_saddle needs the residual head with one output; got head "
+                         f"{fo.head!r} with {fo.n_outputs} outputs")
+    st = fo.stats(np.zeros(fo.n_params, dtype=fo.dtype))
+    s, g = np.asarray(st.grad[:fo.d], np.float64), np.asarray(st.g, np.float64)
+    if not np.any(g):
+        raise ValueError("theorem2_saddle: g = E[l'(0) phi] is 0 on these data and features")
+    return fo.pack(np.zeros(fo.d), -np.outer(s, g) / (g @ g))
