@@ -552,3 +552,48 @@ def theorem2_saddle(fo: FeatureObjective) -> np.ndarray:
     if not np.any(g):
         raise ValueError("theorem2_saddle: g = E[l'(0) phi] is 0 on these data and features")
     return fo.pack(np.zeros(fo.d), -np.outer(s, g) / (g @ g))
+
+
+# -- escape studies (the loop behind studies.escape(method="newton-nc" | "cubic")) ------------
+def escape_study(study_cls, objective, starts: np.ndarray, seeds: np.ndarray, *, method: str,
+                 eps: float, mu2: float, f_escape: float, max_iter: int, wrt: str):
+    """Run :func:`find_sopsp` from ``starts[i % S]`` for each run ``i`` and package the runs
+    as :func:`resnet_core.studies.escape` does (``study_cls`` is its ``EscapeStudy``).
+
+    The target is PGD's: ``eps`` and the curvature threshold ``-sqrt(mu2 eps)`` with
+    ``mu2`` PGD's ``rho``.  ``escape_iter`` is the first ``(w, V)`` iteration with
+    ``F <= F(start) - f_escape``; every run goes on to its certificate (or ``max_iter``):
+    ``nit`` counts all its iterations, ``x`` / ``final_*`` are at its end, ``status`` is 0
+    when certified and 1 otherwise (``resnet_core.optim.STATUS_MESSAGES``).  The methods
+    draw no random numbers: ``seeds`` only label the runs (runs from one start agree).
+    ``constants["second_order"]`` holds per-run ``time`` (seconds), ``certified``,
+    ``status`` (:data:`STATUS_MESSAGES` codes) and ``passes`` (total passes over the data).
+    """
+    if isinstance(objective, Objective) and wrt != "wV":
+        raise ValueError(f"method={method!r} steps (w, V) with theta fixed: pass wrt='wV' "
+                         "for an Objective")
+    n_runs = seeds.size
+    out = {key: np.zeros(n_runs) for key in ("F", "g", "lam", "time")}
+    esc, nit, status, own, passes = (np.full(n_runs, -1, np.int64) for _ in range(5))
+    xs = np.empty((n_runs, objective.n_params))
+    for i in range(n_runs):
+        t = time.perf_counter()
+        res = find_sopsp(objective, starts[i % len(starts)], eps, mu2=mu2, method=method,
+                         max_iter=max_iter)
+        out["time"][i] = time.perf_counter() - t
+        F = np.array(res.history["F"])
+        hit = np.flatnonzero(F <= F[0] - f_escape)
+        esc[i] = hit[0] if hit.size else -1
+        nit[i], own[i], passes[i] = res.nit, res.status, res.passes["total"]
+        status[i] = 0 if res.success else 1
+        xs[i] = res.x
+        rep = res.certificate
+        out["F"][i], out["g"][i], out["lam"][i] = rep.F, rep.grad_norm, rep.lambda_min
+    consts = {"method": method, "eps": eps, "mu2": mu2,
+              "threshold": -math.sqrt(mu2 * eps), "f_escape": f_escape,
+              "second_order": {"time": out["time"], "certified": status == 0,
+                               "status": own, "passes": passes}}
+    return study_cls(escape_iter=esc, final_F=out["F"], final_grad_norm=out["g"],
+                     final_lambda_min=out["lam"], status=status,
+                     n_perturbations=np.zeros(n_runs, np.int64), nit=nit, x=xs, seeds=seeds,
+                     constants=consts, compiled=False)

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _loops
+from . import _loops, second_order
 from ._blocks import StepBlocks
 from ._threads import resolve_n_threads
 from ._validation import as_float_array, check_choice, check_positive_int
 from .certify import lambda_min_structured
 from .objective import FeatureObjective, Objective
 from .optim import STATUS_MESSAGES, _Problem, _python_core, pgd_constants
+from .second_order import METHODS as SECOND_ORDER
 
 
 @dataclass
@@ -163,7 +164,10 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
         step per run (the kernels' own threads inside each pass; ``n_threads`` is unused).
     starts : array of shape (n_params,) or (S, n_params)
         Start points; run ``i`` uses ``starts[i % S]``.
-    method : {"pgd", "gd"}
+    method : {"pgd", "gd", "newton-nc", "cubic"}
+        The last two run :func:`resnet_core.second_order.find_sopsp` from each start to a
+        certified eps-SOPSP with ``mu2 = rho`` (the curvature PGD targets), on the same
+        escape criterion (see :func:`resnet_core.second_order.escape_study`).
     n_runs : int, optional
         Default ``S``.
     seeds : array of int, optional
@@ -199,7 +203,7 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     """
     if callable(objective) and not isinstance(objective, (FeatureObjective, Objective)):
         objective = objective()
-    check_choice("method", method, ("pgd", "gd"))
+    check_choice("method", method, ("pgd", "gd") + SECOND_ORDER)
     if not isinstance(objective, (FeatureObjective, Objective)):
         raise TypeError("escape needs a FeatureObjective or an Objective; got "
                         f"{type(objective).__name__}")
@@ -236,6 +240,9 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     if t_thres is not None:
         consts["t_thres"] = check_positive_int("t_thres", t_thres)
     f_esc = consts["f_thres"] if f_escape is None else float(f_escape)
+    if method in SECOND_ORDER:  # the same starts, target (eps, rho) and escape criterion
+        return second_order.escape_study(EscapeStudy, objective, starts, seeds, method=method, eps=eps,
+                            mu2=rho, f_escape=f_esc, max_iter=max_iter, wrt=wrt)
     if method == "gd":
         consts.update(r=0.0, g_thres=-1.0)  # plain GD runs its max_iter steps
     consts["f_escape"] = f_esc

@@ -240,3 +240,26 @@ def test_bad_eps_and_objective():
         so.find_sopsp(lambda z: 0.0, z0, 1e-3, mu2=1.0)
     with pytest.raises(ValueError, match="x0"):
         so.find_sopsp(obj, [0.0], 1e-3, mu2=1.0)
+
+
+def test_escape_study_compares_pgd_and_second_order_on_the_same_starts():
+    c = 0.1
+    obj, z0 = rc.theory.example1(c)
+    starts = np.array([z0, z0 + [0.01, 0.0], z0 + [0.0, -0.02]])
+    kw = dict(n_runs=6, seed=0, eps=c**2 / 4, ell=1.0, rho=1.0, delta_f=0.5, f_escape=0.05,
+              max_iter=5000)
+    pgd = rc.studies.escape(obj, starts, method="pgd", **kw)
+    for method in so.METHODS:
+        st = rc.studies.escape(obj, starts, method=method, **kw)
+        assert np.array_equal(st.seeds, pgd.seeds) and st.x.shape == pgd.x.shape
+        assert st.escaped.all() and st.escape_iter.max() <= 2
+        assert np.all(st.escape_iter < pgd.escape_iter)
+        assert st.constants["second_order"]["certified"].all() and np.all(st.status == 0)
+        assert np.all(st.final_F < 0.5 - 0.05)
+        for i in range(6):  # each run is find_sopsp from its start
+            res = so.find_sopsp(obj, starts[i % 3], c**2 / 4, mu2=1.0, method=method)
+            np.testing.assert_array_equal(st.x[i], res.x)
+    with pytest.raises(ValueError, match="wrt='wV'"):
+        X, y, _ = make_data(np.random.default_rng(0), 20, 2, "logistic")
+        full = rc.Objective(X, y, widths=(2,))
+        rc.studies.escape(full, full.init(0), method="cubic")
