@@ -1,0 +1,119 @@
+"""Time to a certified eps-SOPSP from exact saddles: find_sopsp against PGD and scipy's
+trust-region methods (issue 23).
+
+    python benchmarks/bench_second_order.py [--repeat R]
+
+Problems (same start for every method):
+
+- Example 1 at curvature ``c = 1e-3``, from its saddle ``(0, -1/c)``; target ``eps = c^2/4``,
+  ``mu2 = 1`` (threshold ``-c/2``: the saddle, ``lambda_min = -c``, does not pass);
+- breast cancer (569 x 31) and digits 0-4 vs 5-9 (1797 x 65), logistic loss, fixed random
+  tanh features (``k = 8``, seed 0), residual head, from the exact saddle of Theorem 2
+  (``w = 0``, ``V = -s g^T / ||g||^2``, zero gradient); target ``eps = 1e-3``, ``mu2 = 1``.
+
+Methods, each timed to a point that ``check_sopsp`` certifies (the certificate's own time
+included):
+
+- ``find_sopsp`` with ``method="newton-nc"`` and ``"cubic"``;
+- PGD (``perturbed_gd``, ``eps``, ``rho = mu2``, ``ell = 1`` on Example 1 as in the
+  package's escape studies, estimated at the start on the real data), stopped as
+  soon as an iterate passes the test (checked every 100 iterations by a callback: PGD's
+  best case), then certified;
+- scipy ``trust-krylov`` (``fun``/``jac``/``hessp``) and ``trust-exact`` (``fun``/``jac``/
+  ``hess``, the dense Hessian) with ``gtol = eps``, then certified.  From an exact saddle
+  their gradient test holds at the start: they stop there, uncertified.  They, and
+  find_sopsp, are therefore also run from the saddle plus a random kick of norm 0.1
+  (seed 1; the "(kicked)" rows), where the gradient test does not hold.
+
+Times are medians of ``R`` blocks (default 5) in which the methods take turns
+(``resnet_core.bench.timing.block_medians``), one thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+from scipy.optimize import minimize
+
+import resnet_core as rc
+from resnet_core.bench.timing import block_medians
+from resnet_core.certify import lambda_min_structured
+from resnet_core.reproduce import datasets
+from resnet_core.second_order import find_sopsp, theorem2_saddle
+
+
+def problems():
+    c = 1e-3
+    obj, z0 = rc.theory.example1(c)
+    yield "example1 (c=1e-3)", obj, z0, c**2 / 4, 1.0, 1.0  # ell = 1, as the studies use
+    for name, data in (("breast_cancer", "breast_cancer"), ("digits", "digits_binary")):
+        X, y = datasets.load(data)
+        rng = np.random.default_rng(0)
+        Phi = np.tanh(X @ rng.standard_normal((X.shape[1], 8)) / np.sqrt(X.shape[1]))
+        fo = rc.FeatureObjective(X, Phi, y, loss="logistic", n_threads=1)
+        yield name, fo, theorem2_saddle(fo), 1e-3, 1.0, None
+
+
+# Norm of the random kick added to the saddle for the "(kicked)" rows (seed 1).
+KICK = 0.1
+
+
+def _certify(fo, z, eps, mu2):
+    return rc.check_sopsp(fo, z, eps=eps, mu2=mu2)
+
+
+def runners(fo, z0, eps, mu2, ell):
+    """name -> callable returning ``(final point, iterations, certificate)``."""
+    ell = rc.estimate_ell_rho(fo, z0, seed=0)[0] if ell is None else ell
+    threshold = -np.sqrt(mu2 * eps)
+    kick = np.random.default_rng(1).standard_normal(z0.size)
+    z1 = z0 + KICK * kick / np.linalg.norm(kick)
+
+    def second(method, start):
+        def run():
+            r = find_sopsp(fo, start, eps, mu2=mu2, method=method, max_iter=100_000)
+            return r.x, r.nit, r.certificate
+        return run
+
+    def pgd():
+        def passes(info):
+            return (info.grad_norm <= eps and
+                    lambda_min_structured(fo, info.x).value >= threshold)
+        r = rc.perturbed_gd(fo, z0, eps=eps, ell=ell, rho=mu2, max_iter=2_000_000, seed=0,
+                            record_every=100, callback=passes)
+        return r.x, r.nit, _certify(fo, r.x, eps, mu2)
+
+    def scipy_tr(method, start):
+        def run():
+            kw = dict(hessp=fo.hessp) if method == "trust-krylov" else dict(hess=fo.hessian)
+            r = minimize(fo.fun, start, jac=fo.grad, method=method,
+                         options={"gtol": eps, "maxiter": 100_000}, **kw)
+            return r.x, r.nit, _certify(fo, r.x, eps, mu2)
+        return run
+
+    return {"newton-nc": second("newton-nc", z0), "cubic": second("cubic", z0), "pgd": pgd,
+            "trust-krylov": scipy_tr("trust-krylov", z0),
+            "trust-exact": scipy_tr("trust-exact", z0),
+            "newton-nc (kicked)": second("newton-nc", z1), "cubic (kicked)": second("cubic", z1),
+            "trust-krylov (kicked)": scipy_tr("trust-krylov", z1),
+            "trust-exact (kicked)": scipy_tr("trust-exact", z1)}
+
+
+def main(repeat: int = 5):
+    print(f"{'problem':<20} {'method':<22} {'median s':>10} {'iterations':>10} "
+          f"{'certified':>9} {'F':>10} {'vs newton-nc':>12}")
+    for name, fo, z0, eps, mu2, ell in problems():
+        fns = runners(fo, z0, eps, mu2, ell)
+        results = {k: fn() for k, fn in fns.items()}
+        times = block_medians(fns, repeat=repeat, block=1)
+        for k, (x, nit, rep) in results.items():
+            print(f"{name:<20} {k:<22} {times[k]:>10.4f} {nit:>10d} "
+                  f"{str(rep.is_sopsp):>9} {rep.F:>10.4g} "
+                  f"{times[k] / times['newton-nc']:>11.1f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    main(parser.parse_args().repeat)
