@@ -49,7 +49,8 @@ from ._validation import check_choice, check_positive_int
 from .certify import check_sopsp, reduced_hessian
 from .objective import FeatureObjective, Objective
 
-__all__ = ["METHODS", "STATUS_MESSAGES", "find_sopsp", "theorem2_saddle"]
+__all__ = ["METHODS", "STATUS_MESSAGES", "cubic_iteration_bound", "find_sopsp",
+           "theorem2_saddle"]
 
 METHODS = ("newton-nc", "cubic")
 STATUS_MESSAGES = {
@@ -66,6 +67,8 @@ STATUS_MESSAGES = {
 _ACCEPT = 0.1
 # Ratio above which a step is "very successful": the region grows / sigma shrinks.
 _VERY = 0.75
+# Smallest cubic sigma of the adaptive rule (it halves on very successful steps).
+_SIGMA_MIN = 1e-16
 # Largest number of doublings of a negative-curvature step: 2^60 times its first length.
 _MAX_DOUBLINGS = 60
 
@@ -254,13 +257,14 @@ class _Run:
     """The ``(w, V)`` loop on one partial objective ``fo`` (see the module notes)."""
 
     def __init__(self, fo, method, eps, curvature, counts, history, max_passes, t0,
-                 radius, sigma, max_cg):
+                 radius, sigma, max_cg, adaptive=True):
         self.fo, self.method, self.eps, self.counts = fo, method, eps, counts
         self.threshold = curvature["threshold"]
         self.mu2 = curvature.get("mu2")
         self.history, self.max_passes, self.t0 = history, max_passes, t0
         self.reduced = fo.n_outputs == 1
         self.radius, self.sigma, self.max_cg = radius, sigma, max_cg
+        self.adaptive = adaptive
 
     def model(self, z):
         if self.reduced:
@@ -309,8 +313,8 @@ class _Run:
                 return None
         if self.method == "newton-nc":
             self.radius = max(self.radius, alpha)
-        elif alpha > 0:
-            self.sigma = min(self.sigma, 2.0 * abs(m.lam) / alpha)
+        elif alpha > 0 and self.adaptive:
+            self.sigma = max(min(self.sigma, 2.0 * abs(m.lam) / alpha), _SIGMA_MIN)
         return z + s * alpha * v, F, alpha
 
     def newton(self, z, m):
@@ -336,8 +340,10 @@ class _Run:
             rho = (m.F - F) / pred
             ok = F <= m.F and (rho >= _ACCEPT or pred <= fp_floor)
             if self.method == "cubic" and self.reduced:
-                self.sigma = (max(self.sigma / 2, 1e-16) if rho >= _VERY else
-                              self.sigma if rho >= _ACCEPT else 2 * self.sigma)
+                if rho < _ACCEPT:
+                    self.sigma *= 2
+                elif rho >= _VERY and self.adaptive:
+                    self.sigma = max(self.sigma / 2, _SIGMA_MIN)
             else:
                 if rho < 0.25:
                     self.radius = 0.25 * length
@@ -408,8 +414,8 @@ def find_sopsp(objective, x0: ArrayLike, eps: float, *, method: str = "newton-nc
                mu2: float | None = None, curvature_tol: float | None = None,
                mu2_region=None, max_iter: int = 1000, max_passes: int = 100_000,
                theta_iter: int = 0, max_rounds: int = 10, theta_ftol: float = 1e-6,
-               radius: float = 1.0, sigma: float | None = None, max_cg: int = 200,
-               w_star=None, baseline_radius: float | None = None) -> OptimizeResult:
+               radius: float = 1.0, sigma: float | None = None, adaptive: bool = True,
+               max_cg: int = 200, w_star=None, baseline_radius: float | None = None) -> OptimizeResult:
     """Minimise ``F_theta(w, V)`` by a second-order method until :func:`check_sopsp`
     certifies an eps-SOPSP.
 
@@ -445,6 +451,11 @@ def find_sopsp(objective, x0: ArrayLike, eps: float, *, method: str = "newton-nc
     radius, sigma : float, optional
         First trust radius; first cubic ``sigma`` (default ``mu2`` when given, else the
         largest ``|eigenvalue|`` of the first model).
+    adaptive : bool
+        ``method="cubic"``: ``sigma`` halves after a very successful step and after a
+        long negative-curvature step (Cartis, Gould and Toint).  False: ``sigma`` never
+        shrinks (it doubles after a rejected step), Nesterov and Polyak's method, whose
+        iteration bound :func:`cubic_iteration_bound` states for ``sigma = mu2 >= L``.
     max_cg : int
         Most conjugate-gradient products per step on the ``hessp`` path.
     w_star, baseline_radius
@@ -490,12 +501,12 @@ def find_sopsp(objective, x0: ArrayLike, eps: float, *, method: str = "newton-nc
     with blas_single_thread():
         return _find(objective, x, float(eps), method, dict(mu2=mu2, curvature_tol=curvature_tol,
                      mu2_region=mu2_region), max_iter, max_passes, theta_iter, max_rounds,
-                     theta_ftol, radius, sigma, max_cg, dict(w_star=w_star,
-                                                             baseline_radius=baseline_radius))
+                     theta_ftol, radius, sigma, bool(adaptive), max_cg,
+                     dict(w_star=w_star, baseline_radius=baseline_radius))
 
 
 def _find(objective, x, eps, method, curv_args, max_iter, max_passes, theta_iter, max_rounds,
-          theta_ftol, radius, sigma, max_cg, baseline):
+          theta_ftol, radius, sigma, adaptive, max_cg, baseline):
     t0 = time.perf_counter()
     counts = {"statistics": 0, "value": 0, "hessp": 0, "theta": 0}
     history: list[dict] = []
@@ -507,7 +518,7 @@ def _find(objective, x, eps, method, curv_args, max_iter, max_passes, theta_iter
         s0 = sigma if sigma is not None else curvature.get("mu2") or None
         run = _Run(fo, method, eps, curvature, counts, history, max_passes, t0,
                    radius if run is None else run.radius,
-                   s0 if run is None else run.sigma, max_cg)
+                   s0 if run is None else run.sigma, max_cg, adaptive)
         if run.sigma is None:
             first = run.model(z)
             run.sigma = max(float(np.abs(getattr(first, "ev", [1.0])).max()), 1e-12)
@@ -535,6 +546,19 @@ def _find(objective, x, eps, method, curv_args, max_iter, max_passes, theta_iter
         message=STATUS_MESSAGES[status], certificate=report, history=hist, passes=passes,
         n_rounds=rounds, method=method, threshold=report.threshold,
         time=time.perf_counter() - t0)
+
+
+def cubic_iteration_bound(mu2: float, eps: float, delta_f: float) -> int:
+    """Nesterov and Polyak's bound on the ``(w, V)`` iterations of ``method="cubic"`` with
+    ``sigma = mu2`` fixed (``adaptive=False``), where ``mu2 >= L``, the Lipschitz constant
+    of the partial Hessian on the sublevel set of the start, and ``delta_f >= F(start) -
+    inf F``: ``ceil(81/2 sqrt(mu2) delta_f eps^(-3/2))`` (docs/second_order.md derives it
+    from their Lemmas 4 and 5).  Each step that does not end at an eps-SOPSP has
+    ``||r|| > (2/3) sqrt(eps / mu2)`` and lowers ``F`` by at least ``mu2 ||r||^3 / 12``."""
+    for name, value in (("mu2", mu2), ("eps", eps), ("delta_f", delta_f)):
+        if not (np.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a positive finite number; got {value!r}")
+    return int(math.ceil(40.5 * math.sqrt(mu2) * delta_f * eps ** -1.5))
 
 
 def theorem2_saddle(fo: FeatureObjective) -> np.ndarray:

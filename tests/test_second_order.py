@@ -263,3 +263,17 @@ def test_escape_study_compares_pgd_and_second_order_on_the_same_starts():
         X, y, _ = make_data(np.random.default_rng(0), 20, 2, "logistic")
         full = rc.Objective(X, y, widths=(2,))
         rc.studies.escape(full, full.init(0), method="cubic")
+
+
+def test_cubic_with_fixed_sigma_within_nesterov_polyak_bound():
+    c = 0.1
+    obj, z0 = rc.theory.example1(c)
+    mu2 = 10.6520 * c  # proven on Remark 3's box [-2/c, 2/c]^2 (docs/certificates.md)
+    eps = 1e-3
+    res = so.find_sopsp(obj, z0, eps, mu2=mu2, method="cubic", adaptive=False)
+    assert res.success
+    assert res.nit <= so.cubic_iteration_bound(mu2, eps, 0.5)
+    _wv_steps_monotone(res)
+    assert so.cubic_iteration_bound(1.0, 1e-2, 1.0) == 40500
+    with pytest.raises(ValueError, match="delta_f"):
+        so.cubic_iteration_bound(1.0, 1e-2, 0.0)
