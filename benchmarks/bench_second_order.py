@@ -38,9 +38,8 @@ from scipy.optimize import minimize
 
 import resnet_core as rc
 from resnet_core.bench.timing import block_medians
-from resnet_core.certify import lambda_min_structured
 from resnet_core.reproduce import datasets
-from resnet_core.second_order import find_sopsp, theorem2_saddle
+from resnet_core.second_order import find_sopsp, pgd_until_certified, theorem2_saddle
 
 
 def problems():
@@ -66,7 +65,6 @@ def _certify(fo, z, eps, mu2):
 def runners(fo, z0, eps, mu2, ell):
     """name -> callable returning ``(final point, iterations, certificate)``."""
     ell = rc.estimate_ell_rho(fo, z0, seed=0)[0] if ell is None else ell
-    threshold = -np.sqrt(mu2 * eps)
     kick = np.random.default_rng(1).standard_normal(z0.size)
     z1 = z0 + KICK * kick / np.linalg.norm(kick)
 
@@ -77,12 +75,8 @@ def runners(fo, z0, eps, mu2, ell):
         return run
 
     def pgd():
-        def passes(info):
-            return (info.grad_norm <= eps and
-                    lambda_min_structured(fo, info.x).value >= threshold)
-        r = rc.perturbed_gd(fo, z0, eps=eps, ell=ell, rho=mu2, max_iter=2_000_000, seed=0,
-                            record_every=100, callback=passes)
-        return r.x, r.nit, _certify(fo, r.x, eps, mu2)
+        r, rep = pgd_until_certified(fo, z0, eps, mu2=mu2, ell=ell)
+        return r.x, r.nit, rep
 
     def scipy_tr(method, start):
         def run():
