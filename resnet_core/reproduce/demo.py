@@ -12,7 +12,7 @@ from . import paper, plots, report
 
 QUICK = dict(escape_eps=(1.0, 0.3, 0.1, 0.03, 0.01), escape_runs=64,
              sgd_T=(1000, 3000, 10000), resnet_iter=300,
-             second_order_c=(0.3, 0.1, 0.03, 0.01), second_order_eps=(1e-1, 1e-2, 1e-3))
+             second_order_c=(0.3, 0.1, 0.03, 0.01), second_order_eps=(1e-1, 1e-2))
 FULL = dict(escape_eps=(1.0, 0.3, 0.1, 0.03, 0.01, 0.003, 0.001), escape_runs=1024,
             sgd_T=(1000, 10000, 100000, 1000000), resnet_iter=3000,
             second_order_c=(0.3, 0.1, 0.03, 0.01, 0.003, 0.001),
