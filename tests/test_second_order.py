@@ -277,3 +277,20 @@ def test_cubic_with_fixed_sigma_within_nesterov_polyak_bound():
     assert so.cubic_iteration_bound(1.0, 1e-2, 1.0) == 40500
     with pytest.raises(ValueError, match="delta_f"):
         so.cubic_iteration_bound(1.0, 1e-2, 0.0)
+
+
+def test_custom_loss_through_the_statistics():
+    rng = np.random.default_rng(8)
+    X = rng.standard_normal((100, 3))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+
+    def logistic(p, y):
+        m = y * p
+        s = np.exp(-np.logaddexp(0.0, m))  # sigmoid(-m), stable
+        return np.logaddexp(0.0, -m), -y * s, s * (1 - s)
+
+    fo = rc.FeatureObjective(X, np.tanh(X[:, :2]), y, loss=rc.CustomLoss(logistic))
+    res = so.find_sopsp(fo, so.theorem2_saddle(fo), 1e-4, mu2=1.0, method="cubic")
+    assert res.success and res.passes["statistics"] > 0
+    assert rc.check_sopsp(fo, res.x, eps=1e-4, mu2=1.0).is_sopsp is True
+    _wv_steps_monotone(res)
