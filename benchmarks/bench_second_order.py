@@ -1,7 +1,11 @@
 """Time to a certified eps-SOPSP from exact saddles: find_sopsp against PGD and scipy's
 trust-region methods (issue 23).
 
-    python benchmarks/bench_second_order.py [--repeat R]
+    python benchmarks/bench_second_order.py [--repeat R]      # the comparison table
+    pytest benchmarks/bench_second_order.py --benchmark-enable  # pytest-benchmark suites
+
+Under pytest (run once as smoke tests in CI): find_sopsp from Example 1's and breast
+cancer's saddles, each asserting a certified result; PGD on breast cancer is ``slow``.
 
 Problems (same start for every method):
 
@@ -34,19 +38,21 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+import pytest
 from scipy.optimize import minimize
 
 import resnet_core as rc
 from resnet_core.bench.timing import block_medians
 from resnet_core.reproduce import datasets
-from resnet_core.second_order import find_sopsp, pgd_until_certified, theorem2_saddle
+from resnet_core.second_order import METHODS, find_sopsp, pgd_until_certified, theorem2_saddle
 
 
-def problems():
+def problems(real=("breast_cancer", "digits")):
     c = 1e-3
     obj, z0 = rc.theory.example1(c)
     yield "example1 (c=1e-3)", obj, z0, c**2 / 4, 1.0, 1.0  # ell = 1, as the studies use
-    for name, data in (("breast_cancer", "breast_cancer"), ("digits", "digits_binary")):
+    for name in real:
+        data = {"breast_cancer": "breast_cancer", "digits": "digits_binary"}[name]
         X, y = datasets.load(data)
         rng = np.random.default_rng(0)
         Phi = np.tanh(X @ rng.standard_normal((X.shape[1], 8)) / np.sqrt(X.shape[1]))
@@ -105,6 +111,33 @@ def main(repeat: int = 5):
             print(f"{name:<20} {k:<22} {times[k]:>10.4f} {nit:>10d} "
                   f"{str(rep.is_sopsp):>9} {rep.F:>10.4g} "
                   f"{times[k] / times['newton-nc']:>11.1f}x")
+
+
+# -- pytest-benchmark suites --------------------------------------------------------------------
+def _problem(name):
+    if name != "example1":
+        pytest.importorskip("sklearn")
+    probs = list(problems(real=() if name == "example1" else (name,)))
+    return probs[0] if name == "example1" else probs[-1]
+
+
+@pytest.mark.parametrize("name", ["example1", "breast_cancer"])
+@pytest.mark.parametrize("method", METHODS)
+def test_find_sopsp_from_saddle(benchmark, name, method):
+    _, fo, z0, eps, mu2, _ = _problem(name)
+    benchmark.group = f"certified eps-SOPSP from the saddle: {name}"
+    res = benchmark(lambda: find_sopsp(fo, z0, eps, mu2=mu2, method=method))
+    assert res.success and res.certificate.is_sopsp
+    assert name != "example1" or res.nit <= 10
+
+
+@pytest.mark.slow
+def test_pgd_from_saddle(benchmark):
+    _, fo, z0, eps, mu2, _ = _problem("breast_cancer")
+    ell = rc.estimate_ell_rho(fo, z0, seed=0)[0]
+    benchmark.group = "certified eps-SOPSP from the saddle: breast_cancer"
+    res, rep = benchmark(lambda: pgd_until_certified(fo, z0, eps, mu2=mu2, ell=ell))
+    assert rep.is_sopsp
 
 
 if __name__ == "__main__":
