@@ -211,6 +211,14 @@ SCHEMA: dict[str, object] = {
     "curvature_tol": NON_NEGATIVE,
     "baseline_radius": POSITIVE,
     "radius": POSITIVE,
+    # find_sopsp: budgets and its Newton models
+    "max_passes": COUNT,
+    "max_rounds": COUNT,
+    "max_cg": COUNT,
+    "theta_iter": COUNT0,
+    "theta_ftol": NON_NEGATIVE,
+    "adaptive": FLAG,
+    "rtol": POSITIVE,
     # point files
     "path": Kind((str, os.PathLike), "a file path (a str or an os.PathLike)"),
     # linear baselines: the size of the separability linear program

@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import certify, certify_vector
+from ._schema import validated
 from .objective import FeatureObjective, Objective
 
 
@@ -61,6 +62,7 @@ class StationaryPoint:
                 f"lambda_min={self.lambda_min:.6g})")
 
 
+@validated
 def theorem2_stationary_point(objective, x: ArrayLike | None = None, *,
                               rtol: float = 1e-10) -> StationaryPoint:
     """The stationary point ``(w, V) = (0, -(G^+ S)^T)`` of Theorem 2, when one exists.

@@ -144,6 +144,9 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     method : str
         A name in :data:`METHODS`: ``"pgd"`` (Jin et al.'s Algorithm 2), ``"gd"`` (plain
         gradient descent), or one added by :func:`register_method`.
+        ``"newton-nc"`` and ``"cubic"`` run :func:`resnet_core.find_sopsp` from each start
+        to a certified eps-SOPSP with ``mu2 = rho``, on the same escape criterion
+        (``stop_at_escape`` does not apply; ``status`` 0 means certified).
     n_runs : int, optional
         Default ``S``.
     seeds : array of int, optional
@@ -246,6 +249,7 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     if t_thres is not None:
         consts["t_thres"] = t_thres
     consts["f_escape"] = default_f_escape(eps, rho) if f_escape is None else float(f_escape)
+    consts.update(eps=float(eps), rho=float(rho))  # the target, for methods that need it
     spec.configure(consts)
     stop = bool(stop_at_escape)
 

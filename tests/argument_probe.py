@@ -54,6 +54,10 @@ def _problem():
                              lambda **kw: rc.FeatureObjective(X, Phi, y, **kw)),
         "perturbed_gd": (rc.perturbed_gd, lambda **kw: rc.perturbed_gd(
             fo, z0, **{"eps": 0.1, "ell": 1.0, "rho": 1.0, "max_iter": 5, **kw})),
+        "find_sopsp": (rc.find_sopsp, lambda **kw: rc.find_sopsp(
+            fo, z0, **{"eps": 0.1, "mu2": 1.0, "max_iter": 3, **kw})),
+        "theorem2_stationary_point": (rc.theorem2_stationary_point,
+                                      lambda **kw: rc.theorem2_stationary_point(fo, **kw)),
         "gradient_descent": (rc.gradient_descent, lambda **kw: rc.gradient_descent(
             fo, z0, **{"eta": 0.1, "max_iter": 5, **kw})),
         "projected_sgd": (rc.projected_sgd, lambda **kw: rc.projected_sgd(

@@ -34,7 +34,7 @@ def demo(tmp_path_factory):
 def test_demo_writes_its_report(demo):
     out, summary, lines = demo
     for name in ("report.md", "summary.json", "figure1.png", "escape_trajectory.png",
-                 "escape_vs_eps.png", "theorem4.png"):
+                 "escape_vs_eps.png", "theorem4.png", "second_order.png"):
         assert (out / name).stat().st_size > 1000, name
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["checks"] == summary["checks"]
@@ -57,6 +57,20 @@ def test_demo_claims(demo):
     for name, curve in s["theorem4"].items():
         assert curve["slope"] <= -0.4, name
     assert all(s["checks"].values()), s["checks"]
+
+
+def test_demo_second_order_against_pgd(demo):
+    """The second-order figure's numbers: every run certified, find_sopsp in fewer
+    iterations than PGD, Example 1 in at most 10."""
+    out, s, _ = demo
+    so = s["second_order"]
+    assert len(so["example1"]) == 4 and len(so["real"]) == 2
+    for r in so["example1"] + so["real"]:
+        for m in ("pgd", "newton-nc", "cubic"):
+            assert r[f"{m}_certified"] is True and r[f"{m}_time"] > 0
+        assert r["newton-nc_iter"] < r["pgd_iter"] and r["cubic_iter"] < r["pgd_iter"]
+    assert all(r["newton-nc_iter"] <= 10 and r["cubic_iter"] <= 10 for r in so["example1"])
+    assert "![second order vs PGD](second_order.png)" in (out / "report.md").read_text()
 
 
 def test_demo_digits_with_ten_classes(demo):
