@@ -300,7 +300,8 @@ def _check_starts(grad_norms: np.ndarray, g_thres: float, action: str) -> None:
            "resnet_core.theorem2_stationary_point), or pass check_start='ignore'")
     if action == "raise":
         raise ValueError(msg)
-    warnings.warn(msg, NotASaddleWarning, stacklevel=3)
+    # frames: this function, escape, its @validated wrapper, then the caller
+    warnings.warn(msg, NotASaddleWarning, stacklevel=4)
 
 
 def _compiled_runs(problems, run_index, seeds, perturb, consts, max_iter, stop, n_threads,

@@ -248,7 +248,7 @@ def test_escape_study_compares_pgd_and_second_order_on_the_same_starts():
     obj, z0 = rc.theory.example1(c)
     starts = np.array([z0, z0 + [0.01, 0.0], z0 + [0.0, -0.02]])
     kw = dict(n_runs=6, seed=0, eps=c**2 / 4, ell=1.0, rho=1.0, delta_f=0.5, f_escape=0.05,
-              max_iter=5000)
+              max_iter=5000, check_start="ignore")
     pgd = rc.studies.escape(obj, starts, method="pgd", **kw)
     for method in so.METHODS:
         st = rc.studies.escape(obj, starts, method=method, **kw)
@@ -263,7 +263,7 @@ def test_escape_study_compares_pgd_and_second_order_on_the_same_starts():
     with pytest.raises(ValueError, match="wrt='wV'"):
         X, y, _ = make_data(np.random.default_rng(0), 20, 2, "logistic")
         full = rc.Objective(X, y, widths=(2,))
-        rc.studies.escape(full, full.init(0), method="cubic")
+        rc.studies.escape(full, full.init(0), method="cubic", check_start="ignore")
 
 
 def test_cubic_with_fixed_sigma_within_nesterov_polyak_bound():
