@@ -39,6 +39,7 @@ from ._certificate import (BaselineWarning, LambdaMin, SOPSPReport, _curvature_t
 from ._threads import blas_single_thread
 from . import lipschitz, theory
 from ._lipschitz_bounds import bounds_from_sums, bounds_pass
+from ._schema import NON_NEGATIVE, validated
 from ._validation import as_float_array
 from .certify_vector import check_sopsp_vector
 from .objective import FeatureObjective, Objective
@@ -201,6 +202,7 @@ def _baseline(fo: FeatureObjective, w_star, radius) -> dict:
             "baseline_message": lin.message}
 
 
+@validated(eps=NON_NEGATIVE)
 def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None,
                 mu2_region=None, curvature_tol: float | None = None, w_star=None,
                 baseline_radius: float | None = None, method: str = "auto",
@@ -273,11 +275,6 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}")
-    if not (np.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a non-negative finite number; got {eps!r}")
-    if baseline_radius is not None and not (np.isfinite(baseline_radius) and baseline_radius > 0):
-        raise ValueError("baseline_radius must be a positive finite number or None; got "
-                         f"{baseline_radius!r}")
 
     fo, z = _feature_objective(objective, x)
     z = fo.validate_point(z, "x" if isinstance(objective, Objective) else "z")

@@ -42,6 +42,7 @@ from ._engine import Engine, SampleBuffers
 from ._sources import is_dask
 from ._threads import blas_single_thread
 from ._trust_region import Model, ball_step, qr_factor, safe_norm
+from ._schema import POSITIVE, validated
 from ._validation import check_positive_int, to_numpy
 from .linear_vector import vector_baseline
 from .losses import Loss, get_loss
@@ -247,6 +248,7 @@ def _ray(w, smallest, passes):
                         "separated by the direction of Newton's iterates")
 
 
+@validated(tol=POSITIVE)
 def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic",
                     n_classes: int | None = None,
                     sample_weight: ArrayLike | None = None, radius: float | None = None,

@@ -114,6 +114,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._lipschitz_bounds import DerivativeBounds, derivative_bounds, region_norm_bounds
+from ._schema import validated
 from ._validation import as_float_array, check_positive_int
 from .losses import BuiltinLoss
 from .objective import FeatureObjective
@@ -640,6 +641,7 @@ def _check_int(name, value, minimum):
     return check_positive_int(name, value, minimum=minimum)
 
 
+@validated
 def estimate_hessian_lipschitz(objective, region: Region, *, n_points: int = 6,
                                n_starts: int = 1, max_iter: int = 6, n_refine: int = 12,
                                max_corners: int = 16, seed: int | None = 0,

@@ -57,6 +57,7 @@ import scipy.sparse
 from numpy.typing import ArrayLike
 from scipy.optimize import linprog
 
+from ._schema import validated
 from ._validation import check_classes, check_data, check_sample_weight, to_numpy
 
 MAX_LP_ENTRIES = 4_000_000
@@ -101,6 +102,7 @@ class Separability:
         return 0 if self.separated is None else int(self.separated.sum())
 
 
+@validated
 def linear_separability(X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
                         n_classes: int | None = None,
                         max_entries: int = MAX_LP_ENTRIES) -> Separability:

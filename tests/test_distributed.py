@@ -11,6 +11,9 @@ import pytest
 import resnet_core as rc
 from conftest import make_data, random_point, rel_err
 
+# Escape studies here run from arbitrary points on purpose (their loops are under test).
+pytestmark = pytest.mark.filterwarnings("ignore::resnet_core.studies.NotASaddleWarning")
+
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")

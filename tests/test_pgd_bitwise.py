@@ -30,7 +30,8 @@ def _features(d, k, loss, n=30, seed=3):
     return fo, 0.1 * rng.standard_normal(fo.n_params)
 
 
-_CONSTS = dict(eta=0.1, r=0.01, g_thres=1e-3, f_thres=1e-4, t_thres=400)
+_CONSTS = dict(eta=0.1, r=0.01, g_thres=1e-3, f_thres=1e-4, t_thres=400,
+               f_escape=1e-4)  # the escape criterion these digests were recorded with
 
 
 def _digest_result(res) -> str:

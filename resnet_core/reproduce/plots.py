@@ -109,6 +109,32 @@ def escape_vs_eps(study: dict, path) -> None:
     plt.close(fig)
 
 
+def second_order(race: dict, path) -> None:
+    """Iterations and wall time to a certified eps-SOPSP against eps, PGD against
+    find_sopsp, on Example 1 (x axis: target eps = c^2 / 4) and on the real data set."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    styles = {"pgd": ("PGD", "o-"), "newton-nc": ("find_sopsp newton-nc", "s-"),
+              "cubic": ("find_sopsp cubic", "^--")}
+    for col, (key, title) in enumerate((("example1", "Example 1's saddle (0, -1/c)"),
+                                        ("real", f"{race['data']}: Theorem 2 saddle"))):
+        rows = race[key]
+        e = np.array([r["eps"] for r in rows])
+        for m, (label, fmt) in styles.items():
+            for row, what in enumerate(("iter", "time")):
+                v = np.maximum(np.array([r[f"{m}_{what}"] for r in rows], float), 1e-6
+                               if what == "time" else 1)
+                axes[row, col].loglog(e, v, fmt, label=label)
+        axes[0, col].set(title=title, ylabel="iterations to a certified eps-SOPSP")
+        axes[1, col].set(xlabel="eps (threshold -sqrt(mu2 eps), mu2 = 1)",
+                         ylabel="wall time (s), certificate included")
+        for ax in axes[:, col]:
+            ax.invert_xaxis()
+            ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def theorem4(curves: dict, path) -> None:
     """Best-iterate gap of projected SGD against T, log-log, with a 1/sqrt(T) line
     (:func:`theorem4_figure`), written to ``path``."""
