@@ -63,11 +63,47 @@ class LinearBaselineResult(OptimizeResult):
     """
 
 
+class Separated(Exception):
+    """Raised by :class:`Watched` at the first point whose margins are all positive."""
+
+    def __init__(self, z, smallest):
+        super().__init__("separated")
+        self.z, self.smallest = z, smallest
+
+
+class Watched:
+    """The passes, with every point Newton's method evaluates (trial or accepted) checked
+    for complete separation: ``passes.separation(z)``, positive only when every margin of
+    a sample of positive weight is (pairs ``(w_{y_i} - w_j)^T x_i`` for classes), proves
+    the data separable whatever a linear program would say."""
+
+    convex = True
+
+    def __init__(self, passes):
+        self.passes = passes
+        self.gram_steps = getattr(passes, "gram_steps", False)
+
+    def _check(self, z):
+        smallest = self.passes.separation(z)
+        if smallest > 0:
+            raise Separated(z, smallest)
+
+    def value(self, z):
+        value = self.passes.value(z)
+        self._check(z)
+        return value
+
+    def full(self, z):
+        model = self.passes.full(z)
+        self._check(z)
+        return model
+
+
 def minimise(passes, d, tol, eps, max_iter, loss_name):
     """Unconstrained minimum of an attained problem by trust-region Newton from 0."""
-    F0 = passes.value(np.zeros(d))
     res = trust_region_newton(passes.full, passes.value, np.zeros(d), tol=tol,
-                              max_iter=max_iter, F_floor=eps * abs(F0))
+                              max_iter=max_iter, floor_rel=eps,
+                              trial_full=getattr(passes, "gram_steps", False))
     # A user-defined loss may not be convex: then all Newton's method can promise is a
     # stationary point.
     what = ("minimum attained" if passes.convex else
@@ -109,7 +145,8 @@ def ball_minimum(passes, d, R, tol, eps, max_iter) -> _BallSolution:
                      else np.zeros(d))
             pen = passes.penalised(lam)
             solves[lam] = trust_region_newton(pen.full, pen.value, start, tol=tol,
-                                              max_iter=max_iter, F_floor=eps * abs(F0))
+                                              max_iter=max_iter, F_floor=eps * abs(F0),
+                                              trial_full=getattr(pen, "gram_steps", False))
         return solves[lam]
 
     def phi(log_lam):

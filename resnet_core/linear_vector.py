@@ -32,7 +32,8 @@ import numbers
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._baseline import LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, with_radius
+from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated, Watched,
+                        minimise, with_radius)
 from ._threads import blas_single_thread, resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
@@ -186,6 +187,8 @@ class _CrossEntropyPasses:
         """The least pair margin over samples of positive weight (streamed)."""
         return min(float(gap.min()) for _, _, gap in self._pair_margins(z))
 
+    separation = smallest_margin  # what :class:`Watched` checks
+
     def push(self, z, u, pairs, margin):
         """``z + t u`` with ``t >= 0`` the least that puts every margin of ``pairs`` (n x c)
         at ``margin`` or beyond (streamed; ``u`` positive on those pairs)."""
@@ -264,38 +267,6 @@ def _class_ray(passes, z, smallest):
                         "separated by the direction of Newton's iterates", pairs)
 
 
-class _Separated(Exception):
-    """Raised by :class:`_Watched` at the first iterate whose pair margins are all positive."""
-
-    def __init__(self, z, smallest):
-        super().__init__("separated")
-        self.z, self.smallest = z, smallest
-
-
-class _Watched:
-    """The passes, with every point Newton's method evaluates checked for complete
-    separation: ``(w_{y_i} - w_j)^T x_i > 0`` for every pair of a sample of positive
-    weight proves the classes separable, whatever the linear program would say."""
-
-    convex = True
-
-    def __init__(self, passes):
-        self.passes = passes
-
-    def _check(self, z):
-        smallest = self.passes.smallest_margin(z)
-        if smallest > 0:
-            raise _Separated(z, smallest)
-
-    def value(self, z):
-        self._check(z)  # a trial point proves it as well as an accepted one
-        return self.passes.value(z)
-
-    def full(self, z):
-        self._check(z)
-        return self.passes.full(z)
-
-
 def overlap_certificate(passes, z) -> float:
     """How far ``z`` is from proving the classes *overlapping* (``S`` empty): a value below 1
     is a proof, up to the stated rounding allowance (``docs/linear_baseline.md``, section 6).
@@ -329,9 +300,9 @@ def _newton_first(passes, tol, max_iter):
     that separates every pair.  Returns ``(Separability, None)`` when one does, else
     ``(None, (NewtonResult, message))`` for the caller to reuse (overlapping data)."""
     try:
-        res, msg = minimise(_Watched(passes), passes.size, tol, passes.eps, max_iter,
+        res, msg = minimise(Watched(passes), passes.size, tol, passes.eps, max_iter,
                             "cross_entropy")
-    except _Separated as found:
+    except Separated as found:
         return _class_ray(passes, found.z, found.smallest), None
     smallest = passes.smallest_margin(res.w)  # the last point, if no full pass saw it
     if smallest > 0:

@@ -386,3 +386,68 @@ def class_separability(X, labels, s, c, max_entries) -> Separability:
 def _zero_row_pairs(s, active, c):
     """Pairs of positive-weight samples with ``x = 0`` (never separated, not in the LP)."""
     return (np.count_nonzero(s > 0) - active.size) * (c - 1)
+
+
+@dataclass
+class CombinationSums:
+    """Sums over the samples ``i`` of positive weight, in float64, at a point of a margin
+    loss, for :func:`minimiser_certificate` (``a_i = y_i x_i``; ``lam_i > 0`` and
+    ``q_i = t_i^2 >= 0`` are any numbers, e.g. ``-s_i l'`` and ``s_i l''`` there).
+
+    ``b = sum lam_i a_i``; ``H = sum q_i x_i x_i^T`` (its upper triangle is read);
+    ``b_abs = sum lam_i ||x_i||`` and ``h_trace = sum q_i ||x_i||^2`` (rounding bounds);
+    ``x_max = max ||x_i||``; ``q_over_lam = max q_i / lam_i``; ``terms``: the longest chain
+    of additions in any entry (samples plus blocks); ``positive``: every ``lam_i > 0``."""
+
+    b: np.ndarray
+    H: np.ndarray
+    b_abs: float
+    h_trace: float
+    x_max: float
+    q_over_lam: float
+    terms: int
+    positive: bool
+
+
+def minimiser_certificate(sums: CombinationSums) -> float:
+    """How far the weights of a minimiser are from proving *overlap* (``S`` empty): a value
+    below 1 is a proof with every rounding error bounded against it; ``inf`` when the
+    construction does not apply (a zero weight, a singular ``H``).
+
+    Put ``v = -H^-1 b`` and ``lam'_i = lam_i + q_i a_i^T v``.  Then ``sum lam'_i a_i = b* +
+    H* v = rho`` (the starred sums exact), and ``|a_i^T v| <= x_max ||v|| = kappa`` gives
+    ``lam'_i >= lam_i / 2 > 0`` when ``kappa q_over_lam <= 1/2``.  A unit ``u`` with every
+    ``a_i^T u >= 0`` would have ``sum lam'_i a_i^T u = rho^T u <= ||rho||``, so
+
+        u^T H* u = sum q_i (a_i^T u)^2 <= max_i (q_i / lam'_i) max_i (a_i^T u) ||rho||
+                 <= 2 q_over_lam x_max ||rho||,
+
+    while ``u^T H* u >= lambda_min(H*)``.  Returned: the ratio of the right-hand bound to a
+    lower bound of ``lambda_min(H*)``, or ``2 kappa q_over_lam`` if larger.  Bounds used:
+    ``|H - H*| <= gamma_N |X|^T diag(q) |X|`` (spectral norm at most ``gamma_N h_trace``),
+    ``||b - b*|| <= gamma_N b_abs``, the residual ``H v + b`` evaluated with
+    ``gamma_{d+1} (|H| |v| + |b|)`` added, and ``eigvalsh`` within ``10 d u ||H||_F``.
+    """
+    d = sums.b.size
+    H = np.triu(sums.H) + np.triu(sums.H, 1).T
+    if not (sums.positive and np.isfinite(H).all() and np.isfinite(sums.b).all()):
+        return np.inf
+    ev, Q = np.linalg.eigh(H)
+    if not ev[0] > 0:
+        return np.inf
+    v = -(Q @ ((Q.T @ sums.b) / ev))
+    v = v - Q @ ((Q.T @ (H @ v + sums.b)) / ev)  # one step of refinement
+    N = sums.terms + 4
+    gamma = N * _UNIT / (1 - N * _UNIT)
+    gamma_d = (d + 2) * _UNIT / (1 - (d + 2) * _UNIT)
+    v_norm = float(np.linalg.norm(v)) * (1 + d * _UNIT)
+    residual = H @ v + sums.b
+    res_up = (float(np.linalg.norm(residual))
+              + gamma_d * float(np.linalg.norm(np.abs(H) @ np.abs(v) + np.abs(sums.b))))
+    h_error = gamma * sums.h_trace
+    rho_up = (res_up + h_error * v_norm + gamma * sums.b_abs) * 1.01
+    lam_low = float(ev[0]) - 10 * d * _UNIT * float(np.linalg.norm(H)) - h_error
+    kappa = 2 * sums.x_max * v_norm * sums.q_over_lam * 1.01
+    if not lam_low > 0:
+        return np.inf
+    return max(2 * sums.q_over_lam * sums.x_max * rho_up * 1.01 / lam_low, kappa)

@@ -1,0 +1,128 @@
+"""One streamed float64 pass of a margin loss's linear model: ``F_lin``, its gradient, a Gram
+matrix ``H = sum_i q_i x_i x_i^T`` (``q_i = s_i l''_i``, by SYRK on row chunks) over all or
+some of the rows, the smallest margin, and the sums of the overlap certificate
+(:func:`resnet_core.separability.minimiser_certificate`).
+
+Why float64 NumPy rather than the compiled passes: the Gram matrix is the Newton model of
+:mod:`resnet_core.linear`, and a float32 accumulation (the kernels' for float32 data) holds
+its eigenvalues to about ``1e-6`` of the largest only.  Each chunk of ``CHUNK`` rows is
+converted to float64 (a view for float64 data); memory is one chunk.  BLAS runs on one
+thread (small products; two OpenBLAS threads were slower under load).
+
+The Hessian rows: every ``stride``-th chunk (all with ``stride = 1``).  A Newton model from
+a subsample of the rows costs a fraction of the full ``d^2`` work per row, and its steps are
+exact up to the subsample's error in ``H`` (the gradient is always over every row).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg.blas import dsyrk
+
+from ._threads import blas_single_thread
+from .separability import CombinationSums
+
+# Rows per chunk: 16384 x 128 float64 is 16 MiB.
+CHUNK = 16384
+
+
+@dataclass
+class GramPass:
+    """``F``, ``g`` over every sample; ``H`` (upper triangle) over the Hessian rows, which
+    carry the fraction ``h_share`` of the total weight (``H / h_share`` estimates the
+    Hessian); the smallest margin ``y_i x_i^T w`` over samples of positive weight (``inf``
+    when none); the certificate's sums (``q_i = 0`` outside the Hessian rows)."""
+
+    F: float
+    g: np.ndarray
+    H: np.ndarray
+    h_share: float
+    min_margin: float
+    sums: CombinationSums
+
+
+def _chunk(X, y, s, w, loss, hessian):
+    """One chunk: ``[F, g, H or None, weight of the H rows, smallest margin,
+    sum lam ||x||, sum q ||x||^2, max ||x|| and max q / lam (H rows), every lam > 0,
+    weight of the chunk]``."""
+    X = np.asarray(X, dtype=np.float64)
+    y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
+    p = X @ w
+    l, d1, d2 = loss.derivatives(p, y)
+    keep = s > 0
+    lam = (-s * d1 * y)[keep]
+    rn2 = np.einsum("ij,ij->i", X, X)[keep]
+    parts = [float(s @ l), X.T @ (s * d1), None, 0.0,
+             float((y * p)[keep].min(initial=np.inf)), float(lam @ np.sqrt(rn2)),
+             0.0, 0.0, 0.0, bool(np.all(lam > 0)), float(s.sum())]
+    if hessian:
+        t = np.sqrt(s * np.maximum(d2, 0.0))
+        q = (t * t)[keep]
+        parts[2] = dsyrk(1.0, (t[:, None] * X).T, trans=0)
+        parts[3] = float(s.sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            parts[8] = float(np.where(q > 0, q / lam, 0.0).max(initial=0.0))
+        parts[6], parts[7] = float(q @ rn2), float(np.sqrt(rn2.max(initial=0.0)))
+    return parts
+
+
+def _block(w, loss, stride, block):
+    X, y, s = block.X, block.y, block.s
+    i0 = block.rows[0]
+    return [_chunk(X[i:i + CHUNK], y[i:i + CHUNK], s[i:i + CHUNK], w, loss,
+                   ((i0 + i) // CHUNK) % stride == 0)
+            for i in range(0, X.shape[0], CHUNK)]
+
+
+def hessian_stride(n: int, d: int, rows_per_feature: int) -> int:
+    """The stride of Hessian chunks that keeps about ``rows_per_feature * d`` rows (at least
+    one chunk; 1: every row)."""
+    return max(1, n // max(rows_per_feature * d, CHUNK))
+
+
+def gram_pass(engine, w: np.ndarray, *, stride: int = 1) -> GramPass:
+    """One pass over the engine's rows (in memory or streamed) at ``w`` (float64).
+
+    Per chunk: ``p = X w`` and ``l, l', l''`` in float64; ``F = sum s_i l_i``,
+    ``g = X^T (s l')``; on the Hessian chunks ``H = Z^T Z`` with ``Z = diag(sqrt(s l'')) X``
+    (so ``q_i = fl(sqrt(s_i l''_i))^2``).  The certificate's ``lam_i = -s_i l'_i y_i``
+    (``b = sum lam_i y_i x_i = -g``)."""
+    with blas_single_thread():
+        chunks = [c for blk in engine.map_rows(functools.partial(_block, w, engine.loss,
+                                                                   stride))
+                  for c in blk]
+    H = functools.reduce(np.add, (c[2] for c in chunks if c[2] is not None))
+    total = float(np.sum([c[10] for c in chunks]))
+    g = functools.reduce(np.add, (c[1] for c in chunks))
+    sums = CombinationSums(
+        b=-g, H=H, b_abs=float(np.sum([c[5] for c in chunks])),
+        h_trace=float(np.sum([c[6] for c in chunks])), x_max=max(c[7] for c in chunks),
+        q_over_lam=max(c[8] for c in chunks), terms=engine.n + len(chunks),
+        positive=all(c[9] for c in chunks))
+    return GramPass(float(np.sum([c[0] for c in chunks])), g, H,
+                    min(1.0, float(np.sum([c[3] for c in chunks])) / total),
+                    min(c[4] for c in chunks), sums)
+
+
+def _block_margin_bound(w, block):
+    """``min (y_i x_i^T w - gamma_d |x_i|^T |w|)`` over a block's samples of positive weight:
+    positive only when every margin is positive in exact arithmetic."""
+    low = np.inf
+    gamma = (w.size + 2) * 2.0 ** -53 / (1 - (w.size + 2) * 2.0 ** -53)
+    for i in range(0, block.X.shape[0], CHUNK):
+        X = np.asarray(block.X[i:i + CHUNK], dtype=np.float64)
+        keep = np.asarray(block.s[i:i + CHUNK]) > 0
+        y = np.asarray(block.y[i:i + CHUNK], dtype=np.float64)
+        m = (y * (X @ w) - gamma * (np.abs(X) @ np.abs(w)))[keep]
+        low = min(low, float(m.min(initial=np.inf)))
+    return low
+
+
+def proven_min_margin(engine, w: np.ndarray) -> float:
+    """A lower bound of the smallest margin ``y_i x_i^T w`` (samples of positive weight),
+    rounding included (one pass)."""
+    with blas_single_thread():
+        return min(engine.map_rows(functools.partial(_block_margin_bound, w)))
