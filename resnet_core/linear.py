@@ -320,7 +320,7 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note, newton):
     res, msg = newton
     status, converged, attained = sep.status, res.converged, res.converged
     if status == "not_decided":
-        attained = hinge and converged  # the smoothed hinge attains its infimum always
+        attained = True if hinge else None  # the smoothed hinge attains its infimum always
         msg = _lines(f"separability: {sep.message}",
                      f"infimum: {msg}" + ("" if converged else " (not converged)"),
                      "attained: " + ("yes (the smoothed hinge attains its infimum)" if hinge
