@@ -42,12 +42,13 @@ class GramPass:
     h_share: float
     min_margin: float
     sums: CombinationSums
+    n_wrong: int = 0  # samples of positive weight with margin <= 0
 
 
 def _chunk(X, y, s, w, loss, hessian):
     """One chunk: ``[F, g, H or None, weight of the H rows, smallest margin,
     sum lam ||x||, sum q ||x||^2, max ||x|| and max q / lam (H rows), every lam > 0,
-    weight of the chunk]``."""
+    weight of the chunk, margins <= 0]``."""
     X = np.asarray(X, dtype=np.float64)
     y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
     p = X @ w
@@ -57,7 +58,8 @@ def _chunk(X, y, s, w, loss, hessian):
     rn2 = np.einsum("ij,ij->i", X, X)[keep]
     parts = [float(s @ l), X.T @ (s * d1), None, 0.0,
              float((y * p)[keep].min(initial=np.inf)), float(lam @ np.sqrt(rn2)),
-             0.0, 0.0, 0.0, bool(np.all(lam > 0)), float(s.sum())]
+             0.0, 0.0, 0.0, bool(np.all(lam > 0)), float(s.sum()),
+             int(np.count_nonzero((y * p)[keep] <= 0))]
     if hessian:
         t = np.sqrt(s * np.maximum(d2, 0.0))
         q = (t * t)[keep]
@@ -104,7 +106,7 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1) -> GramPass:
         positive=all(c[9] for c in chunks))
     return GramPass(float(np.sum([c[0] for c in chunks])), g, H,
                     min(1.0, float(np.sum([c[3] for c in chunks])) / total),
-                    min(c[4] for c in chunks), sums)
+                    min(c[4] for c in chunks), sums, sum(c[11] for c in chunks))
 
 
 def _block_margin_bound(w, block):
@@ -126,3 +128,25 @@ def proven_min_margin(engine, w: np.ndarray) -> float:
     rounding included (one pass)."""
     with blas_single_thread():
         return min(engine.map_rows(functools.partial(_block_margin_bound, w)))
+
+
+def _block_smallest(w, k, block):
+    """The ``k`` smallest margins ``y_i x_i^T w`` of a block's samples of positive weight:
+    ``(margins, global row indices)``."""
+    X = np.asarray(block.X, dtype=np.float64)
+    m = np.asarray(block.y, dtype=np.float64) * (X @ w)
+    m[np.asarray(block.s) <= 0] = np.inf
+    idx = np.argpartition(m, k - 1)[:k] if m.size > k else np.arange(m.size)
+    return m[idx], idx + block.rows[0]
+
+
+def smallest_margins(engine, w: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` samples of positive weight with the smallest margins at ``w``
+    (one pass)."""
+    with blas_single_thread():
+        parts = engine.map_rows(functools.partial(_block_smallest, w, k), rows=CHUNK)
+    m = np.concatenate([p[0] for p in parts])
+    idx = np.concatenate([p[1] for p in parts])
+    keep = np.isfinite(m)
+    m, idx = m[keep], idx[keep]
+    return np.sort(idx[np.argsort(m)[:k]])

@@ -40,14 +40,15 @@ from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separat
                         minimise, with_radius)
 from ._data import prepare
 from ._engine import Engine, SampleBuffers
-from ._gram_pass import gram_pass, hessian_stride, proven_min_margin
+from ._gram_pass import gram_pass, hessian_stride, proven_min_margin, smallest_margins
 from ._sources import is_dask
 from ._threads import blas_single_thread
 from ._trust_region import Model, ball_step, newton_decrement, qr_factor, safe_norm
 from ._validation import check_positive_int, to_numpy
 from .linear_vector import vector_baseline
 from .losses import Loss, get_loss
-from .separability import MAX_LP_ENTRIES, Separability, _separability, minimiser_certificate
+from .separability import (MAX_LP_ENTRIES, Separability, _separability, minimiser_certificate,
+                           subset_direction)
 
 EPS64 = float(np.finfo(np.float64).eps)
 # A Gram model is used when its smallest eigenvalue is this many times its rounding level
@@ -59,6 +60,10 @@ GRAM_TRUST = 1e4
 # is made (once).
 HESSIAN_ROWS_PER_FEATURE = 2048
 NEAR = 1e-6
+# Separation near an iterate with few wrong margins: samples per feature of the first subset
+# (and per round), and rounds.
+SEPARATE_ROWS = 64
+SEPARATE_ROUNDS = 6
 
 __all__ = ["LinearBaselineResult", "baseline_on_engine", "linear_baseline"]
 
@@ -91,6 +96,7 @@ class _Passes:
         self.stride = hessian_stride(engine.n, engine.d, HESSIAN_ROWS_PER_FEATURE)
         self.reference = None  # (ev, Q, null) of a full Hessian near the minimum
         self.near = False
+        self._tried = np.iinfo(np.int64).max  # wrong margins at the last separate_near
 
     def penalised(self, lam: float) -> "_Passes":
         """The same data with ``lam/2 ||w||^2`` added (sharing the squared loss's factor)."""
@@ -187,10 +193,42 @@ class _Passes:
     def separation(self, w) -> float:
         """The smallest margin at ``w``, rounding bounded: positive proves separation.  Read
         from the latest Gram pass when it was at ``w`` and found a margin <= 0 (the usual
-        case); one more pass confirms a positive one."""
+        case); one more pass confirms a positive one.  When few margins are wrong
+        (``SEPARATE_ROWS * d`` at most, half as many as at the last try),
+        :meth:`separate_near` looks for a separating direction near ``w`` (raising
+        :class:`Separated` when it finds one)."""
         if self.history and self.history[0][0] is w and self.history[0][1].min_margin <= 0:
-            return self.history[0][1].min_margin
+            gp = self.history[0][1]
+            if gp.n_wrong <= min(SEPARATE_ROWS * self.engine.d, self._tried // 2):
+                self._tried = max(gp.n_wrong, 1)
+                found = self.separate_near(w)
+                if found is not None:
+                    raise Separated(*found)
+            return gp.min_margin
         return proven_min_margin(self.engine, np.asarray(w, dtype=np.float64))
+
+    def separate_near(self, w):
+        """Constraint generation from ``w``: the ``SEPARATE_ROWS * d`` samples of smallest
+        margin, a small linear program for a direction separating them
+        (:func:`subset_direction`), checked on all the data (rounding bounded); the most
+        violated samples join, for ``SEPARATE_ROUNDS`` rounds.  ``(u, smallest margin)`` or
+        None (the subset is not separable, or the rounds ran out)."""
+        eng = self.engine
+        if is_dask(eng.X):
+            return None
+        k = SEPARATE_ROWS * eng.d
+        rows = smallest_margins(eng, np.asarray(w, dtype=np.float64), k)
+        for _ in range(SEPARATE_ROUNDS):
+            A = (np.asarray(eng.X[rows], dtype=np.float64)
+                 * np.asarray(eng.y[rows], dtype=np.float64)[:, None])
+            u = subset_direction(A)
+            if u is None:
+                return None
+            smallest = proven_min_margin(eng, u)
+            if smallest > 0:
+                return u, smallest
+            rows = np.union1d(rows, smallest_margins(eng, u, k))
+        return None
 
     def min_margin(self, u) -> float:
         """``min y_i x_i^T u`` over the samples of positive weight (one pass, reduced block
@@ -340,7 +378,7 @@ def _ray(w, smallest, passes):
     eng = passes.engine
     sep = None if eng.stateless else np.asarray(eng.s) > 0
     return Separability("separable", u, sep, smallest,
-                        "separated by the direction of Newton's iterates: every margin "
+                        "separated by a direction from Newton's iterates: every margin "
                         f"y_i x_i^T w > 0 (smallest {smallest:.3g}, rounding bounded)")
 
 

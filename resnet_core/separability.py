@@ -451,3 +451,18 @@ def minimiser_certificate(sums: CombinationSums) -> float:
     if not lam_low > 0:
         return np.inf
     return max(2 * sums.q_over_lam * sums.x_max * rho_up * 1.01 / lam_low, kappa)
+
+
+def subset_direction(A: np.ndarray) -> np.ndarray | None:
+    """A direction ``u`` with ``a_i^T u > 0`` for every row of ``A`` (the rows ``y_i x_i`` of a
+    subset of the samples), by the program ``max t`` subject to ``a_i^T u / ||a_i|| >= t``,
+    ``||u||_inf <= 1``, ``t <= 1``; None when its optimum is ``t <= 0`` to HiGHS's tolerance
+    (no such direction).  Not trusted: the caller checks ``u`` on all the data."""
+    norms = np.linalg.norm(A, axis=1)
+    Z = A[norms > 0] / norms[norms > 0, None]
+    k, d = Z.shape
+    res = linprog(np.r_[np.zeros(d), -1.0], A_ub=np.hstack([-Z, np.ones((k, 1))]),
+                  b_ub=np.zeros(k), bounds=[(-1.0, 1.0)] * d + [(None, 1.0)], method="highs")
+    if res.status != 0 or not -res.fun > 1e-9:
+        return None
+    return res.x[:d]
