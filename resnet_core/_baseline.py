@@ -94,7 +94,10 @@ class Watched:
         return value
 
     def full(self, z):
-        model = self.passes.full(z)
+        if not self.gram_steps:  # a separate pass: before the (costlier) model
+            self._check(z)
+            return self.passes.full(z)
+        model = self.passes.full(z)  # the Gram pass has the margins: after it
         self._check(z)
         return model
 
