@@ -350,3 +350,79 @@ def test_a_custom_loss_reports_a_stationary_point(rng):
     res = rc.linear_baseline(X, y, loss=lambda p, y: (np.cos(p - y), -np.sin(p - y),
                                                       -np.cos(p - y)))
     assert "stationary point" in res.message
+
+
+def _no_lp(*args, **kwargs):
+    raise AssertionError("the linear program over every sample was called")
+
+
+def test_overlap_at_2e5_samples_is_proved_without_a_linear_program(rng, monkeypatch,
+                                                                    tmp_path):
+    """Issue 24: the minimiser's weights prove overlap; no program over n."""
+    import resnet_core.linear as lin
+    monkeypatch.setattr(lin, "_separability", _no_lp)
+    n = 200_000
+    X = rng.standard_normal((n, 6))
+    y = np.sign(X[:, 0] + X[:, 1] + rng.standard_normal(n))
+    res = rc.linear_baseline(X, y)
+    assert res.separability == "overlapping" and res.attained is True and res.converged
+    assert "no linear program" in res.method and "\n" in res.message
+    assert res.grad_norm < 1e-12
+    # float32 in a memmap: the same decision, streamed
+    np.save(tmp_path / "X.npy", X[:20_000].astype(np.float32))
+    X32 = np.load(tmp_path / "X.npy", mmap_mode="r")
+    r32 = rc.linear_baseline(X32, y[:20_000].astype(np.float32))
+    assert r32.separability == "overlapping" and r32.attained is True
+
+
+def test_separation_at_2e5_samples_without_the_full_program(rng, monkeypatch):
+    import resnet_core.linear as lin
+    monkeypatch.setattr(lin, "_separability", _no_lp)
+    n = 200_000
+    X = rng.standard_normal((n, 6))
+    y = np.sign(X[:, 0])
+    res = rc.linear_baseline(X, y)
+    assert res.separability == "separable" and res.infimum == 0.0 and not res.attained
+    assert np.min(y * (X @ res.direction)) > 0 and np.min(y * (X @ res.w)) >= 36 * (1 - 1e-12)
+
+
+def test_minimiser_certificate_refuses_where_a_recession_direction_exists(rng):
+    """Quasi-separable data: whatever point the sums come from, no proof of overlap."""
+    from resnet_core._data import prepare
+    from resnet_core._gram_pass import gram_pass
+    from resnet_core.losses import get_loss
+    from resnet_core.separability import minimiser_certificate
+    X = rng.standard_normal((400, 3))
+    X[200:, 0] = 0.0
+    y = np.where(rng.standard_normal(400) > 0, 1.0, -1.0)
+    y[:200] = np.sign(X[:200, 0])
+    eng = prepare(X, y, loss=get_loss("logistic"), sample_weight=None,
+                  n_threads=None).engine(0, n_threads=None)
+    res = rc.linear_baseline(X, y, max_lp_entries=1)
+    for w in (np.zeros(3), res.w, res.w * 0.5, res.w + [5.0, 0, 0]):
+        assert not minimiser_certificate(gram_pass(eng, np.asarray(w, float)).sums) < 1
+
+
+def test_minimiser_certificate_weights_combine_to_zero(rng):
+    """The proof's construction rebuilt in NumPy: lam'_i = lam_i + q_i a_i^T v > 0 and
+    sum lam'_i a_i ~ 0 at a logistic minimiser."""
+    from resnet_core.separability import CombinationSums, minimiser_certificate
+    X = rng.standard_normal((500, 4))
+    y = np.sign(X[:, 0] + rng.standard_normal(500))
+    w = rc.linear_baseline(X, y).w
+    m = y * (X @ w)
+    lam = 1 / (1 + np.exp(m)) / 500
+    q = lam * (1 / (1 + np.exp(-m)))
+    A = X * y[:, None]
+    H = (X * q[:, None]).T @ X
+    b = A.T @ lam
+    sums = CombinationSums(b=b, H=H, b_abs=float(lam @ np.linalg.norm(X, axis=1)),
+                           h_trace=float(q @ np.sum(X * X, axis=1)),
+                           x_max=float(np.linalg.norm(X, axis=1).max()),
+                           q_over_lam=float(np.max(q / lam)), terms=500, positive=True)
+    assert minimiser_certificate(sums) < 1e-3
+    v = -np.linalg.solve(H, b)
+    lam2 = lam + q * (A @ v)
+    assert np.all(lam2 > lam / 2) and np.linalg.norm(A.T @ lam2) < 1e-15
+    sums.positive = False
+    assert minimiser_certificate(sums) == np.inf
