@@ -45,21 +45,25 @@ class GramPass:
     n_wrong: int = 0  # samples of positive weight with margin <= 0
 
 
-def _chunk(X, y, s, w, loss, hessian):
+def _chunk(X, y, s, w, loss, hessian, norms, start):
     """One chunk: ``[F, g, H or None, weight of the H rows, smallest margin,
     sum lam ||x||, sum q ||x||^2, max ||x|| and max q / lam (H rows), every lam > 0,
-    weight of the chunk, margins <= 0]``."""
+    weight of the chunk, margins <= 0]``.  ``||x_i||`` is bounded by the chunk's largest
+    row norm, computed once per chunk and kept in ``norms`` (keyed by the first row)."""
     X = np.asarray(X, dtype=np.float64)
     y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
     p = X @ w
     l, d1, d2 = loss.derivatives(p, y)
     keep = s > 0
+    if start not in norms:
+        norms[start] = float(np.sqrt(np.einsum("ij,ij->i", X, X)[keep].max(initial=0.0))
+                             * (1 + X.shape[1] * 2.0 ** -52))
+    x_max = norms[start]
     lam = (-s * d1 * y)[keep]
-    rn2 = np.einsum("ij,ij->i", X, X)[keep]
-    parts = [float(s @ l), X.T @ (s * d1), None, 0.0,
-             float((y * p)[keep].min(initial=np.inf)), float(lam @ np.sqrt(rn2)),
-             0.0, 0.0, 0.0, bool(np.all(lam > 0)), float(s.sum()),
-             int(np.count_nonzero((y * p)[keep] <= 0))]
+    margins = (y * p)[keep]
+    parts = [float(s @ l), X.T @ (s * d1), None, 0.0, float(margins.min(initial=np.inf)),
+             float(lam.sum()) * x_max, 0.0, 0.0, 0.0, bool(np.all(lam > 0)), float(s.sum()),
+             int(np.count_nonzero(margins <= 0))]
     if hessian:
         t = np.sqrt(s * np.maximum(d2, 0.0))
         q = (t * t)[keep]
@@ -67,15 +71,15 @@ def _chunk(X, y, s, w, loss, hessian):
         parts[3] = float(s.sum())
         with np.errstate(divide="ignore", invalid="ignore"):
             parts[8] = float(np.where(q > 0, q / lam, 0.0).max(initial=0.0))
-        parts[6], parts[7] = float(q @ rn2), float(np.sqrt(rn2.max(initial=0.0)))
+        parts[6], parts[7] = float(q.sum()) * x_max ** 2, x_max
     return parts
 
 
-def _block(w, loss, stride, block):
+def _block(w, loss, stride, norms, block):
     X, y, s = block.X, block.y, block.s
     i0 = block.rows[0]
     return [_chunk(X[i:i + CHUNK], y[i:i + CHUNK], s[i:i + CHUNK], w, loss,
-                   ((i0 + i) // CHUNK) % stride == 0)
+                   ((i0 + i) // CHUNK) % stride == 0, norms, i0 + i)
             for i in range(0, X.shape[0], CHUNK)]
 
 
@@ -85,16 +89,18 @@ def hessian_stride(n: int, d: int, rows_per_feature: int) -> int:
     return max(1, n // max(rows_per_feature * d, CHUNK))
 
 
-def gram_pass(engine, w: np.ndarray, *, stride: int = 1) -> GramPass:
+def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None
+              ) -> GramPass:
     """One pass over the engine's rows (in memory or streamed) at ``w`` (float64).
 
     Per chunk: ``p = X w`` and ``l, l', l''`` in float64; ``F = sum s_i l_i``,
     ``g = X^T (s l')``; on the Hessian chunks ``H = Z^T Z`` with ``Z = diag(sqrt(s l'')) X``
     (so ``q_i = fl(sqrt(s_i l''_i))^2``).  The certificate's ``lam_i = -s_i l'_i y_i``
-    (``b = sum lam_i y_i x_i = -g``)."""
+    (``b = sum lam_i y_i x_i = -g``).  ``norms``: the chunks' largest row norms, filled on
+    the first pass and reused (a dict owned by the caller)."""
     with blas_single_thread():
-        chunks = [c for blk in engine.map_rows(functools.partial(_block, w, engine.loss,
-                                                                   stride))
+        chunks = [c for blk in engine.map_rows(functools.partial(
+            _block, w, engine.loss, stride, {} if norms is None else norms))
                   for c in blk]
     H = functools.reduce(np.add, (c[2] for c in chunks if c[2] is not None))
     total = float(np.sum([c[10] for c in chunks]))

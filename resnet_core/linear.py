@@ -96,6 +96,7 @@ class _Passes:
         self.stride = hessian_stride(engine.n, engine.d, HESSIAN_ROWS_PER_FEATURE)
         self.reference = None  # (ev, Q, null) of a full Hessian near the minimum
         self.near = False
+        self._norms = self._factor.setdefault("norms", {})  # chunks' largest row norms
         self._tried = np.iinfo(np.int64).max  # wrong margins at the last separate_near
 
     def penalised(self, lam: float) -> "_Passes":
@@ -133,7 +134,7 @@ class _Passes:
         of the point instead (one more pass)."""
         exact = self.stride == 1 or (self.near and self.reference is None)
         gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64),
-                       stride=1 if exact else self.stride)
+                       stride=1 if exact else self.stride, norms=self._norms)
         self.history = [(w, gp)] + self.history[:3]
         F = gp.F + 0.5 * self.lam * float(w @ w)
         g = gp.g + self.lam * w
@@ -172,7 +173,8 @@ class _Passes:
         for w_seen, gp in self.history:
             if np.array_equal(w_seen, w):
                 return gp
-        return gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=self.stride)
+        return gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=self.stride,
+                         norms=self._norms)
 
     def value(self, w):
         return self.grad(w)[0] + 0.5 * self.lam * float(w @ w)
