@@ -82,6 +82,7 @@ class Watched:
     def __init__(self, passes):
         self.passes = passes
         self.gram_steps = getattr(passes, "gram_steps", False)
+        self.calls = 0  # points evaluated (data passes of the run)
 
     def _check(self, z):
         smallest = self.passes.separation(z)
@@ -89,11 +90,13 @@ class Watched:
             raise Separated(z, smallest)
 
     def value(self, z):
+        self.calls += 1
         value = self.passes.value(z)
         self._check(z)
         return value
 
     def full(self, z):
+        self.calls += 1
         if not self.gram_steps:  # a separate pass: before the (costlier) model
             self._check(z)
             return self.passes.full(z)

@@ -7,14 +7,18 @@ whatever a solver reached (the derivations are in ``docs/linear_baseline.md``):
 - Squared loss: the minimum is always attained (the minimum-norm solution of the normal
   equations when ``X`` is rank deficient).  Trust-region Newton on the Gram pass takes the
   exact Newton step first; the next passes only confirm it (iterative refinement).
-- Logistic and smoothed hinge: :func:`resnet_core.linear_separability` first decides which
-  samples a direction ``u`` can separate: overlap by a verified positive combination
-  ``sum_i lam_i y_i x_i = 0`` when one is found, otherwise by a linear program.  Complete
-  separation: the infimum is 0, not attained for the logistic loss (``w`` is returned along
-  ``u``, far enough that ``F_lin(w) < 1e-15``) and attained for the smoothed hinge (every
-  margin past its flat part).  Quasi-separation: the infimum is the minimum over the samples
-  ``u`` leaves on its hyperplane.  Otherwise the minimum is attained and trust-region Newton
-  finds it.
+- Logistic and smoothed hinge: trust-region Newton on all the data first, each model from
+  one float64 Gram pass (:mod:`resnet_core._gram_pass`; a subsampled Hessian far from the
+  minimum, the full one once near it).  An iterate whose margins are all positive (rounding
+  bounded), or a direction found by a small linear program on the samples an iterate gets
+  wrong when they are few, proves complete separation: the infimum is 0, not attained for
+  the logistic loss (``w`` is returned along ``u``, far enough that ``F_lin(w) < 1e-15``)
+  and attained for the smoothed hinge.  At a converged minimiser the weights
+  ``-s_i l'(m_i) > 0``, corrected by a ``d``-dimensional solve, prove overlap
+  (:func:`resnet_core.separability.minimiser_certificate`): attained, no linear program.
+  Otherwise :func:`resnet_core.linear_separability` decides (its own certificate, then the
+  linear program over every sample): quasi-separation gives the minimum over the samples
+  ``u`` leaves on its hyperplane.
 - A user-defined loss: trust-region Newton from 0; ``converged`` only when the Newton
   decrement says so (a convex loss: the minimum; otherwise a stationary point).
 - A radius ``R``: squared loss, the secular equation on the eigendecomposition of the Gram
@@ -334,8 +338,8 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note, newton):
                          else "not attained (F_lin -> 0 along the separating direction; w is "
                               f"on that ray, every margin >= {LOGISTIC_MARGIN:g})"))
         return _result(passes, w, infimum=0.0, attained=hinge, converged=True,
-                       separability="separable", direction=sep.direction, method=note,
-                       message=msg)
+                       npass=sep.npass + 2, separability="separable", direction=sep.direction,
+                       method=note, message=msg)
     if sep.status == "quasi_separable":
         s_rest = np.where(sep.separated, 0, passes.engine.s).astype(passes.engine.dtype)
         eng = passes.engine
@@ -387,10 +391,13 @@ def _ray(w, smallest, passes):
 def _newton_first(passes, d, tol, eps, max_iter, loss):
     """Trust-region Newton on all the data, stopped at the first point that separates every
     sample: ``(Separability, None)`` then, else ``(None, (NewtonResult, message))``."""
+    watched = Watched(passes)
     try:
-        res, msg = minimise(Watched(passes), d, tol, eps, max_iter, loss.name)
+        res, msg = minimise(watched, d, tol, eps, max_iter, loss.name)
     except Separated as found:
-        return _ray(found.z, found.smallest, passes), None
+        sep = _ray(found.z, found.smallest, passes)
+        sep.npass = watched.calls
+        return sep, None
     return None, (res, msg)
 
 

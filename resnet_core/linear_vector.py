@@ -375,11 +375,13 @@ def _newton_first(passes, tol, max_iter):
     """Trust-region Newton on the unregularised cross-entropy, stopped at the first iterate
     that separates every pair.  Returns ``(Separability, None)`` when one does, else
     ``(None, (NewtonResult, message))`` for the caller to reuse (overlapping data)."""
+    watched = Watched(passes)
     try:
-        res, msg = minimise(Watched(passes), passes.size, tol, passes.eps, max_iter,
-                            "cross_entropy")
+        res, msg = minimise(watched, passes.size, tol, passes.eps, max_iter, "cross_entropy")
     except Separated as found:
-        return _class_ray(passes, found.z, found.smallest), None
+        sep = _class_ray(passes, found.z, found.smallest)
+        sep.npass = watched.calls
+        return sep, None
     smallest = passes.smallest_margin(res.w)  # the last point, if no full pass saw it
     if smallest > 0:
         return _class_ray(passes, res.w, smallest), None
@@ -396,7 +398,7 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note, newton):
         z = passes.push(np.zeros(size), passes.coords(sep.direction), sep.separated_pairs,
                         margin)
         return _result(passes, z, infimum=0.0, attained=False, converged=True,
-                       separability="separable", direction=sep.direction,
+                       npass=sep.npass + 2, separability="separable", direction=sep.direction,
                        method=("trust-region Newton" if lp_note else
                                "linear program (HiGHS)") + lp_note,
                        message="linearly separable classes: inf F_lin = 0, not attained "

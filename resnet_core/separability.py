@@ -95,6 +95,7 @@ class Separability:
     message: str
     separated_pairs: np.ndarray | None = None
     method: str = "linear program"
+    npass: int = 0  # data passes of the Newton run that found a separation (0: none)
 
     @property
     def n_separated(self) -> int:
