@@ -535,11 +535,11 @@ def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: floa
     margin_loss = loss.name in ("logistic", "smoothed_hinge") and loss.code >= 0
     if loss.name == "squared" and loss.code >= 0 and radius is not None:
         w, lam = ball_step(passes.full(np.zeros(d)), radius)
-        F = passes.value(w)
-        return _result(passes, w, infimum=F, attained=True, converged=True, lam=lam,
-                       radius=radius, npass=2, method="secular equation",
-                       message="minimum over the ball " + (
-                           "on its boundary" if lam > 0 else "inside it (constraint inactive)"))
+        if lam > 0:
+            return _result(passes, w, infimum=passes.value(w), attained=True, converged=True,
+                           lam=lam, radius=radius, npass=2, method="secular equation",
+                           message="minimum over the ball on its boundary")
+        # inactive: the unconstrained minimum itself (refined), not the one-step solution
     if margin_loss:
         sep, newton = _newton_first(passes, d, tol, eps, max_iter, loss)
         if sep is not None:

@@ -426,3 +426,14 @@ def test_minimiser_certificate_weights_combine_to_zero(rng):
     assert np.all(lam2 > lam / 2) and np.linalg.norm(A.T @ lam2) < 1e-15
     sums.positive = False
     assert minimiser_certificate(sums) == np.inf
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_a_radius_above_the_minimiser_returns_the_unconstrained_minimum_exactly(rng, loss):
+    """Issue 19: a radius of 2 ||w*|| gives the unconstrained answer, to the last bit."""
+    X, y, _ = make_data(rng, 400, 6, loss)
+    X = _ill_conditioned(rng, 400, 6, 1e4) if loss == "squared" else X
+    free = rc.linear_baseline(X, y, loss=loss)
+    ball = rc.linear_baseline(X, y, loss=loss, radius=2 * np.linalg.norm(free.w))
+    assert ball.fun == free.fun and np.array_equal(ball.w, free.w) and ball.multiplier == 0
+    assert "inactive" in ball.message
