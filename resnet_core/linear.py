@@ -207,22 +207,22 @@ class _Passes:
             gp = self.history[0][1]
             if gp.n_wrong <= min(SEPARATE_ROWS * self.engine.d, self._tried // 2):
                 self._tried = max(gp.n_wrong, 1)
-                found = self.separate_near(w)
+                found = self.separate_near(w, 2 * gp.n_wrong + 8 * self.engine.d)
                 if found is not None:
                     raise Separated(*found)
             return gp.min_margin
         return proven_min_margin(self.engine, np.asarray(w, dtype=np.float64))
 
-    def separate_near(self, w):
-        """Constraint generation from ``w``: the ``SEPARATE_ROWS * d`` samples of smallest
-        margin, a small linear program for a direction separating them
+    def separate_near(self, w, k):
+        """Constraint generation from ``w``: the ``k`` samples of smallest margin (at most
+        ``SEPARATE_ROWS * d``), a small linear program for a direction separating them
         (:func:`subset_direction`), checked on all the data (rounding bounded); the most
         violated samples join, for ``SEPARATE_ROUNDS`` rounds.  ``(u, smallest margin)`` or
         None (the subset is not separable, or the rounds ran out)."""
         eng = self.engine
         if is_dask(eng.X):
             return None
-        k = SEPARATE_ROWS * eng.d
+        k = min(k, SEPARATE_ROWS * eng.d)
         rows = smallest_margins(eng, np.asarray(w, dtype=np.float64), k)
         for _ in range(SEPARATE_ROUNDS):
             A = (np.asarray(eng.X[rows], dtype=np.float64)
