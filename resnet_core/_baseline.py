@@ -39,9 +39,10 @@ class LinearBaselineResult(OptimizeResult):
         ``inf F_lin`` over ``R^d`` (or the minimum over the ball with a radius).
     attained : bool or None
         Whether some finite ``w`` reaches the infimum (``fun == infimum`` up to rounding);
-        None when the linear program was skipped (too large) and Newton's method converged
-        without separating the data: ``infimum`` is then right, whether a minimiser exists
-        is not decided.
+        None when the separability could not be decided (Newton's run neither separated the
+        data nor proved overlap by its minimiser, and the linear program was skipped: too
+        large, or the data not in memory): ``infimum`` is then right, whether a minimiser
+        exists is not decided.
     converged, success : bool
         Whether ``infimum`` is known to the solver's precision.
     direction : ndarray or None
