@@ -34,7 +34,13 @@ class LinearBaselineResult(OptimizeResult):
         The returned predictor (``x`` is an alias, as in scipy): shape (d,), or (c, d) for
         ``c`` outputs (norms are then Frobenius norms).
     fun : float
-        ``F_lin(w)`` at the returned ``w``.
+        ``F_lin(w)`` at the returned ``w``, evaluated accurately (float64 margins and losses,
+        correctly rounded sums).
+    fun_error : float
+        A bound of ``|fun - F_lin(w)|`` (exact ``F_lin`` at the returned ``w``): the
+        rounding of the margins, the losses and the sums, so ``fun`` is never below the
+        true minimum by more than ``fun_error``; ``nan`` for a user-defined loss (its
+        curvature unknown) and, for now, for ``c`` outputs.
     infimum : float
         ``inf F_lin`` over ``R^d`` (or the minimum over the ball with a radius).
     attained : bool or None

@@ -17,6 +17,7 @@ exact up to the subsample's error in ``H`` (the gradient is always over every ro
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -156,3 +157,93 @@ def smallest_margins(engine, w: np.ndarray, k: int) -> np.ndarray:
     keep = np.isfinite(m)
     m, idx = m[keep], idx[keep]
     return np.sort(idx[np.argsort(m)[:k]])
+
+
+# Largest |l''| of the built-in losses, in p (for the first-order error of l at a margin off
+# by delta: |l(p + delta) - l(p)| <= (|l'(p)| + C |delta| / 2) |delta|).
+_CURVATURE = {"logistic": 0.25, "squared": 1.0}
+
+
+def _split(a):
+    """Dekker's split ``a = hi + lo`` with ``hi`` of 26 bits (exact)."""
+    c = 134217729.0 * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def dot2_rows(X: np.ndarray, w: np.ndarray):
+    """``X w`` row by row in twice the working precision (Ogita, Rump and Oishi's Dot2: exact
+    products by Dekker's TwoProduct, their sum by TwoSum, the errors summed apart): returns
+    ``(m, bound)`` with ``|m - x^T w| <= bound = u |m| + gamma_d^2 |x|^T |w|``; None where
+    the split would overflow or a product underflow (then not exact)."""
+    P = X * w
+    if np.any((P != 0) & (np.abs(P) < 2.0 ** -960)):
+        return None
+    Xh, Xl = _split(X)
+    wh, wl = _split(w)
+    E = Xl * wl - (((P - Xh * wh) - Xl * wh) - Xh * wl)  # P + E = X * w exactly
+    if not (np.isfinite(E).all() and np.isfinite(P).all()):
+        return None
+    total = np.zeros(X.shape[0])
+    comp = np.zeros(X.shape[0])
+    for j in range(X.shape[1]):
+        p = P[:, j]
+        t = total + p
+        z = t - total
+        comp += ((total - (t - z)) + (p - z)) + E[:, j]  # TwoSum's error, plus the product's
+        total = t
+    m = total + comp
+    d = X.shape[1]
+    gamma = d * 2.0 ** -53 / (1 - d * 2.0 ** -53)
+    return m, 2.0 ** -53 * np.abs(m) + gamma * gamma * (np.abs(X) @ np.abs(w)) * 2
+
+
+def _block_value(w, loss, curvature, block):
+    """``(sum_i s_i l_i, its error bound, g)`` of one block, per chunk.  A chunk whose margin
+    rounding (``gamma_d |x|^T |w|``, large where the margins cancel: ill-conditioned data
+    and a long ``w``) would dominate the bound is evaluated again with the margins by
+    :func:`dot2_rows`."""
+    out = []
+    unit = 2.0 ** -53
+    gamma = (w.size + 2) * unit / (1 - (w.size + 2) * unit)
+    for i in range(0, block.X.shape[0], CHUNK):
+        X = np.asarray(block.X[i:i + CHUNK], dtype=np.float64)
+        y = np.asarray(block.y[i:i + CHUNK], dtype=np.float64)
+        s = np.asarray(block.s[i:i + CHUNK], dtype=np.float64)
+        p = X @ w
+        delta = gamma * (np.abs(X) @ np.abs(w))
+        l, d1, _ = loss.derivatives(p, y)
+        margin_err = float(s @ ((np.abs(d1) + 0.5 * curvature * delta) * delta))
+        if margin_err > 16 * unit * abs(float(s @ l)):
+            accurate = dot2_rows(X, w)
+            if accurate is not None:
+                p, delta = accurate
+                l, d1, _ = loss.derivatives(p, y)
+                margin_err = float(s @ ((np.abs(d1) + 0.5 * curvature * delta) * delta))
+        part = math.fsum(s * l)  # correctly rounded: off by u |part| at most
+        err = (margin_err + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * CHUNK)
+        out.append((part, err + unit * abs(part), X.T @ (s * d1)))
+    return out
+
+
+def accurate_value(engine, w: np.ndarray):
+    """``(F, fun_error, g)`` at ``w``: ``F = sum_i s_i l(x_i^T w; y_i)`` with the margins and
+    losses in float64 and the sum correctly rounded (``math.fsum``), and a bound of
+    ``|F - F_exact(w)|``: per sample, a margin off by at most ``gamma_d |x_i|^T |w|`` moves
+    ``l`` by at most ``(|l'| + C delta / 2) delta`` (``C`` the loss's largest curvature),
+    the loss and the product with ``s_i`` by ``9 u l_i``; each chunk's correctly rounded
+    sum by ``u`` of itself, and the final sum by ``u |F|``.  ``fun_error`` is ``nan`` for a loss whose curvature is not known (a
+    user-defined loss or the smoothed hinge's parameter unknown)."""
+    loss = engine.loss
+    curvature = _CURVATURE.get(loss.name)
+    if loss.name == "smoothed_hinge" and loss.zero_margin is not None:
+        curvature = 1.0 / (loss.zero_margin - 1.0) / 2.0  # l'' = 1 / (2 h) on [1-h, 1+h]
+    if loss.code < 0:
+        curvature = None
+    with blas_single_thread():
+        parts = [c for blk in engine.map_rows(functools.partial(
+            _block_value, w, loss, 0.0 if curvature is None else curvature)) for c in blk]
+    F = math.fsum(c[0] for c in parts)
+    err = math.fsum(c[1] for c in parts) + 2.0 ** -53 * abs(F)
+    g = functools.reduce(np.add, (c[2] for c in parts))
+    return F, (float(err) * (1 + 1e-12) if curvature is not None else float("nan")), g

@@ -44,7 +44,7 @@ from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separat
                         minimise, with_radius)
 from ._data import prepare
 from ._engine import Engine, SampleBuffers
-from ._gram_pass import gram_pass, hessian_stride, proven_min_margin, smallest_margins
+from ._gram_pass import accurate_value, gram_pass, hessian_stride, proven_min_margin, smallest_margins
 from ._sources import is_dask
 from ._threads import blas_single_thread
 from ._trust_region import Model, ball_step, newton_decrement, qr_factor, safe_norm
@@ -303,9 +303,13 @@ def _block_push(w_base, u, margin, block):
 
 def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, nit=0, npass=0,
             decrement=0.0, separability=None, direction=None, method="", message=""):
-    F, g = passes.grad(w)
+    """The answer at ``w``: ``fun`` evaluated accurately with its bound ``fun_error``
+    (:func:`accurate_value`); an attained infimum is that value (never below the true
+    minimum by more than ``fun_error``)."""
+    F, fun_error, g = accurate_value(passes.engine, np.asarray(w, dtype=np.float64))
     return LinearBaselineResult(
-        w=w, x=w, fun=float(F), infimum=float(infimum),
+        w=w, x=w, fun=float(F), fun_error=fun_error,
+        infimum=float(F if attained else infimum),
         attained=None if attained is None else bool(attained), converged=bool(converged),
         success=bool(converged),
         grad_norm=safe_norm(g + lam * w), decrement=float(decrement),

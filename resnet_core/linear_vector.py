@@ -327,7 +327,7 @@ def _result(passes, z, *, infimum, attained, converged, lam=0.0, radius=None, ni
     if radius is not None:  # ||Z|| <= radius; W = P Z may round an ulp outside
         W = inside_ball(W, radius)
     return LinearBaselineResult(
-        w=W, x=W, fun=float(F), infimum=float(infimum),
+        w=W, x=W, fun=float(F), fun_error=float("nan"), infimum=float(infimum),
         attained=None if attained is None else bool(attained), converged=bool(converged),
         success=bool(converged), grad_norm=safe_norm(g + lam * z), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),

@@ -437,3 +437,33 @@ def test_a_radius_above_the_minimiser_returns_the_unconstrained_minimum_exactly(
     ball = rc.linear_baseline(X, y, loss=loss, radius=2 * np.linalg.norm(free.w))
     assert ball.fun == free.fun and np.array_equal(ball.w, free.w) and ball.multiplier == 0
     assert "inactive" in ball.message
+
+
+def _exact_logistic(X, y, w, digits=50):
+    """``mean_i log(1 + exp(-y_i x_i^T w))`` with the margins exact (fractions of the floats)
+    and the logarithms to ``digits`` digits (decimal): an independent high-precision value."""
+    from decimal import Decimal, localcontext
+    from fractions import Fraction
+    with localcontext() as ctx:
+        ctx.prec = digits
+        total = Decimal(0)
+        wf = [Fraction(v) for v in w]
+        for xi, yi in zip(X, y):
+            m = Fraction(yi) * sum(Fraction(a) * b for a, b in zip(xi, wf))
+            md = Decimal(m.numerator) / Decimal(m.denominator)
+            total += (1 + (-md).exp()).ln()
+        return total / len(y)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e-100, 1e100])
+def test_the_minimum_is_never_reported_below_its_exact_value(rng, scale):
+    """Issue 19: at condition 1e8 the value at the returned w, against a 50-digit evaluation,
+    is within the stated fun_error, and so never below the true minimum by more than it."""
+    from decimal import Decimal
+    X = _ill_conditioned(rng, 400, 6, 1e8) * scale
+    y = np.where(X @ rng.standard_normal(6) + rng.standard_normal(400) * scale > 0, 1.0, -1.0)
+    res = rc.linear_baseline(X, y)
+    assert res.attained and res.infimum == res.fun and 0 < res.fun_error < 1e-12
+    exact = _exact_logistic(X, y, res.w)
+    assert abs(Decimal(res.fun) - exact) <= Decimal(res.fun_error)
+    assert "fun_error" in str(res)
