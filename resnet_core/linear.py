@@ -511,8 +511,45 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     loss = get_loss(loss)
     data = prepare(X, y, loss=loss, sample_weight=sample_weight, n_threads=n_threads)
     engine = data.engine(0, n_threads=n_threads)
-    return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
-                              max_lp_entries=max_lp_entries)
+    e = _scale_exponent(engine)
+    if e == 0:
+        return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
+                                  max_lp_entries=max_lp_entries)
+    # X * 2^e (exact, also from subnormal numbers) has its largest entry in [1/2, 1): the
+    # same problem in u = w 2^-e, whose Gram matrices neither underflow nor overflow.
+    scaled = prepare(np.ldexp(engine.X, e), engine.y, loss=loss, sample_weight=engine.s,
+                     n_threads=n_threads).engine(0, n_threads=n_threads)
+    res = baseline_on_engine(scaled, radius=None if radius is None else np.ldexp(radius, -e),
+                             tol=tol, max_iter=max_iter, max_lp_entries=max_lp_entries)
+    with np.errstate(over="ignore"):
+        w = np.ldexp(res.w, e)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(
+            f"X's entries are of order 2^{-e} (largest magnitude {np.ldexp(0.75, -e):.3g}): the "
+            f"best linear predictor's w is of order 2^{e} and does not fit in float64; "
+            "rescale X (e.g. X * 2**k) and rescale w back")
+    res.w = res.x = w
+    res.grad_norm = float(np.ldexp(res.grad_norm, -e))
+    res.multiplier = float(np.ldexp(res.multiplier, 2 * e))
+    res.radius = radius
+    res.message += f"\nscale: solved on X * 2^{e} (exact), w rescaled"
+    return res
+
+
+# X whose largest magnitude lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] is solved on
+# X * 2^e (Gram entries of x^2 under- or overflow from about 2^+-500).
+SAFE_EXPONENT = 100
+
+
+def _scale_exponent(engine) -> int:
+    """``e`` with ``max |X| 2^e`` in [1/2, 1) when ``max |X|`` lies outside the safe range
+    and ``X`` is in memory (0 otherwise: out-of-core data are solved as they are)."""
+    if engine.stateless or not isinstance(engine.X, np.ndarray) or engine.X.size == 0:
+        return 0
+    top = max(float(np.max(engine.X)), -float(np.min(engine.X)))
+    if top == 0 or 2.0 ** -SAFE_EXPONENT <= top <= 2.0 ** SAFE_EXPONENT:
+        return 0
+    return -int(np.frexp(top)[1])
 
 
 def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: float | None = None,

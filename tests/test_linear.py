@@ -467,3 +467,21 @@ def test_the_minimum_is_never_reported_below_its_exact_value(rng, scale):
     exact = _exact_logistic(X, y, res.w)
     assert abs(Decimal(res.fun) - exact) <= Decimal(res.fun_error)
     assert "fun_error" in str(res)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared"])
+def test_any_scale_of_X_gives_the_same_answer(loss):
+    """Issue 18: X * 1e-200 returned log 2 "converged"; every scale from 1e-300 to 1e300 now
+    gives the answer of X (solved on X * 2^e, exactly), and subnormal X says it cannot."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = np.sign(X[:, 0] + 0.7 * rng.standard_normal(60))
+    base = rc.linear_baseline(X, y, loss=loss)
+    if loss == "logistic":
+        assert base.fun == pytest.approx(0.29308, abs=1e-5)
+    for scale in (1e-300, 1e-200, 1e-160, 1e-100, 1e100, 1e160, 1e200, 1e300):
+        res = rc.linear_baseline(X * scale, y, loss=loss)
+        assert res.converged and res.fun == pytest.approx(base.fun, rel=1e-13)
+        assert np.allclose(res.w * scale, base.w, rtol=1e-10)
+    with pytest.raises(ValueError, match="does not fit in float64"):
+        rc.linear_baseline(X * 1e-310, y, loss=loss)
