@@ -511,6 +511,8 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     loss = get_loss(loss)
     data = prepare(X, y, loss=loss, sample_weight=sample_weight, n_threads=n_threads)
     engine = data.engine(0, n_threads=n_threads)
+    if loss.name == "squared" and engine.d > engine.n and not engine.stateless:
+        return _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads)
     e = _scale_exponent(engine)
     if e == 0:
         return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
@@ -533,6 +535,24 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     res.multiplier = float(np.ldexp(res.multiplier, 2 * e))
     res.radius = radius
     res.message += f"\nscale: solved on X * 2^{e} (exact), w rescaled"
+    return res
+
+
+def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
+    """The squared loss with more features than samples, in the n-dimensional row space:
+    ``X^T = Q R`` (thin QR, ``Q`` d x n orthonormal), ``X w = R^T z`` with ``z = Q^T w``;
+    the minimum-norm ``w`` is ``Q z`` for the minimum-norm ``z``, and ``||w|| = ||z||``,
+    ``||grad_w|| = ||grad_z||`` (``Q`` is an isometry), so a radius means the same.  Memory:
+    ``Q``, the size of ``X``, never a d x d matrix."""
+    Q, R = np.linalg.qr(np.asarray(engine.X, dtype=np.float64).T, mode="reduced")
+    reduced = prepare(np.ascontiguousarray(R.T), np.asarray(engine.y, dtype=np.float64),
+                      loss=loss, sample_weight=np.asarray(engine.s, dtype=np.float64),
+                      n_threads=n_threads).engine(0, n_threads=n_threads)
+    res = baseline_on_engine(reduced, radius=radius, tol=tol, max_iter=max_iter,
+                             max_lp_entries=max_lp_entries)
+    res.w = res.x = (Q @ res.w).astype(np.float64)
+    res.message += (f"\nrow space: d = {engine.d} > n = {engine.n}, solved in the "
+                    f"{engine.n}-dimensional row space of X (w = Q z, X^T = Q R)")
     return res
 
 

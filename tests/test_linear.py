@@ -485,3 +485,17 @@ def test_any_scale_of_X_gives_the_same_answer(loss):
         assert np.allclose(res.w * scale, base.w, rtol=1e-10)
     with pytest.raises(ValueError, match="does not fit in float64"):
         rc.linear_baseline(X * 1e-310, y, loss=loss)
+
+
+def test_squared_loss_with_more_features_than_samples_uses_the_row_space(rng):
+    """Issue 18: n = 20, d = 40000 raised MemoryError (a d x d Gram matrix); the minimum-norm
+    solution lives in the n-dimensional row space."""
+    X = rng.standard_normal((20, 40_000))
+    y = rng.standard_normal(20)
+    res = rc.linear_baseline(X, y, loss="squared")
+    w = np.linalg.lstsq(X, y, rcond=None)[0]  # minimum norm
+    assert res.converged and res.fun < 1e-20 and np.allclose(res.w, w, rtol=1e-9, atol=1e-12)
+    small = rc.linear_baseline(X[:, :30], y, loss="squared", radius=0.1)
+    ref = rc.linear_baseline(np.c_[X[:, :30], np.zeros((20, 5))][:, :35], y, loss="squared",
+                             radius=0.1)
+    assert small.fun == pytest.approx(ref.fun, rel=1e-10) and np.linalg.norm(small.w) <= 0.1
