@@ -5,7 +5,7 @@ some of the rows, the smallest margin, and the sums of the overlap certificate
 
 Why float64 NumPy rather than the compiled passes: the Gram matrix is the Newton model of
 :mod:`resnet_core.linear`, and a float32 accumulation (the kernels' for float32 data) holds
-its eigenvalues to about ``1e-6`` of the largest only.  Each chunk of ``CHUNK`` rows is
+its eigenvalues to about ``1e-6`` of the largest only.  Each chunk of ``chunk_rows(d)`` rows is
 converted to float64 (a view for float64 data); memory is one chunk.  BLAS runs on one
 thread (small products; two OpenBLAS threads were slower under load).
 
@@ -26,8 +26,14 @@ from scipy.linalg.blas import dsyrk
 from ._threads import blas_single_thread
 from .separability import CombinationSums
 
-# Rows per chunk: 16384 x 128 float64 is 16 MiB.
-CHUNK = 16384
+# Bytes of one float64 chunk of rows (a pass holds a few such arrays at once): the memory
+# of a pass is a few MiB whatever n and d.
+CHUNK_BYTES = 1 << 19
+
+
+def chunk_rows(d: int) -> int:
+    """Rows per chunk: ``CHUNK_BYTES`` of float64 (2048 rows at d = 32), at least 256."""
+    return max(256, CHUNK_BYTES // (8 * max(d, 1)))
 
 
 @dataclass
@@ -78,16 +84,16 @@ def _chunk(X, y, s, w, loss, hessian, norms, start):
 
 def _block(w, loss, stride, norms, block):
     X, y, s = block.X, block.y, block.s
-    i0 = block.rows[0]
-    return [_chunk(X[i:i + CHUNK], y[i:i + CHUNK], s[i:i + CHUNK], w, loss,
-                   ((i0 + i) // CHUNK) % stride == 0, norms, i0 + i)
-            for i in range(0, X.shape[0], CHUNK)]
+    i0, rows = block.rows[0], chunk_rows(X.shape[1])
+    return [_chunk(X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
+                   ((i0 + i) // rows) % stride == 0, norms, i0 + i)
+            for i in range(0, X.shape[0], rows)]
 
 
 def hessian_stride(n: int, d: int, rows_per_feature: int) -> int:
     """The stride of Hessian chunks that keeps about ``rows_per_feature * d`` rows (at least
     one chunk; 1: every row)."""
-    return max(1, n // max(rows_per_feature * d, CHUNK))
+    return max(1, n // max(rows_per_feature * d, chunk_rows(d)))
 
 
 def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None
@@ -121,10 +127,11 @@ def _block_margin_bound(w, block):
     positive only when every margin is positive in exact arithmetic."""
     low = np.inf
     gamma = (w.size + 2) * 2.0 ** -53 / (1 - (w.size + 2) * 2.0 ** -53)
-    for i in range(0, block.X.shape[0], CHUNK):
-        X = np.asarray(block.X[i:i + CHUNK], dtype=np.float64)
-        keep = np.asarray(block.s[i:i + CHUNK]) > 0
-        y = np.asarray(block.y[i:i + CHUNK], dtype=np.float64)
+    rows = chunk_rows(w.size)
+    for i in range(0, block.X.shape[0], rows):
+        X = np.asarray(block.X[i:i + rows], dtype=np.float64)
+        keep = np.asarray(block.s[i:i + rows]) > 0
+        y = np.asarray(block.y[i:i + rows], dtype=np.float64)
         m = (y * (X @ w) - gamma * (np.abs(X) @ np.abs(w)))[keep]
         low = min(low, float(m.min(initial=np.inf)))
     return low
@@ -151,7 +158,7 @@ def smallest_margins(engine, w: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` samples of positive weight with the smallest margins at ``w``
     (one pass)."""
     with blas_single_thread():
-        parts = engine.map_rows(functools.partial(_block_smallest, w, k), rows=CHUNK)
+        parts = engine.map_rows(functools.partial(_block_smallest, w, k), rows=chunk_rows(w.size))
     m = np.concatenate([p[0] for p in parts])
     idx = np.concatenate([p[1] for p in parts])
     keep = np.isfinite(m)
@@ -206,10 +213,11 @@ def _block_value(w, loss, curvature, block):
     out = []
     unit = 2.0 ** -53
     gamma = (w.size + 2) * unit / (1 - (w.size + 2) * unit)
-    for i in range(0, block.X.shape[0], CHUNK):
-        X = np.asarray(block.X[i:i + CHUNK], dtype=np.float64)
-        y = np.asarray(block.y[i:i + CHUNK], dtype=np.float64)
-        s = np.asarray(block.s[i:i + CHUNK], dtype=np.float64)
+    rows = chunk_rows(w.size)
+    for i in range(0, block.X.shape[0], rows):
+        X = np.asarray(block.X[i:i + rows], dtype=np.float64)
+        y = np.asarray(block.y[i:i + rows], dtype=np.float64)
+        s = np.asarray(block.s[i:i + rows], dtype=np.float64)
         p = X @ w
         delta = gamma * (np.abs(X) @ np.abs(w))
         l, d1, _ = loss.derivatives(p, y)
@@ -221,7 +229,7 @@ def _block_value(w, loss, curvature, block):
                 l, d1, _ = loss.derivatives(p, y)
                 margin_err = float(s @ ((np.abs(d1) + 0.5 * curvature * delta) * delta))
         part = math.fsum(s * l)  # correctly rounded: off by u |part| at most
-        err = (margin_err + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * CHUNK)
+        err = (margin_err + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * rows)
         out.append((part, err + unit * abs(part), X.T @ (s * d1)))
     return out
 
