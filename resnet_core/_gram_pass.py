@@ -27,13 +27,14 @@ from ._threads import blas_single_thread
 from .separability import CombinationSums
 
 # Bytes of one float64 chunk of rows (a pass holds a few such arrays at once): the memory
-# of a pass is a few MiB whatever n and d.
-CHUNK_BYTES = 1 << 19
+# of a pass is a few MiB whatever n and d; a quarter of that for out-of-core data, whose
+# passes must stay within a small fraction of X (fewer, larger chunks are faster).
+CHUNK_BYTES = 1 << 21
 
 
-def chunk_rows(d: int) -> int:
-    """Rows per chunk: ``CHUNK_BYTES`` of float64 (2048 rows at d = 32), at least 256."""
-    return max(256, CHUNK_BYTES // (8 * max(d, 1)))
+def chunk_rows(d: int, streamed: bool = False) -> int:
+    """Rows per chunk: ``CHUNK_BYTES`` of float64 (``/ 4`` streamed), at least 256."""
+    return max(256, (CHUNK_BYTES >> (2 if streamed else 0)) // (8 * max(d, 1)))
 
 
 @dataclass
@@ -82,18 +83,18 @@ def _chunk(X, y, s, w, loss, hessian, norms, start):
     return parts
 
 
-def _block(w, loss, stride, norms, block):
+def _block(w, loss, stride, norms, rows, block):
     X, y, s = block.X, block.y, block.s
-    i0, rows = block.rows[0], chunk_rows(X.shape[1])
+    i0 = block.rows[0]
     return [_chunk(X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
                    ((i0 + i) // rows) % stride == 0, norms, i0 + i)
             for i in range(0, X.shape[0], rows)]
 
 
-def hessian_stride(n: int, d: int, rows_per_feature: int) -> int:
+def hessian_stride(n: int, d: int, rows_per_feature: int, streamed: bool = False) -> int:
     """The stride of Hessian chunks that keeps about ``rows_per_feature * d`` rows (at least
     one chunk; 1: every row)."""
-    return max(1, n // max(rows_per_feature * d, chunk_rows(d)))
+    return max(1, n // max(rows_per_feature * d, chunk_rows(d, streamed)))
 
 
 def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None
@@ -107,7 +108,8 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
     the first pass and reused (a dict owned by the caller)."""
     with blas_single_thread():
         chunks = [c for blk in engine.map_rows(functools.partial(
-            _block, w, engine.loss, stride, {} if norms is None else norms))
+            _block, w, engine.loss, stride, {} if norms is None else norms,
+            chunk_rows(engine.d, engine.stateless)))
                   for c in blk]
     H = functools.reduce(np.add, (c[2] for c in chunks if c[2] is not None))
     total = float(np.sum([c[10] for c in chunks]))
@@ -122,12 +124,11 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
                     min(c[4] for c in chunks), sums, sum(c[11] for c in chunks))
 
 
-def _block_margin_bound(w, block):
+def _block_margin_bound(w, rows, block):
     """``min (y_i x_i^T w - gamma_d |x_i|^T |w|)`` over a block's samples of positive weight:
     positive only when every margin is positive in exact arithmetic."""
     low = np.inf
     gamma = (w.size + 2) * 2.0 ** -53 / (1 - (w.size + 2) * 2.0 ** -53)
-    rows = chunk_rows(w.size)
     for i in range(0, block.X.shape[0], rows):
         X = np.asarray(block.X[i:i + rows], dtype=np.float64)
         keep = np.asarray(block.s[i:i + rows]) > 0
@@ -141,7 +142,8 @@ def proven_min_margin(engine, w: np.ndarray) -> float:
     """A lower bound of the smallest margin ``y_i x_i^T w`` (samples of positive weight),
     rounding included (one pass)."""
     with blas_single_thread():
-        return min(engine.map_rows(functools.partial(_block_margin_bound, w)))
+        return min(engine.map_rows(functools.partial(_block_margin_bound, w,
+                                                          chunk_rows(w.size, engine.stateless))))
 
 
 def _block_smallest(w, k, block):
@@ -158,7 +160,7 @@ def smallest_margins(engine, w: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` samples of positive weight with the smallest margins at ``w``
     (one pass)."""
     with blas_single_thread():
-        parts = engine.map_rows(functools.partial(_block_smallest, w, k), rows=chunk_rows(w.size))
+        parts = engine.map_rows(functools.partial(_block_smallest, w, k), rows=chunk_rows(w.size, engine.stateless))
     m = np.concatenate([p[0] for p in parts])
     idx = np.concatenate([p[1] for p in parts])
     keep = np.isfinite(m)
@@ -205,7 +207,7 @@ def dot2_rows(X: np.ndarray, w: np.ndarray):
     return m, 2.0 ** -53 * np.abs(m) + gamma * gamma * (np.abs(X) @ np.abs(w)) * 2
 
 
-def _block_value(w, loss, curvature, block):
+def _block_value(w, loss, curvature, rows, block):
     """``(sum_i s_i l_i, its error bound, g)`` of one block, per chunk.  A chunk whose margin
     rounding (``gamma_d |x|^T |w|``, large where the margins cancel: ill-conditioned data
     and a long ``w``) would dominate the bound is evaluated again with the margins by
@@ -213,7 +215,6 @@ def _block_value(w, loss, curvature, block):
     out = []
     unit = 2.0 ** -53
     gamma = (w.size + 2) * unit / (1 - (w.size + 2) * unit)
-    rows = chunk_rows(w.size)
     for i in range(0, block.X.shape[0], rows):
         X = np.asarray(block.X[i:i + rows], dtype=np.float64)
         y = np.asarray(block.y[i:i + rows], dtype=np.float64)
@@ -250,7 +251,8 @@ def accurate_value(engine, w: np.ndarray):
         curvature = None
     with blas_single_thread():
         parts = [c for blk in engine.map_rows(functools.partial(
-            _block_value, w, loss, 0.0 if curvature is None else curvature)) for c in blk]
+            _block_value, w, loss, 0.0 if curvature is None else curvature,
+            chunk_rows(w.size, engine.stateless))) for c in blk]
     F = math.fsum(c[0] for c in parts)
     err = math.fsum(c[1] for c in parts) + 2.0 ** -53 * abs(F)
     g = functools.reduce(np.add, (c[2] for c in parts))

@@ -97,7 +97,8 @@ class _Passes:
         # trial points are evaluated by ``full`` (``trial_full``).
         self.gram_steps = engine.loss.name in ("logistic", "smoothed_hinge") and self.use_factor
         self.history = []  # (w, GramPass) of the latest Gram passes, newest first
-        self.stride = hessian_stride(engine.n, engine.d, HESSIAN_ROWS_PER_FEATURE)
+        self.stride = hessian_stride(engine.n, engine.d, HESSIAN_ROWS_PER_FEATURE,
+                                     engine.stateless)
         self.reference = None  # (ev, Q, null) of a full Hessian near the minimum
         self.near = False
         self._norms = self._factor.setdefault("norms", {})  # chunks' largest row norms
