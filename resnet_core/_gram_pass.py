@@ -210,8 +210,8 @@ def dot2_rows(X: np.ndarray, w: np.ndarray):
 def _block_value(w, loss, curvature, rows, block):
     """``(sum_i s_i l_i, its error bound, g)`` of one block, per chunk.  A chunk whose margin
     rounding (``gamma_d |x|^T |w|``, large where the margins cancel: ill-conditioned data
-    and a long ``w``) would dominate the bound is evaluated again with the margins by
-    :func:`dot2_rows`."""
+    and a long ``w``) would make the bound exceed ``1024 u`` of its value is evaluated
+    again with the margins by :func:`dot2_rows`."""
     out = []
     unit = 2.0 ** -53
     gamma = (w.size + 2) * unit / (1 - (w.size + 2) * unit)
@@ -223,7 +223,9 @@ def _block_value(w, loss, curvature, rows, block):
         delta = gamma * (np.abs(X) @ np.abs(w))
         l, d1, _ = loss.derivatives(p, y)
         margin_err = float(s @ ((np.abs(d1) + 0.5 * curvature * delta) * delta))
-        if margin_err > 16 * unit * abs(float(s @ l)):
+        # Dot2 (several times a plain pass) only where the bound would exceed about 1e-13
+        # of the chunk's value: ill-conditioned X, a long w.
+        if margin_err > 1024 * unit * abs(float(s @ l)):
             accurate = dot2_rows(X, w)
             if accurate is not None:
                 p, delta = accurate
