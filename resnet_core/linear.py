@@ -237,13 +237,6 @@ class _Passes:
             rows = np.union1d(rows, smallest_margins(eng, u, k))
         return None
 
-    def min_margin(self, u) -> float:
-        """``min y_i x_i^T u`` over the samples of positive weight (one pass, reduced block
-        by block)."""
-        parts = self.engine.map_rows(functools.partial(_block_min_margin,
-                                                       u.astype(self.engine.dtype)))
-        return float(min(parts))
-
     def push_distance(self, w_base, u, separated, margin) -> float:
         """The least ``t >= 0`` that puts the margin of ``w_base + t u`` at ``margin`` or
         beyond on ``separated`` (a boolean n-vector, or None: every sample of positive
@@ -289,11 +282,6 @@ def _grad_and_factor(engine, w, need_R):
 def _block_margins(u, block):
     p, _ = block.engine.predict(u, np.empty(0, u.dtype), None)
     return np.asarray(p * block.y, dtype=np.float64)
-
-
-def _block_min_margin(u, block):
-    m = _block_margins(u, block)[block.s > 0]
-    return float(m.min()) if m.size else np.inf
 
 
 def _block_push(w_base, u, margin, block):
