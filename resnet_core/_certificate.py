@@ -173,8 +173,9 @@ class SOPSPReport:
             return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT converged "
                                  f"({self.baseline_message})")
         if self.baseline_attained is None:
-            reasons = [c.split(":", 1)[1].strip() for c in self.baseline_message.split("; ")
-                       if c.startswith("not decided:")]
+            reasons = [line.split("not decided:", 1)[1].strip()
+                       for line in self.baseline_message.splitlines()
+                       if "not decided:" in line]
             why = f" ({reasons[0]})" if reasons else ""
             return ("inf F_lin", f"{self.F_lin_star:.6g}, whether attained is not decided{why}")
         if not self.baseline_attained:
