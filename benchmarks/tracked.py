@@ -6,7 +6,7 @@ recorded in ``benchmarks/history/`` (``make bench``).
 One run measures, in one process:
 
 - the **calibration** (:func:`calibrate`): numpy matmul on the kernels' chunk shapes
-  (``128 x k`` by ``k x k``, ``k`` = 16 and 64, float64 and float32, one chunk product per
+  (``128 x k`` by ``k x k``, ``k`` = 16 and 64 (the sizes' widths), float64 and float32, one chunk product per
   kernel thread), a one-thread memory read rate and a one-thread scalar rate (a compiled
   multiply-add chain); taken before every family of figures, its median is the run's;
 - the **figures** (:func:`figures`): each a throughput (samples, steps or evaluations per
@@ -50,10 +50,13 @@ SIZES = {"small": dict(n=20_000, d=16, widths=(16, 16)),
 #: Per profile: rounds, timed calls per round, and the figures measured at the reference size
 #: (the quick profile, used by the backfill, keeps the reference size for the passes only).
 PROFILES = {"quick": dict(rounds=5, block=2, ref=("passes",), pgd_steps=200_000,
-                          batch_steps=1_000, escape_steps=300),
+                          batch_steps=1_000, escape_steps=300, lbfgs_iter=100),
             "full": dict(rounds=9, block=3, ref=("passes", "certificate", "vector", "baseline"),
-                         pgd_steps=1_000_000, batch_steps=5_000, escape_steps=2_000)}
-CHUNK = 128  # the kernels' default chunk (rows per product); read from the objective if it says
+                         pgd_steps=1_000_000, batch_steps=5_000, escape_steps=2_000,
+                         lbfgs_iter=100)}
+CHUNK = 128  # the kernels' default chunk (rows per product)
+#: Work of one calibration call: gemm flops per chunk shape, bytes read, multiply-adds.
+CALIBRATION_WORK = dict(gemm=40_000_000, read=1 << 27, scalar=80_000_000)
 SCHEMA = 1
 
 
@@ -182,10 +185,10 @@ def calibration_functions(threads: int) -> dict:
     rng = np.random.default_rng(0)
     out = {}
     for dt in (np.float64, np.float32):
-        for k in (16, 64):
+        for k in sorted({size["widths"][-1] for size in SIZES.values()}):
             A = rng.standard_normal((8, CHUNK, k)).astype(dt)
             B = rng.standard_normal((k, k)).astype(dt)
-            reps = max(1, 40_000_000 // (3 * 8 * 2 * CHUNK * k * k))
+            reps = max(1, CALIBRATION_WORK["gemm"] // (3 * 8 * 2 * CHUNK * k * k))
 
             def products(A=A, B=B, reps=reps):
                 At = A.transpose(0, 2, 1)
@@ -203,9 +206,9 @@ def calibration_functions(threads: int) -> dict:
                         t.join()
             name = f"{'d' if dt == np.float64 else 's'}gemm k={k}"
             out[name] = (concurrent, threads * 3 * reps * 8 * 2 * CHUNK * k * k / 1e9)
-    big = np.ones(1 << 24)  # 128 MiB
+    big = np.ones(CALIBRATION_WORK["read"] // 8)
     out["read"] = (lambda: big.sum(), big.nbytes / 1e9)
-    chain, steps = _scalar_kernel(), 20_000_000
+    chain, steps = _scalar_kernel(), CALIBRATION_WORK["scalar"] // 4
     out["scalar"] = (lambda: chain(steps, 0.999, 1e-3), 4 * steps / 1e9)
     return out
 
@@ -344,7 +347,7 @@ def baseline_figures(size: str, dtype) -> dict:
     return out
 
 
-def lbfgs_figures(size: str, dtype) -> dict:
+def lbfgs_figures(size: str, dtype, profile: dict) -> dict:
     """L-BFGS-B (scipy) on the full objective, widths (8,), 100 iterations at most:
     function evaluations per second on diabetes (squared) and breast cancer (logistic)."""
     from scipy.optimize import minimize
@@ -353,11 +356,11 @@ def lbfgs_figures(size: str, dtype) -> dict:
         X, y = _real(name)
         obj = rc.Objective(X, y, loss=loss, widths=(8,))
         x0 = _init(obj, X.shape[1], (8,), seed=0)
-        nfev = minimize(obj.fun_and_grad, x0, jac=True, method="L-BFGS-B",
-                        options={"maxiter": 100}).nfev
+        opts = {"maxiter": profile["lbfgs_iter"]}
+        nfev = minimize(obj.fun_and_grad, x0, jac=True, method="L-BFGS-B", options=opts).nfev
         out[f"L-BFGS {name}"] = (
             lambda obj=obj, x0=x0: minimize(obj.fun_and_grad, x0, jac=True, method="L-BFGS-B",
-                                            options={"maxiter": 100}), nfev)
+                                            options=opts), nfev)
     return out
 
 
@@ -487,7 +490,7 @@ def run(profile_name: str, rounds: int | None = None) -> dict:
         calibrate(cal_fns, cal_samples)
         head = f"[{i}/{len(groups)} {time.perf_counter() - t_start:5.0f} s] {fam} {size} {dt}"
         try:
-            args = (size, np.dtype(dt).type) + ((prof,) if fam == "PGD" else ())
+            args = (size, np.dtype(dt).type) + ((prof,) if fam in ("PGD", "L-BFGS") else ())
             fns = builder(*args)
         except Missing as e:
             _say(f"{head}: missing ({e})")
@@ -528,7 +531,8 @@ def run(profile_name: str, rounds: int | None = None) -> dict:
             "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "seconds": round(time.perf_counter() - t_start, 1),
             "load": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "machine": fingerprint(), **commit_info(), "calibration": cal, "figures": figures}
+            "machine": fingerprint(), **commit_info(), "calibration": cal, "figures": figures,
+            "runner": hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:10]}
 
 
 def save(record: dict, out: Path) -> Path:
