@@ -26,9 +26,10 @@ for c in "$@"; do
     cache="/tmp/bench-past-so/$key"
     echo "== $sha $(git -C "$here" log -1 --format=%s "$sha" | cut -c1-70)"
     git -C "$here" worktree add --detach "$wt" "$sha" >"$log" 2>&1
-    if [ -d "$cache" ]; then
-        cp "$cache"/*.so "$wt/resnet_core/" && echo "   kernels reused from $cache" >>"$log"
-        built=0
+    if compgen -G "$cache/*.so" >/dev/null; then
+        cp "$cache"/*.so "$wt/resnet_core/"
+        built=$?
+        echo "   kernels reused from $cache" >>"$log"
     else
         (cd "$wt" && nice -n 10 "$py" setup.py build_ext --inplace >>"$log" 2>&1)
         built=$?

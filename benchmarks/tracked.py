@@ -128,14 +128,16 @@ def _blas() -> dict:
     return {"blas": "none", "blas_kernel": "none", "blas_threads": 0}
 
 
-def fingerprint() -> dict:
-    """The fields that make runs comparable: CPU model, the kernels' ISA level, cores, BLAS
-    and its kernel, numpy/scipy/numba versions; ``id`` is a short hash of them."""
+def fingerprint(threads: int) -> dict:
+    """The fields that make runs comparable: CPU model, the kernels' ISA level, cores and the
+    kernels' thread count, BLAS and its kernel, numpy/scipy/numba versions; ``id`` is a short
+    hash of them."""
     import numba
     import scipy
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     blas = _blas()
-    fp = {"cpu": _cpu_model(), "isa": isa_level(), "cores": cores, "blas": blas["blas"],
+    fp = {"cpu": _cpu_model(), "isa": isa_level(), "cores": cores, "threads": threads,
+          "blas": blas["blas"],
           "blas_kernel": blas["blas_kernel"], "numpy": np.__version__,
           "scipy": scipy.__version__, "numba": numba.__version__,
           "python": platform.python_version()}
@@ -531,7 +533,7 @@ def run(profile_name: str, rounds: int | None = None) -> dict:
             "time": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "seconds": round(time.perf_counter() - t_start, 1),
             "load": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-            "machine": fingerprint(), **commit_info(), "calibration": cal, "figures": figures,
+            "machine": fingerprint(threads), **commit_info(), "calibration": cal, "figures": figures,
             "runner": hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:10]}
 
 

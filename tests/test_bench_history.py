@@ -110,3 +110,16 @@ def test_plot_writes_png(tmp_path):
     out = h.plot(runs, tmp_path / "h.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert np.isfinite(out.stat().st_size)
+
+
+def test_cli_bench_history(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from resnet_core.cli import main
+    _write(tmp_path / "h", [_run("a" * 40, "2026-01-01T00:00:00Z"),
+                            _run("b" * 40, "2026-01-02T00:00:00Z")])
+    out = tmp_path / "plot.png"
+    assert main(["bench", "--history", "--history-dir", str(tmp_path / "h"),
+                 "--out", str(out)]) == 0
+    assert out.is_file() and "wrote" in capsys.readouterr().out
+    assert main(["bench", "--history", "--history-dir", str(tmp_path / "none"),
+                 "--out", str(out)]) == 2

@@ -52,10 +52,11 @@ def test_every_figure_runs_on_this_commit(tracked, monkeypatch, tmp_path, capsys
 
 
 def test_fingerprint(tracked):
-    fp = tracked.fingerprint()
-    assert set(fp) >= {"cpu", "isa", "cores", "blas", "blas_kernel", "numpy", "scipy",
-                       "numba", "id"}
-    assert len(fp["id"]) == 10 and fp == tracked.fingerprint()
+    fp = tracked.fingerprint(2)
+    assert set(fp) >= {"cpu", "isa", "cores", "threads", "blas", "blas_kernel", "numpy",
+                       "scipy", "numba", "id"}
+    assert len(fp["id"]) == 10 and fp == tracked.fingerprint(2)
+    assert tracked.fingerprint(1)["id"] != fp["id"]  # runs on other thread counts: apart
     assert fp["isa"] != ""
 
 
