@@ -25,10 +25,13 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 # The tracked suite: one run recorded in benchmarks/history/<machine>/ (docs/performance.md,
-# "Tracked throughput"); BENCH_PROFILE=quick for the small sizes and few rounds.
-BENCH_PROFILE ?= full
+# "Tracked throughput").  The defaults are the committed history's (quick profile, one kernel
+# thread), so that bench-compare finds its previous runs; BENCH_PROFILE=full for more sizes
+# and rounds, BENCH_THREADS= (empty) for all cores (another machine fingerprint).
+BENCH_PROFILE ?= quick
+BENCH_THREADS ?= 1
 bench: $(STAMP)
-	$(PY) benchmarks/tracked.py --profile $(BENCH_PROFILE)
+	$(if $(BENCH_THREADS),OMP_NUM_THREADS=$(BENCH_THREADS) )$(PY) benchmarks/tracked.py --profile $(BENCH_PROFILE)
 
 # The newest run against the previous one on the same machine (BASELINE=<commit or file>);
 # exit status 1 when a figure is slower by more than the threshold beyond its spread.
