@@ -93,6 +93,17 @@ def test_pick_pair_same_machine_and_baseline(tmp_path, capsys):
     assert h.main(["compare", "--history-dir", str(tmp_path), "--threshold", "0.5"]) == 0
     with pytest.raises(ValueError, match="no earlier run"):
         h.pick_pair(loaded[:2])
+    # a backfill: an older commit run last is compared with the commit before it, and a new
+    # commit run after the backfill with the newest commit, not with the last run
+    back = _run("0" * 40, "2026-01-05T00:00:00Z")
+    back["date"] = "2025-12-31T00:00:00Z"
+    with pytest.raises(ValueError, match="no earlier run"):
+        h.pick_pair([*loaded, back])
+    head = _run("d" * 40, "2026-01-06T00:00:00Z")
+    assert h.pick_pair([*loaded, back, head])[0]["commit"][0] == "b"
+    again = _run("d" * 40, "2026-01-07T00:00:00Z")
+    again["date"] = head["date"]
+    assert h.pick_pair([*loaded, back, head, again])[0]["time"] == head["time"]
     with pytest.raises(ValueError, match="does not exist"):
         h.load_runs(tmp_path / "none")
 

@@ -10,7 +10,7 @@ calibration rates and, per figure, a throughput ``value`` (higher is better), it
 calibration rate that bounds it.
 
 The regression check compares the newest run with the previous run on the same machine
-fingerprint (or a named baseline).  For each figure both runs have, the ratio is
+fingerprint (the run of the newest commit up to the new run's commit; or a named baseline).  For each figure both runs have, the ratio is
 ``new / old`` of the calibrated throughput (``--raw``: of the raw one) and the spread
 ``s = (s_old + s_new) / 2``; the figure is ``slower`` when ``ratio < 1 - threshold - s``,
 ``faster`` when ``ratio > 1 + threshold + s``, else ``same``; a figure the old run measured and
@@ -45,12 +45,19 @@ def load_runs(folder: str | Path = DEFAULT_DIR) -> list[dict]:
 
 
 def pick_pair(runs: list[dict], baseline: str | None = None) -> tuple[dict, dict]:
-    """``(old, new)``: the newest run and the run before it on the same machine fingerprint,
-    or ``baseline``: a run file's path, or a commit prefix (its newest run on that machine)."""
+    """``(old, new)``: the newest run (by the time it ran) and, on the same machine
+    fingerprint, the run of the newest commit not newer than its commit (by commit date; the
+    later run of a commit measured twice), or ``baseline``: a run file's path, or a commit
+    prefix (its newest run on that machine).  Commit dates, not run times, order the rest:
+    a backfill runs old commits after new ones."""
     if not runs:
         raise ValueError("no runs in the history (run `make bench`)")
     new = runs[-1]
-    same = [r for r in runs[:-1] if r["machine"]["id"] == new["machine"]["id"]]
+
+    def when(r):
+        return r.get("date") or r["time"]
+    same = sorted((r for r in runs[:-1] if r["machine"]["id"] == new["machine"]["id"]
+                   and when(r) <= when(new)), key=lambda r: (when(r), r["time"]))
     if baseline is None:
         if not same:
             raise ValueError(f"no earlier run on machine {new['machine']['id']} to compare "
@@ -183,23 +190,29 @@ def plot(runs: list[dict], out: str | Path, *, raw: bool = False) -> Path:
     xpos = {c["commit"]: i for i, c in enumerate(commits)}
     data = series(runs, raw=raw)
     machines = sorted({m for fam in data.values() for (_, m) in fam})
-    styles = ["-", "--", ":", "-."]
+    # colour: the figure; line: the dtype; marker: the size; width: the machine
+    dash = {"float64": "-", "float32": "--"}
+    mark = {"small": "o", "ref": "s"}
     ncol = 2
     nrow = (len(data) + ncol - 1) // ncol
     fig, axes = plt.subplots(nrow, ncol, figsize=(14, 3.6 * nrow), squeeze=False)
     for ax, (family, lines) in zip(axes.flat, sorted(data.items())):
+        names = sorted({key.split("|")[0] for key, _ in lines})
         for (key, machine), points in sorted(lines.items()):
+            name, size, dtype = (key.split("|") + ["", ""])[:3]
             xs = sorted(xpos[c] for c in points)
             by_x = {xpos[c]: v for c, v in points.items()}
             last = by_x[xs[-1]]
             label = key.replace("|", " ") + (f" [{machine}]" if len(machines) > 1 else "")
-            ax.plot(xs, [by_x[x] / last for x in xs], styles[machines.index(machine) % 4],
-                    marker="o", ms=3, label=label)
+            ax.plot(xs, [by_x[x] / last for x in xs], dash.get(dtype, ":"),
+                    marker=mark.get(size, "^"), ms=3, color=f"C{names.index(name) % 10}",
+                    lw=1 + machines.index(machine), label=label)
         ax.set_yscale("log")
         ax.set_title(family)
         ax.set_ylabel("throughput / newest" + ("" if raw else " (calibrated)"))
         ax.set_xticks(range(len(commits)))
-        ax.set_xticklabels([c["commit"][:7] for c in commits], rotation=60, fontsize=7)
+        ax.set_xticklabels([f"{c['commit'][:7]} {c['date'][5:10]}" for c in commits],
+                           rotation=60, fontsize=7)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=6, ncol=2)
     for ax in list(axes.flat)[len(data):]:
