@@ -119,13 +119,20 @@ def isa_level() -> str:
 
 
 def _blas() -> dict:
+    """Every loaded BLAS (numpy's, scipy's: the kernels call scipy's), in a fixed order:
+    ``internal_api version (package)`` and its kernel."""
     from threadpoolctl import threadpool_info
+    libs = []
     for lib in threadpool_info():
         if lib.get("user_api") == "blas":
-            return {"blas": f"{lib.get('internal_api')} {lib.get('version')}",
-                    "blas_kernel": str(lib.get("architecture")),
-                    "blas_threads": lib.get("num_threads")}
-    return {"blas": "none", "blas_kernel": "none", "blas_threads": 0}
+            parts = Path(lib.get("filepath", "")).parts
+            owner = next((p.split(".")[0] for p in reversed(parts) if p.endswith(".libs")),
+                         Path(lib.get("filepath", "?")).name)
+            libs.append((f"{lib.get('internal_api')} {lib.get('version')} ({owner})",
+                         str(lib.get("architecture"))))
+    libs = sorted(set(libs))
+    return {"blas": ", ".join(b for b, _ in libs) or "none",
+            "blas_kernel": ", ".join(k for _, k in libs) or "none"}
 
 
 def fingerprint(threads: int) -> dict:
@@ -134,6 +141,7 @@ def fingerprint(threads: int) -> dict:
     hash of them."""
     import numba
     import scipy
+    import scipy.linalg  # noqa: F401  (its BLAS loaded, as the kernels load it)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     blas = _blas()
     fp = {"cpu": _cpu_model(), "isa": isa_level(), "cores": cores, "threads": threads,
