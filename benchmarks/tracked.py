@@ -5,14 +5,17 @@ recorded in ``benchmarks/history/`` (``make bench``).
 
 One run measures, in one process:
 
-- the **calibration** (:func:`calibrate`): numpy matmul on the kernels' chunk shapes
-  (``128 x k`` by ``k x k``, ``k`` = 16 and 64 (the sizes' widths), float64 and float32, one chunk product per
-  kernel thread), a one-thread memory read rate and a one-thread scalar rate (a compiled
-  multiply-add chain); taken before every family of figures, its median is the run's;
-- the **figures** (:func:`figures`): each a throughput (samples, steps or evaluations per
+- the **calibration** (:func:`calibration_functions`): numpy matmul on the kernels' chunk
+  shapes (``128 x k`` by ``k x k``, ``k`` the sizes' widths 16 and 64, float64 and float32,
+  one chunk product per kernel thread), a one-thread memory read rate and a one-thread
+  scalar rate (a compiled multiply-add chain); every rate is sampled before each group of
+  figures and at the end (the run's ``calibration``: medians);
+- the **figures** (``*_figures``): each a throughput (samples, steps or evaluations per
   second) at fresh points, over ``rounds`` rounds of one warm-up call and ``block`` timed
-  calls; stored as the median, its interquartile spread and the rounds, raw and divided by
-  the calibration rate that bounds it (docs/performance.md, "Tracked throughput").
+  calls; the group's calibration product takes its turn in the same rounds.  Stored: the
+  median throughput and its interquartile spread (``value``, ``spread``), and the median of
+  each sample divided by the calibration sample of its round and slot, with its spread
+  (``relative``, ``relative_spread``; docs/performance.md, "Tracked throughput").
 
 The file written is ``DIR/<machine>/<UTC time>_<commit>.json``: the machine fingerprint
 (:func:`fingerprint`), the commit of the ``resnet_core`` that was imported, the calibration
@@ -22,7 +25,7 @@ This script imports only ``resnet_core``'s public API, numpy, scipy, numba and t
 (scikit-learn for the real data sets, dask for one figure), so that it runs against older
 commits of the package (``benchmarks/backfill.sh``): a figure whose API is missing there is
 recorded as missing, with the reason.  For the same reason it does not import
-``resnet_core.bench`` (whose calibration pieces it mirrors in :func:`calibrate`).
+``resnet_core.bench`` (whose CPU model and chunk-gemm pieces it mirrors).
 """
 
 from __future__ import annotations
@@ -49,14 +52,14 @@ SIZES = {"small": dict(n=20_000, d=16, widths=(16, 16)),
          "ref": dict(n=200_000, d=64, widths=(64, 64))}
 #: Per profile: rounds, timed calls per round, and the figures measured at the reference size
 #: (the quick profile, used by the backfill, keeps the reference size for the passes only).
-PROFILES = {"quick": dict(rounds=5, block=2, ref=("passes",), pgd_steps=200_000,
-                          batch_steps=1_000, escape_steps=300, lbfgs_iter=100),
+PROFILES = {"quick": dict(rounds=5, block=2, ref=("passes",), pgd_steps=2_000_000,
+                          batch_steps=10_000, escape_steps=300, lbfgs_iter=100),
             "full": dict(rounds=9, block=3, ref=("passes", "certificate", "vector", "baseline"),
-                         pgd_steps=1_000_000, batch_steps=5_000, escape_steps=2_000,
+                         pgd_steps=5_000_000, batch_steps=20_000, escape_steps=2_000,
                          lbfgs_iter=100)}
 CHUNK = 128  # the kernels' default chunk (rows per product)
 #: Work of one calibration call: gemm flops per chunk shape, bytes read, multiply-adds.
-CALIBRATION_WORK = dict(gemm=40_000_000, read=1 << 27, scalar=80_000_000)
+CALIBRATION_WORK = dict(gemm=200_000_000, read=1 << 27, scalar=80_000_000)
 SCHEMA = 1
 
 
@@ -511,12 +514,20 @@ def run(profile_name: str, rounds: int | None = None) -> dict:
             figures[f"{fam}|{size}|{dt}"] = {"family": fam,
                                             "missing": f"{type(e).__name__}: {str(e)[:200]}"}
             continue
-        times = measure(fns, rounds, prof["block"])
+        key = calibration_key(cal_kind, dt, size)
+        times = measure({**fns, "_calibration": cal_fns[key]}, rounds, prof["block"])
+        cal_work = cal_fns[key][1]
         for name, (_, work) in fns.items():
             if name.startswith("_"):
                 continue
             rec = {"family": fam, "figure": name, "size": size, "dtype": dt, "unit": unit,
-                   "calibration": calibration_key(cal_kind, dt, size), **_summary(times[name], work)}
+                   "calibration": key, **_summary(times[name], work)}
+            # the calibration took its turn in the same rounds: each sample against the
+            # calibration sample of its round and slot (the same load on both)
+            ratios = [(work / t) / (cal_work / c) for t, c in zip(times[name],
+                                                                   times["_calibration"])]
+            paired = _summary([1 / r for r in ratios], 1.0)
+            rec["relative"], rec["relative_spread"] = paired["value"], paired["spread"]
             if fam == "dask":
                 rec["overhead_ms"] = 1e3 * (statistics.median(times[name])
                                             - statistics.median(times["_in-memory pass"]))
@@ -531,9 +542,6 @@ def run(profile_name: str, rounds: int | None = None) -> dict:
         cal[name] = {"value": statistics.median(vals), "unit": UNITS[kind],
                      "spread": (max(vals) - min(vals)) / statistics.median(vals),
                      "samples": len(vals)}
-    for rec in figures.values():
-        if "value" in rec:
-            rec["relative"] = rec["value"] / cal[rec["calibration"]]["value"]
     _say("# calibration: " + ", ".join(f"{k} {v['value']:.3g} {v['unit']}"
                                        for k, v in cal.items()))
     return {"schema": SCHEMA, "profile": profile_name, "rounds": rounds,

@@ -35,6 +35,7 @@ def test_every_figure_runs_on_this_commit(tracked, monkeypatch, tmp_path, capsys
     assert {f["family"] for f in rec["figures"].values()} == set(tracked.FAMILIES)
     for key, f in rec["figures"].items():
         assert f["value"] > 0 and f["relative"] > 0 and f["spread"] >= 0, key
+        assert f["relative_spread"] >= 0
         assert f["samples"] == 2 * tracked.PROFILES["quick"]["block"]
         assert f["calibration"] in rec["calibration"]
         assert key == f"{f['figure']}|{f['size']}|{f['dtype']}"

@@ -6,13 +6,14 @@
 (``make bench-compare``, ``make bench-history``, ``resnet-core bench --history``.)  A run is
 one JSON file written by ``benchmarks/tracked.py``: a machine fingerprint, a commit, the
 calibration rates and, per figure, a throughput ``value`` (higher is better), its ``spread``
-(interquartile range / median over the run's samples) and ``relative`` = value / the
-calibration rate that bounds it.
+(interquartile range / median over the run's samples), and ``relative``: the median of each
+sample divided by the calibration rate measured in the same round, with its own
+``relative_spread`` (older records: value / the run's calibration, and ``spread``).
 
 The regression check compares the newest run with the previous run on the same machine
 fingerprint (the run of the newest commit up to the new run's commit; or a named baseline).  For each figure both runs have, the ratio is
 ``new / old`` of the calibrated throughput (``--raw``: of the raw one) and the spread
-``s = (s_old + s_new) / 2``; the figure is ``slower`` when ``ratio < 1 - threshold - s``,
+``s = (s_old + s_new) / 2`` of the same quantity; the figure is ``slower`` when ``ratio < 1 - threshold - s``,
 ``faster`` when ``ratio > 1 + threshold + s``, else ``same``; a figure the old run measured and
 the new one could not is ``gone``.  The check fails (exit status 1) on any ``slower`` or
 ``gone``.
@@ -112,7 +113,8 @@ def compare(old: dict, new: dict, *, threshold: float = THRESHOLD,
             rows.append(Row(key, a[field], None, None, None, "gone"))
             continue
         ratio = b[field] / a[field]
-        spread = (a["spread"] + b["spread"]) / 2
+        sfield = "spread" if raw else "relative_spread"
+        spread = (a.get(sfield, a["spread"]) + b.get(sfield, b["spread"])) / 2
         rows.append(Row(key, a[field], b[field], ratio, spread,
                         verdict(ratio, spread, threshold)))
     return rows
