@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,7 +184,7 @@ def commit_order(runs: list[dict]) -> list[dict]:
 
 def plot(runs: list[dict], out: str | Path, *, raw: bool = False) -> Path:
     """Throughput per commit, one panel per family, one line per figure and machine, each
-    line divided by its value at its newest commit (1 = today; log scale)."""
+    line divided by its median over the commits (log scale)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -204,14 +205,14 @@ def plot(runs: list[dict], out: str | Path, *, raw: bool = False) -> Path:
             name, size, dtype = (key.split("|") + ["", ""])[:3]
             xs = sorted(xpos[c] for c in points)
             by_x = {xpos[c]: v for c, v in points.items()}
-            last = by_x[xs[-1]]
+            mid = statistics.median(by_x.values())
             label = key.replace("|", " ") + (f" [{machine}]" if len(machines) > 1 else "")
-            ax.plot(xs, [by_x[x] / last for x in xs], dash.get(dtype, ":"),
+            ax.plot(xs, [by_x[x] / mid for x in xs], dash.get(dtype, ":"),
                     marker=mark.get(size, "^"), ms=3, color=f"C{names.index(name) % 10}",
                     lw=1 + machines.index(machine), label=label)
         ax.set_yscale("log")
         ax.set_title(family)
-        ax.set_ylabel("throughput / newest" + ("" if raw else " (calibrated)"))
+        ax.set_ylabel(("raw" if raw else "calibrated") + " throughput / line's median")
         ax.set_xticks(range(len(commits)))
         ax.set_xticklabels([f"{c['commit'][:7]} {c['date'][5:10]}" for c in commits],
                            rotation=60, fontsize=7)
