@@ -134,3 +134,12 @@ def test_cli_bench_history(tmp_path, capsys):
     assert out.is_file() and "wrote" in capsys.readouterr().out
     assert main(["bench", "--history", "--history-dir", str(tmp_path / "none"),
                  "--out", str(out)]) == 2
+
+
+def test_table_per_commit(tmp_path, capsys):
+    runs = [_run(c * 40, f"2026-01-0{i + 1}T00:00:00Z", scale=1 + i) for i, c in enumerate("abc")]
+    _write(tmp_path, runs)
+    assert h.main(["table", "--history-dir", str(tmp_path), "fun_and_grad|ref|float64"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "| commit | machine | fun_and_grad ref float64 |"
+    assert [line.split(" | ")[-1] for line in lines[2:]] == ["0.50 |", "1.00 |", "1.50 |"]

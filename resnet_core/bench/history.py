@@ -2,6 +2,7 @@
 
     python -m resnet_core.bench.history compare [--baseline RUN] [--threshold 0.15] [--raw]
     python -m resnet_core.bench.history plot [--out docs/bench_history.png] [--raw]
+    python -m resnet_core.bench.history table KEY... [--raw]
 
 (``make bench-compare``, ``make bench-history``, ``resnet-core bench --history``.)  A run is
 one JSON file written by ``benchmarks/tracked.py``: a machine fingerprint, a commit, the
@@ -230,6 +231,27 @@ def plot(runs: list[dict], out: str | Path, *, raw: bool = False) -> Path:
     return out
 
 
+def format_history(runs: list[dict], keys: list[str], *, raw: bool = False) -> str:
+    """Markdown: one row per commit (by commit date; the newest run per commit and machine),
+    one column per figure key, each the figure over its median across the commits."""
+    data = {}
+    for fam in series(runs, raw=raw).values():
+        data.update(fam)
+    head = ["commit", "machine", *(k.replace("|", " ") for k in keys)]
+    rows = []
+    machines = sorted({m for (_, m) in data})
+    for m in machines:
+        cols = [data.get((k, m), {}) for k in keys]
+        mids = [statistics.median(c.values()) if c else None for c in cols]
+        for c in commit_order(runs):
+            if any(c["commit"] in col for col in cols):
+                rows.append([c["commit"][:7], m, *("-" if c["commit"] not in col else
+                                                  f"{col[c['commit']] / mid:.2f}"
+                                                  for col, mid in zip(cols, mids))])
+    return "\n".join(["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+                      *("| " + " | ".join(r) + " |" for r in rows)])
+
+
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--history-dir", default=str(DEFAULT_DIR),
                     help="the runs' folder (default benchmarks/history)")
@@ -248,10 +270,16 @@ def main(argv=None) -> int:
     p = sub.add_parser("plot", help="throughput per commit, PNG")
     add_arguments(p)
     p.add_argument("--out", default="docs/bench_history.png")
+    t = sub.add_parser("table", help="chosen figures per commit, over their medians")
+    add_arguments(t)
+    t.add_argument("keys", nargs="+", help="figure keys, e.g. 'fun_and_grad|ref|float64'")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "compare":
             return run_compare(args.history_dir, args.baseline, args.threshold, args.raw)
+        if args.cmd == "table":
+            print(format_history(load_runs(args.history_dir), args.keys, raw=args.raw))
+            return 0
         print(f"wrote {plot(load_runs(args.history_dir), args.out, raw=args.raw)}")
         return 0
     except ValueError as e:
