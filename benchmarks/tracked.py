@@ -61,6 +61,8 @@ CHUNK = 128  # the kernels' default chunk (rows per product)
 #: Work of one calibration call: gemm flops per chunk shape, bytes read, multiply-adds.
 CALIBRATION_WORK = dict(gemm=200_000_000, read=1 << 27, scalar=80_000_000)
 SCHEMA = 1
+#: This file's hash, read when it is imported (the code that runs, even if the file changes).
+RUNNER = hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:10]
 
 
 def _say(msg: str) -> None:
@@ -554,7 +556,7 @@ def run(profile_name: str, rounds: int | None = None) -> dict:
             "seconds": round(time.perf_counter() - t_start, 1),
             "load": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
             "machine": fingerprint(threads), **commit_info(), "calibration": cal, "figures": figures,
-            "runner": hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:10]}
+            "runner": RUNNER}
 
 
 def save(record: dict, out: Path) -> Path:
