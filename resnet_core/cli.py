@@ -7,7 +7,8 @@
   the verdict: 0 an eps-SOPSP, 1 not an eps-SOPSP, 2 inconclusive (``lambda_min`` within
   its accuracy of the threshold), 3 unusable input (a bad file, bad values, a usage error),
   with one line on stderr.
-- ``bench``: the NumPy / PyTorch / JAX comparison table (:mod:`resnet_core.bench.compare`).
+- ``bench``: the NumPy / PyTorch / JAX comparison table (:mod:`resnet_core.bench.compare`);
+  ``bench --history``: the tracked throughput per commit (:mod:`resnet_core.bench.history`).
 
 The work is done elsewhere: the core (``certify``), the reproduction of the paper
 (:mod:`resnet_core.reproduce`), the benchmarks (:mod:`resnet_core.bench`); this module
@@ -128,8 +129,15 @@ def main(argv=None) -> int:
                    help="compare with min F_lin over ||w|| <= R (Theorem 3) instead of inf F_lin")
     p.add_argument("--json", action="store_true",
                    help="print the report as JSON, with the problem under \"problem\"")
-    p = sub.add_parser("bench", help="the NumPy / PyTorch / JAX comparison table")
+    p = sub.add_parser("bench", help="the NumPy / PyTorch / JAX comparison table; with "
+                       "--history, the plot of the tracked throughput per commit")
     compare.add_arguments(p)
+    p.add_argument("--history", action="store_true",
+                   help="plot benchmarks/history (throughput per commit, one panel per "
+                        "family) instead of running the comparison")
+    p.add_argument("--history-dir", default="benchmarks/history", help=argparse.SUPPRESS)
+    p.add_argument("--out", default="docs/bench_history.png",
+                   help="the plot's PNG with --history (default docs/bench_history.png)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         from .reproduce.demo import run_demo
@@ -139,4 +147,8 @@ def main(argv=None) -> int:
     if args.command == "certify":
         return _certify(args.data, args.eps, args.mu2, args.mu2_ball, args.baseline_radius,
                         args.json)
+    if args.history:
+        from .bench import history
+
+        return history.main(["plot", "--history-dir", args.history_dir, "--out", args.out])
     return compare.bench(args)

@@ -56,6 +56,24 @@ def check_agreement(name, ours, theirs, x, p) -> None:
         raise SystemExit(f"{name} disagrees with resnet-core beyond {AGREE}: {bad}")
 
 
+class LiveRows(list):
+    """The table's rows, each printed to stderr (flushed) with the run's elapsed time as
+    soon as it is appended: a full run takes minutes, stdout holds the table at the end."""
+
+    start = time.perf_counter()
+
+    def append(self, row) -> None:
+        super().append(row)
+        work, impl, t = row
+        print(f"[row {len(self):2d}, {time.perf_counter() - LiveRows.start:5.0f} s] {work} | "
+              f"{impl} | {t * 1e3:.3g} ms", file=sys.stderr, flush=True)
+
+    def __iadd__(self, rows):
+        for row in rows:
+            self.append(row)
+        return self
+
+
 class _Ours:
     """resnet-core behind the frameworks' ``value_and_grad`` / ``hessp`` interface."""
 
@@ -76,7 +94,7 @@ def run_objectives(n: int, d: int, widths, repeat: int) -> list[tuple[str, str, 
     X, y = fw.make_data(n, d, seed=0)
     x = fw.init_params(d, widths, seed=1)
     rng = np.random.default_rng(2)
-    rows = []
+    rows = LiveRows()
 
     # -- full objective: value + gradient, Hessian-vector product ----------------------
     obj = rc.Objective(X, y, loss="logistic", widths=widths, activation="tanh")
@@ -151,7 +169,7 @@ def run_optimisers(repeat: int, quick: bool) -> list[tuple[str, str, float]]:
     # in every implementation, as the JAX loop cannot stop early)
     k = dict(eta=0.1, r=0.01, g_thres=1e-3, f_thres=1e-4, t_thres=10**9)
     obj, z0 = rc.theory.example1(eps)
-    rows = []
+    rows = LiveRows()
 
     def ours_one():
         return rc.perturbed_gd(obj, z0, eps=1e-3, ell=1.0, rho=1.0, max_iter=n1, seed=0,
@@ -201,8 +219,9 @@ def run_step_costs(n: int, d: int, widths, repeat: int,
     obj = rc.Objective(X, y, loss="logistic", widths=widths, activation="tanh")
     x = obj.init(0)
     nxt = alternating(x)
-    rows = [("one PGD iteration (all parameters)", "resnet-core fun_and_grad",
-             median_time(lambda: obj.fun_and_grad(nxt()), repeat=repeat))]
+    rows = LiveRows()
+    rows.append(("one PGD iteration (all parameters)", "resnet-core fun_and_grad",
+                 median_time(lambda: obj.fun_and_grad(nxt()), repeat=repeat)))
     steps = 4
     res = [None]
 
@@ -344,9 +363,11 @@ def bench(args: argparse.Namespace) -> int:
         if missing:
             print(f"# not installed: {', '.join(missing)} (pip install "
                   "'resnet-core[compare]'): no rows for them")
-    rows = run_objectives(n, d, widths, args.repeat)
-    rows += run_step_costs(n, d, widths, args.repeat, args.quick)
-    rows += run_optimisers(args.repeat, args.quick)
+    sys.stdout.flush()  # the header before the rows' progress lines on stderr
+    LiveRows.start = time.perf_counter()
+    rows = [*run_objectives(n, d, widths, args.repeat),
+            *run_step_costs(n, d, widths, args.repeat, args.quick),
+            *run_optimisers(args.repeat, args.quick)]
     fields = describe(problem=problem)
     if args.readme:
         minutes = (time.perf_counter() - t0) / 60
