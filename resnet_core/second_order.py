@@ -363,7 +363,9 @@ class _Run:
             m = self.model(z)
             lam = LambdaMin(m.lam, m.error, "structured" if self.reduced else "lanczos",
                             bool(np.isfinite(m.lam)))
-            curvature_ok = _curvature_verdict(lam, self.threshold)
+            # the optimiser's own test: below the threshold is negative curvature to follow
+            # (whatever mu2's source), so the same threshold decides both ways
+            curvature_ok = _curvature_verdict(lam, self.threshold, self.threshold)
             negative = curvature_ok is False
             stop = (0 if m.grad_norm <= self.eps and curvature_ok else
                     4 if m.grad_norm <= self.eps and curvature_ok is None else
