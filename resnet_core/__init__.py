@@ -14,6 +14,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from . import lipschitz, studies, theory  # noqa: E402
+from .build import build_info
 from .certify import BaselineWarning, LambdaMin, SOPSPReport, check_sopsp, reduced_hessian
 from .features import ACTIVATIONS, MLPLayout
 from .linear import LinearBaselineResult, linear_baseline
@@ -45,6 +46,7 @@ __all__ = [
     "Spectrum",
     "SufficientStats",
     "TraceEstimate",
+    "build_info",
     "check_sopsp",
     "estimate_ell_rho",
     "get_loss",
