@@ -14,7 +14,8 @@ def _level_name(level: int) -> str:
     return LEVEL_NAMES.get(level, platform.machine() or "unknown")
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``, else what ``platform`` knows)."""
     try:
         with open("/proc/cpuinfo") as fh:
             for line in fh:
@@ -46,5 +47,5 @@ def build_info() -> dict:
     how = (f"portable, loops dispatched at run time to {run}" if raw["dispatch"]
            else f"-march={march}" if march else "portable, no run-time dispatch")
     return {"compile_args": raw["compile_args"], "march": march, "build_level": build,
-            "dispatch": raw["dispatch"], "runtime_level": run, "cpu": _cpu_model(),
+            "dispatch": raw["dispatch"], "runtime_level": run, "cpu": cpu_model(),
             "summary": f"kernels built for {build} ({how}), running {run}"}

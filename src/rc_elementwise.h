@@ -59,6 +59,7 @@ enum {
 #endif
 
 #define RC_INLINE static inline __attribute__((always_inline))
+#define RC_STATIC static __attribute__((unused))
 
 /* The x86-64 level this translation unit was compiled for (0: not x86-64). */
 static inline int rc_build_level(void)

@@ -87,7 +87,7 @@ RC_ACT_FUNCS(rc_sigmoid)
 RC_ACT_FUNCS(rc_softplus)
 RC_ACT_FUNCS(rc_identity)
 
-RC_CLONES static void RC_NAME(rc_act)(int code, T* restrict Z, T* restrict D1,
+RC_CLONES RC_STATIC void RC_NAME(rc_act)(int code, T* restrict Z, T* restrict D1,
                                       T* restrict D2, ptrdiff_t n)
 {
     switch (code) {
@@ -129,7 +129,7 @@ RC_LOSS_BLOCK_FUNC(rc_squared)
 RC_LOSS_BLOCK_FUNC(rc_logistic)
 RC_LOSS_BLOCK_FUNC(rc_smoothed_hinge)
 
-RC_CLONES static double RC_NAME(rc_loss)(int code, ptrdiff_t n, const T* restrict p,
+RC_CLONES RC_STATIC double RC_NAME(rc_loss)(int code, ptrdiff_t n, const T* restrict p,
                                          const T* restrict y, const T* restrict s,
                                          T* restrict r, T* restrict q, T* restrict l)
 {
@@ -152,20 +152,20 @@ RC_CLONES static double RC_NAME(rc_loss)(int code, ptrdiff_t n, const T* restric
     return val;
 }
 
-RC_CLONES static void RC_NAME(rc_mul)(ptrdiff_t n, const T* restrict a, const T* restrict b,
+RC_CLONES RC_STATIC void RC_NAME(rc_mul)(ptrdiff_t n, const T* restrict a, const T* restrict b,
                                       T* restrict out)
 {
     for (ptrdiff_t i = 0; i < n; i++)
         out[i] = a[i] * b[i];
 }
 
-RC_CLONES static void RC_NAME(rc_scale)(ptrdiff_t n, T* restrict g, const T* restrict d)
+RC_CLONES RC_STATIC void RC_NAME(rc_scale)(ptrdiff_t n, T* restrict g, const T* restrict d)
 {
     for (ptrdiff_t i = 0; i < n; i++)
         g[i] = g[i] * d[i];
 }
 
-RC_CLONES static void RC_NAME(rc_rdelta)(ptrdiff_t n, T* restrict RG, T* restrict G,
+RC_CLONES RC_STATIC void RC_NAME(rc_rdelta)(ptrdiff_t n, T* restrict RG, T* restrict G,
                                          const T* restrict D1, const T* restrict D2,
                                          const T* restrict RZ)
 {
@@ -185,7 +185,7 @@ RC_INLINE void RC_NAME(rc_exp_inplace)(ptrdiff_t n, double* restrict e)
  * the labels as floats): Q = softmax(P), R_i = s_i (Q_i - e_{y_i}), l; returns
  * sum_i s_i l_i.  e_ij = exp(P_ij - max_j P_ij) in (0, 1] (no overflow) over the whole block
  * at once, then the row sums in order. */
-RC_CLONES static double RC_NAME(rc_softmax_ce)(ptrdiff_t m, ptrdiff_t c, const T* restrict P,
+RC_CLONES RC_STATIC double RC_NAME(rc_softmax_ce)(ptrdiff_t m, ptrdiff_t c, const T* restrict P,
                                                const T* restrict y, const T* restrict s,
                                                T* restrict Q, T* restrict R, T* restrict l,
                                                double* restrict e)
