@@ -4,7 +4,7 @@ d = 64, widths (64, 64), logistic) on several builds of the kernels, in alternat
 Each CHECKOUT is a source tree whose kernels were built in place (for example
 ``RESNET_CORE_MARCH=x86-64-v3 python setup.py build_ext --inplace`` in a copy of the
 repository).  For each round and each build, one fresh process times, as medians of
-``--repeat`` calls, ``fun_and_grad`` with tanh and with relu, in float64 and float32, and a
+``--repeat`` calls at fresh points, ``fun_and_grad`` with tanh and with relu, in float64 and float32, and a
 full ``hessp`` (tanh, float64); the table gives each build's median over the rounds and the
 ratios the issues track: tanh / relu, float64 / float32 time (the float32 speed-up), and each
 build against the first.  Every build states its level (``resnet_core.build_info()``).
@@ -30,11 +30,13 @@ n, d, widths = REFERENCE["n"], REFERENCE["d"], REFERENCE["widths"]
 repeat = int(sys.argv[1])
 X, y = make_data(n, d, seed=0)
 
-def med(fn):
-    fn()
+def med(fn, z):
+    # a fresh point per call (the objective caches its last point)
+    zs = [z + 1e-9 * (k + 1) for k in range(repeat + 1)]
+    fn(zs[0])
     ts = []
-    for _ in range(repeat):
-        t0 = time.perf_counter(); fn(); ts.append(time.perf_counter() - t0)
+    for zk in zs[1:]:
+        t0 = time.perf_counter(); fn(zk); ts.append(time.perf_counter() - t0)
     return float(np.median(ts))
 
 out = {"build": rc.build_info()["summary"] if hasattr(rc, "build_info")
@@ -44,10 +46,10 @@ for dtype in ("float64", "float32"):
     for act in ("tanh", "relu"):
         obj = rc.Objective(Xd, yd, loss="logistic", widths=widths, activation=act)
         z = obj.init(0)
-        out[f"fun_and_grad {act} {dtype}"] = med(lambda: obj.fun_and_grad(z))
+        out[f"fun_and_grad {act} {dtype}"] = med(obj.fun_and_grad, z)
         if act == "tanh" and dtype == "float64":
             v = np.random.default_rng(1).standard_normal(z.size)
-            out["hessp tanh float64"] = med(lambda: obj.hessp(z, v))
+            out["hessp tanh float64"] = med(lambda zk: obj.hessp(zk, v), z)
 print(json.dumps(out))
 """
 
