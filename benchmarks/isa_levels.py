@@ -1,5 +1,6 @@
-"""``python benchmarks/isa_levels.py NAME=CHECKOUT ...``: the reference problem (n = 200000,
-d = 64, widths (64, 64), logistic) on several builds of the kernels, in alternating blocks.
+"""``python benchmarks/isa_levels.py NAME=CHECKOUT ...``: the reference problem
+(n = 200000, d = 64, widths (64, 64), logistic) on several builds of the kernels, in
+alternating blocks.
 
 Each CHECKOUT is a source tree whose kernels were built in place (for example
 ``RESNET_CORE_MARCH=x86-64-v3 python setup.py build_ext --inplace`` in a copy of the
@@ -78,12 +79,13 @@ def main(argv=None) -> int:
            for name, rs in runs.items()}
     for name in builds:
         m = med[name]
+        fg = {(act, dt): m[f"fun_and_grad {act} {dt}"] for act in ("tanh", "relu")
+              for dt in ("float64", "float32")}
         print(f"{name}: {runs[name][0]['build']}")
         print("  " + ", ".join(f"{k} {1e3 * v:.0f} ms" for k, v in m.items()))
-        print(f"  tanh / relu: float64 {m['fun_and_grad tanh float64'] / m['fun_and_grad relu float64']:.2f}x, "
-              f"float32 {m['fun_and_grad tanh float32'] / m['fun_and_grad relu float32']:.2f}x; "
-              f"float32 speed-up (tanh) "
-              f"{m['fun_and_grad tanh float64'] / m['fun_and_grad tanh float32']:.2f}x")
+        print(f"  tanh / relu: float64 {fg['tanh', 'float64'] / fg['relu', 'float64']:.2f}x, "
+              f"float32 {fg['tanh', 'float32'] / fg['relu', 'float32']:.2f}x; "
+              f"float32 speed-up (tanh) {fg['tanh', 'float64'] / fg['tanh', 'float32']:.2f}x")
         if name != first:
             print(f"  time / {first}: " + ", ".join(
                 f"{k} {m[k] / med[first][k]:.2f}x" for k in keys))
