@@ -5,10 +5,10 @@ alternating blocks.
 Each CHECKOUT is a source tree whose kernels were built in place (for example
 ``RESNET_CORE_MARCH=x86-64-v3 python setup.py build_ext --inplace`` in a copy of the
 repository).  For each round and each build, one fresh process times, as medians of
-``--repeat`` calls at fresh points, ``fun_and_grad`` with tanh and with relu, in float64 and float32, and a
-full ``hessp`` (tanh, float64); the table gives each build's median over the rounds and the
-ratios the issues track: tanh / relu, float64 / float32 time (the float32 speed-up), and each
-build against the first.  Every build states its level (``resnet_core.build_info()``).
+``--repeat`` calls at fresh points, ``fun_and_grad`` with tanh and with relu, in float64
+and float32, and a full ``hessp`` (tanh, float64); the table gives each build's median over
+the rounds and the ratios the issues track: tanh / relu, float64 / float32 time (the float32
+speed-up), and each build against the first.  Every build states its level (``resnet_core.build_info()``).
 """
 
 from __future__ import annotations
