@@ -8,7 +8,8 @@ repository).  For each round and each build, one fresh process times, as medians
 ``--repeat`` calls at fresh points, ``fun_and_grad`` with tanh and with relu, in float64
 and float32, and a full ``hessp`` (tanh, float64); the table gives each build's median over
 the rounds and the ratios the issues track: tanh / relu, float64 / float32 time (the float32
-speed-up), and each build against the first.  Every build states its level (``resnet_core.build_info()``).
+speed-up), and each build against the first.  Every build states its level
+(``resnet_core.build_info()``).
 """
 
 from __future__ import annotations
