@@ -188,15 +188,18 @@ cdef void _hess_apply(VJob* job, Py_ssize_t m, Py_ssize_t row0, floating* RP) no
 
 
 cdef void _add_col_sums(const floating* M, Py_ssize_t m, Py_ssize_t c, floating* out,
-                        Py_ssize_t stride) noexcept nogil:
-    """out[j * stride] += sum_i M[i, j] (the constant feature's column of a c x k sum)."""
+                        Py_ssize_t stride, double* acc) noexcept nogil:
+    """out[j * stride] += sum_i M[i, j] (the constant feature's column of a c x k sum),
+    each column summed in row order in acc[j] (c doubles of scratch): rows outer, so the
+    loop over a row's c entries vectorises."""
     cdef Py_ssize_t i, j
-    cdef double acc
     for j in range(c):
-        acc = 0
-        for i in range(m):
-            acc += M[i * c + j]
-        out[j * stride] += <floating> acc
+        acc[j] = 0
+    for i in range(m):
+        for j in range(c):
+            acc[j] += M[i * c + j]
+    for j in range(c):
+        out[j * stride] += <floating> acc[j]
 
 
 cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogil:
@@ -300,7 +303,7 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
             gemm_rm(True, False, c, d, m, 1, Rc, c, Xc, d, 1, vx, d)
             gemm_rm(True, False, c, kf, m, 1, Rc, c, Phic, kf, 1, vp, k)
             if cf:
-                _add_col_sums(Rc, m, c, vp + kf, k)
+                _add_col_sums(Rc, m, c, vp + kf, k, e)
             if job.need_theta and L > 0:
                 # G = R A[:, :kf] (m x kf)
                 gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G, kf)
@@ -316,8 +319,8 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
         gemm_rm(True, False, c, kf, m, 1, RP, c, Phic, kf, 1, vp, k)
         gemm_rm(True, False, c, kf, m, 1, Rc, c, Phic, kf, 1, gslot, k)
         if cf:
-            _add_col_sums(RP, m, c, vp + kf, k)
-            _add_col_sums(Rc, m, c, gslot + kf, k)
+            _add_col_sums(RP, m, c, vp + kf, k, e)
+            _add_col_sums(Rc, m, c, gslot + kf, k, e)
         if hvp_theta and L > 0:
             gemm_rm(True, False, c, kf, m, 1, Rc, c, RH[L - 1], kf, 1, vp, k)
             # G = R A, RG = RR A + R dA (A, dA restricted to the MLP's outputs)
