@@ -13,7 +13,9 @@ import os
 # are imported; a value the user set is kept.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from . import lipschitz, studies, theory  # noqa: E402
+from . import lipschitz, second_order, studies, theory  # noqa: E402
+from ._guards import DataChangedError
+from ._validation import TooLargeError
 from .build import build_info
 from .certify import BaselineWarning, LambdaMin, SOPSPReport, check_sopsp, reduced_hessian
 from .features import ACTIVATIONS, MLPLayout
@@ -23,6 +25,8 @@ from .objective import FeatureObjective, Objective
 from .state import PointState, SufficientStats
 from .optim import estimate_ell_rho, gradient_descent, perturbed_gd, projected_sgd
 from .pointfile import PointFileError, load_point, save_point
+from .saddles import StationaryPoint, theorem2_stationary_point
+from .second_order import find_sopsp
 from .separability import Separability, linear_separability
 from .spectrum import (SpectralDensity, Spectrum, TraceEstimate, hessian_spectrum,
                        hessian_trace, spectral_density)
@@ -32,6 +36,7 @@ __all__ = [
     "BUILTIN_LOSSES",
     "BaselineWarning",
     "CustomLoss",
+    "DataChangedError",
     "FeatureObjective",
     "LambdaMin",
     "LinearBaselineResult",
@@ -44,11 +49,14 @@ __all__ = [
     "Separability",
     "SpectralDensity",
     "Spectrum",
+    "StationaryPoint",
     "SufficientStats",
+    "TooLargeError",
     "TraceEstimate",
     "build_info",
     "check_sopsp",
     "estimate_ell_rho",
+    "find_sopsp",
     "get_loss",
     "gradient_descent",
     "hessian_spectrum",
@@ -61,8 +69,10 @@ __all__ = [
     "projected_sgd",
     "reduced_hessian",
     "save_point",
+    "second_order",
     "spectral_density",
     "studies",
+    "theorem2_stationary_point",
     "theory",
 ]
 

@@ -34,14 +34,21 @@ class LinearBaselineResult(OptimizeResult):
         The returned predictor (``x`` is an alias, as in scipy): shape (d,), or (c, d) for
         ``c`` outputs (norms are then Frobenius norms).
     fun : float
-        ``F_lin(w)`` at the returned ``w``.
+        ``F_lin(w)`` at the returned ``w``, evaluated accurately (float64 margins and losses,
+        correctly rounded sums).
+    fun_error : float
+        A bound of ``|fun - F_lin(w)|`` (exact ``F_lin`` at the returned ``w``): the
+        rounding of the margins, the losses and the sums, so ``fun`` is never below the
+        true minimum by more than ``fun_error``; ``nan`` for a user-defined loss (its
+        curvature unknown) and, for now, for ``c`` outputs.
     infimum : float
         ``inf F_lin`` over ``R^d`` (or the minimum over the ball with a radius).
     attained : bool or None
         Whether some finite ``w`` reaches the infimum (``fun == infimum`` up to rounding);
-        None when the linear program was skipped (too large) and Newton's method converged
-        without separating the data: ``infimum`` is then right, whether a minimiser exists
-        is not decided.
+        None when the separability could not be decided (Newton's run neither separated the
+        data nor proved overlap by its minimiser, and the linear program was skipped: too
+        large, or the data not in memory): ``infimum`` is then right, whether a minimiser
+        exists is not decided.
     converged, success : bool
         Whether ``infimum`` is known to the solver's precision.
     direction : ndarray or None
@@ -63,11 +70,53 @@ class LinearBaselineResult(OptimizeResult):
     """
 
 
+class Separated(Exception):
+    """Raised by :class:`Watched` at the first point whose margins are all positive."""
+
+    def __init__(self, z, smallest):
+        super().__init__("separated")
+        self.z, self.smallest = z, smallest
+
+
+class Watched:
+    """The passes, with every point Newton's method evaluates (trial or accepted) checked
+    for complete separation: ``passes.separation(z)``, positive only when every margin of
+    a sample of positive weight is (pairs ``(w_{y_i} - w_j)^T x_i`` for classes), proves
+    the data separable whatever a linear program would say."""
+
+    convex = True
+
+    def __init__(self, passes):
+        self.passes = passes
+        self.gram_steps = getattr(passes, "gram_steps", False)
+        self.calls = 0  # points evaluated (data passes of the run)
+
+    def _check(self, z):
+        smallest = self.passes.separation(z)
+        if smallest > 0:
+            raise Separated(z, smallest)
+
+    def value(self, z):
+        self.calls += 1
+        value = self.passes.value(z)
+        self._check(z)
+        return value
+
+    def full(self, z):
+        self.calls += 1
+        if not self.gram_steps:  # a separate pass: before the (costlier) model
+            self._check(z)
+            return self.passes.full(z)
+        model = self.passes.full(z)  # the Gram pass has the margins: after it
+        self._check(z)
+        return model
+
+
 def minimise(passes, d, tol, eps, max_iter, loss_name):
     """Unconstrained minimum of an attained problem by trust-region Newton from 0."""
-    F0 = passes.value(np.zeros(d))
     res = trust_region_newton(passes.full, passes.value, np.zeros(d), tol=tol,
-                              max_iter=max_iter, F_floor=eps * abs(F0))
+                              max_iter=max_iter, floor_rel=eps,
+                              trial_full=getattr(passes, "gram_steps", False))
     # A user-defined loss may not be convex: then all Newton's method can promise is a
     # stationary point.
     what = ("minimum attained" if passes.convex else
@@ -109,7 +158,8 @@ def ball_minimum(passes, d, R, tol, eps, max_iter) -> _BallSolution:
                      else np.zeros(d))
             pen = passes.penalised(lam)
             solves[lam] = trust_region_newton(pen.full, pen.value, start, tol=tol,
-                                              max_iter=max_iter, F_floor=eps * abs(F0))
+                                              max_iter=max_iter, F_floor=eps * abs(F0),
+                                              trial_full=getattr(pen, "gram_steps", False))
         return solves[lam]
 
     def phi(log_lam):

@@ -126,6 +126,7 @@ class SOPSPReport:
     mu2_source: str = "not given"
     mu2_region: dict | None = None
     mu2_needed: float | None = None
+    mu2_upper: float | None = None
     curvature_tol: float | None = None
     w_norm: float = 0.0
     V_norm: float | None = None
@@ -136,6 +137,11 @@ class SOPSPReport:
     theorem1_holds: bool | None = None
     theorem2_lhs: float | None = None
     theorem2_holds: bool | None = None
+    theorem3_bound: float | None = None
+    theorem3_inputs: dict | None = None
+    theorem3_applies: bool | None = None
+    theorem3_holds: bool | None = None
+    theorem3_note: str | None = None
     lanczos_residual: float | None = None
     n_outputs: int = 1
     G_norm: float | None = None
@@ -167,8 +173,11 @@ class SOPSPReport:
             return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT converged "
                                  f"({self.baseline_message})")
         if self.baseline_attained is None:
-            return ("inf F_lin", f"{self.F_lin_star:.6g}, whether attained is not decided "
-                                 f"({self.baseline_message})")
+            reasons = [line.split("not decided:", 1)[1].strip()
+                       for line in self.baseline_message.splitlines()
+                       if "not decided:" in line]
+            why = f" ({reasons[0]})" if reasons else ""
+            return ("inf F_lin", f"{self.F_lin_star:.6g}, whether attained is not decided{why}")
         if not self.baseline_attained:
             data = (self.baseline_separability or "separable").replace("_", "-")
             return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT attained ({data} data: by "
@@ -179,13 +188,10 @@ class SOPSPReport:
 
     def __str__(self) -> str:
         verdict = {True: "yes", False: "no", None: "inconclusive"}[self.is_sopsp]
-        if self.threshold is None:
-            curv = "curvature threshold unknown: mu2 not given"
-        else:
-            curv = f"curvature threshold {self.threshold:.4g}"
+        curv = self._verdict_reason()
         vec = self.n_outputs > 1
         rows = [
-            ("eps-SOPSP", f"{verdict} (eps = {self.eps:g}, {curv})"),
+            ("eps-SOPSP", f"{verdict} (eps = {self.eps:g}: {curv})"),
             ("||grad_(W,V) F||" if vec else "||grad_(w,V) F||", f"{self.grad_norm:.6g}  ({'<=' if self.gradient_ok else '>'}"
                                  f" eps)"),
             ("lambda_min", f"{self.lambda_min:.6g} +- {self.lambda_min_error:.2g} "
@@ -196,12 +202,18 @@ class SOPSPReport:
             rows.append(("mu2", f"none: curvature_tol {self.curvature_tol:g} given"))
         elif self.mu2 is not None:
             where = f" on {self.mu2_region['description']}" if self.mu2_region else ""
-            rows.append(("mu2", f"{self.mu2:.6g} ({self.mu2_source}{where})"))
+            if self.mu2_source == "estimated (sampled)":
+                up = ("no proven upper bound" if self.mu2_upper is None else
+                      f"proven upper bound {self.mu2_upper:.6g}")
+                rows.append(("mu2", f"{self.mu2:.6g} (sampled lower estimate{where}; {up})"))
+            else:
+                rows.append(("mu2", f"{self.mu2:.6g} ({self.mu2_source}{where})"))
         else:
-            need = ("" if self.mu2_needed is None else
-                    f"; the curvature test holds for mu2 >= about {self.mu2_needed:.4g} "
-                    "(lambda_min^2 / eps, to lambda_min's accuracy)")
-            rows.append(("mu2", f"not given{need}"))
+            rows.append(("mu2", "not given"))
+        if self.mu2_needed is not None:
+            rows.append(("mu2 deciding", f"the curvature test holds for mu2 >= about "
+                                         f"{self.mu2_needed:.4g} (lambda_min^2 / eps, to "
+                                         "lambda_min's accuracy)"))
         rows += [
             ("F(W, V, theta)" if vec else "F(w, V, theta)",
              f"{self.F:.6g} +- {self.F_se:.2g} (s.e.)"),
@@ -225,6 +237,7 @@ class SOPSPReport:
                                               f"{'holds' if self.theorem2_holds else 'FAILS'}"))
         if self.theorem2_note is not None:
             rows.append(("Theorem 2", self.theorem2_note))
+        rows.append(self._theorem3_row())
         rows.append(("samples / dimension", f"{self.n_samples} / {self.dim}"
                                             + (f" (c = {self.n_outputs} outputs)" if vec else "")))
         rows.append(("time", ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in self.timings.items())))
@@ -232,42 +245,104 @@ class SOPSPReport:
         return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+    def _verdict_reason(self) -> str:
+        """Why the verdict is what it is, in one clause."""
+        if not self.gradient_ok:
+            return "the gradient norm exceeds eps"
+        t = "" if self.threshold is None else f"{self.threshold:.4g}"
+        if self.curvature_ok is True:
+            return ("lambda_min >= 0, so for every mu2" if not t else
+                    f"lambda_min >= the curvature threshold {t}")
+        if self.curvature_ok is False:
+            if self.mu2_source in ("given", "curvature_tol given"):
+                return f"lambda_min < the curvature threshold {t}"
+            up = -float(np.sqrt(self.mu2_upper * self.eps))
+            return f"lambda_min < the threshold {up:.4g} of the proven mu2 {self.mu2_upper:.4g}"
+        if not self.lambda_min_converged:
+            return "lambda_min did not converge"
+        if self.mu2_source == "not given":
+            return "lambda_min < 0 and mu2 not given"
+        if self.mu2_source == "estimated (sampled)":
+            return f"lambda_min < the threshold {t} of a sampled mu2, which decides only True"
+        return f"lambda_min within its accuracy of the threshold {t}"
+
+    def _theorem3_row(self):
+        if self.theorem3_bound is None:
+            return ("Theorem 3", f"not evaluated: {self.theorem3_note}")
+        i = self.theorem3_inputs
+        what = (f"F - min_(||w|| <= r) F_lin <= (eps + eps^(1/4)) poly = "
+                f"{self.theorem3_bound:.6g} (poly {i['poly']:.4g}; b = {i['b']:.4g}, "
+                f"r = {i['r']:.4g}, mu0 = {i['mu0']:.4g}, mu1 = {i['mu1']:.4g}, "
+                f"mu2 = {i['mu2']:.4g})")
+        if self.theorem3_holds is None:
+            return ("Theorem 3", f"{what}: does not apply ({self.theorem3_note})")
+        return ("Theorem 3", f"{what}: {'holds' if self.theorem3_holds else 'FAILS'}")
+
+
 class BaselineWarning(RuntimeWarning):
     """The best linear predictor a certificate compares with did not converge."""
 
 
 def _curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol) -> dict:
-    """The threshold ``-sqrt(mu2 eps)`` (or ``-curvature_tol``) and where ``mu2`` came from."""
+    """The threshold ``-sqrt(mu2 eps)`` (or ``-curvature_tol``), where ``mu2`` came from, and
+    the threshold below which ``lambda_min`` proves "not an eps-SOPSP" (``false_threshold``):
+    the same for a given or proven ``mu2``; for a sampled one (a lower estimate) the one of
+    a proven upper bound ``mu2_upper`` when there is one, else none (False is never decided
+    from a sample)."""
     given = sum(v is not None for v in (mu2, mu2_region, curvature_tol))
     if given > 1:
         raise ValueError("give at most one of mu2, mu2_region and curvature_tol")
     if mu2 is not None:
         if not (np.isfinite(mu2) and mu2 >= 0):
             raise ValueError(f"mu2 must be a non-negative finite number; got {mu2!r}")
-        return {"threshold": -float(np.sqrt(mu2 * eps)), "mu2": float(mu2), "mu2_source": "given"}
+        t = -float(np.sqrt(mu2 * eps))
+        return {"threshold": t, "false_threshold": t, "mu2": float(mu2), "mu2_source": "given",
+                "mu2_upper": float(mu2)}
     if curvature_tol is not None:
         if not (np.isfinite(curvature_tol) and curvature_tol >= 0):
             raise ValueError("curvature_tol must be a non-negative finite number; got "
                              f"{curvature_tol!r}")
-        return {"threshold": -float(curvature_tol), "curvature_tol": float(curvature_tol),
-                "mu2_source": "curvature_tol given"}
+        return {"threshold": -float(curvature_tol), "false_threshold": -float(curvature_tol),
+                "curvature_tol": float(curvature_tol), "mu2_source": "curvature_tol given"}
     if mu2_region is not None:
         if not isinstance(mu2_region, (Ball, Box)):
             raise TypeError("mu2_region must be a resnet_core.lipschitz.Ball or Box; got "
                             f"{type(mu2_region).__name__}")
         est = estimate_hessian_lipschitz(fo, mu2_region)
-        return {"threshold": -float(np.sqrt(est.mu2 * eps)), "mu2": est.mu2,
-                "mu2_source": est.source, "mu2_region": est.to_dict()["region"]}
-    return {"threshold": None, "mu2_source": "not given"}
+        region = est.to_dict()["region"]
+        if est.rigorous:
+            t = -float(np.sqrt(est.mu2 * eps))
+            return {"threshold": t, "false_threshold": t, "mu2": est.mu2,
+                    "mu2_source": est.source, "mu2_region": region, "mu2_upper": est.mu2}
+        # the largest norm found, less the differences' measured error: a lower estimate
+        low = float(est.lower) * max(0.0, 1.0 - float(est.fd_rel_error))
+        up = est.upper
+        return {"threshold": -float(np.sqrt(low * eps)), "mu2": low, "mu2_source": est.source,
+                "mu2_region": region, "mu2_upper": up,
+                "false_threshold": None if up is None else -float(np.sqrt(up * eps))}
+    return {"threshold": None, "false_threshold": None, "mu2_source": "not given"}
 
 
-def _curvature_verdict(lam: LambdaMin, threshold) -> bool | None:
-    """True / False when ``lambda_min`` is beyond its error from the threshold, else None.
-    Without a threshold (``mu2`` unknown) only ``lambda_min >= 0`` decides (any ``mu2``)."""
+def _curvature_verdict(lam: LambdaMin, threshold, false_threshold=None) -> bool | None:
+    """True when ``lambda_min`` is beyond its error above ``threshold`` (``0`` without one:
+    then it holds for every ``mu2``), False when beyond its error below ``false_threshold``,
+    else None."""
     if not lam.converged or not np.isfinite(lam.value):
         return None
     if lam.value - lam.error >= (0.0 if threshold is None else threshold):
         return True
-    if threshold is not None and lam.value + lam.error < threshold:
+    if false_threshold is not None and lam.value + lam.error < false_threshold:
         return False
     return None
+
+
+def _decide(lam: LambdaMin, curvature: dict, eps: float, gradient_ok: bool) -> dict:
+    """The verdict fields of a report: ``curvature_ok``, ``is_sopsp`` (False as soon as one
+    test fails, True when both hold, else None) and ``mu2_needed = lambda_min^2 / eps``, the
+    ``mu2`` from which the curvature test holds, when it is undecided."""
+    curvature_ok = _curvature_verdict(lam, curvature["threshold"],
+                                      curvature.pop("false_threshold"))
+    is_sopsp = False if (not gradient_ok or curvature_ok is False) else curvature_ok
+    mu2_needed = (lam.value**2 / eps if curvature_ok is None and lam.value < 0 and eps > 0
+                  and "curvature_tol" not in curvature else None)
+    return {"curvature_ok": curvature_ok, "is_sopsp": is_sopsp, "mu2_needed": mu2_needed}

@@ -354,6 +354,15 @@ class _DaskData:
                           **kw)
 
 
+def _known_chunks(name: str, a) -> None:
+    """ValueError naming ``compute_chunk_sizes()`` when a dask array's chunk sizes (so its
+    shape) are unknown (NaN), e.g. after boolean indexing."""
+    if is_dask(a) and any(np.isnan(c) for sizes in a.chunks for c in sizes):
+        raise ValueError(f"{name} has unknown chunk sizes (shape {a.shape}, e.g. after boolean "
+                         f"indexing); call {name}.compute_chunk_sizes() first, or "
+                         f"{name} = {name}.compute_chunk_sizes()")
+
+
 def prepare_dask(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None) -> _DaskData:
     """Check shapes and dtypes from the arrays' metadata, align the row chunks, and check
     the values in one pass of tasks (finite, labels, weights; the sum of the weights)."""
@@ -365,22 +374,24 @@ def prepare_dask(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None) ->
                          "in-memory data")
     if not is_dask(X):
         X = da.from_array(np.asarray(X))
+    _known_chunks("X", X)
     _check_meta("X", X, 2)
-    if any(np.isnan(c) for c in X.chunks[0]):
-        raise ValueError("X has unknown chunk sizes; call X.compute_chunk_sizes() first")
     n, d = X.shape
     if n == 0 or d == 0:
         raise ValueError(f"X must have at least one sample and one feature; got shape {X.shape}")
     X = X.rechunk({1: -1})
     rows = X.chunks[0]
+    _known_chunks("y", y)
     _check_meta("y", y, 1, (n,))
     y = _align(y, rows)
     if Phi is not None:
+        _known_chunks("Phi", Phi)
         _check_meta("Phi", Phi, 2, (n, None))
         _check_feature_columns(Phi)
         Phi = _align(Phi, rows)
     w = None
     if sample_weight is not None:
+        _known_chunks("sample_weight", sample_weight)
         _check_meta("sample_weight", sample_weight, 1, (n,))
         w = _align(sample_weight, rows)
     parts = _delayed_blocks(X, y, w, Phi)

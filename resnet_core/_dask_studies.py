@@ -31,8 +31,4 @@ def escape_on_dask(escape, study, objective, starts, seeds, runs_per_task, progr
                                                       seeds[idx], loop, kwargs))
     parts = (compute_with_progress(dask, tasks, "escape study") if progress
              else dask.compute(*tasks))
-    join = {name: np.concatenate([getattr(p, name) for p in parts])
-            for name in ("escape_iter", "final_F", "final_grad_norm", "final_lambda_min",
-                         "status", "n_perturbations", "nit", "x", "seeds")}
-    return study(**join, constants=parts[0].constants,
-                       compiled=all(p.compiled for p in parts))
+    return study.join(list(parts))

@@ -7,7 +7,7 @@ import numpy as np
 
 from ._sources import Data, check_features, is_dask, is_out_of_core, prepare_stream
 from ._targets import resolve_targets
-from ._validation import check_data, check_sample_weight
+from ._validation import check_data, given_weights, normalise_weights
 from .losses import BUILTIN_LOSSES
 
 
@@ -25,8 +25,9 @@ def prepare(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None, n_class
         if not dask_data:
             tg = resolve_targets(X, y, loss, n_classes)
             Phi = None if Phi is None else check_features(Phi, tg.X.shape[0], tg.X.dtype)
-            s = check_sample_weight(sample_weight, tg.X.shape[0], tg.X.dtype)
-            return Data("memory", tg.X, tg.y, s, Phi, tg.loss, c=tg.c)
+            given = given_weights(sample_weight, tg.X.shape[0])
+            s = normalise_weights(given, tg.X.shape[0], tg.X.dtype)
+            return Data("memory", tg.X, tg.y, s, Phi, tg.loss, c=tg.c, given_weight=given)
         if loss.vector or y.shape[1] != 1:
             raise NotImplementedError(
                 "c outputs (the cross_entropy loss, an (n, c) target) are not implemented on "
@@ -42,5 +43,6 @@ def prepare(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None, n_class
     if Phi is not None:
         Phi = check_features(Phi, X.shape[0], X.dtype)
     loss.check_labels(y)
-    s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-    return Data("memory", X, y, s, Phi, loss)
+    given = given_weights(sample_weight, X.shape[0])
+    s = normalise_weights(given, X.shape[0], X.dtype)
+    return Data("memory", X, y, s, Phi, loss, given_weight=given)

@@ -24,11 +24,14 @@ on it, the same way for every kind of engine.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import _kernels, _vkernels
+from ._guards import check_block, check_files, mapped_files
 from ._threads import blas_single_thread, resolve_n_threads
-from ._validation import check_chunk_size, resolve_dtype
+from ._validation import check_alloc, check_chunk_size, memory_limit, resolve_dtype
 from .losses import Loss
 
 LOSS_EXTERNAL = _kernels.LOSS_CODE_EXTERNAL
@@ -118,9 +121,15 @@ class Engine:
         if Phi is None:  # an MLP's features (dims), or none: the linear predictor's engine
             Phi = np.empty((self.n if dims is None else 0, 0), dtype=self.dtype)
         self.Phi = Phi
+        # what a pass re-checks (resnet_core._guards): mapped files, and rows on a NaN result
+        self._files = mapped_files(X=X, Phi=Phi, y=y, sample_weight=getattr(s, "w", s))
+        self._guarded = (("X", X), ("Phi", Phi), ("y", y), ("sample_weight", s))
         self.dims = np.asarray(dims if dims is not None else [self.d], dtype=np.intp)
         self.bias, self.act = int(bias), int(act)
         self.n_threads = resolve_n_threads(n_threads)
+        # the caller's weights before normalisation (what save_point stores: the objective
+        # rebuilt from them has exactly this s); None for uniform or unknown weights
+        self.given_weight = None
         self.max_workers = None  # threads a kernel call may use (None: one per slot)
         self.progress = False  # a tqdm bar over the blocks of a pass longer than a few seconds
         self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k,
@@ -141,7 +150,9 @@ class Engine:
     def _row_blocks(self, n: int, per_row: int):
         """Row ranges of one pass's kernel calls: Python sees Ctrl-C between two of them.
         The size depends on the model's shape and the kind of pass only (so do the
-        results): about ``BLOCK_WORK`` multiply-adds per block, a multiple of the chunk."""
+        results): about ``BLOCK_WORK`` multiply-adds per block, a multiple of the chunk.
+        A memory-mapped source is checked to still have its size first."""
+        check_files(self._files)
         rows = max(BLOCK_WORK // per_row, self.chunk)
         if self._block_bytes:
             rows = min(rows, max(self._block_bytes // (self.d * self.dtype.itemsize), 1))
@@ -190,12 +201,14 @@ class Engine:
                          dims=dims, bias=bias, act=act, feature_bias=feature_bias,
                          n_threads=self.n_threads, chunk_size=self.chunk)
         eng.progress = self.progress
+        eng.given_weight = self.given_weight if s is None else None
         return eng
 
     def map_rows(self, fn, point=None, rows: int | None = None) -> list:
         """``[fn(block) for each row block]`` in row order (:class:`Block`); with ``point =
         (w, a, theta)`` the block's engine has filled its own per-sample buffers there
         first (``block.engine.buf``).  ``rows``: rows per block (default: a pass's)."""
+        check_files(self._files)
         rows = rows or max(self._row_blocks(self.n, self._per_row)[0][1], 1)
         blocks = [(i0, min(i0 + rows, self.n)) for i0 in range(0, self.n, rows)]
         out = []
@@ -263,6 +276,7 @@ class Engine:
         cols = self.k if constant else self.k - self.feature_bias
         phi = np.empty((n if features else 0, cols), dtype=self.dtype)
         w, a, theta = self._vec(w), self._vec(a), self._vec(theta)
+        guarded = self._guarded if X is self.X else (("X", X), ("Phi", Phi))
         for i0, i1 in self._pass_blocks(n, self._per_row):
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
@@ -272,6 +286,7 @@ class Engine:
                                  p[i0:i1], phi[i0:i1] if features else phi, value_out, status,
                                  self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(guarded, i0, i1, p[i0:i1])
         return p, (phi if features else None)
 
     def value_grad(self, w, a, theta, buf: SampleBuffers, *, need_theta):
@@ -289,6 +304,7 @@ class Engine:
                                     vt, status, self.chunk, T,
                                     self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, vx, vp, vt)
             value += value_out.sum()
             for total, slots in zip(sums, (vx, vp, vt)):
                 total += slots.sum(axis=0)
@@ -311,6 +327,7 @@ class Engine:
                              *self._per_sample(buf, i0, i1), value_out, vx, vp, g, vt,
                              status, self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, vx, vp, g, vt)
             value += value_out.sum()
             for total, slots in zip(sums, (vx, vp, g, vt)):
                 total += slots.sum(axis=0)
@@ -321,6 +338,11 @@ class Engine:
         """``(F, E[l' x], E[l' phi], G = E[l'' z z^T])`` with ``z = [x, phi]``."""
         code = self._loss_code(w, a, theta, buf)
         T, D, w, a = self.n_threads, self.d + self.k, self._vec(w), self._vec(a)
+        size = self.dtype.itemsize * (T + 2)  # G, its slots per thread, the symmetrised copy
+        check_alloc(f"the Gram matrix of z = [x, phi] (d + k = {D}, n_threads = {T})",
+                    size * D * D, "use hessp without the statistics (it streams the data), "
+                    f"or fewer features: d + k = {math.isqrt(memory_limit() // size)} is the "
+                    "most that fits")
         value, sx, sp = 0.0, np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype)
         G = np.zeros((D, D), dtype=self.dtype)
         per_row = self._per_row + D * (D + 1) // 2  # the Gram's rank-one updates
@@ -333,6 +355,7 @@ class Engine:
                               *self._per_sample(buf, i0, i1), value_out, vx, vp, Gs, status,
                               self.chunk, T, self._workers(i1 - i0, per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, vx, vp, Gs)
             value += value_out.sum()
             sx += vx.sum(axis=0)
             sp += vp.sum(axis=0)
@@ -412,6 +435,7 @@ class VectorEngine(Engine):
         phi = np.empty((n if features else 0, cols), dtype=self.dtype)
         W, A = self._vec2(W, (self.c, self.d)), self._vec2(A, (self.c, self.k))
         theta = self._vec(theta)
+        guarded = self._guarded if X is self.X else (("X", X), ("Phi", Phi))
         for i0, i1 in self._row_blocks(n, self._per_row):
             value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
             with blas_single_thread():
@@ -420,6 +444,7 @@ class VectorEngine(Engine):
                                   P[i0:i1], phi[i0:i1] if features else phi, value_out,
                                   status, self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(guarded, i0, i1, P[i0:i1])
         return P, (phi if features else None)
 
     def value_grad(self, W, A, theta, buf: VectorBuffers, *, need_theta):
@@ -438,6 +463,7 @@ class VectorEngine(Engine):
                                      buf.l[i0:i1], value_out, *slots, status, self.chunk, T,
                                      self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, *slots)
             value += value_out.sum()
             for total, part in zip(sums, slots):
                 total += part.sum(axis=0)
@@ -461,6 +487,7 @@ class VectorEngine(Engine):
                               buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, *slots,
                               status, self.chunk, T, self._workers(i1 - i0, self._per_row))
             self._check(status)
+            check_block(self._guarded, i0, i1, value_out, *slots)
             value += value_out.sum()
             for total, part in zip(sums, slots):
                 total += part.sum(axis=0)
@@ -474,6 +501,7 @@ class VectorEngine(Engine):
                            Phi=Phi, dims=dims, bias=bias, act=act, feature_bias=feature_bias,
                            n_threads=self.n_threads, chunk_size=self.chunk)
         eng.progress = self.progress
+        eng.given_weight = self.given_weight if s is None else None
         return eng
 
     def map_rows(self, fn, point=None, rows=None):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._engine import Engine, VectorEngine
+from ._guards import check_files, mapped_files
 from ._validation import _FINITE_BLOCK, _shape_str, as_float_array, resolve_dtype
 
 # Most bytes of X one block of an out-of-core pass reads (the rest of a pass's memory is
@@ -145,17 +146,21 @@ class StreamEngine(Engine):
 class Data:
     """Validated data and the kind of engine they need (see the module notes)."""
 
-    def __init__(self, kind, X, y, s, Phi, loss, c: int = 1):
+    def __init__(self, kind, X, y, s, Phi, loss, c: int = 1, given_weight=None):
         self.kind, self.X, self.y, self.s, self.Phi, self.loss = kind, X, y, s, Phi, loss
+        self.given_weight = given_weight  # the caller's weights, validated (None: uniform)
         self.c = c  # outputs: c > 1 (or a vector loss) is held in memory, VectorEngine
         self.n, self.d = X.shape
         self.dtype = resolve_dtype(X)
 
     def engine(self, k: int, **kw) -> Engine:
         if self.loss.vector:
-            return VectorEngine(self.X, self.y, self.s, self.loss, k, self.c, Phi=self.Phi, **kw)
-        cls = StreamEngine if self.kind == "stream" else Engine
-        return cls(self.X, self.y, self.s, self.loss, k, Phi=self.Phi, **kw)
+            eng = VectorEngine(self.X, self.y, self.s, self.loss, k, self.c, Phi=self.Phi, **kw)
+        else:
+            cls = StreamEngine if self.kind == "stream" else Engine
+            eng = cls(self.X, self.y, self.s, self.loss, k, Phi=self.Phi, **kw)
+        eng.given_weight = self.given_weight
+        return eng
 
 
 def check_features(Phi, n: int, dtype) -> np.ndarray:
@@ -178,6 +183,7 @@ def _streamed(name, a, ndim, shape, *, rows=_FINITE_BLOCK):
         dtype = resolve_dtype(a)
         return as_float_array(name, a, ndim=ndim, dtype=dtype, shape=shape)
     _check_meta(name, a, ndim, shape)
+    check_files(mapped_files(**{name: a}))  # a truncated file: an error, not a SIGBUS
     for i0, i1 in _blocks(a.shape[0], rows):
         check_block(name, np.asarray(a[i0:i1]), i0)
     return a
@@ -206,4 +212,4 @@ def prepare_stream(X, y, loss, sample_weight, Phi) -> Data:
         w = _streamed("sample_weight", sample_weight, 1, (n,))
         parts = [weight_block_stats(np.asarray(w[i0:i1]), i0) for i0, i1 in _blocks(n)]
         s = Weights(w, n, dtype, *combine_weight_stats(parts))
-    return Data("stream", X, y, s, Phi, loss)
+    return Data("stream", X, y, s, Phi, loss, given_weight=s.w)

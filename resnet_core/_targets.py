@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import (as_float_array, check_data, check_finite, check_inputs, check_size,
-                          to_numpy)
+from ._validation import (as_float_array, check_alloc, check_data, check_finite, check_inputs,
+                          check_size, memory_limit, to_numpy)
 from .losses import BUILTIN_LOSSES, VECTOR_LOSSES, Loss, get_loss
 
 
@@ -99,8 +99,10 @@ def resolve_targets(X, y, loss, n_classes=None) -> Targets:
     if loss.name == "cross_entropy":
         y, found = _labels(y, n, dtype)
         c = _check_n_classes(n_classes, found)
-        check_size(f"the per-sample buffers for {c} classes", 3 * n * c * X.itemsize,
-                   "use fewer classes")
+        per_class = 3 * n * X.itemsize + 16 * X.shape[1]  # l, r, q per sample; W and its grad
+        check_alloc(f"the per-sample buffers and the point for n_classes = {c} (n = {n})",
+                    c * per_class, f"use fewer classes: n_classes = "
+                    f"{memory_limit() // per_class} is the most that fits")
         return Targets(X, y, loss, c, c)
     if n_classes is not None:
         raise ValueError("n_classes is for the cross_entropy loss; got loss 'squared'")

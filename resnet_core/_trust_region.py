@@ -39,6 +39,9 @@ class Model:
     Q: np.ndarray
     null: float
     eps: float
+    # The decrement that rounding of ``g`` alone can give (0: not known); the polish stops
+    # there.
+    noise: float = 0.0
 
     @classmethod
     def from_hessian(cls, F, g, H, eps):
@@ -195,10 +198,11 @@ class NewtonResult:
 def _polish(full, w, m, nu2, it, npass, stop):
     """At most three full Newton steps once ``F`` has converged: the evaluation can no longer
     see the decrease, so a step is kept when the Newton decrement falls and ``F`` does not rise
-    beyond rounding.  This takes ``w`` and the gradient from ``sqrt(eps)`` to ``eps``
-    accuracy."""
+    beyond rounding, and the next is tried only while the decrement falls by 16 or more
+    (below that it is rounding noise).  This takes ``w`` and the gradient from ``sqrt(eps)``
+    to ``eps`` accuracy."""
     for _ in range(3):
-        if nu2 == 0:
+        if nu2 <= 16 * m.noise:
             break
         w_new = w + newton_step(m)
         m_new = full(w_new)
@@ -206,12 +210,15 @@ def _polish(full, w, m, nu2, it, npass, stop):
         nu2_new = newton_decrement(m_new)
         if not (m_new.F <= m.F + 16 * m.eps * max(abs(m.F), 1e-300) and nu2_new < nu2):
             break
-        w, m, nu2 = w_new, m_new, nu2_new
+        w, m, nu2, fell = w_new, m_new, nu2_new, nu2_new <= nu2 / 16
+        if not fell:
+            break
     return NewtonResult(w, m, nu2, it, npass, stop)
 
 
 def trust_region_newton(full: Callable, value: Callable, w0: np.ndarray, *, tol: float,
-                        max_iter: int, F_floor: float = 0.0) -> NewtonResult:
+                        max_iter: int, F_floor: float = 0.0, floor_rel: float = 0.0,
+                        trial_full: bool = False) -> NewtonResult:
     """Minimise ``F`` from ``w0`` by trust-region Newton with exact steps.
 
     Parameters
@@ -228,10 +235,17 @@ def trust_region_newton(full: Callable, value: Callable, w0: np.ndarray, *, tol:
         and stops the run at the rounding level.
     F_floor : float
         Scale of ``F`` below which relative changes are meaningless (e.g. ``eps F(w0)``).
+    floor_rel : float
+        Raises ``F_floor`` to ``floor_rel |F(w0)|`` (no extra pass for ``F(w0)``).
+    trial_full : bool
+        Evaluate trial points by ``full`` (its model is kept when the step is accepted): one
+        pass per accepted step instead of two, when ``full`` costs about what ``value`` does
+        (a Gram pass computes ``F``, ``g`` and ``H`` together).
     """
     w = np.array(w0, dtype=np.float64)
     m = full(w)
     npass = 1
+    F_floor = max(F_floor, floor_rel * abs(m.F))
     delta = None
     for it in range(max_iter + 1):
         if not (np.isfinite(m.F) and np.all(np.isfinite(w)) and np.all(np.isfinite(m.g))):
@@ -256,7 +270,8 @@ def trust_region_newton(full: Callable, value: Callable, w0: np.ndarray, *, tol:
                 if nu2 / 2 <= np.sqrt(m.eps) * scale:
                     return _polish(full, w, m, nu2, it, npass, "rounding")
                 return NewtonResult(w, m, nu2, it, npass, "stalled")
-            F_new = value(w + p)
+            m_new = full(w + p) if trial_full else None
+            F_new = m_new.F if trial_full else value(w + p)
             npass += 1
             rho = (m.F - F_new) / pred if np.isfinite(F_new) else -np.inf
             step = np.linalg.norm(p)
@@ -267,6 +282,9 @@ def trust_region_newton(full: Callable, value: Callable, w0: np.ndarray, *, tol:
             if rho > 1e-4:
                 break
         w = w + p
-        m = full(w)
-        npass += 1
+        if m_new is None:
+            m = full(w)
+            npass += 1
+        else:
+            m = m_new
     return NewtonResult(w, m, nu2, max_iter, npass, "max_iter")

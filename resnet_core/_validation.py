@@ -15,10 +15,12 @@ columns (``Float64``, ``Int64``, ``boolean``) are refused with the conversion to
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
 from . import _kernels
+from ._guards import check_files, mapped_files
 
 # Rows checked per step of the finiteness test: keeps its temporary small for huge X.
 _FINITE_BLOCK = 1 << 16
@@ -84,6 +86,21 @@ def to_numpy(name: str, a):
     return a
 
 
+def copy_data(X, Phi, y, sample_weight):
+    """Private copies of the in-memory arrays among ``X, Phi, y, sample_weight`` (the
+    objectives' ``copy=True``); None, memory-mapped, zarr and dask arrays come back as they
+    are (out-of-core data are read in place by design)."""
+    def private(name, a):
+        if a is None or isinstance(a, np.memmap) or isinstance(a, (str, bytes)):
+            return a
+        module = type(a).__module__
+        if module.startswith(("dask", "zarr")):
+            return a
+        return np.array(to_numpy(name, a), copy=True)
+    return tuple(private(name, a) for name, a in
+                 (("X", X), ("Phi", Phi), ("y", y), ("sample_weight", sample_weight)))
+
+
 def check_finite(name: str, a: np.ndarray) -> None:
     """Raise ValueError if ``a`` holds NaN or inf (checked block by block)."""
     if a.size == 0:
@@ -101,6 +118,7 @@ def as_float_array(name: str, a, *, ndim: int, dtype: np.dtype, shape=None) -> n
     """``a`` as a finite, C-contiguous ``dtype`` array of ``ndim`` dimensions."""
     if isinstance(a, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array; got a string")
+    check_files(mapped_files(**{name: a}))  # a truncated file: an error, not a SIGBUS
     arr = np.asarray(to_numpy(name, a))
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers; got dtype {arr.dtype}")
@@ -144,15 +162,26 @@ def check_data(X, y):
 
 def check_sample_weight(sample_weight, n: int, dtype: np.dtype) -> np.ndarray:
     """Normalised weights ``s / sum(s)``; ``None`` means uniform."""
+    return normalise_weights(given_weights(sample_weight, n), n, dtype)
+
+
+def given_weights(sample_weight, n: int) -> np.ndarray | None:
+    """The caller's weights validated, as float64, before normalisation (None: uniform)."""
     if sample_weight is None:
-        return np.full(n, 1.0 / n, dtype=dtype)
+        return None
     s = as_float_array("sample_weight", sample_weight, ndim=1, dtype=np.float64, shape=(n,))
     if (s < 0).any():
         raise ValueError(f"sample_weight must be non-negative; found {s.min()}")
-    largest = s.max()
-    if not largest > 0:
+    if not s.max() > 0:
         raise ValueError("sample_weight must have a positive sum; got all zeros")
-    s = s / largest  # a sum of huge finite weights may overflow; of these it cannot
+    return s
+
+
+def normalise_weights(s: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:
+    """``s / sum(s)`` of validated weights (:func:`given_weights`), uniform for None."""
+    if s is None:
+        return np.full(n, 1.0 / n, dtype=dtype)
+    s = s / s.max()  # a sum of huge finite weights may overflow; of these it cannot
     return (s / s.sum()).astype(dtype)
 
 
@@ -223,12 +252,58 @@ def _size(nbytes: int) -> str:
     return f"{nbytes} bytes"
 
 
+class TooLargeError(ValueError, MemoryError):
+    """An allocation refused before it was made: the message names the argument that asked
+    for it and the largest value that fits.  Both a ValueError (a bad argument) and a
+    MemoryError (what NumPy would have raised, later and without the argument)."""
+
+
 def check_size(what: str, nbytes: int, fix: str) -> None:
-    """Raise ValueError when ``what`` would take more than ``MAX_BYTES`` (``nbytes``, a
-    Python integer: exact at any size)."""
+    """Raise :class:`TooLargeError` when ``what`` would take more than ``MAX_BYTES``
+    (``nbytes``, a Python integer: exact at any size)."""
     if nbytes > MAX_BYTES:
-        raise ValueError(f"{what} would take {_size(nbytes)}, over the limit of "
-                         f"{_size(MAX_BYTES)}; {fix}")
+        raise TooLargeError(f"{what} would take {_size(nbytes)}, over the limit of "
+                            f"{_size(MAX_BYTES)}; {fix}")
+
+
+def memory_limit() -> int:
+    """Bytes an up-front allocation may take: the memory available now (Linux
+    ``MemAvailable``; elsewhere the physical memory), at most ``MAX_BYTES``."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return min(int(line.split()[1]) * 1024, MAX_BYTES)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return min(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"), MAX_BYTES)
+    except (OSError, ValueError, AttributeError):
+        return MAX_BYTES
+
+
+def largest_fitting(nbytes, limit: int, hi: int) -> int:
+    """The largest ``v`` in ``[0, hi]`` with ``nbytes(v) <= limit`` (``nbytes`` increasing;
+    bisection)."""
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if nbytes(mid) <= limit:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def check_alloc(what: str, nbytes: int, fix: str) -> None:
+    """Raise :class:`TooLargeError` before an allocation of ``nbytes`` that would not fit
+    the memory available (:func:`memory_limit`); ``fix`` names the argument and its largest
+    value that fits."""
+    check_size(what, nbytes, fix)
+    limit = memory_limit()
+    if nbytes > limit:
+        raise TooLargeError(f"{what} would take {_size(nbytes)}, more than the memory "
+                            f"available ({_size(limit)}); {fix}")
 
 
 def check_chunk_size(chunk_size, default: int, n: int, dims, k: int, itemsize: int,

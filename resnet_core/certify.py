@@ -35,9 +35,11 @@ from numpy.typing import ArrayLike
 import scipy.linalg
 
 from ._certificate import (BaselineWarning, LambdaMin, SOPSPReport, _curvature_threshold,
-                           _curvature_verdict, _rounding_error, lanczos_extreme)
+                           _curvature_verdict, _decide, _rounding_error, lanczos_extreme)
 from ._threads import blas_single_thread
-from . import theory
+from . import lipschitz, theory
+from ._lipschitz_bounds import bounds_from_sums, bounds_pass
+from ._schema import NON_NEGATIVE, validated
 from ._validation import as_float_array
 from .certify_vector import check_sopsp_vector
 from .objective import FeatureObjective, Objective
@@ -129,19 +131,23 @@ def _linear_sample_losses(fo: FeatureObjective, w_star: np.ndarray, chunk: int =
         yield i0, i1, fo.loss.derivatives(X[i0:i1] @ w, y[i0:i1])[0]
 
 
-def _sample_statistics(fo: FeatureObjective, z, F: float, w_star: np.ndarray):
+def _sample_statistics(fo: FeatureObjective, z, F: float, w_star: np.ndarray, extra=None):
     """``F_lin(w*)``, the standard error of ``F`` and that of ``F - F_lin(w*)`` (two streamed
     passes over ``X``; on out-of-core and distributed data, two passes of partial sums over
-    row blocks, the second recomputing the per-sample losses)."""
+    row blocks, the second recomputing the per-sample losses), and the per-block results of
+    ``extra(block)``, which rides on the first of those passes (None on in-memory data: no
+    pass to save there)."""
     eng = fo._engine
     if eng.stateless:
         w = w_star.astype(fo.dtype)
-        F_lin = sum(eng.map_rows(functools.partial(_block_linear_value, w)))
+        first = eng.map_rows(functools.partial(_block_linear_value_and, w, extra))
+        F_lin = sum(p[0] for p in first)
         state = fo.at(z)
         parts = eng.map_rows(functools.partial(_block_errors, w, F, F - F_lin),
                              point=(state._w, state._a, state._theta))
         return (F_lin, float(np.sqrt(sum(p[0] for p in parts))),
-                float(np.sqrt(sum(p[1] for p in parts))))
+                float(np.sqrt(sum(p[1] for p in parts))),
+                None if extra is None else [p[1] for p in first])
     l = fo.at(z).sample_losses  # filled by the statistics pass
     s = fo.sample_weight
     F_lin = sum(float(np.dot(s[i0:i1], l_lin)) for i0, i1, l_lin in
@@ -152,7 +158,7 @@ def _sample_statistics(fo: FeatureObjective, z, F: float, w_star: np.ndarray):
         si, li = np.asarray(s[i0:i1], np.float64), np.asarray(l[i0:i1], np.float64)
         se_F += float(np.sum((si * (li - F)) ** 2))
         se_gap += float(np.sum((si * (li - l_lin - gap)) ** 2))
-    return F_lin, float(np.sqrt(se_F)), float(np.sqrt(se_gap))
+    return F_lin, float(np.sqrt(se_F)), float(np.sqrt(se_gap)), None
 
 
 def _block_linear_losses(w, block):
@@ -162,6 +168,11 @@ def _block_linear_losses(w, block):
 def _block_linear_value(w, block) -> float:
     """One block's part of ``F_lin(w) = sum_i s_i l(w^T x_i)``."""
     return float(np.dot(np.asarray(block.s, np.float64), _block_linear_losses(w, block)))
+
+
+def _block_linear_value_and(w, extra, block):
+    """``(F_lin part, extra(block))`` of one block (``extra`` may be None)."""
+    return _block_linear_value(w, block), None if extra is None else extra(block)
 
 
 def _block_errors(w, F, gap, block):
@@ -191,9 +202,11 @@ def _baseline(fo: FeatureObjective, w_star, radius) -> dict:
             "baseline_message": lin.message}
 
 
+@validated(eps=NON_NEGATIVE)
 def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None,
                 mu2_region=None, curvature_tol: float | None = None, w_star=None,
-                baseline_radius: float | None = None, method: str = "auto") -> SOPSPReport:
+                baseline_radius: float | None = None, method: str = "auto",
+                theorem3: dict | None = None) -> SOPSPReport:
     """Certify whether ``x`` is an eps-SOPSP of ``F_theta`` and compare it with the best
     linear predictor.
 
@@ -226,6 +239,12 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
     method : {"auto", "structured", "dense", "lanczos"}
         How ``lambda_min`` is computed; ``"auto"`` is ``"structured"`` (exact, one pass),
         with c outputs while its matrices have size at most 4000, else ``"lanczos"``.
+    theorem3 : dict, optional
+        Theorem 3's inputs on the region ``max(||w||, ||V||) <= b``: any of ``"b"``,
+        ``"mu0"``, ``"mu1"``, ``"mu2"`` (Lipschitz constants of ``F_theta``, its gradient and
+        its Hessian there).  Default ``b = max(||w||, ||V||)`` at the point and each constant
+        proven from the loss's derivative bounds (squared and logistic losses,
+        :func:`resnet_core.lipschitz.derivative_bounds`); ``r = ||w*||``.
 
     Returns
     -------
@@ -247,19 +266,15 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
     with blas_single_thread():
         return _check_sopsp(objective, x, eps=eps, mu2=mu2, mu2_region=mu2_region,
                             curvature_tol=curvature_tol, w_star=w_star,
-                            baseline_radius=baseline_radius, method=method)
+                            baseline_radius=baseline_radius, method=method,
+                            theorem3=theorem3)
 
 
 def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
-                 baseline_radius, method) -> SOPSPReport:
+                 baseline_radius, method, theorem3) -> SOPSPReport:
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}")
-    if not (np.isfinite(eps) and eps >= 0):
-        raise ValueError(f"eps must be a non-negative finite number; got {eps!r}")
-    if baseline_radius is not None and not (np.isfinite(baseline_radius) and baseline_radius > 0):
-        raise ValueError("baseline_radius must be a positive finite number or None; got "
-                         f"{baseline_radius!r}")
 
     fo, z = _feature_objective(objective, x)
     z = fo.validate_point(z, "x" if isinstance(objective, Objective) else "z")
@@ -282,34 +297,42 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
         timings["mu2"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    cached = w_star is None and baseline_radius in getattr(fo, "_baselines", {})
     base = _baseline(fo, w_star, baseline_radius)
+    timings["baseline (cached)" if cached else "baseline"] = time.perf_counter() - t
+    t = time.perf_counter()
     w_star = base.pop("w")
     parts = fo.unpack(z)
     w, M = parts["w"], parts.get("V", parts.get("v"))
     F = float(st.F)
-    F_lin_w, F_se, gap_se = _sample_statistics(fo, z, F, w_star)
+    plan = _theorem3_plan(fo, w, M, theorem3) if fo.head == "residual" else None
+    fold = plan is not None and plan["fn"] is not None and fo._engine.stateless
+    F_lin_w, F_se, gap_se, t3_parts = _sample_statistics(fo, z, F, w_star,
+                                                         plan["fn"] if fold else None)
     F_lin_star = base.pop("F_lin_star")
     F_lin_star = F_lin_w if F_lin_star is None else float(F_lin_star)
-    timings["baseline"] = time.perf_counter() - t
+    timings["gap statistics"] = time.perf_counter() - t
 
     grad = np.asarray(st.grad, dtype=np.float64)
     grad_norm = float(np.linalg.norm(grad))
     gradient_ok = grad_norm <= eps
-    curvature_ok = _curvature_verdict(lam, curvature["threshold"])
-    is_sopsp = False if (not gradient_ok or curvature_ok is False) else curvature_ok
-    mu2_needed = (lam.value**2 / eps if lam.value < 0 and eps > 0 and "mu2" not in curvature
-                  and curvature_tol is None else None)
+    verdict = _decide(lam, curvature, eps, gradient_ok)
 
     report = SOPSPReport(
         eps=float(eps), grad_norm=grad_norm,
         lambda_min=lam.value, lambda_min_error=lam.error, lambda_min_converged=lam.converged,
-        is_sopsp=is_sopsp, gradient_ok=gradient_ok, curvature_ok=curvature_ok, F=F,
-        F_se=F_se, F_lin_star=F_lin_star, w_star=w_star.tolist(), gap=F - F_lin_star,
-        gap_se=gap_se, method=lam.method, head=fo.head, n_samples=fo.n_samples,
-        dim=fo.n_params, F_lin_at_w_star=F_lin_w, mu2_needed=mu2_needed,
-        w_norm=float(np.linalg.norm(w)), lanczos_residual=lam.residual, **curvature, **base)
+        gradient_ok=gradient_ok, F=F, F_se=F_se, F_lin_star=F_lin_star,
+        w_star=w_star.tolist(), gap=F - F_lin_star, gap_se=gap_se, method=lam.method,
+        head=fo.head, n_samples=fo.n_samples, dim=fo.n_params, F_lin_at_w_star=F_lin_w,
+        w_norm=float(np.linalg.norm(w)), lanczos_residual=lam.residual, **verdict,
+        **curvature, **base)
     if fo.head == "residual":
         _paper_inequalities(report, fo, st, lam, w, M, w_star, F - F_lin_w, grad)
+        t = time.perf_counter()
+        _theorem3(report, fo, lam, plan, t3_parts)
+        timings["theorem3"] = time.perf_counter() - t
+    else:
+        report.theorem3_note = "Theorem 3 is about the residual head"
     timings["total"] = time.perf_counter() - t0
     report.timings = timings
     return report
@@ -335,3 +358,84 @@ def _paper_inequalities(report, fo, st, lam, w, M, w_star, gap_w, grad):
     elif lam.converged:
         report.theorem2_lhs = theory.theorem2_lhs(report.grad_norm, lam.value, st.A, V, w_star)
         report.theorem2_holds = bool(lam.value <= lam.error and report.theorem2_lhs >= gap_w - tol)
+
+
+THEOREM3_KEYS = ("b", "mu0", "mu1", "mu2")
+
+
+def _theorem3_plan(fo: FeatureObjective, w, V, given: dict | None) -> dict:
+    """Theorem 3's given inputs (validated), ``b`` (given, else ``max(||w||, ||V||)`` here)
+    and the pass that proves the missing constants on ``max(||w||, ||V||) <= b``
+    (``fn``; None with ``none`` saying why when there is no proof)."""
+    given = {} if given is None else given
+    if not isinstance(given, dict) or set(given) - set(THEOREM3_KEYS):
+        raise ValueError(f"theorem3 must be a dict with keys among {list(THEOREM3_KEYS)}; got "
+                         f"{given!r:.200}")
+    for key, v in given.items():
+        if isinstance(v, bool) or not (np.isscalar(v) and np.isfinite(v) and v >= 0):
+            raise ValueError(f"theorem3[{key!r}] must be a non-negative finite number; got "
+                             f"{v!r}")
+    if "b" in given:
+        b, b_source = float(given["b"]), "given"
+    else:
+        b = max(float(np.linalg.norm(np.asarray(w, np.float64))),
+                float(np.linalg.norm(np.asarray(V, np.float64), 2)))
+        b_source = "max(||w||, ||V||) here"
+    fn, none = None, None
+    if any(m not in given for m in ("mu0", "mu1", "mu2")):
+        fn, none = bounds_pass(fo, b, b)
+    return {"given": given, "b": b, "b_source": b_source, "fn": fn, "none": none}
+
+
+def _theorem3_inputs(fo: FeatureObjective, report, plan: dict, parts) -> dict:
+    """``b, r, mu0, mu1, mu2`` and where each came from (``missing`` when some constant is
+    neither given nor proven)."""
+    given, b = plan["given"], plan["b"]
+    out = {"r": float(np.linalg.norm(report.w_star)), "r_source": "||w*||", "b": b,
+           "b_source": plan["b_source"]}
+    proven = (plan["none"] if plan["fn"] is None else
+              bounds_from_sums(b, b, parts) if parts is not None else
+              lipschitz.derivative_bounds(fo, b, b))
+    for m in ("mu0", "mu1", "mu2"):
+        if m in given:
+            out[m], out[m + "_source"] = float(given[m]), "given"
+        else:
+            out[m], out[m + "_source"] = getattr(proven, m), "proven (derivative bounds)"
+    if any(out[m] is None for m in ("mu0", "mu1", "mu2")):
+        missing = [m for m in ("mu0", "mu1", "mu2") if out[m] is None]
+        out["missing"] = f"{', '.join(missing)} not given and not proven: {proven.reason}"
+    return out
+
+
+def _theorem3(report, fo: FeatureObjective, lam: LambdaMin, plan: dict, parts) -> None:
+    """Theorem 3's bound at this point (docs/theorem3.md), whether its premises hold here
+    (an eps-SOPSP for the theorem's ``mu2``, inside its region) and whether the bound does."""
+    inp = _theorem3_inputs(fo, report, plan, parts)
+    if "missing" in inp:
+        report.theorem3_note = inp.pop("missing")
+        report.theorem3_inputs = inp
+        return
+    args = [inp[k] for k in ("b", "r", "mu0", "mu1", "mu2")]
+    inp["poly"] = theory.theorem3_poly(*args)
+    report.theorem3_inputs = inp
+    report.theorem3_bound = theory.theorem3_bound(report.eps, *args)
+    b = inp["b"]
+    threshold = -float(np.sqrt(inp["mu2"] * report.eps))
+    curvature = _curvature_verdict(lam, threshold, threshold)
+    inside = report.w_norm <= b and report.V_norm <= b
+    if not inside:
+        report.theorem3_applies = False
+        report.theorem3_note = f"the point is outside the region max(||w||, ||V||) <= {b:.4g}"
+    elif not report.gradient_ok or curvature is False:
+        report.theorem3_applies = False
+        report.theorem3_note = ("the point is not an eps-SOPSP for the theorem's mu2 "
+                                f"{inp['mu2']:.4g}")
+    elif curvature is None:
+        report.theorem3_note = ("whether the point is an eps-SOPSP for the theorem's mu2 "
+                                f"{inp['mu2']:.4g} is not decided (lambda_min's accuracy)")
+    else:
+        report.theorem3_applies = True
+        gap = report.F - report.F_lin_at_w_star
+        tol = 1e-9 * (1.0 + abs(report.F) + abs(report.F_lin_at_w_star))
+        report.theorem3_holds = bool(gap <= report.theorem3_bound + tol)
+        report.theorem3_note = "an eps-SOPSP of the region for the theorem's mu2"

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -66,6 +67,17 @@ def _problem_rows(meta: dict, path: str) -> list:
     return rows
 
 
+def _emit(text: str) -> None:
+    """Print ``text``; a reader that stopped reading (``| head``) is not an error: the rest
+    of the output goes to the null device, so that nothing is raised at exit either."""
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _certify(path: str, eps: float, mu2: float | None, mu2_ball: float | None,
              baseline_radius: float | None, as_json: bool) -> int:
     """``resnet-core certify``: the report, and the verdict as the exit status."""
@@ -85,12 +97,11 @@ def _certify(path: str, eps: float, mu2: float | None, mu2_ball: float | None,
         print(f"resnet-core certify: {path}: {' '.join(reason.split())}", file=sys.stderr)
         return EXIT_UNUSABLE
     if as_json:
-        print(json.dumps({**report.to_dict(), "problem": {"file": path, **meta}}, indent=1))
+        _emit(json.dumps({**report.to_dict(), "problem": {"file": path, **meta}}, indent=1))
     else:
         rows = _problem_rows(meta, path)
         width = max(len(k) for k, _ in rows)
-        print("\n".join(f"{k:<{width}}  {v}" for k, v in rows) + "\n")
-        print(report)
+        _emit("\n".join(f"{k:<{width}}  {v}" for k, v in rows) + "\n\n" + str(report))
     return CERTIFY_EXIT[report.is_sopsp]
 
 

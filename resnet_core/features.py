@@ -17,10 +17,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels
-from ._validation import check_choice, check_positive_int, check_size
+from ._schema import check
+from ._validation import (check_alloc, check_choice, check_size, largest_fitting,
+                          memory_limit)
 
 # Names and kernel codes of the activations.
 ACTIVATIONS = dict(_kernels.ACTIVATION_CODES)
+
+
+def _n_params(d: int, widths, bias: bool) -> int:
+    """Entries of ``theta``: ``sum_l h_l h_{l-1} (+ h_l with biases)``, ``h_0 = d``."""
+    return sum(h * f for h, f in zip(widths, (d,) + tuple(widths[:-1]))) + (
+        sum(widths) if bias else 0)
 
 
 @dataclass(frozen=True)
@@ -43,16 +51,23 @@ class MLPLayout:
     activation: str
 
     def __post_init__(self):
-        if len(self.widths) == 0:
-            raise ValueError("widths must name at least one layer, e.g. widths=(64,)")
+        object.__setattr__(self, "widths", check("widths", self.widths))
+        object.__setattr__(self, "bias", check("bias", self.bias))
+        object.__setattr__(self, "activation", check("activation", self.activation))
         if len(self.widths) > _kernels.max_layers():
             raise ValueError(
                 f"widths may name at most {_kernels.max_layers()} layers; got {len(self.widths)}"
             )
-        for w in self.widths:
-            check_positive_int("each entry of widths", w)
         check_size(f"theta for widths {self.widths} (d = {self.d}, float64)", 8 * self.n_params,
                    "use narrower or fewer layers")
+        # a point and its gradient must fit before anything is computed on them
+        L = len(self.widths)
+        fit = largest_fitting(lambda h: 16 * _n_params(self.d, (h,) * L, self.bias),
+                              memory_limit(), max(self.widths))
+        check_alloc(f"a point and its gradient for widths {self.widths} (d = {self.d}, "
+                    "float64)", 16 * self.n_params,
+                    f"use narrower or fewer layers: widths={(fit,) * L} is the widest "
+                    f"{L}-layer network of equal widths that fits")
         check_choice("activation", self.activation, ACTIVATIONS)
 
     @property
@@ -84,9 +99,7 @@ class MLPLayout:
 
     @property
     def n_params(self) -> int:
-        return sum(h * f for h, f in zip(self.widths, (self.d,) + tuple(self.widths[:-1]))) + (
-            sum(self.widths) if self.bias else 0
-        )
+        return _n_params(self.d, self.widths, self.bias)
 
     def unpack(self, theta: np.ndarray):
         """Views ``[(W_l, b_l or None), ...]`` of the flat ``theta``."""

@@ -7,14 +7,18 @@ whatever a solver reached (the derivations are in ``docs/linear_baseline.md``):
 - Squared loss: the minimum is always attained (the minimum-norm solution of the normal
   equations when ``X`` is rank deficient).  Trust-region Newton on the Gram pass takes the
   exact Newton step first; the next passes only confirm it (iterative refinement).
-- Logistic and smoothed hinge: :func:`resnet_core.linear_separability` first decides which
-  samples a direction ``u`` can separate: overlap by a verified positive combination
-  ``sum_i lam_i y_i x_i = 0`` when one is found, otherwise by a linear program.  Complete
-  separation: the infimum is 0, not attained for the logistic loss (``w`` is returned along
-  ``u``, far enough that ``F_lin(w) < 1e-15``) and attained for the smoothed hinge (every
-  margin past its flat part).  Quasi-separation: the infimum is the minimum over the samples
-  ``u`` leaves on its hyperplane.  Otherwise the minimum is attained and trust-region Newton
-  finds it.
+- Logistic and smoothed hinge: trust-region Newton on all the data first, each model from
+  one float64 Gram pass (:mod:`resnet_core._gram_pass`; a subsampled Hessian far from the
+  minimum, the full one once near it).  An iterate whose margins are all positive (rounding
+  bounded), or a direction found by a small linear program on the samples an iterate gets
+  wrong when they are few, proves complete separation: the infimum is 0, not attained for
+  the logistic loss (``w`` is returned along ``u``, far enough that ``F_lin(w) < 1e-15``)
+  and attained for the smoothed hinge.  At a converged minimiser the weights
+  ``-s_i l'(m_i) > 0``, corrected by a ``d``-dimensional solve, prove overlap
+  (:func:`resnet_core.separability.minimiser_certificate`): attained, no linear program.
+  Otherwise :func:`resnet_core.linear_separability` decides (its own certificate, then the
+  linear program over every sample): quasi-separation gives the minimum over the samples
+  ``u`` leaves on its hyperplane.
 - A user-defined loss: trust-region Newton from 0; ``converged`` only when the Newton
   decrement says so (a convex loss: the minimum; otherwise a stationary point).
 - A radius ``R``: squared loss, the secular equation on the eigendecomposition of the Gram
@@ -36,16 +40,35 @@ import functools
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._baseline import LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, with_radius
+from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated, Watched,
+                        minimise, with_radius)
 from ._data import prepare
 from ._engine import Engine, SampleBuffers
+from ._gram_pass import accurate_value, gram_pass, hessian_stride, proven_min_margin, smallest_margins
 from ._sources import is_dask
 from ._threads import blas_single_thread
-from ._trust_region import Model, ball_step, qr_factor, safe_norm
+from ._trust_region import Model, ball_step, newton_decrement, qr_factor, safe_norm
+from ._schema import POSITIVE, validated
 from ._validation import check_positive_int, to_numpy
 from .linear_vector import vector_baseline
 from .losses import Loss, get_loss
-from .separability import MAX_LP_ENTRIES, Separability, _separability
+from .separability import (MAX_LP_ENTRIES, Separability, _separability, minimiser_certificate,
+                           subset_direction)
+
+EPS64 = float(np.finfo(np.float64).eps)
+# A Gram model is used when its smallest eigenvalue is this many times its rounding level
+# ``eps d ev_max`` or more: every Newton step is then within 1e-4 of the exact one
+# (relative), and the run converges as with the QR factor.
+GRAM_TRUST = 1e4
+# Rows per feature of the subsampled Hessian far from the minimum (its relative error is
+# about sqrt(d / rows)), and the decrement ``nu^2 <= NEAR |F|`` from which the full Hessian
+# is made (once).
+HESSIAN_ROWS_PER_FEATURE = 2048
+NEAR = 1e-6
+# Separation near an iterate with few wrong margins: samples per feature of the first subset
+# (and per round), and rounds.
+SEPARATE_ROWS = 64
+SEPARATE_ROUNDS = 6
 
 __all__ = ["LinearBaselineResult", "baseline_on_engine", "linear_baseline"]
 
@@ -53,7 +76,11 @@ __all__ = ["LinearBaselineResult", "baseline_on_engine", "linear_baseline"]
 class _Passes:
     """``F_lin`` (plus ``lam/2 ||w||^2``), its gradient and Hessian by the compiled passes.
 
-    The Hessian ``E[l'' x x^T] = R^T R`` of a built-in (convex) loss comes as the factor
+    Margin losses (logistic, smoothed hinge): ``F``, ``g`` and the Gram matrix ``H`` in one
+    float64 pass (:func:`resnet_core._gram_pass.gram_pass`), the QR factor below only when
+    ``H`` is too ill-conditioned for its rounding (``GRAM_TRUST``).
+
+    Otherwise the Hessian ``E[l'' x x^T] = R^T R`` of a built-in (convex) loss comes as the factor
     ``R`` of a QR decomposition of the rows ``sqrt(s_i l''_i) x_i``, accumulated chunk by
     chunk (tall-skinny QR: memory ``O(chunk d)``): its small eigenvalues are resolved to
     ``eps^2`` of the largest, where a Gram matrix loses them below ``eps`` (the squared
@@ -67,12 +94,24 @@ class _Passes:
         self.use_factor = self.convex = engine.loss.code >= 0
         self.constant_hessian = engine.loss.name == "squared" and self.use_factor
         self._factor = factor_cache if factor_cache is not None else {}
+        # Margin losses: Newton models from one float64 Gram pass (F, g, H together), so
+        # trial points are evaluated by ``full`` (``trial_full``).
+        self.gram_steps = engine.loss.name in ("logistic", "smoothed_hinge") and self.use_factor
+        self.history = []  # (w, GramPass) of the latest Gram passes, newest first
+        self.stride = hessian_stride(engine.n, engine.d, HESSIAN_ROWS_PER_FEATURE,
+                                     engine.stateless)
+        self.reference = None  # (ev, Q, null) of a full Hessian near the minimum
+        self.near = False
+        self._norms = self._factor.setdefault("norms", {})  # chunks' largest row norms
+        self._tried = np.iinfo(np.int64).max  # wrong margins at the last separate_near
 
     def penalised(self, lam: float) -> "_Passes":
         """The same data with ``lam/2 ||w||^2`` added (sharing the squared loss's factor)."""
         return _Passes(self.engine, lam, self._factor)
 
     def full(self, w) -> Model:
+        if self.gram_steps:
+            return self._gram_model(w)
         buf = self.engine.new_buffers()
         if not self.use_factor:
             F, g, _, H = self.engine.gram(w.astype(self.engine.dtype), self.empty, None, buf)
@@ -90,6 +129,59 @@ class _Passes:
         return Model.from_factor(F + 0.5 * self.lam * float(w @ w), g + self.lam * w,
                                  self._factor["R"], self.eps, self.engine.n, shift=self.lam)
 
+    def _gram_model(self, w) -> Model:
+        """The model from one float64 Gram pass (:func:`gram_pass`).
+
+        Far from the minimum, ``H`` from a subsample of the rows (``stride``); once the
+        previous model's decrement is below ``NEAR |F|``, ``H`` from every row, made once
+        and kept for the remaining steps (chord steps: ``H`` changes by ``O(||w - w_ref||)``
+        there, so they converge as fast as Newton's); when ``H`` has an eigenvalue within
+        ``GRAM_TRUST`` times its rounding level (condition above about 1e11), the QR factor
+        of the point instead (one more pass)."""
+        exact = self.stride == 1 or (self.near and self.reference is None)
+        gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64),
+                       stride=1 if exact else self.stride, norms=self._norms)
+        self.history = [(w, gp)] + self.history[:3]
+        F = gp.F + 0.5 * self.lam * float(w @ w)
+        g = gp.g + self.lam * w
+        if self.reference is not None:
+            ev, Q, null = self.reference
+            m = Model(F, g, ev + self.lam, Q, null, EPS64)
+        else:
+            H = np.triu(gp.H) + np.triu(gp.H, 1).T
+            with blas_single_thread():
+                m = Model.from_hessian(F, g, H / max(gp.h_share, 1e-300)
+                                       + self.lam * np.eye(w.size), EPS64)
+            if not (gp.h_share > 0 and m.ev[0] > GRAM_TRUST * m.null):
+                return self._qr_model(w, F, g)
+            if exact and self.stride > 1:
+                self.reference = (m.ev - self.lam, m.Q, m.null)
+        self.near = newton_decrement(m) <= NEAR * abs(F)
+        # rounding of g: at most about eps sum lam_i ||x_i|| per component
+        pos = m.ev > m.null
+        m.noise = float((EPS64 * gp.sums.b_abs) ** 2 * np.mean(1.0 / m.ev[pos])) \
+            if pos.any() else 0.0
+        return m
+
+    def _qr_model(self, w, F, g) -> Model:
+        """The model at ``w`` from the QR factor of the rows ``sqrt(s_i l''_i) x_i``."""
+        if self.engine.stateless:
+            R = _grad_and_factor(self.engine, w, True)[2]
+        else:
+            buf = self.engine.new_buffers()
+            self.grad(w, buf)
+            R = _qr_factor(self.engine.X, buf.q)
+        with blas_single_thread():
+            return Model.from_factor(F, g, R, EPS64, self.engine.n, shift=self.lam)
+
+    def pass_at(self, w):
+        """The latest Gram pass made at ``w`` (one more when none was)."""
+        for w_seen, gp in self.history:
+            if np.array_equal(w_seen, w):
+                return gp
+        return gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=self.stride,
+                         norms=self._norms)
+
     def value(self, w):
         return self.grad(w)[0] + 0.5 * self.lam * float(w @ w)
 
@@ -106,12 +198,45 @@ class _Passes:
         p, _ = self.engine.predict(u.astype(self.engine.dtype), self.empty, None)
         return p * self.engine.y
 
-    def min_margin(self, u) -> float:
-        """``min y_i x_i^T u`` over the samples of positive weight (one pass, reduced block
-        by block)."""
-        parts = self.engine.map_rows(functools.partial(_block_min_margin,
-                                                       u.astype(self.engine.dtype)))
-        return float(min(parts))
+    def separation(self, w) -> float:
+        """The smallest margin at ``w``, rounding bounded: positive proves separation.  Read
+        from the latest Gram pass when it was at ``w`` and found a margin <= 0 (the usual
+        case); one more pass confirms a positive one.  When few margins are wrong
+        (``SEPARATE_ROWS * d`` at most, half as many as at the last try),
+        :meth:`separate_near` looks for a separating direction near ``w`` (raising
+        :class:`Separated` when it finds one)."""
+        if self.history and self.history[0][0] is w and self.history[0][1].min_margin <= 0:
+            gp = self.history[0][1]
+            if gp.n_wrong <= min(SEPARATE_ROWS * self.engine.d, self._tried // 2):
+                self._tried = max(gp.n_wrong, 1)
+                found = self.separate_near(w, 2 * gp.n_wrong + 8 * self.engine.d)
+                if found is not None:
+                    raise Separated(*found)
+            return gp.min_margin
+        return proven_min_margin(self.engine, np.asarray(w, dtype=np.float64))
+
+    def separate_near(self, w, k):
+        """Constraint generation from ``w``: the ``k`` samples of smallest margin (at most
+        ``SEPARATE_ROWS * d``), a small linear program for a direction separating them
+        (:func:`subset_direction`), checked on all the data (rounding bounded); the most
+        violated samples join, for ``SEPARATE_ROUNDS`` rounds.  ``(u, smallest margin)`` or
+        None (the subset is not separable, or the rounds ran out)."""
+        eng = self.engine
+        if is_dask(eng.X):
+            return None
+        k = min(k, SEPARATE_ROWS * eng.d)
+        rows = smallest_margins(eng, np.asarray(w, dtype=np.float64), k)
+        for _ in range(SEPARATE_ROUNDS):
+            A = (np.asarray(eng.X[rows], dtype=np.float64)
+                 * np.asarray(eng.y[rows], dtype=np.float64)[:, None])
+            u = subset_direction(A)
+            if u is None:
+                return None
+            smallest = proven_min_margin(eng, u)
+            if smallest > 0:
+                return u, smallest
+            rows = np.union1d(rows, smallest_margins(eng, u, k))
+        return None
 
     def push_distance(self, w_base, u, separated, margin) -> float:
         """The least ``t >= 0`` that puts the margin of ``w_base + t u`` at ``margin`` or
@@ -160,11 +285,6 @@ def _block_margins(u, block):
     return np.asarray(p * block.y, dtype=np.float64)
 
 
-def _block_min_margin(u, block):
-    m = _block_margins(u, block)[block.s > 0]
-    return float(m.min()) if m.size else np.inf
-
-
 def _block_push(w_base, u, margin, block):
     keep = block.s > 0
     m_u, m_b = _block_margins(u, block)[keep], _block_margins(w_base, block)[keep]
@@ -173,9 +293,13 @@ def _block_push(w_base, u, margin, block):
 
 def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, nit=0, npass=0,
             decrement=0.0, separability=None, direction=None, method="", message=""):
-    F, g = passes.grad(w)
+    """The answer at ``w``: ``fun`` evaluated accurately with its bound ``fun_error``
+    (:func:`accurate_value`); an attained infimum is that value (never below the true
+    minimum by more than ``fun_error``)."""
+    F, fun_error, g = accurate_value(passes.engine, np.asarray(w, dtype=np.float64))
     return LinearBaselineResult(
-        w=w, x=w, fun=float(F), infimum=float(infimum),
+        w=w, x=w, fun=float(F), fun_error=fun_error,
+        infimum=float(F if attained else infimum),
         attained=None if attained is None else bool(attained), converged=bool(converged),
         success=bool(converged),
         grad_norm=safe_norm(g + lam * w), decrement=float(decrement),
@@ -189,19 +313,27 @@ def _push_along(passes, w_base, u, separated, margin):
     return w_base + passes.push_distance(w_base, u, separated, margin) * u
 
 
-def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
-    """Logistic or smoothed hinge without a radius, given the separability answer."""
+def _lines(*lines) -> str:
+    """A message of one decision per line."""
+    return "\n".join(line for line in lines if line)
+
+
+def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note, newton):
+    """Logistic or smoothed hinge without a radius, given the separability answer and
+    Newton's run on all the data ``(NewtonResult, message)`` (None when it separated
+    them)."""
     hinge = loss.name == "smoothed_hinge"
     margin = loss.zero_margin * (1 + 1e-9) if hinge else LOGISTIC_MARGIN
     if sep.status == "separable":
         w = _push_along(passes, np.zeros(d), sep.direction, sep.separated, margin)
-        msg = ("linearly separable: inf F_lin = 0, " + (
-            "attained (every margin past the smoothed hinge's flat part)" if hinge else
-            "not attained (F_lin -> 0 along the separating direction; w is on that ray, "
-            f"every margin >= {LOGISTIC_MARGIN:g})"))
+        msg = _lines(f"separability: separable ({sep.message})",
+                     "infimum: inf F_lin = 0, " + (
+                         "attained (every margin past the smoothed hinge's flat part)" if hinge
+                         else "not attained (F_lin -> 0 along the separating direction; w is "
+                              f"on that ray, every margin >= {LOGISTIC_MARGIN:g})"))
         return _result(passes, w, infimum=0.0, attained=hinge, converged=True,
-                       separability="separable", direction=sep.direction,
-                       method="linear program (HiGHS)" + lp_note, message=msg)
+                       npass=sep.npass + 2, separability="separable", direction=sep.direction,
+                       method=note, message=msg)
     if sep.status == "quasi_separable":
         s_rest = np.where(sep.separated, 0, passes.engine.s).astype(passes.engine.dtype)
         eng = passes.engine
@@ -211,9 +343,11 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
         # The claim holds when the point reaches the infimum on all the data; margins at
         # the LP's tolerance (samples almost, not exactly, on the hyperplane) break it.
         if passes.value(w) <= res.F + max(64 * eps * abs(res.F), 1e-15):
-            msg = (f"quasi-separable: {sep.n_separated} samples separated along a direction, "
-                   f"inf F_lin = the minimum over the other samples ({msg}), " +
-                   ("attained" if hinge else "not attained (w is far along the direction)"))
+            msg = _lines(
+                f"separability: quasi-separable ({sep.n_separated} samples separated along a "
+                "direction, the others on its hyperplane)",
+                f"infimum: the minimum over the other samples ({msg}), " +
+                ("attained" if hinge else "not attained (w is far along the direction)"))
             return _result(passes, w, infimum=res.F, attained=hinge, converged=res.converged,
                            nit=res.nit, npass=res.npass, decrement=res.decrement,
                            separability="quasi_separable", direction=sep.direction,
@@ -221,19 +355,21 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, lp_note):
         sep = Separability("not_decided", None, None, 0.0,
                            "not decided: the linear program's quasi-separation does not hold "
                            "on the data (margins at its tolerance)")
-    res, msg = minimise(passes, d, tol, eps, max_iter, loss.name)
+    res, msg = newton
     status, converged, attained = sep.status, res.converged, res.converged
     if status == "not_decided":
-        smallest = passes.min_margin(res.w)
-        if smallest > 0:
-            return _margin_loss(passes, loss, _ray(res.w, smallest, passes), d, tol, eps,
-                                max_iter, " (found by Newton's iterates)")
-        attained = None  # a converged Newton run reaches the infimum, not proof of a minimum
-        msg = f"{sep.message}; {msg}" + ("" if converged else
-                                         ": raise max_lp_entries or give a radius")
-    return _result(passes, res.w, infimum=res.F, attained=attained, converged=converged,
-                   nit=res.nit, npass=res.npass, decrement=res.decrement,
-                   separability=status, method="trust-region Newton" + lp_note, message=msg)
+        attained = True if hinge else None  # the smoothed hinge attains its infimum always
+        if not hinge:  # Newton's run reached a value; whether it is attained is open
+            msg = msg.replace("minimum attained", "the value Newton's run reached")
+        msg = _lines(f"separability: {sep.message}",
+                     f"infimum: {msg}" + ("" if converged else " (not converged)"),
+                     "attained: " + ("yes (the smoothed hinge attains its infimum)" if hinge
+                                     else "not decided (needs the separability)"))
+    else:
+        msg = _lines(f"separability: {sep.message}", f"infimum: {msg}")
+    return _result(passes, res.w, infimum=res.F, attained=attained if converged else None,
+                   converged=converged, nit=res.nit, npass=res.npass, decrement=res.decrement,
+                   separability=status, method="trust-region Newton" + note, message=msg)
 
 
 def _ray(w, smallest, passes):
@@ -244,9 +380,61 @@ def _ray(w, smallest, passes):
     eng = passes.engine
     sep = None if eng.stateless else np.asarray(eng.s) > 0
     return Separability("separable", u, sep, smallest,
-                        "separated by the direction of Newton's iterates")
+                        "separated by a direction from Newton's iterates: every margin "
+                        f"y_i x_i^T w > 0 (smallest {smallest:.3g}, rounding bounded)")
 
 
+def _newton_first(passes, d, tol, eps, max_iter, loss):
+    """Trust-region Newton on all the data, stopped at the first point that separates every
+    sample: ``(Separability, None)`` then, else ``(None, (NewtonResult, message))``."""
+    watched = Watched(passes)
+    try:
+        res, msg = minimise(watched, d, tol, eps, max_iter, loss.name)
+    except Separated as found:
+        sep = _ray(found.z, found.smallest, passes)
+        sep.npass = watched.calls
+        return sep, None
+    return None, (res, msg)
+
+
+def _decide_separability(passes, res, max_lp_entries):
+    """The separability of data Newton's run did not separate: overlap proved by the
+    minimiser's weights (:func:`minimiser_certificate`), else the linear program (in memory,
+    within ``max_lp_entries``), else "not decided" with the reason and the cost.  Returns
+    ``(Separability, method note)``."""
+    engine = passes.engine
+    if res.converged:
+        sums = passes.pass_at(res.w).sums
+        ratio = minimiser_certificate(sums)
+        if ratio < 1:
+            return Separability(
+                "overlapping", None, None if engine.stateless else np.zeros(engine.n, bool),
+                0.0, "overlapping: the minimiser's weights -s_i l'(m_i) > 0, corrected by a "
+                f"{engine.d}-dimensional solve, combine the y_i x_i to exactly 0 (verified, "
+                f"rounding bounded; certificate ratio {ratio:.2g} < 1)",
+                method="minimiser"), " (overlap certified by the minimiser; no linear program)"
+        why = (f"the minimiser's weights do not prove overlap (certificate ratio {ratio:.3g}, "
+               "needs < 1)")
+    else:
+        why = "Newton's run did not converge (no minimiser to certify overlap)"
+    m = engine.n if engine.stateless else int(np.count_nonzero(np.asarray(engine.s) > 0))
+    cost = (f"deciding takes a linear program of {m * (engine.d + 1)} non-zeros over the data "
+            "in memory")
+    if engine.stateless:
+        return Separability("not_decided", None, None, 0.0,
+                            f"not decided: {why}; {cost} (out-of-core or distributed data)"
+                            ), " (LP skipped: data not in memory)"
+    sep = _separability(engine.X, engine.y, engine.s, max_lp_entries)
+    if sep.status == "not_decided" and "max_entries" in sep.message:
+        sep.message = (f"not decided: {why}; {cost}, above max_lp_entries = "
+                       f"{max_lp_entries} (raise it to decide)")
+        return sep, " (LP skipped: too large)"
+    note = (" (overlap certified by a positive combination, no LP)"
+            if sep.method == "certificate" else "")
+    return sep, note
+
+
+@validated(tol=POSITIVE)
 def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic",
                     n_classes: int | None = None,
                     sample_weight: ArrayLike | None = None, radius: float | None = None,
@@ -316,8 +504,65 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     loss = get_loss(loss)
     data = prepare(X, y, loss=loss, sample_weight=sample_weight, n_threads=n_threads)
     engine = data.engine(0, n_threads=n_threads)
-    return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
-                              max_lp_entries=max_lp_entries)
+    if loss.name == "squared" and engine.d > engine.n and not engine.stateless:
+        return _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads)
+    e = _scale_exponent(engine)
+    if e == 0:
+        return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
+                                  max_lp_entries=max_lp_entries)
+    # X * 2^e (exact, also from subnormal numbers) has its largest entry in [1/2, 1): the
+    # same problem in u = w 2^-e, whose Gram matrices neither underflow nor overflow.
+    scaled = prepare(np.ldexp(engine.X, e), engine.y, loss=loss, sample_weight=engine.s,
+                     n_threads=n_threads).engine(0, n_threads=n_threads)
+    res = baseline_on_engine(scaled, radius=None if radius is None else np.ldexp(radius, -e),
+                             tol=tol, max_iter=max_iter, max_lp_entries=max_lp_entries)
+    with np.errstate(over="ignore"):
+        w = np.ldexp(res.w, e)
+    if not np.all(np.isfinite(w)):
+        raise ValueError(
+            f"X's entries are of order 2^{-e} (largest magnitude {np.ldexp(0.75, -e):.3g}): the "
+            f"best linear predictor's w is of order 2^{e} and does not fit in float64; "
+            "rescale X (e.g. X * 2**k) and rescale w back")
+    res.w = res.x = w
+    res.grad_norm = float(np.ldexp(res.grad_norm, -e))
+    res.multiplier = float(np.ldexp(res.multiplier, 2 * e))
+    res.radius = radius
+    res.message += f"\nscale: solved on X * 2^{e} (exact), w rescaled"
+    return res
+
+
+def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
+    """The squared loss with more features than samples, in the n-dimensional row space:
+    ``X^T = Q R`` (thin QR, ``Q`` d x n orthonormal), ``X w = R^T z`` with ``z = Q^T w``;
+    the minimum-norm ``w`` is ``Q z`` for the minimum-norm ``z``, and ``||w|| = ||z||``,
+    ``||grad_w|| = ||grad_z||`` (``Q`` is an isometry), so a radius means the same.  Memory:
+    ``Q``, the size of ``X``, never a d x d matrix."""
+    Q, R = np.linalg.qr(np.asarray(engine.X, dtype=np.float64).T, mode="reduced")
+    reduced = prepare(np.ascontiguousarray(R.T), np.asarray(engine.y, dtype=np.float64),
+                      loss=loss, sample_weight=np.asarray(engine.s, dtype=np.float64),
+                      n_threads=n_threads).engine(0, n_threads=n_threads)
+    res = baseline_on_engine(reduced, radius=radius, tol=tol, max_iter=max_iter,
+                             max_lp_entries=max_lp_entries)
+    res.w = res.x = (Q @ res.w).astype(np.float64)
+    res.message += (f"\nrow space: d = {engine.d} > n = {engine.n}, solved in the "
+                    f"{engine.n}-dimensional row space of X (w = Q z, X^T = Q R)")
+    return res
+
+
+# X whose largest magnitude lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] is solved on
+# X * 2^e (Gram entries of x^2 under- or overflow from about 2^+-500).
+SAFE_EXPONENT = 100
+
+
+def _scale_exponent(engine) -> int:
+    """``e`` with ``max |X| 2^e`` in [1/2, 1) when ``max |X|`` lies outside the safe range
+    and ``X`` is in memory (0 otherwise: out-of-core data are solved as they are)."""
+    if engine.stateless or not isinstance(engine.X, np.ndarray) or engine.X.size == 0:
+        return 0
+    top = max(float(np.max(engine.X)), -float(np.min(engine.X)))
+    if top == 0 or 2.0 ** -SAFE_EXPONENT <= top <= 2.0 ** SAFE_EXPONENT:
+        return 0
+    return -int(np.frexp(top)[1])
 
 
 def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: float | None = None,
@@ -344,22 +589,20 @@ def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: floa
     margin_loss = loss.name in ("logistic", "smoothed_hinge") and loss.code >= 0
     if loss.name == "squared" and loss.code >= 0 and radius is not None:
         w, lam = ball_step(passes.full(np.zeros(d)), radius)
-        F = passes.value(w)
-        return _result(passes, w, infimum=F, attained=True, converged=True, lam=lam,
-                       radius=radius, npass=2, method="secular equation",
-                       message="minimum over the ball " + (
-                           "on its boundary" if lam > 0 else "inside it (constraint inactive)"))
+        if lam > 0:
+            return _result(passes, w, infimum=passes.value(w), attained=True, converged=True,
+                           lam=lam, radius=radius, npass=2, method="secular equation",
+                           message="minimum over the ball on its boundary")
+        # inactive: the unconstrained minimum itself (refined), not the one-step solution
     if margin_loss:
-        if engine.stateless:
-            sep = Separability("not_decided", None, None, 0.0,
-                               "not decided: the linear program needs the data in memory")
-            note = " (LP skipped: out-of-core or distributed data)"
+        sep, newton = _newton_first(passes, d, tol, eps, max_iter, loss)
+        if sep is not None:
+            note = "trust-region Newton (separated by its iterates; no linear program)"
         else:
-            sep = _separability(engine.X, engine.y, engine.s, max_lp_entries)
-            note = {"not_decided": " (LP skipped: too large)",
-                    "overlapping": " (overlap certified by a positive combination, no LP)"
-                    if sep.method == "certificate" else ""}.get(sep.status, "")
-        free = _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note)
+            sep, note = _decide_separability(passes, newton[0], max_lp_entries)
+            if sep.status == "separable":
+                note = "linear program (HiGHS)" + note
+        free = _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note, newton)
     else:
         res, msg = minimise(passes, d, tol, eps, max_iter, loss.name)
         free = _result(passes, res.w, infimum=res.F, attained=res.converged,

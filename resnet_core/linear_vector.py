@@ -32,7 +32,8 @@ import numbers
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._baseline import LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, minimise, with_radius
+from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated, Watched,
+                        minimise, with_radius)
 from ._threads import blas_single_thread, resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
@@ -41,6 +42,12 @@ from .separability import Separability, class_separability
 
 # Samples per block of the value and gradient passes.
 VALUE_BLOCK = 16384
+# A Gram model is used when the smallest eigenvalue of its non-null block is this many times
+# the bound ``eps size ev_max`` of its rounding or more (Newton steps within 1% of the exact
+# ones, and within far less at the typical rounding ``eps sqrt(n) ev_max``: an inexact Newton
+# step, which the trust region and the decrement on the exact gradient absorb); otherwise
+# the QR factor.  10-class digits reach condition numbers near 1e10 before they separate.
+GRAM_TRUST = 1e2
 EPS = float(np.finfo(np.float64).eps)
 # The ``method`` note of a separation found by Newton's iterates before any linear program.
 NEWTON_SEPARATED = " (separated by its iterates; no linear program)"
@@ -78,20 +85,25 @@ class _CrossEntropyPasses:
 
     convex = True
 
-    def __init__(self, X, labels, s, c, allowed=None, lam=0.0):
+    def __init__(self, X, labels, s, c, allowed=None, lam=0.0, live=None, exact=False):
         self.X, self.labels, self.s, self.c = X, labels, s, c
-        self.allowed, self.lam = allowed, lam
+        self.allowed, self.lam, self.exact = allowed, lam, exact
         self.n, self.d = X.shape
         self.size = (c - 1) * self.d
         self.P = centred_basis(c)
         self.PD = self.P[:, None, :] - self.P[None, :, :]  # P_k - P_j
         self.eps = EPS
+        # Coordinates (m, a) of Z whose feature a is 0 on every sample of positive weight:
+        # exact null directions of H, left out of its eigendecomposition.
+        self._live = _live_coordinates(X, s, c) if live is None else live
 
     def penalised(self, lam: float) -> "_CrossEntropyPasses":
-        return _CrossEntropyPasses(self.X, self.labels, self.s, self.c, self.allowed, lam)
+        return _CrossEntropyPasses(self.X, self.labels, self.s, self.c, self.allowed, lam,
+                                   self._live, self.exact)
 
     def restricted(self, allowed) -> "_CrossEntropyPasses":
-        return _CrossEntropyPasses(self.X, self.labels, self.s, self.c, allowed, self.lam)
+        return _CrossEntropyPasses(self.X, self.labels, self.s, self.c, allowed, self.lam,
+                                   self._live, self.exact)
 
     def weights(self, z) -> np.ndarray:
         return self.P @ z.reshape(self.c - 1, self.d)
@@ -131,7 +143,43 @@ class _CrossEntropyPasses:
         return F, (self.P.T @ G).ravel()
 
     def full(self, z) -> Model:
-        F, g = self.grad(z)
+        """The Newton model at ``z``: ``F``, ``g`` and the Hessian ``H`` in one pass (the Gram
+        form below); the QR factor of the Hessian's rows (one more pass) when ``H`` has an
+        eigenvalue within ``GRAM_TRUST`` times its rounding level, or always with
+        ``self.exact`` (see :meth:`_factor_model`)."""
+        F, g, H = self._gram(z)
+        F, g = F + 0.5 * self.lam * float(z @ z), g + self.lam * z
+        if not self.exact:
+            m = _live_model(F, g, H, self.lam, self._live)
+            if m is not None:
+                return m
+        return self._factor_model(z, F, g)
+
+    def _gram(self, z):
+        """``(F, g, H)`` without the penalty: ``H = sum_i kron(D_i, x_i x_i^T)`` with
+        ``D_i = s_i P^T (diag(pi_i) - pi_i pi_i^T) P``, one ``X^T diag(D_i[m, m']) X`` per
+        pair ``m <= m'`` of the ``c - 1`` coordinates."""
+        F, G = 0.0, np.zeros((self.c, self.d))
+        k, d = self.c - 1, self.d
+        H = np.zeros((k, d, k, d))
+        pairs = [(m, m2) for m in range(k) for m2 in range(m, k)]
+        for i0, i1, Xb, loss, pi in self._blocks(z, VALUE_BLOCK):
+            F += float(self.s[i0:i1] @ loss)
+            G += self._residual(pi, i0, i1).T @ Xb
+            # D_i = V_i^T V_i with rows V_ik = sqrt(s_i pi_ik) sum_j pi_ij (P_k - P_j): no
+            # cancellation when pi_i is near one class (the QR factor's rows, in the small)
+            V = (np.sqrt(self.s[i0:i1, None] * pi)[:, :, None]
+                 * np.einsum("bj,kja->bka", pi, self.PD))
+            D = np.einsum("bkm,bkn->bmn", V, V)
+            for m, m2 in pairs:
+                H[m, :, m2, :] += (Xb * D[:, m, m2][:, None]).T @ Xb
+        for m, m2 in pairs:
+            H[m2, :, m, :] = H[m, :, m2, :].T
+        return F, (self.P.T @ G).ravel(), H.reshape(self.size, self.size)
+
+    def _factor_model(self, z, F, g) -> Model:
+        """The model from the QR factor of the rows ``sqrt(s_i pi_ik) (P_k - pi_i^T P) kron
+        x_i`` (``c`` per sample): eigenvalues to ``eps^2`` of the largest."""
         rows = max(1, QR_CHUNK // self.c)
 
         def factor_rows():
@@ -143,8 +191,7 @@ class _CrossEntropyPasses:
                 yield (C[:, :, :, None] * Xb[:, None, None, :]).reshape(-1, self.size)
 
         R = qr_factor(factor_rows(), self.size)
-        return Model.from_factor(F + 0.5 * self.lam * float(z @ z), g + self.lam * z, R,
-                                 self.eps, self.n * self.c, shift=self.lam)
+        return Model.from_factor(F, g, R, self.eps, self.n * self.c, shift=self.lam)
 
     def pair_factor(self, z) -> np.ndarray:
         """``R`` with ``R^T R = M = sum_{i, j != y_i} s_i pi_ij a_ij a_ij^T``, the pair vectors
@@ -186,6 +233,8 @@ class _CrossEntropyPasses:
         """The least pair margin over samples of positive weight (streamed)."""
         return min(float(gap.min()) for _, _, gap in self._pair_margins(z))
 
+    separation = smallest_margin  # what :class:`Watched` checks
+
     def push(self, z, u, pairs, margin):
         """``z + t u`` with ``t >= 0`` the least that puts every margin of ``pairs`` (n x c)
         at ``margin`` or beyond (streamed; ``u`` positive on those pairs)."""
@@ -195,6 +244,36 @@ class _CrossEntropyPasses:
             if on.any():
                 t = max(t, float(np.max((margin - base[on]) / along[on])))
         return z + t * u
+
+
+def _live_coordinates(X, s, c) -> np.ndarray:
+    """Indices ``m d + a`` of the coordinates of ``Z`` ((c-1) x d, flattened) whose feature
+    ``a`` is non-zero on some sample of positive weight (streamed)."""
+    n, d = X.shape
+    used = np.zeros(d, bool)
+    for i0 in range(0, n, VALUE_BLOCK):
+        Xb = np.asarray(X[i0:i0 + VALUE_BLOCK])
+        used |= np.any(Xb[s[i0:i0 + VALUE_BLOCK] > 0] != 0, axis=0)
+    return (np.arange(c - 1)[:, None] * d + np.flatnonzero(used)[None, :]).ravel()
+
+
+def _live_model(F, g, H, lam, live) -> Model | None:
+    """The model ``(F, g, H + lam I)`` from ``eigh`` of ``H`` on the ``live`` coordinates
+    (the others: exact zero curvature, unit eigenvectors), or None when an eigenvalue of
+    that block lies within ``GRAM_TRUST`` times the Gram matrix's rounding level."""
+    size = g.size
+    with blas_single_thread():
+        ev_live, Q_live = np.linalg.eigh(H[np.ix_(live, live)])
+    null = float(EPS * size * np.abs(ev_live).max(initial=0.0))
+    if ev_live.size and not ev_live[0] + lam > GRAM_TRUST * null:
+        return None
+    dead = np.setdiff1d(np.arange(size), live)
+    ev = np.concatenate([np.zeros(dead.size), ev_live]) + lam
+    Q = np.zeros((size, size))
+    Q[dead, np.arange(dead.size)] = 1.0
+    Q[np.ix_(live, np.arange(dead.size, size))] = Q_live
+    order = np.argsort(ev, kind="stable")
+    return Model(F, g, ev[order], Q[:, order], null, EPS)
 
 
 class _LeastSquaresPasses:
@@ -248,7 +327,7 @@ def _result(passes, z, *, infimum, attained, converged, lam=0.0, radius=None, ni
     if radius is not None:  # ||Z|| <= radius; W = P Z may round an ulp outside
         W = inside_ball(W, radius)
     return LinearBaselineResult(
-        w=W, x=W, fun=float(F), infimum=float(infimum),
+        w=W, x=W, fun=float(F), fun_error=float("nan"), infimum=float(infimum),
         attained=None if attained is None else bool(attained), converged=bool(converged),
         success=bool(converged), grad_norm=safe_norm(g + lam * z), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
@@ -262,38 +341,6 @@ def _class_ray(passes, z, smallest):
     pairs[np.arange(passes.n), passes.labels] = False
     return Separability("separable", W / np.linalg.norm(W), passes.s > 0, smallest,
                         "separated by the direction of Newton's iterates", pairs)
-
-
-class _Separated(Exception):
-    """Raised by :class:`_Watched` at the first iterate whose pair margins are all positive."""
-
-    def __init__(self, z, smallest):
-        super().__init__("separated")
-        self.z, self.smallest = z, smallest
-
-
-class _Watched:
-    """The passes, with every point Newton's method evaluates checked for complete
-    separation: ``(w_{y_i} - w_j)^T x_i > 0`` for every pair of a sample of positive
-    weight proves the classes separable, whatever the linear program would say."""
-
-    convex = True
-
-    def __init__(self, passes):
-        self.passes = passes
-
-    def _check(self, z):
-        smallest = self.passes.smallest_margin(z)
-        if smallest > 0:
-            raise _Separated(z, smallest)
-
-    def value(self, z):
-        self._check(z)  # a trial point proves it as well as an accepted one
-        return self.passes.value(z)
-
-    def full(self, z):
-        self._check(z)
-        return self.passes.full(z)
 
 
 def overlap_certificate(passes, z) -> float:
@@ -328,11 +375,13 @@ def _newton_first(passes, tol, max_iter):
     """Trust-region Newton on the unregularised cross-entropy, stopped at the first iterate
     that separates every pair.  Returns ``(Separability, None)`` when one does, else
     ``(None, (NewtonResult, message))`` for the caller to reuse (overlapping data)."""
+    watched = Watched(passes)
     try:
-        res, msg = minimise(_Watched(passes), passes.size, tol, passes.eps, max_iter,
-                            "cross_entropy")
-    except _Separated as found:
-        return _class_ray(passes, found.z, found.smallest), None
+        res, msg = minimise(watched, passes.size, tol, passes.eps, max_iter, "cross_entropy")
+    except Separated as found:
+        sep = _class_ray(passes, found.z, found.smallest)
+        sep.npass = watched.calls
+        return sep, None
     smallest = passes.smallest_margin(res.w)  # the last point, if no full pass saw it
     if smallest > 0:
         return _class_ray(passes, res.w, smallest), None
@@ -349,7 +398,7 @@ def _cross_entropy(passes, sep, tol, max_iter, lp_note, newton):
         z = passes.push(np.zeros(size), passes.coords(sep.direction), sep.separated_pairs,
                         margin)
         return _result(passes, z, infimum=0.0, attained=False, converged=True,
-                       separability="separable", direction=sep.direction,
+                       npass=sep.npass + 2, separability="separable", direction=sep.direction,
                        method=("trust-region Newton" if lp_note else
                                "linear program (HiGHS)") + lp_note,
                        message="linearly separable classes: inf F_lin = 0, not attained "

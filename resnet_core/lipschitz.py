@@ -76,6 +76,16 @@ floating-point rounding; the measured rounding is added).  With the skip head an
 squared loss ``F_theta`` is quadratic: ``mu2 = 0`` exactly, without any evaluation.  A ball
 is never ``rigorous`` (its extreme points are not finitely many).
 
+Monotone under inclusion, and a proven upper bound
+--------------------------------------------------
+Every estimate is remembered with its objective (weakly: it goes with the objective); an
+estimate on a region is at least the ``lower`` of every region inside it evaluated before
+(``inherited_from`` names it), since that norm is attained at a point of both.  Besides the
+estimate, ``upper`` is a proven upper bound where one is known: ``raw_max`` when
+``rigorous``, else the derivative bound of :func:`proven_upper_bound` (squared and logistic
+losses; module ``_lipschitz_bounds``), often far above the truth.  A certificate decides
+True from the sampled ``lower`` and False only from ``upper``.
+
 Cost
 ----
 Each ``hessp`` at a new point is one pass over the data.  With the defaults
@@ -94,13 +104,17 @@ import itertools
 import json
 import math
 import numbers
+import threading
 import time
+import weakref
 from dataclasses import dataclass, field
 from typing import Union
 
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._lipschitz_bounds import DerivativeBounds, derivative_bounds, region_norm_bounds
+from ._schema import validated
 from ._validation import as_float_array, check_positive_int
 from .losses import BuiltinLoss
 from .objective import FeatureObjective
@@ -108,9 +122,12 @@ from .objective import FeatureObjective
 __all__ = [
     "Ball",
     "Box",
+    "DerivativeBounds",
     "HessianLipschitzEstimate",
     "Region",
+    "derivative_bounds",
     "estimate_hessian_lipschitz",
+    "proven_upper_bound",
     "region_from_dict",
 ]
 
@@ -200,6 +217,16 @@ class Ball:
         d = z - self.center
         n = np.linalg.norm(d)
         return z if n <= self.radius else self.center + d * (self.radius / n)
+
+    def includes(self, other: "Region") -> bool:
+        """Whether ``other`` (a Ball or Box of the same dimension) lies inside this ball."""
+        if other.dim != self.dim:
+            return False
+        if isinstance(other, Ball):
+            return bool(np.linalg.norm(other.center - self.center) + other.radius
+                        <= self.radius)
+        far = np.maximum(np.abs(other.lower - self.center), np.abs(other.upper - self.center))
+        return bool(np.linalg.norm(far) <= self.radius)
 
     def _linear_max(self, q: np.ndarray, z: np.ndarray) -> np.ndarray:
         """``argmax_{s in ball} <q, s>``."""
@@ -296,6 +323,16 @@ class Box:
     def project(self, z: np.ndarray) -> np.ndarray:
         return np.clip(z, self.lower, self.upper)
 
+    def includes(self, other: "Region") -> bool:
+        """Whether ``other`` (a Ball or Box of the same dimension) lies inside this box."""
+        if other.dim != self.dim:
+            return False
+        if isinstance(other, Ball):
+            lo, hi = other.center - other.radius, other.center + other.radius
+        else:
+            lo, hi = other.lower, other.upper
+        return bool(np.all(self.lower <= lo) and np.all(hi <= self.upper))
+
     def _linear_max(self, q: np.ndarray, z: np.ndarray) -> np.ndarray:
         """``argmax_{s in box} <q, s>`` (a corner; ``z``'s coordinate where ``q`` is 0)."""
         return np.where(q > 0, self.upper, np.where(q < 0, self.lower, z))
@@ -360,6 +397,15 @@ class HessianLipschitzEstimate:
     direction : array or None
         The unit ``u`` maximising ``T(u, u, u)`` there.
     seconds : float
+    upper : float or None
+        A proven upper bound of ``mu2`` on the region: ``raw_max`` when ``rigorous``, else
+        the derivative bound of :func:`proven_upper_bound` where the loss has one (often far
+        above the truth), else None.
+    upper_method : str
+        How ``upper`` was obtained (or why there is none).
+    inherited_from : dict or None
+        The evaluated region inside this one whose larger ``lower`` was taken over (estimates
+        are monotone under inclusion), with its ``description``; None when none was larger.
     """
 
     value: float
@@ -378,6 +424,9 @@ class HessianLipschitzEstimate:
     argmax: np.ndarray | None = field(default=None, repr=False)
     direction: np.ndarray | None = field(default=None, repr=False)
     seconds: float = 0.0
+    upper: float | None = None
+    upper_method: str = ""
+    inherited_from: dict | None = None
 
     @property
     def mu2(self) -> float:
@@ -405,8 +454,10 @@ class HessianLipschitzEstimate:
 
     def __str__(self) -> str:
         kind = "proven bound" if self.rigorous else "sampled estimate"
+        up = ("" if self.rigorous or self.upper is None else
+              f"; proven upper bound {self.upper:.6g}")
         return (f"mu2 = {self.value:.6g} ({kind}; raw {self.raw_max:.6g} x safety "
-                f"{self.safety:g}) on {self.region.get('description', '')}: "
+                f"{self.safety:g}{up}) on {self.region.get('description', '')}: "
                 f"{self.n_points} points, {self.n_hessp} hessp, {self.seconds * 1e3:.0f} ms")
 
 
@@ -590,6 +641,7 @@ def _check_int(name, value, minimum):
     return check_positive_int(name, value, minimum=minimum)
 
 
+@validated
 def estimate_hessian_lipschitz(objective, region: Region, *, n_points: int = 6,
                                n_starts: int = 1, max_iter: int = 6, n_refine: int = 12,
                                max_corners: int = 16, seed: int | None = 0,
@@ -676,7 +728,8 @@ def estimate_hessian_lipschitz(objective, region: Region, *, n_points: int = 6,
             rigorous=True, region=region_info, n_points=0, n_hessp=0,
             method="exact: F_theta is quadratic in z (skip head, squared loss), so D^3 F = 0",
             corners_evaluated=0, corners_total=_corners_total(region),
-            argmax=center, direction=None, seconds=time.perf_counter() - t0)
+            argmax=center, direction=None, seconds=time.perf_counter() - t0,
+            upper=0.0, upper_method="exact: D^3 F = 0")
 
     # -- the points ---------------------------------------------------------------------
     corners, interior = _sample_points(region, n_points, max_corners, rng)
@@ -734,19 +787,83 @@ def estimate_hessian_lipschitz(objective, region: Region, *, n_points: int = 6,
         fd_rel = max(fd_rel, float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)))
 
     rigorous = bool(degree == 4 and all_corners and tensor_mode)
+    inherited = _inherit(objective, region, float(lower))
+    if inherited is not None:
+        lower, z, u = inherited["lower"], inherited["argmax"], inherited["direction"]
+    _remember(objective, region, float(lower), z, u)
     raw = float(upper_max) if rigorous else float(lower)
     raw = max(raw, float(lower))
+    if rigorous:
+        upper, upper_method = raw, "the proven bound itself (raw_max)"
+    else:
+        upper, upper_method = proven_upper_bound(objective, region)
     if safety is None:
         safety = 1.0 if rigorous else DEFAULT_SAFETY
     method = _describe_method(region, degree, rigorous, tensor_mode, len(corners),
                               len(interior), all_corners, ev, n_refine, safety)
+    if inherited is not None:
+        method += (f"; the larger estimate {inherited['lower']:.6g} of "
+                   f"{inherited['region']['description']} inside it taken over")
     return HessianLipschitzEstimate(
         value=safety * raw, raw_max=raw, lower=float(lower), safety=float(safety),
         rigorous=rigorous, method=method, region=region_info, n_points=ev.n_points,
         n_hessp=ev.n_hessp, corners_evaluated=len(corners) if isinstance(region, Box) else 0,
         corners_total=_corners_total(region), fd_step=float(ev.h), fd_rel_error=float(fd_rel),
         argmax=np.asarray(z, dtype=np.float64).copy(), direction=np.asarray(u).copy(),
-        seconds=time.perf_counter() - t0)
+        seconds=time.perf_counter() - t0, upper=upper, upper_method=upper_method,
+        inherited_from=None if inherited is None else inherited["region"])
+
+
+# -- monotone under inclusion ---------------------------------------------------------------
+
+#: objective -> [(region, lower, argmax, direction)]: what was evaluated on it (weakly keyed:
+#: an entry goes with its objective).  An estimate is at least the largest ``lower`` of every
+#: evaluated region inside its own: each is attained at a point of the region.
+_EVALUATED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_EVALUATED_LOCK = threading.Lock()
+#: Regions remembered per objective (the oldest go first).
+MAX_REMEMBERED = 64
+
+
+def _entries(objective) -> list:
+    try:
+        return _EVALUATED.setdefault(objective, [])
+    except TypeError:  # not weakly referenceable or not hashable: nothing is remembered
+        return []
+
+
+def _inherit(objective, region: Region, lower: float) -> dict | None:
+    """The evaluated region inside ``region`` with the largest ``lower``, if above ``lower``."""
+    with _EVALUATED_LOCK:
+        best = None
+        for reg, low, z, u in _entries(objective):
+            if low > lower and (best is None or low > best["lower"]) and region.includes(reg):
+                best = {"lower": low, "argmax": z, "direction": u,
+                        "region": dict(reg.to_dict(), description=reg.describe())}
+        return best
+
+
+def _remember(objective, region: Region, lower: float, z, u) -> None:
+    with _EVALUATED_LOCK:
+        entries = _entries(objective)
+        entries[:] = [e for e in entries if not (e[0] == region and e[1] <= lower)]
+        entries.append((region, lower, np.asarray(z, np.float64).copy(),
+                        None if u is None else np.asarray(u, np.float64).copy()))
+        del entries[:-MAX_REMEMBERED]
+
+
+def proven_upper_bound(objective, region: Region) -> tuple[float | None, str]:
+    """A proven upper bound of ``mu2`` on ``region`` from the loss's derivative bounds
+    (:func:`derivative_bounds` on ``{||w|| <= max_R ||w||, ||V||_2 <= max_R ||V||_F}``, a
+    region holding ``region``), or ``(None, why not)``.  One pass over the data."""
+    if not isinstance(objective, FeatureObjective) or getattr(objective, "n_outputs", 1) > 1:
+        return None, "no derivative bounds for this objective"
+    w_bound, M_bound = region_norm_bounds(region, objective.d)
+    b = derivative_bounds(objective, w_bound, M_bound)
+    if b.mu2 is None:
+        return None, b.reason
+    return b.mu2, (f"sup ||D^3 F|| <= E[L3 q^3 + 3 L2 q e] on ||w|| <= {w_bound:.4g}, "
+                   f"||V|| <= {M_bound:.4g} (a region holding this one)")
 
 
 def _refine_step(ev: _Evaluator, region: Region, z: np.ndarray, u: np.ndarray, f: float):

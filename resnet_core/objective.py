@@ -20,7 +20,8 @@ from numpy.typing import ArrayLike
 from ._engine import Engine, VectorEngine
 from ._threads import resolve_n_threads
 from ._data import prepare
-from ._validation import as_float_array, check_choice, check_point
+from ._schema import check, validated
+from ._validation import as_float_array, check_choice, check_point, copy_data
 from .features import MLPLayout
 from .heads import HEADS, VECTOR_HEADS
 from .linear import LinearBaselineResult, baseline_on_engine, linear_baseline
@@ -99,7 +100,7 @@ class _HeadObjective:
 
     @progress.setter
     def progress(self, value: bool):
-        self._engine.progress = bool(value)
+        self._engine.progress = check("progress", value)
 
     def linear_baseline(self, radius: float | None = None) -> LinearBaselineResult:
         """The best linear predictor on this objective's data, loss and weights
@@ -268,6 +269,15 @@ class FeatureObjective(_HeadObjective):
     progress : bool
         Show a tqdm bar over the row blocks of a pass that runs longer than a few seconds
         (also the attribute ``progress``).
+    copy : bool
+        Keep a private copy of the in-memory arrays (``X``, ``Phi``, ``y``,
+        ``sample_weight``).  By default a NumPy array that is usable as is (C-contiguous,
+        of the working dtype) is used **without a copy**: changing it afterwards changes
+        the objective.  Each pass checks what it read (a NaN or inf written into the data
+        later is a ValueError naming the row block, never a silent ``nan``) and that a
+        memory-mapped file still has its size (a file truncated under the objective is a
+        ValueError, never a SIGBUS); ``copy=True`` makes the objective independent of the
+        caller's arrays (out-of-core and dask arrays are never copied).
 
     Notes
     -----
@@ -288,13 +298,16 @@ class FeatureObjective(_HeadObjective):
     costs ``O(d^2 + d k + k^2)`` and does not touch the data.
     """
 
+    @validated
     def __init__(self, X: ArrayLike, Phi: ArrayLike, y: ArrayLike, *,
                  loss: str | Loss | Callable = "logistic", head: str = "residual",
                  sample_weight: ArrayLike | None = None, feature_bias: bool = False,
                  n_threads: int | None = None, chunk_size: int | None = None,
-                 n_classes: int | None = None, progress: bool = False):
+                 n_classes: int | None = None, progress: bool = False, copy: bool = False):
         if Phi is None:
             raise TypeError("Phi must be an array of shape (n, k) (the features); got None")
+        if copy:
+            X, Phi, y, sample_weight = copy_data(X, Phi, y, sample_weight)
         data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight, Phi=Phi,
                        n_threads=n_threads, n_classes=n_classes)
         engine = data.engine(data.Phi.shape[1] + bool(feature_bias), feature_bias=feature_bias,
@@ -430,9 +443,9 @@ class Objective(_HeadObjective):
         Remark 1: append a constant 1 to the features, a bias column in ``V``:
         ``phi(x) = [f_theta(x); 1]``, the last column of ``V`` (last entry of ``v``)
         multiplies the constant.
-    sample_weight, n_threads, chunk_size, n_classes, progress
+    sample_weight, n_threads, chunk_size, n_classes, progress, copy
         As in :class:`FeatureObjective` (out-of-core and dask arrays too, for scalar
-        outputs).
+        outputs; in-memory data are used without a copy unless ``copy=True``).
 
     Notes
     -----
@@ -444,18 +457,19 @@ class Objective(_HeadObjective):
     plus two n-vectors, whatever ``n``.
     """
 
+    @validated
     def __init__(self, X: ArrayLike, y: ArrayLike, *, loss: str | Loss | Callable = "logistic",
                  widths: tuple[int, ...] | int = (64, 64), activation: str = "tanh",
                  bias: bool = True, head: str = "residual", feature_bias: bool = False,
                  sample_weight: ArrayLike | None = None, n_threads: int | None = None,
                  chunk_size: int | None = None, n_classes: int | None = None,
-                 progress: bool = False):
+                 progress: bool = False, copy: bool = False):
+        if copy:
+            X, _, y, sample_weight = copy_data(X, None, y, sample_weight)
         data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight,
                        n_threads=n_threads, n_classes=n_classes)
-        if isinstance(widths, (int, np.integer)):
-            widths = (int(widths),)
-        self.layout = MLPLayout(data.d, tuple(widths), bool(bias), activation)
-        self.widths, self.activation, self.bias = self.layout.widths, activation, bool(bias)
+        self.layout = MLPLayout(data.d, widths, bias, activation)
+        self.widths, self.activation, self.bias = self.layout.widths, activation, bias
         engine = data.engine(self.layout.k + bool(feature_bias), dims=self.layout.dims,
                              bias=bias, act=self.layout.act_code, feature_bias=feature_bias,
                              n_threads=n_threads, chunk_size=chunk_size)
@@ -519,6 +533,7 @@ class Objective(_HeadObjective):
         ValueError for other losses."""
         return self._proba(self.predict(x, X))
 
+    @validated
     def partial(self, x, *, materialize: bool = False) -> FeatureObjective:
         """The :class:`FeatureObjective` of ``F_theta`` at the ``theta`` inside ``x``.
 

@@ -23,17 +23,23 @@ from scipy.optimize import OptimizeResult
 
 from . import _loops
 from ._blocks import StepBlocks
-from ._validation import check_choice, check_positive_int
+from ._progress import progress_bar
+from ._schema import INT_MAX, PROBABILITY, Int, Real, validated
+from ._validation import check_choice
 from .objective import FeatureObjective, Objective
 
 STATUS_MESSAGES = {
-    0: "converged: no decrease of f_thres within t_thres steps of a perturbation "
-       "(PGD), or ||grad|| <= g_thres (GD)",
+    0: "converged: no decrease of f_thres within t_thres steps of a perturbation",
     1: "maximum number of iterations reached",
     2: "stopped: non-finite value or gradient; x is the last finite iterate",
     3: "stopped by the callback",
     4: "stopped at escape: F <= F(start) - f_escape (escape studies with stop_at_escape)",
 }
+# Status 0 of plain gradient descent (the table's 0 is PGD's stop).
+GD_CONVERGED = "converged: ||grad|| <= gtol"
+# Default escape criterion: a decrease of F by this fraction of eps^1.5 / sqrt(rho), the
+# scale of what a saddle with lambda_min = -sqrt(rho eps) offers (docs/pgd.md, section 4).
+ESCAPE_FRACTION = 0.1
 # Work (samples x parameters) below which a compiled single-thread loop beats streaming.
 _COMPILED_WORK = 1 << 21
 # The squared loss on fixed features runs compiled on second moments (any n); False: on the
@@ -41,17 +47,54 @@ _COMPILED_WORK = 1 << 21
 _MOMENTS = True
 
 
+@validated(dim=None)
 def pgd_constants(*, eps, ell, rho, c, delta, delta_f, dim):
     """The six constants of Jin et al. (2017), Algorithm 2 (see ``paper.md``):
     ``chi = 3 max(log(dim ell Delta_f / (c eps^2 delta)), 4)``, ``eta = c / ell``,
     ``r = sqrt(c) / chi^2 eps / ell``, ``g_thres = sqrt(c) / chi^2 eps``,
     ``f_thres = c / chi^3 sqrt(eps^3 / rho)``, ``t_thres = chi / c^2 ell / sqrt(rho eps)``
     (rounded up to an integer number of steps)."""
-    chi = 3.0 * max(math.log(dim * ell * delta_f / (c * eps**2 * delta)), 4.0)
-    return {"chi": chi, "eta": c / ell, "r": math.sqrt(c) / chi**2 * eps / ell,
-            "g_thres": math.sqrt(c) / chi**2 * eps,
-            "f_thres": c / chi**3 * math.sqrt(eps**3 / rho),
-            "t_thres": int(math.ceil(chi / c**2 * ell / math.sqrt(rho * eps)))}
+    # the formulas as written (the constants bit for bit as before); an input of absurd
+    # size overflows or divides by zero: caught here and reported with the inputs
+    try:
+        chi = 3.0 * max(math.log(dim * ell * delta_f / (c * eps**2 * delta)), 4.0)
+        consts = {"chi": chi, "eta": c / ell, "r": math.sqrt(c) / chi**2 * eps / ell,
+                  "g_thres": math.sqrt(c) / chi**2 * eps,
+                  "f_thres": c / chi**3 * math.sqrt(eps**3 / rho)}
+        t_thres = chi / c**2 * ell / math.sqrt(rho * eps)
+    except (ZeroDivisionError, OverflowError, ValueError):
+        consts, t_thres = {"chi": math.nan}, math.nan
+    bad = [k for k, v in consts.items() if not (math.isfinite(v) and v > 0)]
+    if bad or not (math.isfinite(t_thres) and t_thres < INT_MAX):
+        name = bad[0] if bad else "t_thres"
+        value = consts[name] if bad else t_thres
+        raise ValueError(
+            f"eps={eps!r}, ell={ell!r}, rho={rho!r}, c={c!r}, delta={delta!r}, "
+            f"delta_f={delta_f!r} give a PGD constant out of range ({name} = {value!r}): "
+            "give values of ordinary size, or the constants (eta, r, g_thres, f_thres, "
+            "t_thres) directly")
+    consts["t_thres"] = int(math.ceil(t_thres))
+    return consts
+
+
+def status_message(status: int, perturb: bool = True) -> str:
+    """The words for a status code of :func:`perturbed_gd` (``perturb``) or
+    :func:`gradient_descent`."""
+    return GD_CONVERGED if status == 0 and not perturb else STATUS_MESSAGES[int(status)]
+
+
+def default_f_escape(eps: float, rho: float) -> float:
+    """The default escape criterion: a decrease of ``F`` by
+    ``ESCAPE_FRACTION * eps^1.5 / sqrt(rho)``.
+
+    Along the eigenvector of a saddle with ``lambda_min = -gamma``, ``gamma = sqrt(rho eps)``
+    (the curvature PGD resolves), the cubic model ``-gamma t^2 / 2 + rho |t|^3 / 6`` reaches
+    ``-(2/3) gamma^3 / rho^2 = -(2/3) eps^1.5 / sqrt(rho)``: a drop of a tenth of that scale
+    means the run left the saddle's neighbourhood.  Jin et al.'s ``f_thres`` is the same
+    scale divided by ``chi^3`` (``chi >= 12``: at most 6e-4 of it), small enough for
+    rounding or a start that is not stationary to count as an escape.
+    """
+    return ESCAPE_FRACTION * float(eps) ** 1.5 / math.sqrt(float(rho))
 
 
 class _Problem:
@@ -124,6 +167,7 @@ def _estimate_ell_rho(problem: _Problem, u0, rng):
     return max(2.0 * lam, 1e-12), max(2.0 * rho, 1e-12)
 
 
+@validated
 def estimate_ell_rho(objective, x0: ArrayLike, *, wrt: str = "all",
                      seed=None) -> tuple[float, float]:
     """Local estimates of the gradient and Hessian Lipschitz constants at ``x0`` (what
@@ -185,11 +229,24 @@ def _python_core(problem, u, state, consts, perturb, t_stop, hist, pert, rng,
         ist[I.I_T] = t + 1
 
 
+def _grown(a: np.ndarray, need: int) -> np.ndarray:
+    """``a`` with room for at least ``need`` entries (its own entries first): the same
+    array when it has them, else one at least twice as long."""
+    if a.size >= need:
+        return a
+    out = np.zeros(max(need, 2 * a.size), a.dtype)
+    out[:a.size] = a
+    return out
+
+
 def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record_every,
-         F0=None):
+         F0=None, rng=None, stop_at_escape=False, progress=None):
     """Drive the compiled or the Python loop in segments of ``record_every`` iterations
     (the callback's cadence), the compiled one in timed blocks within them (a Ctrl-C is
-    raised between two blocks), and package an OptimizeResult."""
+    raised between two blocks), and package an OptimizeResult.  ``rng``: a splitmix64
+    state to draw from (default: from ``SeedSequence(seed)``); ``stop_at_escape``: stop at
+    the escape iteration (status 4); ``progress(n)``: told the iterations each segment or
+    block advanced."""
     I = _loops
     u = problem.u0.copy()
     if F0 is None:
@@ -198,11 +255,14 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
     istate[I.I_NOISE] = -consts["t_thres"] - 1
     istate[I.I_STATUS] = -1
     istate[I.I_ESCAPE] = -1
-    rng = _loops.seed_state(np.uint64(np.random.SeedSequence(seed).generate_state(1,
-                                                                                  np.uint64)[0]))
-    n_rec = max_iter // record_every + 2 if record_every > 0 else 0
-    hist = {"t": np.zeros(n_rec, np.int64), "F": np.zeros(n_rec), "g": np.zeros(n_rec)}
-    pert = np.zeros(max_iter // max(consts["t_thres"], 1) + 2, np.int64)
+    if rng is None:
+        rng = _loops.seed_state(np.uint64(np.random.SeedSequence(seed).generate_state(
+            1, np.uint64)[0]))
+    # the history and the perturbation marks grow with the run (a block at a time), never
+    # sized by max_iter: max_iter=10**12 costs nothing when the run stops early
+    t_thres = max(consts["t_thres"], 1)
+    hist = {"t": np.zeros(0, np.int64), "F": np.zeros(0), "g": np.zeros(0)}
+    pert = np.zeros(0, np.int64)
     n_hist = n_pert = 0
     state = {"istate": istate, "x_tilde": u.copy(), "x_prev": u.copy(), "f_tilde": F0,
              "F_start": F0, "record_every": record_every}
@@ -212,20 +272,29 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
     if problem.compiled:
         _loops.check_codes()
     every = record_every if (callback is not None and record_every > 0) else max_iter
+    if progress is not None and callback is None and not problem.compiled:
+        every = min(every, max(1, record_every or 100))  # the bar moves between segments
     blocks = StepBlocks()
     while istate[I.I_STATUS] < 0 and istate[I.I_T] < max_iter:
         t = int(istate[I.I_T])
         t_callback = min((t // every + 1) * every, max_iter)
         if problem.compiled:
             t_stop = min(t_callback, t + blocks.next())
+            if record_every > 0:
+                need = n_hist + (t_stop - t) // record_every + 2
+                hist = {key: _grown(a, need) for key, a in hist.items()}
+            pert = _grown(pert, n_pert + (t_stop - t) // t_thres + 2)
             n_hist, n_pert = _loops.pgd_core(
                 *problem.data, u, state["x_tilde"], g, state["x_prev"], istate, fstate, rng,
                 perturb, consts["eta"], consts["r"], consts["g_thres"], consts["f_thres"],
                 consts["t_thres"], consts["f_escape"], t_stop, record_every, hist["t"],
-                hist["F"], hist["g"], n_hist, pert, n_pert, False)
+                hist["F"], hist["g"], n_hist, pert, n_pert, stop_at_escape)
             blocks.done(int(istate[I.I_T]) - t)
         else:
-            _python_core(problem, u, state, consts, perturb, t_callback, py_hist, py_pert, rng)
+            _python_core(problem, u, state, consts, perturb, t_callback, py_hist, py_pert, rng,
+                         stop_escape=stop_at_escape)
+        if progress is not None:
+            progress(int(istate[I.I_T]) - t)
         if callback is not None and istate[I.I_STATUS] < 0 and istate[I.I_T] == t_callback:
             Fc, gc = problem.fun_and_grad(u)
             info = OptimizeResult(x=problem.to_x(u.copy()), fun=Fc, nit=int(istate[I.I_T]),
@@ -243,7 +312,7 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
     status = int(istate[I.I_STATUS])
     return OptimizeResult(
         x=problem.to_x(u), fun=F, jac=g, nit=int(istate[I.I_T]), nfev=int(istate[I.I_NFEV]) + 2,
-        status=status, success=status == 0, message=STATUS_MESSAGES[status],
+        status=status, success=status == 0, message=status_message(status, perturb),
         n_perturbations=int(istate[I.I_NPERT]), perturbation_iters=pert[:n_pert].copy(),
         escaped=bool(istate[I.I_ESCAPE] >= 0), escape_iter=int(istate[I.I_ESCAPE]),
         history={"iter": hist["t"][:n_hist].copy(), "fun": hist["F"][:n_hist].copy(),
@@ -251,13 +320,15 @@ def _run(problem: _Problem, consts, *, perturb, max_iter, seed, callback, record
         compiled=problem.compiled, **{k: v for k, v in consts.items() if k != "f_escape"})
 
 
+@validated
 def perturbed_gd(objective, x0: ArrayLike, *, eps: float, ell: float | None = None,
                  rho: float | None = None, c: float = 1.0, delta: float = 0.1,
                  delta_f: float | None = None, eta: float | None = None,
                  r: float | None = None, g_thres: float | None = None,
                  f_thres: float | None = None, t_thres: int | None = None,
                  max_iter: int = 100_000, wrt: str = "all", seed=None, callback=None,
-                 record_every: int = 100, f_escape: float | None = None) -> OptimizeResult:
+                 record_every: int = 100, f_escape: float | None = None,
+                 progress: bool = False) -> OptimizeResult:
     """Perturbed gradient descent, Jin et al. (2017) Algorithm 2, exactly.
 
     ::
@@ -298,7 +369,12 @@ def perturbed_gd(objective, x0: ArrayLike, *, eps: float, ell: float | None = No
     record_every : int
         History cadence (``0``: no history).
     f_escape : float, optional
-        Decrease below ``f(x0)`` that counts as escaping (default ``f_thres``).
+        Decrease below ``f(x0)`` that counts as escaping; default
+        :func:`default_f_escape` ``= 0.1 eps^1.5 / sqrt(rho)`` (docs/pgd.md, section 4).
+    progress : bool
+        A tqdm bar of the iterations (needs tqdm; updated between blocks of the compiled
+        loop, or every ``record_every`` steps of the streamed one).  Nothing is printed
+        otherwise.
 
     Returns
     -------
@@ -310,41 +386,45 @@ def perturbed_gd(objective, x0: ArrayLike, *, eps: float, ell: float | None = No
         ``compiled`` (which loop ran).
     """
     problem = _Problem(objective, x0, wrt)
-    max_iter = check_positive_int("max_iter", max_iter)
-    record_every = check_positive_int("record_every", record_every, minimum=0)
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive finite number; got {eps!r}")
     F0, _ = problem.fun_and_grad(problem.u0)
     estimated = ell is None or rho is None
     if estimated:
         e_ell, e_rho = _estimate_ell_rho(problem, problem.u0, np.random.default_rng(seed))
         ell = e_ell if ell is None else ell
         rho = e_rho if rho is None else rho
-    delta_f = max(F0, 1e-12) if delta_f is None else float(delta_f)
+    delta_f = max(F0, 1e-12) if delta_f is None else delta_f
     consts = pgd_constants(eps=eps, ell=float(ell), rho=float(rho), c=c, delta=delta,
                            delta_f=delta_f, dim=problem.dim)
     for name, value in (("eta", eta), ("r", r), ("g_thres", g_thres), ("f_thres", f_thres)):
         if value is not None:
             consts[name] = float(value)
     if t_thres is not None:
-        consts["t_thres"] = check_positive_int("t_thres", t_thres)
+        consts["t_thres"] = t_thres
     consts.update(ell=float(ell), rho=float(rho), delta_f=delta_f, ell_rho_estimated=estimated,
-                  f_escape=consts["f_thres"] if f_escape is None else float(f_escape))
-    return _run(problem, consts, perturb=True, max_iter=max_iter, seed=seed,
-                callback=callback, record_every=record_every, F0=F0)
+                  f_escape=(default_f_escape(eps, rho) if f_escape is None
+                            else float(f_escape)))
+    with progress_bar(progress, max_iter, "perturbed_gd", "it") as update:
+        res = _run(problem, consts, perturb=True, max_iter=max_iter, seed=seed,
+                   callback=callback, record_every=record_every, F0=F0,
+                   progress=update if progress else None)
+    res.f_escape = consts["f_escape"]
+    return res
 
 
+@validated
 def gradient_descent(objective, x0: ArrayLike, *, eta: float, gtol: float = 0.0, max_iter: int = 10_000,
                      wrt: str = "all", callback=None, record_every: int = 100,
-                     f_escape: float = 1e-8) -> OptimizeResult:
+                     f_escape: float = 1e-8, progress: bool = False) -> OptimizeResult:
     """Plain gradient descent ``x_{t+1} = x_t - eta grad f(x_t)``, the baseline of
-    :func:`perturbed_gd` (same loops, same result type); stops when ``||grad|| <= gtol``."""
+    :func:`perturbed_gd` (same loops, same result type); stops when ``||grad|| <= gtol``.
+    ``progress=True``: a tqdm bar of the iterations, as in :func:`perturbed_gd`."""
     problem = _Problem(objective, x0, wrt)
     consts = {"eta": float(eta), "r": 0.0, "g_thres": float(gtol), "f_thres": 0.0,
               "t_thres": 1, "f_escape": float(f_escape)}
-    return _run(problem, consts, perturb=False, max_iter=check_positive_int("max_iter", max_iter),
-                seed=0, callback=callback,
-                record_every=check_positive_int("record_every", record_every, minimum=0))
+    with progress_bar(progress, max_iter, "gradient_descent", "it") as update:
+        return _run(problem, consts, perturb=False, max_iter=max_iter, seed=0,
+                    callback=callback, record_every=record_every,
+                    progress=update if progress else None)
 
 
 def _sgd_bounds(objective: Objective, x, b: float):
@@ -375,6 +455,7 @@ def _sgd_bounds(objective: Objective, x, b: float):
     return lip, rbound, exact
 
 
+@validated(delta=PROBABILITY, loss_bound=Real(0.0), T=Int(1))
 def theorem4_bound(*, b: float, lipschitz: float, loss_bound: float, T: int, eta: float,
                    delta: float, batch_size: int = 1) -> dict:
     """Theorem 4's right-hand side with explicit constants (derived in ``docs/theorem4.md``).
@@ -423,6 +504,7 @@ def theorem4_bound(*, b: float, lipschitz: float, loss_bound: float, T: int, eta
             "theorem_rhs": regret + deviation, "theorem_rhs_order": order}
 
 
+@validated
 def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: float | None = None,
                   eta: float | None = None, lipschitz: float | None = None,
                   batch_size: int = 1, seed=None, eval_every: int | None = None,
@@ -504,18 +586,7 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     if objective._engine.stateless:
         raise ValueError("projected_sgd runs compiled over samples held in memory; this "
                          "objective's data are out-of-core or dask arrays")
-    T = check_positive_int("T", T)
-    batch_size = check_positive_int("batch_size", batch_size)
-    b = float(b)
-    if not (np.isfinite(b) and b > 0):
-        raise ValueError(f"b must be a positive finite number; got {b!r}")
-    if not 0 < delta < 1:
-        raise ValueError(f"delta must lie in (0, 1); got {delta!r}")
-    if theta_radius is not None and not (np.isfinite(theta_radius) and theta_radius > 0):
-        raise ValueError(f"theta_radius must be a positive finite number or None; got "
-                         f"{theta_radius!r}")
-    eval_every = max(T // 50, 1) if eval_every is None else check_positive_int("eval_every",
-                                                                                eval_every)
+    eval_every = max(T // 50, 1) if eval_every is None else eval_every
     x = np.array(objective.validate_point(x0, "x0"), dtype=np.float64)
     hv = objective.d + objective.k
     tr = -1.0 if theta_radius is None else float(theta_radius)
@@ -523,8 +594,8 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     max_norms[0] = _loops._project(x, 0, hv, b)
     max_norms[1] = _loops._project(x, hv, x.size, tr)
     lip, rbound, exact = _sgd_bounds(objective, x, b)
-    lip = lip if lipschitz is None else float(lipschitz)
-    eta = b / (lip * math.sqrt(T)) if eta is None else float(eta)
+    lip = lip if lipschitz is None else lipschitz
+    eta = b / (lip * math.sqrt(T)) if eta is None else eta
 
     X = np.asarray(objective.X, dtype=np.float64)
     y = np.asarray(objective.y, dtype=np.float64)

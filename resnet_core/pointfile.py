@@ -20,12 +20,14 @@ Any other key is refused, so that a misspelt ``sample_weight`` is not silently i
 from __future__ import annotations
 
 import os
+import stat
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from ._schema import validated
 from ._validation import as_float_array
 from .features import ACTIVATIONS
 from .heads import HEADS
@@ -74,6 +76,7 @@ class PointFileError(ValueError):
         return type(self), (self.path, self.reason)
 
 
+@validated
 def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
                x) -> Path:
     """Write ``objective`` and the point ``x`` to ``path`` in the format of
@@ -120,7 +123,10 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
               "loss": np.array(loss.name), "head": np.array(objective.head),
               "feature_bias": np.array(bool(objective.feature_bias))}
     if not np.all(s == s[0]):
-        arrays["sample_weight"] = s
+        # the weights as given (validated, not normalised): load_point normalises them
+        # again and gets exactly this objective's s (s itself would be off in the last bit)
+        given = getattr(objective._engine, "given_weight", None)
+        arrays["sample_weight"] = s if given is None else given
     if isinstance(objective, Objective):
         arrays.update(params=np.asarray(x, dtype=objective.dtype),
                       widths=np.asarray(objective.widths, dtype=np.int64),
@@ -136,6 +142,7 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
     return path
 
 
+@validated
 def load_point(path: str | os.PathLike
                ) -> tuple[Objective | FeatureObjective, np.ndarray, dict]:
     """Read a point file written by :func:`save_point` (or by hand with the same keys).
@@ -231,6 +238,10 @@ def _read(path) -> dict:
         raise PointFileError(path, "no such file")
     if p.is_dir():
         raise PointFileError(path, "is a directory, not a .npz file")
+    kind = _special_file(p)
+    if kind:  # opening a FIFO blocks until a writer comes; a device may never end
+        raise PointFileError(path, f"is {kind}, not a regular file; a point file is a .npz "
+                                   "archive on disk")
     try:
         with open(p, "rb") as f:
             head = f.read(len(_NPY))
@@ -266,6 +277,22 @@ def _read(path) -> dict:
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error, KeyError) as err:
         where = f" (key {key!r})" if key is not None else ""
         raise PointFileError(path, f"damaged .npz archive{where}: {err}") from err
+
+
+def _special_file(p: Path) -> str | None:
+    """What ``p`` is when it is not a regular file (``"a FIFO (named pipe)"``, ...), else
+    None; decided by ``os.stat``, without opening it."""
+    try:
+        mode = os.stat(p).st_mode
+    except OSError as err:
+        raise PointFileError(p, f"cannot be read: {err.strerror or err}") from err
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return what
+    return "a special file"
 
 
 def _mlp_settings(path, data) -> dict:

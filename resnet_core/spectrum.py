@@ -5,7 +5,9 @@ only Hessian-vector products, from ``FeatureObjective.hessp`` (``wrt="wV"``: the
 Hessian over ``(w, V)``, whose products after the first two do not touch the data) or
 ``Objective.hessp`` (``wrt="all"``: the full Hessian by the R-operator).
 
-- :func:`hessian_spectrum`: extreme eigenpairs by ARPACK (fixed start vector) with residuals.
+- :func:`hessian_spectrum`: extreme eigenpairs with residuals: for ``wrt="wV"`` from the
+  exact reduced matrix (``resnet_core._reduced_spectrum``), else ARPACK (fixed start vector)
+  within a budget of products.
 - :func:`hessian_trace`: Hutchinson's estimator or Hutch++ (Meyer, Musco, Musco, Woodruff
   2021); for ``wrt="wV"`` also ``method="exact"`` from the sufficient statistics
   (``tr A + ||w||^2 tr C`` for the residual head).
@@ -22,11 +24,18 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .certify import _feature_objective, lanczos_extreme
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
+from ._certificate import _start_vector
+from ._progress import progress_bar
+from ._reduced_spectrum import REDUCED_MAX, reduced_form, reduced_eigenpairs
+from .certify import _feature_objective
 from .objective import Objective
-from ._validation import check_choice, check_positive_int
+from ._schema import validated
+from ._validation import as_float_array, check_alloc, check_choice, memory_limit
 
 WRT = ("wV", "all")
+METHODS = ("auto", "reduced", "dense", "lanczos")
 
 
 def hessian_operator(objective, x: ArrayLike, wrt: str = "wV"):
@@ -42,11 +51,14 @@ def hessian_operator(objective, x: ArrayLike, wrt: str = "wV"):
     return (lambda v: np.asarray(fo.hessp(z, v), dtype=np.float64)), fo.n_params
 
 
-@dataclass
+@dataclass(repr=False)
 class Spectrum:
     """Extreme eigenpairs: ``values`` ascending, ``vectors[:, i]`` unit eigenvectors,
-    ``residuals[i] = ||H v_i - lambda_i v_i||``; ``converged`` False when ARPACK stopped
-    early (then only the pairs it did converge are returned)."""
+    ``residuals[i] = ||H v_i - lambda_i v_i||`` (from Hessian-vector products, whatever the
+    method).  ``converged`` is False when Lanczos stopped on its product budget or iteration
+    limit: then only the pairs it did converge are returned (maybe none), and ``message``
+    says so.  ``method``: ``"reduced"`` (the exact reduced matrix of the partial Hessian),
+    ``"dense"`` or ``"lanczos"``; ``n_products`` counts Hessian-vector products."""
 
     values: np.ndarray
     vectors: np.ndarray
@@ -54,6 +66,14 @@ class Spectrum:
     converged: bool
     wrt: str
     n_products: int
+    method: str = "lanczos"
+    message: str = "converged"
+
+    def __repr__(self) -> str:
+        vals = ", ".join(f"{v:.6g}" for v in self.values)
+        res = f"{self.residuals.max():.1e}" if self.residuals.size else "-"
+        return (f"Spectrum(values=[{vals}], max residual={res}, method={self.method!r}, "
+                f"wrt={self.wrt!r}, n_products={self.n_products}, {self.message})")
 
 
 def _dense(matvec, dim):
@@ -61,8 +81,17 @@ def _dense(matvec, dim):
     return 0.5 * (H + H.T)
 
 
+def _pick(values: np.ndarray, k: int, which: str) -> np.ndarray:
+    """Indices of the ``k`` smallest and/or largest of the ascending ``values``."""
+    n = values.size
+    lo, hi = np.arange(min(k, n)), np.arange(max(n - k, 0), n)
+    return {"smallest": lo, "largest": hi, "both": np.unique(np.r_[lo, hi])}[which]
+
+
+@validated
 def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", k: int = 6, which: str = "both",
-                     tol: float = 1e-10) -> Spectrum:
+                     tol: float = 1e-10, method: str = "auto", max_products: int = 5000,
+                     ncv: int | None = None, progress: bool = False) -> Spectrum:
     """The ``k`` smallest and/or largest eigenpairs of the Hessian at ``x``.
 
     Parameters
@@ -77,28 +106,120 @@ def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", k: int = 6, wh
     which : {"both", "smallest", "largest"}
     tol : float
         ARPACK's relative tolerance.
+    method : {"auto", "reduced", "dense", "lanczos"}
+        ``"reduced"`` (``wrt="wV"``): the eigenpairs of the reduced matrix of the partial
+        Hessian that :func:`resnet_core.check_sopsp` uses (one pass over the data, exact;
+        the rest of the spectrum is zeros, whose eigenvectors are known), mapped back to
+        ``(w, V)``.  ``"dense"``: ``eigh`` of the Hessian formed from ``dim`` products.
+        ``"lanczos"``: ARPACK on products.  ``"auto"``: reduced for ``wrt="wV"`` when its
+        matrix has at most 4000 rows, else dense up to 50 parameters, else Lanczos.
+    max_products : int
+        Lanczos's budget of Hessian-vector products (per end of the spectrum); when it is
+        spent the result says "not converged" and gives the residuals reached.
+    ncv : int, optional
+        Lanczos basis size; default ``min(dim, max(4 k + 1, 40))``, twice ARPACK's usual,
+        which resolves near-degenerate clusters in fewer products (docs/performance.md).
+    progress : bool
+        A tqdm bar of the Hessian-vector products (Lanczos and dense; needs tqdm).
     """
     check_choice("which", which, ("both", "smallest", "largest"))
-    k = check_positive_int("k", k)
+    check_choice("method", method, METHODS)
+    if method == "reduced" and wrt != "wV":
+        raise ValueError("method='reduced' is for wrt='wV' (the partial Hessian)")
+    if method in ("auto", "reduced") and wrt == "wV":
+        fo, z = _feature_objective(objective, x)
+        z = fo.validate_point(z, "z")
+        reduced = reduced_form(fo, z)
+        if reduced is not None:
+            return _reduced_spectrum(fo, z, reduced, k, which)
+        if method == "reduced":
+            raise ValueError("method='reduced': the reduced matrix of this objective has more "
+                             f"than {REDUCED_MAX} rows; use method='lanczos'")
     matvec, dim = hessian_operator(objective, x, wrt)
-    if dim <= max(2 * k + 1, 50):  # small: the dense spectrum, exactly
-        vals, vecs = np.linalg.eigh(_dense(matvec, dim))
-        pick = {"smallest": np.arange(min(k, dim)),
-                "largest": np.arange(max(dim - k, 0), dim),
-                "both": np.unique(np.r_[np.arange(min(k, dim)), np.arange(max(dim - k, 0), dim)])}
-        idx = pick[which]
-        res = np.array([np.linalg.norm(matvec(vecs[:, i]) - vals[i] * vecs[:, i]) for i in idx])
-        return Spectrum(vals[idx], vecs[:, idx], res, True, wrt, dim + idx.size)
-    parts, ok, count = [], True, 0
-    for end in (("SA",) if which == "smallest" else ("LA",) if which == "largest"
-                else ("SA", "LA")):
-        vals, vecs, res, conv, n = lanczos_extreme(matvec, dim, k=k, which=end, tol=tol)
-        parts.append((vals, vecs, res))
-        ok, count = ok and conv, count + n
-    vals = np.concatenate([p[0] for p in parts])
-    order = np.argsort(vals)
-    return Spectrum(vals[order], np.hstack([p[1] for p in parts])[:, order],
-                    np.concatenate([p[2] for p in parts])[order], ok, wrt, count)
+    with progress_bar(progress, None if method == "lanczos" or dim > 50 else dim,
+                      "hessian_spectrum", "Hv") as update:
+        counted = _counted(matvec, update)
+        if method == "dense" or (method == "auto" and dim <= max(2 * k + 1, 50)):
+            vals, vecs = np.linalg.eigh(_dense(counted, dim))
+            idx = _pick(vals, k, which)
+            res = np.array([np.linalg.norm(counted(vecs[:, i]) - vals[i] * vecs[:, i])
+                            for i in idx])
+            return Spectrum(vals[idx], vecs[:, idx], res, True, wrt, counted.count, "dense")
+        parts, ok, notes = [], True, []
+        for end in (("SA",) if which == "smallest" else ("LA",) if which == "largest"
+                    else ("SA", "LA")):
+            vals, vecs, conv, note = lanczos_budget(counted, dim, k=k, which=end, tol=tol,
+                                                    max_products=max_products, ncv=ncv)
+            parts.append((vals, vecs))
+            ok = ok and conv
+            notes += [note] if note else []
+        vals = np.concatenate([p[0] for p in parts])
+        vecs = np.hstack([p[1] for p in parts])
+        order = np.argsort(vals)
+        vals, vecs = vals[order], vecs[:, order]
+        res = np.array([np.linalg.norm(counted(vecs[:, i]) - vals[i] * vecs[:, i])
+                        for i in range(vals.size)])
+    message = "converged" if ok else "NOT converged: " + "; ".join(notes)
+    if not ok and res.size:
+        message += f" (residuals of the pairs returned: max {res.max():.1e})"
+    return Spectrum(vals, vecs, res, ok, wrt, counted.count, "lanczos", message)
+
+
+def _reduced_spectrum(fo, z, form, k: int, which: str) -> Spectrum:
+    """Eigenpairs from the reduced matrix; residuals from ``fo.hessp``."""
+    vals, vecs = reduced_eigenpairs(form, k, which)
+    res = np.array([np.linalg.norm(np.asarray(fo.hessp(z, vecs[:, i]), dtype=np.float64)
+                                   - vals[i] * vecs[:, i]) for i in range(vals.size)])
+    return Spectrum(vals, vecs, res, True, "wV", vals.size, "reduced",
+                    "exact (reduced matrix)")
+
+
+def _counted(matvec, update):
+    """``matvec`` that counts its calls (``.count``) and tells ``update``."""
+    def call(v):
+        call.count += 1
+        update(1)
+        return matvec(v)
+    call.count = 0
+    return call
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
+def lanczos_budget(matvec, dim: int, *, k: int, which: str, tol: float, max_products: int,
+                   ncv: int | None = None):
+    """ARPACK's ``eigsh`` on ``matvec`` (fixed start vector) within ``max_products``
+    products: ``maxiter`` follows from the budget (each restart costs ``ncv - k``
+    products), and a hard stop guards it.  Returns ``(values, vectors, converged, note)``
+    with the pairs ARPACK converged when it did not finish."""
+    k = min(k, dim - 1)
+    ncv = min(dim, max(4 * k + 1, 40)) if ncv is None else min(int(ncv), dim)
+    if ncv <= k:
+        raise ValueError(f"ncv must exceed k = {k}; got {ncv}")
+    used = [0]
+
+    def mv(v):
+        if used[0] >= max_products:
+            raise _BudgetSpent
+        used[0] += 1
+        return np.asarray(matvec(np.ascontiguousarray(v.ravel())), dtype=np.float64)
+
+    op = LinearOperator((dim, dim), matvec=mv, dtype=np.float64)
+    maxiter = max(1, (max_products - ncv) // (ncv - k))
+    try:
+        vals, vecs = eigsh(op, k=k, which=which, v0=_start_vector(dim), tol=tol, ncv=ncv,
+                           maxiter=maxiter)
+        return vals, vecs, True, ""
+    except ArpackNoConvergence as err:
+        vals, vecs = err.eigenvalues, err.eigenvectors
+    except _BudgetSpent:
+        vals, vecs = np.zeros(0), np.zeros((dim, 0))
+    end = "smallest" if which == "SA" else "largest"
+    return (np.real(vals), np.real(vecs), False,
+            f"{end} end: {vals.size} of {k} pairs converged within {used[0]} products "
+            f"(max_products = {max_products})")
 
 
 @dataclass
@@ -112,14 +233,16 @@ class TraceEstimate:
     n_products: int
 
 
+@validated
 def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hutch++",
-                  n_products: int = 99, seed=None) -> TraceEstimate:
+                  n_products: int = 99, seed=None, progress: bool = False) -> TraceEstimate:
     """Trace of the Hessian at ``x``.
 
     ``"hutchinson"``: mean of ``v^T H v`` over Rademacher ``v``; ``"hutch++"``: the exact
     trace on a sketched range ``Q`` of ``H S`` plus Hutchinson on the rest,
     ``tr(Q^T H Q) + (3/m) tr(G^T (I - QQ^T) H (I - QQ^T) G)`` (variance ``O(1/m^2)``);
-    ``"exact"`` (``wrt="wV"``): from the sufficient statistics.
+    ``"exact"`` (``wrt="wV"``): from the sufficient statistics.  ``progress=True``: a tqdm
+    bar of the products.
     """
     check_choice("method", method, ("hutchinson", "hutch++", "exact"))
     if method == "exact":
@@ -130,9 +253,15 @@ def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hu
         w = fo.unpack(z)["w"]
         extra = float(w @ w) * np.trace(st.C) if fo.head == "residual" else np.trace(st.C)
         return TraceEstimate(float(np.trace(st.A) + extra), None, "exact", 0)
-    m = check_positive_int("n_products", n_products, minimum=3)
-    matvec, dim = hessian_operator(objective, x, wrt)
-    rng = np.random.default_rng(seed)
+    m = n_products
+    operator, dim = hessian_operator(objective, x, wrt)
+    check_alloc(f"the {m} probe vectors of dimension {dim}", 8 * m * dim,
+                f"use fewer products (n_products at most {memory_limit() // (8 * dim)})")
+    with progress_bar(progress, m, "hessian_trace", "Hv") as update:
+        return _trace(_counted(operator, update), dim, m, method, np.random.default_rng(seed))
+
+
+def _trace(matvec, dim, m, method, rng) -> TraceEstimate:
     if method == "hutchinson":
         samples = np.array([v @ matvec(v) for v in rng.choice([-1.0, 1.0], size=(m, dim))])
         return TraceEstimate(float(samples.mean()), float(samples.std(ddof=1) / np.sqrt(m))
@@ -182,31 +311,40 @@ def _lanczos_tridiagonal(matvec, v, steps):
     return alpha, beta
 
 
+@validated
 def spectral_density(objective, x: ArrayLike, *, wrt: str = "wV", n_probes: int = 8,
                      lanczos_steps: int = 60, grid=None, n_grid: int = 400,
-                     sigma: float | None = None, seed=None) -> SpectralDensity:
+                     sigma: float | None = None, seed=None,
+                     progress: bool = False) -> SpectralDensity:
     """Spectral density of the Hessian at ``x`` by stochastic Lanczos quadrature.
 
-    ``sigma`` (the Gaussian broadening) defaults to 1% of the spectral range seen.
+    ``sigma`` (the Gaussian broadening) defaults to 1% of the spectral range seen;
+    ``progress=True``: a tqdm bar of the probes.
     """
-    n_probes = check_positive_int("n_probes", n_probes)
-    steps = check_positive_int("lanczos_steps", lanczos_steps)
+    steps = lanczos_steps
+    n_points = n_grid if grid is None else np.size(grid)
+    cells = n_probes * steps  # the Gaussian kernel's temporary: n_grid x n_probes x steps
+    check_alloc(f"the density's kernel for {n_points} grid points", 8 * n_points * cells,
+                f"use fewer points (n_grid or len(grid) at most {memory_limit() // (8 * cells)})")
     matvec, dim = hessian_operator(objective, x, wrt)
     steps = min(steps, dim)
     rng = np.random.default_rng(seed)
     nodes, weights = [], []
-    for _ in range(n_probes):
-        alpha, beta = _lanczos_tridiagonal(matvec, rng.choice([-1.0, 1.0], size=dim), steps)
-        theta, U = np.linalg.eigh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
-        pad = steps - theta.size  # early breakdown: zero-weight padding
-        nodes.append(np.r_[theta, np.full(pad, theta[-1])])
-        weights.append(np.r_[U[0] ** 2, np.zeros(pad)])
+    with progress_bar(progress, n_probes, "spectral_density", "probe") as update:
+        for _ in range(n_probes):
+            alpha, beta = _lanczos_tridiagonal(matvec, rng.choice([-1.0, 1.0], size=dim),
+                                               steps)
+            theta, U = np.linalg.eigh(np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1))
+            pad = steps - theta.size  # early breakdown: zero-weight padding
+            nodes.append(np.r_[theta, np.full(pad, theta[-1])])
+            weights.append(np.r_[U[0] ** 2, np.zeros(pad)])
+            update(1)
     nodes, weights = np.array(nodes), np.array(weights)
     lo, hi = nodes.min(), nodes.max()
     span = max(hi - lo, 1e-12 * max(abs(lo), abs(hi), 1.0))
-    sigma = 0.01 * span if sigma is None else float(sigma)
+    sigma = 0.01 * span if sigma is None else sigma
     grid = (np.linspace(lo - 5 * sigma, hi + 5 * sigma, n_grid) if grid is None
-            else np.asarray(grid, dtype=np.float64))
+            else as_float_array("grid", grid, ndim=1, dtype=np.dtype(np.float64)))
     kern = np.exp(-0.5 * ((grid[:, None, None] - nodes[None]) / sigma) ** 2)
     density = (kern * weights[None]).sum(axis=(1, 2)) / (n_probes * sigma * np.sqrt(2 * np.pi))
     return SpectralDensity(nodes, weights, grid, density, sigma, dim)

@@ -1,4 +1,4 @@
-"""The paper's quantities: Lemma 1, Theorems 1 and 2, Example 1 and Figure 1.
+"""The paper's quantities: Lemma 1, Theorems 1, 2 and 3, Example 1 and Figure 1.
 
 Notation of ``paper.md``: ``F = F(w, V, theta)``, ``F_lin(w*) = E[l(w*^T x; y)]``,
 ``||V||`` the spectral norm, the gradient over ``(w, V)`` with ``theta`` fixed.
@@ -50,6 +50,46 @@ def theorem2_lhs(grad_norm: float, lambda_min: float, A, V, w_star) -> float:
     nV = float(np.linalg.norm(np.asarray(V, dtype=np.float64), 2))
     lam = float(lambda_min)
     return float(np.linalg.norm(w_star) * (grad_norm + nV * np.sqrt(abs(lam) * nA + lam**2)))
+
+
+def theorem3_coefficients(b: float, r: float, mu0: float, mu1: float,
+                          mu2: float) -> tuple[float, float, float]:
+    """``(c1, c2, c4)`` with ``F - min_{||w|| <= r} F_lin <= c1 eps + c2 sqrt(eps)
+    + c4 eps^(1/4)`` at every eps-SOPSP of the region ``max(||w||, ||V||) <= b``
+    (docs/theorem3.md derives them from Theorems 1 and 2)::
+
+        c1 = sqrt(2 b^2 + 2 r^2)
+        c2 = max(r b, mu0 + r mu1 + r b (sqrt(mu2) + mu2))
+        c4 = r b sqrt(mu1 (sqrt(mu2) + mu2))
+    """
+    vals = [float(v) for v in (b, r, mu0, mu1, mu2)]
+    for name, v in zip(("b", "r", "mu0", "mu1", "mu2"), vals):
+        if not (np.isfinite(v) and v >= 0):
+            raise ValueError(f"{name} must be a non-negative finite number; got {v!r}")
+    b, r, mu0, mu1, mu2 = vals
+    m = np.sqrt(mu2) + mu2
+    c1 = float(np.sqrt(2 * b**2 + 2 * r**2))
+    c2 = float(max(r * b, mu0 + r * mu1 + r * b * m))
+    c4 = float(r * b * np.sqrt(mu1 * m))
+    return c1, c2, c4
+
+
+def theorem3_poly(b: float, r: float, mu0: float, mu1: float, mu2: float) -> float:
+    """Theorem 3's ``poly(b, r, mu0, mu1, mu2) = c1 + c2 + c4`` (:func:`theorem3_coefficients`):
+    ``eps``, ``sqrt(eps)`` and ``eps^(1/4)`` are each at most ``eps + eps^(1/4)``."""
+    return float(sum(theorem3_coefficients(b, r, mu0, mu1, mu2)))
+
+
+def theorem3_bound(eps: float, b: float, r: float, mu0: float, mu1: float,
+                   mu2: float) -> float:
+    """Theorem 3's bound ``(eps + eps^(1/4)) poly(b, r, mu0, mu1, mu2)`` on
+    ``F(w, V, theta) - min_{||w|| <= r} F_lin(w)`` at an eps-SOPSP (Definition 1 with this
+    ``mu2``) of the region ``max(||w||, ||V||) <= b`` where ``F_theta``, its gradient and
+    its Hessian are ``mu0``, ``mu1``, ``mu2``-Lipschitz."""
+    eps = float(eps)
+    if not (np.isfinite(eps) and eps >= 0):
+        raise ValueError(f"eps must be a non-negative finite number; got {eps!r}")
+    return float((eps + eps**0.25) * theorem3_poly(b, r, mu0, mu1, mu2))
 
 
 def example1(eps: float):

@@ -1,6 +1,8 @@
 """Shared fixtures: random problems and tolerances."""
 
 import os
+import sys
+import types
 
 import numpy as np
 import pytest
@@ -41,3 +43,24 @@ def rel_err(a, b):
 @pytest.fixture
 def rng():
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def tqdm_bars(monkeypatch):
+    """tqdm replaced by a recorder: the list of the bars made (``desc``, ``total``, ``n``
+    updated so far, ``closed``)."""
+    bars = []
+
+    class Bar:
+        def __init__(self, total=None, desc=None, unit=None, **_):
+            self.total, self.desc, self.n, self.closed = total, desc, 0, False
+            bars.append(self)
+
+        def update(self, n=1):
+            self.n += n
+
+        def close(self):
+            self.closed = True
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=Bar))
+    return bars

@@ -34,7 +34,7 @@ def demo(tmp_path_factory):
 def test_demo_writes_its_report(demo):
     out, summary, lines = demo
     for name in ("report.md", "summary.json", "figure1.png", "escape_trajectory.png",
-                 "escape_vs_eps.png", "theorem4.png"):
+                 "escape_vs_eps.png", "theorem4.png", "second_order.png"):
         assert (out / name).stat().st_size > 1000, name
     on_disk = json.loads((out / "summary.json").read_text())
     assert on_disk["checks"] == summary["checks"]
@@ -57,6 +57,20 @@ def test_demo_claims(demo):
     for name, curve in s["theorem4"].items():
         assert curve["slope"] <= -0.4, name
     assert all(s["checks"].values()), s["checks"]
+
+
+def test_demo_second_order_against_pgd(demo):
+    """The second-order figure's numbers: every run certified, find_sopsp in fewer
+    iterations than PGD, Example 1 in at most 10."""
+    out, s, _ = demo
+    so = s["second_order"]
+    assert len(so["example1"]) == 4 and len(so["real"]) == 2
+    for r in so["example1"] + so["real"]:
+        for m in ("pgd", "newton-nc", "cubic"):
+            assert r[f"{m}_certified"] is True and r[f"{m}_time"] > 0
+        assert r["newton-nc_iter"] < r["pgd_iter"] and r["cubic_iter"] < r["pgd_iter"]
+    assert all(r["newton-nc_iter"] <= 10 and r["cubic_iter"] <= 10 for r in so["example1"])
+    assert "![second order vs PGD](second_order.png)" in (out / "report.md").read_text()
 
 
 def test_demo_digits_with_ten_classes(demo):
@@ -197,3 +211,19 @@ def test_report_tables_have_one_cell_per_column(demo):
         cells = len(line.replace("\\|", "").split("|"))
         header = header or cells
         assert cells == header, line
+
+
+def test_certify_into_a_closed_pipe(tmp_path):
+    """``resnet-core certify p.npz --json | head``: the reader leaves early; the verdict is
+    still the exit status and nothing is printed on stderr."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 3))
+    fo = rc.FeatureObjective(X, np.tanh(X[:, :2]), np.sign(X[:, 0]))
+    rc.save_point(tmp_path / "p.npz", fo, 0.1 * np.ones(fo.n_params))
+    proc = subprocess.Popen([sys.executable, "-m", "resnet_core", "certify",
+                             str(tmp_path / "p.npz"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the child writes: its first write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 1, 2) and "Traceback" not in err, err
+    assert "BrokenPipeError" not in err

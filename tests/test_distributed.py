@@ -11,6 +11,9 @@ import pytest
 import resnet_core as rc
 from conftest import make_data, random_point, rel_err
 
+# Escape studies here run from arbitrary points on purpose (their loops are under test).
+pytestmark = pytest.mark.filterwarnings("ignore::resnet_core.studies.NotASaddleWarning")
+
 dask = pytest.importorskip("dask")
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -111,8 +114,11 @@ def test_linear_baseline_agrees(loss, rng):
     got_w = rc.linear_baseline(Xd, yd, loss=loss,
                                sample_weight=da.from_array(sw, chunks=300))
     assert rel_err(got_w.w, ref.w) < 1e-10 and got_w.converged
-    if loss != "squared":  # the LP needs the data in memory: decided from Newton's iterates
-        assert got_w.separability == "not_decided" and "LP skipped" in got_w.method
+    if loss != "squared":  # no LP on dask data: overlap proved by the minimiser, or open
+        assert got_w.separability == ref.separability or (
+            got_w.separability == "not_decided" and "LP skipped" in got_w.method)
+        if got_w.separability == "overlapping":
+            assert "no linear program" in got_w.method and got_w.attained
     r_ref = rc.linear_baseline(X, y, loss=loss, sample_weight=sw, radius=0.1)
     r_got = rc.linear_baseline(Xd, yd, loss=loss, radius=0.1,
                                sample_weight=da.from_array(sw, chunks=300))
@@ -238,11 +244,16 @@ def test_data_stay_on_the_workers(client):
     on the workers only."""
     import tracemalloc
     rs = da.random.RandomState(0)
-    X = rs.standard_normal((200_000, 16), chunks=(25_000, 16)).persist()
+    # large enough that dask's constant per-pass overhead on the client (~0.1-0.8 MB a
+    # compute) is not what the ratio measures
+    X = rs.standard_normal((400_000, 16), chunks=(50_000, 16)).persist()
     y = da.where(X[:, 0] > 0, 1.0, -1.0).persist()
     obj = rc.Objective(X, y, widths=(4,))
     x = obj.init(0)
     obj.fun_and_grad(x)
+    # warm-up: the first certificate's one-time allocations (lazy imports, dask's caches of
+    # new task functions) are not data
+    rc.check_sopsp(obj, x, eps=1e-2, w_star=np.zeros(16))
     tracemalloc.start()
     try:
         obj.fun_and_grad(x + 1e-3)

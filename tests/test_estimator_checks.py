@@ -31,6 +31,12 @@ def expected_failures(estimator):
         # reject decisions, and so the end of its path, differ (predictions by ~1e-2).
         return {"check_sample_weight_equivalence_on_dense_data":
                 "a non-convex optimiser's path amplifies rounding"}
+    if isinstance(estimator, rc.ResNetRegressor) and estimator.get_params()["alpha"] > 0:
+        # The same again for the penalised default: on these data alpha = 0 interpolates
+        # (F -> 0, both paths end at the same exact fit), alpha > 0 stops both paths (L-BFGS
+        # or PGD) at their tolerance, within it of each other (predictions by ~1e-4 > 1e-7).
+        return {"check_sample_weight_equivalence_on_dense_data":
+                "two optimiser paths stop within tol of each other"}
     return {}
 
 
@@ -44,6 +50,6 @@ def test_sklearn_compatible(estimator, check):
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.filterwarnings("ignore::resnet_core.BaselineWarning")
-@parametrize_with_checks(SLOW)
+@parametrize_with_checks(SLOW, expected_failed_checks=expected_failures)
 def test_sklearn_compatible_pgd(estimator, check):
     check(estimator)

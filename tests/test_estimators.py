@@ -48,7 +48,7 @@ def _softmax(p):
 
 def test_binary_fit_is_the_objective_minimised_by_lbfgs(rng):
     X, y = _binary(rng)
-    clf = rc.ResNetClassifier(widths=(5,), max_iter=60, random_state=3).fit(X, y)
+    clf = rc.ResNetClassifier(widths=(5,), max_iter=60, random_state=3, alpha=0).fit(X, y)
     assert clf.classes_.tolist() == ["no", "yes"] and clf.loss_name_ == "logistic"
     # the same objective (labels -1 for classes_[0], +1 for classes_[1]; inputs [x, 1])
     # driven by hand from the same start
@@ -117,7 +117,7 @@ def test_regressor_shapes(rng, shape):
     X = rng.standard_normal((80, 3))
     Y = np.column_stack([np.sin(X[:, 0]), X[:, 1] ** 2])[:, :max(shape, default=1)]
     y = Y[:, 0] if shape == () else Y
-    reg = rc.ResNetRegressor(widths=(6,), random_state=1).fit(X, y)
+    reg = rc.ResNetRegressor(widths=(6,), random_state=1, alpha=0.0).fit(X, y)
     assert reg.predict(X).shape == (80,) + shape
     obj = rc.Objective(_augmented(X), y, loss="squared", widths=(6,))
     assert reg.params_.size == obj.n_params
@@ -164,7 +164,7 @@ def test_solvers(rng, solver):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf = rc.ResNetClassifier(widths=(6,), solver=solver, max_iter=max_iter,
-                                  random_state=0).fit(X, y)
+                                  alpha=0.0, random_state=0).fit(X, y)
     assert clf.score(X, y) > 0.85
     assert 1 <= clf.n_iter_ <= max_iter
     start = rc.Objective(_augmented(X), np.where(y == "yes", 1.0, -1.0), widths=(6,))
@@ -179,7 +179,7 @@ def test_parameters_checked_and_convergence_warned(rng):
         rc.ResNetClassifier(tol=0.0).fit(X, y)
     with pytest.raises(ValueError, match="max_iter must be an integer >= 1"):
         rc.ResNetRegressor(max_iter=0).fit(X, X[:, 0])
-    with pytest.raises(TypeError, match="widths must be an int or a tuple"):
+    with pytest.raises(TypeError, match="widths must be a positive integer or a non-empty tuple"):
         rc.ResNetRegressor(widths="wide").fit(X, X[:, 0])
     with pytest.raises(TypeError, match="certify must be True, False or a dict"):
         rc.ResNetRegressor(certify="yes").fit(X, X[:, 0])

@@ -22,6 +22,9 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
+
+# Escape studies here run from arbitrary points on purpose (their loops are under test).
+pytestmark = pytest.mark.filterwarnings("ignore::resnet_core.studies.NotASaddleWarning")
 from resnet_core import _blocks, theory
 
 ROOT = Path(__file__).resolve().parents[1]

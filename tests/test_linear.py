@@ -201,7 +201,9 @@ def test_separability_above_the_lp_limit_is_read_from_newton(rng):
     y[:40] *= -1
     res = rc.linear_baseline(X, y, max_lp_entries=10)
     full = rc.linear_baseline(X, y)
-    assert res.separability == "not_decided" and res.converged
+    # overlap proved by the minimiser's weights: no linear program needed at any size
+    assert res.separability == "overlapping" and res.converged and res.attained
+    assert "no linear program" in res.method
     assert res.fun == pytest.approx(full.fun, rel=1e-13)
 
 
@@ -348,3 +350,152 @@ def test_a_custom_loss_reports_a_stationary_point(rng):
     res = rc.linear_baseline(X, y, loss=lambda p, y: (np.cos(p - y), -np.sin(p - y),
                                                       -np.cos(p - y)))
     assert "stationary point" in res.message
+
+
+def _no_lp(*args, **kwargs):
+    raise AssertionError("the linear program over every sample was called")
+
+
+def test_overlap_at_2e5_samples_is_proved_without_a_linear_program(rng, monkeypatch,
+                                                                    tmp_path):
+    """Issue 24: the minimiser's weights prove overlap; no program over n."""
+    import resnet_core.linear as lin
+    monkeypatch.setattr(lin, "_separability", _no_lp)
+    n = 200_000
+    X = rng.standard_normal((n, 6))
+    y = np.sign(X[:, 0] + X[:, 1] + rng.standard_normal(n))
+    res = rc.linear_baseline(X, y)
+    assert res.separability == "overlapping" and res.attained is True and res.converged
+    assert "no linear program" in res.method and "\n" in res.message
+    assert res.grad_norm < 1e-12
+    # float32 in a memmap: the same decision, streamed
+    np.save(tmp_path / "X.npy", X[:20_000].astype(np.float32))
+    X32 = np.load(tmp_path / "X.npy", mmap_mode="r")
+    r32 = rc.linear_baseline(X32, y[:20_000].astype(np.float32))
+    assert r32.separability == "overlapping" and r32.attained is True
+
+
+def test_separation_at_2e5_samples_without_the_full_program(rng, monkeypatch):
+    import resnet_core.linear as lin
+    monkeypatch.setattr(lin, "_separability", _no_lp)
+    n = 200_000
+    X = rng.standard_normal((n, 6))
+    y = np.sign(X[:, 0])
+    res = rc.linear_baseline(X, y)
+    assert res.separability == "separable" and res.infimum == 0.0 and not res.attained
+    assert np.min(y * (X @ res.direction)) > 0 and np.min(y * (X @ res.w)) >= 36 * (1 - 1e-12)
+
+
+def test_minimiser_certificate_refuses_where_a_recession_direction_exists(rng):
+    """Quasi-separable data: whatever point the sums come from, no proof of overlap."""
+    from resnet_core._data import prepare
+    from resnet_core._gram_pass import gram_pass
+    from resnet_core.losses import get_loss
+    from resnet_core.separability import minimiser_certificate
+    X = rng.standard_normal((400, 3))
+    X[200:, 0] = 0.0
+    y = np.where(rng.standard_normal(400) > 0, 1.0, -1.0)
+    y[:200] = np.sign(X[:200, 0])
+    eng = prepare(X, y, loss=get_loss("logistic"), sample_weight=None,
+                  n_threads=None).engine(0, n_threads=None)
+    res = rc.linear_baseline(X, y, max_lp_entries=1)
+    for w in (np.zeros(3), res.w, res.w * 0.5, res.w + [5.0, 0, 0]):
+        assert not minimiser_certificate(gram_pass(eng, np.asarray(w, float)).sums) < 1
+
+
+def test_minimiser_certificate_weights_combine_to_zero(rng):
+    """The proof's construction rebuilt in NumPy: lam'_i = lam_i + q_i a_i^T v > 0 and
+    sum lam'_i a_i ~ 0 at a logistic minimiser."""
+    from resnet_core.separability import CombinationSums, minimiser_certificate
+    X = rng.standard_normal((500, 4))
+    y = np.sign(X[:, 0] + rng.standard_normal(500))
+    w = rc.linear_baseline(X, y).w
+    m = y * (X @ w)
+    lam = 1 / (1 + np.exp(m)) / 500
+    q = lam * (1 / (1 + np.exp(-m)))
+    A = X * y[:, None]
+    H = (X * q[:, None]).T @ X
+    b = A.T @ lam
+    sums = CombinationSums(b=b, H=H, b_abs=float(lam @ np.linalg.norm(X, axis=1)),
+                           h_trace=float(q @ np.sum(X * X, axis=1)),
+                           x_max=float(np.linalg.norm(X, axis=1).max()),
+                           q_over_lam=float(np.max(q / lam)), terms=500, positive=True)
+    assert minimiser_certificate(sums) < 1e-3
+    v = -np.linalg.solve(H, b)
+    lam2 = lam + q * (A @ v)
+    assert np.all(lam2 > lam / 2) and np.linalg.norm(A.T @ lam2) < 1e-15
+    sums.positive = False
+    assert minimiser_certificate(sums) == np.inf
+
+
+@pytest.mark.parametrize("loss", ["squared", "logistic"])
+def test_a_radius_above_the_minimiser_returns_the_unconstrained_minimum_exactly(rng, loss):
+    """Issue 19: a radius of 2 ||w*|| gives the unconstrained answer, to the last bit."""
+    X, y, _ = make_data(rng, 400, 6, loss)
+    X = _ill_conditioned(rng, 400, 6, 1e4) if loss == "squared" else X
+    free = rc.linear_baseline(X, y, loss=loss)
+    ball = rc.linear_baseline(X, y, loss=loss, radius=2 * np.linalg.norm(free.w))
+    assert ball.fun == free.fun and np.array_equal(ball.w, free.w) and ball.multiplier == 0
+    assert "inactive" in ball.message
+
+
+def _exact_logistic(X, y, w, digits=50):
+    """``mean_i log(1 + exp(-y_i x_i^T w))`` with the margins exact (fractions of the floats)
+    and the logarithms to ``digits`` digits (decimal): an independent high-precision value."""
+    from decimal import Decimal, localcontext
+    from fractions import Fraction
+    with localcontext() as ctx:
+        ctx.prec = digits
+        total = Decimal(0)
+        wf = [Fraction(v) for v in w]
+        for xi, yi in zip(X, y):
+            m = Fraction(yi) * sum(Fraction(a) * b for a, b in zip(xi, wf))
+            md = Decimal(m.numerator) / Decimal(m.denominator)
+            total += (1 + (-md).exp()).ln()
+        return total / len(y)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e3, 1e-100, 1e100])
+def test_the_minimum_is_never_reported_below_its_exact_value(rng, scale):
+    """Issue 19: at condition 1e8 the value at the returned w, against a 50-digit evaluation,
+    is within the stated fun_error, and so never below the true minimum by more than it."""
+    from decimal import Decimal
+    X = _ill_conditioned(rng, 400, 6, 1e8) * scale
+    y = np.where(X @ rng.standard_normal(6) + rng.standard_normal(400) * scale > 0, 1.0, -1.0)
+    res = rc.linear_baseline(X, y)
+    assert res.attained and res.infimum == res.fun and 0 < res.fun_error < 1e-12
+    exact = _exact_logistic(X, y, res.w)
+    assert abs(Decimal(res.fun) - exact) <= Decimal(res.fun_error)
+    assert "fun_error" in str(res)
+
+
+@pytest.mark.parametrize("loss", ["logistic", "squared"])
+def test_any_scale_of_X_gives_the_same_answer(loss):
+    """Issue 18: X * 1e-200 returned log 2 "converged"; every scale from 1e-300 to 1e300 now
+    gives the answer of X (solved on X * 2^e, exactly), and subnormal X says it cannot."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = np.sign(X[:, 0] + 0.7 * rng.standard_normal(60))
+    base = rc.linear_baseline(X, y, loss=loss)
+    if loss == "logistic":
+        assert base.fun == pytest.approx(0.29308, abs=1e-5)
+    for scale in (1e-300, 1e-200, 1e-160, 1e-100, 1e100, 1e160, 1e200, 1e300):
+        res = rc.linear_baseline(X * scale, y, loss=loss)
+        assert res.converged and res.fun == pytest.approx(base.fun, rel=1e-13)
+        assert np.allclose(res.w * scale, base.w, rtol=1e-10)
+    with pytest.raises(ValueError, match="does not fit in float64"):
+        rc.linear_baseline(X * 1e-310, y, loss=loss)
+
+
+def test_squared_loss_with_more_features_than_samples_uses_the_row_space(rng):
+    """Issue 18: n = 20, d = 40000 raised MemoryError (a d x d Gram matrix); the minimum-norm
+    solution lives in the n-dimensional row space."""
+    X = rng.standard_normal((20, 40_000))
+    y = rng.standard_normal(20)
+    res = rc.linear_baseline(X, y, loss="squared")
+    w = np.linalg.lstsq(X, y, rcond=None)[0]  # minimum norm
+    assert res.converged and res.fun < 1e-20 and np.allclose(res.w, w, rtol=1e-9, atol=1e-12)
+    small = rc.linear_baseline(X[:, :30], y, loss="squared", radius=0.1)
+    ref = rc.linear_baseline(np.c_[X[:, :30], np.zeros((20, 5))][:, :35], y, loss="squared",
+                             radius=0.1)
+    assert small.fun == pytest.approx(ref.fun, rel=1e-10) and np.linalg.norm(small.w) <= 0.1

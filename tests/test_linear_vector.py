@@ -427,3 +427,19 @@ def test_overlap_certificate_gives_positive_pair_weights(seed):
     z = passes.coords(rc.linear_baseline(X, y, loss="cross_entropy",
                                          max_lp_entries=1).w)
     assert overlap_certificate(passes, z) > 0.5
+
+
+def test_gram_model_agrees_with_the_qr_factor(rng):
+    """The cross-entropy Newton model from the Gram pass against the QR factor's."""
+    from resnet_core.linear_vector import _CrossEntropyPasses
+    X = np.c_[rng.standard_normal((300, 4)), np.zeros(300), np.ones(300)]  # a zero feature
+    y = rng.integers(0, 4, 300)
+    s = np.full(300, 1 / 300)
+    z = 0.3 * rng.standard_normal(3 * 6)
+    gram = _CrossEntropyPasses(X, y, s, 4).full(z)
+    qr = _CrossEntropyPasses(X, y, s, 4, exact=True).full(z)
+    H_gram = (gram.Q * gram.ev) @ gram.Q.T
+    H_qr = (qr.Q * qr.ev) @ qr.Q.T
+    assert np.abs(H_gram - H_qr).max() < 1e-12 * np.abs(H_qr).max()
+    assert gram.F == qr.F and np.array_equal(gram.g, qr.g)
+    assert np.sum(gram.ev == 0) == 3  # the zero feature's coordinates, exactly null

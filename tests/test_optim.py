@@ -4,7 +4,6 @@ batched studies."""
 
 import math
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -194,6 +193,7 @@ def test_escape_study_stops_at_escape(saddle):
     assert np.all(gd[0].nit == 500) and not gd[0].escaped.any()
 
 
+@pytest.mark.filterwarnings("ignore::resnet_core.studies.NotASaddleWarning")  # loops from arbitrary points
 @pytest.mark.parametrize("stop", [True, False])
 def test_escape_study_streamed_fallback_agrees(saddle, rng, monkeypatch, stop):
     """Forced onto the streamed loop (one data pass per step), a study gives the compiled
@@ -214,12 +214,14 @@ def test_escape_study_streamed_fallback_agrees(saddle, rng, monkeypatch, stop):
         assert a.compiled and not b.compiled and a.escaped.any()
         for f in ("escape_iter", "nit", "status", "n_perturbations", "seeds"):
             assert np.array_equal(getattr(a, f), getattr(b, f)), f
-        assert np.allclose(a.x, b.x, rtol=1e-9, atol=1e-12)
+        # the unstable direction multiplies rounding differences by (1 + eta eps) a step
+        assert np.allclose(a.x, b.x, rtol=1e-8, atol=1e-10)
         assert np.allclose(a.final_F, b.final_F, rtol=1e-10)
         assert np.allclose(a.final_lambda_min, b.final_lambda_min, rtol=1e-8, atol=1e-12)
     assert np.any(fast[0].n_perturbations > 0)
 
 
+@pytest.mark.filterwarnings("ignore::resnet_core.studies.NotASaddleWarning")  # loops from arbitrary points
 def test_escape_study_on_any_objective(rng):
     X, y, sw = make_data(rng, 80, 3, "logistic")
     obj = rc.Objective(X, y, widths=(4,), sample_weight=sw, n_threads=1)
@@ -253,23 +255,10 @@ def test_escape_study_on_any_objective(rng):
     assert np.array_equal(a.escape_iter, b.escape_iter) and np.allclose(a.x, b.x, rtol=1e-8)
 
 
-def test_escape_study_progress(saddle, monkeypatch):
+def test_escape_study_progress(saddle, monkeypatch, tqdm_bars):
     obj, z0 = saddle
     kw = dict(n_runs=6, max_iter=5000, eps=1e-3, ell=1.0, rho=1.0, n_threads=2)
-    bars = []
-
-    class Bar:
-        def __init__(self, total, **_):
-            self.total, self.n, self.closed = total, 0, False
-            bars.append(self)
-
-        def update(self, n):
-            self.n += n
-
-        def close(self):
-            self.closed = True
-
-    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=Bar))
+    bars = tqdm_bars
     shown = rc.studies.escape(obj, z0, progress=True, **kw)
     plain = rc.studies.escape(obj, z0, **kw)
     assert np.array_equal(shown.x, plain.x) and np.array_equal(shown.nit, plain.nit)

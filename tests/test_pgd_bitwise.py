@@ -36,7 +36,8 @@ def _features(d, k, loss, n=30, seed=3):
     return fo, 0.1 * rng.standard_normal(fo.n_params)
 
 
-_CONSTS = dict(eta=0.1, r=0.01, g_thres=1e-3, f_thres=1e-4, t_thres=400)
+_CONSTS = dict(eta=0.1, r=0.01, g_thres=1e-3, f_thres=1e-4, t_thres=400,
+               f_escape=1e-4)  # a fixed escape criterion (not the scale-relative default)
 
 _RESULT_FIELDS = ("x", "fun", "jac", "nit", "nfev", "status", "n_perturbations",
                   "perturbation_iters", "escape_iter")

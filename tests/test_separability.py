@@ -124,3 +124,56 @@ def test_max_lp_entries_still_bounds_the_decision(rng):
     X, y = _overlapping(rng, 1000, 4)
     sep = rc.linear_separability(X, y, max_entries=1000 * 5 - 1)
     assert sep.status == "not_decided"
+
+
+LP_CHILD = """
+import multiprocessing, sys, time
+import numpy as np
+import resnet_core as rc
+from resnet_core import separability
+
+rng = np.random.default_rng(0)
+n, d = 120_000, 10
+X = rng.standard_normal((n, d))
+X[n // 2:, 0] = 0.0  # quasi-separable: half separated along e_0, the rest overlapping
+y = np.where(rng.standard_normal(n) > 0, 1.0, -1.0)
+y[: n // 2] = np.sign(X[: n // 2, 0])
+solve = separability.interruptible_linprog
+
+def marked(*args, **kwargs):
+    if kwargs.get("nnz", 0) > separability.FORK_ENTRIES:
+        print("lp", flush=True)
+    return solve(*args, **kwargs)
+
+separability.interruptible_linprog = marked
+try:
+    rc.linear_separability(X, y, max_entries=10**8)
+    print("finished", flush=True)
+except KeyboardInterrupt:
+    print("interrupted", time.perf_counter(), len(multiprocessing.active_children()), flush=True)
+"""
+
+
+def test_ctrl_c_during_the_separability_program(tmp_path):
+    """Issue 18: Ctrl-C during the linear program over every sample (quasi-separable,
+    n = 3.6e5, d = 10) took 1.2-1.5 s inside HiGHS; the program now runs in a forked child
+    that is killed, and the interrupt arrives within a second (here n = 1.2e5)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    script = tmp_path / "child.py"
+    script.write_text(LP_CHILD)
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "lp"
+        time.sleep(0.3)
+        sent = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        line = proc.stdout.readline().split()
+        assert line[0] == "interrupted", line
+        assert float(line[1]) - sent < 1.0  # perf_counter is system-wide on Linux
+        assert line[2] == "0"  # the program's process is gone
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()

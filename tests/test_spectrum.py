@@ -88,3 +88,60 @@ def test_spectrum_argument_errors(problem):
         rc.hessian_spectrum(part, x[:part.n_params], wrt="all")
     with pytest.raises(ValueError, match="method must be one of"):
         rc.hessian_trace(obj, x, method="sketch")
+
+
+def _dense_partial(fo, z):
+    H = np.column_stack([fo.hessp(z, e) for e in np.eye(fo.n_params)])
+    return np.linalg.eigvalsh(0.5 * (H + H.T))
+
+
+def _cases(rng):
+    X, y, sw = make_data(rng, 150, 5, "logistic")
+    Phi = np.tanh(X @ rng.standard_normal((5, 3)))
+    fo = rc.FeatureObjective(X, Phi, y, sample_weight=sw)
+    z = 0.3 * rng.standard_normal(fo.n_params)
+    at_zero = z.copy()
+    at_zero[:5] = 0.0  # w = 0: the other coordinates of the reduced matrix
+    skip = rc.FeatureObjective(X, Phi, y, head="skip")
+    labels = np.argmax(X[:, :3], axis=1)
+    vec = rc.FeatureObjective(X, Phi, labels, loss="cross_entropy", sample_weight=sw)
+    return [(fo, z), (fo, at_zero), (skip, 0.3 * rng.standard_normal(skip.n_params)),
+            (vec, 0.3 * rng.standard_normal(vec.n_params))]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_reduced_spectrum_is_exact(rng, case):
+    """wrt="wV" takes the reduced matrix: the dense spectrum's ends, zeros included, with
+    eigenvectors whose residuals from hessp are rounding."""
+    fo, z = _cases(rng)[case]
+    exact = _dense_partial(fo, z)
+    scale = np.abs(exact).max()
+    for which, idx in (("smallest", [0, 1, 2]), ("largest", [-3, -2, -1]),
+                       ("both", [0, 1, 2, -3, -2, -1])):
+        sp = rc.hessian_spectrum(fo, z, k=3, which=which)
+        assert sp.method == "reduced" and sp.converged and sp.n_products == len(idx)
+        assert np.allclose(sp.values, exact[idx], atol=1e-12 * scale)
+        assert np.all(sp.residuals < 1e-12 * scale)
+        assert np.allclose(np.linalg.norm(sp.vectors, axis=0), 1.0)
+    lots = rc.hessian_spectrum(fo, z, k=fo.n_params // 2 - 1, which="smallest")
+    assert np.allclose(lots.values, exact[:lots.values.size], atol=1e-12 * scale)
+    assert np.all(lots.residuals < 1e-12 * scale)  # the zeros' eigenvectors too
+
+
+def test_lanczos_budget_says_not_converged(problem, tqdm_bars):
+    obj, x = problem
+    full = rc.hessian_spectrum(obj, x, wrt="all", k=2, which="smallest")
+    assert full.method == "lanczos" and full.converged and "converged" in repr(full)
+    cut = rc.hessian_spectrum(obj, x, wrt="all", k=2, which="smallest", max_products=25)
+    assert not cut.converged and cut.message.startswith("NOT converged")
+    assert "within" in cut.message and cut.n_products <= 25 + cut.values.size
+    assert cut.residuals.size == cut.values.size
+    forced = rc.hessian_spectrum(obj, x, k=2, which="smallest", method="lanczos")
+    reduced = rc.hessian_spectrum(obj, x, k=2, which="smallest")
+    assert forced.method == "lanczos" and reduced.method == "reduced"
+    assert np.allclose(forced.values, reduced.values, atol=1e-8 * np.abs(full.values).max())
+    bars = tqdm_bars
+    shown = rc.hessian_spectrum(obj, x, wrt="all", k=2, which="smallest", progress=True)
+    assert len(bars) == 1 and bars[0].n == shown.n_products
+    with pytest.raises(ValueError, match="method='reduced' is for wrt='wV'"):
+        rc.hessian_spectrum(obj, x, wrt="all", method="reduced")

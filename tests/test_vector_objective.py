@@ -419,7 +419,7 @@ def test_not_implemented_for_vectors(rng):
     (np.array([0, 1, -1] * 10), {}, ValueError, "labels 0..c-1"),
     (np.array(["a", "b", "c"] * 10), {}, TypeError, "integer class labels"),
     (np.array([0, 1, 2] * 10), {"n_classes": 2}, ValueError, "at least max\\(y\\) \\+ 1 = 3"),
-    (np.array([0, 1, 2] * 10), {"n_classes": 1}, ValueError, "at least 2"),
+    (np.array([0, 1, 2] * 10), {"n_classes": 1}, ValueError, "n_classes must be an integer >= 2"),
     (np.array([0, 1, 2] * 10), {"n_classes": 2.5}, TypeError, "n_classes must be an integer"),
     (np.zeros(30), {}, ValueError, "at least 2 classes"),
     (np.zeros((30, 2)), {}, ValueError, "shape \\(n,\\)"),

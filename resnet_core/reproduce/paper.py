@@ -8,6 +8,7 @@ experiments are the constants below (the report states them).
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 from scipy.optimize import minimize, root
@@ -15,9 +16,11 @@ from scipy.optimize import minimize, root
 from .. import studies, theory
 from ..certify import check_sopsp
 from ..lipschitz import Ball, Box
-from ..objective import Objective
+from ..objective import FeatureObjective, Objective
 from ..optim import (estimate_ell_rho, gradient_descent, perturbed_gd,
                      pgd_constants, projected_sgd)
+from ..saddles import theorem2_stationary_point
+from ..second_order import find_sopsp, pgd_until_certified
 from . import datasets
 
 #: Example 1's table: the curvatures ``eps``.
@@ -45,6 +48,12 @@ RESNET_MU2_BALL = 0.1
 #: this many iterations, then certified over ``(W, V)`` like the scalar rows.
 RESNET_VECTOR_DATA = {"digits": "cross_entropy"}
 RESNET_LBFGS_ITER = 200
+#: Second order vs PGD: the target's mu2 (threshold -sqrt(mu2 eps)); the random tanh
+#: features of the real data set (width, seed).  Example 1 at curvature c has target
+#: eps = c^2 / 4 (threshold -c/2, so its saddle does not pass).
+SECOND_ORDER_MU2 = 1.0
+SECOND_ORDER_DATA = "breast_cancer"
+SECOND_ORDER_FEATURES = (8, 0)
 
 
 # -- Example 1 ----------------------------------------------------------------------------
@@ -203,6 +212,55 @@ def escape_vs_eps(eps_values, n_runs: int, seed: int, progress=None) -> dict:
     ok = [r for r in rows if np.isfinite(r["median"])]
     slope = fit_slope([r["eps"] for r in ok], [r["median"] for r in ok])
     return {"rows": rows, "slope": slope, "n_runs": n_runs}
+
+
+# -- second order vs PGD -----------------------------------------------------------------
+
+def _race(fo, z0, eps, ell) -> dict:
+    """PGD (stopped at its first certified checked iterate) and find_sopsp (both methods)
+    from ``z0`` to a certified eps-SOPSP: iterations, wall time and the verdicts (after an
+    untimed short run of each: numba's compilation is not timed)."""
+    pgd_until_certified(fo, z0, eps, mu2=SECOND_ORDER_MU2, ell=ell, max_iter=200)
+    for method in ("newton-nc", "cubic"):
+        find_sopsp(fo, z0, eps, mu2=SECOND_ORDER_MU2, method=method, max_iter=1)
+    t = time.perf_counter()
+    pgd, rep = pgd_until_certified(fo, z0, eps, mu2=SECOND_ORDER_MU2, ell=ell)
+    row = {"eps": eps, "pgd_iter": int(pgd.nit), "pgd_time": time.perf_counter() - t,
+           "pgd_certified": rep.is_sopsp}
+    for method in ("newton-nc", "cubic"):
+        t = time.perf_counter()
+        res = find_sopsp(fo, z0, eps, mu2=SECOND_ORDER_MU2, method=method)
+        row.update({f"{method}_iter": int(res.nit), f"{method}_time": time.perf_counter() - t,
+                    f"{method}_certified": res.certificate.is_sopsp})
+    return row
+
+
+def second_order_vs_pgd(curvatures, eps_values, progress=None) -> dict:
+    """Iterations and wall time to a certified eps-SOPSP, PGD against
+    :func:`resnet_core.second_order.find_sopsp`: from Example 1's saddle for each curvature
+    ``c`` (target ``eps = c^2 / 4``, PGD with ``ell = 1`` as the escape studies), and from
+    the exact Theorem 2 saddle of the real data set (logistic loss, random tanh features,
+    residual head; ``ell`` estimated there) for each ``eps``."""
+    ex = []
+    for c in curvatures:
+        obj, z0 = theory.example1(c)
+        ex.append({"c": c, **_race(obj, z0, c**2 / 4, 1.0)})
+        if progress is not None:
+            progress.update(1)
+    X, y = datasets.load(SECOND_ORDER_DATA)
+    width, seed = SECOND_ORDER_FEATURES
+    rng = np.random.default_rng(seed)
+    Phi = np.tanh(X @ rng.standard_normal((X.shape[1], width)) / np.sqrt(X.shape[1]))
+    fo = FeatureObjective(X, Phi, y, loss="logistic")
+    z0 = theorem2_stationary_point(fo).x
+    ell = estimate_ell_rho(fo, z0, seed=0)[0]
+    real = []
+    for eps in eps_values:
+        real.append(_race(fo, z0, eps, ell))
+        if progress is not None:
+            progress.update(1)
+    return {"example1": ex, "real": real, "data": SECOND_ORDER_DATA, "width": width,
+            "mu2": SECOND_ORDER_MU2, "F_saddle": fo.fun(z0), "ell": ell}
 
 
 # -- Theorem 4 ----------------------------------------------------------------------------

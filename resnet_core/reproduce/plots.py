@@ -109,20 +109,72 @@ def escape_vs_eps(study: dict, path) -> None:
     plt.close(fig)
 
 
-def theorem4(curves: dict, path) -> None:
-    """Best-iterate gap of projected SGD against T, log-log, with a 1/sqrt(T) line."""
+def second_order(race: dict, path) -> None:
+    """Iterations and wall time to a certified eps-SOPSP against eps, PGD against
+    find_sopsp, on Example 1 (x axis: target eps = c^2 / 4) and on the real data set."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 5.2), constrained_layout=True)
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8), constrained_layout=True)
+    styles = {"pgd": ("PGD", "o-"), "newton-nc": ("find_sopsp newton-nc", "s-"),
+              "cubic": ("find_sopsp cubic", "^--")}
+    for col, (key, title) in enumerate((("example1", "Example 1's saddle (0, -1/c)"),
+                                        ("real", f"{race['data']}: Theorem 2 saddle"))):
+        rows = race[key]
+        e = np.array([r["eps"] for r in rows])
+        for m, (label, fmt) in styles.items():
+            for row, what in enumerate(("iter", "time")):
+                v = np.maximum(np.array([r[f"{m}_{what}"] for r in rows], float), 1e-6
+                               if what == "time" else 1)
+                axes[row, col].loglog(e, v, fmt, label=label)
+        axes[0, col].set(title=title, ylabel="iterations to a certified eps-SOPSP")
+        axes[1, col].set(xlabel="eps (threshold -sqrt(mu2 eps), mu2 = 1)",
+                         ylabel="wall time (s), certificate included")
+        for ax in axes[:, col]:
+            ax.invert_xaxis()
+            ax.legend()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def theorem4(curves: dict, path) -> None:
+    """Best-iterate gap of projected SGD against T, log-log, with a 1/sqrt(T) line
+    (:func:`theorem4_figure`), written to ``path``."""
+    plt = _pyplot()
+    fig = theorem4_figure(curves)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def theorem4_figure(curves: dict):
+    """The Theorem 4 figure.  A gap ``<= 0`` (SGD's best iterate at or below the linear
+    baseline) has no place on a log axis: it is drawn as a downward triangle on the bottom
+    edge, at its ``T``, and a note under the plot gives its value."""
+    from matplotlib.transforms import blended_transform_factory
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.6), constrained_layout=True)
+    edge = blended_transform_factory(ax.transData, ax.transAxes)
+    hidden, n_marked = [], 0
     for name, c in curves.items():
-        T = np.array([r["T"] for r in c["rows"]])
-        gap = np.array([r["gap"] for r in c["rows"]])
+        T = np.array([r["T"] for r in c["rows"]], dtype=np.float64)
+        gap = np.array([r["gap"] for r in c["rows"]], dtype=np.float64)
         pos = gap > 0
-        ax.loglog(T[pos], gap[pos], "o-",
-                  label=f"{name} ({c['loss']}), slope {c['slope']:.2f}")
-        ax.loglog(T, gap[pos][0] * np.sqrt(T[pos][0] / T), ":", color="gray")
+        line, = ax.loglog(T[pos], gap[pos], "o-",
+                          label=f"{name} ({c['loss']}), slope {c['slope']:.2f}")
+        if pos.any():
+            ax.loglog(T, gap[pos][0] * np.sqrt(T[pos][0] / T), ":", color="gray")
+        if not pos.all():
+            # curves side by side at the same T: each moved right by 8% of a decade
+            ax.plot(T[~pos] * 10 ** (0.08 * n_marked), np.zeros(int((~pos).sum())), "v",
+                    transform=edge, clip_on=False, color=line.get_color(), markersize=9)
+            n_marked += 1
+            hidden += [f"{name} T = {t:.0e}: {g:.2g}" for t, g in zip(T[~pos], gap[~pos])]
     ax.plot([], [], ":", color="gray", label="reference 1/sqrt(T)")
+    if hidden:
+        ax.plot([], [], "v", color="gray", label="gap <= 0 (at the bottom edge)")
+        ax.text(0.02, 0.05, "gap <= 0, not drawable on a log axis\n(triangles on the bottom "
+                "edge): " + "; ".join(hidden), transform=ax.transAxes, fontsize=7,
+                va="bottom", bbox={"facecolor": "white", "alpha": 0.85, "edgecolor": "gray"})
     ax.set(xlabel="SGD steps T", ylabel="gap F(best iterate) - min_{||u||<=b} F_lin(u)",
            title="Theorem 4: projected SGD on the skip head vs the best linear predictor")
     ax.legend()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig

@@ -33,6 +33,13 @@ def checks(s: dict) -> dict:
         "Saddle escape: at every eps at least 1 - delta = 90% of the PGD runs escape (Jin et "
         "al.: with probability 1 - delta), in ~1/eps iterations (slope <= -0.8)":
             all(r["escaped_fraction"] >= 0.9 for r in esc["rows"]) and esc["slope"] <= -0.8,
+        "Second order (find_sopsp): a certified eps-SOPSP from every saddle, Example 1's in "
+        "at most 10 iterations, in fewer iterations than PGD at every eps":
+            all(r[f"{m}_certified"] and r[f"{m}_iter"] < r["pgd_iter"]
+                for r in s["second_order"]["example1"] + s["second_order"]["real"]
+                for m in ("newton-nc", "cubic"))
+            and all(r[f"{m}_iter"] <= 10 for r in s["second_order"]["example1"]
+                    for m in ("newton-nc", "cubic")),
         "Theorem 4: the best-iterate gap shrinks at least like T^-0.4":
             all(v["slope"] <= -0.4 for v in t4.values()),
         "Theorem 4 with explicit constants (docs/theorem4.md): in every run some evaluated "
@@ -47,6 +54,30 @@ def checks(s: dict) -> dict:
                                              or r.get("classes"))
                 for r in s["resnet_vs_linear"]),
     }
+
+
+def _second_order_section(so: dict) -> list[str]:
+    """Section 3b: PGD against find_sopsp, iterations and wall time to a certificate."""
+    L = ["## 3b. Finding certified eps-SOPSPs: PGD against a second-order method", "",
+         "![second order vs PGD](second_order.png)", "",
+         f"From Example 1's saddle `(0, -1/c)` (target eps = c^2/4) and from the exact "
+         f"Theorem 2 saddle of {so['data']} (logistic loss, {so['width']} random tanh "
+         f"features, `w = 0`, `V = -s g^T / ||g||^2`, F = {so['F_saddle']:.4f}), to a point "
+         f"`check_sopsp(..., mu2={so['mu2']:g})` certifies (threshold -sqrt(mu2 eps)).  PGD: "
+         "Jin et al.'s constants with rho = mu2 and ell = 1 (Example 1) or estimated at the "
+         f"saddle ({so['ell']:.3g}), stopped at its first certified iterate (checked every "
+         "100 iterations).  find_sopsp: `resnet_core.second_order` (docs/second_order.md).  "
+         "Wall times include the final certificate.", "",
+         "| problem | eps | PGD: iterations / s | newton-nc: iterations / s | "
+         "cubic: iterations / s | all certified |", "|---|---|---|---|---|---|"]
+    for key, name in (("example1", "Example 1"), ("real", so["data"])):
+        for r in so[key]:
+            label = f"{name} (c = {r['c']:g})" if "c" in r else name
+            ok = all(r[f"{m}_certified"] for m in ("pgd", "newton-nc", "cubic"))
+            L.append(f"| {label} | {r['eps']:.3g} | {r['pgd_iter']} / {r['pgd_time']:.3f} | "
+                     f"{r['newton-nc_iter']} / {r['newton-nc_time']:.3f} | "
+                     f"{r['cubic_iter']} / {r['cubic_time']:.3f} | {'yes' if ok else 'no'} |")
+    return L + [""]
 
 
 def markdown(s: dict, verdicts: dict) -> str:
@@ -99,8 +130,9 @@ def markdown(s: dict, verdicts: dict) -> str:
     L += ["", f"Fitted log-log slope: {s['escape']['slope']:.2f} (escape time ~ "
           "log(1/r) / (eta eps)).  A run that stops at the saddle is one whose perturbation "
           "did not decrease F by f_thres within t_thres steps: Algorithm 2 then returns the "
-          "saddle, which its guarantee allows with probability delta = 0.1.", "",
-          "## 4. Theorem 4 on real data", "",
+          "saddle, which its guarantee allows with probability delta = 0.1.", ""]
+    L += _second_order_section(s["second_order"])
+    L += ["## 4. Theorem 4 on real data", "",
           "![Theorem 4](theorem4.png)", "",
           "Projected SGD (one sample per step, step b / (l sqrt(T))) against Theorem 4 with "
           "the constants derived in `docs/theorem4.md`: with probability 1 - delta the mean "
@@ -132,7 +164,8 @@ def markdown(s: dict, verdicts: dict) -> str:
           f"Residual network `w^T (x + V f(x))`, MLP widths {paper.RESNET_WIDTHS}, tanh, "
           "trained by perturbed GD over all parameters; the point is then certified over "
           "`(w, V)`, with `mu2` estimated (sampled) on the ball of radius "
-          f"{paper.RESNET_MU2_BALL:g} around it.  `inf F_lin` is exact "
+          f"{paper.RESNET_MU2_BALL:g} around it (a lower estimate: it decides True or "
+          "nothing; False needs a proven upper bound).  `inf F_lin` is exact "
           "(`linear_baseline`: a linear program decides separability).  Where it is not "
           "attained (separable or quasi-separable data: Corollary 1 then says a local "
           "minimum has F <= inf F_lin), Theorem 3's comparison is added: the minimum of "

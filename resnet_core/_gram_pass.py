@@ -1,0 +1,261 @@
+"""One streamed float64 pass of a margin loss's linear model: ``F_lin``, its gradient, a Gram
+matrix ``H = sum_i q_i x_i x_i^T`` (``q_i = s_i l''_i``, by SYRK on row chunks) over all or
+some of the rows, the smallest margin, and the sums of the overlap certificate
+(:func:`resnet_core.separability.minimiser_certificate`).
+
+Why float64 NumPy rather than the compiled passes: the Gram matrix is the Newton model of
+:mod:`resnet_core.linear`, and a float32 accumulation (the kernels' for float32 data) holds
+its eigenvalues to about ``1e-6`` of the largest only.  Each chunk of ``chunk_rows(d)`` rows is
+converted to float64 (a view for float64 data); memory is one chunk.  BLAS runs on one
+thread (small products; two OpenBLAS threads were slower under load).
+
+The Hessian rows: every ``stride``-th chunk (all with ``stride = 1``).  A Newton model from
+a subsample of the rows costs a fraction of the full ``d^2`` work per row, and its steps are
+exact up to the subsample's error in ``H`` (the gradient is always over every row).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.linalg.blas import dsyrk
+
+from ._threads import blas_single_thread
+from .separability import CombinationSums
+
+# Bytes of one float64 chunk of rows (a pass holds a few such arrays at once): the memory
+# of a pass is a few MiB whatever n and d; a quarter of that for out-of-core data, whose
+# passes must stay within a small fraction of X (fewer, larger chunks are faster).
+CHUNK_BYTES = 1 << 21
+
+
+def chunk_rows(d: int, streamed: bool = False) -> int:
+    """Rows per chunk: ``CHUNK_BYTES`` of float64 (``/ 4`` streamed), at least 256."""
+    return max(256, (CHUNK_BYTES >> (2 if streamed else 0)) // (8 * max(d, 1)))
+
+
+@dataclass
+class GramPass:
+    """``F``, ``g`` over every sample; ``H`` (upper triangle) over the Hessian rows, which
+    carry the fraction ``h_share`` of the total weight (``H / h_share`` estimates the
+    Hessian); the smallest margin ``y_i x_i^T w`` over samples of positive weight (``inf``
+    when none); the certificate's sums (``q_i = 0`` outside the Hessian rows)."""
+
+    F: float
+    g: np.ndarray
+    H: np.ndarray
+    h_share: float
+    min_margin: float
+    sums: CombinationSums
+    n_wrong: int = 0  # samples of positive weight with margin <= 0
+
+
+def _chunk(X, y, s, w, loss, hessian, norms, start):
+    """One chunk: ``[F, g, H or None, weight of the H rows, smallest margin,
+    sum lam ||x||, sum q ||x||^2, max ||x|| and max q / lam (H rows), every lam > 0,
+    weight of the chunk, margins <= 0]``.  ``||x_i||`` is bounded by the chunk's largest
+    row norm, computed once per chunk and kept in ``norms`` (keyed by the first row)."""
+    X = np.asarray(X, dtype=np.float64)
+    y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
+    p = X @ w
+    l, d1, d2 = loss.derivatives(p, y)
+    keep = s > 0
+    if start not in norms:
+        norms[start] = float(np.sqrt(np.einsum("ij,ij->i", X, X)[keep].max(initial=0.0))
+                             * (1 + X.shape[1] * 2.0 ** -52))
+    x_max = norms[start]
+    lam = (-s * d1 * y)[keep]
+    margins = (y * p)[keep]
+    parts = [float(s @ l), X.T @ (s * d1), None, 0.0, float(margins.min(initial=np.inf)),
+             float(lam.sum()) * x_max, 0.0, 0.0, 0.0, bool(np.all(lam > 0)), float(s.sum()),
+             int(np.count_nonzero(margins <= 0))]
+    if hessian:
+        t = np.sqrt(s * np.maximum(d2, 0.0))
+        q = (t * t)[keep]
+        parts[2] = dsyrk(1.0, (t[:, None] * X).T, trans=0)
+        parts[3] = float(s.sum())
+        with np.errstate(divide="ignore", invalid="ignore"):
+            parts[8] = float(np.where(q > 0, q / lam, 0.0).max(initial=0.0))
+        parts[6], parts[7] = float(q.sum()) * x_max ** 2, x_max
+    return parts
+
+
+def _block(w, loss, stride, norms, rows, block):
+    X, y, s = block.X, block.y, block.s
+    i0 = block.rows[0]
+    return [_chunk(X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
+                   ((i0 + i) // rows) % stride == 0, norms, i0 + i)
+            for i in range(0, X.shape[0], rows)]
+
+
+def hessian_stride(n: int, d: int, rows_per_feature: int, streamed: bool = False) -> int:
+    """The stride of Hessian chunks that keeps about ``rows_per_feature * d`` rows (at least
+    one chunk; 1: every row)."""
+    return max(1, n // max(rows_per_feature * d, chunk_rows(d, streamed)))
+
+
+def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None
+              ) -> GramPass:
+    """One pass over the engine's rows (in memory or streamed) at ``w`` (float64).
+
+    Per chunk: ``p = X w`` and ``l, l', l''`` in float64; ``F = sum s_i l_i``,
+    ``g = X^T (s l')``; on the Hessian chunks ``H = Z^T Z`` with ``Z = diag(sqrt(s l'')) X``
+    (so ``q_i = fl(sqrt(s_i l''_i))^2``).  The certificate's ``lam_i = -s_i l'_i y_i``
+    (``b = sum lam_i y_i x_i = -g``).  ``norms``: the chunks' largest row norms, filled on
+    the first pass and reused (a dict owned by the caller)."""
+    with blas_single_thread():
+        chunks = [c for blk in engine.map_rows(functools.partial(
+            _block, w, engine.loss, stride, {} if norms is None else norms,
+            chunk_rows(engine.d, engine.stateless)))
+                  for c in blk]
+    H = functools.reduce(np.add, (c[2] for c in chunks if c[2] is not None))
+    total = float(np.sum([c[10] for c in chunks]))
+    g = functools.reduce(np.add, (c[1] for c in chunks))
+    sums = CombinationSums(
+        b=-g, H=H, b_abs=float(np.sum([c[5] for c in chunks])),
+        h_trace=float(np.sum([c[6] for c in chunks])), x_max=max(c[7] for c in chunks),
+        q_over_lam=max(c[8] for c in chunks), terms=engine.n + len(chunks),
+        positive=all(c[9] for c in chunks))
+    return GramPass(float(np.sum([c[0] for c in chunks])), g, H,
+                    min(1.0, float(np.sum([c[3] for c in chunks])) / total),
+                    min(c[4] for c in chunks), sums, sum(c[11] for c in chunks))
+
+
+def _block_margin_bound(w, rows, block):
+    """``min (y_i x_i^T w - gamma_d |x_i|^T |w|)`` over a block's samples of positive weight:
+    positive only when every margin is positive in exact arithmetic."""
+    low = np.inf
+    gamma = (w.size + 2) * 2.0 ** -53 / (1 - (w.size + 2) * 2.0 ** -53)
+    for i in range(0, block.X.shape[0], rows):
+        X = np.asarray(block.X[i:i + rows], dtype=np.float64)
+        keep = np.asarray(block.s[i:i + rows]) > 0
+        y = np.asarray(block.y[i:i + rows], dtype=np.float64)
+        m = (y * (X @ w) - gamma * (np.abs(X) @ np.abs(w)))[keep]
+        low = min(low, float(m.min(initial=np.inf)))
+    return low
+
+
+def proven_min_margin(engine, w: np.ndarray) -> float:
+    """A lower bound of the smallest margin ``y_i x_i^T w`` (samples of positive weight),
+    rounding included (one pass)."""
+    with blas_single_thread():
+        return min(engine.map_rows(functools.partial(_block_margin_bound, w,
+                                                          chunk_rows(w.size, engine.stateless))))
+
+
+def _block_smallest(w, k, block):
+    """The ``k`` smallest margins ``y_i x_i^T w`` of a block's samples of positive weight:
+    ``(margins, global row indices)``."""
+    X = np.asarray(block.X, dtype=np.float64)
+    m = np.asarray(block.y, dtype=np.float64) * (X @ w)
+    m[np.asarray(block.s) <= 0] = np.inf
+    idx = np.argpartition(m, k - 1)[:k] if m.size > k else np.arange(m.size)
+    return m[idx], idx + block.rows[0]
+
+
+def smallest_margins(engine, w: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` samples of positive weight with the smallest margins at ``w``
+    (one pass)."""
+    with blas_single_thread():
+        parts = engine.map_rows(functools.partial(_block_smallest, w, k), rows=chunk_rows(w.size, engine.stateless))
+    m = np.concatenate([p[0] for p in parts])
+    idx = np.concatenate([p[1] for p in parts])
+    keep = np.isfinite(m)
+    m, idx = m[keep], idx[keep]
+    return np.sort(idx[np.argsort(m)[:k]])
+
+
+# Largest |l''| of the built-in losses, in p (for the first-order error of l at a margin off
+# by delta: |l(p + delta) - l(p)| <= (|l'(p)| + C |delta| / 2) |delta|).
+_CURVATURE = {"logistic": 0.25, "squared": 1.0}
+
+
+def _split(a):
+    """Dekker's split ``a = hi + lo`` with ``hi`` of 26 bits (exact)."""
+    c = 134217729.0 * a
+    hi = c - (c - a)
+    return hi, a - hi
+
+
+def dot2_rows(X: np.ndarray, w: np.ndarray):
+    """``X w`` row by row in twice the working precision (Ogita, Rump and Oishi's Dot2: exact
+    products by Dekker's TwoProduct, their sum by TwoSum, the errors summed apart): returns
+    ``(m, bound)`` with ``|m - x^T w| <= bound = u |m| + gamma_d^2 |x|^T |w|``; None where
+    the split would overflow or a product underflow (then not exact)."""
+    P = X * w
+    if np.any((P != 0) & (np.abs(P) < 2.0 ** -960)):
+        return None
+    Xh, Xl = _split(X)
+    wh, wl = _split(w)
+    E = Xl * wl - (((P - Xh * wh) - Xl * wh) - Xh * wl)  # P + E = X * w exactly
+    if not (np.isfinite(E).all() and np.isfinite(P).all()):
+        return None
+    total = np.zeros(X.shape[0])
+    comp = np.zeros(X.shape[0])
+    for j in range(X.shape[1]):
+        p = P[:, j]
+        t = total + p
+        z = t - total
+        comp += ((total - (t - z)) + (p - z)) + E[:, j]  # TwoSum's error, plus the product's
+        total = t
+    m = total + comp
+    d = X.shape[1]
+    gamma = d * 2.0 ** -53 / (1 - d * 2.0 ** -53)
+    return m, 2.0 ** -53 * np.abs(m) + gamma * gamma * (np.abs(X) @ np.abs(w)) * 2
+
+
+def _block_value(w, loss, curvature, rows, block):
+    """``(sum_i s_i l_i, its error bound, g)`` of one block, per chunk.  A chunk whose margin
+    rounding (``gamma_d |x|^T |w|``, large where the margins cancel: ill-conditioned data
+    and a long ``w``) would make the bound exceed ``1024 u`` of its value is evaluated
+    again with the margins by :func:`dot2_rows`."""
+    out = []
+    unit = 2.0 ** -53
+    gamma = (w.size + 2) * unit / (1 - (w.size + 2) * unit)
+    for i in range(0, block.X.shape[0], rows):
+        X = np.asarray(block.X[i:i + rows], dtype=np.float64)
+        y = np.asarray(block.y[i:i + rows], dtype=np.float64)
+        s = np.asarray(block.s[i:i + rows], dtype=np.float64)
+        p = X @ w
+        delta = gamma * (np.abs(X) @ np.abs(w))
+        l, d1, _ = loss.derivatives(p, y)
+        margin_err = float(s @ ((np.abs(d1) + 0.5 * curvature * delta) * delta))
+        # Dot2 (several times a plain pass) only where the bound would exceed about 1e-13
+        # of the chunk's value: ill-conditioned X, a long w.
+        if margin_err > 1024 * unit * abs(float(s @ l)):
+            accurate = dot2_rows(X, w)
+            if accurate is not None:
+                p, delta = accurate
+                l, d1, _ = loss.derivatives(p, y)
+                margin_err = float(s @ ((np.abs(d1) + 0.5 * curvature * delta) * delta))
+        part = math.fsum(s * l)  # correctly rounded: off by u |part| at most
+        err = (margin_err + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * rows)
+        out.append((part, err + unit * abs(part), X.T @ (s * d1)))
+    return out
+
+
+def accurate_value(engine, w: np.ndarray):
+    """``(F, fun_error, g)`` at ``w``: ``F = sum_i s_i l(x_i^T w; y_i)`` with the margins and
+    losses in float64 and the sum correctly rounded (``math.fsum``), and a bound of
+    ``|F - F_exact(w)|``: per sample, a margin off by at most ``gamma_d |x_i|^T |w|`` moves
+    ``l`` by at most ``(|l'| + C delta / 2) delta`` (``C`` the loss's largest curvature),
+    the loss and the product with ``s_i`` by ``9 u l_i``; each chunk's correctly rounded
+    sum by ``u`` of itself, and the final sum by ``u |F|``.  ``fun_error`` is ``nan`` for a loss whose curvature is not known (a
+    user-defined loss or the smoothed hinge's parameter unknown)."""
+    loss = engine.loss
+    curvature = _CURVATURE.get(loss.name)
+    if loss.name == "smoothed_hinge" and loss.zero_margin is not None:
+        curvature = 1.0 / (loss.zero_margin - 1.0) / 2.0  # l'' = 1 / (2 h) on [1-h, 1+h]
+    if loss.code < 0:
+        curvature = None
+    with blas_single_thread():
+        parts = [c for blk in engine.map_rows(functools.partial(
+            _block_value, w, loss, 0.0 if curvature is None else curvature,
+            chunk_rows(w.size, engine.stateless))) for c in blk]
+    F = math.fsum(c[0] for c in parts)
+    err = math.fsum(c[1] for c in parts) + 2.0 ** -53 * abs(F)
+    g = functools.reduce(np.add, (c[2] for c in parts))
+    return F, (float(err) * (1 + 1e-12) if curvature is not None else float("nan")), g
