@@ -4,7 +4,15 @@ Environment switches:
 
 - ``RESNET_CORE_DEBUG=1``: bounds and initialisation checks on in the kernels (slow; the
   tests can run against such a build to catch an indexing error as an exception).
-- ``RESNET_CORE_PORTABLE=1``: no ``-march=native`` (for a wheel run on other machines).
+- ``RESNET_CORE_PORTABLE=1``: no ``-march=native`` (for a wheel run on other machines).  On
+  x86-64 with gcc 12 or later the elementwise loops (src/rc_elementwise.h) are compiled for
+  x86-64-v4 (AVX-512), x86-64-v3 (AVX2 + FMA) and the baseline, and the loader picks the
+  best one the CPU runs (``target_clones``); the rest of the code is baseline x86-64.
+- ``RESNET_CORE_MARCH=LEVEL``: ``-march=LEVEL`` instead of ``-march=native``, for example
+  ``x86-64-v3`` for an AVX2 build on an AVX-512 machine (what most users' machines run) or
+  ``x86-64-v2``.  The build is redone whenever these flags change.
+
+``resnet_core.build_info()`` reports the flags of the build and the level that runs.
 """
 
 import os
@@ -16,14 +24,27 @@ import textwrap
 import numpy as np
 from Cython.Build import cythonize
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
 
 DEBUG = os.environ.get("RESNET_CORE_DEBUG", "0") == "1"
 PORTABLE = os.environ.get("RESNET_CORE_PORTABLE", "0") == "1"
+MARCH = os.environ.get("RESNET_CORE_MARCH", "")
+
+# What target_clones needs (gcc 12: the x86-64-vN names in it).
+_CLONES_TEST = textwrap.dedent(
+    """
+    __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+    static int f(const double* x) { return x[0] > 0; }
+    int main(void) { double x[1] = {1}; __builtin_cpu_init();
+      return f(x) && __builtin_cpu_supports("x86-64-v3") >= 0 ? 0 : 1; }
+    """
+)
 
 
-def _compiles(flags):
-    """True when the C compiler accepts ``flags`` on a small OpenMP program."""
-    code = textwrap.dedent(
+def _compiles(flags, code=None):
+    """True when the C compiler accepts ``flags`` on ``code`` (default: a small OpenMP
+    program)."""
+    code = code or textwrap.dedent(
         """
         #ifdef _OPENMP
         #include <omp.h>
@@ -53,12 +74,30 @@ if not openmp:
         "built SERIAL (n_threads is ignored). Install a compiler with OpenMP (gcc). ***\n\n"
     )
 # -ffp-contract=fast: fused multiply-adds in the polynomials and elementwise loops (ISO C
-# mode, -std=c99, turns contraction off otherwise).
-compile_args = ["-O3", "-std=c99", "-ffp-contract=fast"] + openmp
-if not PORTABLE and _compiles(openmp + ["-march=native"]):
+# mode, -std=c99, turns contraction off otherwise).  -fno-trapping-math: gcc may compute
+# both sides of a select (`x < -708 ? -708 : ...`) without a branch; without it the
+# elementwise loops vectorise only with AVX-512's masks (floating-point exceptions are
+# never read; no value changes).
+compile_args = ["-O3", "-std=c99", "-ffp-contract=fast", "-fno-trapping-math"] + openmp
+macros = [("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")]
+if MARCH:
+    if PORTABLE:
+        sys.exit("setup.py: RESNET_CORE_MARCH and RESNET_CORE_PORTABLE=1 exclude each other")
+    if not _compiles(openmp + [f"-march={MARCH}"]):
+        sys.exit(f"setup.py: the C compiler rejects RESNET_CORE_MARCH={MARCH!r} "
+                 "(expected a -march value such as x86-64-v3)")
+    compile_args.append(f"-march={MARCH}")
+elif PORTABLE:
+    if _compiles(openmp, _CLONES_TEST):
+        macros.append(("RC_DISPATCH", "1"))
+    else:
+        sys.stderr.write("\n*** NOTE: no target_clones (gcc >= 12 on x86-64): the portable "
+                         "build's elementwise loops are baseline code only. ***\n\n")
+elif _compiles(openmp + ["-march=native"]):
     compile_args.append("-march=native")
 if DEBUG:
     compile_args = ["-O0", "-g", "-std=c99"] + openmp
+macros.append(("RC_COMPILE_FLAGS", '"' + " ".join(compile_args) + '"'))
 
 directives = {
     "language_level": 3,
@@ -73,7 +112,7 @@ common = dict(
     include_dirs=[np.get_include(), "src"],
     extra_compile_args=compile_args,
     extra_link_args=openmp,
-    define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_9_API_VERSION")],
+    define_macros=macros,
 )
 # Both modules include src/_mlp.pxi: _kernels for scalar outputs, _vkernels for c outputs.
 extensions = [
@@ -81,7 +120,27 @@ extensions = [
     Extension("resnet_core._vkernels", ["src/_vkernels.pyx"], **common),
 ]
 
+class BuildExt(build_ext):
+    """build_ext that rebuilds every extension when the flags differ from the last build's
+    (setuptools alone looks at file times only, so a new RESNET_CORE_MARCH would be
+    ignored)."""
+
+    def run(self):
+        stamp = os.path.join("build", "resnet-core-flags.txt")
+        flags = repr((compile_args, macros))
+        try:
+            with open(stamp) as fh:
+                self.force = self.force or fh.read() != flags
+        except OSError:
+            self.force = True
+        super().run()
+        os.makedirs("build", exist_ok=True)
+        with open(stamp, "w") as fh:
+            fh.write(flags)
+
+
 setup(
+    cmdclass={"build_ext": BuildExt},
     # A debug build generates its own C (other directives) beside, never over, the normal C.
     ext_modules=cythonize(extensions, compiler_directives=directives, include_path=["src"],
                           **({"build_dir": os.path.join("build", "cython-debug"),

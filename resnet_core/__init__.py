@@ -16,6 +16,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from . import lipschitz, second_order, studies, theory  # noqa: E402
 from ._guards import DataChangedError
 from ._validation import TooLargeError
+from .build import build_info
 from .certify import BaselineWarning, LambdaMin, SOPSPReport, check_sopsp, reduced_hessian
 from .features import ACTIVATIONS, MLPLayout
 from .linear import LinearBaselineResult, linear_baseline
@@ -52,6 +53,7 @@ __all__ = [
     "SufficientStats",
     "TooLargeError",
     "TraceEstimate",
+    "build_info",
     "check_sopsp",
     "estimate_ell_rho",
     "find_sopsp",

@@ -42,12 +42,20 @@ from libc.string cimport memcpy
 from libc.math cimport sqrt
 
 from _blas cimport gemm_rm, gemv_rm, syrk_rm
-from _loss cimport (loss_eval, LOSS_EXTERNAL, LOSS_SQUARED, LOSS_LOGISTIC,
+from _loss cimport (loss_samples, LOSS_EXTERNAL, LOSS_SQUARED, LOSS_LOGISTIC,
                     LOSS_SMOOTHED_HINGE)
-from _activation cimport (act_apply, ACT_IDENTITY, ACT_TANH, ACT_RELU, ACT_SIGMOID,
-                          ACT_SOFTPLUS)
+from _activation cimport (act_apply, mul, scale, rdelta, ACT_IDENTITY, ACT_TANH, ACT_RELU,
+                          ACT_SIGMOID, ACT_SOFTPLUS)
 
 include "_mlp.pxi"
+
+cdef extern from "rc_elementwise.h" nogil:
+    int rc_build_level()
+    int rc_dispatch_level()
+    int rc_dispatching()
+
+cdef extern from *:
+    const char* RC_COMPILE_FLAGS    # setup.py: the C compiler's flags, space-separated
 
 cdef enum:
     MODE_VALUE_GRAD = 0
@@ -74,6 +82,17 @@ def _set_serial(bint serial):
     thread of its own (``False``); the results depend on the slots alone, not on this."""
     global _serial
     _serial = serial
+
+
+def build_info():
+    """How these kernels were compiled and which code path runs: ``compile_args`` (the C
+    flags), ``build_level`` (the x86-64 level the code was compiled for: 1 baseline, 2
+    SSE4.2, 3 AVX2 + FMA, 4 AVX-512; 0 not x86-64), ``dispatch`` (the elementwise loops
+    exist for several levels and the loader picks one) and ``runtime_level`` (the level
+    whose elementwise loops run on this CPU)."""
+    return {"compile_args": RC_COMPILE_FLAGS.decode().split(),
+            "build_level": rc_build_level(), "dispatch": bool(rc_dispatching()),
+            "runtime_level": rc_dispatch_level()}
 
 
 def max_layers():
@@ -139,21 +158,11 @@ cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating*
     cdef floating* r = <floating*> job.r + row0
     cdef floating* q = <floating*> job.q + row0 if job.q != NULL else NULL
     cdef floating* lout = <floating*> job.l + row0 if job.l != NULL else NULL
-    cdef double val = 0, lv, d1, d2
-    cdef Py_ssize_t i
     gemv_rm(False, m, job.d, 1, Xc, job.d, <const floating*> job.w, 0, p)
     gemv_rm(False, m, job.kf, 1, Phic, job.kf, <const floating*> job.a, 1, p)
     if job.const_feat:
         _add_const(p, m, (<const floating*> job.a)[job.kf])
-    for i in range(m):
-        lv = loss_eval(job.loss, p[i], y[i], &d1, &d2)
-        val += s[i] * lv
-        r[i] = <floating> (s[i] * d1)
-        if q != NULL:
-            q[i] = <floating> (s[i] * d2)
-        if lout != NULL:
-            lout[i] = <floating> lv
-    return val
+    return loss_samples(job.loss, m, p, y, s, r, q, lout)
 
 
 cdef void _outer(floating* G, Py_ssize_t m, Py_ssize_t k, const floating* r,
@@ -512,16 +521,23 @@ def loss_derivatives(int loss, const floating[::1] p, const floating[::1] y,
                      floating[::1] value_out, floating[::1] d1_out, floating[::1] d2_out):
     """Per-sample ``l(p; y)``, ``l'`` and ``l''`` of a built-in loss (for tests and the
     linear baseline)."""
-    cdef Py_ssize_t i
-    cdef double d1, d2
+    cdef Py_ssize_t i, n = p.shape[0]
+    cdef floating* ones
+    if n == 0:
+        return
+    ones = <floating*> malloc(n * sizeof(floating))
+    if ones == NULL:
+        raise MemoryError("loss_derivatives: no memory for the sample weights")
     with nogil:
-        for i in range(p.shape[0]):
-            value_out[i] = <floating> loss_eval(loss, p[i], y[i], &d1, &d2)
-            d1_out[i] = <floating> d1
-            d2_out[i] = <floating> d2
+        for i in range(n):
+            ones[i] = 1
+        loss_samples(loss, n, &p[0], &y[0], ones, &d1_out[0], &d2_out[0], &value_out[0])
+    free(ones)
 
 
 def activation(int act, floating[::1] z, floating[::1] d1_out, floating[::1] d2_out):
     """In place ``z <- act(z)`` with ``act'`` and ``act''`` of the input (for tests)."""
+    if z.shape[0] == 0:
+        return
     with nogil:
         act_apply(act, &z[0], &d1_out[0], &d2_out[0], z.shape[0])

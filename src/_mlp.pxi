@@ -90,7 +90,7 @@ cdef void _r_forward(const MLP* net, Py_ssize_t m, const floating* Xc, const flo
                      floating** RZ, floating** RH) noexcept nogil:
     """R-operator of the forward pass along dtheta:
     RZ_l = H_{l-1} dW_l^T + RH_{l-1} W_l^T + db_l, RH_l = act'(Z_l) * RZ_l (RH_0 = 0)."""
-    cdef Py_ssize_t l, i, hin, hout
+    cdef Py_ssize_t l, hin, hout
     cdef const floating* Hin = Xc
     cdef floating beta
     for l in range(net.L):
@@ -105,8 +105,7 @@ cdef void _r_forward(const MLP* net, Py_ssize_t m, const floating* Xc, const flo
         if l > 0:
             gemm_rm(False, True, m, hout, hin, 1, RH[l - 1], hin, theta + net.woff[l], hin,
                     1, RZ[l], hout)
-        for i in range(m * hout):
-            RH[l][i] = D1[l][i] * RZ[l][i]
+        mul(m * hout, D1[l], RZ[l], RH[l])
         Hin = H[l]
 
 
@@ -116,15 +115,14 @@ cdef void _backward(const MLP* net, Py_ssize_t m, const floating* Xc, const floa
     """Back-propagate G = dLoss/dphi (m x k) through the MLP, adding the parameter gradient
     to gtheta: Delta_l = G_l * act'(Z_l), dW_l += Delta_l^T H_{l-1}, db_l += sum Delta_l,
     G_{l-1} = Delta_l W_l.  G and Gn are overwritten."""
-    cdef Py_ssize_t l, i, hin, hout
+    cdef Py_ssize_t l, hin, hout
     cdef const floating* Hin
     cdef floating* tmp
     for l in range(net.L - 1, -1, -1):
         hin = net.dims[l]
         hout = net.dims[l + 1]
         Hin = Xc if l == 0 else H[l - 1]
-        for i in range(m * hout):
-            G[i] = G[i] * D1[l][i]
+        scale(m * hout, G, D1[l])
         gemm_rm(True, False, hout, hin, m, 1, G, hout, Hin, hin, 1, gtheta + net.woff[l], hin)
         if net.bias:
             _col_sums(G, m, hout, gtheta + net.boff[l])
@@ -142,16 +140,14 @@ cdef void _r_backward(const MLP* net, Py_ssize_t m, const floating* Xc, const fl
     """R-operator of _backward: with G = dLoss/dphi and RG its directional derivative,
     RDelta_l = RG_l act'(Z_l) + G_l act''(Z_l) RZ_l, R dW_l += RDelta_l^T H_{l-1} +
     Delta_l^T RH_{l-1}, R db_l += sum RDelta_l, RG_{l-1} = RDelta_l W_l + Delta_l dW_l."""
-    cdef Py_ssize_t l, i, hin, hout
+    cdef Py_ssize_t l, hin, hout
     cdef const floating* Hin
     cdef floating* tmp
     for l in range(net.L - 1, -1, -1):
         hin = net.dims[l]
         hout = net.dims[l + 1]
         Hin = Xc if l == 0 else H[l - 1]
-        for i in range(m * hout):
-            RG[i] = RG[i] * D1[l][i] + G[i] * D2[l][i] * RZ[l][i]
-            G[i] = G[i] * D1[l][i]
+        rdelta(m * hout, RG, G, D1[l], D2[l], RZ[l])
         gemm_rm(True, False, hout, hin, m, 1, RG, hout, Hin, hin, 1, Rgtheta + net.woff[l], hin)
         if l > 0:
             gemm_rm(True, False, hout, hin, m, 1, G, hout, RH[l - 1], hin, 1,

@@ -29,21 +29,25 @@ width of a prediction.
    ``GP = R^T Phi`` and the MLP part by ``_r_backward`` with ``G = R A``,
    ``RG = RR A + R dA``.
 3. Memory.  A slot's workspace is that of ``_kernels`` plus two m x c blocks (``P``,
-   ``RP``) and a row of c doubles; the caller's ``R`` (and ``Q``) are n x c in the data's
-   dtype.  The exponentials of the softmax are ``rc_exp`` (rc_math.h: vectorised, a few
-   ulp), one per score.
+   ``RP``) and a chunk x c block of doubles (the softmax's exponentials); the caller's ``R``
+   (and ``Q``) are n x c in the data's dtype.  The exponentials of the softmax are
+   ``rc_exp`` (rc_math.h, a few ulp), one per score, in one vectorised loop over the chunk
+   (rc_elementwise.h).
 """
 from cython cimport floating
 from cython.parallel cimport prange
 from libc.stdlib cimport malloc, free
 from libc.string cimport memcpy
-from libc.math cimport log
 
-cdef extern from "rc_math.h" nogil:
-    double rc_exp(double x)
+
+cdef extern from "rc_elementwise.h" nogil:
+    double rc_softmax_ce_f64(Py_ssize_t m, Py_ssize_t c, const double* P, const double* y,
+                             const double* s, double* Q, double* R, double* l, double* e)
+    double rc_softmax_ce_f32(Py_ssize_t m, Py_ssize_t c, const float* P, const float* y,
+                             const float* s, float* Q, float* R, float* l, double* e)
 
 from _blas cimport gemm_rm
-from _activation cimport act_apply
+from _activation cimport act_apply, mul, scale, rdelta
 
 include "_mlp.pxi"
 
@@ -133,40 +137,31 @@ cdef void _scores(VJob* job, Py_ssize_t m, const floating* Xc, const floating* P
 cdef double _loss_chunk(VJob* job, Py_ssize_t m, Py_ssize_t row0, const floating* P,
                         double* e) noexcept nogil:
     """R = s dl/dp (and Q = softmax, l) for the chunk's rows; returns sum_i s_i l_i.
-    ``e`` is a scratch row of c doubles."""
-    cdef Py_ssize_t i, j, c = job.c, yi
+    ``e`` is a scratch block of m x c doubles."""
+    cdef Py_ssize_t i, j, c = job.c
     cdef const floating* s = <const floating*> job.s + row0
     cdef floating* R = <floating*> job.R + row0 * c
-    cdef floating* Q = <floating*> job.Q + row0 * c if job.Q != NULL else NULL
     cdef floating* lout = <floating*> job.l + row0
     cdef const floating* y
     cdef const floating* p
-    cdef double val = 0, lv, diff, mx, tot, pi
+    cdef double val = 0, lv, diff
+    if job.loss == VLOSS_CROSS_ENTROPY:
+        # rc_elementwise.h: pi = exp(p - max p) / sum, the exponentials of the whole block
+        # in one vectorised loop
+        if floating is float:
+            return rc_softmax_ce_f32(m, c, P, <const float*> job.y + row0, s,
+                                     <float*> job.Q + row0 * c, R, lout, e)
+        else:
+                return rc_softmax_ce_f64(m, c, P, <const double*> job.y + row0, s,
+                                     <double*> job.Q + row0 * c, R, lout, e)
     for i in range(m):
         p = P + i * c
+        y = <const floating*> job.y + (row0 + i) * c
         lv = 0
-        if job.loss == VLOSS_SQUARED:
-            y = <const floating*> job.y + (row0 + i) * c
-            for j in range(c):
-                diff = <double> p[j] - <double> y[j]
-                lv += 0.5 * diff * diff
-                R[i * c + j] = <floating> (s[i] * diff)
-        else:
-            yi = <Py_ssize_t> (<const floating*> job.y)[row0 + i]
-            # pi = e / sum(e) with e_j = exp(p_j - max p) in (0, 1]: one exp per score
-            mx = p[0]
-            for j in range(1, c):
-                if p[j] > mx:
-                    mx = p[j]
-            tot = 0
-            for j in range(c):
-                e[j] = rc_exp(<double> p[j] - mx)
-                tot += e[j]
-            lv = mx + log(tot) - <double> p[yi]
-            for j in range(c):
-                pi = e[j] / tot
-                Q[i * c + j] = <floating> pi
-                R[i * c + j] = <floating> (s[i] * (pi - (1.0 if j == yi else 0.0)))
+        for j in range(c):
+            diff = <double> p[j] - <double> y[j]
+            lv += 0.5 * diff * diff
+            R[i * c + j] = <floating> (s[i] * diff)
         lout[i] = <floating> lv
         val += s[i] * lv
     return val
@@ -193,15 +188,18 @@ cdef void _hess_apply(VJob* job, Py_ssize_t m, Py_ssize_t row0, floating* RP) no
 
 
 cdef void _add_col_sums(const floating* M, Py_ssize_t m, Py_ssize_t c, floating* out,
-                        Py_ssize_t stride) noexcept nogil:
-    """out[j * stride] += sum_i M[i, j] (the constant feature's column of a c x k sum)."""
+                        Py_ssize_t stride, double* acc) noexcept nogil:
+    """out[j * stride] += sum_i M[i, j] (the constant feature's column of a c x k sum),
+    each column summed in row order in acc[j] (c doubles of scratch): rows outer, so the
+    loop over a row's c entries vectorises."""
     cdef Py_ssize_t i, j
-    cdef double acc
     for j in range(c):
-        acc = 0
-        for i in range(m):
-            acc += M[i * c + j]
-        out[j * stride] += <floating> acc
+        acc[j] = 0
+    for i in range(m):
+        for j in range(c):
+            acc[j] += M[i * c + j]
+    for j in range(c):
+        out[j * stride] += <floating> acc[j]
 
 
 cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogil:
@@ -243,7 +241,7 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
     ws = <floating*> malloc(_ws_entries(mc, job.net.sumw, job.net.maxw, c) * sizeof(floating))
     if ws == NULL:
         return 1
-    e = <double*> malloc(c * sizeof(double))
+    e = <double*> malloc(mc * c * sizeof(double))
     if e == NULL:
         free(ws)
         return 1
@@ -305,7 +303,7 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
             gemm_rm(True, False, c, d, m, 1, Rc, c, Xc, d, 1, vx, d)
             gemm_rm(True, False, c, kf, m, 1, Rc, c, Phic, kf, 1, vp, k)
             if cf:
-                _add_col_sums(Rc, m, c, vp + kf, k)
+                _add_col_sums(Rc, m, c, vp + kf, k, e)
             if job.need_theta and L > 0:
                 # G = R A[:, :kf] (m x kf)
                 gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G, kf)
@@ -321,8 +319,8 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
         gemm_rm(True, False, c, kf, m, 1, RP, c, Phic, kf, 1, vp, k)
         gemm_rm(True, False, c, kf, m, 1, Rc, c, Phic, kf, 1, gslot, k)
         if cf:
-            _add_col_sums(RP, m, c, vp + kf, k)
-            _add_col_sums(Rc, m, c, gslot + kf, k)
+            _add_col_sums(RP, m, c, vp + kf, k, e)
+            _add_col_sums(Rc, m, c, gslot + kf, k, e)
         if hvp_theta and L > 0:
             gemm_rm(True, False, c, kf, m, 1, Rc, c, RH[L - 1], kf, 1, vp, k)
             # G = R A, RG = RR A + R dA (A, dA restricted to the MLP's outputs)

@@ -52,7 +52,7 @@ def _identifiers() -> frozenset:
                 elif tok.type == tokenize.STRING:
                     names.update(re.findall(r"[A-Za-z_]\w*", tok.string))
     for path in (ROOT / "src").iterdir():
-        if path.suffix in (".pyx", ".pxd", ".pxi"):
+        if path.suffix in (".pyx", ".pxd", ".pxi", ".h"):
             names.update(re.findall(r"[A-Za-z_]\w*", path.read_text()))
     return frozenset(names)
 

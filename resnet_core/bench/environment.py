@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..build import build_info, cpu_model
+
 BEGIN = ("<!-- speed table: printed whole by `python benchmarks/compare.py --readme`; "
          "do not edit -->")
 END = "<!-- end of speed table -->"
@@ -27,17 +29,6 @@ FIELDS = ("date", "machine", "versions", "BLAS", "threads", "problem")
 VERSION_ITEMS = ("numpy", "scipy", "torch", "jax", "jaxlib", "resnet_core")
 THREAD_ITEMS = ("n_threads", "OMP_WAIT_POLICY", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
                 "OPENBLAS_NUM_THREADS", "torch.get_num_threads", "XLA_FLAGS")
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _memory_gib() -> str:
@@ -116,7 +107,8 @@ def describe(*, problem: str) -> dict[str, str]:
                 f"jaxlib {_version('jaxlib')}, resnet_core {resnet_core.__version__} "
                 f"(commit {_git_commit()})")
     return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "machine": f"{_cpu_model()}, {os.cpu_count()} cores, {_memory_gib()}",
+            "machine": (f"{cpu_model()}, {os.cpu_count()} cores, {_memory_gib()}; "
+                        f"{build_info()['summary']}"),
             "versions": versions, "BLAS": _blas(), "threads": threads, "problem": problem}
 
 
