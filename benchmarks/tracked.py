@@ -101,18 +101,20 @@ def _x86_level() -> str:
 def isa_level() -> str:
     """The instruction set the kernels were built for.
 
-    The package's own build information when it has one (a ``build_info()`` function, or a
-    ``BUILD_INFO`` mapping with an ``isa`` entry); else the build's rule: ``setup.py`` builds
+    The package's own :func:`resnet_core.build_info` when it has one (``native (level)``,
+    ``portable (level dispatched)`` or the ``-march`` value); else, on older commits, the
+    build's rule: ``setup.py`` builds
     with ``-march=native`` unless ``RESNET_CORE_PORTABLE`` is set, so ``native (<this CPU's
     level>)``; ``unknown`` when neither can be read.
     """
-    for name in ("build_info", "_build_info"):
-        info = getattr(rc, name, None)
-        info = info() if callable(info) else info
-        if isinstance(info, dict):
-            for key in ("isa", "isa_level", "march"):
-                if info.get(key):
-                    return str(info[key])
+    info = getattr(rc, "build_info", None)
+    if callable(info):  # the package says (resnet_core.build_info: build and run-time level)
+        info = info()
+        if info.get("dispatch"):
+            return f"portable ({info['runtime_level']})"
+        march = info.get("march")
+        return (f"native ({info['build_level']})" if march == "native"
+                else march or f"portable ({info['build_level']})")
     setup = Path(rc.__file__).resolve().parents[1] / "setup.py"
     try:
         text = setup.read_text()
