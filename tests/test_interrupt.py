@@ -34,10 +34,13 @@ CASES = ("pgd", "gd", "escape", "sgd", "streamed")
 
 CHILD = textwrap.dedent(
     """
-    import pickle, sys, threading, time
+    import pickle, signal, sys, threading, time
     import numpy as np
     import resnet_core as rc
     from resnet_core import theory
+
+    # a parent started in the background by a non-interactive shell passes SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     saddle, z0 = theory.example1(0.1)
     rng = np.random.default_rng(0)

@@ -127,7 +127,9 @@ def test_max_lp_entries_still_bounds_the_decision(rng):
 
 
 LP_CHILD = """
-import multiprocessing, sys, time
+import multiprocessing, signal, sys, time
+# a parent started in the background by a non-interactive shell passes SIGINT ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 import resnet_core as rc
 from resnet_core import separability
