@@ -42,3 +42,6 @@ def test_speed_block_check_catches_edits_and_missing_fields():
     no_threads = readme_block({**fields, "threads": "2"}, table, command="c", minutes=1.0)
     assert any("OMP_WAIT_POLICY" in p for p in check_readme_block(no_threads))
     assert check_readme_block("no block here") == ["no generated speed block (markers missing)"]
+    # a second block (another build) is checked as the first is
+    two = f"{block}\n\n{block.replace('2.40x', '2.90x')}"
+    assert [p for p in check_readme_block(two) if p.startswith("block 2: checksum")]

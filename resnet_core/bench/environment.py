@@ -129,11 +129,23 @@ def readme_block(fields: dict[str, str], table: str, *, command: str, minutes: f
 
 
 def check_readme_block(text: str) -> list[str]:
-    """Problems with the generated speed block inside ``text`` (a README): missing block,
-    missing fields or items, an edited line (checksum), no table.  Empty when sound."""
+    """Problems with the generated speed blocks inside ``text`` (a README; one block per
+    build shown, e.g. native and x86-64-v3): missing block, missing fields or items, an
+    edited line (checksum), no table.  Empty when sound."""
     if BEGIN not in text or END not in text:
         return ["no generated speed block (markers missing)"]
-    block = text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n").splitlines()
+    problems = []
+    for i, chunk in enumerate(text.split(BEGIN)[1:]):
+        if END not in chunk:
+            problems.append(f"block {i + 1}: no end marker")
+            continue
+        block = chunk.split(END, 1)[0].strip("\n").splitlines()
+        problems += [p if i == 0 else f"block {i + 1}: {p}" for p in _block_problems(block)]
+    return problems
+
+
+def _block_problems(block: list[str]) -> list[str]:
+    """Problems with one generated block's lines."""
     if not block or not block[-1].startswith("checksum "):
         return ["the block does not end with its checksum"]
     body, problems = block[:-1], []
@@ -148,6 +160,8 @@ def check_readme_block(text: str) -> list[str]:
                  if item not in found.get("threads", "")]
     if "commit" not in found.get("versions", ""):
         problems.append("versions lack the resnet_core commit")
+    if "kernels built for" not in found.get("machine", ""):
+        problems.append("machine lacks the ISA level the kernels were built for")
     if not any(line.startswith("| fun_and_grad") and "resnet-core" in line for line in body):
         problems.append("no table with a resnet-core fun_and_grad row")
     return problems
