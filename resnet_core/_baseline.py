@@ -10,6 +10,7 @@ Each works on a *passes* object over the data in its own flat variables ``w``: `
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,15 @@ class LinearBaselineResult(OptimizeResult):
         rounding of the margins, the losses and the sums, so ``fun`` is never below the
         true minimum by more than ``fun_error``; ``nan`` for a user-defined loss (its
         curvature unknown) and, for now, for ``c`` outputs.
+    w_fits : bool
+        False when ``w`` does not fit in float64 (the data were rescaled by a power of two
+        to be solved, and ``w`` scaled back over- or underflows: subnormal ``X`` needs
+        ``|w|`` near 1e310): ``w`` then holds its float64 rounding (inf or lost digits),
+        and the exact predictor is ``w_scaled * 2**w_exponent``; ``fun`` and ``infimum``
+        are right either way.
+    w_scaled, w_exponent : ndarray or None, int
+        The predictor of the rescaled data and the power of two back (None and 0 when the
+        data were solved as given): ``w = w_scaled * 2**w_exponent`` exactly.
     infimum : float
         ``inf F_lin`` over ``R^d`` (or the minimum over the ball with a radius).
     attained : bool or None
@@ -68,6 +78,23 @@ class LinearBaselineResult(OptimizeResult):
         Newton iterations and data passes (all solves together).
     method, message : str
     """
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of every field (arrays as lists, non-finite floats as
+        the strings ``"nan"``, ``"inf"``, ``"-inf"``, which JSON has no numbers for)."""
+        def clean(v):
+            if isinstance(v, np.ndarray):
+                return [clean(x) for x in v.tolist()]
+            if isinstance(v, (list, tuple)):
+                return [clean(x) for x in v]
+            if isinstance(v, (np.floating, np.integer, np.bool_)):
+                v = v.item()
+            if isinstance(v, float) and not np.isfinite(v):
+                return str(v)
+            return v
+        out = {k: clean(v) for k, v in self.items()}
+        json.dumps(out, allow_nan=False)  # fails here rather than in the caller's serialiser
+        return out
 
 
 class Separated(Exception):

@@ -303,7 +303,8 @@ def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, ni
         success=bool(converged),
         grad_norm=safe_norm(g + lam * w), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
-        separability=separability, direction=direction, method=method, message=message)
+        separability=separability, direction=direction, method=method, message=message,
+        w_fits=True, w_scaled=None, w_exponent=0)
 
 
 def _push_along(passes, w_base, u, separated, margin):
@@ -502,29 +503,70 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     engine = data.engine(0, n_threads=n_threads)
     if loss.name == "squared" and engine.d > engine.n and not engine.stateless:
         return _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads)
-    e = _scale_exponent(engine)
-    if e == 0:
+    return _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads)
+
+
+def _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
+    """:func:`baseline_on_engine` on ``X 2^e`` (and ``y 2^f`` for the squared loss), exact
+    powers of two (subnormal numbers included) that put the largest magnitude in [1/2, 1)
+    when it lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT]; the answer is scaled back:
+    ``w = u 2^(e-f)``, ``F = F' 2^-2f``, ``grad = g' 2^-(e+f)``, ``lam = lam' 2^-2e``.  A
+    ``w`` that over- or underflows float64 is reported (``w_fits = False``, ``w_scaled`` and
+    ``w_exponent`` hold it exactly) rather than returned wrong; a value that does not fit
+    float64 raises a ValueError."""
+    e = _scale_exponent(engine, engine.X)
+    f = _scale_exponent(engine, engine.y) if loss.name == "squared" else 0
+    if e == 0 and f == 0:
         return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
                                   max_lp_entries=max_lp_entries)
-    # X * 2^e (exact, also from subnormal numbers) has its largest entry in [1/2, 1): the
-    # same problem in u = w 2^-e, whose Gram matrices neither underflow nor overflow.
-    scaled = prepare(np.ldexp(engine.X, e), engine.y, loss=loss, sample_weight=engine.s,
+    # The same problem in u = w 2^(f-e), whose Gram matrices neither underflow nor overflow.
+    scaled = prepare(np.ldexp(engine.X, e), np.ldexp(engine.y, f) if f else engine.y,
+                     loss=loss, sample_weight=engine.s,
                      n_threads=n_threads).engine(0, n_threads=n_threads)
-    res = baseline_on_engine(scaled, radius=None if radius is None else np.ldexp(radius, -e),
-                             tol=tol, max_iter=max_iter, max_lp_entries=max_lp_entries)
-    with np.errstate(over="ignore"):
-        w = np.ldexp(res.w, e)
-    if not np.all(np.isfinite(w)):
-        raise ValueError(
-            f"X's entries are of order 2^{-e} (largest magnitude {np.ldexp(0.75, -e):.3g}): the "
-            f"best linear predictor's w is of order 2^{e} and does not fit in float64; "
-            "rescale X (e.g. X * 2**k) and rescale w back")
+    r_scaled = None
+    if radius is not None:
+        r_scaled = float(np.ldexp(radius, f - e))
+        if not 0 < r_scaled < np.inf:
+            raise ValueError(
+                f"radius = {radius:g} is {'below' if r_scaled == 0 else 'above'} what float64 "
+                f"can represent on X * 2^{e}"
+                + (f", y * 2^{f}" if f else "") + " (the scale at which the data are solved): "
+                "rescale X and the radius together")
+    res = baseline_on_engine(scaled, radius=r_scaled, tol=tol, max_iter=max_iter,
+                             max_lp_entries=max_lp_entries)
+    with np.errstate(over="ignore", under="ignore"):
+        fun, fun_error, infimum = (float(np.ldexp(v, -2 * f))
+                                   for v in (res.fun, res.fun_error, res.infimum))
+        if f and not _fits(res.fun, -2 * f):
+            raise ValueError(
+                f"y's entries are of order 2^{-f}: the least-squares value is of order "
+                f"2^{-2 * f} times {res.fun:.3g}, outside float64's range; rescale y "
+                "(e.g. y * 2**k) and the value by 2**(2k)")
+        u = np.asarray(res.w, dtype=np.float64)
+        w = np.ldexp(u, e - f)
+        fits = bool(np.array_equal(np.ldexp(w, f - e), u))
+        res.grad_norm = float(np.ldexp(res.grad_norm, -(e + f)))
+        res.multiplier = float(np.ldexp(res.multiplier, -2 * e))
+        res.decrement = float(np.ldexp(res.decrement, -2 * f))
     res.w = res.x = w
-    res.grad_norm = float(np.ldexp(res.grad_norm, -e))
-    res.multiplier = float(np.ldexp(res.multiplier, 2 * e))
-    res.radius = radius
-    res.message += f"\nscale: solved on X * 2^{e} (exact), w rescaled"
+    res.fun, res.fun_error, res.infimum, res.radius = fun, fun_error, infimum, radius
+    res.w_fits, res.w_scaled, res.w_exponent = fits, u, e - f
+    res.message += (f"\nscale: solved on X * 2^{e}" + (f", y * 2^{f}" if f else "")
+                    + " (exact), w = w_scaled * 2^w_exponent")
+    if not fits:
+        res.message += (
+            f"\nw: does not fit in float64 (|w| of order 2^{e - f} times "
+            f"{np.max(np.abs(u), initial=0.0):.3g}): w holds its float64 rounding (inf or "
+            "lost digits); the exact predictor is w_scaled * 2**w_exponent (w_fits = False); "
+            "fun and infimum are exact")
     return res
+
+
+def _fits(v: float, e: int) -> bool:
+    """Whether ``v 2^e`` is a normal float64 (or 0 when ``v`` is)."""
+    with np.errstate(over="ignore", under="ignore"):
+        r = np.ldexp(v, e)
+    return bool(r == 0 if v == 0 else np.isfinite(r) and abs(r) >= np.finfo(np.float64).tiny)
 
 
 def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
@@ -533,13 +575,16 @@ def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
     the minimum-norm ``w`` is ``Q z`` for the minimum-norm ``z``, and ``||w|| = ||z||``,
     ``||grad_w|| = ||grad_z||`` (``Q`` is an isometry), so a radius means the same.  Memory:
     ``Q``, the size of ``X``, never a d x d matrix."""
-    Q, R = np.linalg.qr(np.asarray(engine.X, dtype=np.float64).T, mode="reduced")
-    reduced = prepare(np.ascontiguousarray(R.T), np.asarray(engine.y, dtype=np.float64),
+    e = _scale_exponent(engine, engine.X)  # QR of X 2^e: no under- or overflow
+    Q, R = np.linalg.qr(np.ldexp(np.asarray(engine.X, dtype=np.float64), e).T, mode="reduced")
+    reduced = prepare(np.ascontiguousarray(np.ldexp(R.T, -e)),
+                      np.asarray(engine.y, dtype=np.float64),
                       loss=loss, sample_weight=np.asarray(engine.s, dtype=np.float64),
                       n_threads=n_threads).engine(0, n_threads=n_threads)
-    res = baseline_on_engine(reduced, radius=radius, tol=tol, max_iter=max_iter,
-                             max_lp_entries=max_lp_entries)
+    res = _scaled_baseline(reduced, loss, radius, tol, max_iter, max_lp_entries, n_threads)
     res.w = res.x = (Q @ res.w).astype(np.float64)
+    if res.w_scaled is not None:
+        res.w_scaled = Q @ res.w_scaled
     res.message += (f"\nrow space: d = {engine.d} > n = {engine.n}, solved in the "
                     f"{engine.n}-dimensional row space of X (w = Q z, X^T = Q R)")
     return res
@@ -550,12 +595,12 @@ def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
 SAFE_EXPONENT = 100
 
 
-def _scale_exponent(engine) -> int:
-    """``e`` with ``max |X| 2^e`` in [1/2, 1) when ``max |X|`` lies outside the safe range
-    and ``X`` is in memory (0 otherwise: out-of-core data are solved as they are)."""
-    if engine.stateless or not isinstance(engine.X, np.ndarray) or engine.X.size == 0:
+def _scale_exponent(engine, a) -> int:
+    """``e`` with ``max |a| 2^e`` in [1/2, 1) when ``max |a|`` lies outside the safe range
+    and the data are in memory (0 otherwise: out-of-core data are solved as they are)."""
+    if engine.stateless or not isinstance(a, np.ndarray) or a.size == 0:
         return 0
-    top = max(float(np.max(engine.X)), -float(np.min(engine.X)))
+    top = max(float(np.max(a)), -float(np.min(a)))
     if top == 0 or 2.0 ** -SAFE_EXPONENT <= top <= 2.0 ** SAFE_EXPONENT:
         return 0
     return -int(np.frexp(top)[1])

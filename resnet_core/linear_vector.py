@@ -331,7 +331,8 @@ def _result(passes, z, *, infimum, attained, converged, lam=0.0, radius=None, ni
         attained=None if attained is None else bool(attained), converged=bool(converged),
         success=bool(converged), grad_norm=safe_norm(g + lam * z), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
-        separability=separability, direction=direction, method=method, message=message)
+        separability=separability, direction=direction, method=method, message=message,
+        w_fits=True, w_scaled=None, w_exponent=0)
 
 
 def _class_ray(passes, z, smallest):

@@ -1,6 +1,8 @@
 """The best linear predictor against independent solvers: numpy.linalg.lstsq, scipy.optimize
 and a linear program, on synthetic and bundled data (each row of issue 8's table)."""
 
+import json
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -469,22 +471,54 @@ def test_the_minimum_is_never_reported_below_its_exact_value(rng, scale):
     assert "fun_error" in str(res)
 
 
-@pytest.mark.parametrize("loss", ["logistic", "squared"])
-def test_any_scale_of_X_gives_the_same_answer(loss):
-    """Issue 18: X * 1e-200 returned log 2 "converged"; every scale from 1e-300 to 1e300 now
-    gives the answer of X (solved on X * 2^e, exactly), and subnormal X says it cannot."""
+def _issue18_data():
     rng = np.random.default_rng(0)
     X = rng.standard_normal((60, 3))
-    y = np.sign(X[:, 0] + 0.7 * rng.standard_normal(60))
+    return X, np.sign(X[:, 0] + 0.7 * rng.standard_normal(60))
+
+
+@pytest.mark.parametrize("scale", [1e-310, 1e-300, 1e-200, 1e-160, 1e-100, 1e-20, 1e20,
+                                   1e100, 1e160, 1e200, 1e300])
+@pytest.mark.parametrize("loss", ["logistic", "squared"])
+def test_any_scale_of_X_gives_the_same_answer(loss, scale):
+    """Issue 18: X * 1e-200 returned log 2 "converged"; every scale from subnormal to 1e300
+    gives the answer of X (solved on X * 2^e, exactly).  Subnormal X (rounded: its own
+    answer, to 1e-12) needs |w| ~ 1e310: w_fits says so and w_scaled * 2^w_exponent is it."""
+    X, y = _issue18_data()
     base = rc.linear_baseline(X, y, loss=loss)
     if loss == "logistic":
         assert base.fun == pytest.approx(0.29308, abs=1e-5)
-    for scale in (1e-300, 1e-200, 1e-160, 1e-100, 1e100, 1e160, 1e200, 1e300):
-        res = rc.linear_baseline(X * scale, y, loss=loss)
-        assert res.converged and res.fun == pytest.approx(base.fun, rel=1e-13)
-        assert np.allclose(res.w * scale, base.w, rtol=1e-10)
-    with pytest.raises(ValueError, match="does not fit in float64"):
-        rc.linear_baseline(X * 1e-310, y, loss=loss)
+    res = rc.linear_baseline(X * scale, y, loss=loss)
+    assert res.converged and res.attained
+    assert res.fun == pytest.approx(base.fun, rel=1e-12) and res.infimum == res.fun
+    assert res.fun_error < 1e-14
+    k = 60 if scale < 1e-300 else 0  # 2^-k: brings w back into float64's range
+    w_back = np.ldexp(res.w_scaled, res.w_exponent - k) if res.w_scaled is not None else res.w
+    assert np.allclose(w_back * (scale * 2.0**k), base.w, rtol=1e-9)
+    assert res.w_fits == (scale > 1e-308)
+    if not res.w_fits:
+        assert not np.all(np.isfinite(res.w)) and "does not fit in float64" in res.message
+    elif scale != 1e-20 and scale != 1e20:
+        assert np.array_equal(res.w, np.ldexp(res.w_scaled, res.w_exponent))
+    assert json.loads(json.dumps(res.to_dict()))["w_fits"] == res.w_fits
+
+
+def test_a_radius_is_scaled_with_X():
+    """The radius and the multiplier follow the rescaling: X c, radius R / c give w / c and
+    lam c^2."""
+    X, y = _issue18_data()
+    base = rc.linear_baseline(X, y, radius=1.0)
+    res = rc.linear_baseline(X * 1e-150, y, radius=1e150)
+    assert base.multiplier > 0 and res.fun == pytest.approx(base.fun, rel=1e-12)
+    assert res.multiplier == pytest.approx(base.multiplier * 1e-300, rel=1e-8)
+    assert np.allclose(res.w * 1e-150, base.w, rtol=1e-9) and np.linalg.norm(res.w) <= 1e150
+
+
+@pytest.mark.parametrize("scale", [1e-300, 1e300])
+def test_a_squared_value_outside_float64_says_so(scale):
+    X, y = _issue18_data()
+    with pytest.raises(ValueError, match="outside float64's range"):
+        rc.linear_baseline(X, y * scale, loss="squared")
 
 
 def test_squared_loss_with_more_features_than_samples_uses_the_row_space(rng):
@@ -499,3 +533,8 @@ def test_squared_loss_with_more_features_than_samples_uses_the_row_space(rng):
     ref = rc.linear_baseline(np.c_[X[:, :30], np.zeros((20, 5))][:, :35], y, loss="squared",
                              radius=0.1)
     assert small.fun == pytest.approx(ref.fun, rel=1e-10) and np.linalg.norm(small.w) <= 0.1
+    Xs, ys, sw = rng.standard_normal((30, 50)), rng.standard_normal(30), rng.random(30)
+    res = rc.linear_baseline(Xs, ys, loss="squared", sample_weight=sw)
+    r = np.sqrt(sw / sw.sum())
+    w = np.linalg.lstsq(Xs * r[:, None], ys * r, rcond=None)[0]
+    assert "row space" in res.message and np.allclose(res.w, w, rtol=1e-9, atol=1e-12)
