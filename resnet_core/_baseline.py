@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import OptimizeResult, brentq
 
-from ._trust_region import NewtonResult, inside_ball, trust_region_newton
+from ._trust_region import Model, NewtonResult, ball_step, inside_ball, trust_region_newton
 
 
 # Margin past which the logistic loss is below 2.4e-16 (log1p(exp(-36))): a point on the
@@ -212,19 +212,93 @@ def ball_minimum(passes, d, R, tol, eps, max_iter) -> _BallSolution:
         converged=all(r.converged for r in solves.values()), active=active)
 
 
-def with_radius(passes, free, size, radius, tol, eps, max_iter, result):
+def _ball_model_step(m, w, R):
+    """The minimiser ``v`` of the Newton model at ``w`` over ``||v|| <= R``, its multiplier
+    and the predicted decrease ``-(g^T p + 1/2 p^T H p)`` of ``p = v - w``."""
+    b = m.g - m.Q @ (m.ev * (m.Q.T @ w))
+    v, lam = ball_step(Model(m.F, b, m.ev, m.Q, m.null, m.eps), R)
+    p = v - w
+    return v, lam, -float(m.g @ p + 0.5 * m.quad(p))
+
+
+def ball_newton(passes, d, R, tol, eps, max_iter, start=None) -> _BallSolution:
+    """``min F_lin`` over ``||w|| <= R`` by projected (proximal) Newton: at ``w`` (in the
+    ball) the Newton model ``g^T p + 1/2 p^T H p`` is minimised over the ball exactly, which
+    in ``v = w + p`` is ``min (g - H w)^T v + 1/2 v^T H v`` over ``||v|| <= R``: the secular
+    equation of :func:`ball_step` on the model's eigendecomposition.  The step ``p = v - w``
+    is damped by backtracking (Armijo, ``F(w + t p) <= F - t pred / 4``; the ball is convex,
+    so every ``w + t p`` stays in it).  For a convex ``F`` this converges from any start,
+    quadratically near a minimiser where ``H`` is positive definite on the sphere's tangent
+    space (proximal Newton; Lee, Sun and Saunders, 2014).  It stops when the predicted
+    decrease ``pred`` is at most ``tol |F|`` (or at the rounding level ``16 eps |F|``), after
+    at most three more full steps while the step ``||p||`` keeps falling (as the
+    unconstrained polish: ``pred`` is quadratic in ``p`` and lost in rounding first; these
+    take ``w`` and the KKT residual from ``sqrt(eps)`` to ``eps``); ``lam`` is
+    the multiplier of the model at the final point (KKT: ``g + lam w ~ 0``).  One Gram pass
+    per accepted step, instead of a penalised problem solved to full precision per trial
+    multiplier (:func:`ball_minimum`)."""
+    w = np.zeros(d) if start is None else inside_ball(np.asarray(start, dtype=float), R)
+    m = passes.full(w)
+    npass, converged, it = 1, False, 0
+    F_floor = eps * abs(m.F)
+    v, lam, pred = _ball_model_step(m, w, R)
+    for it in range(max_iter):
+        scale = max(abs(m.F), F_floor)
+        if pred <= tol * scale or pred <= 16 * m.eps * scale:
+            converged = True
+            break
+        t = 1.0
+        while True:
+            w_new = inside_ball(w + t * (v - w), R)
+            m_new = passes.full(w_new)
+            npass += 1
+            if np.isfinite(m_new.F) and m_new.F <= m.F - 0.25 * t * pred:
+                break
+            t *= 0.25
+            if t * pred <= 16 * m.eps * scale:  # no decrease an evaluation can confirm
+                return _BallSolution(w, lam, it, npass, pred <= np.sqrt(m.eps) * scale,
+                                     lam > 0)
+        w, m = w_new, m_new
+        v, lam, pred = _ball_model_step(m, w, R)
+    for _ in range(3 if converged else 0):  # the polish
+        w_new = inside_ball(v, R)
+        m_new = passes.full(w_new)
+        npass += 1
+        step = _ball_model_step(m_new, w_new, R)
+        size, size_new = np.linalg.norm(v - w), np.linalg.norm(step[0] - w_new)
+        if not (m_new.F <= m.F + 16 * m.eps * max(abs(m.F), 1e-300) and size_new < size):
+            break
+        fell = size_new <= size / 16
+        w, m, (v, lam, pred) = w_new, m_new, step
+        if not fell:
+            break
+    return _BallSolution(w, lam, it, npass, converged, lam > 0)
+
+
+def with_radius(passes, free, size, radius, tol, eps, max_iter, result, newton_ball=False,
+                start=None):
     """``min F_lin`` over the ball of ``radius`` from the unconstrained answer ``free``
-    (``result`` builds the answer from the variables of ``passes``)."""
+    (``result`` builds the answer from the variables of ``passes``); ``newton_ball``: by
+    :func:`ball_newton` from ``start`` (``free``'s point in the variables of ``passes``)
+    brought into the ball, else by the multiplier (:func:`ball_minimum`)."""
     if free.attained and np.linalg.norm(free.w) <= radius:
         free.radius = radius
         free.message = "minimum inside the ball (constraint inactive): " + free.message
         return free
-    ball = ball_minimum(passes, size, radius, tol, eps, max_iter)
+    if newton_ball:
+        ball = ball_newton(passes, size, radius, tol, eps, max_iter,
+                           start=start if start is not None and np.all(np.isfinite(start))
+                           else None)
+        how = "projected Newton (the secular equation on each Newton model)"
+    else:
+        ball = ball_minimum(passes, size, radius, tol, eps, max_iter)
+        how = "multiplier (Brent) + trust-region Newton"
     where = "on its boundary" if ball.active else "inside it (constraint inactive)"
     return result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
                   converged=ball.converged, lam=ball.lam, radius=radius,
                   nit=ball.nit + free.nit, npass=ball.npass + free.npass,
                   separability=free.separability, direction=free.direction,
-                  method="multiplier (Brent) + trust-region Newton",
+                  method=how,
                   message=f"minimum over the ball {where}" if ball.converged else
-                  f"not converged: a penalised solve stopped early (w {where.split(' (')[0]})")
+                  f"not converged: {'the projected Newton run' if newton_ball else 'a penalised solve'} "
+                  f"stopped early (w {where.split(' (')[0]})")

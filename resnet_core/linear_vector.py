@@ -502,5 +502,7 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                 sep = class_separability(X, labels, s, c, max_lp_entries)
                 note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
             free = _cross_entropy(passes, sep, tol, max_iter, note, newton)
-        return free if radius is None else with_radius(passes, free, passes.size, radius, tol,
-                                                       EPS, max_iter, _result)
+        if radius is None:
+            return free
+        return with_radius(passes, free, passes.size, radius, tol, EPS, max_iter, _result,
+                           newton_ball=True, start=passes.coords(free.w))
