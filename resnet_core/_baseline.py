@@ -237,8 +237,19 @@ def ball_newton(passes, d, R, tol, eps, max_iter, start=None) -> _BallSolution:
     the multiplier of the model at the final point (KKT: ``g + lam w ~ 0``).  One Gram pass
     per accepted step, instead of a penalised problem solved to full precision per trial
     multiplier (:func:`ball_minimum`)."""
+    lam = 0.0
+
+    def full(w):
+        # The model enters as H + lam I: with a multiplier well above the rounding of a
+        # Gram matrix, its eigenvalues below that rounding do not matter (the step's
+        # relative error is about rounding / lam; the line search absorbs it, and the fixed
+        # point ``g + lam w = 0`` does not depend on H).  A quarter of the last multiplier.
+        if getattr(passes, "shift_aware", False):
+            return passes.full(w, least_shift=lam / 4)
+        return passes.full(w)
+
     w = np.zeros(d) if start is None else inside_ball(np.asarray(start, dtype=float), R)
-    m = passes.full(w)
+    m = full(w)
     npass, converged, it = 1, False, 0
     F_floor = eps * abs(m.F)
     v, lam, pred = _ball_model_step(m, w, R)
@@ -250,7 +261,7 @@ def ball_newton(passes, d, R, tol, eps, max_iter, start=None) -> _BallSolution:
         t = 1.0
         while True:
             w_new = inside_ball(w + t * (v - w), R)
-            m_new = passes.full(w_new)
+            m_new = full(w_new)
             npass += 1
             if np.isfinite(m_new.F) and m_new.F <= m.F - 0.25 * t * pred:
                 break
@@ -262,7 +273,7 @@ def ball_newton(passes, d, R, tol, eps, max_iter, start=None) -> _BallSolution:
         v, lam, pred = _ball_model_step(m, w, R)
     for _ in range(3 if converged else 0):  # the polish
         w_new = inside_ball(v, R)
-        m_new = passes.full(w_new)
+        m_new = full(w_new)
         npass += 1
         step = _ball_model_step(m_new, w_new, R)
         size, size_new = np.linalg.norm(v - w), np.linalg.norm(step[0] - w_new)

@@ -142,15 +142,19 @@ class _CrossEntropyPasses:
             G += self._residual(pi, i0, i1).T @ Xb
         return F, (self.P.T @ G).ravel()
 
-    def full(self, z) -> Model:
+    shift_aware = True  # ``full`` takes ``least_shift`` (:func:`ball_newton`)
+
+    def full(self, z, least_shift: float = 0.0) -> Model:
         """The Newton model at ``z``: ``F``, ``g`` and the Hessian ``H`` in one pass (the Gram
         form below); the QR factor of the Hessian's rows (one more pass) when ``H`` has an
         eigenvalue within ``GRAM_TRUST`` times its rounding level, or always with
-        ``self.exact`` (see :meth:`_factor_model`)."""
+        ``self.exact`` (see :meth:`_factor_model`).  ``least_shift``: the model will be
+        used as ``H + lam I`` with ``lam`` about that or more (a ball's multiplier), so its
+        eigenvalues need only be resolved relative to it."""
         F, g, H = self._gram(z)
         F, g = F + 0.5 * self.lam * float(z @ z), g + self.lam * z
         if not self.exact:
-            m = _live_model(F, g, H, self.lam, self._live)
+            m = _live_model(F, g, H, self.lam, self._live, least_shift)
             if m is not None:
                 return m
         return self._factor_model(z, F, g)
@@ -257,15 +261,16 @@ def _live_coordinates(X, s, c) -> np.ndarray:
     return (np.arange(c - 1)[:, None] * d + np.flatnonzero(used)[None, :]).ravel()
 
 
-def _live_model(F, g, H, lam, live) -> Model | None:
+def _live_model(F, g, H, lam, live, least_shift=0.0) -> Model | None:
     """The model ``(F, g, H + lam I)`` from ``eigh`` of ``H`` on the ``live`` coordinates
     (the others: exact zero curvature, unit eigenvectors), or None when an eigenvalue of
-    that block lies within ``GRAM_TRUST`` times the Gram matrix's rounding level."""
+    that block, plus ``least_shift``, lies within ``GRAM_TRUST`` times the Gram matrix's
+    rounding level."""
     size = g.size
     with blas_single_thread():
         ev_live, Q_live = np.linalg.eigh(H[np.ix_(live, live)])
     null = float(EPS * size * np.abs(ev_live).max(initial=0.0))
-    if ev_live.size and not ev_live[0] + lam > GRAM_TRUST * null:
+    if ev_live.size and not ev_live[0] + lam + least_shift > GRAM_TRUST * null:
         return None
     dead = np.setdiff1d(np.arange(size), live)
     ev = np.concatenate([np.zeros(dead.size), ev_live]) + lam

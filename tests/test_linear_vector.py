@@ -222,7 +222,8 @@ def test_cross_entropy_radius_against_slsqp_and_kkt():
                    constraints=[{"type": "ineq", "fun": lambda w: R**2 - w @ w,
                                  "jac": lambda w: -2 * w}],
                    options={"ftol": 1e-15, "maxiter": 1000})
-    assert r.fun <= ref.fun + 1e-12 and r.fun == pytest.approx(ref.fun, abs=1e-9)
+    assert r.fun <= ref.fun + 1e-12 and r.fun == pytest.approx(ref.fun, abs=1e-10)
+    assert "projected Newton" in r.method
     # inactive radius: the free minimum; separable data: on the sphere
     big = rc.linear_baseline(X, y, loss="cross_entropy", radius=10 * np.linalg.norm(free.w))
     assert big.fun == free.fun and big.multiplier == 0
@@ -234,6 +235,46 @@ def test_cross_entropy_radius_against_slsqp_and_kkt():
     assert rs.separability == "separable" and rs.attained and rs.multiplier > 0
     assert np.linalg.norm(rs.w) == pytest.approx(2.0, rel=1e-12)
     np.testing.assert_allclose(ce_grad(rs.w, Xs, ys) + rs.multiplier * rs.w, 0, atol=1e-12)
+
+
+def _slsqp_on_ball(X, y, c, R):
+    d = X.shape[1]
+    return minimize(lambda w: ce_value(w.reshape(c, d), X, y), np.zeros(c * d),
+                    jac=lambda w: ce_grad(w.reshape(c, d), X, y).ravel(), method="SLSQP",
+                    constraints=[{"type": "ineq", "fun": lambda w: R**2 - w @ w,
+                                  "jac": lambda w: -2 * w}],
+                    options={"ftol": 1e-16, "maxiter": 2000})
+
+
+@pytest.mark.parametrize("R", [0.3, 1.0, 3.0])
+def test_cross_entropy_radius_on_separable_data_against_slsqp(R):
+    """Issue 19: projected Newton on the ball agrees with SLSQP to 1e-10 on small separable
+    and quasi-separable problems (where the free infimum is not attained)."""
+    rng = np.random.default_rng(5)
+    centres = np.array([[3.0, 0], [-3, 0], [0, 3], [0, -3]])
+    y = rng.integers(0, 4, 80)
+    X = np.c_[centres[y] + rng.uniform(-1, 1, size=(80, 2)), np.ones(80)]
+    r = rc.linear_baseline(X, y, loss="cross_entropy", radius=R)
+    ref = _slsqp_on_ball(X, y, 4, R)
+    assert r.converged and r.attained and np.linalg.norm(r.w) <= R
+    assert r.fun <= ref.fun + 1e-12 and r.fun == pytest.approx(ref.fun, abs=1e-10)
+    np.testing.assert_allclose(ce_grad(r.w, X, y) + r.multiplier * r.w, 0, atol=1e-12)
+
+
+def test_digits_with_a_radius_in_seconds():
+    """Issue 19: separable 10-class digits with a radius (more than 8 minutes by Brent's
+    method around full solves); the KKT conditions (convex: a proof of the minimum) checked
+    in NumPy: ``grad + lam W = 0``, ``lam > 0``, ``||W||_F = R``."""
+    from sklearn.datasets import load_digits
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
+    X = np.c_[X, np.ones(len(X))]
+    r = rc.linear_baseline(X, y, loss="cross_entropy", radius=10.0)
+    assert r.converged and r.attained and r.multiplier > 0
+    assert np.linalg.norm(r.w) == pytest.approx(10.0, rel=1e-12)
+    G = ce_grad(r.w, X, y)
+    assert np.linalg.norm(G + r.multiplier * r.w) <= 1e-10 * np.linalg.norm(G)
+    assert r.fun == pytest.approx(ce_value(r.w, X, y), rel=1e-12)
 
 
 def test_multi_output_least_squares_against_lstsq():
