@@ -218,6 +218,12 @@ def _ball_model_step(m, w, R):
     b = m.g - m.Q @ (m.ev * (m.Q.T @ w))
     v, lam = ball_step(Model(m.F, b, m.ev, m.Q, m.null, m.eps), R)
     p = v - w
+    if lam > 0 and np.all(m.ev + lam > 0):
+        # The same step from the KKT residual g + lam w, which is small near the solution,
+        # instead of b = g - H w, whose rounding (eps ||H w||) would limit p to about
+        # eps ||H w|| / lam: (H + lam I) v = -b is (H + lam I) p = -(g + lam w).
+        p = -(m.Q @ ((m.Q.T @ (m.g + lam * w)) / (m.ev + lam)))
+        v = inside_ball(w + p, R)
     return v, lam, -float(m.g @ p + 0.5 * m.quad(p))
 
 
