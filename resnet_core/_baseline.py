@@ -319,3 +319,75 @@ def with_radius(passes, free, size, radius, tol, eps, max_iter, result, newton_b
                   message=f"minimum over the ball {where}" if ball.converged else
                   f"not converged: {'the projected Newton run' if newton_ball else 'a penalised solve'} "
                   f"stopped early (w {where.split(' (')[0]})")
+
+
+# Data whose largest magnitude lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] are solved
+# rescaled by a power of two (Gram entries of x^2 under- or overflow from about 2^+-500).
+SAFE_EXPONENT = 100
+
+
+def scale_exponent(a) -> int:
+    """``e`` with ``max |a| 2^e`` in [1/2, 1) when ``max |a|`` lies outside
+    [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] and ``a`` is an in-memory array (not a memmap:
+    rescaling copies), else 0."""
+    if not isinstance(a, np.ndarray) or isinstance(a, np.memmap) or a.size == 0:
+        return 0
+    top = max(float(np.max(a)), -float(np.min(a)))
+    if top == 0 or 2.0 ** -SAFE_EXPONENT <= top <= 2.0 ** SAFE_EXPONENT:
+        return 0
+    return -int(np.frexp(top)[1])
+
+
+def scaled_radius(radius, e, f):
+    """The radius for the data ``X 2^e``, ``y 2^f`` (``||u|| = 2^(f-e) ||w||``)."""
+    if radius is None:
+        return None
+    r = float(np.ldexp(radius, f - e))
+    if not 0 < r < np.inf:
+        raise ValueError(
+            f"radius = {radius:g} is {'below' if r == 0 else 'above'} what float64 can "
+            f"represent on X * 2^{e}" + (f", y * 2^{f}" if f else "") + " (the scale at which "
+            "the data are solved): rescale X and the radius together")
+    return r
+
+
+def _fits(v: float, e: int) -> bool:
+    """Whether ``v 2^e`` is a normal float64 (or 0 when ``v`` is)."""
+    with np.errstate(over="ignore", under="ignore"):
+        r = np.ldexp(v, e)
+    return bool(r == 0 if v == 0 else np.isfinite(r) and abs(r) >= np.finfo(np.float64).tiny)
+
+
+def scaled_back(res, e, f, radius):
+    """The answer for ``X``, ``y`` from ``res``, the answer for ``X 2^e``, ``y 2^f`` (exact
+    powers of two): ``w = u 2^(e-f)``, ``F = F' 2^-2f`` (also ``fun_error``, the infimum and
+    the decrement), ``grad = g' 2^-(e+f)``, ``lam = lam' 2^-2e``; the direction is unchanged.
+    A ``w`` that over- or underflows float64 is reported (``w_fits = False``; ``w_scaled``
+    and ``w_exponent`` hold it exactly) rather than returned wrong; a value that does not
+    fit float64 raises a ValueError."""
+    if f and not _fits(res.fun, -2 * f):
+        raise ValueError(
+            f"y's entries are of order 2^{-f}: the least-squares value is of order "
+            f"2^{-2 * f} times {res.fun:.3g}, outside float64's range; rescale y "
+            "(e.g. y * 2**k) and the value by 2**(2k)")
+    with np.errstate(over="ignore", under="ignore"):
+        res.fun, res.fun_error, res.infimum, res.decrement = (
+            float(np.ldexp(v, -2 * f))
+            for v in (res.fun, res.fun_error, res.infimum, res.decrement))
+        u = np.asarray(res.w, dtype=np.float64)
+        w = np.ldexp(u, e - f)
+        fits = bool(np.array_equal(np.ldexp(w, f - e), u))
+        res.grad_norm = float(np.ldexp(res.grad_norm, -(e + f)))
+        res.multiplier = float(np.ldexp(res.multiplier, -2 * e))
+    res.w = res.x = w
+    res.radius = radius
+    res.w_fits, res.w_scaled, res.w_exponent = fits, u, e - f
+    res.message += (f"\nscale: solved on X * 2^{e}" + (f", y * 2^{f}" if f else "")
+                    + " (exact), w = w_scaled * 2^w_exponent")
+    if not fits:
+        res.message += (
+            f"\nw: does not fit in float64 (|w| of order 2^{e - f} times "
+            f"{np.max(np.abs(u), initial=0.0):.3g}): w holds its float64 rounding (inf or "
+            "lost digits); the exact predictor is w_scaled * 2**w_exponent (w_fits = False); "
+            "fun and infimum are exact")
+    return res

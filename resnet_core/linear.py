@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated, Watched,
-                        minimise, with_radius)
+                        minimise, scale_exponent, scaled_back, scaled_radius, with_radius)
 from ._data import prepare
 from ._engine import Engine, SampleBuffers
 from ._gram_pass import accurate_value, gram_pass, hessian_stride, proven_min_margin, smallest_margins
@@ -508,14 +508,12 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
 
 def _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
     """:func:`baseline_on_engine` on ``X 2^e`` (and ``y 2^f`` for the squared loss), exact
-    powers of two (subnormal numbers included) that put the largest magnitude in [1/2, 1)
-    when it lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT]; the answer is scaled back:
-    ``w = u 2^(e-f)``, ``F = F' 2^-2f``, ``grad = g' 2^-(e+f)``, ``lam = lam' 2^-2e``.  A
-    ``w`` that over- or underflows float64 is reported (``w_fits = False``, ``w_scaled`` and
-    ``w_exponent`` hold it exactly) rather than returned wrong; a value that does not fit
-    float64 raises a ValueError."""
-    e = _scale_exponent(engine, engine.X)
-    f = _scale_exponent(engine, engine.y) if loss.name == "squared" else 0
+    powers of two that put the largest magnitude in [1/2, 1) when it lies outside the safe
+    range (:func:`resnet_core._baseline.scale_exponent`), the answer scaled back by
+    :func:`resnet_core._baseline.scaled_back`.  Out-of-core data are solved as given."""
+    in_memory = not engine.stateless
+    e = scale_exponent(engine.X) if in_memory else 0
+    f = scale_exponent(engine.y) if in_memory and loss.name == "squared" else 0
     if e == 0 and f == 0:
         return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
                                   max_lp_entries=max_lp_entries)
@@ -523,50 +521,9 @@ def _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_thre
     scaled = prepare(np.ldexp(engine.X, e), np.ldexp(engine.y, f) if f else engine.y,
                      loss=loss, sample_weight=engine.s,
                      n_threads=n_threads).engine(0, n_threads=n_threads)
-    r_scaled = None
-    if radius is not None:
-        r_scaled = float(np.ldexp(radius, f - e))
-        if not 0 < r_scaled < np.inf:
-            raise ValueError(
-                f"radius = {radius:g} is {'below' if r_scaled == 0 else 'above'} what float64 "
-                f"can represent on X * 2^{e}"
-                + (f", y * 2^{f}" if f else "") + " (the scale at which the data are solved): "
-                "rescale X and the radius together")
-    res = baseline_on_engine(scaled, radius=r_scaled, tol=tol, max_iter=max_iter,
-                             max_lp_entries=max_lp_entries)
-    with np.errstate(over="ignore", under="ignore"):
-        fun, fun_error, infimum = (float(np.ldexp(v, -2 * f))
-                                   for v in (res.fun, res.fun_error, res.infimum))
-        if f and not _fits(res.fun, -2 * f):
-            raise ValueError(
-                f"y's entries are of order 2^{-f}: the least-squares value is of order "
-                f"2^{-2 * f} times {res.fun:.3g}, outside float64's range; rescale y "
-                "(e.g. y * 2**k) and the value by 2**(2k)")
-        u = np.asarray(res.w, dtype=np.float64)
-        w = np.ldexp(u, e - f)
-        fits = bool(np.array_equal(np.ldexp(w, f - e), u))
-        res.grad_norm = float(np.ldexp(res.grad_norm, -(e + f)))
-        res.multiplier = float(np.ldexp(res.multiplier, -2 * e))
-        res.decrement = float(np.ldexp(res.decrement, -2 * f))
-    res.w = res.x = w
-    res.fun, res.fun_error, res.infimum, res.radius = fun, fun_error, infimum, radius
-    res.w_fits, res.w_scaled, res.w_exponent = fits, u, e - f
-    res.message += (f"\nscale: solved on X * 2^{e}" + (f", y * 2^{f}" if f else "")
-                    + " (exact), w = w_scaled * 2^w_exponent")
-    if not fits:
-        res.message += (
-            f"\nw: does not fit in float64 (|w| of order 2^{e - f} times "
-            f"{np.max(np.abs(u), initial=0.0):.3g}): w holds its float64 rounding (inf or "
-            "lost digits); the exact predictor is w_scaled * 2**w_exponent (w_fits = False); "
-            "fun and infimum are exact")
-    return res
-
-
-def _fits(v: float, e: int) -> bool:
-    """Whether ``v 2^e`` is a normal float64 (or 0 when ``v`` is)."""
-    with np.errstate(over="ignore", under="ignore"):
-        r = np.ldexp(v, e)
-    return bool(r == 0 if v == 0 else np.isfinite(r) and abs(r) >= np.finfo(np.float64).tiny)
+    res = baseline_on_engine(scaled, radius=scaled_radius(radius, e, f), tol=tol,
+                             max_iter=max_iter, max_lp_entries=max_lp_entries)
+    return scaled_back(res, e, f, radius)
 
 
 def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
@@ -575,7 +532,7 @@ def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
     the minimum-norm ``w`` is ``Q z`` for the minimum-norm ``z``, and ``||w|| = ||z||``,
     ``||grad_w|| = ||grad_z||`` (``Q`` is an isometry), so a radius means the same.  Memory:
     ``Q``, the size of ``X``, never a d x d matrix."""
-    e = _scale_exponent(engine, engine.X)  # QR of X 2^e: no under- or overflow
+    e = scale_exponent(engine.X)  # QR of X 2^e: no under- or overflow
     Q, R = np.linalg.qr(np.ldexp(np.asarray(engine.X, dtype=np.float64), e).T, mode="reduced")
     reduced = prepare(np.ascontiguousarray(np.ldexp(R.T, -e)),
                       np.asarray(engine.y, dtype=np.float64),
@@ -588,22 +545,6 @@ def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
     res.message += (f"\nrow space: d = {engine.d} > n = {engine.n}, solved in the "
                     f"{engine.n}-dimensional row space of X (w = Q z, X^T = Q R)")
     return res
-
-
-# X whose largest magnitude lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] is solved on
-# X * 2^e (Gram entries of x^2 under- or overflow from about 2^+-500).
-SAFE_EXPONENT = 100
-
-
-def _scale_exponent(engine, a) -> int:
-    """``e`` with ``max |a| 2^e`` in [1/2, 1) when ``max |a|`` lies outside the safe range
-    and the data are in memory (0 otherwise: out-of-core data are solved as they are)."""
-    if engine.stateless or not isinstance(a, np.ndarray) or a.size == 0:
-        return 0
-    top = max(float(np.max(a)), -float(np.min(a)))
-    if top == 0 or 2.0 ** -SAFE_EXPONENT <= top <= 2.0 ** SAFE_EXPONENT:
-        return 0
-    return -int(np.frexp(top)[1])
 
 
 def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: float | None = None,

@@ -33,7 +33,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated, Watched,
-                        minimise, with_radius)
+                        minimise, scale_exponent, scaled_back, scaled_radius, with_radius)
 from ._threads import blas_single_thread, resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
@@ -473,11 +473,26 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
     tol = EPS if tol is None else tol
     if not (isinstance(tol, numbers.Real) and np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a positive finite number; got {tol!r}")
+    resolve_n_threads(n_threads)  # validated; the passes here run on one thread
+    # Any scale: X 2^e (and Y 2^f), exact, solved and scaled back (as for one output).
+    target, c = (Y, None) if loss == "squared" else (labels, c)
+    e = scale_exponent(X)
+    f = scale_exponent(Y) if loss == "squared" else 0
+    if e == 0 and f == 0:
+        return _solve(X, target, s, loss, c, size, radius, tol, max_iter, max_lp_entries)
+    res = _solve(np.ldexp(X, e), np.ldexp(target, f) if f else target, s, loss, c, size,
+                 scaled_radius(radius, e, f), tol, max_iter, max_lp_entries)
+    return scaled_back(res, e, f, radius)
+
+
+def _solve(X, target, s, loss, c, size, radius, tol, max_iter, max_lp_entries):
+    """:func:`vector_baseline` on validated data (``target``: the labels or ``Y``)."""
+    n = X.shape[0]
     # BLAS on one thread: the blocks are small, and two OpenBLAS threads made one block's
     # QR 20x slower whenever another thread pool was busy (measured in the demo).
-    resolve_n_threads(n_threads)  # validated; the passes here run on one thread
     with blas_single_thread():
         if loss == "squared":
+            Y = target
             passes = _LeastSquaresPasses(X, Y, s)
             if radius is not None:
                 z, lam = ball_step(passes.full(np.zeros(size)), radius)
@@ -492,6 +507,7 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                            converged=res.converged, nit=res.nit, npass=res.npass,
                            decrement=res.decrement, method="trust-region Newton",
                            message=msg)
+        labels = target
         passes = _CrossEntropyPasses(X, labels, s, c)
         sep, newton = _newton_first(passes, tol, max_iter)
         if sep is not None:

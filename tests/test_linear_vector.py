@@ -237,6 +237,24 @@ def test_cross_entropy_radius_against_slsqp_and_kkt():
     np.testing.assert_allclose(ce_grad(rs.w, Xs, ys) + rs.multiplier * rs.w, 0, atol=1e-12)
 
 
+@pytest.mark.parametrize("scale", [1e-310, 1e-200, 1e-120, 1e120, 1e200, 1e300])
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared"])
+def test_any_scale_of_X_gives_the_same_answer_for_c_outputs(loss, scale):
+    """Issue 18: X * 1e-200 gave log 3 "converged" and X * 1e200 a LinAlgError; solved on
+    X * 2^e (exact) and scaled back, every scale gives the answer of X."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 3))
+    y = np.argmax(X @ rng.standard_normal((3, 3)) + rng.gumbel(size=(60, 3)), axis=1)
+    t = y if loss == "cross_entropy" else rng.standard_normal((60, 2))
+    base = rc.linear_baseline(X, t, loss=loss)
+    res = rc.linear_baseline(X * scale, t, loss=loss)
+    assert res.converged and res.fun == pytest.approx(base.fun, rel=1e-12)
+    k = 60 if scale < 1e-300 else 0
+    assert res.w_fits == (scale > 1e-308)
+    np.testing.assert_allclose(np.ldexp(res.w_scaled, res.w_exponent - k) * (scale * 2.0**k),
+                               base.w, rtol=1e-9, atol=1e-12)
+
+
 def _slsqp_on_ball(X, y, c, R):
     d = X.shape[1]
     return minimize(lambda w: ce_value(w.reshape(c, d), X, y), np.zeros(c * d),
