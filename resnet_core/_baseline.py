@@ -41,7 +41,7 @@ class LinearBaselineResult(OptimizeResult):
         A bound of ``|fun - F_lin(w)|`` (exact ``F_lin`` at the returned ``w``): the
         rounding of the margins, the losses and the sums, so ``fun`` is never below the
         true minimum by more than ``fun_error``; ``nan`` for a user-defined loss (its
-        curvature unknown) and, for now, for ``c`` outputs.
+        curvature unknown) and, for now, for least squares with ``c`` outputs.
     w_fits : bool
         False when ``w`` does not fit in float64 (the data were rescaled by a power of two
         to be solved, and ``w`` scaled back over- or underflows: subnormal ``X`` needs

@@ -27,6 +27,7 @@ of ``QR_CHUNK`` rows of ``(c-1) d`` columns plus the ``((c-1) d)^2`` factor); no
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -49,6 +50,7 @@ VALUE_BLOCK = 16384
 # the QR factor.  10-class digits reach condition numbers near 1e10 before they separate.
 GRAM_TRUST = 1e2
 EPS = float(np.finfo(np.float64).eps)
+U = EPS / 2  # unit roundoff
 # The ``method`` note of a separation found by Newton's iterates before any linear program.
 NEWTON_SEPARATED = " (separated by its iterates; no linear program)"
 # ... and of an overlap proved by the minimiser's pair weights (:func:`overlap_certificate`).
@@ -331,13 +333,72 @@ def _result(passes, z, *, infimum, attained, converged, lam=0.0, radius=None, ni
     W = passes.weights(z)
     if radius is not None:  # ||Z|| <= radius; W = P Z may round an ulp outside
         W = inside_ball(W, radius)
+    fun_error = float("nan")
+    if isinstance(passes, _CrossEntropyPasses) and passes.allowed is None:
+        F, fun_error = accurate_cross_entropy(passes.X, passes.labels, passes.s, W)
+        infimum = F if attained else infimum  # never below the minimum by more than the error
     return LinearBaselineResult(
-        w=W, x=W, fun=float(F), fun_error=float("nan"), infimum=float(infimum),
+        w=W, x=W, fun=float(F), fun_error=fun_error, infimum=float(infimum),
         attained=None if attained is None else bool(attained), converged=bool(converged),
         success=bool(converged), grad_norm=safe_norm(g + lam * z), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
         separability=separability, direction=direction, method=method, message=message,
         w_fits=True, w_scaled=None, w_exponent=0)
+
+
+def accurate_cross_entropy(X, labels, s, W) -> tuple[float, float]:
+    """``(F, fun_error)`` at ``W`` (c x d): ``F = sum_i s_i (logsumexp(W x_i) - (W x_i)_{y_i})``
+    evaluated as :func:`softmax_terms` does, each block's sum correctly rounded
+    (``math.fsum``), and ``fun_error`` a bound of ``|F - F_exact(W)|``: the scores
+    ``p = W x`` off by ``delta <= gamma_d |W| |x|``, moving the loss by at most
+    ``sum_{k != y} pi_k dr_k + e^(2 max dr) sum_{k != y} pi_k dr_k^2 / 2``
+    (``dr_k = delta_k + delta_y + u |r_k|``; the loss's gradient and curvature in
+    ``r = p - p_y``), plus the evaluation's own rounding
+    (exp ``u (|x| + 1)`` relative, the sum, log1p, the final add) and that of the sums."""
+    W = np.asarray(W, dtype=np.float64)
+    n, d = X.shape
+    c = W.shape[0]
+    gamma = d * U / (1 - d * U)
+    absW = np.abs(W)
+    parts, errs = [], []
+    for i0 in range(0, n, VALUE_BLOCK):
+        i1 = min(i0 + VALUE_BLOCK, n)
+        Xb = np.asarray(X[i0:i1], dtype=np.float64)
+        y = labels[i0:i1]
+        rows = np.arange(i1 - i0)
+        p = Xb @ W.T
+        delta = gamma * (np.abs(Xb) @ absW.T)  # |fl(p_ik) - p_ik|
+        r = p - p[rows, y][:, None]
+        k = np.argmax(r, axis=1)
+        m = r[rows, k]
+        x = r - m[:, None]
+        e = np.exp(x)
+        e[rows, k] = 0.0
+        S = e.sum(axis=1)
+        L = np.log1p(S)
+        loss = m + L
+        # rounding of the evaluation at the computed p: r and m (u |r|), exp (u (|x| + 1)
+        # relative, |x| from the subtraction), the sum ((c + 1) u), log1p and the final add
+        err_S = U * np.sum(e * (np.abs(x) + c + 3), axis=1)
+        err_eval = (2 * U * np.abs(m) + U * L + err_S / (1 + S) * (1 + 2 * U)
+                    + U * np.abs(loss))
+        # the rounding of p, through r = p - p_y (also rounded): the loss's gradient in r_k
+        # is pi_k (k != y)
+        pi = np.exp(r - loss[:, None])
+        dr = delta + delta[rows, y][:, None] + U * np.abs(r)
+        dr[rows, y] = 0.0
+        first = np.sum(pi * dr, axis=1)
+        # (the curvature diag(pi) - pi pi^T at a point between: pi_k there is at most
+        # pi_k e^(2 max dr) here)
+        second = 0.5 * np.exp(2 * np.max(dr, axis=1)) * np.sum(pi * dr**2, axis=1)
+        sb = np.asarray(s[i0:i1], dtype=np.float64)
+        terms = sb * loss
+        parts.append(math.fsum(terms))
+        errs.append(math.fsum(sb * (err_eval + first + second) * (1 + 4 * U)
+                              + U * np.abs(terms)))
+    F = math.fsum(parts)
+    err = (math.fsum(errs) + U * math.fsum(abs(v) for v in parts) + U * abs(F)) * (1 + 8 * U)
+    return F, err
 
 
 def _class_ray(passes, z, smallest):

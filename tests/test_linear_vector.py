@@ -255,6 +255,46 @@ def test_any_scale_of_X_gives_the_same_answer_for_c_outputs(loss, scale):
                                base.w, rtol=1e-9, atol=1e-12)
 
 
+def _exact_cross_entropy(W, X, y, digits=50):
+    """``mean_i logsumexp(W x_i) - (W x_i)_{y_i}`` with the scores exact (fractions of the
+    floats) and the logarithms to ``digits`` digits (decimal)."""
+    from decimal import Decimal, localcontext
+    from fractions import Fraction
+    with localcontext() as ctx:
+        ctx.prec = digits
+        total = Decimal(0)
+        Wf = [[Fraction(v) for v in row] for row in W]
+        for xi, yi in zip(X, y):
+            xf = [Fraction(v) for v in xi]
+            p = [sum(a * b for a, b in zip(row, xf)) for row in Wf]
+            p = [Decimal(q.numerator) / Decimal(q.denominator) for q in p]
+            top = max(p)
+            total += top + sum((q - top).exp() for q in p).ln() - p[int(yi)]
+        return total / len(y)
+
+
+@pytest.mark.parametrize("case", ["overlapping", "separable", "radius"])
+def test_cross_entropy_fun_error_bounds_the_exact_value(case):
+    """Issue 19 for c outputs: ``fun`` at the returned W is within ``fun_error`` of a 50-digit
+    evaluation with exact scores; on the separating ray (loss 1e-18) the bound is relative."""
+    from decimal import Decimal
+    rng = np.random.default_rng(0)
+    if case == "overlapping":
+        X, y = overlapping(n=200, d=4, c=3, seed=1)
+        X = X * 1e3
+    else:
+        centres = np.array([[4.0, 0], [-4, 0], [0, 4]])
+        y = rng.integers(0, 3, 90)
+        X = np.c_[centres[y] + rng.uniform(-1, 1, size=(90, 2)), np.ones(90)]
+    r = rc.linear_baseline(X, y, loss="cross_entropy",
+                           **({"radius": 2.0} if case == "radius" else {}))
+    exact = _exact_cross_entropy(r.w, X, y)
+    assert abs(Decimal(r.fun) - exact) <= Decimal(r.fun_error)
+    assert 0 < r.fun_error <= 1e-12 * r.fun
+    if r.attained:
+        assert r.infimum == r.fun
+
+
 def _slsqp_on_ball(X, y, c, R):
     d = X.shape[1]
     return minimize(lambda w: ce_value(w.reshape(c, d), X, y), np.zeros(c * d),
