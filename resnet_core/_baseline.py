@@ -310,7 +310,12 @@ def with_radius(passes, free, size, radius, tol, eps, max_iter, result, newton_b
     else:
         ball = ball_minimum(passes, size, radius, tol, eps, max_iter)
         how = "multiplier (Brent) + trust-region Newton"
-    where = "on its boundary" if ball.active else "inside it (constraint inactive)"
+    where = ("on its boundary" if ball.active else
+             "inside it (constraint inactive)" if free.attained else
+             # no finite free minimiser: the minimum over the ball is on the sphere, and the
+             # run stopped inside where F no longer changes at its precision
+             "inside it (F at its precision floor; the minimum itself is on the boundary, "
+             "lower by less than that)")
     return result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
                   converged=ball.converged, lam=ball.lam, radius=radius,
                   nit=ball.nit + free.nit, npass=ball.npass + free.npass,
