@@ -6,7 +6,8 @@ Prints, per problem, ``linear_baseline``'s infimum, whether it is attained, its 
 answer, data passes and time, next to an independent check: for separable classes the
 smallest pair margin ``(u_y - u_j)^T x_i`` of the returned direction on the data (positive:
 the linear program's answer holds); otherwise scipy's L-BFGS on a NumPy cross-entropy, or
-``numpy.linalg.lstsq`` for least squares.  ``--quick`` shrinks the synthetic problem.
+``numpy.linalg.lstsq`` for least squares; with a radius, the KKT residual
+``||grad F_lin(W) + lam W||`` in NumPy.  ``--quick`` shrinks the synthetic problem.
 ``tests/test_linear_vector.py`` asserts the same comparisons on smaller data.
 """
 
@@ -47,6 +48,19 @@ def _min_margin(r, X, y):
     return f"direction's smallest margin {m.min():.3g} (> 0: separable)"
 
 
+def _kkt(r, X, y):
+    """The KKT residual ``||grad + lam W||`` relative to ``||grad||``, in NumPy (convex: with
+    ``lam > 0`` and ``||W||_F = R`` it proves the minimum over the ball)."""
+    n, rows = len(y), np.arange(len(y))
+    p = X @ r.w.T
+    res = np.exp(p - logsumexp(p, axis=1)[:, None])
+    res[rows, y] = 0.0
+    res[rows, y] = -res.sum(axis=1)  # pi_y - 1 without cancellation
+    G = res.T @ X / n
+    return (f"KKT residual {np.linalg.norm(G + r.multiplier * r.w) / np.linalg.norm(G):.2g} "
+            f"of the gradient, lam {r.multiplier:.3g}, norm {np.linalg.norm(r.w):.12g}")
+
+
 def _lstsq(X, Y):
     W = np.linalg.lstsq(X, Y, rcond=None)[0]
     return f"lstsq {0.5 * np.mean(np.sum((X @ W - Y) ** 2, axis=1)):.12g}"
@@ -58,6 +72,10 @@ def problems(quick):
     Xs = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
     yield ("digits, 10 classes, standardised + bias", _with_bias(Xs), y, "cross_entropy", {},
            _min_margin)
+    for name, A, R in [("raw + bias", _with_bias(X), 10.0), ("raw + bias", _with_bias(X), 100.0),
+                       ("standardised + bias", _with_bias(Xs), 100.0)]:
+        yield (f"digits, 10 classes, {name}, Frobenius norm <= {R:g}", A, y, "cross_entropy",
+               {"radius": R}, _kkt)
     rng = np.random.default_rng(0)
     n = 10_000 if quick else 100_000
     Xg = _with_bias(rng.standard_normal((n, 32)))

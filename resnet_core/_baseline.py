@@ -10,12 +10,13 @@ Each works on a *passes* object over the data in its own flat variables ``w``: `
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import OptimizeResult, brentq
 
-from ._trust_region import NewtonResult, inside_ball, trust_region_newton
+from ._trust_region import Model, NewtonResult, ball_step, inside_ball, trust_region_newton
 
 
 # Margin past which the logistic loss is below 2.4e-16 (log1p(exp(-36))): a point on the
@@ -40,7 +41,16 @@ class LinearBaselineResult(OptimizeResult):
         A bound of ``|fun - F_lin(w)|`` (exact ``F_lin`` at the returned ``w``): the
         rounding of the margins, the losses and the sums, so ``fun`` is never below the
         true minimum by more than ``fun_error``; ``nan`` for a user-defined loss (its
-        curvature unknown) and, for now, for ``c`` outputs.
+        curvature unknown) and, for now, for least squares with ``c`` outputs.
+    w_fits : bool
+        False when ``w`` does not fit in float64 (the data were rescaled by a power of two
+        to be solved, and ``w`` scaled back over- or underflows: subnormal ``X`` needs
+        ``|w|`` near 1e310): ``w`` then holds its float64 rounding (inf or lost digits),
+        and the exact predictor is ``w_scaled * 2**w_exponent``; ``fun`` and ``infimum``
+        are right either way.
+    w_scaled, w_exponent : ndarray or None, int
+        The predictor of the rescaled data and the power of two back (None and 0 when the
+        data were solved as given): ``w = w_scaled * 2**w_exponent`` exactly.
     infimum : float
         ``inf F_lin`` over ``R^d`` (or the minimum over the ball with a radius).
     attained : bool or None
@@ -68,6 +78,23 @@ class LinearBaselineResult(OptimizeResult):
         Newton iterations and data passes (all solves together).
     method, message : str
     """
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict of every field (arrays as lists, non-finite floats as
+        the strings ``"nan"``, ``"inf"``, ``"-inf"``, which JSON has no numbers for)."""
+        def clean(v):
+            if isinstance(v, np.ndarray):
+                return [clean(x) for x in v.tolist()]
+            if isinstance(v, (list, tuple)):
+                return [clean(x) for x in v]
+            if isinstance(v, (np.floating, np.integer, np.bool_)):
+                v = v.item()
+            if isinstance(v, float) and not np.isfinite(v):
+                return str(v)
+            return v
+        out = {k: clean(v) for k, v in self.items()}
+        json.dumps(out, allow_nan=False)  # fails here rather than in the caller's serialiser
+        return out
 
 
 class Separated(Exception):
@@ -185,19 +212,187 @@ def ball_minimum(passes, d, R, tol, eps, max_iter) -> _BallSolution:
         converged=all(r.converged for r in solves.values()), active=active)
 
 
-def with_radius(passes, free, size, radius, tol, eps, max_iter, result):
+def _ball_model_step(m, w, R):
+    """The minimiser ``v`` of the Newton model at ``w`` over ``||v|| <= R``, its multiplier
+    and the predicted decrease ``-(g^T p + 1/2 p^T H p)`` of ``p = v - w``."""
+    b = m.g - m.Q @ (m.ev * (m.Q.T @ w))
+    v, lam = ball_step(Model(m.F, b, m.ev, m.Q, m.null, m.eps), R)
+    p = v - w
+    if lam > 0 and np.all(m.ev + lam > 0):
+        # The same step from the KKT residual g + lam w, which is small near the solution,
+        # instead of b = g - H w, whose rounding (eps ||H w||) would limit p to about
+        # eps ||H w|| / lam: (H + lam I) v = -b is (H + lam I) p = -(g + lam w).
+        p = -(m.Q @ ((m.Q.T @ (m.g + lam * w)) / (m.ev + lam)))
+        v = inside_ball(w + p, R)
+    return v, lam, -float(m.g @ p + 0.5 * m.quad(p))
+
+
+def ball_newton(passes, d, R, tol, eps, max_iter, start=None) -> _BallSolution:
+    """``min F_lin`` over ``||w|| <= R`` by projected (proximal) Newton: at ``w`` (in the
+    ball) the Newton model ``g^T p + 1/2 p^T H p`` is minimised over the ball exactly, which
+    in ``v = w + p`` is ``min (g - H w)^T v + 1/2 v^T H v`` over ``||v|| <= R``: the secular
+    equation of :func:`ball_step` on the model's eigendecomposition.  The step ``p = v - w``
+    is damped by backtracking (Armijo, ``F(w + t p) <= F - t pred / 4``; the ball is convex,
+    so every ``w + t p`` stays in it).  For a convex ``F`` this converges from any start,
+    quadratically near a minimiser where ``H`` is positive definite on the sphere's tangent
+    space (proximal Newton; Lee, Sun and Saunders, 2014).  It stops when the predicted
+    decrease ``pred`` is at most ``tol |F|`` (or at the rounding level ``16 eps |F|``), after
+    at most three more full steps while the step ``||p||`` keeps falling (as the
+    unconstrained polish: ``pred`` is quadratic in ``p`` and lost in rounding first; these
+    take ``w`` and the KKT residual from ``sqrt(eps)`` to ``eps``); ``lam`` is
+    the multiplier of the model at the final point (KKT: ``g + lam w ~ 0``).  One Gram pass
+    per accepted step, instead of a penalised problem solved to full precision per trial
+    multiplier (:func:`ball_minimum`)."""
+    lam = 0.0
+
+    def full(w):
+        # The model enters as H + lam I: with a multiplier well above the rounding of a
+        # Gram matrix, its eigenvalues below that rounding do not matter (the step's
+        # relative error is about rounding / lam; the line search absorbs it, and the fixed
+        # point ``g + lam w = 0`` does not depend on H).  A quarter of the last multiplier.
+        if getattr(passes, "shift_aware", False):
+            return passes.full(w, least_shift=lam / 4)
+        return passes.full(w)
+
+    w = np.zeros(d) if start is None else inside_ball(np.asarray(start, dtype=float), R)
+    m = full(w)
+    npass, converged, it = 1, False, 0
+    F_floor = eps * abs(m.F)
+    v, lam, pred = _ball_model_step(m, w, R)
+    for it in range(max_iter):
+        scale = max(abs(m.F), F_floor)
+        if pred <= tol * scale or pred <= 16 * m.eps * scale:
+            converged = True
+            break
+        t = 1.0
+        while True:
+            w_new = inside_ball(w + t * (v - w), R)
+            m_new = full(w_new)
+            npass += 1
+            if np.isfinite(m_new.F) and m_new.F <= m.F - 0.25 * t * pred:
+                break
+            t *= 0.25
+            if t * pred <= 16 * m.eps * scale:  # no decrease an evaluation can confirm
+                return _BallSolution(w, lam, it, npass, pred <= np.sqrt(m.eps) * scale,
+                                     lam > 0)
+        w, m = w_new, m_new
+        v, lam, pred = _ball_model_step(m, w, R)
+    for _ in range(3 if converged else 0):  # the polish
+        w_new = inside_ball(v, R)
+        m_new = full(w_new)
+        npass += 1
+        step = _ball_model_step(m_new, w_new, R)
+        size, size_new = np.linalg.norm(v - w), np.linalg.norm(step[0] - w_new)
+        if not (m_new.F <= m.F + 16 * m.eps * max(abs(m.F), 1e-300) and size_new < size):
+            break
+        fell = size_new <= size / 16
+        w, m, (v, lam, pred) = w_new, m_new, step
+        if not fell:
+            break
+    return _BallSolution(w, lam, it, npass, converged, lam > 0)
+
+
+def with_radius(passes, free, size, radius, tol, eps, max_iter, result, newton_ball=False,
+                start=None):
     """``min F_lin`` over the ball of ``radius`` from the unconstrained answer ``free``
-    (``result`` builds the answer from the variables of ``passes``)."""
+    (``result`` builds the answer from the variables of ``passes``); ``newton_ball``: by
+    :func:`ball_newton` from ``start`` (``free``'s point in the variables of ``passes``)
+    brought into the ball, else by the multiplier (:func:`ball_minimum`)."""
     if free.attained and np.linalg.norm(free.w) <= radius:
         free.radius = radius
         free.message = "minimum inside the ball (constraint inactive): " + free.message
         return free
-    ball = ball_minimum(passes, size, radius, tol, eps, max_iter)
-    where = "on its boundary" if ball.active else "inside it (constraint inactive)"
+    if newton_ball:
+        ball = ball_newton(passes, size, radius, tol, eps, max_iter,
+                           start=start if start is not None and np.all(np.isfinite(start))
+                           else None)
+        how = "projected Newton (the secular equation on each Newton model)"
+    else:
+        ball = ball_minimum(passes, size, radius, tol, eps, max_iter)
+        how = "multiplier (Brent) + trust-region Newton"
+    where = ("on its boundary" if ball.active else
+             "inside it (constraint inactive)" if free.attained else
+             # no finite free minimiser: the minimum over the ball is on the sphere, and the
+             # run stopped inside where F no longer changes at its precision
+             "inside it (F at its precision floor; the minimum itself is on the boundary, "
+             "lower by less than that)")
     return result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
                   converged=ball.converged, lam=ball.lam, radius=radius,
                   nit=ball.nit + free.nit, npass=ball.npass + free.npass,
                   separability=free.separability, direction=free.direction,
-                  method="multiplier (Brent) + trust-region Newton",
+                  method=how,
                   message=f"minimum over the ball {where}" if ball.converged else
-                  f"not converged: a penalised solve stopped early (w {where.split(' (')[0]})")
+                  f"not converged: {'the projected Newton run' if newton_ball else 'a penalised solve'} "
+                  f"stopped early (w {where.split(' (')[0]})")
+
+
+# Data whose largest magnitude lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] are solved
+# rescaled by a power of two (Gram entries of x^2 under- or overflow from about 2^+-500).
+SAFE_EXPONENT = 100
+
+
+def scale_exponent(a) -> int:
+    """``e`` with ``max |a| 2^e`` in [1/2, 1) when ``max |a|`` lies outside
+    [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] and ``a`` is an in-memory array (not a memmap:
+    rescaling copies), else 0."""
+    if not isinstance(a, np.ndarray) or isinstance(a, np.memmap) or a.size == 0:
+        return 0
+    top = max(float(np.max(a)), -float(np.min(a)))
+    if top == 0 or 2.0 ** -SAFE_EXPONENT <= top <= 2.0 ** SAFE_EXPONENT:
+        return 0
+    return -int(np.frexp(top)[1])
+
+
+def scaled_radius(radius, e, f):
+    """The radius for the data ``X 2^e``, ``y 2^f`` (``||u|| = 2^(f-e) ||w||``)."""
+    if radius is None:
+        return None
+    r = float(np.ldexp(radius, f - e))
+    if not 0 < r < np.inf:
+        raise ValueError(
+            f"radius = {radius:g} is {'below' if r == 0 else 'above'} what float64 can "
+            f"represent on X * 2^{e}" + (f", y * 2^{f}" if f else "") + " (the scale at which "
+            "the data are solved): rescale X and the radius together")
+    return r
+
+
+def _fits(v: float, e: int) -> bool:
+    """Whether ``v 2^e`` is a normal float64 (or 0 when ``v`` is)."""
+    with np.errstate(over="ignore", under="ignore"):
+        r = np.ldexp(v, e)
+    return bool(r == 0 if v == 0 else np.isfinite(r) and abs(r) >= np.finfo(np.float64).tiny)
+
+
+def scaled_back(res, e, f, radius):
+    """The answer for ``X``, ``y`` from ``res``, the answer for ``X 2^e``, ``y 2^f`` (exact
+    powers of two): ``w = u 2^(e-f)``, ``F = F' 2^-2f`` (also ``fun_error``, the infimum and
+    the decrement), ``grad = g' 2^-(e+f)``, ``lam = lam' 2^-2e``; the direction is unchanged.
+    A ``w`` that over- or underflows float64 is reported (``w_fits = False``; ``w_scaled``
+    and ``w_exponent`` hold it exactly) rather than returned wrong; a value that does not
+    fit float64 raises a ValueError."""
+    if f and not _fits(res.fun, -2 * f):
+        raise ValueError(
+            f"y's entries are of order 2^{-f}: the least-squares value is of order "
+            f"2^{-2 * f} times {res.fun:.3g}, outside float64's range; rescale y "
+            "(e.g. y * 2**k) and the value by 2**(2k)")
+    with np.errstate(over="ignore", under="ignore"):
+        res.fun, res.fun_error, res.infimum, res.decrement = (
+            float(np.ldexp(v, -2 * f))
+            for v in (res.fun, res.fun_error, res.infimum, res.decrement))
+        u = np.asarray(res.w, dtype=np.float64)
+        w = np.ldexp(u, e - f)
+        fits = bool(np.array_equal(np.ldexp(w, f - e), u))
+        res.grad_norm = float(np.ldexp(res.grad_norm, -(e + f)))
+        res.multiplier = float(np.ldexp(res.multiplier, -2 * e))
+    res.w = res.x = w
+    res.radius = radius
+    res.w_fits, res.w_scaled, res.w_exponent = fits, u, e - f
+    res.message += (f"\nscale: solved on X * 2^{e}" + (f", y * 2^{f}" if f else "")
+                    + " (exact), w = w_scaled * 2^w_exponent")
+    if not fits:
+        res.message += (
+            f"\nw: does not fit in float64 (|w| of order 2^{e - f} times "
+            f"{np.max(np.abs(u), initial=0.0):.3g}): w holds its float64 rounding (inf or "
+            "lost digits); the exact predictor is w_scaled * 2**w_exponent (w_fits = False); "
+            "fun and infimum are exact")
+    return res

@@ -41,7 +41,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated, Watched,
-                        minimise, with_radius)
+                        minimise, scale_exponent, scaled_back, scaled_radius, with_radius)
 from ._data import prepare
 from ._engine import Engine, SampleBuffers
 from ._gram_pass import accurate_value, gram_pass, hessian_stride, proven_min_margin, smallest_margins
@@ -304,7 +304,8 @@ def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, ni
         success=bool(converged),
         grad_norm=safe_norm(g + lam * w), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
-        separability=separability, direction=direction, method=method, message=message)
+        separability=separability, direction=direction, method=method, message=message,
+        w_fits=True, w_scaled=None, w_exponent=0)
 
 
 def _push_along(passes, w_base, u, separated, margin):
@@ -506,29 +507,27 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     engine = data.engine(0, n_threads=n_threads)
     if loss.name == "squared" and engine.d > engine.n and not engine.stateless:
         return _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads)
-    e = _scale_exponent(engine)
-    if e == 0:
+    return _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads)
+
+
+def _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
+    """:func:`baseline_on_engine` on ``X 2^e`` (and ``y 2^f`` for the squared loss), exact
+    powers of two that put the largest magnitude in [1/2, 1) when it lies outside the safe
+    range (:func:`resnet_core._baseline.scale_exponent`), the answer scaled back by
+    :func:`resnet_core._baseline.scaled_back`.  Out-of-core data are solved as given."""
+    in_memory = not engine.stateless
+    e = scale_exponent(engine.X) if in_memory else 0
+    f = scale_exponent(engine.y) if in_memory and loss.name == "squared" else 0
+    if e == 0 and f == 0:
         return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
                                   max_lp_entries=max_lp_entries)
-    # X * 2^e (exact, also from subnormal numbers) has its largest entry in [1/2, 1): the
-    # same problem in u = w 2^-e, whose Gram matrices neither underflow nor overflow.
-    scaled = prepare(np.ldexp(engine.X, e), engine.y, loss=loss, sample_weight=engine.s,
+    # The same problem in u = w 2^(f-e), whose Gram matrices neither underflow nor overflow.
+    scaled = prepare(np.ldexp(engine.X, e), np.ldexp(engine.y, f) if f else engine.y,
+                     loss=loss, sample_weight=engine.s,
                      n_threads=n_threads).engine(0, n_threads=n_threads)
-    res = baseline_on_engine(scaled, radius=None if radius is None else np.ldexp(radius, -e),
-                             tol=tol, max_iter=max_iter, max_lp_entries=max_lp_entries)
-    with np.errstate(over="ignore"):
-        w = np.ldexp(res.w, e)
-    if not np.all(np.isfinite(w)):
-        raise ValueError(
-            f"X's entries are of order 2^{-e} (largest magnitude {np.ldexp(0.75, -e):.3g}): the "
-            f"best linear predictor's w is of order 2^{e} and does not fit in float64; "
-            "rescale X (e.g. X * 2**k) and rescale w back")
-    res.w = res.x = w
-    res.grad_norm = float(np.ldexp(res.grad_norm, -e))
-    res.multiplier = float(np.ldexp(res.multiplier, 2 * e))
-    res.radius = radius
-    res.message += f"\nscale: solved on X * 2^{e} (exact), w rescaled"
-    return res
+    res = baseline_on_engine(scaled, radius=scaled_radius(radius, e, f), tol=tol,
+                             max_iter=max_iter, max_lp_entries=max_lp_entries)
+    return scaled_back(res, e, f, radius)
 
 
 def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
@@ -537,32 +536,19 @@ def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
     the minimum-norm ``w`` is ``Q z`` for the minimum-norm ``z``, and ``||w|| = ||z||``,
     ``||grad_w|| = ||grad_z||`` (``Q`` is an isometry), so a radius means the same.  Memory:
     ``Q``, the size of ``X``, never a d x d matrix."""
-    Q, R = np.linalg.qr(np.asarray(engine.X, dtype=np.float64).T, mode="reduced")
-    reduced = prepare(np.ascontiguousarray(R.T), np.asarray(engine.y, dtype=np.float64),
+    e = scale_exponent(engine.X)  # QR of X 2^e: no under- or overflow
+    Q, R = np.linalg.qr(np.ldexp(np.asarray(engine.X, dtype=np.float64), e).T, mode="reduced")
+    reduced = prepare(np.ascontiguousarray(np.ldexp(R.T, -e)),
+                      np.asarray(engine.y, dtype=np.float64),
                       loss=loss, sample_weight=np.asarray(engine.s, dtype=np.float64),
                       n_threads=n_threads).engine(0, n_threads=n_threads)
-    res = baseline_on_engine(reduced, radius=radius, tol=tol, max_iter=max_iter,
-                             max_lp_entries=max_lp_entries)
+    res = _scaled_baseline(reduced, loss, radius, tol, max_iter, max_lp_entries, n_threads)
     res.w = res.x = (Q @ res.w).astype(np.float64)
+    if res.w_scaled is not None:
+        res.w_scaled = Q @ res.w_scaled
     res.message += (f"\nrow space: d = {engine.d} > n = {engine.n}, solved in the "
                     f"{engine.n}-dimensional row space of X (w = Q z, X^T = Q R)")
     return res
-
-
-# X whose largest magnitude lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] is solved on
-# X * 2^e (Gram entries of x^2 under- or overflow from about 2^+-500).
-SAFE_EXPONENT = 100
-
-
-def _scale_exponent(engine) -> int:
-    """``e`` with ``max |X| 2^e`` in [1/2, 1) when ``max |X|`` lies outside the safe range
-    and ``X`` is in memory (0 otherwise: out-of-core data are solved as they are)."""
-    if engine.stateless or not isinstance(engine.X, np.ndarray) or engine.X.size == 0:
-        return 0
-    top = max(float(np.max(engine.X)), -float(np.min(engine.X)))
-    if top == 0 or 2.0 ** -SAFE_EXPONENT <= top <= 2.0 ** SAFE_EXPONENT:
-        return 0
-    return -int(np.frexp(top)[1])
 
 
 def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: float | None = None,

@@ -27,13 +27,14 @@ of ``QR_CHUNK`` rows of ``(c-1) d`` columns plus the ``((c-1) d)^2`` factor); no
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated, Watched,
-                        minimise, with_radius)
+                        minimise, scale_exponent, scaled_back, scaled_radius, with_radius)
 from ._threads import blas_single_thread, resolve_n_threads
 from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
@@ -49,6 +50,7 @@ VALUE_BLOCK = 16384
 # the QR factor.  10-class digits reach condition numbers near 1e10 before they separate.
 GRAM_TRUST = 1e2
 EPS = float(np.finfo(np.float64).eps)
+U = EPS / 2  # unit roundoff
 # The ``method`` note of a separation found by Newton's iterates before any linear program.
 NEWTON_SEPARATED = " (separated by its iterates; no linear program)"
 # ... and of an overlap proved by the minimiser's pair weights (:func:`overlap_certificate`).
@@ -142,15 +144,19 @@ class _CrossEntropyPasses:
             G += self._residual(pi, i0, i1).T @ Xb
         return F, (self.P.T @ G).ravel()
 
-    def full(self, z) -> Model:
+    shift_aware = True  # ``full`` takes ``least_shift`` (:func:`ball_newton`)
+
+    def full(self, z, least_shift: float = 0.0) -> Model:
         """The Newton model at ``z``: ``F``, ``g`` and the Hessian ``H`` in one pass (the Gram
         form below); the QR factor of the Hessian's rows (one more pass) when ``H`` has an
         eigenvalue within ``GRAM_TRUST`` times its rounding level, or always with
-        ``self.exact`` (see :meth:`_factor_model`)."""
+        ``self.exact`` (see :meth:`_factor_model`).  ``least_shift``: the model will be
+        used as ``H + lam I`` with ``lam`` about that or more (a ball's multiplier), so its
+        eigenvalues need only be resolved relative to it."""
         F, g, H = self._gram(z)
         F, g = F + 0.5 * self.lam * float(z @ z), g + self.lam * z
         if not self.exact:
-            m = _live_model(F, g, H, self.lam, self._live)
+            m = _live_model(F, g, H, self.lam, self._live, least_shift)
             if m is not None:
                 return m
         return self._factor_model(z, F, g)
@@ -257,15 +263,16 @@ def _live_coordinates(X, s, c) -> np.ndarray:
     return (np.arange(c - 1)[:, None] * d + np.flatnonzero(used)[None, :]).ravel()
 
 
-def _live_model(F, g, H, lam, live) -> Model | None:
+def _live_model(F, g, H, lam, live, least_shift=0.0) -> Model | None:
     """The model ``(F, g, H + lam I)`` from ``eigh`` of ``H`` on the ``live`` coordinates
     (the others: exact zero curvature, unit eigenvectors), or None when an eigenvalue of
-    that block lies within ``GRAM_TRUST`` times the Gram matrix's rounding level."""
+    that block, plus ``least_shift``, lies within ``GRAM_TRUST`` times the Gram matrix's
+    rounding level."""
     size = g.size
     with blas_single_thread():
         ev_live, Q_live = np.linalg.eigh(H[np.ix_(live, live)])
     null = float(EPS * size * np.abs(ev_live).max(initial=0.0))
-    if ev_live.size and not ev_live[0] + lam > GRAM_TRUST * null:
+    if ev_live.size and not ev_live[0] + lam + least_shift > GRAM_TRUST * null:
         return None
     dead = np.setdiff1d(np.arange(size), live)
     ev = np.concatenate([np.zeros(dead.size), ev_live]) + lam
@@ -326,12 +333,72 @@ def _result(passes, z, *, infimum, attained, converged, lam=0.0, radius=None, ni
     W = passes.weights(z)
     if radius is not None:  # ||Z|| <= radius; W = P Z may round an ulp outside
         W = inside_ball(W, radius)
+    fun_error = float("nan")
+    if isinstance(passes, _CrossEntropyPasses) and passes.allowed is None:
+        F, fun_error = accurate_cross_entropy(passes.X, passes.labels, passes.s, W)
+        infimum = F if attained else infimum  # never below the minimum by more than the error
     return LinearBaselineResult(
-        w=W, x=W, fun=float(F), fun_error=float("nan"), infimum=float(infimum),
+        w=W, x=W, fun=float(F), fun_error=fun_error, infimum=float(infimum),
         attained=None if attained is None else bool(attained), converged=bool(converged),
         success=bool(converged), grad_norm=safe_norm(g + lam * z), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
-        separability=separability, direction=direction, method=method, message=message)
+        separability=separability, direction=direction, method=method, message=message,
+        w_fits=True, w_scaled=None, w_exponent=0)
+
+
+def accurate_cross_entropy(X, labels, s, W) -> tuple[float, float]:
+    """``(F, fun_error)`` at ``W`` (c x d): ``F = sum_i s_i (logsumexp(W x_i) - (W x_i)_{y_i})``
+    evaluated as :func:`softmax_terms` does, each block's sum correctly rounded
+    (``math.fsum``), and ``fun_error`` a bound of ``|F - F_exact(W)|``: the scores
+    ``p = W x`` off by ``delta <= gamma_d |W| |x|``, moving the loss by at most
+    ``sum_{k != y} pi_k dr_k + e^(2 max dr) sum_{k != y} pi_k dr_k^2 / 2``
+    (``dr_k = delta_k + delta_y + u |r_k|``; the loss's gradient and curvature in
+    ``r = p - p_y``), plus the evaluation's own rounding
+    (exp ``u (|x| + 1)`` relative, the sum, log1p, the final add) and that of the sums."""
+    W = np.asarray(W, dtype=np.float64)
+    n, d = X.shape
+    c = W.shape[0]
+    gamma = d * U / (1 - d * U)
+    absW = np.abs(W)
+    parts, errs = [], []
+    for i0 in range(0, n, VALUE_BLOCK):
+        i1 = min(i0 + VALUE_BLOCK, n)
+        Xb = np.asarray(X[i0:i1], dtype=np.float64)
+        y = labels[i0:i1]
+        rows = np.arange(i1 - i0)
+        p = Xb @ W.T
+        delta = gamma * (np.abs(Xb) @ absW.T)  # |fl(p_ik) - p_ik|
+        r = p - p[rows, y][:, None]
+        k = np.argmax(r, axis=1)
+        m = r[rows, k]
+        x = r - m[:, None]
+        e = np.exp(x)
+        e[rows, k] = 0.0
+        S = e.sum(axis=1)
+        L = np.log1p(S)
+        loss = m + L
+        # rounding of the evaluation at the computed p: r and m (u |r|), exp (u (|x| + 1)
+        # relative, |x| from the subtraction), the sum ((c + 1) u), log1p and the final add
+        err_S = U * np.sum(e * (np.abs(x) + c + 3), axis=1)
+        err_eval = (2 * U * np.abs(m) + U * L + err_S / (1 + S) * (1 + 2 * U)
+                    + U * np.abs(loss))
+        # the rounding of p, through r = p - p_y (also rounded): the loss's gradient in r_k
+        # is pi_k (k != y)
+        pi = np.exp(r - loss[:, None])
+        dr = delta + delta[rows, y][:, None] + U * np.abs(r)
+        dr[rows, y] = 0.0
+        first = np.sum(pi * dr, axis=1)
+        # (the curvature diag(pi) - pi pi^T at a point between: pi_k there is at most
+        # pi_k e^(2 max dr) here)
+        second = 0.5 * np.exp(2 * np.max(dr, axis=1)) * np.sum(pi * dr**2, axis=1)
+        sb = np.asarray(s[i0:i1], dtype=np.float64)
+        terms = sb * loss
+        parts.append(math.fsum(terms))
+        errs.append(math.fsum(sb * (err_eval + first + second) * (1 + 4 * U)
+                              + U * np.abs(terms)))
+    F = math.fsum(parts)
+    err = (math.fsum(errs) + U * math.fsum(abs(v) for v in parts) + U * abs(F)) * (1 + 8 * U)
+    return F, err
 
 
 def _class_ray(passes, z, smallest):
@@ -467,11 +534,26 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
     tol = EPS if tol is None else tol
     if not (isinstance(tol, numbers.Real) and np.isfinite(tol) and tol > 0):
         raise ValueError(f"tol must be a positive finite number; got {tol!r}")
+    resolve_n_threads(n_threads)  # validated; the passes here run on one thread
+    # Any scale: X 2^e (and Y 2^f), exact, solved and scaled back (as for one output).
+    target, c = (Y, None) if loss == "squared" else (labels, c)
+    e = scale_exponent(X)
+    f = scale_exponent(Y) if loss == "squared" else 0
+    if e == 0 and f == 0:
+        return _solve(X, target, s, loss, c, size, radius, tol, max_iter, max_lp_entries)
+    res = _solve(np.ldexp(X, e), np.ldexp(target, f) if f else target, s, loss, c, size,
+                 scaled_radius(radius, e, f), tol, max_iter, max_lp_entries)
+    return scaled_back(res, e, f, radius)
+
+
+def _solve(X, target, s, loss, c, size, radius, tol, max_iter, max_lp_entries):
+    """:func:`vector_baseline` on validated data (``target``: the labels or ``Y``)."""
+    n = X.shape[0]
     # BLAS on one thread: the blocks are small, and two OpenBLAS threads made one block's
     # QR 20x slower whenever another thread pool was busy (measured in the demo).
-    resolve_n_threads(n_threads)  # validated; the passes here run on one thread
     with blas_single_thread():
         if loss == "squared":
+            Y = target
             passes = _LeastSquaresPasses(X, Y, s)
             if radius is not None:
                 z, lam = ball_step(passes.full(np.zeros(size)), radius)
@@ -486,6 +568,7 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                            converged=res.converged, nit=res.nit, npass=res.npass,
                            decrement=res.decrement, method="trust-region Newton",
                            message=msg)
+        labels = target
         passes = _CrossEntropyPasses(X, labels, s, c)
         sep, newton = _newton_first(passes, tol, max_iter)
         if sep is not None:
@@ -501,5 +584,7 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                 sep = class_separability(X, labels, s, c, max_lp_entries)
                 note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
             free = _cross_entropy(passes, sep, tol, max_iter, note, newton)
-        return free if radius is None else with_radius(passes, free, passes.size, radius, tol,
-                                                       EPS, max_iter, _result)
+        if radius is None:
+            return free
+        return with_radius(passes, free, passes.size, radius, tol, EPS, max_iter, _result,
+                           newton_ball=True, start=passes.coords(free.w))

@@ -305,9 +305,10 @@ def _elastic_combination(B):
     """
     k, d = B.shape
     eye = np.eye(d)
-    res = linprog(np.r_[np.zeros(k), np.ones(2 * d)], A_eq=np.hstack([B.T, eye, -eye]),
-                  b_eq=np.zeros(d), bounds=[(1.0, None)] * k + [(0.0, None)] * (2 * d),
-                  method="highs")
+    res = interruptible_linprog(np.r_[np.zeros(k), np.ones(2 * d)],
+                                A_eq=np.hstack([B.T, eye, -eye]), b_eq=np.zeros(d),
+                                bounds=[(1.0, None)] * k + [(0.0, None)] * (2 * d),
+                                method="highs", nnz=(k + 2) * d)
     if res.status != 0:
         return None, np.zeros(d)
     if res.fun <= 1e-9 * max(1.0, float(np.max(res.x[:k]))):
@@ -511,6 +512,6 @@ def subset_direction(A: np.ndarray) -> np.ndarray | None:
     when it is infeasible or fails.  Not trusted: the caller checks ``u`` on all the data."""
     norms = np.linalg.norm(A, axis=1)
     Z = A[norms > 0] / norms[norms > 0, None]
-    res = linprog(np.zeros(Z.shape[1]), A_ub=-Z, b_ub=-np.ones(Z.shape[0]),
-                  bounds=(None, None), method="highs")
+    res = interruptible_linprog(np.zeros(Z.shape[1]), A_ub=-Z, b_ub=-np.ones(Z.shape[0]),
+                                bounds=(None, None), method="highs", nnz=Z.size)
     return res.x if res.status == 0 and np.all(np.isfinite(res.x)) else None
