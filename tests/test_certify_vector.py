@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from scipy.sparse.linalg import ArpackNoConvergence
 
@@ -136,6 +136,8 @@ def _lemma1_case(seed, loss, n, d, k, c, scale):
 
 
 @settings(max_examples=60, deadline=None)
+@example(n=5, d=5, k=3, c=5, loss="squared", scale=0.1, best=True, seed=94)
+@example(n=5, d=5, k=3, c=5, loss="cross_entropy", scale=0.1, best=False, seed=94)
 @given(n=st.integers(2, 40), d=st.integers(2, 5), k=st.integers(1, 4), c=st.integers(2, 5),
        loss=st.sampled_from(LOSSES), scale=st.sampled_from([0.1, 1.0, 3.0]),
        best=st.booleans(), seed=st.integers(0, 2**31))
@@ -157,12 +159,15 @@ def test_lemma1_analogue_holds_at_random_points(n, d, k, c, loss, scale, best, s
                  @ (W @ (X[i] + V @ Phi[i]) - W_star @ X[i]) for i in range(n))
     F_lin = float(w @ ref.linear_losses(X, y, W_star, loss))
     tol = 1e-9 * (1 + abs(F) + abs(F_lin))
-    assert r.lemma1_inner == pytest.approx(G @ g, rel=1e-9, abs=1e-12)
+    # G holds W^+ W* V: the package and NumPy's pinv agree to about cond(W) rounding units
+    # (hypothesis found W of condition 5e4 at relative differences of 2e-8)
+    rel = max(1e-9, 1e-11 * np.linalg.cond(W))
+    assert r.lemma1_inner == pytest.approx(G @ g, rel=rel, abs=1e-12)
     assert r.lemma1_expectation == pytest.approx(expect, rel=1e-9, abs=1e-12)
     assert r.F_lin_at_w_star == pytest.approx(F_lin, rel=1e-12, abs=1e-14)
-    assert r.G_norm == pytest.approx(np.linalg.norm(G), rel=1e-10)
+    assert r.G_norm == pytest.approx(np.linalg.norm(G), rel=rel)
     assert G @ g >= F - F_lin - tol and r.lemma1_holds
-    assert r.theorem1_bound == pytest.approx((F - F_lin) / np.linalg.norm(G), rel=1e-9,
+    assert r.theorem1_bound == pytest.approx((F - F_lin) / np.linalg.norm(G), rel=rel,
                                              abs=1e-12)
     assert np.linalg.norm(g) >= r.theorem1_bound - tol and r.theorem1_holds
 
