@@ -110,6 +110,8 @@ directives = {
 
 common = dict(
     include_dirs=[np.get_include(), "src"],
+    # headers reached only through rc_elementwise.h: Cython does not see them
+    depends=["src/rc_elementwise.h", "src/rc_elementwise_impl.h", "src/rc_math.h"],
     extra_compile_args=compile_args,
     extra_link_args=openmp,
     define_macros=macros,

@@ -355,11 +355,12 @@ class Engine:
                               *self._per_sample(buf, i0, i1), value_out, vx, vp, Gs, status,
                               self.chunk, T, self._workers(i1 - i0, per_row))
             self._check(status)
-            check_block(self._guarded, i0, i1, value_out, vx, vp, Gs)
+            Gb = Gs.sum(axis=0)  # checked after the sum: a NaN or inf survives it
+            check_block(self._guarded, i0, i1, value_out, vx, vp, Gb)
             value += value_out.sum()
             sx += vx.sum(axis=0)
             sp += vp.sum(axis=0)
-            G += Gs.sum(axis=0)
+            G += Gb
         value = self._value_after(code, value, buf)
         G = np.triu(G) + np.triu(G, 1).T
         return value, sx, sp, G

@@ -174,7 +174,8 @@ def given_weights(sample_weight, n: int) -> np.ndarray | None:
         raise ValueError(f"sample_weight must be non-negative; found {s.min()}")
     if not s.max() > 0:
         raise ValueError("sample_weight must have a positive sum; got all zeros")
-    return s
+    # kept for save_point: a copy, so that the caller changing its array changes nothing
+    return s if (s is not sample_weight and s.base is None) else s.copy()
 
 
 def normalise_weights(s: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarray:

@@ -521,13 +521,22 @@ def _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_thre
     if e == 0 and f == 0:
         return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
                                   max_lp_entries=max_lp_entries)
-    # The same problem in u = w 2^(f-e), whose Gram matrices neither underflow nor overflow.
-    scaled = prepare(np.ldexp(engine.X, e), np.ldexp(engine.y, f) if f else engine.y,
+    return _solve_scaled(np.ldexp(engine.X, e), e, engine, loss, radius, tol, max_iter,
+                         max_lp_entries, n_threads)
+
+
+def _solve_scaled(X_scaled, e, engine, loss, radius, tol, max_iter, max_lp_entries,
+                  n_threads):
+    """The baseline on ``X_scaled = X 2^e`` (and ``y 2^f``, ``f`` chosen here for the
+    squared loss): the same problem in ``u = w 2^(f-e)``, whose Gram matrices neither
+    underflow nor overflow, scaled back by :func:`resnet_core._baseline.scaled_back`."""
+    f = scale_exponent(engine.y) if loss.name == "squared" else 0
+    scaled = prepare(X_scaled, np.ldexp(engine.y, f) if f else engine.y,
                      loss=loss, sample_weight=engine.s,
                      n_threads=n_threads).engine(0, n_threads=n_threads)
     res = baseline_on_engine(scaled, radius=scaled_radius(radius, e, f), tol=tol,
                              max_iter=max_iter, max_lp_entries=max_lp_entries)
-    return scaled_back(res, e, f, radius)
+    return scaled_back(res, e, f, radius) if (e or f) else res
 
 
 def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
@@ -538,11 +547,9 @@ def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
     ``Q``, the size of ``X``, never a d x d matrix."""
     e = scale_exponent(engine.X)  # QR of X 2^e: no under- or overflow
     Q, R = np.linalg.qr(np.ldexp(np.asarray(engine.X, dtype=np.float64), e).T, mode="reduced")
-    reduced = prepare(np.ascontiguousarray(np.ldexp(R.T, -e)),
-                      np.asarray(engine.y, dtype=np.float64),
-                      loss=loss, sample_weight=np.asarray(engine.s, dtype=np.float64),
-                      n_threads=n_threads).engine(0, n_threads=n_threads)
-    res = _scaled_baseline(reduced, loss, radius, tol, max_iter, max_lp_entries, n_threads)
+    # R^T stays at the scale 2^e (its entries reach sqrt(d) times X's: 2^-e could overflow)
+    res = _solve_scaled(np.ascontiguousarray(R.T), e, engine, loss, radius, tol, max_iter,
+                        max_lp_entries, n_threads)
     res.w = res.x = (Q @ res.w).astype(np.float64)
     if res.w_scaled is not None:
         res.w_scaled = Q @ res.w_scaled

@@ -205,8 +205,6 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     if not isinstance(objective, (FeatureObjective, Objective)):
         raise TypeError("escape needs a FeatureObjective or an Objective; got "
                         f"{type(objective).__name__}")
-    if not (np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive finite number; got {eps!r}")
     starts = as_float_array("starts", np.atleast_2d(starts), ndim=2, dtype=np.float64,
                             shape=(None, objective.n_params))
     n_runs = starts.shape[0] if n_runs is None else n_runs

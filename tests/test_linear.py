@@ -3,6 +3,8 @@ and a linear program, on synthetic and bundled data (each row of issue 8's table
 
 import json
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy.optimize import minimize
@@ -618,3 +620,18 @@ def test_squared_loss_with_more_features_than_samples_uses_the_row_space(rng):
     r = np.sqrt(sw / sw.sum())
     w = np.linalg.lstsq(Xs * r[:, None], ys * r, rcond=None)[0]
     assert "row space" in res.message and np.allclose(res.w, w, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e-300, 1.5e307])
+def test_row_space_at_extreme_scales_of_finite_data(rng, scale):
+    """d > n at any scale: R^T of X^T = Q R reaches sqrt(d) times X's magnitude (here
+    sqrt(400) 1.6e307, past the largest double), so it is solved at the scale of the QR
+    (such data once overflowed there and were refused as not finite)."""
+    X, y = 1 + 0.1 * rng.random((3, 400)), rng.standard_normal(3)
+    ref = np.linalg.lstsq(X, y, rcond=None)[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = rc.linear_baseline(X * scale, y, loss="squared")
+    assert res.fun < 1e-20
+    w = res.w if res.w_fits else res.w_scaled * 2.0**res.w_exponent
+    np.testing.assert_allclose(w * scale, ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())

@@ -253,3 +253,18 @@ def test_certify_estimates_mu2_on_a_ball_and_compares_with_a_radius(tmp_path, ca
     assert report["mu2_region"]["kind"] == "ball" and report["mu2"] > 0
     assert report["baseline_radius"] == 0.5
     assert report["F_lin_star"] == pytest.approx(0.5 * (1 - 0.5) ** 2, rel=1e-12)
+
+
+def test_weights_changed_by_the_caller_after_construction_change_nothing(tmp_path):
+    """The objective keeps its own copy of the given weights: the caller reusing its array
+    after construction changes neither the objective nor the point file it writes."""
+    rng = np.random.default_rng(7)
+    X, y, sw = make_data(rng, 40, 3, "logistic")
+    sw = np.ascontiguousarray(sw, dtype=np.float64)
+    obj = rc.Objective(X, y, widths=(3,), sample_weight=sw)
+    x = random_point(obj, rng)
+    F = obj.fun(x)
+    sw[:] = rng.random(40) + 0.1  # the caller's array, reused
+    path = rc.save_point(tmp_path / "p.npz", obj, x)
+    back, x2, _ = rc.load_point(path)
+    assert obj.fun(x) == F and back.fun(x2) == F

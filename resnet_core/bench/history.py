@@ -102,7 +102,9 @@ def verdict(ratio: float, spread: float, threshold: float = THRESHOLD) -> str:
 def compare(old: dict, new: dict, *, threshold: float = THRESHOLD,
             raw: bool = False) -> list[Row]:
     """One :class:`Row` per figure measured by ``old`` (figures only ``new`` has are left
-    out; figures missing from both are left out)."""
+    out; figures missing from both are left out; a figure ``new`` did not attempt, as a
+    quick run after a full one, is left out too: ``gone`` is a figure ``new`` recorded as
+    missing, i.e. one its API no longer reaches)."""
     if not 0 < threshold < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     field = "value" if raw else "relative"
@@ -110,7 +112,9 @@ def compare(old: dict, new: dict, *, threshold: float = THRESHOLD,
     for key, a in old["figures"].items():
         if field not in a:
             continue
-        b = new["figures"].get(key, {})
+        if key not in new["figures"]:
+            continue
+        b = new["figures"][key]
         if field not in b:
             rows.append(Row(key, a[field], None, None, None, "gone"))
             continue
