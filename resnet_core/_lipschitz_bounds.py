@@ -93,7 +93,7 @@ def derivative_bounds(objective, w_bound: float, M_bound: float) -> DerivativeBo
     if fn is None:
         return none
     rows = max(64, _BLOCK_ENTRIES // max(objective.d, objective.k, 1))
-    return bounds_from_sums(w_bound, M_bound, objective._engine.map_rows(fn, rows=rows))
+    return bounds_from_sums(w_bound, M_bound, objective.engine.map_rows(fn, rows=rows))
 
 
 def bounds_pass(objective, w_bound: float, M_bound: float):
@@ -116,7 +116,7 @@ def bounds_pass(objective, w_bound: float, M_bound: float):
         return None, DerivativeBounds(w_bound, M_bound, None, None, None, why)
     theta = objective._theta
     theta = np.zeros(0, objective.dtype) if theta is None else theta
-    w0, a0 = objective._zero_head()
+    w0, a0 = objective.zero_head()
     return functools.partial(_block_sums, objective.head == "residual", name, w_bound,
                              M_bound, w0, a0, theta), None
 

@@ -30,6 +30,7 @@ import inspect
 import math
 import numbers
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -188,7 +189,6 @@ SCHEMA: dict[str, object] = {
     "r": NON_NEGATIVE,
     # a negative gradient threshold never stops the run on the gradient (runs max_iter)
     "g_thres": FINITE,
-    "gtol": FINITE,
     "f_thres": NON_NEGATIVE,
     "f_escape": FINITE,
     "t_thres": COUNT,
@@ -271,12 +271,31 @@ def check(name: str, value, spec=None, *, none: bool = False):
     return spec(name, value)
 
 
-def validated(func=None, /, **overrides):
+#: Every argument renamed by :func:`validated`: ``(function's qualified name, old, new)``;
+#: docs/api.md lists each one (tests/test_vocabulary.py checks it).
+RENAMED: list[tuple[str, str, str]] = []
+
+
+def _rename(qualname: str, kwargs: dict, renamed: dict[str, str]) -> dict:
+    """``kwargs`` with each deprecated name replaced by its new one, warning once per call."""
+    for old in [k for k in kwargs if k in renamed]:
+        new = renamed[old]
+        if new in kwargs:
+            raise TypeError(f"{qualname}() got both {old!r} (its deprecated name) and {new!r}")
+        warnings.warn(f"{qualname}(): the argument {old!r} is deprecated and will be removed "
+                      f"in the next release; call it {new!r}", DeprecationWarning, stacklevel=3)
+        kwargs[new] = kwargs.pop(old)
+    return kwargs
+
+
+def validated(func=None, /, *, renamed: dict[str, str] | None = None, **overrides):
     """Decorate a public function (or a class's ``__init__``): each argument whose name is
     in :data:`SCHEMA` (or in ``overrides``) is checked and converted before the body runs;
     None is accepted where the signature's default is None.
 
-    ``@validated`` or ``@validated(delta=PROBABILITY, k=None)`` (None: not checked here)."""
+    ``@validated`` or ``@validated(delta=PROBABILITY, k=None)`` (None: not checked here).
+    ``renamed={"gtol": "eps"}`` keeps an old keyword working for one release: it is passed
+    on under its new name with a :class:`DeprecationWarning` that names the new one."""
     def wrap(f):
         sig = inspect.signature(f)
         plan = []
@@ -284,9 +303,16 @@ def validated(func=None, /, **overrides):
             spec = spec_of(name, overrides)
             if spec is not None:
                 plan.append((name, spec, par.default is None))
+        old_names = dict(renamed or {})
+        for old, new in old_names.items():
+            if new not in sig.parameters or old in sig.parameters:
+                raise TypeError(f"{f.__qualname__}: cannot rename {old!r} to {new!r}")
+            RENAMED.append((f.__qualname__, old, new))
 
         @functools.wraps(f)
         def inner(*args, **kwargs):
+            if old_names:
+                kwargs = _rename(f.__qualname__, kwargs, old_names)
             bound = sig.bind(*args, **kwargs)
             given = bound.arguments
             for name, spec, none in plan:
@@ -295,6 +321,7 @@ def validated(func=None, /, **overrides):
             return f(*bound.args, **bound.kwargs)
 
         inner.__schema__ = {name: spec for name, spec, _ in plan}
+        inner.__renamed__ = old_names
         return inner
 
     return wrap if func is None else wrap(func)

@@ -137,14 +137,14 @@ def _sample_statistics(fo: FeatureObjective, z, F: float, w_star: np.ndarray, ex
     row blocks, the second recomputing the per-sample losses), and the per-block results of
     ``extra(block)``, which rides on the first of those passes (None on in-memory data: no
     pass to save there)."""
-    eng = fo._engine
+    eng = fo.engine
     if eng.stateless:
         w = w_star.astype(fo.dtype)
         first = eng.map_rows(functools.partial(_block_linear_value_and, w, extra))
         F_lin = sum(p[0] for p in first)
         state = fo.at(z)
         parts = eng.map_rows(functools.partial(_block_errors, w, F, F - F_lin),
-                             point=(state._w, state._a, state._theta))
+                             point=state.head_point)
         return (F_lin, float(np.sqrt(sum(p[0] for p in parts))),
                 float(np.sqrt(sum(p[1] for p in parts))),
                 None if extra is None else [p[1] for p in first])
@@ -306,7 +306,7 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
     w, M = parts["w"], parts.get("V", parts.get("v"))
     F = float(st.F)
     plan = _theorem3_plan(fo, w, M, theorem3) if fo.head == "residual" else None
-    fold = plan is not None and plan["fn"] is not None and fo._engine.stateless
+    fold = plan is not None and plan["fn"] is not None and fo.engine.stateless
     F_lin_w, F_se, gap_se, t3_parts = _sample_statistics(fo, z, F, w_star,
                                                          plan["fn"] if fold else None)
     F_lin_star = base.pop("F_lin_star")

@@ -75,10 +75,10 @@ def _feature_block(fo, i0: int, i1: int) -> np.ndarray:
     theta = getattr(fo, "theta", None)
     if theta is not None:
         Xb = np.ascontiguousarray(fo.X[i0:i1])
-        Phi = fo._engine.predict(*fo._zero_head(), theta, features=True, X=Xb)[1]
+        Phi = fo.engine.predict(*fo.zero_head(), theta, features=True, X=Xb)[1]
         return np.asarray(Phi, dtype=np.float64)
     if getattr(fo, "feature_bias", False):
-        base = np.asarray(fo._engine.Phi[i0:i1], dtype=np.float64)
+        base = np.asarray(fo.engine.Phi[i0:i1], dtype=np.float64)
         return np.column_stack([base, np.ones(i1 - i0)])
     return np.asarray(fo.Phi[i0:i1], dtype=np.float64)
 

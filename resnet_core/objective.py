@@ -60,6 +60,13 @@ class _HeadObjective:
 
     # -- the data ---------------------------------------------------------------------------
     @property
+    def engine(self) -> Engine:
+        """The compiled evaluator over this objective's data (the :class:`resnet_core._engine.
+        EngineProtocol` contract): what optimisers, certificates and pointfiles run their
+        passes on.  Shared, not copied; it holds nothing about a point."""
+        return self._engine
+
+    @property
     def X(self) -> np.ndarray:
         """The inputs (validated; the caller's array when it was usable as is)."""
         return self._engine.X
@@ -177,7 +184,7 @@ class _HeadObjective:
             return "W", ("V" if self.head == "residual" else "B")
         return "w", ("V" if self.head == "residual" else "v")
 
-    def _zero_head(self):
+    def zero_head(self) -> tuple[np.ndarray, np.ndarray]:
         """``(w, a)`` of zeros, as the engine takes them (a pass for the features only)."""
         if self.vector:
             c = self.n_outputs
@@ -318,7 +325,10 @@ class FeatureObjective(_HeadObjective):
     _point_name = "z"
 
     @classmethod
-    def _from_engine(cls, engine: Engine, head: str, theta, baselines):
+    def from_engine(cls, engine: Engine, head: str = "residual", theta=None, baselines=None):
+        """The objective of ``head`` over an existing engine (no data copied or re-checked):
+        ``theta`` the frozen MLP parameters when the engine streams an MLP's features,
+        ``baselines`` a ``{radius: LinearBaselineResult}`` cache to share."""
         self = cls.__new__(cls)
         self._init(engine, head, theta, baselines)
         return self
@@ -350,7 +360,7 @@ class FeatureObjective(_HeadObjective):
             if self.feature_bias:
                 return np.column_stack([Phi, np.ones(self.n_samples, self.dtype)])
             return Phi
-        return self._engine.predict(*self._zero_head(), self._theta, features=True)[1]
+        return self._engine.predict(*self.zero_head(), self._theta, features=True)[1]
 
     def unpack(self, z: ArrayLike) -> dict:
         """``{"w": w, "V": V}`` (or ``"v"``; ``"W"``, ``"V"`` or ``"B"`` with c outputs) as
@@ -554,7 +564,7 @@ class Objective(_HeadObjective):
             if hasattr(f, "persist"):  # dask: the features stay on the workers
                 f = f.persist()
             sub = eng.derive(k=self.k, Phi=f, feature_bias=self.feature_bias)
-            return FeatureObjective._from_engine(sub, self.head, None, self._baselines)
+            return FeatureObjective.from_engine(sub, self.head, None, self._baselines)
         sub = eng.derive(k=self.k, dims=eng.dims, bias=eng.bias, act=eng.act,
                          feature_bias=self.feature_bias)
-        return FeatureObjective._from_engine(sub, self.head, theta, self._baselines)
+        return FeatureObjective.from_engine(sub, self.head, theta, self._baselines)

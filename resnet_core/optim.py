@@ -24,7 +24,7 @@ from scipy.optimize import OptimizeResult
 from . import _loops
 from ._blocks import StepBlocks
 from ._progress import progress_bar
-from ._schema import INT_MAX, PROBABILITY, Int, Real, validated
+from ._schema import FINITE, INT_MAX, PROBABILITY, Int, Real, validated
 from ._validation import check_choice
 from .objective import FeatureObjective, Objective
 
@@ -36,7 +36,7 @@ STATUS_MESSAGES = {
     4: "stopped at escape: F <= F(start) - f_escape (escape studies with stop_at_escape)",
 }
 # Status 0 of plain gradient descent (the table's 0 is PGD's stop).
-GD_CONVERGED = "converged: ||grad|| <= gtol"
+GD_CONVERGED = "converged: ||grad|| <= eps"
 # Default escape criterion: a decrease of F by this fraction of eps^1.5 / sqrt(rho), the
 # scale of what a saddle with lambda_min = -sqrt(rho eps) offers (docs/pgd.md, section 4).
 ESCAPE_FRACTION = 0.1
@@ -110,7 +110,7 @@ class _Problem:
         self.tail = np.empty(0)
         target = objective  # what u is a point of
         # out-of-core or distributed data: the generic loop over the objective's passes
-        streamed = objective._engine.stateless
+        streamed = objective.engine.stateless
         if isinstance(objective, Objective) and wrt == "wV":
             target = objective.partial(x0, materialize=not streamed)
             self.tail = x0[target.n_params:].copy()
@@ -411,15 +411,16 @@ def perturbed_gd(objective, x0: ArrayLike, *, eps: float, ell: float | None = No
     return res
 
 
-@validated
-def gradient_descent(objective, x0: ArrayLike, *, eta: float, gtol: float = 0.0, max_iter: int = 10_000,
+@validated(renamed={"gtol": "eps"}, eps=FINITE)
+def gradient_descent(objective, x0: ArrayLike, *, eta: float, eps: float = 0.0, max_iter: int = 10_000,
                      wrt: str = "all", callback=None, record_every: int = 100,
                      f_escape: float = 1e-8, progress: bool = False) -> OptimizeResult:
     """Plain gradient descent ``x_{t+1} = x_t - eta grad f(x_t)``, the baseline of
-    :func:`perturbed_gd` (same loops, same result type); stops when ``||grad|| <= gtol``.
+    :func:`perturbed_gd` (same loops, same result type); stops when ``||grad|| <= eps``
+    (a negative ``eps`` runs all ``max_iter`` steps).
     ``progress=True``: a tqdm bar of the iterations, as in :func:`perturbed_gd`."""
     problem = _Problem(objective, x0, wrt)
-    consts = {"eta": float(eta), "r": 0.0, "g_thres": float(gtol), "f_thres": 0.0,
+    consts = {"eta": float(eta), "r": 0.0, "g_thres": float(eps), "f_thres": 0.0,
               "t_thres": 1, "f_escape": float(f_escape)}
     with progress_bar(progress, max_iter, "gradient_descent", "it") as update:
         return _run(problem, consts, perturb=False, max_iter=max_iter, seed=0,
@@ -583,7 +584,7 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
         raise TypeError("projected_sgd runs compiled: it needs a built-in loss")
     if objective.feature_bias:
         raise NotImplementedError("projected_sgd does not support feature_bias=True yet")
-    if objective._engine.stateless:
+    if objective.engine.stateless:
         raise ValueError("projected_sgd runs compiled over samples held in memory; this "
                          "objective's data are out-of-core or dask arrays")
     eval_every = max(T // 50, 1) if eval_every is None else eval_every

@@ -125,7 +125,7 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
     if not np.all(s == s[0]):
         # the weights as given (validated, not normalised): load_point normalises them
         # again and gets exactly this objective's s (s itself would be off in the last bit)
-        given = getattr(objective._engine, "given_weight", None)
+        given = getattr(objective.engine, "given_weight", None)
         arrays["sample_weight"] = s if given is None else given
     if isinstance(objective, Objective):
         arrays.update(params=np.asarray(x, dtype=objective.dtype),

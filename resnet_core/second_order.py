@@ -409,7 +409,7 @@ def _theta_steps(objective: Objective, x, max_iter: int, counts):
 def _partial(objective, x):
     if isinstance(objective, FeatureObjective):
         return objective, x
-    part = objective.partial(x, materialize=not objective._engine.stateless)
+    part = objective.partial(x, materialize=not objective.engine.stateless)
     return part, x[:part.n_params]
 
 

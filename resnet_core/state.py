@@ -98,6 +98,13 @@ class PointState:
         # c outputs: no Gram statistics; every partial product streams the data
         self._vector = getattr(head, "vector", False)
 
+    @property
+    def head_point(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(w, a, theta)`` as the engine takes them: the head's output weights, the
+        skip-plus-residual feature weights ``a`` (``V^T w`` for the residual head), and the
+        MLP parameters (None for given features).  Read-only views."""
+        return self._w, self._a, self._theta
+
     # -- the first pass ------------------------------------------------------------------
     def _buffers(self) -> SampleBuffers:
         """The per-sample buffers, filled (a gradient pass if no pass ran yet)."""

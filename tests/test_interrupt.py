@@ -54,7 +54,7 @@ CHILD = textwrap.dedent(
         if case == "pgd":  # g_thres < 0: never converges
             r = rc.perturbed_gd(saddle, z0 + [0.3, 0.0], g_thres=-1.0, max_iter=n, **const)
         elif case == "gd":
-            r = rc.gradient_descent(saddle, z0, eta=0.1, gtol=-1.0, max_iter=n)
+            r = rc.gradient_descent(saddle, z0, eta=0.1, eps=-1.0, max_iter=n)
         elif case == "escape":
             r = rc.studies.escape(saddle, z0, method="gd", n_runs=8, max_iter=n, n_threads=2,
                                   **const)

@@ -33,7 +33,7 @@ def _both(monkeypatch, run):
 def test_moments_match_samples(rng, monkeypatch, head, feature_bias, weighted):
     fo, z0 = _problem(rng, head, feature_bias, weighted)
     fast, slow = _both(monkeypatch, lambda: rc.gradient_descent(
-        fo, z0, eta=0.05, max_iter=300, gtol=-1.0, record_every=1))
+        fo, z0, eta=0.05, max_iter=300, eps=-1.0, record_every=1))
     assert fast.compiled and slow.compiled and fast.nit == slow.nit == 300
     scale = np.linalg.norm(slow.x)
     assert np.linalg.norm(fast.x - slow.x) <= 1e-12 * scale
@@ -64,7 +64,7 @@ def test_example1_escape_iterations_identical(monkeypatch):
         assert fast.nit == slow.nit
         assert np.allclose(fast.x, slow.x, rtol=1e-12)
     # the saddle stays exactly stationary on moments
-    stay = rc.gradient_descent(obj, z0, eta=0.1, gtol=-1.0, max_iter=100)
+    stay = rc.gradient_descent(obj, z0, eta=0.1, eps=-1.0, max_iter=100)
     assert np.array_equal(stay.x, z0)
 
 
@@ -74,7 +74,7 @@ def test_moments_any_n(rng, monkeypatch):
     fo, z0 = _problem(rng, "residual", True, True, n=300)
     monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
     fast, slow = _both(monkeypatch, lambda: rc.gradient_descent(
-        fo, z0, eta=0.05, max_iter=200, gtol=-1.0, record_every=50))
+        fo, z0, eta=0.05, max_iter=200, eps=-1.0, record_every=50))
     assert fast.compiled and not slow.compiled
     assert np.linalg.norm(fast.x - slow.x) <= 1e-12 * np.linalg.norm(slow.x)
     assert np.allclose(fast.history["fun"], slow.history["fun"], rtol=1e-12,

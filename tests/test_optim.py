@@ -20,10 +20,10 @@ def saddle():
 
 def test_gd_never_moves_from_the_saddle(saddle):
     obj, z0 = saddle
-    stay = rc.gradient_descent(obj, z0, eta=0.1, gtol=-1.0, max_iter=5000)
+    stay = rc.gradient_descent(obj, z0, eta=0.1, eps=-1.0, max_iter=5000)
     assert stay.nit == 5000 and stay.status == 1 and np.array_equal(stay.x, z0)
     assert stay.fun == 0.5 and not stay.escaped
-    done = rc.gradient_descent(obj, z0, eta=0.1)  # gtol = 0: the gradient is exactly 0
+    done = rc.gradient_descent(obj, z0, eta=0.1)  # eps = 0: the gradient is exactly 0
     assert done.success and done.nit == 0 and np.array_equal(done.x, z0)
 
 

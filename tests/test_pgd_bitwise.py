@@ -68,11 +68,11 @@ def _case(name, n_threads=2):
                                seed=int(seed), record_every=int(every), **_CONSTS)
     if kind == "gd1":  # Example 1, plain GD from off the saddle
         obj, z0 = _example1(rest)
-        return rc.gradient_descent(obj, z0 + [0.3, 0.2], eta=0.1, gtol=1e-9, max_iter=5000,
+        return rc.gradient_descent(obj, z0 + [0.3, 0.2], eta=0.1, eps=1e-9, max_iter=5000,
                                    record_every=3)
     if kind == "nan1":  # Example 1 diverging: the non-finite stop restores x_prev
         obj, _ = _example1(rest)
-        return rc.gradient_descent(obj, np.array([3.0, 40.0]), eta=5.0, gtol=0.0,
+        return rc.gradient_descent(obj, np.array([3.0, 40.0]), eta=5.0, eps=0.0,
                                    max_iter=5000, record_every=1)
     if kind == "study1":  # Example 1, escape study, stop at escape or not
         obj, z0 = _example1("residual")

@@ -125,7 +125,7 @@ def test_gd_sgd_escape_spectrum_hyperparameters(data):
     X, y = data
     fo = rc.FeatureObjective(X, np.tanh(X), y)
     z = 0.1 * np.ones(fo.n_params)
-    for kw, match in [({"eta": -1.0}, "eta"), ({"eta": 0.0}, "eta"), ({"gtol": np.nan}, "gtol")]:
+    for kw, match in [({"eta": -1.0}, "eta"), ({"eta": 0.0}, "eta"), ({"eps": np.nan}, "eps")]:
         with pytest.raises(ValueError, match=match):
             rc.gradient_descent(fo, z, **{"eta": 0.1, **kw})
     skip = rc.Objective(X, y, widths=(3,), head="skip")
@@ -193,7 +193,7 @@ def test_pgd_history_grows_with_the_run(data):
         assert np.array_equal(small.history[key], huge.history[key])
     assert small.history["iter"].size == small.nit + 1
     assert np.array_equal(small.perturbation_iters, huge.perturbation_iters)
-    gd = rc.gradient_descent(fo, z, eta=0.5, gtol=1e-3, max_iter=10**12, record_every=10)
+    gd = rc.gradient_descent(fo, z, eta=0.5, eps=1e-3, max_iter=10**12, record_every=10)
     assert gd.status == 0 and gd.history["iter"][-1] <= gd.nit
 
 

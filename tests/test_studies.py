@@ -169,8 +169,8 @@ def test_a_method_plugs_in(logistic_saddle, monkeypatch):
 
 def test_status_messages_name_one_algorithm():
     ex, z0 = rc.theory.example1(0.1)
-    gd = rc.gradient_descent(ex, z0 + [0.3, 0.2], eta=0.5, gtol=1e-6, max_iter=10_000)
-    assert gd.status == 0 and gd.message == "converged: ||grad|| <= gtol"
+    gd = rc.gradient_descent(ex, z0 + [0.3, 0.2], eta=0.5, eps=1e-6, max_iter=10_000)
+    assert gd.status == 0 and gd.message == "converged: ||grad|| <= eps"
     pgd = rc.perturbed_gd(ex, z0, eps=1e-2, ell=1.0, rho=1.0, max_iter=100_000, seed=0)
     assert pgd.status == 0 and "perturbation" in pgd.message and "GD" not in pgd.message
 
