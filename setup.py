@@ -110,13 +110,16 @@ directives = {
 
 common = dict(
     include_dirs=[np.get_include(), "src"],
-    # headers reached only through rc_elementwise.h: Cython does not see them
-    depends=["src/rc_elementwise.h", "src/rc_elementwise_impl.h", "src/rc_math.h"],
+    # Headers reached only through rc_elementwise.h (Cython does not see them), and the
+    # skeleton both modules include: a change to any of them rebuilds both.
+    depends=["src/rc_elementwise.h", "src/rc_elementwise_impl.h", "src/rc_math.h",
+             "src/_pass.pxi", "src/_mlp.pxi"],
     extra_compile_args=compile_args,
     extra_link_args=openmp,
     define_macros=macros,
 )
-# Both modules include src/_mlp.pxi: _kernels for scalar outputs, _vkernels for c outputs.
+# Both modules include src/_mlp.pxi (the MLP) and src/_pass.pxi (the skeleton of a pass):
+# _kernels for scalar outputs, _vkernels for c outputs.
 extensions = [
     Extension("resnet_core._kernels", ["src/_kernels.pyx"], **common),
     Extension("resnet_core._vkernels", ["src/_vkernels.pyx"], **common),

@@ -63,8 +63,8 @@ def blas_single_thread():
 
 
 def _after_fork_in_child():
-    _kernels._set_serial(True)
-    _vkernels._set_serial(True)
+    _kernels.set_serial(True)
+    _vkernels.set_serial(True)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

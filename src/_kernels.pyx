@@ -20,9 +20,10 @@ Design notes
    caller adds the rows in order, so a result depends on ``n_slots`` alone and is
    bit-identical from run to run.  The slots run on ``n_workers`` threads (fewer than the
    slots for small passes, where waking a team costs more than it saves), and a forked
-   child runs them all on its calling thread (``_set_serial``: libgomp's thread pool does
-   not survive ``fork``): the same numbers either way.  Each slot is also a self-contained unit of partial sums,
-   so the same kernels can run on blocks of a larger data set (Dask) and be added.
+   child runs them all on its calling thread (``set_serial``: libgomp's thread pool does
+   not survive ``fork``): the same numbers either way.  Each slot is also a self-contained
+   unit of partial sums, so the same kernels can run on blocks of a larger data set (Dask)
+   and be added.
 4. BLAS.  Matrix products go to scipy's BLAS (``cython_blas``) on per-chunk blocks; the
    caller holds the BLAS pool at one thread during a call, so threads do not multiply.
 5. Trust.  The Python wrapper (``resnet_core._engine``) has validated shapes, dtypes,
@@ -34,6 +35,10 @@ Design notes
    ``sum_i v_i``, the Gram matrix gets the row/column ``(E[l'' x], E[l'' f], E[l''])``, and
    back-propagation into the MLP uses ``a[:kf]`` only (the constant does not depend on
    ``theta``).  With ``const_feat = 0``, ``kf = k``.
+7. Layout.  What this module shares with ``_vkernels`` (c outputs) is in ``_pass.pxi``: the
+   job (``Job``, here with c = 1), ``set_serial``, the slots' chunks and runner, the MLP's
+   workspace blocks, the features of a chunk and ``predict``'s copy of them; the MLP itself
+   is in ``_mlp.pxi``.  What stays here is the scalar loss and the body of a chunk.
 """
 from cython cimport floating
 from cython.parallel cimport prange
@@ -48,6 +53,7 @@ from _activation cimport (act_apply, mul, scale, rdelta, ACT_IDENTITY, ACT_TANH,
                           ACT_SIGMOID, ACT_SOFTPLUS)
 
 include "_mlp.pxi"
+include "_pass.pxi"
 
 cdef extern from "rc_elementwise.h" nogil:
     int rc_build_level()
@@ -57,13 +63,6 @@ cdef extern from "rc_elementwise.h" nogil:
 cdef extern from *:
     const char* RC_COMPILE_FLAGS    # setup.py: the C compiler's flags, space-separated
 
-cdef enum:
-    MODE_VALUE_GRAD = 0
-    MODE_HVP = 1
-    MODE_GRAM = 2
-    MODE_PREDICT = 3
-
-
 # The codes of the built-in losses and activations: the enums of _loss.pxd and
 # _activation.pxd are their one source, read from here by resnet_core.losses, .features and
 # the numba loops (resnet_core._loops).
@@ -72,16 +71,6 @@ LOSS_CODES = {"squared": LOSS_SQUARED, "logistic": LOSS_LOGISTIC,
 LOSS_CODE_EXTERNAL = LOSS_EXTERNAL
 ACTIVATION_CODES = {"identity": ACT_IDENTITY, "tanh": ACT_TANH, "relu": ACT_RELU,
                     "sigmoid": ACT_SIGMOID, "softplus": ACT_SOFTPLUS}
-
-# 1: every slot runs on the calling thread (set in a forked child, design note 3).
-cdef int _serial = 0
-
-
-def _set_serial(bint serial):
-    """Run the slots of every later call on the calling thread (``True``) or each on a
-    thread of its own (``False``); the results depend on the slots alone, not on this."""
-    global _serial
-    _serial = serial
 
 
 def build_info():
@@ -100,39 +89,6 @@ def max_layers():
     return MAX_LAYERS
 
 
-cdef struct Job:
-    int mode
-    int loss          # >= 0: loss code, r and q are computed here; LOSS_EXTERNAL: given
-    int need_theta    # also the MLP's parameters (gradient / R-gradient)
-    int const_feat    # 1: phi = [f; 1] (note 6); k = kf + 1
-    Py_ssize_t n, d, k, kf, chunk, n_slots
-    int n_workers     # threads that run the slots (0: one per slot)
-    MLP net           # the features' MLP (net.L = 0: given features)
-    void* X
-    void* Phi
-    void* y
-    void* s
-    void* theta
-    void* w
-    void* a
-    void* dw
-    void* Ra
-    void* dtheta
-    void* r
-    void* q
-    void* l           # per-sample losses, written with r and q when not NULL
-    void* p_out
-    void* phi_out     # n x phi_cols, phi_cols = kf (f only) or k (rows [f, 1])
-    Py_ssize_t phi_cols
-    double* value_out
-    void* vx_out
-    void* vp_out
-    void* g_out
-    void* vtheta_out
-    void* gram_out
-    int* status
-
-
 cdef inline double _sum(const floating* v, Py_ssize_t m) noexcept nogil:
     """sum_i v[i], accumulated in double."""
     cdef Py_ssize_t i
@@ -149,6 +105,26 @@ cdef void _add_const(floating* p, Py_ssize_t m, floating c) noexcept nogil:
         p[i] += c
 
 
+cdef void _scores(Job* job, Py_ssize_t m, const floating* Xc, const floating* Phic,
+                  const floating* w, const floating* a, floating* p) noexcept nogil:
+    """p = Xc w + Phic a[:kf] (+ a[kf] with the constant feature)."""
+    gemv_rm(False, m, job.d, 1, Xc, job.d, w, 0, p)
+    gemv_rm(False, m, job.kf, 1, Phic, job.kf, a, 1, p)
+    if job.const_feat:
+        _add_const(p, m, a[job.kf])
+
+
+cdef void _add_transposed(Job* job, Py_ssize_t m, const floating* Xc, const floating* Phic,
+                          const floating* v, floating* vx, floating* vp) noexcept nogil:
+    """vx += Xc^T v (unless vx is NULL), vp += [Phic, 1]^T v (the 1 with the constant
+    feature)."""
+    if vx != NULL:
+        gemv_rm(True, m, job.d, 1, Xc, job.d, v, 1, vx)
+    gemv_rm(True, m, job.kf, 1, Phic, job.kf, v, 1, vp)
+    if job.const_feat:
+        vp[job.kf] += <floating> _sum(v, m)
+
+
 cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating* Xc,
                         const floating* Phic, floating* p) noexcept nogil:
     """p = Xc w + Phic a (plus a[kf] with the constant feature); r = s l'(p),
@@ -158,10 +134,7 @@ cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating*
     cdef floating* r = <floating*> job.r + row0
     cdef floating* q = <floating*> job.q + row0 if job.q != NULL else NULL
     cdef floating* lout = <floating*> job.l + row0 if job.l != NULL else NULL
-    gemv_rm(False, m, job.d, 1, Xc, job.d, <const floating*> job.w, 0, p)
-    gemv_rm(False, m, job.kf, 1, Phic, job.kf, <const floating*> job.a, 1, p)
-    if job.const_feat:
-        _add_const(p, m, (<const floating*> job.a)[job.kf])
+    _scores(job, m, Xc, Phic, <const floating*> job.w, <const floating*> job.a, p)
     return loss_samples(job.loss, m, p, y, s, r, q, lout)
 
 
@@ -174,32 +147,47 @@ cdef void _outer(floating* G, Py_ssize_t m, Py_ssize_t k, const floating* r,
             G[i * k + j] = r[i] * a[j]
 
 
-cdef inline Py_ssize_t _ws_entries(Py_ssize_t mc, Py_ssize_t sumw, Py_ssize_t maxw,
-                                   Py_ssize_t D) noexcept nogil:
-    """Entries of a slot's workspace (layout in _process_slot); the same formula as
-    workspace_entries, which the caller checks first."""
-    return 5 * mc * sumw + 4 * mc * maxw + 2 * mc + mc * D + 1
+cdef bint _weighted_rows(Job* job, Py_ssize_t m, const floating* Xc, const floating* Phic,
+                         const floating* q, double sign, floating* Y) noexcept nogil:
+    """Row i of Y (m x D) = sqrt(max(sign q_i, 0)) [x_i, phi_i (, 1)]: Y^T Y is the part of
+    Z^T diag(q) Z where sign q > 0.  Returns whether some sign q_i < 0 (a part is left)."""
+    cdef Py_ssize_t i, j, d = job.d, kf = job.kf, D = job.d + job.k
+    cdef double sq
+    cdef bint other = False
+    for i in range(m):
+        sq = sign * q[i]
+        other = other or sq < 0
+        sq = sqrt(sq) if sq > 0 else 0.0
+        for j in range(d):
+            Y[i * D + j] = <floating> (sq * Xc[i * d + j])
+        for j in range(kf):
+            Y[i * D + d + j] = <floating> (sq * Phic[i * kf + j])
+        if job.const_feat:
+            Y[i * D + d + kf] = <floating> sq
+    return other
+
+
+cdef inline Py_ssize_t _ws_entries(const MLP* net, Py_ssize_t mc, Py_ssize_t D) noexcept nogil:
+    """Entries of a slot's workspace: the MLP's blocks (_carve), then p, Rp (mc each) and Y
+    (mc x D); the formula of workspace_entries, which the caller checks first."""
+    return _mlp_entries(net, mc) + 2 * mc + mc * D + 1
 
 
 def workspace_entries(chunk, dims, k):
     """Entries of one slot's workspace for chunks of ``chunk`` samples, the MLP
     ``dims = [d, h_1, ..., h_L]`` (``[d]`` for given features) and ``k`` features (the
     constant one included), in Python integers: no overflow, whatever the sizes."""
-    widths = [int(h) for h in dims[1:]]
-    chunk, sumw, maxw, D = int(chunk), sum(widths), max(widths, default=1), int(dims[0]) + k
-    return 5 * chunk * sumw + 4 * chunk * maxw + 2 * chunk + chunk * D + 1
+    chunk = int(chunk)
+    return _mlp_entries_py(chunk, dims) + 2 * chunk + chunk * (int(dims[0]) + k) + 1
 
 
 cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil:
     """All chunks of slot t; returns 0, or 1 when the workspace cannot be allocated."""
     cdef Py_ssize_t n = job.n, d = job.d, k = job.k, kf = job.kf, L = job.net.L, mc = job.chunk
-    cdef Py_ssize_t nc = (n + mc - 1) // mc
-    cdef Py_ssize_t c0 = nc * t // job.n_slots, c1 = nc * (t + 1) // job.n_slots
-    cdef Py_ssize_t c, l, i, j, m, row0, off, D = d + k
+    cdef Py_ssize_t c0, c1, ch, i, j, m, row0, D = d + k
     cdef int mode = job.mode, hvp_theta = job.mode == MODE_HVP and job.need_theta
-    cdef int cf = job.const_feat
-    cdef const floating* theta = <const floating*> job.theta
-    cdef const floating* dtheta = <const floating*> job.dtheta
+    cdef const floating* a = <const floating*> job.a
+    cdef const floating* da = <const floating*> job.da
     cdef const floating* Xc
     cdef const floating* Phic
     cdef const floating* rc
@@ -211,38 +199,23 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     cdef floating* gram
     cdef floating* ws
     cdef floating* p
-    cdef floating* pout
     cdef floating* Rp
-    cdef floating* G
-    cdef floating* Gn
-    cdef floating* RG
-    cdef floating* RGn
     cdef floating* Y
+    cdef floating* G[4]       # G, Gn, RG, RGn
     cdef floating* H[MAX_LAYERS]
     cdef floating* D1[MAX_LAYERS]
     cdef floating* D2[MAX_LAYERS]
     cdef floating* RZ[MAX_LAYERS]
     cdef floating* RH[MAX_LAYERS]
-    cdef double val = 0, sq
+    cdef double val = 0
     cdef bint negative
+    _slot_chunks(job, t, &c0, &c1)
     if c0 >= c1:
         return 0
-    ws = <floating*> malloc(_ws_entries(mc, job.net.sumw, job.net.maxw, D) * sizeof(floating))
+    ws = <floating*> malloc(_ws_entries(&job.net, mc, D) * sizeof(floating))
     if ws == NULL:
         return 1
-    off = 0
-    for l in range(L):
-        H[l] = ws + off
-        D1[l] = ws + off + mc * job.net.dims[l + 1]
-        D2[l] = ws + off + 2 * mc * job.net.dims[l + 1]
-        RZ[l] = ws + off + 3 * mc * job.net.dims[l + 1]
-        RH[l] = ws + off + 4 * mc * job.net.dims[l + 1]
-        off += 5 * mc * job.net.dims[l + 1]
-    G = ws + off
-    Gn = G + mc * job.net.maxw
-    RG = Gn + mc * job.net.maxw
-    RGn = RG + mc * job.net.maxw
-    p = RGn + mc * job.net.maxw
+    p = _carve(&job.net, mc, ws, H, D1, D2, RZ, RH, G)
     Rp = p + mc
     Y = Rp + mc
 
@@ -252,37 +225,15 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     vtheta = <floating*> job.vtheta_out + t * job.net.n_theta if job.vtheta_out != NULL else NULL
     gram = <floating*> job.gram_out + t * D * D if job.gram_out != NULL else NULL
 
-    for c in range(c0, c1):
-        row0 = c * mc
+    for ch in range(c0, c1):
+        row0 = ch * mc
         m = mc if n - row0 > mc else n - row0
         Xc = X + row0 * d
-
-        # features of the chunk
-        if L > 0:
-            if mode == MODE_VALUE_GRAD and job.need_theta:
-                _forward(&job.net, m, Xc, theta, H, D1, <floating**> NULL)
-            elif hvp_theta:
-                _forward(&job.net, m, Xc, theta, H, D1, D2)
-                _r_forward(&job.net, m, Xc, theta, dtheta, H, D1, RZ, RH)
-            else:
-                _forward(&job.net, m, Xc, theta, H, <floating**> NULL, <floating**> NULL)
-            Phic = H[L - 1]
-        else:
-            Phic = <const floating*> job.Phi + row0 * kf
+        Phic = _features(job, m, row0, Xc, H, D1, D2, RZ, RH)
 
         if mode == MODE_PREDICT:
-            pout = <floating*> job.p_out + row0
-            gemv_rm(False, m, d, 1, Xc, d, <const floating*> job.w, 0, pout)
-            gemv_rm(False, m, kf, 1, Phic, kf, <const floating*> job.a, 1, pout)
-            if cf:
-                _add_const(pout, m, (<const floating*> job.a)[kf])
-            if job.phi_out != NULL and job.phi_cols == kf:
-                memcpy(<floating*> job.phi_out + row0 * kf, Phic, m * kf * sizeof(floating))
-            elif job.phi_out != NULL:  # rows [f_i, 1]
-                for i in range(m):
-                    memcpy(<floating*> job.phi_out + (row0 + i) * k, Phic + i * kf,
-                           kf * sizeof(floating))
-                    (<floating*> job.phi_out)[(row0 + i) * k + kf] = 1
+            _scores(job, m, Xc, Phic, <const floating*> job.w, a, <floating*> job.p_out + row0)
+            _copy_features(job, m, row0, Phic)
             continue
 
         # per-sample loss derivatives r = s l', q = s l''
@@ -292,112 +243,55 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
         qc = <const floating*> job.q + row0 if job.q != NULL else NULL
 
         if mode == MODE_VALUE_GRAD or mode == MODE_GRAM:
-            gemv_rm(True, m, d, 1, Xc, d, rc, 1, vx)
-            gemv_rm(True, m, kf, 1, Phic, kf, rc, 1, vp)
-            if cf:
-                vp[kf] += <floating> _sum(rc, m)
+            _add_transposed(job, m, Xc, Phic, rc, vx, vp)
         if mode == MODE_VALUE_GRAD and job.need_theta and L > 0:
-            _outer(G, m, kf, rc, <const floating*> job.a)
-            _backward(&job.net, m, Xc, theta, H, D1, G, Gn, vtheta)
+            _outer(G[0], m, kf, rc, a)
+            _backward(&job.net, m, Xc, <const floating*> job.theta, H, D1, G[0], G[1], vtheta)
 
         if mode == MODE_GRAM:
             # [Xc, Phic] scaled by sqrt(q+), then by sqrt(q-) for a non-convex loss
-            negative = False
-            for i in range(m):
-                sq = sqrt(qc[i]) if qc[i] > 0 else 0.0
-                negative = negative or qc[i] < 0
-                for j in range(d):
-                    Y[i * D + j] = <floating> (sq * Xc[i * d + j])
-                for j in range(kf):
-                    Y[i * D + d + j] = <floating> (sq * Phic[i * kf + j])
-                if cf:
-                    Y[i * D + d + kf] = <floating> sq
+            negative = _weighted_rows(job, m, Xc, Phic, qc, 1.0, Y)
             syrk_rm(m, D, 1, Y, D, 1, gram, D)
             if negative:
-                for i in range(m):
-                    sq = sqrt(-qc[i]) if qc[i] < 0 else 0.0
-                    for j in range(d):
-                        Y[i * D + j] = <floating> (sq * Xc[i * d + j])
-                    for j in range(kf):
-                        Y[i * D + d + j] = <floating> (sq * Phic[i * kf + j])
-                    if cf:
-                        Y[i * D + d + kf] = <floating> sq
+                _weighted_rows(job, m, Xc, Phic, qc, -1.0, Y)
                 syrk_rm(m, D, -1, Y, D, 1, gram, D)
 
         if mode == MODE_HVP:
-            # Rp = Xc dw + Phic Ra + RPhi a;  Rr = q Rp (kept in Rp).  The constant feature
-            # adds Ra[kf] to Rp and sum(Rr), sum(r) to vp, g; it has no RPhi part (note 6).
-            gemv_rm(False, m, d, 1, Xc, d, <const floating*> job.dw, 0, Rp)
-            gemv_rm(False, m, kf, 1, Phic, kf, <const floating*> job.Ra, 1, Rp)
-            if cf:
-                _add_const(Rp, m, (<const floating*> job.Ra)[kf])
+            # Rp = Xc dw + Phic da + RPhi a;  Rr = q Rp (kept in Rp).  The constant feature
+            # adds da[kf] to Rp and sum(Rr), sum(r) to vp, g; it has no RPhi part (note 6).
+            _scores(job, m, Xc, Phic, <const floating*> job.dw, da, Rp)
             if hvp_theta and L > 0:
-                gemv_rm(False, m, kf, 1, RH[L - 1], kf, <const floating*> job.a, 1, Rp)
+                gemv_rm(False, m, kf, 1, RH[L - 1], kf, a, 1, Rp)
             for i in range(m):
                 Rp[i] = qc[i] * Rp[i]
-            gemv_rm(True, m, d, 1, Xc, d, Rp, 1, vx)
-            gemv_rm(True, m, kf, 1, Phic, kf, Rp, 1, vp)
-            gemv_rm(True, m, kf, 1, Phic, kf, rc, 1, gslot)
-            if cf:
-                vp[kf] += <floating> _sum(Rp, m)
-                gslot[kf] += <floating> _sum(rc, m)
+            _add_transposed(job, m, Xc, Phic, Rp, vx, vp)
+            _add_transposed(job, m, Xc, Phic, rc, NULL, gslot)
             if hvp_theta and L > 0:
                 gemv_rm(True, m, kf, 1, RH[L - 1], kf, rc, 1, vp)
-                # G = r a^T, RG = Rr a^T + r Ra^T (a, Ra restricted to the MLP's outputs)
-                _outer(G, m, kf, rc, <const floating*> job.a)
-                _outer(RG, m, kf, Rp, <const floating*> job.a)
+                # G = r a^T, RG = Rr a^T + r da^T (a, da restricted to the MLP's outputs)
+                _outer(G[0], m, kf, rc, a)
+                _outer(G[2], m, kf, Rp, a)
                 for i in range(m):
                     for j in range(kf):
-                        RG[i * kf + j] += rc[i] * (<const floating*> job.Ra)[j]
-                _r_backward(&job.net, m, Xc, theta, dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn,
-                            vtheta)
+                        G[2][i * kf + j] += rc[i] * da[j]
+                _r_backward(&job.net, m, Xc, <const floating*> job.theta,
+                            <const floating*> job.dtheta, H, D1, D2, RZ, RH, G[0], G[2], G[1],
+                            G[3], vtheta)
     job.value_out[t] = val
     free(ws)
     return 0
-
-
-cdef void _run(Job* job, const floating* X) noexcept nogil:
-    cdef Py_ssize_t t
-    cdef int workers = job.n_slots
-    if _serial:
-        workers = 1
-    elif 0 < job.n_workers < job.n_slots:
-        workers = job.n_workers
-    for t in prange(job.n_slots, schedule="static", num_threads=workers):
-        job.status[t] = _process_slot(job, t, X)
 
 
 cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:, ::1] Phi,
                  const floating[::1] y, const floating[::1] s, const floating[::1] theta,
                  const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
                  const floating[::1] w, const floating[::1] a, int loss, int need_theta,
-                 Py_ssize_t chunk,
-                 Py_ssize_t n_slots, double[::1] value_out, int[::1] status) noexcept:
-    """Fill ``job`` with the sizes, the MLP's parameter offsets and the shared inputs;
-    the mode-specific pointers start as NULL."""
-    job.mode = mode
-    job.n = X.shape[0]
-    job.d = X.shape[1]
-    job.k = a.shape[0]
-    job.const_feat = const_feat
-    job.kf = job.k - const_feat
-    job.phi_cols = 0
-    _mlp_setup(&job.net, dims, bias, act)
-    job.loss = loss
-    job.need_theta = need_theta
-    job.chunk = max(min(chunk, job.n), 1)
-    job.n_slots = n_slots
-    job.value_out = &value_out[0]
-    job.status = &status[0]
-    job.X = _ptr2(X)
-    job.Phi = _ptr2(Phi)
+                 Py_ssize_t chunk, Py_ssize_t n_slots, int n_workers,
+                 double[::1] value_out, int[::1] status) noexcept:
+    """_setup_job for one output: w and a are vectors, y has n entries."""
+    _setup_job(job, mode, X, Phi, s, theta, dims, bias, act, const_feat, _ptr1(w), _ptr1(a),
+               1, a.shape[0], loss, need_theta, chunk, n_slots, n_workers, value_out, status)
     job.y = _ptr1(y)
-    job.s = _ptr1(s)
-    job.theta = _ptr1(theta)
-    job.w = _ptr1(w)
-    job.a = _ptr1(a)
-    job.dw = job.Ra = job.dtheta = job.r = job.q = job.l = job.p_out = job.phi_out = NULL
-    job.vx_out = job.vp_out = job.g_out = job.vtheta_out = job.gram_out = NULL
 
 
 def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
@@ -421,14 +315,13 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
     """
     cdef Job job
     _setup(&job, MODE_VALUE_GRAD, X, Phi, y, s, theta, dims, bias, act, const_feat, w, a,
-           loss, need_theta, chunk, n_threads, value_out, status)
+           loss, need_theta, chunk, n_threads, n_workers, value_out, status)
     job.r = &r[0]
     job.q = &q[0]
     job.l = &l[0]
     job.vx_out = &vx_out[0, 0]
     job.vp_out = _ptr2(vp_out)
     job.vtheta_out = _ptr2(vtheta_out)
-    job.n_workers = n_workers
     with nogil:
         _run(&job, &X[0, 0])
 
@@ -453,9 +346,9 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
     """
     cdef Job job
     _setup(&job, MODE_HVP, X, Phi, y, s, theta, dims, bias, act, const_feat, w, a, loss,
-           need_theta, chunk, n_threads, value_out, status)
+           need_theta, chunk, n_threads, n_workers, value_out, status)
     job.dw = _ptr1(dw)
-    job.Ra = _ptr1(Ra)
+    job.da = _ptr1(Ra)
     job.dtheta = _ptr1(dtheta)
     job.r = &r[0]
     job.q = &q[0]
@@ -464,7 +357,6 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
     job.vp_out = _ptr2(vp_out)
     job.g_out = _ptr2(g_out)
     job.vtheta_out = _ptr2(vtheta_out)
-    job.n_workers = n_workers
     with nogil:
         _run(&job, &X[0, 0])
 
@@ -485,14 +377,13 @@ def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
     """
     cdef Job job
     _setup(&job, MODE_GRAM, X, Phi, y, s, theta, dims, bias, act, const_feat, w, a, loss,
-           0, chunk, n_threads, value_out, status)
+           0, chunk, n_threads, n_workers, value_out, status)
     job.r = &r[0]
     job.q = &q[0]
     job.l = &l[0]
     job.vx_out = &vx_out[0, 0]
     job.vp_out = _ptr2(vp_out)
     job.gram_out = &gram_out[0, 0, 0]
-    job.n_workers = n_workers
     with nogil:
         _run(&job, &X[0, 0])
 
@@ -508,11 +399,9 @@ def predict(const floating[:, ::1] X, const floating[:, ::1] Phi, const floating
     more (the constant feature)."""
     cdef Job job
     _setup(&job, MODE_PREDICT, X, Phi, theta[:0], theta[:0], theta, dims, bias, act,
-           const_feat, w, a, LOSS_EXTERNAL, 0, chunk, n_threads, value_out, status)
+           const_feat, w, a, LOSS_EXTERNAL, 0, chunk, n_threads, n_workers, value_out, status)
     job.p_out = &p_out[0]
-    job.phi_out = _ptr2(phi_out) if phi_out.shape[0] == X.shape[0] else NULL
-    job.phi_cols = phi_out.shape[1]
-    job.n_workers = n_workers
+    _set_phi_out(&job, phi_out)
     with nogil:
         _run(&job, &X[0, 0])
 

@@ -3,9 +3,10 @@
 Design notes
 ------------
 The conventions are those of ``_kernels`` (its design notes 2 to 6: slots with their own
-partial sums, ``n_workers``, ``_set_serial`` after ``fork``, BLAS on per-chunk blocks, no
-checks and no GIL inside, the constant feature added on the fly); what differs is the
-width of a prediction.
+partial sums, ``n_workers``, ``set_serial`` after ``fork``, BLAS on per-chunk blocks, no
+checks and no GIL inside, the constant feature added on the fly), and so is the skeleton of
+a pass (``_pass.pxi``: the job, the slots and their runner, the MLP's workspace blocks and
+features); what differs is the width of a prediction.
 
 1. What is computed.  For every sample, the scores ``p_i = W x_i + A phi_i`` (``c``
    entries; ``W`` is c x d, ``A`` is c x k, made by the caller from its head: ``W V`` for
@@ -28,8 +29,9 @@ width of a prediction.
    Hessian in ``p``; outputs ``VX = RR^T X``, ``VP = RR^T Phi + R^T RPhi``,
    ``GP = R^T Phi`` and the MLP part by ``_r_backward`` with ``G = R A``,
    ``RG = RR A + R dA``.
-3. Memory.  A slot's workspace is that of ``_kernels`` plus two m x c blocks (``P``,
-   ``RP``) and a chunk x c block of doubles (the softmax's exponentials); the caller's ``R``
+3. Memory.  A slot's workspace is the MLP's blocks (as in ``_kernels``), two m x c blocks
+   (``P``, ``RP``) and a chunk x (c + 1) block of doubles (the softmax's exponentials and
+   row maxima; the column sums of the constant feature); the caller's ``R``
    (and ``Q``) are n x c in the data's dtype.  The exponentials of the softmax are
    ``rc_exp`` (rc_math.h, a few ulp), one per score, in one vectorised loop over the chunk
    (rc_elementwise.h).
@@ -50,11 +52,7 @@ from _blas cimport gemm_rm
 from _activation cimport act_apply, mul, scale, rdelta
 
 include "_mlp.pxi"
-
-cdef enum:
-    MODE_VALUE_GRAD = 0
-    MODE_HVP = 1
-    MODE_PREDICT = 3
+include "_pass.pxi"
 
 cdef enum:
     VLOSS_EXTERNAL = -1   # R (and Q) already hold the point: read them
@@ -64,65 +62,20 @@ cdef enum:
 VLOSS_CODES = {"squared": VLOSS_SQUARED, "cross_entropy": VLOSS_CROSS_ENTROPY}
 VLOSS_CODE_EXTERNAL = VLOSS_EXTERNAL
 
-# 1: every slot runs on the calling thread (set in a forked child, as in _kernels).
-cdef int _serial = 0
 
-
-def _set_serial(bint serial):
-    """Run the slots of every later call on the calling thread (``True``) or each on a
-    thread of its own (``False``); the results depend on the slots alone, not on this."""
-    global _serial
-    _serial = serial
-
-
-cdef struct VJob:
-    int mode
-    int loss          # >= 0: loss code, R, Q, l are computed here; VLOSS_EXTERNAL: given
-    int need_theta
-    int const_feat
-    Py_ssize_t n, d, k, kf, c, chunk, n_slots
-    int n_workers
-    MLP net
-    void* X
-    void* Phi
-    void* y           # n x c targets (squared) or n labels (cross-entropy)
-    void* s
-    void* theta
-    void* W           # c x d
-    void* A           # c x k
-    void* dW
-    void* dA
-    void* dtheta
-    void* R           # n x c
-    void* Q           # n x c softmax (cross-entropy), else NULL
-    void* l           # n
-    void* p_out       # n x c
-    void* phi_out
-    Py_ssize_t phi_cols
-    double* value_out
-    void* vx_out      # slots x c x d
-    void* vp_out      # slots x c x k
-    void* g_out       # slots x c x k
-    void* vtheta_out  # slots x n_theta
-    int* status
-
-
-cdef inline Py_ssize_t _ws_entries(Py_ssize_t mc, Py_ssize_t sumw, Py_ssize_t maxw,
-                                   Py_ssize_t c) noexcept nogil:
-    """Entries of a slot's workspace (layout in _process_slot); the formula of
-    workspace_entries."""
-    return 5 * mc * sumw + 4 * mc * maxw + 2 * mc * c + 1
+cdef inline Py_ssize_t _ws_entries(const MLP* net, Py_ssize_t mc, Py_ssize_t c) noexcept nogil:
+    """Entries of a slot's workspace: the MLP's blocks (_carve), then P and RP (mc x c
+    each); the formula of workspace_entries."""
+    return _mlp_entries(net, mc) + 2 * mc * c + 1
 
 
 def workspace_entries(chunk, dims, c):
     """Entries of one slot's workspace for chunks of ``chunk`` samples, the MLP
     ``dims = [d, h_1, ..., h_L]`` and ``c`` outputs, in Python integers."""
-    widths = [int(h) for h in dims[1:]]
-    chunk, sumw, maxw = int(chunk), sum(widths), max(widths, default=1)
-    return 5 * chunk * sumw + 4 * chunk * maxw + 2 * chunk * int(c) + 1
+    return _mlp_entries_py(chunk, dims) + 2 * int(chunk) * int(c) + 1
 
 
-cdef void _scores(VJob* job, Py_ssize_t m, const floating* Xc, const floating* Phic,
+cdef void _scores(Job* job, Py_ssize_t m, const floating* Xc, const floating* Phic,
                   const floating* W, const floating* A, floating* P) noexcept nogil:
     """P (m x c) = Xc W^T + Phic A[:, :kf]^T (+ A[:, kf] with the constant feature)."""
     cdef Py_ssize_t i, j, c = job.c, kf = job.kf
@@ -134,13 +87,13 @@ cdef void _scores(VJob* job, Py_ssize_t m, const floating* Xc, const floating* P
                 P[i * c + j] += A[j * job.k + kf]
 
 
-cdef double _loss_chunk(VJob* job, Py_ssize_t m, Py_ssize_t row0, const floating* P,
+cdef double _loss_chunk(Job* job, Py_ssize_t m, Py_ssize_t row0, const floating* P,
                         double* e) noexcept nogil:
     """R = s dl/dp (and Q = softmax, l) for the chunk's rows; returns sum_i s_i l_i.
-    ``e`` is a scratch block of m x c doubles."""
+    ``e`` is a scratch block of m x (c + 1) doubles."""
     cdef Py_ssize_t i, j, c = job.c
     cdef const floating* s = <const floating*> job.s + row0
-    cdef floating* R = <floating*> job.R + row0 * c
+    cdef floating* R = <floating*> job.r + row0 * c
     cdef floating* lout = <floating*> job.l + row0
     cdef const floating* y
     cdef const floating* p
@@ -150,10 +103,10 @@ cdef double _loss_chunk(VJob* job, Py_ssize_t m, Py_ssize_t row0, const floating
         # in one vectorised loop
         if floating is float:
             return rc_softmax_ce_f32(m, c, P, <const float*> job.y + row0, s,
-                                     <float*> job.Q + row0 * c, R, lout, e)
+                                     <float*> job.q + row0 * c, R, lout, e)
         else:
-                return rc_softmax_ce_f64(m, c, P, <const double*> job.y + row0, s,
-                                     <double*> job.Q + row0 * c, R, lout, e)
+            return rc_softmax_ce_f64(m, c, P, <const double*> job.y + row0, s,
+                                     <double*> job.q + row0 * c, R, lout, e)
     for i in range(m):
         p = P + i * c
         y = <const floating*> job.y + (row0 + i) * c
@@ -167,18 +120,18 @@ cdef double _loss_chunk(VJob* job, Py_ssize_t m, Py_ssize_t row0, const floating
     return val
 
 
-cdef void _hess_apply(VJob* job, Py_ssize_t m, Py_ssize_t row0, floating* RP) noexcept nogil:
+cdef void _hess_apply(Job* job, Py_ssize_t m, Py_ssize_t row0, floating* RP) noexcept nogil:
     """In place RP_i <- s_i H_i RP_i, H_i the loss Hessian in p (I, or diag(pi) - pi pi^T)."""
     cdef Py_ssize_t i, j, c = job.c
     cdef const floating* s = <const floating*> job.s + row0
     cdef const floating* Q
     cdef double dot
-    if job.Q == NULL:
+    if job.q == NULL:
         for i in range(m):
             for j in range(c):
                 RP[i * c + j] = s[i] * RP[i * c + j]
         return
-    Q = <const floating*> job.Q + row0 * c
+    Q = <const floating*> job.q + row0 * c
     for i in range(m):
         dot = 0
         for j in range(c):
@@ -202,19 +155,27 @@ cdef void _add_col_sums(const floating* M, Py_ssize_t m, Py_ssize_t c, floating*
         out[j * stride] += <floating> acc[j]
 
 
-cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogil:
+cdef void _add_transposed(Job* job, Py_ssize_t m, const floating* Xc, const floating* Phic,
+                          const floating* M, floating* vx, floating* vp,
+                          double* acc) noexcept nogil:
+    """vx += M^T Xc (c x d; unless vx is NULL), vp += M^T [Phic, 1] (c x k, the 1 with the
+    constant feature) for the chunk's m x c block M; acc: c doubles of scratch."""
+    cdef Py_ssize_t c = job.c, d = job.d, k = job.k, kf = job.kf
+    if vx != NULL:
+        gemm_rm(True, False, c, d, m, 1, M, c, Xc, d, 1, vx, d)
+    gemm_rm(True, False, c, kf, m, 1, M, c, Phic, kf, 1, vp, k)
+    if job.const_feat:
+        _add_col_sums(M, m, c, vp + kf, k, acc)
+
+
+cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil:
     """All chunks of slot t; returns 0, or 1 when the workspace cannot be allocated."""
     cdef Py_ssize_t n = job.n, d = job.d, k = job.k, kf = job.kf, c = job.c
     cdef Py_ssize_t L = job.net.L, mc = job.chunk
-    cdef Py_ssize_t nc = (n + mc - 1) // mc
-    cdef Py_ssize_t c0 = nc * t // job.n_slots, c1 = nc * (t + 1) // job.n_slots
-    cdef Py_ssize_t ch, l, i, m, row0, off
+    cdef Py_ssize_t c0, c1, ch, m, row0
     cdef int mode = job.mode, hvp_theta = job.mode == MODE_HVP and job.need_theta
-    cdef int cf = job.const_feat
-    cdef const floating* theta = <const floating*> job.theta
-    cdef const floating* dtheta = <const floating*> job.dtheta
-    cdef const floating* W = <const floating*> job.W
-    cdef const floating* A = <const floating*> job.A
+    cdef const floating* W = <const floating*> job.w
+    cdef const floating* A = <const floating*> job.a
     cdef const floating* Xc
     cdef const floating* Phic
     cdef const floating* Rc
@@ -225,10 +186,7 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
     cdef floating* ws
     cdef floating* P
     cdef floating* RP
-    cdef floating* G
-    cdef floating* Gn
-    cdef floating* RG
-    cdef floating* RGn
+    cdef floating* G[4]       # G, Gn, RG, RGn
     cdef floating* H[MAX_LAYERS]
     cdef floating* D1[MAX_LAYERS]
     cdef floating* D2[MAX_LAYERS]
@@ -236,28 +194,17 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
     cdef floating* RH[MAX_LAYERS]
     cdef double val = 0
     cdef double* e
+    _slot_chunks(job, t, &c0, &c1)
     if c0 >= c1:
         return 0
-    ws = <floating*> malloc(_ws_entries(mc, job.net.sumw, job.net.maxw, c) * sizeof(floating))
+    ws = <floating*> malloc(_ws_entries(&job.net, mc, c) * sizeof(floating))
     if ws == NULL:
         return 1
-    e = <double*> malloc(mc * c * sizeof(double))
+    e = <double*> malloc(mc * (c + 1) * sizeof(double))
     if e == NULL:
         free(ws)
         return 1
-    off = 0
-    for l in range(L):
-        H[l] = ws + off
-        D1[l] = ws + off + mc * job.net.dims[l + 1]
-        D2[l] = ws + off + 2 * mc * job.net.dims[l + 1]
-        RZ[l] = ws + off + 3 * mc * job.net.dims[l + 1]
-        RH[l] = ws + off + 4 * mc * job.net.dims[l + 1]
-        off += 5 * mc * job.net.dims[l + 1]
-    G = ws + off
-    Gn = G + mc * job.net.maxw
-    RG = Gn + mc * job.net.maxw
-    RGn = RG + mc * job.net.maxw
-    P = RGn + mc * job.net.maxw
+    P = _carve(&job.net, mc, ws, H, D1, D2, RZ, RH, G)
     RP = P + mc * c
 
     vx = <floating*> job.vx_out + t * c * d if job.vx_out != NULL else NULL
@@ -269,81 +216,48 @@ cdef int _process_slot(VJob* job, Py_ssize_t t, const floating* X) noexcept nogi
         row0 = ch * mc
         m = mc if n - row0 > mc else n - row0
         Xc = X + row0 * d
-
-        if L > 0:
-            if mode == MODE_VALUE_GRAD and job.need_theta:
-                _forward(&job.net, m, Xc, theta, H, D1, <floating**> NULL)
-            elif hvp_theta:
-                _forward(&job.net, m, Xc, theta, H, D1, D2)
-                _r_forward(&job.net, m, Xc, theta, dtheta, H, D1, RZ, RH)
-            else:
-                _forward(&job.net, m, Xc, theta, H, <floating**> NULL, <floating**> NULL)
-            Phic = H[L - 1]
-        else:
-            Phic = <const floating*> job.Phi + row0 * kf
+        Phic = _features(job, m, row0, Xc, H, D1, D2, RZ, RH)
 
         if mode == MODE_PREDICT:
             _scores(job, m, Xc, Phic, W, A, <floating*> job.p_out + row0 * c)
-            if job.phi_out != NULL and job.phi_cols == kf:
-                memcpy(<floating*> job.phi_out + row0 * kf, Phic, m * kf * sizeof(floating))
-            elif job.phi_out != NULL:  # rows [f_i, 1]
-                for i in range(m):
-                    memcpy(<floating*> job.phi_out + (row0 + i) * k, Phic + i * kf,
-                           kf * sizeof(floating))
-                    (<floating*> job.phi_out)[(row0 + i) * k + kf] = 1
+            _copy_features(job, m, row0, Phic)
             continue
 
         if job.loss != VLOSS_EXTERNAL:
             _scores(job, m, Xc, Phic, W, A, P)
             val += _loss_chunk(job, m, row0, P, e)
-        Rc = <const floating*> job.R + row0 * c
+        Rc = <const floating*> job.r + row0 * c
 
         if mode == MODE_VALUE_GRAD:
             # SX += R^T Xc, SP[:, :kf] += R^T Phic, SP[:, kf] += 1^T R
-            gemm_rm(True, False, c, d, m, 1, Rc, c, Xc, d, 1, vx, d)
-            gemm_rm(True, False, c, kf, m, 1, Rc, c, Phic, kf, 1, vp, k)
-            if cf:
-                _add_col_sums(Rc, m, c, vp + kf, k, e)
+            _add_transposed(job, m, Xc, Phic, Rc, vx, vp, e)
             if job.need_theta and L > 0:
                 # G = R A[:, :kf] (m x kf)
-                gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G, kf)
-                _backward(&job.net, m, Xc, theta, H, D1, G, Gn, vtheta)
+                gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G[0], kf)
+                _backward(&job.net, m, Xc, <const floating*> job.theta, H, D1, G[0], G[1],
+                          vtheta)
             continue
 
         # MODE_HVP: RP = Xc dW^T + Phic dA^T (+ dA[:, kf]) + RPhi A^T; RR = s H RP (in RP)
-        _scores(job, m, Xc, Phic, <const floating*> job.dW, <const floating*> job.dA, RP)
+        _scores(job, m, Xc, Phic, <const floating*> job.dw, <const floating*> job.da, RP)
         if hvp_theta and L > 0:
             gemm_rm(False, True, m, c, kf, 1, RH[L - 1], kf, A, k, 1, RP, c)
         _hess_apply(job, m, row0, RP)
-        gemm_rm(True, False, c, d, m, 1, RP, c, Xc, d, 1, vx, d)
-        gemm_rm(True, False, c, kf, m, 1, RP, c, Phic, kf, 1, vp, k)
-        gemm_rm(True, False, c, kf, m, 1, Rc, c, Phic, kf, 1, gslot, k)
-        if cf:
-            _add_col_sums(RP, m, c, vp + kf, k, e)
-            _add_col_sums(Rc, m, c, gslot + kf, k, e)
+        _add_transposed(job, m, Xc, Phic, RP, vx, vp, e)
+        _add_transposed(job, m, Xc, Phic, Rc, NULL, gslot, e)
         if hvp_theta and L > 0:
             gemm_rm(True, False, c, kf, m, 1, Rc, c, RH[L - 1], kf, 1, vp, k)
             # G = R A, RG = RR A + R dA (A, dA restricted to the MLP's outputs)
-            gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G, kf)
-            gemm_rm(False, False, m, kf, c, 1, RP, c, A, k, 0, RG, kf)
-            gemm_rm(False, False, m, kf, c, 1, Rc, c, <const floating*> job.dA, k, 1, RG, kf)
-            _r_backward(&job.net, m, Xc, theta, dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn,
-                        vtheta)
+            gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G[0], kf)
+            gemm_rm(False, False, m, kf, c, 1, RP, c, A, k, 0, G[2], kf)
+            gemm_rm(False, False, m, kf, c, 1, Rc, c, <const floating*> job.da, k, 1, G[2], kf)
+            _r_backward(&job.net, m, Xc, <const floating*> job.theta,
+                        <const floating*> job.dtheta, H, D1, D2, RZ, RH, G[0], G[2], G[1],
+                        G[3], vtheta)
     job.value_out[t] = val
     free(e)
     free(ws)
     return 0
-
-
-cdef void _run(VJob* job, const floating* X) noexcept nogil:
-    cdef Py_ssize_t t
-    cdef int workers = job.n_slots
-    if _serial:
-        workers = 1
-    elif 0 < job.n_workers < job.n_slots:
-        workers = job.n_workers
-    for t in prange(job.n_slots, schedule="static", num_threads=workers):
-        job.status[t] = _process_slot(job, t, X)
 
 
 cdef inline void* _ptr3(const floating[:, :, ::1] v) noexcept:
@@ -351,38 +265,17 @@ cdef inline void* _ptr3(const floating[:, :, ::1] v) noexcept:
             else NULL)
 
 
-cdef void _setup(VJob* job, int mode, const floating[:, ::1] X, const floating[:, ::1] Phi,
-                 const floating[::1] s, const floating[::1] theta,
+cdef void _setup(Job* job, int mode, const floating[:, ::1] X, const floating[:, ::1] Phi,
+                 const floating[:, ::1] y, const floating[::1] s, const floating[::1] theta,
                  const Py_ssize_t[::1] dims, int bias, int act, int const_feat,
                  const floating[:, ::1] W, const floating[:, ::1] A, int loss,
                  int need_theta, Py_ssize_t chunk, Py_ssize_t n_slots, int n_workers,
                  double[::1] value_out, int[::1] status) noexcept:
-    """Sizes, the MLP and the shared inputs of a job; the mode-specific pointers NULL."""
-    job.mode = mode
-    job.n = X.shape[0]
-    job.d = X.shape[1]
-    job.c = W.shape[0]
-    job.k = A.shape[1]
-    job.const_feat = const_feat
-    job.kf = job.k - const_feat
-    job.phi_cols = 0
-    _mlp_setup(&job.net, dims, bias, act)
-    job.loss = loss
-    job.need_theta = need_theta
-    job.chunk = max(min(chunk, job.n), 1)
-    job.n_slots = n_slots
-    job.n_workers = n_workers
-    job.value_out = &value_out[0]
-    job.status = &status[0]
-    job.X = _ptr2(X)
-    job.Phi = _ptr2(Phi)
-    job.s = _ptr1(s)
-    job.theta = _ptr1(theta)
-    job.W = _ptr2(W)
-    job.A = _ptr2(A)
-    job.y = job.dW = job.dA = job.dtheta = job.R = job.Q = job.l = NULL
-    job.p_out = job.phi_out = NULL
-    job.vx_out = job.vp_out = job.g_out = job.vtheta_out = NULL
+    """_setup_job for c outputs: W is c x d, A is c x k, y is n x c or n x 1."""
+    _setup_job(job, mode, X, Phi, s, theta, dims, bias, act, const_feat, _ptr2(W), _ptr2(A),
+               W.shape[0], A.shape[1], loss, need_theta, chunk, n_slots, n_workers, value_out,
+               status)
+    job.y = _ptr2(y)
 
 
 def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
@@ -402,12 +295,11 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
     ``vp_out[t] = R^T Phi`` and ``vtheta_out[t]`` by back-propagating ``R A`` (when
     ``need_theta``).  Outputs are added to; the caller zeroes them.
     """
-    cdef VJob job
-    _setup(&job, MODE_VALUE_GRAD, X, Phi, s, theta, dims, bias, act, const_feat, W, A, loss,
-           need_theta, chunk, n_threads, n_workers, value_out, status)
-    job.y = _ptr2(y)
-    job.R = &R[0, 0]
-    job.Q = _ptr2(Q)
+    cdef Job job
+    _setup(&job, MODE_VALUE_GRAD, X, Phi, y, s, theta, dims, bias, act, const_feat, W, A,
+           loss, need_theta, chunk, n_threads, n_workers, value_out, status)
+    job.r = &R[0, 0]
+    job.q = _ptr2(Q)
     job.l = &l[0]
     job.vx_out = &vx_out[0, 0, 0]
     job.vp_out = _ptr3(vp_out)
@@ -432,15 +324,14 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
     directional derivative of the MLP gradient.  ``R``, ``Q``, ``l`` as in
     :func:`value_grad`.
     """
-    cdef VJob job
-    _setup(&job, MODE_HVP, X, Phi, s, theta, dims, bias, act, const_feat, W, A, loss,
+    cdef Job job
+    _setup(&job, MODE_HVP, X, Phi, y, s, theta, dims, bias, act, const_feat, W, A, loss,
            need_theta, chunk, n_threads, n_workers, value_out, status)
-    job.y = _ptr2(y)
-    job.dW = _ptr2(dW)
-    job.dA = _ptr2(dA)
+    job.dw = _ptr2(dW)
+    job.da = _ptr2(dA)
     job.dtheta = _ptr1(dtheta)
-    job.R = &R[0, 0]
-    job.Q = _ptr2(Q)
+    job.r = &R[0, 0]
+    job.q = _ptr2(Q)
     job.l = &l[0]
     job.vx_out = &vx_out[0, 0, 0]
     job.vp_out = _ptr3(vp_out)
@@ -457,11 +348,10 @@ def predict(const floating[:, ::1] X, const floating[:, ::1] Phi, const floating
             Py_ssize_t chunk, int n_threads, int n_workers=0):
     """``p_out = X W^T + Phi A^T`` (n x c, plus ``A[:, -1]`` with the constant feature);
     the features also go to ``phi_out`` when it has ``n`` rows (as in ``_kernels.predict``)."""
-    cdef VJob job
-    _setup(&job, MODE_PREDICT, X, Phi, theta[:0], theta, dims, bias, act, const_feat, W, A,
-           VLOSS_EXTERNAL, 0, chunk, n_threads, n_workers, value_out, status)
+    cdef Job job
+    _setup(&job, MODE_PREDICT, X, Phi, p_out[:0], theta[:0], theta, dims, bias, act,
+           const_feat, W, A, VLOSS_EXTERNAL, 0, chunk, n_threads, n_workers, value_out, status)
     job.p_out = &p_out[0, 0]
-    job.phi_out = _ptr2(phi_out) if phi_out.shape[0] == X.shape[0] else NULL
-    job.phi_cols = phi_out.shape[1]
+    _set_phi_out(&job, phi_out)
     with nogil:
         _run(&job, &X[0, 0])

@@ -26,7 +26,8 @@
  *   rc_scale_*(n, g, d)                g <- g * d
  *   rc_rdelta_*(n, RG, G, D1, D2, RZ)  RG <- RG D1 + G D2 RZ, G <- G D1 (R-back-propagation)
  *   rc_softmax_ce_*(m, c, P, y, s, Q, R, l, e)  softmax cross-entropy of m rows of c scores
- *                                      (e: scratch of m * c doubles); returns sum s_i l_i
+ *                                      (e: scratch of m * (c + 1) doubles); returns
+ *                                      sum s_i l_i
  */
 #ifndef RC_ELEMENTWISE_H
 #define RC_ELEMENTWISE_H

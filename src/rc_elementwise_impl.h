@@ -183,8 +183,9 @@ RC_INLINE void RC_NAME(rc_exp_inplace)(ptrdiff_t n, double* restrict e)
 
 /* Softmax cross-entropy l_i = logsumexp(P_i) - P_{i, y_i} of m rows of c scores (y holds
  * the labels as floats): Q = softmax(P), R_i = s_i (Q_i - e_{y_i}), l; returns
- * sum_i s_i l_i.  e_ij = exp(P_ij - max_j P_ij) in (0, 1] (no overflow) over the whole block
- * at once, then the row sums in order. */
+ * sum_i s_i l_i.  e (m (c + 1) doubles of scratch): first e_ij = exp(P_ij - mx_i) in (0, 1]
+ * (no overflow), mx_i = max_j P_ij, over the whole block at once; the row maxima after them,
+ * e[m c + i]; then the row sums in order. */
 RC_CLONES RC_STATIC double RC_NAME(rc_softmax_ce)(ptrdiff_t m, ptrdiff_t c, const T* restrict P,
                                                const T* restrict y, const T* restrict s,
                                                T* restrict Q, T* restrict R, T* restrict l,
@@ -192,23 +193,22 @@ RC_CLONES RC_STATIC double RC_NAME(rc_softmax_ce)(ptrdiff_t m, ptrdiff_t c, cons
 {
     ptrdiff_t i, j, yi;
     double val = 0, mx, tot, lv, pi;
+    double* restrict rowmax = e + m * c;
     for (i = 0; i < m; i++) {
         mx = P[i * c];
         for (j = 1; j < c; j++)
             mx = P[i * c + j] > mx ? P[i * c + j] : mx;
+        rowmax[i] = mx;
         for (j = 0; j < c; j++)
             e[i * c + j] = (double) P[i * c + j] - mx;
     }
     RC_NAME(rc_exp_inplace)(m * c, e);
     for (i = 0; i < m; i++) {
         yi = (ptrdiff_t) y[i];
-        mx = P[i * c];
-        for (j = 1; j < c; j++)
-            mx = P[i * c + j] > mx ? P[i * c + j] : mx;
         tot = 0;
         for (j = 0; j < c; j++)
             tot += e[i * c + j];
-        lv = mx + log(tot) - (double) P[i * c + yi];
+        lv = rowmax[i] + log(tot) - (double) P[i * c + yi];
         for (j = 0; j < c; j++) {
             pi = e[i * c + j] / tot;
             Q[i * c + j] = (T) pi;

@@ -136,8 +136,7 @@ MAX_DECLARED_REACHES = 3
 PENDING_REACHES = {
     "_dask.py: engine._weights", "_dask.py: engine._w", "_lipschitz_bounds.py: objective._theta",
     "_loops.py: fn._cache", "_reduced_spectrum.py: certify_vector._stats",
-    "_reduced_spectrum.py: certify_vector._split_range", "_threads.py: _kernels._set_serial",
-    "_threads.py: _vkernels._set_serial", "lipschitz.py: region._linear_max",
+    "_reduced_spectrum.py: certify_vector._split_range", "lipschitz.py: region._linear_max",
     "optim.py: _loops._project", "optim.py: _loops._SQUARED",
     "_dask.py: from ._sources import _check_feature_columns",
     "_dask.py: from ._sources import _check_meta", "_dask_studies.py: from ._dask import _dask",
