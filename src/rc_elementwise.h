@@ -100,24 +100,13 @@ static inline int rc_dispatching(void) { return RC_CLONED; }
  * the odd series of atanh to s^23 is below 1e-17 relative.  A few ulp. */
 RC_INLINE double rc_log1p01(double x)
 {
-    const double ln2_hi = 6.93147180369123816490e-01;
-    const double ln2_lo = 1.90821492927058770002e-10;
+    static const double c[] = {1.0 / 23, 1.0 / 21, 1.0 / 19, 1.0 / 17, 1.0 / 15, 1.0 / 13,
+                               1.0 / 11, 1.0 / 9, 1.0 / 7, 1.0 / 5, 1.0 / 3};
     int big = x > 0.41421356237309503;
     double s = (big ? x - 1.0 : x) / (big ? x + 3.0 : x + 2.0);
     double s2 = s * s;
-    double p = 1.0 / 23;
-    p = p * s2 + 1.0 / 21;
-    p = p * s2 + 1.0 / 19;
-    p = p * s2 + 1.0 / 17;
-    p = p * s2 + 1.0 / 15;
-    p = p * s2 + 1.0 / 13;
-    p = p * s2 + 1.0 / 11;
-    p = p * s2 + 1.0 / 9;
-    p = p * s2 + 1.0 / 7;
-    p = p * s2 + 1.0 / 5;
-    p = p * s2 + 1.0 / 3;
-    double tail = 2.0 * s * s2 * p;
-    return big ? ln2_hi + (2.0 * s + (tail + ln2_lo)) : 2.0 * s + tail;
+    double tail = 2.0 * s * s2 * rc_horner(s2, c, 11);
+    return big ? RC_LN2_HI + (2.0 * s + (tail + RC_LN2_LO)) : 2.0 * s + tail;
 }
 
 /* exp(-a) for a >= 0, exactly 0 past 708 (where rc_exp clamps). */

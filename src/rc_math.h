@@ -24,17 +24,39 @@
 #include <string.h>
 #include <math.h>
 
+/* ln 2 = RC_LN2_HI + RC_LN2_LO: the head has trailing zero bits, so k RC_LN2_HI is exact
+ * for the integers k of rc_reduce. */
+#define RC_LN2_HI 6.93147180369123816490e-01
+#define RC_LN2_LO 1.90821492927058770002e-10
+
+/* c[0] x^(n-1) + c[1] x^(n-2) + ... + c[n-1] by Horner's rule, in double and in float.  The
+ * callers pass a constant n and table: gcc unrolls the loop, and their loops still
+ * vectorise (tests/test_vectorisation.py). */
+static inline double rc_horner(double x, const double* c, int n)
+{
+    double p = c[0];
+    for (int i = 1; i < n; i++)
+        p = p * x + c[i];
+    return p;
+}
+
+static inline float rc_hornerf(float x, const float* c, int n)
+{
+    float p = c[0];
+    for (int i = 1; i < n; i++)
+        p = p * x + c[i];
+    return p;
+}
+
 /* x = k ln2 + r with |r| <= ln2/2: returns 2^k (built in the exponent bits; k within the
  * normal range for the callers' |x| <= 709) and stores r. */
 static inline double rc_reduce(double x, double* r)
 {
     const double log2e = 1.4426950408889634074;
-    const double ln2_hi = 6.93147180369123816490e-01;
-    const double ln2_lo = 1.90821492927058770002e-10;
     const double shifter = 6755399441055744.0; /* 1.5 * 2^52: rounds to an integer */
     double t = x * log2e + shifter;
     double k = t - shifter;
-    *r = (x - k * ln2_hi) - k * ln2_lo;
+    *r = (x - k * RC_LN2_HI) - k * RC_LN2_LO;
     int64_t ti;
     memcpy(&ti, &t, sizeof ti);
     int64_t bits = (ti - (int64_t)0x4338000000000000LL + 1023) << 52;
@@ -46,19 +68,10 @@ static inline double rc_reduce(double x, double* r)
 /* (exp(r) - 1 - r) / r^2 = sum_{j >= 2} r^(j-2) / j!, to degree 13 in exp. */
 static inline double rc_expm1_tail(double r)
 {
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    return p;
+    static const double c[] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0,
+                               1.0 / 3628800.0, 1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0,
+                               1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5};
+    return rc_horner(r, c, 12);
 }
 
 static inline double rc_exp(double x)
@@ -80,20 +93,17 @@ static inline double rc_tanh(double x)
 
 static inline float rc_tanhf(float x)
 {
+    static const float num[] = {-2.76076847742355e-16f, 2.00018790482477e-13f,
+                                -8.60467152213735e-11f, 5.12229709037114e-08f,
+                                1.48572235717979e-05f, 6.37261928875436e-04f,
+                                4.89352455891786e-03f};
+    static const float den[] = {1.19825839466702e-06f, 1.18534705686654e-04f,
+                                2.26843463243900e-03f, 4.89352518554385e-03f};
     const float clamp = 7.90531110763549805f;
     float c = x < -clamp ? -clamp : (x > clamp ? clamp : x);
     float x2 = c * c;
-    float p = -2.76076847742355e-16f;
-    p = p * x2 + 2.00018790482477e-13f;
-    p = p * x2 - 8.60467152213735e-11f;
-    p = p * x2 + 5.12229709037114e-08f;
-    p = p * x2 + 1.48572235717979e-05f;
-    p = p * x2 + 6.37261928875436e-04f;
-    p = p * x2 + 4.89352455891786e-03f;
-    float q = 1.19825839466702e-06f;
-    q = q * x2 + 1.18534705686654e-04f;
-    q = q * x2 + 2.26843463243900e-03f;
-    q = q * x2 + 4.89352518554385e-03f;
+    float p = rc_hornerf(x2, num, 7);
+    float q = rc_hornerf(x2, den, 4);
     return (x < 4e-4f && x > -4e-4f) ? x : c * p / q;
 }
 
