@@ -316,11 +316,7 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
     cdef Job job
     _setup(&job, MODE_VALUE_GRAD, X, Phi, y, s, theta, dims, bias, act, const_feat, w, a,
            loss, need_theta, chunk, n_threads, n_workers, value_out, status)
-    job.r = &r[0]
-    job.q = &q[0]
-    job.l = &l[0]
-    job.vx_out = &vx_out[0, 0]
-    job.vp_out = _ptr2(vp_out)
+    _set_gradient_buffers(&job, &r[0], &q[0], &l[0], &vx_out[0, 0], _ptr2(vp_out))
     job.vtheta_out = _ptr2(vtheta_out)
     with nogil:
         _run(&job, &X[0, 0])
@@ -350,11 +346,7 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
     job.dw = _ptr1(dw)
     job.da = _ptr1(Ra)
     job.dtheta = _ptr1(dtheta)
-    job.r = &r[0]
-    job.q = &q[0]
-    job.l = &l[0]
-    job.vx_out = &vx_out[0, 0]
-    job.vp_out = _ptr2(vp_out)
+    _set_gradient_buffers(&job, &r[0], &q[0], &l[0], &vx_out[0, 0], _ptr2(vp_out))
     job.g_out = _ptr2(g_out)
     job.vtheta_out = _ptr2(vtheta_out)
     with nogil:
@@ -378,11 +370,7 @@ def gram(const floating[:, ::1] X, const floating[:, ::1] Phi,
     cdef Job job
     _setup(&job, MODE_GRAM, X, Phi, y, s, theta, dims, bias, act, const_feat, w, a, loss,
            0, chunk, n_threads, n_workers, value_out, status)
-    job.r = &r[0]
-    job.q = &q[0]
-    job.l = &l[0]
-    job.vx_out = &vx_out[0, 0]
-    job.vp_out = _ptr2(vp_out)
+    _set_gradient_buffers(&job, &r[0], &q[0], &l[0], &vx_out[0, 0], _ptr2(vp_out))
     job.gram_out = &gram_out[0, 0, 0]
     with nogil:
         _run(&job, &X[0, 0])

@@ -94,6 +94,17 @@ cdef void _setup_job(Job* job, int mode, const floating[:, ::1] X,
     job.vx_out = job.vp_out = job.g_out = job.vtheta_out = job.gram_out = NULL
 
 
+cdef void _set_gradient_buffers(Job* job, void* r, void* q, void* l, void* vx_out,
+                                void* vp_out) noexcept:
+    """What every mode but ``predict`` writes: the per-sample r, q and losses l (or reads:
+    r and q of an external loss) and the slots' sums vx (X^T r) and vp (Phi^T r)."""
+    job.r = r
+    job.q = q
+    job.l = l
+    job.vx_out = vx_out
+    job.vp_out = vp_out
+
+
 cdef void _set_phi_out(Job* job, const floating[:, ::1] phi_out) noexcept:
     """``predict`` also writes the features when ``phi_out`` has ``n`` rows."""
     job.phi_out = _ptr2(phi_out) if phi_out.shape[0] == job.n else NULL

@@ -298,11 +298,7 @@ def value_grad(const floating[:, ::1] X, const floating[:, ::1] Phi,
     cdef Job job
     _setup(&job, MODE_VALUE_GRAD, X, Phi, y, s, theta, dims, bias, act, const_feat, W, A,
            loss, need_theta, chunk, n_threads, n_workers, value_out, status)
-    job.r = &R[0, 0]
-    job.q = _ptr2(Q)
-    job.l = &l[0]
-    job.vx_out = &vx_out[0, 0, 0]
-    job.vp_out = _ptr3(vp_out)
+    _set_gradient_buffers(&job, &R[0, 0], _ptr2(Q), &l[0], &vx_out[0, 0, 0], _ptr3(vp_out))
     job.vtheta_out = _ptr2(vtheta_out)
     with nogil:
         _run(&job, &X[0, 0])
@@ -330,11 +326,7 @@ def hvp(const floating[:, ::1] X, const floating[:, ::1] Phi,
     job.dw = _ptr2(dW)
     job.da = _ptr2(dA)
     job.dtheta = _ptr1(dtheta)
-    job.r = &R[0, 0]
-    job.q = _ptr2(Q)
-    job.l = &l[0]
-    job.vx_out = &vx_out[0, 0, 0]
-    job.vp_out = _ptr3(vp_out)
+    _set_gradient_buffers(&job, &R[0, 0], _ptr2(Q), &l[0], &vx_out[0, 0, 0], _ptr3(vp_out))
     job.g_out = _ptr3(g_out)
     job.vtheta_out = _ptr2(vtheta_out)
     with nogil:

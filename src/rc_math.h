@@ -32,21 +32,17 @@
 /* c[0] x^(n-1) + c[1] x^(n-2) + ... + c[n-1] by Horner's rule, in double and in float.  The
  * callers pass a constant n and table: gcc unrolls the loop, and their loops still
  * vectorise (tests/test_vectorisation.py). */
-static inline double rc_horner(double x, const double* c, int n)
-{
-    double p = c[0];
-    for (int i = 1; i < n; i++)
-        p = p * x + c[i];
-    return p;
-}
-
-static inline float rc_hornerf(float x, const float* c, int n)
-{
-    float p = c[0];
-    for (int i = 1; i < n; i++)
-        p = p * x + c[i];
-    return p;
-}
+#define RC_HORNER(NAME, T)                                                  \
+    static inline T NAME(T x, const T* c, int n)                            \
+    {                                                                       \
+        T p = c[0];                                                         \
+        for (int i = 1; i < n; i++)                                         \
+            p = p * x + c[i];                                               \
+        return p;                                                           \
+    }
+RC_HORNER(rc_horner, double)
+RC_HORNER(rc_hornerf, float)
+#undef RC_HORNER
 
 /* x = k ln2 + r with |r| <= ln2/2: returns 2^k (built in the exponent bits; k within the
  * normal range for the callers' |x| <= 709) and stores r. */
