@@ -201,7 +201,10 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     cdef floating* p
     cdef floating* Rp
     cdef floating* Y
-    cdef floating* G[4]       # G, Gn, RG, RGn
+    cdef floating* G
+    cdef floating* Gn
+    cdef floating* RG
+    cdef floating* RGn
     cdef floating* H[MAX_LAYERS]
     cdef floating* D1[MAX_LAYERS]
     cdef floating* D2[MAX_LAYERS]
@@ -215,7 +218,7 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     ws = <floating*> malloc(_ws_entries(&job.net, mc, D) * sizeof(floating))
     if ws == NULL:
         return 1
-    p = _carve(&job.net, mc, ws, H, D1, D2, RZ, RH, G)
+    p = _carve(&job.net, mc, ws, H, D1, D2, RZ, RH, &G, &Gn, &RG, &RGn)
     Rp = p + mc
     Y = Rp + mc
 
@@ -245,8 +248,8 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
         if mode == MODE_VALUE_GRAD or mode == MODE_GRAM:
             _add_transposed(job, m, Xc, Phic, rc, vx, vp)
         if mode == MODE_VALUE_GRAD and job.need_theta and L > 0:
-            _outer(G[0], m, kf, rc, a)
-            _backward(&job.net, m, Xc, <const floating*> job.theta, H, D1, G[0], G[1], vtheta)
+            _outer(G, m, kf, rc, a)
+            _backward(&job.net, m, Xc, <const floating*> job.theta, H, D1, G, Gn, vtheta)
 
         if mode == MODE_GRAM:
             # [Xc, Phic] scaled by sqrt(q+), then by sqrt(q-) for a non-convex loss
@@ -269,14 +272,14 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
             if hvp_theta and L > 0:
                 gemv_rm(True, m, kf, 1, RH[L - 1], kf, rc, 1, vp)
                 # G = r a^T, RG = Rr a^T + r da^T (a, da restricted to the MLP's outputs)
-                _outer(G[0], m, kf, rc, a)
-                _outer(G[2], m, kf, Rp, a)
+                _outer(G, m, kf, rc, a)
+                _outer(RG, m, kf, Rp, a)
                 for i in range(m):
                     for j in range(kf):
-                        G[2][i * kf + j] += rc[i] * da[j]
+                        RG[i * kf + j] += rc[i] * da[j]
                 _r_backward(&job.net, m, Xc, <const floating*> job.theta,
-                            <const floating*> job.dtheta, H, D1, D2, RZ, RH, G[0], G[2], G[1],
-                            G[3], vtheta)
+                            <const floating*> job.dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn,
+                            vtheta)
     job.value_out[t] = val
     free(ws)
     return 0

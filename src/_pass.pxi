@@ -124,12 +124,12 @@ cdef object _mlp_entries_py(chunk, dims):
 
 
 cdef floating* _carve(const MLP* net, Py_ssize_t mc, floating* ws, floating** H,
-                      floating** D1, floating** D2, floating** RZ, floating** RH,
-                      floating** G) noexcept nogil:
+                      floating** D1, floating** D2, floating** RZ, floating** RH, floating** G,
+                      floating** Gn, floating** RG, floating** RGn) noexcept nogil:
     """Lay the MLP's blocks out from the start of ``ws``: for each layer l, H[l] (its output),
-    D1[l], D2[l] (act', act''), RZ[l], RH[l] (their R-operators), m x h_l each; then the
-    four m x maxw blocks of back-propagation G[0:4] (G, Gn, RG, RGn).  Returns the first
-    entry after them (``_mlp_entries(net, mc)`` entries on)."""
+    D1[l], D2[l] (act', act''), RZ[l], RH[l] (their R-operators), mc x h_l each; then the
+    four mc x maxw blocks of back-propagation, *G, *Gn, *RG, *RGn.  Returns the first entry
+    after them (``_mlp_entries(net, mc)`` entries on)."""
     cdef Py_ssize_t l, h, off = 0
     for l in range(net.L):
         h = net.dims[l + 1]
@@ -139,9 +139,11 @@ cdef floating* _carve(const MLP* net, Py_ssize_t mc, floating* ws, floating** H,
         RZ[l] = ws + off + 3 * mc * h
         RH[l] = ws + off + 4 * mc * h
         off += 5 * mc * h
-    for l in range(4):
-        G[l] = ws + off + l * mc * net.maxw
-    return ws + off + 4 * mc * net.maxw
+    G[0] = ws + off
+    Gn[0] = G[0] + mc * net.maxw
+    RG[0] = Gn[0] + mc * net.maxw
+    RGn[0] = RG[0] + mc * net.maxw
+    return RGn[0] + mc * net.maxw
 
 
 cdef inline void _slot_chunks(const Job* job, Py_ssize_t t, Py_ssize_t* c0,

@@ -186,7 +186,10 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     cdef floating* ws
     cdef floating* P
     cdef floating* RP
-    cdef floating* G[4]       # G, Gn, RG, RGn
+    cdef floating* G
+    cdef floating* Gn
+    cdef floating* RG
+    cdef floating* RGn
     cdef floating* H[MAX_LAYERS]
     cdef floating* D1[MAX_LAYERS]
     cdef floating* D2[MAX_LAYERS]
@@ -204,7 +207,7 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
     if e == NULL:
         free(ws)
         return 1
-    P = _carve(&job.net, mc, ws, H, D1, D2, RZ, RH, G)
+    P = _carve(&job.net, mc, ws, H, D1, D2, RZ, RH, &G, &Gn, &RG, &RGn)
     RP = P + mc * c
 
     vx = <floating*> job.vx_out + t * c * d if job.vx_out != NULL else NULL
@@ -233,9 +236,8 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
             _add_transposed(job, m, Xc, Phic, Rc, vx, vp, e)
             if job.need_theta and L > 0:
                 # G = R A[:, :kf] (m x kf)
-                gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G[0], kf)
-                _backward(&job.net, m, Xc, <const floating*> job.theta, H, D1, G[0], G[1],
-                          vtheta)
+                gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G, kf)
+                _backward(&job.net, m, Xc, <const floating*> job.theta, H, D1, G, Gn, vtheta)
             continue
 
         # MODE_HVP: RP = Xc dW^T + Phic dA^T (+ dA[:, kf]) + RPhi A^T; RR = s H RP (in RP)
@@ -248,12 +250,11 @@ cdef int _process_slot(Job* job, Py_ssize_t t, const floating* X) noexcept nogil
         if hvp_theta and L > 0:
             gemm_rm(True, False, c, kf, m, 1, Rc, c, RH[L - 1], kf, 1, vp, k)
             # G = R A, RG = RR A + R dA (A, dA restricted to the MLP's outputs)
-            gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G[0], kf)
-            gemm_rm(False, False, m, kf, c, 1, RP, c, A, k, 0, G[2], kf)
-            gemm_rm(False, False, m, kf, c, 1, Rc, c, <const floating*> job.da, k, 1, G[2], kf)
+            gemm_rm(False, False, m, kf, c, 1, Rc, c, A, k, 0, G, kf)
+            gemm_rm(False, False, m, kf, c, 1, RP, c, A, k, 0, RG, kf)
+            gemm_rm(False, False, m, kf, c, 1, Rc, c, <const floating*> job.da, k, 1, RG, kf)
             _r_backward(&job.net, m, Xc, <const floating*> job.theta,
-                        <const floating*> job.dtheta, H, D1, D2, RZ, RH, G[0], G[2], G[1],
-                        G[3], vtheta)
+                        <const floating*> job.dtheta, H, D1, D2, RZ, RH, G, RG, Gn, RGn, vtheta)
     job.value_out[t] = val
     free(e)
     free(ws)
