@@ -23,10 +23,12 @@ from . import _kernels
 from ._guards import check_files, mapped_files
 
 # Rows checked per step of the finiteness test: keeps its temporary small for huge X.
-_FINITE_BLOCK = 1 << 16
+FINITE_BLOCK = 1 << 16
 # Largest kernel workspace (per thread) and parameter vector accepted, in bytes: beyond any
 # machine's memory, and far below the sizes whose index products overflow 64 bits.
 MAX_BYTES = 1 << 40
+# Up-front allocations below this are not checked against the memory available.
+SMALL_ALLOC = 1 << 26
 
 
 def resolve_dtype(X) -> np.dtype:
@@ -106,8 +108,8 @@ def check_finite(name: str, a: np.ndarray) -> None:
     if a.size == 0:
         return
     flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
-    for start in range(0, flat.shape[0], _FINITE_BLOCK):
-        block = flat[start : start + _FINITE_BLOCK]
+    for start in range(0, flat.shape[0], FINITE_BLOCK):
+        block = flat[start : start + FINITE_BLOCK]
         if not np.isfinite(block).all():
             bad = np.argwhere(~np.isfinite(block))[0]
             where = tuple(int(i) for i in (start + bad[0], *bad[1:a.ndim]))
@@ -129,7 +131,7 @@ def as_float_array(name: str, a, *, ndim: int, dtype: np.dtype, shape=None) -> n
         for axis, (got, want) in enumerate(zip(arr.shape, shape)):
             if want is not None and got != want:
                 raise ValueError(
-                    f"{name} must have shape {_shape_str(shape)}; got {arr.shape}"
+                    f"{name} must have shape {shape_str(shape)}; got {arr.shape}"
                     f" (axis {axis} is {got}, expected {want})"
                 )
     if arr.dtype != dtype or not arr.flags.c_contiguous:
@@ -138,7 +140,7 @@ def as_float_array(name: str, a, *, ndim: int, dtype: np.dtype, shape=None) -> n
     return arr
 
 
-def _shape_str(shape) -> str:
+def shape_str(shape) -> str:
     items = ["any" if s is None else str(s) for s in shape]
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
@@ -259,12 +261,18 @@ class TooLargeError(ValueError, MemoryError):
     MemoryError (what NumPy would have raised, later and without the argument)."""
 
 
-def check_size(what: str, nbytes: int, fix: str) -> None:
+def _fix(fix, limit: int) -> str:
+    """The advice of a refusal: ``fix`` itself, or ``fix(limit)`` (built only on failure)."""
+    return fix(limit) if callable(fix) else fix
+
+
+def check_size(what: str, nbytes: int, fix) -> None:
     """Raise :class:`TooLargeError` when ``what`` would take more than ``MAX_BYTES``
-    (``nbytes``, a Python integer: exact at any size)."""
+    (``nbytes``, a Python integer: exact at any size).  ``fix``: the advice, a string or a
+    function of the limit in bytes that builds it (called only on failure)."""
     if nbytes > MAX_BYTES:
         raise TooLargeError(f"{what} would take {_size(nbytes)}, over the limit of "
-                            f"{_size(MAX_BYTES)}; {fix}")
+                            f"{_size(MAX_BYTES)}; {_fix(fix, MAX_BYTES)}")
 
 
 def memory_limit() -> int:
@@ -296,15 +304,20 @@ def largest_fitting(nbytes, limit: int, hi: int) -> int:
     return lo
 
 
-def check_alloc(what: str, nbytes: int, fix: str) -> None:
+def check_alloc(what: str, nbytes: int, fix) -> None:
     """Raise :class:`TooLargeError` before an allocation of ``nbytes`` that would not fit
     the memory available (:func:`memory_limit`); ``fix`` names the argument and its largest
-    value that fits."""
+    value that fits: a string, or a function of the limit in bytes that builds it (called
+    only on failure, so that a search for the largest value costs nothing otherwise).
+    Allocations of at most ``SMALL_ALLOC`` bytes are not checked against the memory
+    available (no ``/proc/meminfo`` read per call): NumPy's own MemoryError covers them."""
     check_size(what, nbytes, fix)
+    if nbytes <= SMALL_ALLOC:
+        return
     limit = memory_limit()
     if nbytes > limit:
         raise TooLargeError(f"{what} would take {_size(nbytes)}, more than the memory "
-                            f"available ({_size(limit)}); {fix}")
+                            f"available ({_size(limit)}); {_fix(fix, limit)}")
 
 
 def check_chunk_size(chunk_size, default: int, n: int, dims, k: int, itemsize: int,

@@ -18,11 +18,46 @@ Skip head ``p = w^T x + v^T phi``: ``a = v``; the objective is a generalised lin
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import numpy as np
+
+
+@runtime_checkable
+class HeadProtocol(Protocol):
+    """What the objectives and point states use of a head (a new head is one class that
+    implements it; ``resnet_core.state.PointState`` is its only caller besides the
+    objectives).
+
+    ``name`` (``"residual"`` or ``"skip"``); ``vector``: the head has c outputs (its
+    blocks are matrices ``W``, ``V`` or ``B``; no sufficient statistics); ``n_params(d, k)``;
+    ``split(z, d, k) -> (w, M)`` views of the flat point; ``a(w, M)``: the feature weights
+    the engine takes; ``grad(w, M, sx, g)`` and ``hvp(w, M, dw, dM, vx, vp, g)``: the flat
+    gradient and Hessian-vector product from the engine's sums; ``direction_a(w, M, dw,
+    dM)``: ``a``'s derivative along ``(dw, dM)``.  A head with one output (``vector``
+    False) also gives the partial Hessian from the statistics: ``stats(M, G, d) -> (A, B,
+    C)``, ``hvp_stats(w, M, dw, dM, A, B, C, g)`` and ``hessian(w, M, A, B, C, g)``.
+    """
+
+    name: str
+    vector: bool
+
+    def n_params(self, d: int, k: int) -> int: ...
+
+    def split(self, z, d: int, k: int) -> tuple: ...
+
+    def a(self, w, M): ...
+
+    def grad(self, w, M, sx, g): ...
+
+    def direction_a(self, w, M, dw, dM): ...
+
+    def hvp(self, w, M, dw, dM, vx, vp, g): ...
 
 
 class ResidualHead:
     name = "residual"
+    vector = False
 
     @staticmethod
     def n_params(d: int, k: int) -> int:
@@ -81,6 +116,7 @@ class ResidualHead:
 
 class SkipHead:
     name = "skip"
+    vector = False
 
     @staticmethod
     def n_params(d: int, k: int) -> int:
@@ -200,3 +236,8 @@ class VectorSkipHead:
 
 
 VECTOR_HEADS = {"residual": VectorResidualHead, "skip": VectorSkipHead}
+
+
+def make_head(name: str, c: int, vector: bool) -> HeadProtocol:
+    """The head ``name`` with one output, or with ``c`` outputs when ``vector``."""
+    return VECTOR_HEADS[name](c) if vector else HEADS[name]

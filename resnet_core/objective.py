@@ -17,13 +17,13 @@ from typing import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._engine import Engine, VectorEngine
+from ._engine import Engine
 from ._threads import resolve_n_threads
 from ._data import prepare
 from ._schema import check, validated
 from ._validation import as_float_array, check_choice, check_point, copy_data
 from .features import MLPLayout
-from .heads import HEADS, VECTOR_HEADS
+from .heads import HEADS, make_head
 from .linear import LinearBaselineResult, baseline_on_engine, linear_baseline
 from .losses import BUILTIN_LOSSES, Loss, get_loss
 from .state import PointState, SufficientStats
@@ -42,10 +42,10 @@ class _HeadObjective:
     def _setup(self, engine: Engine, head: str, n_theta: int, baselines=None):
         check_choice("head", head, HEADS)
         self._engine = engine
-        self.vector = isinstance(engine, VectorEngine)
-        self.n_outputs = engine.c if self.vector else 1
+        self.vector = engine.vector
+        self.n_outputs = engine.c
         self.n_classes = engine.c if self.vector and engine.loss.labels else None
-        self._head = VECTOR_HEADS[head](engine.c) if self.vector else HEADS[head]
+        self._head = make_head(head, engine.c, engine.vector)
         self.head = head
         self.loss: Loss = engine.loss
         self.n_samples, self.d = engine.n, engine.d

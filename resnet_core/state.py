@@ -96,7 +96,7 @@ class PointState:
         self._stats: SufficientStats | None = None
         self._streamed = False  # a partial product has streamed the data once
         # c outputs: no Gram statistics; every partial product streams the data
-        self._vector = getattr(head, "vector", False)
+        self._vector = head.vector
 
     @property
     def head_point(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

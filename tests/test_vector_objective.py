@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 import resnet_core as rc
-from resnet_core._engine import Engine, VectorEngine
+from resnet_core._engine import Engine
 from resnet_core.losses import BUILTIN_LOSSES, VECTOR_LOSSES
 from conftest import ACTIVATIONS, HEADS, rel_err
 
@@ -228,7 +228,7 @@ def test_vector_kernels_at_c1_equal_the_scalar_kernels(seed, n, d, widths, fb,
         theta_arg = theta
     common = dict(feature_bias=fb, n_threads=n_threads, chunk_size=7, **src)
     e0 = Engine(X, y, s, BUILTIN_LOSSES["squared"], k, **common)
-    e1 = VectorEngine(X, y[:, None].copy(), s, VECTOR_LOSSES["squared"], k, 1, **common)
+    e1 = Engine(X, y[:, None].copy(), s, VECTOR_LOSSES["squared"], k, c=1, **common)
     w, a = rng.standard_normal(d).astype(dtype), rng.standard_normal(k).astype(dtype)
     dw, da = rng.standard_normal(d).astype(dtype), rng.standard_normal(k).astype(dtype)
     dth = None if given_features else rng.standard_normal(theta.size).astype(dtype)
