@@ -17,11 +17,13 @@ Every place takes one output and c outputs (the cross-entropy, the squared loss 
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._dask import DaskEngine, prepare_dask
 from ._engine import Engine
 from ._sources import StreamEngine, check_features, is_dask, is_out_of_core, prepare_stream
 from ._targets import resolve_targets
-from ._validation import given_weights, normalise_weights, resolve_dtype
+from ._validation import given_weights, normalise_weights, resolve_dtype, to_numpy
 
 
 def prepare_memory(X, y, loss, sample_weight, Phi, n_classes=None):
@@ -68,12 +70,23 @@ class Data:
         return eng
 
 
-def prepare(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None,
-            n_classes=None) -> Data:
+def _private(name: str, a):
+    """A private copy of an in-memory array (the objectives' ``copy=True``); None, strings,
+    out-of-core and dask arrays as they are (they are read in place by design)."""
+    if a is None or isinstance(a, (str, bytes)) or is_dask(a) or is_out_of_core(a):
+        return a
+    return np.array(to_numpy(name, a), copy=True)
+
+
+def prepare(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None, n_classes=None,
+            copy: bool = False) -> Data:
     """Validate the data of an objective or of the linear baseline (``Phi``: given
-    features, or None) where they live.  ``n_threads`` is accepted for the callers'
-    convenience (the engines take it)."""
+    features, or None) where they live; ``copy``: validate private copies of the in-memory
+    arrays.  ``n_threads`` is accepted for the callers' convenience (the engines take it)."""
     if n_classes is not None and not loss.vector:
         raise ValueError(f"n_classes is for the cross_entropy loss; got loss {loss.name!r}")
+    if copy:
+        X, y, Phi, sample_weight = (_private(name, a) for name, a in (
+            ("X", X), ("y", y), ("Phi", Phi), ("sample_weight", sample_weight)))
     kind = source_of(X, y, Phi, sample_weight, loss)
     return Data(kind, *SOURCES[kind][0](X, y, loss, sample_weight, Phi, n_classes))

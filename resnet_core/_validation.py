@@ -88,21 +88,6 @@ def to_numpy(name: str, a):
     return a
 
 
-def copy_data(X, Phi, y, sample_weight):
-    """Private copies of the in-memory arrays among ``X, Phi, y, sample_weight`` (the
-    objectives' ``copy=True``); None, memory-mapped, zarr and dask arrays come back as they
-    are (out-of-core data are read in place by design)."""
-    def private(name, a):
-        if a is None or isinstance(a, np.memmap) or isinstance(a, (str, bytes)):
-            return a
-        module = type(a).__module__
-        if module.startswith(("dask", "zarr")):
-            return a
-        return np.array(to_numpy(name, a), copy=True)
-    return tuple(private(name, a) for name, a in
-                 (("X", X), ("Phi", Phi), ("y", y), ("sample_weight", sample_weight)))
-
-
 def check_finite(name: str, a: np.ndarray) -> None:
     """Raise ValueError if ``a`` holds NaN or inf (checked block by block)."""
     if a.size == 0:

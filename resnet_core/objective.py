@@ -21,7 +21,7 @@ from ._engine import Engine
 from ._threads import resolve_n_threads
 from ._data import prepare
 from ._schema import check, validated
-from ._validation import as_float_array, check_choice, check_point, copy_data
+from ._validation import as_float_array, check_choice, check_point
 from .features import MLPLayout
 from .heads import HEADS, make_head
 from .linear import LinearBaselineResult, baseline_on_engine, linear_baseline
@@ -313,10 +313,8 @@ class FeatureObjective(_HeadObjective):
                  n_classes: int | None = None, progress: bool = False, copy: bool = False):
         if Phi is None:
             raise TypeError("Phi must be an array of shape (n, k) (the features); got None")
-        if copy:
-            X, Phi, y, sample_weight = copy_data(X, Phi, y, sample_weight)
         data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight, Phi=Phi,
-                       n_threads=n_threads, n_classes=n_classes)
+                       n_threads=n_threads, n_classes=n_classes, copy=copy)
         engine = data.engine(data.Phi.shape[1] + bool(feature_bias), feature_bias=feature_bias,
                              n_threads=n_threads, chunk_size=chunk_size)
         engine.progress = bool(progress)
@@ -474,10 +472,8 @@ class Objective(_HeadObjective):
                  sample_weight: ArrayLike | None = None, n_threads: int | None = None,
                  chunk_size: int | None = None, n_classes: int | None = None,
                  progress: bool = False, copy: bool = False):
-        if copy:
-            X, _, y, sample_weight = copy_data(X, None, y, sample_weight)
         data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight,
-                       n_threads=n_threads, n_classes=n_classes)
+                       n_threads=n_threads, n_classes=n_classes, copy=copy)
         self.layout = MLPLayout(data.d, widths, bias, activation)
         self.widths, self.activation, self.bias = self.layout.widths, activation, bias
         engine = data.engine(self.layout.k + bool(feature_bias), dims=self.layout.dims,
@@ -486,12 +482,15 @@ class Objective(_HeadObjective):
         engine.progress = bool(progress)
         self._setup(engine, head, self.layout.n_params)
 
-    def init(self, seed: int | None = None) -> np.ndarray:
+    def init(self, seed: int | None = 0) -> np.ndarray:
         """A random start: LeCun-normal layers (zero biases), ``w ~ N(0, I/d)``,
         ``V ~ N(0, I/(d k))`` (``v ~ N(0, I/k)``; with c outputs ``W`` and ``B`` row by
         row the same, and c = 1 gives the scalar start) so that ``V f(x)`` starts small next to
         ``x``; with ``feature_bias`` the bias column (last entry of ``v``) starts at zero
-        and the rest is the start without it (same seed, same numbers)."""
+        and the rest is the start without it (same seed, same numbers).
+
+        ``seed`` defaults to 0 (the package's rule for seeds, docs/api.md): ``init()`` is
+        reproducible; ``seed=None`` asks for fresh entropy (it was the default before)."""
         rng = np.random.default_rng(seed)
         k, c = self.layout.k, self.n_outputs
         w = rng.standard_normal((c, self.d) if self.vector else self.d) / np.sqrt(self.d)

@@ -563,3 +563,27 @@ def test_pickled_objective_gives_the_same_numbers(rng):
     F2, g2 = back.fun_and_grad(x)
     assert F2 == F
     np.testing.assert_array_equal(g2, g)
+
+
+@pytest.mark.parametrize("loss", VLOSSES)
+def test_progress_bar_over_a_c_output_pass(loss, rng, monkeypatch, capsys):
+    """``progress=True`` shows a bar over the row blocks of a c-output pass (value,
+    gradient, hessp, predict: the one pass loop of the engine), with the same numbers."""
+    from resnet_core import _engine
+    X, y, sw = _problem(rng, n=400, loss=loss)
+    ref_obj = rc.Objective(X, y, loss=loss, widths=(4,), sample_weight=sw)
+    x = _point(ref_obj, rng)
+    want = (ref_obj.fun(x), ref_obj.hessp(x, x), ref_obj.predict(x))
+    monkeypatch.setattr(_engine, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_engine, "BLOCK_WORK", 1)  # blocks of one chunk: several per pass
+    obj = rc.Objective(X, y, loss=loss, widths=(4,), sample_weight=sw, progress=True,
+                       chunk_size=64)
+    capsys.readouterr()
+    for i, got in enumerate((lambda: obj.fun(x), lambda: obj.hessp(x, x),
+                             lambda: obj.predict(x))):
+        assert rel_err(got(), want[i]) < 1e-12
+        err = capsys.readouterr().err
+        assert "pass" in err and "block" in err and "/7 " in err  # 400 rows, 64 a block
+    obj.progress = False
+    obj.hessp(x, 2 * x)
+    assert capsys.readouterr().err == ""
