@@ -46,6 +46,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import numpy as np
 
 from . import _kernels, _vkernels
+from ._buffers import PassValue, SampleBuffers
 from ._guards import check_block, check_files, mapped_files
 from ._threads import blas_single_thread, resolve_n_threads
 from ._validation import check_alloc, check_chunk_size, resolve_dtype
@@ -64,37 +65,6 @@ SERIAL_WORK = 1 << 20
 MAX_BLOCK_ROWS = 1 << 18
 # A pass shows a progress bar (when asked) once it has run this many seconds.
 PROGRESS_DELAY = 2.0
-
-
-class SampleBuffers:
-    """``l``, ``r = s dl/dp``, ``q`` per sample and ``F`` at one point; ``filled`` once a
-    pass has written all of them.  Shapes as in the module's table: ``outputs`` None for one
-    output (``q = s l''``), c for c outputs (``q`` the softmax when ``softmax``, else empty:
-    the squared loss's Hessian is the identity)."""
-
-    __slots__ = ("l", "r", "q", "value", "filled")
-    #: the per-sample quantities are kept (read by the later passes at the point)
-    keeps_samples = True
-
-    def __init__(self, n: int, dtype, *, outputs: int | None = None, softmax: bool = False):
-        tail = () if outputs is None else (outputs,)
-        self.l = np.empty(n, dtype=dtype)
-        self.r = np.empty((n, *tail), dtype=dtype)
-        self.q = np.empty((n if outputs is None or softmax else 0, *tail), dtype=dtype)
-        self.value = float("nan")
-        self.filled = False
-
-
-class PassValue:
-    """What a stateless engine keeps of a point: ``F`` once a pass computed it.  Every pass
-    recomputes ``l, r, q`` block by block (the kernel does it with the built-in losses)."""
-
-    __slots__ = ("value", "filled")
-    keeps_samples = False
-
-    def __init__(self):
-        self.value = float("nan")
-        self.filled = False
 
 
 class Block:
@@ -151,22 +121,23 @@ class EngineProtocol(Protocol):
     chunk: int
     progress: bool
 
-    def new_buffers(self) -> SampleBuffers | PassValue: ...
+    Phi: Any
+    dims: np.ndarray
+    bias: int
+    act: int
+    feature_bias: int
+    given_weight: Any
+    max_workers: int | None
 
+    def new_buffers(self) -> SampleBuffers | PassValue: ...
     def predict(self, w, a, theta, *, features=False, constant=True, X=None,
                 Phi=None) -> tuple: ...
-
     def value_grad(self, w, a, theta, buf, *, need_theta) -> tuple: ...
-
     def hvp(self, w, a, theta, dw, da, dtheta, buf, *, need_theta) -> tuple: ...
-
     def gram(self, w, a, theta, buf) -> tuple: ...
-
     def sample_quantities(self, w, a, theta) -> tuple: ...
-
     def derive(self, *, k: int, Phi=None, dims=None, bias=False, act=0, feature_bias=False,
                s=None) -> "EngineProtocol": ...
-
     def map_rows(self, fn: Callable, point=None, rows: int | None = None) -> list: ...
 
 
@@ -208,6 +179,7 @@ class Engine:
             raise ValueError(f"the {loss.name} loss has one output; got c = {c}")
         self._external = (_vkernels.VLOSS_CODE_EXTERNAL if self.vector else LOSS_EXTERNAL)
         self._outputs = (self.c,) if self.vector else ()  # trailing axes of p, r, w, sums
+        self._shape_x, self._shape_f = (*self._outputs, X.shape[1]), (*self._outputs, k)
         self.feature_bias = int(bool(feature_bias))
         self.dtype = resolve_dtype(X)
         self.n, self.d = X.shape
@@ -237,9 +209,8 @@ class Engine:
 
     # -- helpers -------------------------------------------------------------------
     @property
-    def _kern(self):
-        """The kernels' module: ``_vkernels`` for c outputs, else ``_kernels`` (same
-        functions, same arguments; a property: modules do not pickle)."""
+    def _kern(self):  # a property: modules do not pickle
+        """The kernels: ``_vkernels`` for c outputs, else ``_kernels`` (same arguments)."""
         return _vkernels if self.vector else _kernels
 
     def _vec(self, v):
@@ -322,10 +293,13 @@ class Engine:
             with blas_single_thread():
                 kernel(*args(i0, i1), value_out, *slots, status, self.chunk, T,
                        self._workers(i1 - i0, per_row))
-            self._check(status)
-            parts = [slot.sum(axis=0) for slot in slots]  # a NaN or inf survives the sum
-            check_block(guarded or self._guarded, i0, i1, value_out, *parts,
-                        *(results(i0, i1) if results else ()))
+            if status.any():
+                raise MemoryError("resnet_core: could not allocate a kernel workspace")
+            # the slots' sums (one slot: itself, exactly); a NaN or inf survives the sum
+            parts = [slot[0] if T == 1 else slot.sum(axis=0) for slot in slots]
+            if results:
+                parts += results(i0, i1)
+            check_block(guarded or self._guarded, i0, i1, value_out, *parts)
             value += value_out.sum()
             for total, part in zip(sums, parts):
                 total += part
@@ -367,10 +341,6 @@ class Engine:
             fill_block(sub, point)
             out.append(fn(Block((i0, i1), sub)))
         return out
-
-    def _check(self, status):
-        if status.any():
-            raise MemoryError("resnet_core: could not allocate a kernel workspace")
 
     def new_buffers(self) -> SampleBuffers | PassValue:
         """Empty per-sample buffers for one point (only its value for a stateless engine)."""
@@ -438,8 +408,7 @@ class Engine:
         code = self._loss_code(w, a, theta, buf)
         theta = self._vec(theta)
         w, a = self._head(w, self.d), self._head(a, self.k)
-        shapes = ((*self._outputs, self.d), (*self._outputs, self.k),
-                  (theta.shape[0] if need_theta else 0,))
+        shapes = (self._shape_x, self._shape_f, (theta.shape[0] if need_theta else 0,))
 
         def args(i0, i1):
             return (*self._common(theta, i0, i1), w, a, code, int(need_theta),
@@ -455,8 +424,7 @@ class Engine:
         theta = self._vec(theta)
         vecs = (self._head(w, self.d), self._head(a, self.k), self._head(dw, self.d),
                 self._head(da, self.k), self._vec(dtheta if need_theta else None))
-        head_k = (*self._outputs, self.k)
-        shapes = ((*self._outputs, self.d), head_k, head_k,
+        shapes = (self._shape_x, self._shape_f, self._shape_f,
                   (theta.shape[0] if need_theta else 0,))
 
         def args(i0, i1):

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._engine import Engine, SampleBuffers
+from ._buffers import SampleBuffers
+from ._engine import Engine
 from ._validation import check_point
 
 
