@@ -14,13 +14,12 @@ the squared loss, (n, 1) labels for the cross-entropy.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import (as_float_array, check_alloc, check_data, check_inputs, check_size,
-                          to_numpy)
+from ._validation import (as_float_array, check_alloc, check_data, check_inputs,
+                          check_positive_int, check_size, to_numpy)
 from .losses import BUILTIN_LOSSES, VECTOR_LOSSES, Loss, get_loss
 
 
@@ -48,14 +47,11 @@ def check_n_classes(n_classes, found: int) -> int:
             raise ValueError("the cross_entropy loss needs at least 2 classes; the labels "
                              f"go up to {found - 1}: pass n_classes")
         return found
-    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
-        raise TypeError(f"n_classes must be an integer >= 2; got {n_classes!r}")
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be at least 2; got {n_classes}")
+    n_classes = check_positive_int("n_classes", n_classes, minimum=2)
     if n_classes < found:
         raise ValueError(f"n_classes is {n_classes} but the labels go up to {found - 1}: "
                          f"n_classes must be at least max(y) + 1 = {found}")
-    return int(n_classes)
+    return n_classes
 
 
 def check_label_block(arr: np.ndarray, dtype, row0: int = 0) -> int:

@@ -158,7 +158,16 @@ class SkipHead:
 HEADS = {"residual": ResidualHead, "skip": SkipHead}
 
 
-class VectorResidualHead:
+class VectorHead:
+    """What the heads with ``c`` outputs share: ``c``, and no sufficient statistics."""
+
+    vector = True
+
+    def __init__(self, c: int):
+        self.c = c
+
+
+class VectorResidualHead(VectorHead):
     """``p = W (x + V phi)`` with ``c`` outputs (Remark 2): ``W`` is c x d, ``A = W V``.
 
     With ``SX = E[r x^T]``, ``SP = g = E[r phi^T]`` (c x k, ``r = dl/dp``) the gradient is
@@ -169,10 +178,6 @@ class VectorResidualHead:
     """
 
     name = "residual"
-    vector = True
-
-    def __init__(self, c: int):
-        self.c = c
 
     def n_params(self, d: int, k: int) -> int:
         return self.c * d + d * k
@@ -200,15 +205,11 @@ class VectorResidualHead:
                                (W.T @ vp + dW.T @ g).ravel()])
 
 
-class VectorSkipHead:
+class VectorSkipHead(VectorHead):
     """``p = W x + B phi`` with ``c`` outputs: ``A = B``; ``grad = (SX, SP)``,
     ``H = (VX, VP)`` along ``(dW, dB)``."""
 
     name = "skip"
-    vector = True
-
-    def __init__(self, c: int):
-        self.c = c
 
     def n_params(self, d: int, k: int) -> int:
         return self.c * (d + k)
