@@ -144,3 +144,26 @@ def test_the_dtype_of_a_dask_array_is_read_without_computing_it():
 
     X = da.zeros((100, 3), chunks=50, dtype=np.float32).map_blocks(boom, dtype=np.float32)
     assert resolve_dtype(X) == np.float32
+
+
+def test_engines_and_heads_declare_their_contracts(data, tmp_path):
+    """Every kind of engine, one output or c outputs, implements ``EngineProtocol``; every
+    head ``HeadProtocol``, with ``vector`` declared (not guessed)."""
+    from resnet_core._engine import EngineProtocol
+    from resnet_core.heads import HEADS, VECTOR_HEADS, HeadProtocol, make_head
+    X, y = data
+    signs = np.where(y > 0, 1.0, -1.0)
+    for kind in ("memmap", "dask"):
+        for labels, loss in ((signs, "logistic"), (y, "cross_entropy")):
+            obj = rc.Objective(_store(kind, tmp_path, f"X{loss}", X),
+                               _store(kind, tmp_path, f"y{loss}", labels), loss=loss,
+                               widths=(2,))
+            assert isinstance(obj.engine, EngineProtocol) and obj.engine.stateless
+            assert isinstance(obj.partial(obj.init()).engine, EngineProtocol)
+    for labels, loss in ((signs, "logistic"), (y, "cross_entropy")):
+        eng = rc.Objective(X, labels, loss=loss, widths=(2,)).engine
+        assert isinstance(eng, EngineProtocol) and not eng.stateless
+        assert eng.vector == (loss == "cross_entropy") and eng.c == (3 if eng.vector else 1)
+    for name in HEADS:
+        assert isinstance(HEADS[name], HeadProtocol) and not HEADS[name].vector
+        assert isinstance(VECTOR_HEADS[name](3), HeadProtocol) and make_head(name, 3, True).vector

@@ -93,7 +93,7 @@ def test_lift_is_an_isometry_into_the_hessian(case):
     embed, lift = so._lift_map(fo, w, g)
     # the Hessian with this g: the dense formula of FeatureObjective.hessian
     V = np.asarray(fo.unpack(z)["V"])
-    H = rc.objective.HEADS["residual"].hessian(w, V, st.A, st.B, st.C, g)
+    H = rc.heads.HEADS["residual"].hessian(w, V, st.A, st.B, st.C, g)
     for _ in range(3):
         r = rng.standard_normal(M.shape[0])
         np.testing.assert_allclose(H @ lift(r), lift(M @ r), atol=1e-12 * np.abs(H).max())
