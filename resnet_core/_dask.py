@@ -28,9 +28,9 @@ import numpy as np
 from ._engine import PROGRESS_DELAY, Block, Engine, fill_block, progress_bar
 from ._sources import (Weights, check_block, check_feature_columns, check_meta,
                        combine_weight_stats, is_dask, weight_block_stats)
-from ._targets import check_label_block, check_n_classes, target_kind
+from ._targets import target_kind
 from ._threads import default_n_threads
-from ._validation import resolve_dtype
+from ._validation import check_label_block, check_n_classes, resolve_dtype
 from .losses import VECTOR_LOSSES
 
 __all__ = ["DaskEngine", "prepare_dask"]

@@ -22,8 +22,9 @@ import numpy as np
 
 from ._engine import Engine
 from ._guards import check_files, mapped_files
-from ._targets import check_label_block, check_n_classes, label_column, target_kind
-from ._validation import FINITE_BLOCK, as_float_array, resolve_dtype, shape_str
+from ._targets import label_column, target_kind
+from ._validation import (FINITE_BLOCK, as_float_array, check_label_block, check_n_classes,
+                          resolve_dtype, shape_str)
 from .losses import VECTOR_LOSSES
 
 # Most bytes of X one block of an out-of-core pass reads (the rest of a pass's memory is

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._validation import (as_float_array, check_alloc, check_data, check_inputs,
-                          check_positive_int, check_size, to_numpy)
+                          check_label_block, check_n_classes, check_size, to_numpy)
 from .losses import BUILTIN_LOSSES, VECTOR_LOSSES, Loss, get_loss
 
 
@@ -38,47 +38,6 @@ class Targets:
     @property
     def vector(self) -> bool:
         return self.loss.vector
-
-
-def check_n_classes(n_classes, found: int) -> int:
-    """``c``: ``n_classes`` (an integer >= 2 and >= ``found``) or ``found = max(y) + 1``."""
-    if n_classes is None:
-        if found < 2:
-            raise ValueError("the cross_entropy loss needs at least 2 classes; the labels "
-                             f"go up to {found - 1}: pass n_classes")
-        return found
-    n_classes = check_positive_int("n_classes", n_classes, minimum=2)
-    if n_classes < found:
-        raise ValueError(f"n_classes is {n_classes} but the labels go up to {found - 1}: "
-                         f"n_classes must be at least max(y) + 1 = {found}")
-    return n_classes
-
-
-def check_label_block(arr: np.ndarray, dtype, row0: int = 0) -> int:
-    """Checks of a block of cross-entropy labels (rows ``row0...`` of ``y``, a NumPy array
-    of shape (m,)): finite integers ``>= 0`` that ``dtype`` stores exactly; returns
-    ``max + 1`` (0 for an empty block).  Errors name the global index."""
-    if arr.dtype.kind not in "iuf":
-        raise TypeError("y must hold integer class labels 0..c-1 for the cross_entropy "
-                        f"loss; got dtype {arr.dtype}")
-    if arr.size == 0:
-        return 0
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr)
-        if bad.any():
-            raise ValueError(f"y must be finite; found {arr[bad][0]} at index "
-                             f"({row0 + int(np.argmax(bad))},)")
-        frac = arr != np.round(arr)
-        if frac.any():
-            raise ValueError("y must hold integer class labels for the cross_entropy loss; "
-                             f"found {arr[frac][0]} at index {row0 + int(np.argmax(frac))}")
-    if (arr < 0).any():
-        raise ValueError("y must hold class labels 0..c-1 for the cross_entropy loss; found "
-                         f"{arr[arr < 0][0]} at index {row0 + int(np.argmax(arr < 0))}")
-    top = int(arr.max())
-    if top >= 1 << 24 and dtype == np.float32 or top >= 1 << 53:
-        raise ValueError(f"y holds a class label {top}: too large to be stored exactly")
-    return top + 1
 
 
 def label_column(y, n: int, dtype) -> tuple[np.ndarray, int]:

@@ -173,43 +173,65 @@ def normalise_weights(s: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarr
     return (s / s.sum()).astype(dtype)
 
 
+def check_n_classes(n_classes, found: int) -> int:
+    """``c``: ``n_classes`` (an integer >= 2 and >= ``found``) or ``found = max(y) + 1``."""
+    if n_classes is None:
+        if found < 2:
+            raise ValueError("the cross_entropy loss needs at least 2 classes; the labels "
+                             f"go up to {found - 1}: pass n_classes")
+        return found
+    n_classes = check_positive_int("n_classes", n_classes, minimum=2)
+    if n_classes < found:
+        raise ValueError(f"n_classes is {n_classes} but the labels go up to {found - 1}: "
+                         f"n_classes must be at least max(y) + 1 = {found}")
+    return n_classes
+
+
+def check_label_block(arr: np.ndarray, dtype, row0: int = 0) -> int:
+    """Checks of a block of cross-entropy labels (rows ``row0...`` of ``y``, a NumPy array
+    of shape (m,)): finite integers ``>= 0`` that ``dtype`` stores exactly; returns
+    ``max + 1`` (0 for an empty block).  Errors name the global index."""
+    if arr.dtype.kind not in "iuf":
+        raise TypeError("y must hold integer class labels 0..c-1 for the cross_entropy "
+                        f"loss; got dtype {arr.dtype}")
+    if arr.size == 0:
+        return 0
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(f"y must be finite; found {arr[bad][0]} at index "
+                             f"({row0 + int(np.argmax(bad))},)")
+        frac = arr != np.round(arr)
+        if frac.any():
+            raise ValueError("y must hold integer class labels for the cross_entropy loss; "
+                             f"found {arr[frac][0]} at index {row0 + int(np.argmax(frac))}")
+    if (arr < 0).any():
+        raise ValueError("y must hold class labels 0..c-1 (>= 0) for the cross_entropy loss; "
+                         f"found {arr[arr < 0][0]} at index {row0 + int(np.argmax(arr < 0))}")
+    top = int(arr.max())
+    if top >= 1 << 24 and dtype == np.float32 or top >= 1 << 53:
+        raise ValueError(f"y holds a class label {top}: too large to be stored exactly")
+    return top + 1
+
+
 def check_classes(y, n_classes, n: int | None) -> tuple[np.ndarray, int]:
     """Integer class labels ``0..c-1`` (int64) and ``c``.
 
     ``y`` may be of an integer dtype or hold integers in floats; ``c`` is ``n_classes`` (at
-    least ``max(y) + 1`` and 2) or ``max(y) + 1``.
+    least ``max(y) + 1`` and 2) or ``max(y) + 1`` (the checks of :func:`check_label_block`
+    and :func:`check_n_classes`, shared with the objectives).
     """
     if isinstance(y, (str, bytes)):
         raise TypeError("y must be an array of integer class labels; got a string")
     arr = np.asarray(to_numpy("y", y))
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"y must hold integer class labels 0..c-1; got dtype {arr.dtype}")
-    if arr.ndim != 1:
+    if arr.dtype.kind in "iuf" and arr.ndim != 1:
         raise ValueError(f"y must be 1-D class labels of shape (n_samples,) for the "
                          f"cross_entropy loss; got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
         raise ValueError(f"y must have shape ({n},), one label per row of X; got {arr.shape}")
-    if arr.size == 0:
+    if arr.size == 0 and arr.dtype.kind in "iuf":
         raise ValueError("y must hold at least one label")
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"y must hold integer class labels 0..c-1; found {arr[i]} at "
-                             f"index {i}")
-    if (arr < 0).any():
-        i = int(np.argmax(arr < 0))
-        raise ValueError(f"y must hold class labels >= 0; found {arr[i]} at index {i}")
-    top = int(arr.max())
-    if n_classes is None:
-        if top < 1:
-            raise ValueError("the cross_entropy loss needs at least 2 classes; every label is "
-                             "0: pass n_classes")
-        c = top + 1
-    else:
-        c = check_positive_int("n_classes", n_classes, minimum=2)
-        if c <= top:
-            raise ValueError(f"n_classes must be at least max(y) + 1 = {top + 1}; got {c}")
+    c = check_n_classes(n_classes, check_label_block(arr, np.float64))
     return arr.astype(np.int64, copy=False), c
 
 
