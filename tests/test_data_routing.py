@@ -167,3 +167,26 @@ def test_engines_and_heads_declare_their_contracts(data, tmp_path):
     for name in HEADS:
         assert isinstance(HEADS[name], HeadProtocol) and not HEADS[name].vector
         assert isinstance(VECTOR_HEADS[name](3), HeadProtocol) and make_head(name, 3, True).vector
+
+
+def _block_value_and_dloss(block):
+    buf = block.engine.buf
+    return block.rows, float(buf.value), buf.r.copy()
+
+
+@pytest.mark.parametrize("kind", ["memory", "memmap", "dask"])
+def test_row_blocks_of_c_outputs(kind, data, tmp_path):
+    """``map_rows`` with c outputs: each block's engine filled at the point holds its rows'
+    ``s dl/dp`` (n_b x c), and the blocks' values add up to ``F``."""
+    X, y = data
+    put = (lambda name, a: a) if kind == "memory" else functools.partial(_store, kind, tmp_path)
+    obj = rc.Objective(put("X", X), put("y", y), loss="cross_entropy", widths=(3,))
+    ref = rc.Objective(X, y, loss="cross_entropy", widths=(3,))
+    x = ref.init(0)
+    parts = obj.engine.map_rows(_block_value_and_dloss, obj.at(x).head_point, rows=110)
+    assert [rows for rows, _, _ in parts] == ([(0, 110), (110, 220), (220, 300)]
+                                             if kind != "dask" else [(0, 100), (100, 230),
+                                                                     (230, 300)])
+    assert sum(v for _, v, _ in parts) == pytest.approx(ref.fun(x), rel=1e-12)
+    r = np.concatenate([r for _, _, r in parts])
+    assert r.shape == (300, 3) and rel_err(r, ref.at(x).weighted_dloss) < 1e-12
