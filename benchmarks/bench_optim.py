@@ -43,7 +43,7 @@ def test_projected_sgd_steps(benchmark):
     obj = rc.Objective(X, y, widths=(16, 16), head="skip")
     x0 = obj.init(0)
     benchmark.group = "projected SGD, 10000 steps"
-    res = benchmark(lambda: rc.projected_sgd(obj, x0, T=10_000, b=5.0, seed=0,
+    res = benchmark(lambda: rc.projected_sgd(obj, x0, T=10_000, radius=5.0, seed=0,
                                              eval_every=10_000))
     assert res.max_norm_wv <= 5.0 + 1e-12
 

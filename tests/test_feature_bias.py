@@ -323,4 +323,4 @@ def test_optimisers(rng, monkeypatch):
     assert fast.fun < fo.fun(z0)
     obj = rc.Objective(X, y, widths=(2,), head="skip", feature_bias=True)
     with pytest.raises(NotImplementedError, match="feature_bias"):
-        rc.projected_sgd(obj, obj.init(0), T=10, b=1.0)
+        rc.projected_sgd(obj, obj.init(0), T=10, radius=1.0)

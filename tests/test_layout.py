@@ -137,8 +137,7 @@ PENDING_REACHES = {
     "_dask.py: engine._weights", "_dask.py: engine._w", "_lipschitz_bounds.py: objective._theta",
     "_loops.py: fn._cache", "_reduced_spectrum.py: certify_vector._stats",
     "_reduced_spectrum.py: certify_vector._split_range", "_threads.py: _kernels._set_serial",
-    "_threads.py: _vkernels._set_serial", "lipschitz.py: region._linear_max",
-    "optim.py: _loops._project", "optim.py: _loops._SQUARED",
+    "_threads.py: _vkernels._set_serial", "_pgd.py: _loops._SQUARED",
     "_dask.py: from ._sources import _check_feature_columns",
     "_dask.py: from ._sources import _check_meta", "_dask_studies.py: from ._dask import _dask",
     "_sources.py: from ._validation import _FINITE_BLOCK",
@@ -157,7 +156,6 @@ PENDING_REACHES = {
     "second_order.py: from ._certificate import _rounding_error",
     "spectrum.py: from ._certificate import _start_vector",
     "spectrum.py: from .certify import _feature_objective",
-    "studies.py: from .optim import _Problem", "studies.py: from .optim import _run",
 }
 
 

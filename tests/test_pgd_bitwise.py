@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core import _blocks, optim
+from resnet_core import _blocks, _pgd
 
 
 def _example1(head):
@@ -117,8 +117,8 @@ def test_compiled_loops_match_the_python_loop(name, monkeypatch):
     orders; Example 1's saddle amplifies a rounding no more than it does the noise)."""
     fast = _case(name)
     assert fast.compiled
-    monkeypatch.setattr(optim, "_MOMENTS", False)
-    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    monkeypatch.setattr(_pgd, "MOMENTS", False)
+    monkeypatch.setattr(_pgd, "COMPILED_WORK", 0)
     slow = _case(name)
     assert not slow.compiled
     for f in ("nit", "nfev", "status", "n_perturbations", "escape_iter"):

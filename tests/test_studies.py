@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core import optim, studies
+from resnet_core import _pgd, studies
 from conftest import make_data
 
 
@@ -150,9 +150,9 @@ def test_a_method_plugs_in(logistic_saddle, monkeypatch):
 
     def run(problem, seed, consts, *, max_iter, stop_at_escape, record_every):
         calls.append(int(seed))
-        return optim._run(problem, consts, perturb=False, max_iter=max_iter, seed=None,
-                          callback=None, record_every=record_every,
-                          rng=rc._loops.seed_state(seed), stop_at_escape=stop_at_escape)
+        return _pgd.run(problem, consts, perturb=False, max_iter=max_iter, seed=None,
+                        callback=None, record_every=record_every,
+                        rng=rc._loops.seed_state(seed), stop_at_escape=stop_at_escape)
 
     monkeypatch.setitem(studies.METHODS, "mine", studies.StudyMethod(
         "mine", configure=lambda c: c.update(g_thres=-1.0)))
@@ -184,7 +184,7 @@ def test_long_runs_talk_only_when_asked(monkeypatch, capsys, tqdm_bars):
     assert np.array_equal(res.x, quiet.x)
     assert [(b.desc, b.total, b.n, b.closed) for b in bars] == [("perturbed_gd", 5000,
                                                                  res.nit, True)]
-    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    monkeypatch.setattr(_pgd, "COMPILED_WORK", 0)
     X, y, _ = make_data(np.random.default_rng(0), 50, 3, "logistic")
     obj = rc.Objective(X, y, widths=(3,), n_threads=1)
     gd = rc.gradient_descent(obj, obj.init(0), eta=0.5, max_iter=250, progress=True)

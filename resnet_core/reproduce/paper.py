@@ -283,7 +283,7 @@ def theorem4_curves(T_values, progress=None) -> dict:
         x0 = obj.init(0)
         rows = []
         for T in T_values:
-            runs = [projected_sgd(obj, x0, T=int(T), b=b, theta_radius=THEOREM4_THETA_RADIUS,
+            runs = [projected_sgd(obj, x0, T=int(T), radius=b, theta_radius=THEOREM4_THETA_RADIUS,
                                   seed=s, delta=delta) for s in THEOREM4_SEEDS]
             r0 = runs[0]  # the bound depends on the data, b, T and delta, not on the seed
             rows.append({"T": int(T), "gap": float(np.median([r.gap for r in runs])),
