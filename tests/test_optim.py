@@ -100,6 +100,37 @@ def test_objective_paths(rng):
     assert full.fun == pytest.approx(obj.fun(full.x))
     est = rc.perturbed_gd(obj, x0, eps=1e-2, max_iter=5, wrt="all")  # ell, rho estimated
     assert est.ell_rho_estimated and est.ell > 0 and est.rho > 0
+    # the estimates perturbed_gd used are estimate_ell_rho's at the same seed (default 0)
+    assert (est.ell, est.rho) == tuple(rc.estimate_ell_rho(obj, x0))
+
+
+def test_estimate_ell_rho_is_a_named_reproducible_result(rng):
+    X, y, _ = make_data(rng, 80, 3, "logistic")
+    obj = rc.Objective(X, y, widths=(3,), n_threads=1)
+    x0 = random_point(obj, rng)
+    est = rc.estimate_ell_rho(obj, x0)
+    ell, rho = est  # still unpacks as the tuple it was
+    assert isinstance(est, optim.EllRhoEstimate) and (est.ell, est.rho) == (ell, rho)
+    assert type(ell) is float and type(rho) is float and ell > 0 and rho > 0
+    assert rc.estimate_ell_rho(obj, x0) == est  # seed 0 by default: reproducible
+    assert rc.estimate_ell_rho(obj, x0, seed=0) == est
+    assert rc.estimate_ell_rho(obj, x0, seed=1) != est
+    assert est.to_dict() == {"ell": ell, "rho": rho}
+    assert f"ell = {ell:.6g}" in str(est) and "not global bounds" in str(est)
+    # ell is 2 ||H(x0)|| (power iteration): within a few percent of the dense Hessian's
+    H = np.column_stack([obj.hessp(x0, e) for e in np.eye(obj.n_params)])
+    assert ell == pytest.approx(2 * np.abs(np.linalg.eigvalsh(0.5 * (H + H.T))).max(),
+                                rel=0.05)
+    part = rc.estimate_ell_rho(obj, x0, wrt="wV")
+    assert part != est  # (w, V) only: a smaller problem
+
+
+def test_runs_are_reproducible_by_default(saddle):
+    obj, z0 = saddle
+    kw = dict(eps=1e-3, ell=1.0, rho=1.0, max_iter=2000)
+    first, again = rc.perturbed_gd(obj, z0, **kw), rc.perturbed_gd(obj, z0, **kw)
+    assert first.n_perturbations >= 1 and np.array_equal(first.x, again.x)
+    assert np.array_equal(first.x, rc.perturbed_gd(obj, z0, seed=0, **kw).x)
 
 
 def test_optimizer_argument_errors(saddle, rng):

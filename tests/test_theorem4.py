@@ -84,6 +84,27 @@ def test_projected_sgd_returns_the_documented_bound(cancer):
     assert not rc.projected_sgd(weighted, weighted.init(0), T=10, radius=1.0).uniform_weights
 
 
+def test_radius_is_the_name_and_b_still_works_for_one_release(cancer):
+    x0 = cancer.init(0)
+    new = rc.projected_sgd(cancer, x0, T=50, radius=2.0, seed=0)
+    with pytest.warns(DeprecationWarning, match=r"projected_sgd.*'b'.*'radius'"):
+        old = rc.projected_sgd(cancer, x0, T=50, b=2.0, seed=0)
+    np.testing.assert_array_equal(old.x, new.x)
+    assert new.radius == 2.0 and "b" not in new
+    assert np.array_equal(rc.projected_sgd(cancer, x0, T=50, radius=2.0).x, new.x)  # seed 0
+    kw = dict(lipschitz=1.0, loss_bound=1.0, T=10, eta=0.1, delta=0.1)
+    with pytest.warns(DeprecationWarning, match=r"theorem4_bound.*'b'.*'radius'"):
+        assert optim.theorem4_bound(b=2.0, **kw) == optim.theorem4_bound(radius=2.0, **kw)
+
+
+def test_theorem4_has_no_c_output_analogue(rng):
+    X = rng.standard_normal((60, 3))
+    vec = rc.Objective(X, np.argmax(X, axis=1), widths=(2,), head="skip",
+                       loss="cross_entropy", n_threads=1)
+    with pytest.raises(NotImplementedError, match="paper has no analogue with c outputs"):
+        rc.projected_sgd(vec, vec.init(0), T=10, radius=1.0)
+
+
 def projected_ogd(grads, z1, b, eta, T):
     """Projected online gradient descent on the ball of radius b: ``grads(t, z)`` is the
     gradient of the t-th loss; returns the iterates z_1..z_T."""

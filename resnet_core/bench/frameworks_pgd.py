@@ -387,6 +387,27 @@ def _numba_feature_kernels():
     njit = numba.njit
 
     @njit(error_model="numpy")
+    def step(z, grad, g_w, g_phi, d, k, eta, F):
+        """The gradient ``[g_w + V g_phi, vec(w g_phi^T)]`` into ``grad`` (``g_w`` may be
+        ``grad[:d]`` itself), then ``z -= eta grad``; False (``z`` unchanged) when ``F`` or
+        the gradient is not finite."""
+        g2 = 0.0
+        for j in range(d):
+            acc = g_w[j]
+            for m in range(k):
+                acc += z[d + j * k + m] * g_phi[m]
+                gv = z[j] * g_phi[m]
+                grad[d + j * k + m] = gv
+                g2 += gv * gv
+            grad[j] = acc
+            g2 += acc * acc
+        if not math.isfinite(F + g2):
+            return False
+        for j in range(z.size):
+            z[j] -= eta * grad[j]
+        return True
+
+    @njit(error_model="numpy")
     def samples(X, Phi, y, logistic, z, eta, n_steps):
         n, d = X.shape
         k = Phi.shape[1]
@@ -427,20 +448,8 @@ def _numba_feature_kernels():
                 for m in range(k):
                     g[m] += r * Phi[i, m]
             F /= n
-            g2 = 0.0
-            for j in range(d):
-                acc = grad[j]
-                for m in range(k):
-                    acc += z[d + j * k + m] * g[m]
-                    gv = z[j] * g[m]
-                    grad[d + j * k + m] = gv
-                    g2 += gv * gv
-                grad[j] = acc
-                g2 += acc * acc
-            if not math.isfinite(F + g2):
+            if not step(z, grad, grad[:d], g, d, k, eta, F):
                 break
-            for j in range(z.size):
-                z[j] -= eta * grad[j]
         return F
 
     @njit(error_model="numpy")
@@ -467,20 +476,8 @@ def _numba_feature_kernels():
                 u[i] = acc
                 F2 += s[i] * (acc - b[i])
             F = 0.5 * F2 + c
-            g2 = 0.0
-            for j in range(d):
-                acc = u[j]
-                for m in range(k):
-                    acc += z[d + j * k + m] * u[d + m]
-                    gv = z[j] * u[d + m]
-                    grad[d + j * k + m] = gv
-                    g2 += gv * gv
-                grad[j] = acc
-                g2 += acc * acc
-            if not math.isfinite(F + g2):
+            if not step(z, grad, u[:d], u[d:], d, k, eta, F):
                 break
-            for j in range(z.size):
-                z[j] -= eta * grad[j]
         return F
 
     return samples, moments
