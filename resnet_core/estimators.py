@@ -330,7 +330,9 @@ class _ResNetBase(BaseEstimator):
         if certify is not None:
             # the certificate first: it computes the baseline, so its "time" row counts it
             self.certificate_ = check_sopsp(obj, params, **certify)
-            self.linear_baseline_ = obj.linear_baseline(certify.get("baseline_radius"))
+            # the certificate's radius, under its name or its deprecated one (docs/api.md)
+            radius = certify.get("radius", certify.get("baseline_radius"))
+            self.linear_baseline_ = obj.linear_baseline(radius)
         # Predictions need the network, not the training data: the same model on one
         # placeholder sample (its predict streams the new inputs through the kernels).
         self._model = self._objective(np.zeros((1, obj.d), obj.dtype),
