@@ -3,8 +3,8 @@ r"""The Hessian-Lipschitz constant ``mu2`` of ``F_theta`` on a region the caller
 Definition 1 (``paper.md``) calls a point an eps-SOPSP when ``||grad F_theta|| <= eps`` and
 ``lambda_min(hess F_theta) >= -sqrt(mu2 eps)``, where ``mu2`` is the Lipschitz constant of
 ``hess F_theta`` (spectral norm) on an open set containing the point.  This module
-estimates it on a region: a :class:`Ball` or a :class:`Box` of flat parameter vectors
-``z = [w, vec(V)]`` (residual head) or ``[w, v]`` (skip head).
+estimates it on a region (:mod:`resnet_core.regions`): a :class:`Ball` or a :class:`Box` of
+flat parameter vectors ``z = [w, vec(V)]`` (residual head) or ``[w, v]`` (skip head).
 
 What is computed
 ----------------

@@ -152,14 +152,9 @@ def _jax_step(eps, eta, r, g_thres, f_thres, t_thres):
     return step, init
 
 
-def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
-    """One trajectory: ``jax.jit`` of ``lax.fori_loop(0, n_steps, ...)``, float64,
-    gradient by ``jax.value_and_grad``, the perturbation in a ``lax.cond``.
-
-    Returns ``run(x0, seed)`` or ``None`` without JAX.  The first call compiles (a fixed
-    ``n_steps`` per builder; ``x0`` and ``seed`` are traced, so new starts and seeds do
-    not recompile).
-    """
+def _jax_parts(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
+    """``(jax, jax.numpy, jax.lax, step, init, n_steps)`` for the builders below (``step``
+    and ``init`` of :func:`_jax_step`), or ``None`` without JAX."""
     jax = jax_available()
     if jax is None:
         return None
@@ -168,6 +163,21 @@ def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
 
     *k, n_steps = _constants(eps, eta, r, g_thres, f_thres, t_thres, n_steps)
     step, init = _jax_step(*k)
+    return jax, jnp, lax, step, init, n_steps
+
+
+def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
+    """One trajectory: ``jax.jit`` of ``lax.fori_loop(0, n_steps, ...)``, float64,
+    gradient by ``jax.value_and_grad``, the perturbation in a ``lax.cond``.
+
+    Returns ``run(x0, seed)`` or ``None`` without JAX.  The first call compiles (a fixed
+    ``n_steps`` per builder; ``x0`` and ``seed`` are traced, so new starts and seeds do
+    not recompile).
+    """
+    parts = _jax_parts(eps, eta, r, g_thres, f_thres, t_thres, n_steps)
+    if parts is None:
+        return None
+    jax, jnp, lax, step, init, n_steps = parts
 
     @jax.jit
     def _run(x0, seed):
@@ -190,14 +200,10 @@ def jax_pgd_batched(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
     Returns ``run(x0s (R, 2), seeds (R,))`` or ``None`` without JAX.  Compiles once per
     batch size ``R``.
     """
-    jax = jax_available()
-    if jax is None:
+    parts = _jax_parts(eps, eta, r, g_thres, f_thres, t_thres, n_steps)
+    if parts is None:
         return None
-    import jax.numpy as jnp
-    from jax import lax
-
-    *k, n_steps = _constants(eps, eta, r, g_thres, f_thres, t_thres, n_steps)
-    step, init = _jax_step(*k)
+    jax, jnp, lax, step, init, n_steps = parts
     vstep = jax.vmap(step, in_axes=(None, 0, 0))
 
     @jax.jit
