@@ -134,7 +134,7 @@ def test_cycle_finder(graph, circle):
 MAX_DECLARED_REACHES = 3
 # Reaches not yet removed (issue 20 in progress): "module.py: expression".  Empty when done.
 PENDING_REACHES = {
-    "_dask.py: engine._weights", "_dask.py: engine._w", "_lipschitz_bounds.py: objective._theta",
+    "_dask.py: engine._weights", "_dask.py: engine._w",
     "_loops.py: fn._cache", "_reduced_spectrum.py: certify_vector._stats",
     "_reduced_spectrum.py: certify_vector._split_range", "_threads.py: _kernels._set_serial",
     "_threads.py: _vkernels._set_serial", "_pgd.py: _loops._SQUARED",
