@@ -142,7 +142,6 @@ PENDING_REACHES = {
     "_dask.py: from ._sources import _check_meta", "_dask_studies.py: from ._dask import _dask",
     "_sources.py: from ._validation import _FINITE_BLOCK",
     "_sources.py: from ._validation import _shape_str",
-    "bench/frameworks_pgd.py: from .frameworks import _try_import",
     "certify.py: from ._certificate import _curvature_threshold",
     "certify.py: from ._certificate import _curvature_verdict",
     "certify.py: from ._certificate import _decide",

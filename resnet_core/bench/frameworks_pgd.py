@@ -89,7 +89,7 @@ import math
 import numpy as np
 
 # The same availability checks as the objective comparisons (float64 JAX, torch threads).
-from .frameworks import _try_import, jax_available, torch_available
+from .frameworks import try_import, jax_available, torch_available
 
 
 def _constants(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
@@ -101,7 +101,7 @@ def _constants(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
 @functools.lru_cache(maxsize=None)
 def numba_available():
     """The ``numba`` module, or ``None``."""
-    return _try_import("numba")
+    return try_import("numba")
 
 
 # --------------------------------------------------------------------------
