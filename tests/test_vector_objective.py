@@ -410,7 +410,7 @@ def test_not_implemented_for_vectors(rng):
     with pytest.raises(NotImplementedError, match="c outputs"):
         rc.save_point("unused.npz", obj, x)
     skip = rc.Objective(X, y, loss="cross_entropy", widths=(4,), head="skip")
-    with pytest.raises(NotImplementedError, match="scalar outputs"):
+    with pytest.raises(NotImplementedError, match="no analogue with c outputs"):
         rc.projected_sgd(skip, skip.init(0), T=10, radius=1.0)
 
 
