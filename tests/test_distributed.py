@@ -369,4 +369,4 @@ def test_data_properties_stay_lazy(problem):
     assert rel_err(fo.sample_weight.compute(), ref.sample_weight) < 1e-15
     obj = rc.Objective(Xd, yd, widths=(2,), head="skip")
     with pytest.raises(ValueError, match="held in memory"):
-        rc.projected_sgd(obj, obj.init(0), T=2, b=1.0)
+        rc.projected_sgd(obj, obj.init(0), T=2, radius=1.0)

@@ -136,9 +136,7 @@ MAX_DECLARED_REACHES = 3
 PENDING_REACHES = {
     "_loops.py: fn._cache", "_reduced_spectrum.py: certify_vector._stats",
     "_reduced_spectrum.py: certify_vector._split_range", "_threads.py: _kernels._set_serial",
-    "_threads.py: _vkernels._set_serial", "lipschitz.py: region._linear_max",
-    "optim.py: _loops._project", "optim.py: _loops._SQUARED",
-    "bench/frameworks_pgd.py: from .frameworks import _try_import",
+    "_threads.py: _vkernels._set_serial", "_pgd.py: _loops._SQUARED",
     "certify.py: from ._certificate import _curvature_threshold",
     "certify.py: from ._certificate import _curvature_verdict",
     "certify.py: from ._certificate import _decide",
@@ -152,7 +150,6 @@ PENDING_REACHES = {
     "second_order.py: from ._certificate import _rounding_error",
     "spectrum.py: from ._certificate import _start_vector",
     "spectrum.py: from .certify import _feature_objective",
-    "studies.py: from .optim import _Problem", "studies.py: from .optim import _run",
 }
 
 

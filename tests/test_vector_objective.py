@@ -410,8 +410,8 @@ def test_not_implemented_for_vectors(rng):
     with pytest.raises(NotImplementedError, match="c outputs"):
         rc.save_point("unused.npz", obj, x)
     skip = rc.Objective(X, y, loss="cross_entropy", widths=(4,), head="skip")
-    with pytest.raises(NotImplementedError, match="scalar outputs"):
-        rc.projected_sgd(skip, skip.init(0), T=10, b=1.0)
+    with pytest.raises(NotImplementedError, match="no analogue with c outputs"):
+        rc.projected_sgd(skip, skip.init(0), T=10, radius=1.0)
 
 
 @pytest.mark.parametrize("y, kw, exc, match", [
