@@ -10,6 +10,7 @@ from scipy.optimize import minimize
 import resnet_core as rc
 from conftest import LOSSES, make_data
 from resnet_core import second_order as so
+from resnet_core._reduced_spectrum import residual_form
 
 
 def _fo(rng, loss="logistic", head="residual", n=60, d=4, k=3, dtype=np.float64, **kw):
@@ -89,8 +90,9 @@ def test_lift_is_an_isometry_into_the_hessian(case):
     st = fo.stats(z)
     w = np.asarray(fo.unpack(z)["w"])
     g = np.zeros(k) if "g=0" in case else np.asarray(st.g)
-    M, _ = rc.reduced_hessian(w, st.A, st.B, st.C, g)
-    embed, lift = so._lift_map(fo, w, g)
+    form = residual_form(w, st.A, st.B, st.C, g)
+    M, lift = form.M, form.lift
+    assert np.array_equal(M, rc.reduced_hessian(w, st.A, st.B, st.C, g)[0])
     # the Hessian with this g: the dense formula of FeatureObjective.hessian
     V = np.asarray(fo.unpack(z)["V"])
     H = rc.objective.HEADS["residual"].hessian(w, V, st.A, st.B, st.C, g)
@@ -100,12 +102,20 @@ def test_lift_is_an_isometry_into_the_hessian(case):
         assert np.isclose(np.linalg.norm(lift(r)), np.linalg.norm(r))
     grad_V = np.outer(w, g).ravel()
     full = np.concatenate([st.grad[:d], grad_V])
-    rg = embed(np.asarray(st.grad[:d]))
+    rg = form.reduce_grad(full)
     # the reduced gradient is the full one seen in these coordinates
     for i in range(M.shape[0]):
         e = np.zeros(M.shape[0])
         e[i] = 1.0
         assert np.isclose(rg[i], full @ lift(e), atol=1e-13)
+    # the zero eigenvectors: orthonormal, in H's null space, orthogonal to lift's range
+    left, right = form.zero_basis()
+    Z = np.column_stack([form.pack_dV(np.outer(a, b)) for a in left.T for b in right.T])
+    assert Z.shape[1] == form.n_zeros == d + d * k - M.shape[0]
+    np.testing.assert_allclose(Z.T @ Z, np.eye(form.n_zeros), atol=1e-12)
+    np.testing.assert_allclose(H @ Z, 0, atol=1e-12 * np.abs(H).max())
+    L = np.column_stack([lift(e) for e in np.eye(M.shape[0])])
+    np.testing.assert_allclose(L.T @ Z, 0, atol=1e-12)
 
 
 def _model(rng, dim, hard=False):

@@ -25,7 +25,7 @@ def test_extreme_eigenpairs(problem, wrt):
     matvec, dim = rc.spectrum.hessian_operator(obj, x, wrt)
     H = _dense(matvec, dim)
     exact = np.linalg.eigvalsh(0.5 * (H + H.T))
-    sp = rc.hessian_spectrum(obj, x, wrt=wrt, k=3)
+    sp = rc.hessian_spectrum(obj, x, wrt=wrt, n_eigs=3)
     assert sp.converged and sp.values.size == 6
     scale = np.abs(exact).max()
     assert np.allclose(sp.values, np.r_[exact[:3], exact[-3:]], atol=1e-8 * scale)
@@ -37,9 +37,9 @@ def test_extreme_eigenpairs(problem, wrt):
 
 def test_small_problem_uses_the_dense_spectrum(rng):
     obj, z0 = rc.theory.example1(0.1)
-    sp = rc.hessian_spectrum(obj, z0, k=1)
+    sp = rc.hessian_spectrum(obj, z0, n_eigs=1)
     assert np.allclose(sp.values, [-0.1, 0.1])
-    assert rc.hessian_spectrum(obj, z0, k=1, which="smallest").values == pytest.approx([-0.1])
+    assert rc.hessian_spectrum(obj, z0, n_eigs=1, which="smallest").values == pytest.approx([-0.1])
 
 
 def test_trace_estimators(problem):
@@ -118,30 +118,30 @@ def test_reduced_spectrum_is_exact(rng, case):
     scale = np.abs(exact).max()
     for which, idx in (("smallest", [0, 1, 2]), ("largest", [-3, -2, -1]),
                        ("both", [0, 1, 2, -3, -2, -1])):
-        sp = rc.hessian_spectrum(fo, z, k=3, which=which)
+        sp = rc.hessian_spectrum(fo, z, n_eigs=3, which=which)
         assert sp.method == "reduced" and sp.converged and sp.n_products == len(idx)
         assert np.allclose(sp.values, exact[idx], atol=1e-12 * scale)
         assert np.all(sp.residuals < 1e-12 * scale)
         assert np.allclose(np.linalg.norm(sp.vectors, axis=0), 1.0)
-    lots = rc.hessian_spectrum(fo, z, k=fo.n_params // 2 - 1, which="smallest")
+    lots = rc.hessian_spectrum(fo, z, n_eigs=fo.n_params // 2 - 1, which="smallest")
     assert np.allclose(lots.values, exact[:lots.values.size], atol=1e-12 * scale)
     assert np.all(lots.residuals < 1e-12 * scale)  # the zeros' eigenvectors too
 
 
 def test_lanczos_budget_says_not_converged(problem, tqdm_bars):
     obj, x = problem
-    full = rc.hessian_spectrum(obj, x, wrt="all", k=2, which="smallest")
+    full = rc.hessian_spectrum(obj, x, wrt="all", n_eigs=2, which="smallest")
     assert full.method == "lanczos" and full.converged and "converged" in repr(full)
-    cut = rc.hessian_spectrum(obj, x, wrt="all", k=2, which="smallest", max_products=25)
+    cut = rc.hessian_spectrum(obj, x, wrt="all", n_eigs=2, which="smallest", max_products=25)
     assert not cut.converged and cut.message.startswith("NOT converged")
     assert "within" in cut.message and cut.n_products <= 25 + cut.values.size
     assert cut.residuals.size == cut.values.size
-    forced = rc.hessian_spectrum(obj, x, k=2, which="smallest", method="lanczos")
-    reduced = rc.hessian_spectrum(obj, x, k=2, which="smallest")
+    forced = rc.hessian_spectrum(obj, x, n_eigs=2, which="smallest", method="lanczos")
+    reduced = rc.hessian_spectrum(obj, x, n_eigs=2, which="smallest")
     assert forced.method == "lanczos" and reduced.method == "reduced"
     assert np.allclose(forced.values, reduced.values, atol=1e-8 * np.abs(full.values).max())
     bars = tqdm_bars
-    shown = rc.hessian_spectrum(obj, x, wrt="all", k=2, which="smallest", progress=True)
+    shown = rc.hessian_spectrum(obj, x, wrt="all", n_eigs=2, which="smallest", progress=True)
     assert len(bars) == 1 and bars[0].n == shown.n_products
     with pytest.raises(ValueError, match="method='reduced' is for wrt='wV'"):
         rc.hessian_spectrum(obj, x, wrt="all", method="reduced")
