@@ -183,7 +183,7 @@ def escape_trajectories(eps: float, seed: int) -> dict:
     pgd = perturbed_gd(obj, z0, eps=eps**2, ell=1.0, rho=1.0, delta_f=0.5, max_iter=3000,
                        seed=seed, record_every=1, callback=lambda info: path.append(info.x),
                        t_thres=k["t_thres"])
-    gd = gradient_descent(obj, z0, eta=k["eta"], gtol=-1.0, max_iter=max(pgd.nit, 1),
+    gd = gradient_descent(obj, z0, eta=k["eta"], eps=-1.0, max_iter=max(pgd.nit, 1),
                           record_every=1)
     return {"eps": eps, "start": z0.tolist(), "pgd_path": np.array([z0] + path).tolist(),
             "pgd_fun": pgd.history["fun"].tolist(), "gd_fun": gd.history["fun"].tolist(),
