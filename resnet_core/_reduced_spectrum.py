@@ -143,8 +143,36 @@ def _vector_residual(fo, z) -> ReducedForm:
         zeta = v[c * d + r * k:].reshape(d - r, s)
         return np.concatenate([v[:c * d], (U @ a + Q @ zeta @ P1.T).ravel()])
 
-    return ReducedForm(M, n_zeros, lift, None, lambda: (Q, P2),
+    def reduce_grad(grad):  # lift's adjoint: a = U^T G_V, zeta = Q^T G_V P1
+        G_V = np.asarray(grad[c * d:], dtype=np.float64).reshape(d, k)
+        return np.concatenate([np.asarray(grad[:c * d], dtype=np.float64),
+                               (U.T @ G_V).ravel(), (Q.T @ G_V @ P1).ravel()])
+
+    return ReducedForm(M, n_zeros, lift, reduce_grad, lambda: (Q, P2),
                        lambda dV: np.concatenate([np.zeros(c * d), np.ravel(dV)]))
+
+
+def _vector_skip(fo, z) -> ReducedForm:
+    """c outputs, skip head ``p = W x + B phi``: the Hessian is the statistic
+    ``T = E[S kron z z^T]``, ``z = [x; phi]``, whose coordinates ``(a, [x; phi])`` are the
+    flat ``[vec(W), vec(B)]`` in another order (no zeros)."""
+    W, B = certify_vector.head_matrices(fo, z)
+    stats = certify_vector.statistics(fo, W, B, gauss_newton=True)
+    c, d, k = fo.n_outputs, fo.d, fo.k
+    D = d + k
+    M = stats.T.reshape(c * D, c * D)
+    order = np.array([a * d + p if p < d else c * d + a * k + p - d
+                      for a in range(c) for p in range(D)])
+
+    def lift(v):
+        out = np.empty(c * D)
+        out[order] = v
+        return out
+
+    def reduce_grad(grad):
+        return np.asarray(grad, dtype=np.float64)[order]
+
+    return ReducedForm(M, 0, lift, reduce_grad, lambda: (np.zeros((d, 0)), np.zeros((k, 0))))
 
 
 def reduced_size(fo) -> int:
@@ -160,12 +188,12 @@ def reduced_size(fo) -> int:
 def reduced_form(fo, z) -> ReducedForm | None:
     """The reduced form of the partial Hessian at ``z``, or None when it is larger than
     :data:`REDUCED_MAX` or the objective has no statistics (a loss without ``l''``)."""
-    if reduced_size(fo) > REDUCED_MAX or (fo.vector and fo.head != "residual"):
-        # c outputs, skip head: certify_vector's statistics leave B phi out of the
-        # predictions (its T is not this Hessian), so products decide
+    if reduced_size(fo) > REDUCED_MAX:
         return None
     try:
-        return _vector_residual(fo, z) if fo.vector else one_output_form(fo, z)
+        if fo.vector:
+            return _vector_residual(fo, z) if fo.head == "residual" else _vector_skip(fo, z)
+        return one_output_form(fo, z)
     except NotImplementedError:
         return None
 

@@ -108,10 +108,10 @@ class VectorStats:
     """One pass at ``(W, V)``: ``F``, ``grad_W = E[r u^T]``, ``Gamma = E[phi r^T]`` (so
     ``grad_V = W^T Gamma^T``), the per-sample losses and, when asked, the Gauss-Newton
     statistic ``T = E[S kron z z^T]`` (shape (c, d + k, c, d + k), ``z = [u; phi]``).
-    For the skip head pass ``V = 0`` (then ``u = x``, and ``T`` is its Hessian over
-    ``(W, B)`` up to the order of coordinates)."""
+    For the skip head ``p = W x + B phi`` pass ``V = 0`` and ``B`` (then ``u = x``, and
+    ``T`` is its Hessian over ``(W, B)`` up to the order of coordinates)."""
 
-    def __init__(self, fo, W, V, *, gauss_newton: bool):
+    def __init__(self, fo, W, V, *, gauss_newton: bool, B=None):
         loss = _loss_name(fo)
         c, d, k = W.shape[0], fo.d, fo.k
         D = d + k
@@ -123,7 +123,8 @@ class VectorStats:
         for i0, i1 in _blocks(fo, c * D):
             Phi = _feature_block(fo, i0, i1)
             U = np.asarray(fo.X[i0:i1], dtype=np.float64) + Phi @ V.T
-            l, R, pi = sample_loss_terms(U @ W.T, fo.y[i0:i1], loss)
+            P = U @ W.T if B is None else U @ W.T + Phi @ B.T
+            l, R, pi = sample_loss_terms(P, fo.y[i0:i1], loss)
             sb = s[i0:i1]
             self.sample_losses[i0:i1] = l
             Rs = R * sb[:, None]
@@ -229,9 +230,42 @@ def structured_size(fo) -> int:
 
 
 def statistics(fo, W, M, *, gauss_newton: bool) -> VectorStats:
-    """:class:`VectorStats` at the head ``(W, M)`` (the skip head's pass takes ``V = 0``)."""
-    V = M if fo.head == "residual" else np.zeros((fo.d, fo.k))
-    return VectorStats(fo, W, V, gauss_newton=gauss_newton)
+    """:class:`VectorStats` at the head ``(W, M)`` (``M = V``, or ``B`` for the skip head,
+    whose pass takes ``V = 0``)."""
+    if fo.head == "residual":
+        return VectorStats(fo, W, M, gauss_newton=gauss_newton)
+    return VectorStats(fo, W, np.zeros((fo.d, fo.k)), gauss_newton=gauss_newton, B=M)
+
+
+def hessian_trace(fo, z) -> float:
+    """The exact trace of the partial Hessian over ``(W, V)`` (or ``(W, B)``), one pass:
+    ``E[tr(S) ||u||^2] + E[||phi||^2 tr(W^T S W)]`` for the residual head (the ``dW`` and
+    ``dV`` diagonal blocks; the bilinear term ``2 tr(dW dV Gamma)`` has no diagonal),
+    ``E[tr(S) (||x||^2 + ||phi||^2)]`` for the skip head.  For cross-entropy
+    ``tr S = 1 - ||pi||^2`` and ``tr(W^T S W) = sum_a pi_a ||W_a||^2 - ||W^T pi||^2``; for
+    the squared loss ``S = I``."""
+    loss = _loss_name(fo)
+    W, M = head_matrices(fo, z)
+    residual = fo.head == "residual"
+    s = np.asarray(fo.sample_weight, dtype=np.float64)
+    row_norms = np.einsum("ad,ad->a", W, W)
+    total = 0.0
+    for i0, i1 in _blocks(fo, fo.n_outputs * (fo.d + fo.k)):
+        Phi = _feature_block(fo, i0, i1)
+        X = np.asarray(fo.X[i0:i1], dtype=np.float64)
+        U = X + Phi @ M.T if residual else X
+        P = U @ W.T if residual else U @ W.T + Phi @ M.T
+        pi = sample_loss_terms(P, fo.y[i0:i1], loss)[2]
+        u2, f2 = np.einsum("ij,ij->i", U, U), np.einsum("ij,ij->i", Phi, Phi)
+        if pi is None:  # S = I
+            trS, trWSW = float(fo.n_outputs), float(row_norms.sum())
+        else:
+            PW = pi @ W
+            trS = 1.0 - np.einsum("ia,ia->i", pi, pi)
+            trWSW = pi @ row_norms - np.einsum("ij,ij->i", PW, PW)
+        per = trS * u2 + f2 * trWSW if residual else trS * (u2 + f2)
+        total += float(s[i0:i1] @ per)
+    return total
 
 
 def lambda_min_structured(fo, z, stats: VectorStats | None = None) -> LambdaMin:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import certify_vector
 from ._certificate import feature_objective, lanczos_extreme
 from ._progress import progress_bar
 from ._reduced_spectrum import REDUCED_MAX, pick, reduced_form, reduced_eigenpairs
@@ -199,7 +200,9 @@ def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hu
     ``"hutchinson"``: mean of ``v^T H v`` over Rademacher ``v``; ``"hutch++"``: the exact
     trace on a sketched range ``Q`` of ``H S`` plus Hutchinson on the rest,
     ``tr(Q^T H Q) + (3/m) tr(G^T (I - QQ^T) H (I - QQ^T) G)`` (variance ``O(1/m^2)``);
-    ``"exact"`` (``wrt="wV"``): from the sufficient statistics.  ``seed`` draws the probes
+    ``"exact"`` (``wrt="wV"``): from the sufficient statistics (``tr A + ||w||^2 tr C``
+    for the residual head), or with c outputs from one pass
+    (:func:`resnet_core.certify_vector.hessian_trace`).  ``seed`` draws the probes
     (default 0: the same estimate on every call; None: fresh entropy).  ``progress=True``:
     a tqdm bar of the products.
     """
@@ -208,6 +211,9 @@ def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hu
         if wrt != "wV":
             raise ValueError("method='exact' is for wrt='wV' (from the statistics)")
         fo, z = feature_objective(objective, x)
+        z = fo.validate_point(z, "z")
+        if fo.vector:
+            return TraceEstimate(certify_vector.hessian_trace(fo, z), None, "exact", 0)
         st = fo.stats(z)
         w = fo.unpack(z)["w"]
         extra = float(w @ w) * np.trace(st.C) if fo.head == "residual" else np.trace(st.C)

@@ -125,6 +125,21 @@ def test_skip_head_is_convex_and_exact(rng, loss):
     assert lam.value >= -lam.error
     r = rc.check_sopsp(fo, z, eps=1.0)
     assert r.head == "skip" and r.lemma1_inner is None and r.theorem2_note is None
+    # the whole spectrum, not only its (zero) bottom: T is the Hessian at p = W x + B phi
+    T = cv.statistics(fo, *cv.head_matrices(fo, z), gauss_newton=True).T
+    np.testing.assert_allclose(np.linalg.eigvalsh(T.reshape(H.shape)), np.linalg.eigvalsh(H),
+                               atol=1e-12 * np.abs(H).max())
+    # the standard errors of F and of the gap from the per-sample losses at p = W x + B phi
+    # (regression: the statistics pass left B phi out of the scores)
+    c, d, k = 3, 3, 2
+    W, B = z[:c * d].reshape(c, d), z[c * d:].reshape(c, k)
+    w = ref.weights(s, 40)
+    l = np.array([ref.loss_terms(W @ X[i] + B @ Phi[i], y[i], loss)[0] for i in range(40)])
+    l_lin = ref.linear_losses(X, y, np.asarray(r.w_star), loss)
+    assert r.F == pytest.approx(w @ l, rel=1e-12)
+    assert r.F_se == pytest.approx(np.sqrt(np.sum((w * (l - r.F)) ** 2)), rel=1e-10)
+    gap = r.F - r.F_lin_at_w_star
+    assert r.gap_se == pytest.approx(np.sqrt(np.sum((w * (l - l_lin - gap)) ** 2)), rel=1e-10)
 
 
 def _lemma1_case(seed, loss, n, d, k, c, scale):

@@ -105,11 +105,73 @@ def _cases(rng):
     skip = rc.FeatureObjective(X, Phi, y, head="skip")
     labels = np.argmax(X[:, :3], axis=1)
     vec = rc.FeatureObjective(X, Phi, labels, loss="cross_entropy", sample_weight=sw)
+    vskip = rc.FeatureObjective(X, Phi, labels, loss="cross_entropy", head="skip")
+    vsq = rc.FeatureObjective(X, Phi, X[:, :2] + 0.1, loss="squared", sample_weight=sw)
     return [(fo, z), (fo, at_zero), (skip, 0.3 * rng.standard_normal(skip.n_params)),
-            (vec, 0.3 * rng.standard_normal(vec.n_params))]
+            (vec, 0.3 * rng.standard_normal(vec.n_params)),
+            (vskip, 0.3 * rng.standard_normal(vskip.n_params)),
+            (vsq, 0.3 * rng.standard_normal(vsq.n_params))]
 
 
-@pytest.mark.parametrize("case", range(4))
+def _vector_objectives(rng):
+    """c-output objectives: cross-entropy and the (n, c) squared loss, both heads, one on
+    streamed MLP features."""
+    X, y, sw = make_data(rng, 80, 4, "logistic")
+    Phi = np.tanh(X @ rng.standard_normal((4, 3)))
+    labels = np.argmax(X[:, :3], axis=1)
+    out = []
+    for head in ("residual", "skip"):
+        for loss, target in (("cross_entropy", labels), ("squared", X[:, :3] - 0.2)):
+            fo = rc.FeatureObjective(X, Phi, target, loss=loss, head=head, sample_weight=sw)
+            out.append((fo, 0.4 * rng.standard_normal(fo.n_params)))
+    obj = rc.Objective(X, labels, loss="cross_entropy", widths=(3,), sample_weight=sw)
+    out.append((obj, obj.init(seed=3)))
+    return out
+
+
+@pytest.mark.parametrize("case", range(5))
+def test_exact_trace_with_c_outputs(rng, case):
+    """hessian_trace(method="exact") with c outputs: the dense partial Hessian's trace."""
+    objective, x = _vector_objectives(rng)[case]
+    part = objective.partial(x) if isinstance(objective, rc.Objective) else objective
+    z = x[:part.n_params]
+    H = rc._certificate.dense_hessian(part, z)
+    exact = rc.hessian_trace(objective, x, method="exact")
+    assert exact.method == "exact" and exact.n_products == 0
+    assert exact.estimate == pytest.approx(np.trace(H), rel=1e-11)
+
+
+def test_spectra_with_c_outputs(rng):
+    """hessian_spectrum (reduced and Lanczos) and spectral_density with c outputs."""
+    objective, x = _vector_objectives(rng)[4]  # an MLP's features, cross-entropy
+    part = objective.partial(x)
+    z = x[:part.n_params]
+    ev = np.linalg.eigvalsh(rc._certificate.dense_hessian(part, z))
+    scale = np.abs(ev).max()
+    red = rc.hessian_spectrum(objective, x, n_eigs=2)
+    lan = rc.hessian_spectrum(objective, x, n_eigs=2, method="lanczos")
+    assert red.method == "reduced" and lan.method == "lanczos" and lan.converged
+    for sp in (red, lan):
+        assert np.allclose(sp.values, ev[[0, 1, -2, -1]], atol=1e-8 * scale)
+    sd = rc.spectral_density(objective, x, n_probes=3, lanczos_steps=part.n_params)
+    assert sd.nodes.min() == pytest.approx(ev[0], abs=1e-8 * scale)
+    assert sd.nodes.max() == pytest.approx(ev[-1], abs=1e-8 * scale)
+
+
+def test_seeds_default_to_0_and_k_is_n_eigs(problem):
+    obj, x = problem
+    a = rc.hessian_trace(obj, x, n_products=12)
+    assert a.estimate == rc.hessian_trace(obj, x, n_products=12, seed=0).estimate
+    d1 = rc.spectral_density(obj, x, n_probes=2, lanczos_steps=5)
+    d2 = rc.spectral_density(obj, x, n_probes=2, lanczos_steps=5, seed=0)
+    assert np.array_equal(d1.density, d2.density)
+    with pytest.warns(DeprecationWarning, match="'k'.*'n_eigs'"):
+        old = rc.hessian_spectrum(obj, x, k=2, which="smallest")
+    assert np.array_equal(old.values, rc.hessian_spectrum(obj, x, n_eigs=2,
+                                                          which="smallest").values)
+
+
+@pytest.mark.parametrize("case", range(6))
 def test_reduced_spectrum_is_exact(rng, case):
     """wrt="wV" takes the reduced matrix: the dense spectrum's ends, zeros included, with
     eigenvectors whose residuals from hessp are rounding."""
