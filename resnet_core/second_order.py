@@ -38,12 +38,12 @@ from typing import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
-from scipy.optimize import OptimizeResult, brentq, minimize
+from scipy.optimize import OptimizeResult, minimize
 
 from ._certificate import (LambdaMin, curvature_threshold, curvature_verdict, rounding_error,
                            lanczos_extreme)
 from ._threads import blas_single_thread
-from ._trust_region import Model, ball_step
+from ._trust_region import Model, ball_step, cubic_step, steihaug
 from ._schema import POSITIVE, validated
 from ._validation import check_choice
 from ._reduced_spectrum import one_output_form
@@ -143,78 +143,7 @@ class _HesspModel:
         return np.asarray(self._fo.hessp(self._z, p.astype(self._fo.dtype)), np.float64)
 
 
-def _steihaug(model: _HesspModel, radius: float, max_cg: int, rtol: float = 1e-6):
-    """Truncated CG on ``g^T p + 1/2 p^T H p`` within ``||p|| <= radius`` (Steihaug-Toint):
-    returns ``(p, model decrease)``."""
-    g = model.grad
-    p, r = np.zeros_like(g), g.copy()
-    d = -r
-    gnorm = np.linalg.norm(g)
-
-    def to_boundary(p, d):
-        a, b, c = d @ d, 2 * p @ d, p @ p - radius**2
-        return (-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
-
-    for _ in range(max_cg):
-        Hd = model.hessp(d)
-        curv = float(d @ Hd)
-        if curv <= 0:
-            p = p + to_boundary(p, d) * d
-            break
-        alpha = float(r @ r) / curv
-        if np.linalg.norm(p + alpha * d) >= radius:
-            p = p + to_boundary(p, d) * d
-            break
-        p = p + alpha * d
-        r_new = r + alpha * Hd
-        if np.linalg.norm(r_new) <= rtol * gnorm:
-            break
-        d = -r_new + float(r_new @ r_new) / float(r @ r) * d
-        r = r_new
-    return p, -float(g @ p + 0.5 * p @ model.hessp(p))
-
-
 # -- the exact steps on an eigendecomposition -------------------------------------------------
-def _cubic_step(m: _LocalModel, sigma: float) -> np.ndarray:
-    """Exact minimiser (in the model's coordinates) of ``g^T r + 1/2 r^T H r +
-    sigma/6 ||r||^3`` (Nesterov and Polyak 2006, section 5): ``(H + lam I) r = -g`` with
-    ``lam = sigma ||r|| / 2`` and ``H + lam I`` positive semi-definite, ``lam`` the root of a
-    decreasing function; in the hard case the step is filled up along the eigenvector of
-    the smallest eigenvalue."""
-    c = -(m.Q.T @ m.rgrad)
-    ev = m.ev
-    lam_lo = max(0.0, -float(ev[0]))
-    tiny = 1e-14 * max(float(np.abs(c).max(initial=0.0)), 1e-300)
-    near = ev + lam_lo <= 1e-14 * max(float(np.abs(ev).max()), 1e-300)
-
-    def q_of(lam):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = c / (ev + lam)
-        q[c == 0] = 0.0
-        return q
-
-    def phi(lam):
-        return float(np.linalg.norm(q_of(lam))) - 2.0 * lam / sigma
-
-    if np.all(np.abs(c[near]) <= tiny):  # possibly the hard case
-        c_soft = np.where(near, 0.0, c)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.where(near, 0.0, c_soft / (ev + lam_lo))
-        if np.linalg.norm(q) <= 2.0 * lam_lo / sigma:
-            if lam_lo == 0.0:
-                return m.Q @ q
-            q[int(np.argmin(ev))] = math.sqrt(max((2.0 * lam_lo / sigma) ** 2 - q @ q, 0.0))
-            return m.Q @ q
-    lo = lam_lo
-    hi = lam_lo + max(math.sqrt(sigma * float(np.linalg.norm(c)) / 2.0), 1e-300)
-    while phi(hi) > 0:
-        lo, hi = hi, 2.0 * hi
-    if phi(lo) <= 0:  # lo = lam_lo and no root above it: rounding at the boundary
-        return m.Q @ q_of(hi)
-    lam = brentq(phi, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=400)
-    return m.Q @ q_of(lam)
-
-
 def _tr_step(m: _LocalModel, radius: float) -> np.ndarray:
     """Exact trust-region step (Moré and Sorensen) via :func:`_trust_region.ball_step`."""
     null = float(np.finfo(float).eps * m.ev.size * np.abs(m.ev).max(initial=0.0))
@@ -294,14 +223,14 @@ class _Run:
         while True:
             if self.reduced:
                 if self.method == "cubic":
-                    r = _cubic_step(m, self.sigma)
+                    r = cubic_step(m.ev, m.Q, m.rgrad, self.sigma)
                     pred = m.decrease(r, self.sigma)
                 else:
                     r = _tr_step(m, self.radius)
                     pred = m.decrease(r)
                 p = m.lift(r)
             else:
-                p, pred = _steihaug(m, self.radius, self.max_cg)
+                p, pred = steihaug(m.grad, m.hessp, self.radius, self.max_cg)
             length = float(np.linalg.norm(p))
             if length <= 1e-15 * scale or pred <= 0:
                 return None

@@ -10,7 +10,9 @@ from scipy.optimize import minimize
 import resnet_core as rc
 from conftest import LOSSES, make_data
 from resnet_core import second_order as so
+from resnet_core import saddles as so_saddles
 from resnet_core._reduced_spectrum import residual_form
+from resnet_core._trust_region import cubic_step
 
 
 def _fo(rng, loss="logistic", head="residual", n=60, d=4, k=3, dtype=np.float64, **kw):
@@ -133,7 +135,7 @@ def _model(rng, dim, hard=False):
 def test_cubic_step_minimises_its_model(sigma, hard):
     rng = np.random.default_rng(int(sigma * 10) + hard)
     m = _model(rng, 6, hard)
-    r = so._cubic_step(m, sigma)
+    r = cubic_step(m.ev, m.Q, m.rgrad, sigma)
     best = min((minimize(lambda p: -m.decrease(p, sigma), rng.standard_normal(6) * s,
                          method="BFGS", options={"gtol": 1e-12}).fun for s in (0.1, 1, 10)))
     assert -m.decrease(r, sigma) <= best + 1e-9
@@ -305,3 +307,33 @@ def test_custom_loss_through_the_statistics():
     assert res.success and res.passes["statistics"] > 0
     assert rc.check_sopsp(fo, res.x, eps=1e-4, mu2=1.0).is_sopsp is True
     _wv_steps_monotone(res)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_theorem2_point_takes_one_statistics_pass(rng, c, monkeypatch):
+    """S and G come from one statistics pass at the origin (no gradient pass, no
+    Hessian-vector products): the point is stationary and agrees with the product route."""
+    X, y, sw = make_data(rng, 120, 4, "logistic")
+    Phi = np.tanh(X @ rng.standard_normal((4, 3)) + 0.5)
+    target = y if c == 1 else np.argmax(X[:, :3], axis=1)
+    fo = rc.FeatureObjective(X, Phi, target, loss="logistic" if c == 1 else "cross_entropy",
+                             sample_weight=sw)
+    calls = []
+    for name in ("grad", "hessp"):
+        monkeypatch.setattr(fo, name, lambda *a, _n=name: calls.append(_n))
+    S, G = so_saddles._origin_statistics(fo, fo.pack(*fo.zero_head()[:1],
+                                                     np.zeros((4, 3))))
+    assert calls == []
+    monkeypatch.undo()
+    origin = fo.pack(np.zeros((c, 4)) if c > 1 else np.zeros(4), np.zeros((4, 3)))
+    S_ref = np.asarray(fo.grad(origin))[:c * 4].reshape(c, 4)
+    G_ref = np.empty((c, 3))
+    for a in range(c):  # row a of G: the V block of H along dW = e_a e_0^T, row 0
+        dW = np.zeros((c, 4))
+        dW[a, 0] = 1.0
+        p = fo.pack(dW if c > 1 else dW[0], np.zeros((4, 3)))
+        G_ref[a] = np.asarray(fo.hessp(origin, p))[c * 4:].reshape(4, 3)[0]
+    np.testing.assert_allclose(S, S_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(G, G_ref, rtol=1e-12, atol=1e-15)
+    sp = rc.theorem2_stationary_point(fo)
+    assert sp.exists and sp.grad_norm < 1e-13 and sp.lambda_min < 0
