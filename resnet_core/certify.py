@@ -261,7 +261,10 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star, r
         head=fo.head, n_samples=fo.n_samples, dim=fo.n_params, F_lin_at_w_star=F_lin_w,
         w_norm=part.w_norm, lanczos_residual=lam.residual, n_outputs=fo.n_outputs,
         **verdict, **{k: v for k, v in curvature.items() if k != "false_threshold"}, **base)
-    part.inequalities(report, lam, w_star, F - F_lin_w)
+    if fo.head == "residual":
+        part.inequalities(report, lam, w_star, F - F_lin_w)
+    else:
+        report.theorem3_note = "Theorem 3 is about the residual head"
     if plan is not None:
         clock.lap(None)
         _theorem3(report, fo, lam, plan, t3_parts)
@@ -304,9 +307,7 @@ class _OneOutput:
         return _sample_statistics(self.fo, self.z, self.F, w_star, plan["fn"] if fold else None)
 
     def inequalities(self, report: SOPSPReport, lam, w_star, gap_w) -> None:
-        if self.fo.head != "residual":
-            report.theorem3_note = "Theorem 3 is about the residual head"
-            return
+        """Lemma 1 and Theorem 1 or 2 (residual head)."""
         _paper_inequalities(report, self.fo, self.st, lam, self.w, self.M, w_star, gap_w,
                             self.grad)
 

@@ -379,9 +379,6 @@ class VectorPart:
 
     def inequalities(self, report: SOPSPReport, lam, W_star, gap_w) -> None:
         """The Lemma 1 / Theorem 1 analogue (residual head) and the notes on Theorems 2, 3."""
-        if self.fo.head != "residual":
-            report.theorem3_note = "Theorem 3 is about the residual head"
-            return
         report.V_norm = float(np.linalg.norm(self.M, 2))
         report.theorem2_note = THEOREM2_NOTE
         report.theorem3_note = THEOREM3_NOTE
