@@ -179,7 +179,8 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
         its Hessian there).  Default ``b = max(||w||, ||V||)`` at the point and each constant
         proven from the loss's derivative bounds (squared and logistic losses,
         :func:`resnet_core.lipschitz.derivative_bounds`); ``r = ||w*||``.  Theorem 3 has
-        no analogue with c outputs (it rests on Theorem 2): the report says so.
+        no analogue with c outputs (it rests on Theorem 2): its inputs are then refused
+        (ValueError), and the report says so in ``theorem3_note``.
 
     Returns
     -------

@@ -370,6 +370,10 @@ class VectorPart:
         return {"dense": lambda_min_dense, "lanczos": lambda_min_lanczos}[method](self.fo, self.z)
 
     def theorem3_plan(self, given):
+        """None: Theorem 3 has no analogue here; its inputs, given, are refused."""
+        if given is not None:
+            raise ValueError(f"theorem3 is for one output: with c = {self.fo.n_outputs} "
+                             f"outputs {THEOREM3_NOTE}, so its inputs are not used")
         return None
 
     def gap_statistics(self, W_star, plan):

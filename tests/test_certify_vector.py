@@ -325,6 +325,18 @@ def test_bad_w_star(rng):
         rc.check_sopsp(fo, z, eps=0.1, w_star=np.zeros((3, 3)), radius=1.0)
 
 
+def test_theorem3_inputs_are_refused_with_c_outputs(rng):
+    """Theorem 3 rests on Theorem 2, which has no analogue for c > 1: its inputs are an
+    error that says so, and the report's note says it without them."""
+    fo, _ = _problem(rng, 30, 3, 2, 3, "cross_entropy")
+    z = rng.standard_normal(fo.n_params)
+    with pytest.raises(ValueError, match="theorem3 is for one output.*Theorem 2"):
+        rc.check_sopsp(fo, z, eps=0.1, theorem3={"b": 2.0})
+    r = rc.check_sopsp(fo, z, eps=0.1)
+    assert r.theorem3_bound is None and "Theorem 2" in r.theorem3_note
+    assert "no known analogue" in r.theorem2_note and r.theorem2_lhs is None
+
+
 # -- c = 1 ------------------------------------------------------------------------------------
 def test_one_output_column_is_the_scalar_report(rng):
     """y of shape (n, 1) is today's scalar objective: the same report, number for number."""
