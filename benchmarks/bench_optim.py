@@ -62,7 +62,7 @@ def test_gd_feature_objective(benchmark, loss, n_steps):
 
     fo, x0 = feature_problem(loss=loss)
     benchmark.group = f"GD FeatureObjective n=1000 d=k=8 {loss}, {n_steps} steps"
-    res = benchmark(lambda: rc.gradient_descent(fo, x0, eta=0.05, gtol=-1.0,
+    res = benchmark(lambda: rc.gradient_descent(fo, x0, eta=0.05, eps=-1.0,
                                                 max_iter=n_steps, record_every=0))
     assert res.compiled and res.nit == n_steps and res.fun < fo.fun(x0)
 
