@@ -257,7 +257,7 @@ class _ResNetBase(BaseEstimator):
             return {"eps": float(self.tol)} if self.certify else None
         if not isinstance(self.certify, Mapping):
             raise TypeError("certify must be True, False or a dict of check_sopsp keywords "
-                            f"(eps, mu2, curvature_tol, baseline_radius, method); got "
+                            f"(eps, mu2, curvature_tol, radius, method); got "
                             f"{self.certify!r}")
         return {"eps": float(self.tol), **self.certify}
 
@@ -330,9 +330,7 @@ class _ResNetBase(BaseEstimator):
         if certify is not None:
             # the certificate first: it computes the baseline, so its "time" row counts it
             self.certificate_ = check_sopsp(obj, params, **certify)
-            # the certificate's radius, under its name or its deprecated one (docs/api.md)
-            radius = certify.get("radius", certify.get("baseline_radius"))
-            self.linear_baseline_ = obj.linear_baseline(radius)
+            self.linear_baseline_ = obj.linear_baseline(self.certificate_.radius)
         # Predictions need the network, not the training data: the same model on one
         # placeholder sample (its predict streams the new inputs through the kernels).
         self._model = self._objective(np.zeros((1, obj.d), obj.dtype),
@@ -497,7 +495,7 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
     certify : bool or dict
         Compute ``linear_baseline_`` and ``certificate_`` in ``fit`` (True, the default);
         a dict gives :func:`resnet_core.check_sopsp`'s keywords (``eps`` (default
-        ``tol``), ``mu2``, ``curvature_tol``, ``baseline_radius``, ``method``).
+        ``tol``), ``mu2``, ``curvature_tol``, ``radius``, ``method``).
 
     Attributes
     ----------

@@ -69,7 +69,7 @@ def _problem():
         "check_sopsp": (rc.check_sopsp, lambda **kw: rc.check_sopsp(fo, z0,
                                                                      **{"eps": 0.1, **kw})),
         "hessian_spectrum": (rc.hessian_spectrum, lambda **kw: rc.hessian_spectrum(
-            fo, z0, **{"k": 2, **kw})),
+            fo, z0, **{"n_eigs": 2, **kw})),
         "hessian_trace": (rc.hessian_trace, lambda **kw: rc.hessian_trace(
             fo, z0, **{"n_products": 3, **kw})),
         "spectral_density": (rc.spectral_density, lambda **kw: rc.spectral_density(

@@ -248,10 +248,10 @@ def test_certificate_options(rng):
     X, y = _binary(rng)
     off = rc.ResNetClassifier(widths=(3,), max_iter=20, certify=False).fit(X, y)
     assert off.certificate_ is None and off.linear_baseline_ is None
-    opts = {"eps": 0.5, "curvature_tol": 1e-3, "baseline_radius": 0.5}
+    opts = {"eps": 0.5, "curvature_tol": 1e-3, "radius": 0.5}
     clf = rc.ResNetClassifier(widths=(3,), max_iter=20, random_state=0, certify=opts).fit(X, y)
     cert = clf.certificate_
-    assert cert.eps == 0.5 and cert.curvature_tol == 1e-3 and cert.baseline_radius == 0.5
+    assert cert.eps == 0.5 and cert.curvature_tol == 1e-3 and cert.radius == 0.5
     assert clf.linear_baseline_.radius == 0.5
     assert np.linalg.norm(clf.linear_baseline_.w) <= 0.5 * (1 + 1e-12)
     # the same report as check_sopsp on the estimator's objective

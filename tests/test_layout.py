@@ -134,22 +134,9 @@ def test_cycle_finder(graph, circle):
 MAX_DECLARED_REACHES = 3
 # Reaches not yet removed (issue 20 in progress): "module.py: expression".  Empty when done.
 PENDING_REACHES = {
-    "_loops.py: fn._cache", "_reduced_spectrum.py: certify_vector._stats",
-    "_reduced_spectrum.py: certify_vector._split_range", "_threads.py: _kernels._set_serial",
+    "_loops.py: fn._cache", "_threads.py: _kernels._set_serial",
     "_threads.py: _vkernels._set_serial", "_pgd.py: _loops._SQUARED",
-    "certify.py: from ._certificate import _curvature_threshold",
-    "certify.py: from ._certificate import _curvature_verdict",
-    "certify.py: from ._certificate import _decide",
-    "certify.py: from ._certificate import _rounding_error",
-    "certify_vector.py: from ._certificate import _curvature_threshold",
-    "certify_vector.py: from ._certificate import _decide",
-    "certify_vector.py: from ._certificate import _rounding_error",
     "linear.py: from .separability import _separability",
-    "second_order.py: from ._certificate import _curvature_threshold",
-    "second_order.py: from ._certificate import _curvature_verdict",
-    "second_order.py: from ._certificate import _rounding_error",
-    "spectrum.py: from ._certificate import _start_vector",
-    "spectrum.py: from .certify import _feature_objective",
 }
 
 

@@ -407,8 +407,6 @@ def test_not_implemented_for_vectors(rng):
         obj.at(x).weighted_d2loss
     assert obj.at(x).weighted_dloss.shape == (30, 3)
     assert rc.check_sopsp(obj, x, eps=1e-3).n_outputs == 3  # certified over (W, V)
-    with pytest.raises(NotImplementedError, match="c outputs"):
-        rc.save_point("unused.npz", obj, x)
     skip = rc.Objective(X, y, loss="cross_entropy", widths=(4,), head="skip")
     with pytest.raises(NotImplementedError, match="no analogue with c outputs"):
         rc.projected_sgd(skip, skip.init(0), T=10, radius=1.0)

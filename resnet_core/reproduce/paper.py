@@ -365,7 +365,7 @@ def _certified_row(name, obj, x0, x, nit, trainer) -> dict:
            "theorem2_note": rep.theorem2_note}
     if not rep.baseline_attained and obj.n_outputs == 1:  # Theorem 3 has one output
         r = rep.w_norm
-        ball = check_sopsp(part, z, eps=eps, curvature_tol=0.0, baseline_radius=r)
+        ball = check_sopsp(part, z, eps=eps, curvature_tol=0.0, radius=r)
         row.update(radius=r, F_lin_ball=ball.F_lin_star, gap_ball=ball.gap,
                    gap_ball_se=ball.gap_se)
     return row
