@@ -311,10 +311,14 @@ def lemma1_direction(W, V, W_star):
     (numerical rank below ``c``: the analogue does not apply)."""
     W, V, W_star = (np.asarray(a, dtype=np.float64) for a in (W, V, W_star))
     c, d = W.shape
-    sv = np.linalg.svd(W, compute_uv=False)
-    if c > d or sv[-1] <= max(c, d) * np.finfo(np.float64).eps * sv[0]:
+    if c > d:
         return None
-    W_plus = np.linalg.solve(W @ W.T, W).T  # W^T (W W^T)^{-1}, d x c
+    U, sv, Vt = np.linalg.svd(W, full_matrices=False)
+    if sv[-1] <= max(c, d) * np.finfo(np.float64).eps * sv[0]:
+        return None
+    # W^+ = W^T (W W^T)^{-1} from the SVD: W W^T squares the condition number, and its solve
+    # failed as singular for a W of full rank whose smallest singular value was near 1e-8
+    W_plus = (Vt.T / sv) @ U.T
     return np.concatenate([(W - W_star).ravel(), (W_plus @ W_star @ V).ravel()])
 
 

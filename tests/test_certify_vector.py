@@ -374,3 +374,18 @@ def test_vector_code_at_one_output_gives_the_scalar_numbers(rng, w_zero):
         assert getattr(vec, key) == pytest.approx(getattr(sca, key), rel=1e-9), key
     assert vec.theorem1_bound == pytest.approx(sca.gap / sca.G_norm, rel=1e-9)
     assert vec.theorem1_bound >= sca.theorem1_bound - 1e-12
+
+
+def test_lemma1_direction_of_a_nearly_rank_deficient_W():
+    """W of full row rank whose smallest singular value is 1e-9 of the largest: W W^T is
+    singular in floating point (its solve failed), the SVD's pseudo-inverse is not."""
+    from resnet_core.certify_vector import lemma1_direction
+    rng = np.random.default_rng(3)
+    U, _ = np.linalg.qr(rng.standard_normal((3, 3)))
+    Q, _ = np.linalg.qr(rng.standard_normal((5, 3)))
+    W = U @ np.diag([1.0, 1e-3, 1e-9]) @ Q.T
+    V, W_star = rng.standard_normal((5, 4)), rng.standard_normal((3, 5))
+    G = lemma1_direction(W, V, W_star)
+    assert G is not None and np.isfinite(G).all()
+    expect = np.concatenate([(W - W_star).ravel(), (np.linalg.pinv(W, rcond=1e-12) @ W_star @ V).ravel()])
+    np.testing.assert_allclose(G, expect, rtol=1e-5, atol=1e-5 * np.abs(expect).max())
