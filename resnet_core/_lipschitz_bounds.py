@@ -114,7 +114,7 @@ def bounds_pass(objective, w_bound: float, M_bound: float):
                if name == "smoothed_hinge" else
                f"no bounds on the derivatives of the loss {getattr(loss, 'name', loss)!r}")
         return None, DerivativeBounds(w_bound, M_bound, None, None, None, why)
-    theta = objective._theta
+    theta = objective.theta
     theta = np.zeros(0, objective.dtype) if theta is None else theta
     w0, a0 = objective.zero_head()
     return functools.partial(_block_sums, objective.head == "residual", name, w_bound,
