@@ -25,7 +25,7 @@ from ._validation import as_float_array, check_choice, check_point, copy_data
 from .features import MLPLayout
 from .heads import HEADS, VECTOR_HEADS
 from .linear import LinearBaselineResult, baseline_on_engine, linear_baseline
-from .losses import BUILTIN_LOSSES, Loss, get_loss
+from .losses import Loss, get_loss
 from .state import PointState, SufficientStats
 
 __all__ = ["FeatureObjective", "Objective", "PointState", "SufficientStats"]
@@ -214,9 +214,8 @@ class _HeadObjective:
         if self.n_classes is not None:
             e = np.exp(s - s.max(axis=1, keepdims=True))
             out = e / e.sum(axis=1, keepdims=True)
-        elif self.loss is BUILTIN_LOSSES["logistic"]:
-            plus = np.exp(-np.logaddexp(0.0, -s))  # sigmoid(p), stable at both ends
-            out = np.column_stack([np.exp(-np.logaddexp(0.0, s)), plus])
+        elif self.loss.proba is not None:
+            out = self.loss.proba(s)
         else:
             raise ValueError("predict_proba needs a probabilistic loss (cross_entropy, or "
                              f"logistic with labels -1/+1); this objective's loss is "

@@ -121,7 +121,7 @@ class _Problem:
         self.dim = self.u0.size
         # the squared loss runs on the data's second moments, whatever n (_loops.moment_data)
         self.moments = (_MOMENTS and self.fo is not None and not streamed
-                        and target.loss.code == _loops._SQUARED)
+                        and target.loss.quadratic)
         self.compiled = (self.fo is not None and target.loss.code >= 0 and not streamed
                          and (self.moments
                               or target.n_samples * target.n_params <= _COMPILED_WORK))
@@ -446,13 +446,8 @@ def _sgd_bounds(objective: Objective, x, b: float):
         exact = False
     zmax = math.sqrt(float(np.max(np.einsum("ij,ij->i", X, X))) + phi2)
     ymax = float(np.max(np.abs(objective.y)))
-    if objective.loss.name == "squared":
-        lip = (b * zmax + ymax) * zmax
-        rbound = 0.5 * (b * zmax + ymax) ** 2
-    else:
-        lip = zmax
-        rbound = (math.log1p(math.exp(-b * zmax)) + b * zmax if objective.loss.name == "logistic"
-                  else 1.0 + b * zmax)
+    rbound, d1 = (float(v[0]) for v in objective.loss.bounds([b * zmax], [ymax])[:2])
+    lip = d1 * zmax
     return lip, rbound, exact
 
 
@@ -592,8 +587,8 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, b: float, theta_radius: f
     hv = objective.d + objective.k
     tr = -1.0 if theta_radius is None else float(theta_radius)
     max_norms = np.zeros(2)
-    max_norms[0] = _loops._project(x, 0, hv, b)
-    max_norms[1] = _loops._project(x, hv, x.size, tr)
+    max_norms[0] = _loops.project(x, 0, hv, b)
+    max_norms[1] = _loops.project(x, hv, x.size, tr)
     lip, rbound, exact = _sgd_bounds(objective, x, b)
     lip = lip if lipschitz is None else lipschitz
     eta = b / (lip * math.sqrt(T)) if eta is None else eta

@@ -134,11 +134,10 @@ def test_cycle_finder(graph, circle):
 MAX_DECLARED_REACHES = 3
 # Reaches not yet removed (issue 20 in progress): "module.py: expression".  Empty when done.
 PENDING_REACHES = {
-    "_dask.py: engine._weights", "_dask.py: engine._w", "_lipschitz_bounds.py: objective._theta",
-    "_loops.py: fn._cache", "_reduced_spectrum.py: certify_vector._stats",
+    "_dask.py: engine._weights", "_dask.py: engine._w",
+    "_reduced_spectrum.py: certify_vector._stats",
     "_reduced_spectrum.py: certify_vector._split_range", "_threads.py: _kernels._set_serial",
     "_threads.py: _vkernels._set_serial", "lipschitz.py: region._linear_max",
-    "optim.py: _loops._project", "optim.py: _loops._SQUARED",
     "_dask.py: from ._sources import _check_feature_columns",
     "_dask.py: from ._sources import _check_meta", "_dask_studies.py: from ._dask import _dask",
     "_sources.py: from ._validation import _FINITE_BLOCK",
