@@ -8,7 +8,6 @@ import numpy as np
 from ._sources import Data, check_features, is_dask, is_out_of_core, prepare_stream
 from ._targets import resolve_targets
 from ._validation import check_data, given_weights, normalise_weights
-from .losses import BUILTIN_LOSSES
 
 
 def prepare(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None, n_classes=None):
@@ -17,7 +16,7 @@ def prepare(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None, n_class
     c outputs (the cross-entropy, the squared loss on an (n, c) ``y``;
     :mod:`resnet_core._targets`) are held in memory (a memmap is read through as is)."""
     dask_data = any(is_dask(a) for a in (X, y, Phi, sample_weight))
-    squared2d = (loss is BUILTIN_LOSSES["squared"] and not isinstance(y, (str, bytes))
+    squared2d = (loss.vector_form is not None and not isinstance(y, (str, bytes))
                  and np.ndim(y) == 2)
     if n_classes is not None and not loss.vector:
         raise ValueError(f"n_classes is for the cross_entropy loss; got loss {loss.name!r}")

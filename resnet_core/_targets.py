@@ -21,7 +21,7 @@ import numpy as np
 
 from ._validation import (as_float_array, check_alloc, check_data, check_finite, check_inputs,
                           check_size, memory_limit, to_numpy)
-from .losses import BUILTIN_LOSSES, VECTOR_LOSSES, Loss, get_loss
+from .losses import VECTOR_LOSSES, Loss, get_loss
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def _labels(y, n: int, dtype) -> tuple[np.ndarray, int]:
 def resolve_targets(X, y, loss, n_classes=None) -> Targets:
     """Validate ``X``, ``y``, the loss and ``n_classes`` (see the module notes)."""
     loss = get_loss(loss)
-    squared2d = (loss is BUILTIN_LOSSES["squared"] and not isinstance(y, (str, bytes))
+    squared2d = (loss.vector_form is not None and not isinstance(y, (str, bytes))
                  and np.ndim(y) == 2)
     if not (loss.vector or squared2d):
         if n_classes is not None:
@@ -113,4 +113,4 @@ def resolve_targets(X, y, loss, n_classes=None) -> Targets:
         return Targets(X, np.ascontiguousarray(y[:, 0]), loss, 1, None)
     check_size(f"the per-sample buffers for {y.shape[1]} outputs", 2 * y.size * X.itemsize,
                "use fewer outputs")
-    return Targets(X, y, VECTOR_LOSSES["squared"], y.shape[1], None)
+    return Targets(X, y, VECTOR_LOSSES[loss.vector_form], y.shape[1], None)

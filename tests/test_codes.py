@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_python_reads_the_kernels_codes():
-    assert {name: loss.code for name, loss in rc.BUILTIN_LOSSES.items()} == _kernels.LOSS_CODES
+    assert {name: loss.code for name, loss in rc.BUILTIN_LOSSES.items()
+            if loss.formula is None} == _kernels.LOSS_CODES
     assert rc.ACTIVATIONS == _kernels.ACTIVATION_CODES
     assert rc.CustomLoss(lambda p, y: (p, p, p)).code == _kernels.LOSS_CODE_EXTERNAL < 0
     assert len(set(_kernels.LOSS_CODES.values())) == len(_kernels.LOSS_CODES)
