@@ -238,8 +238,8 @@ def accurate_value(engine, w: np.ndarray):
     ``|F - F_exact(w)|``: per sample, a margin off by at most ``gamma_d |x_i|^T |w|`` moves
     ``l`` by at most ``(|l'| + C delta / 2) delta`` (``C`` the loss's largest curvature),
     the loss and the product with ``s_i`` by ``9 u l_i``; each chunk's correctly rounded
-    sum by ``u`` of itself, and the final sum by ``u |F|``.  ``fun_error`` is ``nan`` for a loss whose curvature is not known (a
-    user-defined loss or the smoothed hinge's parameter unknown)."""
+    sum by ``u`` of itself, and the final sum by ``u |F|``.  ``fun_error`` is ``nan`` for a loss outside the kernels (``C`` is the
+    registry's ``sup_d2``)."""
     loss = engine.loss
     curvature = loss.sup_d2  # the registry's largest l'' (labels checked)
     if loss.code < 0:

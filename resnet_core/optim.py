@@ -432,8 +432,8 @@ def _sgd_bounds(objective: Objective, x, b: float):
     """Lipschitz constant ``l`` of the per-sample loss in ``(w, v)`` on ``||(w, v)|| <= b``
     and a bound ``r`` on its absolute value, from the data.
 
-    With ``z = (x, f_theta(x))``: ``|l'| <= 1`` (logistic, smoothed hinge) or
-    ``|l'| <= b ||z|| + |y|`` (squared), so ``l = max |l'| ||z||``.  ``||f_theta(x)||`` is at
+    With ``z = (x, f_theta(x))`` and ``|p| <= b ||z||``: ``l = L1 max ||z||`` and ``r = L0``
+    from the loss's registry entry (``Loss.bounds``, docs/losses.md).  ``||f_theta(x)||`` is at
     most ``sqrt(k)`` for tanh and sigmoid, whatever ``theta``; for other activations it is
     taken at ``x`` (the start), which is then an estimate, not a bound.
     """
