@@ -43,7 +43,7 @@ def test_projected_sgd_steps(benchmark):
     obj = rc.Objective(X, y, widths=(16, 16), head="skip")
     x0 = obj.init(0)
     benchmark.group = "projected SGD, 10000 steps"
-    res = benchmark(lambda: rc.projected_sgd(obj, x0, T=10_000, b=5.0, seed=0,
+    res = benchmark(lambda: rc.projected_sgd(obj, x0, T=10_000, radius=5.0, seed=0,
                                              eval_every=10_000))
     assert res.max_norm_wv <= 5.0 + 1e-12
 
@@ -62,7 +62,7 @@ def test_gd_feature_objective(benchmark, loss, n_steps):
 
     fo, x0 = feature_problem(loss=loss)
     benchmark.group = f"GD FeatureObjective n=1000 d=k=8 {loss}, {n_steps} steps"
-    res = benchmark(lambda: rc.gradient_descent(fo, x0, eta=0.05, gtol=-1.0,
+    res = benchmark(lambda: rc.gradient_descent(fo, x0, eta=0.05, eps=-1.0,
                                                 max_iter=n_steps, record_every=0))
     assert res.compiled and res.nit == n_steps and res.fun < fo.fun(x0)
 

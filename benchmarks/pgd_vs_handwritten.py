@@ -73,10 +73,10 @@ def rows(repeat=7, quick=False):
                                 (("numba hand-written, samples", False),))):
         fo, x0 = feature_problem(loss=loss)
         eta = 0.05
-        ours = _median_rate(lambda: rc.gradient_descent(fo, x0, eta=eta, gtol=-1.0,
+        ours = _median_rate(lambda: rc.gradient_descent(fo, x0, eta=eta, eps=-1.0,
                                                         max_iter=steps, record_every=0),
                             steps, repeat)
-        ref = rc.gradient_descent(fo, x0, eta=eta, gtol=-1.0, max_iter=50, record_every=0)
+        ref = rc.gradient_descent(fo, x0, eta=eta, eps=-1.0, max_iter=50, record_every=0)
         for name, mom in hands:
             # the hand-written loops have their own step count: fewer on samples
             hsteps = steps if mom or loss != "squared" else max(steps // 50, 100)

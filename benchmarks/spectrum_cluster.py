@@ -1,4 +1,4 @@
-"""The spectrum case of issue 21: ``hessian_spectrum(k=3, which="smallest")`` of the partial
+"""The spectrum case of issue 21: ``hessian_spectrum(n_eigs=3, which="smallest")`` of the partial
 Hessian of a ResNet fitted to standardised digits (cross-entropy, 10 classes, widths (16,)),
 whose smallest eigenvalues form a near-degenerate cluster.
 
@@ -40,7 +40,7 @@ def main():
     times = []
     for _ in range(3):  # the median of three
         t = time.perf_counter()
-        exact = rc.hessian_spectrum(obj, x, k=3, which="smallest")
+        exact = rc.hessian_spectrum(obj, x, n_eigs=3, which="smallest")
         times.append(time.perf_counter() - t)
     t_exact = float(np.median(times))
     print(f"n = {obj.n_samples}, (W, V) dimension {obj.partial(x).n_params}")
@@ -50,7 +50,7 @@ def main():
     for budget in ([] if args.reduced_only else (int(b) for b in args.budgets.split(","))):
         for ncv in (20, 40):
             t = time.perf_counter()
-            sp = rc.hessian_spectrum(obj, x, k=3, which="smallest", method="lanczos",
+            sp = rc.hessian_spectrum(obj, x, n_eigs=3, which="smallest", method="lanczos",
                                      max_products=budget, ncv=ncv)
             dt = time.perf_counter() - t
             err = (f"max |diff| {np.abs(sp.values - exact.values).max():.1e}"

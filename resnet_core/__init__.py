@@ -23,7 +23,8 @@ from .linear import LinearBaselineResult, linear_baseline
 from .losses import BUILTIN_LOSSES, CustomLoss, Loss, get_loss
 from .objective import FeatureObjective, Objective
 from .state import PointState, SufficientStats
-from .optim import estimate_ell_rho, gradient_descent, perturbed_gd, projected_sgd
+from .optim import (EllRhoEstimate, estimate_ell_rho, gradient_descent, perturbed_gd,
+                    projected_sgd)
 from .pointfile import PointFileError, load_point, save_point
 from .saddles import StationaryPoint, theorem2_stationary_point
 from .second_order import find_sopsp
@@ -37,6 +38,7 @@ __all__ = [
     "BaselineWarning",
     "CustomLoss",
     "DataChangedError",
+    "EllRhoEstimate",
     "FeatureObjective",
     "LambdaMin",
     "LinearBaselineResult",

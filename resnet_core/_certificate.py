@@ -1,17 +1,26 @@
 """What every eps-SOPSP certificate shares, one output or c: the report, the accuracy of a
-``lambda_min``, ARPACK with a fixed start, and the curvature threshold (Definition 1:
-``lambda_min >= -sqrt(mu2 eps)``).  :mod:`resnet_core.certify` (one output) and
-:mod:`resnet_core.certify_vector` (c outputs) build on it."""
+``lambda_min``, ARPACK with a fixed start, the dense and Lanczos ``lambda_min``, the
+baseline, and the curvature threshold (Definition 1: ``lambda_min >= -sqrt(mu2 eps)``).
+:mod:`resnet_core.certify` assembles the report from these and from the parts that depend
+on the number of outputs (its own for one, :mod:`resnet_core.certify_vector` for c).
+
+The names here are the certificates' internal API: :mod:`resnet_core.second_order` and
+:mod:`resnet_core.spectrum` use them too."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import warnings
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
+import scipy.linalg
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
 
+from ._schema import validated
+from ._validation import as_float_array
 from .lipschitz import Ball, Box, estimate_hessian_lipschitz
+from .objective import MAX_DENSE_HESSIAN, FeatureObjective, Objective
 
 
 @dataclass
@@ -32,42 +41,147 @@ class LambdaMin:
     n_products: int | None = None
 
 
-def _rounding_error(M, n_samples, dtype) -> float:
+def rounding_error(M, n_samples, dtype) -> float:
     eps = np.finfo(dtype).eps
     return float(eps * (M.shape[0] + np.sqrt(n_samples)) * np.linalg.norm(M))
 
 
-def _start_vector(dim: int) -> np.ndarray:
+def start_vector(dim: int) -> np.ndarray:
     """A fixed, generic start vector (reproducible ARPACK runs)."""
     v0 = np.random.default_rng(20180101).standard_normal(dim)
     return v0 / np.linalg.norm(v0)
 
 
+def feature_objective(objective, x):
+    """``(FeatureObjective, its point)``: ``objective.partial(x)`` and ``x``'s head part for
+    an :class:`Objective`, the objective and ``x`` as given for a FeatureObjective."""
+    if isinstance(objective, Objective):
+        part = objective.partial(x)
+        return part, np.asarray(x, dtype=part.dtype)[:part.n_params]
+    if isinstance(objective, FeatureObjective):
+        return objective, x
+    raise TypeError("objective must be an Objective or a FeatureObjective; got "
+                    f"{type(objective).__name__}")
+
+
+def smallest_eigenvalue(M: np.ndarray) -> float:
+    """The smallest eigenvalue of the symmetric ``M`` (LAPACK ``syevr`` asked for that one
+    only; measured 1.4x faster than ``eigvalsh`` at size 1305)."""
+    return float(scipy.linalg.eigh(M, eigvals_only=True, subset_by_index=[0, 0],
+                                   check_finite=False)[0])
+
+
+def dense_hessian(fo, z) -> np.ndarray:
+    """The dense partial Hessian in float64: from the statistics with one output
+    (``fo.hessian``), column by column from ``fo.hessp`` with c (symmetrised)."""
+    z = fo.validate_point(z, "z")
+    if fo.n_params > MAX_DENSE_HESSIAN:
+        raise ValueError(f"a dense Hessian is for n_params <= {MAX_DENSE_HESSIAN}; this "
+                         f"objective has {fo.n_params}: use method='structured' or 'lanczos'")
+    if not fo.vector:
+        return np.asarray(fo.hessian(z), dtype=np.float64)
+    H = np.column_stack([np.asarray(fo.hessp(z, e), dtype=np.float64)
+                         for e in np.eye(fo.n_params, dtype=fo.dtype)])
+    return 0.5 * (H + H.T)
+
+
+def lambda_min_dense(fo, z) -> LambdaMin:
+    """``lambda_min`` of the dense partial Hessian (:func:`dense_hessian`)."""
+    H = dense_hessian(fo, z)
+    return LambdaMin(smallest_eigenvalue(H), rounding_error(H, fo.n_samples, fo.dtype), "dense")
+
+
+def lambda_min_lanczos(fo, z, *, tol: float = 1e-10) -> LambdaMin:
+    """``lambda_min`` by ARPACK on ``fo.hessp`` (``which="SA"``); the error is the residual
+    ``||H v - lambda v||``."""
+    z = fo.validate_point(z, "z")
+    if fo.n_params < 3:  # ARPACK needs k < dim
+        return lambda_min_dense(fo, z)
+    vals, _, res, ok, count = lanczos_extreme(lambda v: fo.hessp(z, v), fo.n_params, tol=tol)
+    if vals.size == 0:
+        return LambdaMin(float("nan"), float("inf"), "lanczos", False, None, count)
+    return LambdaMin(float(vals[0]), float(res[0]), "lanczos", ok, float(res[0]), count)
+
+
+def baseline(fo, w_star, radius) -> dict:
+    """What the certificate compares with: a given ``w*`` (shape (d,), or (c, d) with c
+    outputs), or the best linear predictor (its infimum, or its minimum over
+    ``||w|| <= radius``).  ``"w"`` is ``w*`` in float64; the rest are report fields."""
+    shape = (fo.n_outputs, fo.d) if fo.vector else (fo.d,)
+    if w_star is not None:
+        if radius is not None:
+            raise ValueError("give w_star or radius, not both")
+        if np.ndim(w_star) != len(shape):
+            raise ValueError(f"w_star must have shape {shape} ({'(c, d)' if fo.vector else '(d,)'}"
+                             f"); got an array of shape {np.shape(w_star)}")
+        w_star = as_float_array("w_star", w_star, ndim=len(shape), dtype=np.float64,
+                                shape=shape)
+        return {"w": w_star, "F_lin_star": None, "baseline": "given w_star"}
+    lin = fo.linear_baseline(radius)
+    if not lin.converged:
+        warnings.warn(f"the best linear predictor did not converge ({lin.message}); the gap "
+                      "is against the point the solver reached", BaselineWarning, stacklevel=5)
+    return {"w": np.asarray(lin.w, dtype=np.float64).reshape(shape), "F_lin_star": lin.infimum,
+            "baseline": "best linear predictor", "baseline_attained": lin.attained,
+            "baseline_separability": lin.separability,
+            "baseline_converged": bool(lin.converged), "radius": radius,
+            "baseline_message": lin.message}
+
+
+class _BudgetSpent(Exception):
+    pass
+
+
 def lanczos_extreme(hessp, dim: int, *, k: int = 1, which: str = "SA", tol: float = 1e-10,
-                    maxiter: int | None = None):
+                    maxiter: int | None = None, max_products: int | None = None,
+                    ncv: int | None = None, residuals: bool = True):
     """Extreme eigenpairs of the symmetric operator ``hessp`` by ARPACK with a fixed ``v0``.
 
-    Returns ``(values, vectors, residuals, converged, n_products)``; on non-convergence the
-    pairs ARPACK did converge are returned with ``converged = False``.
+    Without ``max_products`` ARPACK runs to ``maxiter`` (default ``max(1000, 20 dim)``)
+    restarts.  With it, at most ``max_products`` products: ``maxiter`` follows from the
+    budget (each restart costs ``ncv - k`` products, ``ncv`` default
+    ``min(dim, max(4 k + 1, 40))``) and a hard stop guards it.
+
+    Returns ``(values, vectors, residuals, converged, n_products)``, ascending; on
+    non-convergence the pairs ARPACK did converge (maybe none) with ``converged = False``.
+    ``residuals[i] = ||H v_i - lambda_i v_i||`` costs one product per pair (counted; None
+    with ``residuals=False``).
     """
+    k = min(k, dim - 1)
+    if max_products is not None and ncv is None:
+        ncv = min(dim, max(4 * k + 1, 40))
+    elif ncv is not None:
+        ncv = min(int(ncv), dim)
+    if ncv is not None and ncv <= k:
+        raise ValueError(f"ncv must exceed k = {k}; got {ncv}")
     count = [0]
 
-    def mv(v):
+    def product(v):
         count[0] += 1
         return np.asarray(hessp(np.ascontiguousarray(v.ravel())), dtype=np.float64)
 
+    def mv(v):
+        if max_products is not None and count[0] >= max_products:
+            raise _BudgetSpent
+        return product(v)
+
+    if maxiter is None:
+        maxiter = (max(1000, 20 * dim) if max_products is None else
+                   max(1, (max_products - ncv) // (ncv - k)))
     op = LinearOperator((dim, dim), matvec=mv, dtype=np.float64)
-    k = min(k, dim - 1)
     converged = True
     try:
-        vals, vecs = eigsh(op, k=k, which=which, v0=_start_vector(dim), tol=tol,
-                           maxiter=maxiter or max(1000, 20 * dim))
+        vals, vecs = eigsh(op, k=k, which=which, v0=start_vector(dim), tol=tol, ncv=ncv,
+                           maxiter=maxiter)
     except ArpackNoConvergence as err:
         vals, vecs, converged = err.eigenvalues, err.eigenvectors, False
+    except _BudgetSpent:
+        vals, vecs, converged = np.zeros(0), np.zeros((dim, 0)), False
+    vals, vecs = np.real(vals), np.real(vecs)
     order = np.argsort(vals)
     vals, vecs = vals[order], vecs[:, order]
-    res = np.array([np.linalg.norm(mv(vecs[:, i]) - vals[i] * vecs[:, i])
-                    for i in range(vals.size)])
+    res = (np.array([np.linalg.norm(product(vecs[:, i]) - vals[i] * vecs[:, i])
+                     for i in range(vals.size)]) if residuals else None)
     return vals, vecs, res, converged, count[0]
 
 
@@ -85,7 +199,7 @@ class SOPSPReport:
     ``mu2_region``, or ``"not given"``: then the curvature test is decided only when
     ``lambda_min >= 0``, and ``mu2_needed = lambda_min^2 / eps`` is the smallest ``mu2`` for
     which it would hold).  ``F_lin_star`` is ``inf F_lin`` (or the minimum over
-    ``||w|| <= baseline_radius``, or ``F_lin(w_star)`` for a given ``w_star``); ``gap`` is
+    ``||w|| <= radius``, or ``F_lin(w_star)`` for a given ``w_star``); ``gap`` is
     ``F - F_lin_star``.  When the infimum is not attained (separable data), ``w_star`` is a
     point far along the separating direction with ``F_lin(w_star) = F_lin_at_w_star``.
 
@@ -119,7 +233,7 @@ class SOPSPReport:
     baseline_attained: bool | None = True
     baseline_separability: str | None = None
     baseline_converged: bool = True
-    baseline_radius: float | None = None
+    radius: float | None = None
     baseline_message: str = ""
     F_lin_at_w_star: float = 0.0
     mu2: float | None = None
@@ -149,8 +263,30 @@ class SOPSPReport:
     theorem2_note: str | None = None
     timings: dict = field(default_factory=dict)
 
+    @property
+    def baseline_radius(self) -> float | None:
+        """Deprecated: :attr:`radius`."""
+        warnings.warn("SOPSPReport.baseline_radius is deprecated and will be removed in the "
+                      "next release; call it 'radius'", DeprecationWarning, stacklevel=2)
+        return self.radius
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SOPSPReport":
+        """The report of a :meth:`to_dict` (or its JSON); the key ``baseline_radius`` of
+        older files is read as ``radius``, and keys of no field are refused."""
+        d = dict(d)
+        if "baseline_radius" in d:
+            old = d.pop("baseline_radius")
+            d.setdefault("radius", old)
+        names = {f.name for f in fields(cls)}
+        extra = sorted(set(d) - names)
+        if extra:
+            raise ValueError(f"not fields of SOPSPReport: {extra}")
+        return cls(**d)
+
     def to_dict(self) -> dict:
-        """A JSON-serialisable dict of every field."""
+        """A JSON-serialisable dict of every field (and, for one release, ``baseline_radius``,
+        the old name of ``radius``)."""
         def clean(v):
             if isinstance(v, dict):
                 return {k: clean(x) for k, x in v.items()}
@@ -160,14 +296,15 @@ class SOPSPReport:
                 return v.item()
             return v
         out = clean(asdict(self))
+        out["baseline_radius"] = out["radius"]
         json.dumps(out)  # fails loudly here rather than in the caller's serialiser
         return out
 
     def _baseline_row(self):
         if self.baseline == "given w_star":
             return ("F_lin(w*)", f"{self.F_lin_star:.6g} (the given w*)")
-        if self.baseline_radius is not None:
-            return (f"min F_lin, ||w|| <= {self.baseline_radius:g}",
+        if self.radius is not None:
+            return (f"min F_lin, ||w|| <= {self.radius:g}",
                     f"{self.F_lin_star:.6g}{'' if self.baseline_converged else ' NOT converged'}")
         if not self.baseline_converged:
             return ("inf F_lin", f"{self.F_lin_star:.6g}, NOT converged "
@@ -279,11 +416,18 @@ class SOPSPReport:
         return ("Theorem 3", f"{what}: {'holds' if self.theorem3_holds else 'FAILS'}")
 
 
+# the field's old name still works for one release (docs/api.md); no other argument is
+# checked here (the report takes what check_sopsp computed)
+SOPSPReport.__init__ = validated(renamed={"baseline_radius": "radius"},
+                                 **{f.name: None for f in fields(SOPSPReport)})(
+    SOPSPReport.__init__)
+
+
 class BaselineWarning(RuntimeWarning):
     """The best linear predictor a certificate compares with did not converge."""
 
 
-def _curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol) -> dict:
+def curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol) -> dict:
     """The threshold ``-sqrt(mu2 eps)`` (or ``-curvature_tol``), where ``mu2`` came from, and
     the threshold below which ``lambda_min`` proves "not an eps-SOPSP" (``false_threshold``):
     the same for a given or proven ``mu2``; for a sampled one (a lower estimate) the one of
@@ -323,7 +467,7 @@ def _curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol) -> dict:
     return {"threshold": None, "false_threshold": None, "mu2_source": "not given"}
 
 
-def _curvature_verdict(lam: LambdaMin, threshold, false_threshold=None) -> bool | None:
+def curvature_verdict(lam: LambdaMin, threshold, false_threshold=None) -> bool | None:
     """True when ``lambda_min`` is beyond its error above ``threshold`` (``0`` without one:
     then it holds for every ``mu2``), False when beyond its error below ``false_threshold``,
     else None."""
@@ -336,12 +480,11 @@ def _curvature_verdict(lam: LambdaMin, threshold, false_threshold=None) -> bool 
     return None
 
 
-def _decide(lam: LambdaMin, curvature: dict, eps: float, gradient_ok: bool) -> dict:
+def decide(lam: LambdaMin, curvature: dict, eps: float, gradient_ok: bool) -> dict:
     """The verdict fields of a report: ``curvature_ok``, ``is_sopsp`` (False as soon as one
     test fails, True when both hold, else None) and ``mu2_needed = lambda_min^2 / eps``, the
     ``mu2`` from which the curvature test holds, when it is undecided."""
-    curvature_ok = _curvature_verdict(lam, curvature["threshold"],
-                                      curvature.pop("false_threshold"))
+    curvature_ok = curvature_verdict(lam, curvature["threshold"], curvature["false_threshold"])
     is_sopsp = False if (not gradient_ok or curvature_ok is False) else curvature_ok
     mu2_needed = (lam.value**2 / eps if curvature_ok is None and lam.value < 0 and eps > 0
                   and "curvature_tol" not in curvature else None)

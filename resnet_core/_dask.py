@@ -26,10 +26,12 @@ import functools
 import numpy as np
 
 from ._engine import PROGRESS_DELAY, Block, Engine, fill_block, progress_bar
-from ._sources import (_check_feature_columns, _check_meta, check_block,
+from ._sources import (Weights, check_block, check_feature_columns, check_meta,
                        combine_weight_stats, is_dask, weight_block_stats)
+from ._targets import target_kind
 from ._threads import default_n_threads
-from ._validation import resolve_dtype
+from ._validation import check_label_block, check_n_classes, resolve_dtype
+from .losses import VECTOR_LOSSES
 
 __all__ = ["DaskEngine", "prepare_dask"]
 
@@ -37,7 +39,8 @@ __all__ = ["DaskEngine", "prepare_dask"]
 FAN_IN = 8
 
 
-def _dask():
+def import_dask():
+    """``(dask, dask.array)``, with what to install when dask is missing."""
     try:
         import dask
         import dask.array as da
@@ -61,7 +64,7 @@ def _task_threads(local_cap: int) -> int:
 def _local_cap(n_blocks: int) -> int:
     """Threads per task under dask's local schedulers: the cores shared by the tasks that
     run at once (one for the synchronous scheduler)."""
-    dask, _ = _dask()
+    dask, _ = import_dask()
     from dask.base import get_scheduler
     sched = get_scheduler()
     if sched is dask.local.get_sync:
@@ -76,9 +79,9 @@ def _local_cap(n_blocks: int) -> int:
 class _Spec:
     """What a task needs to build its block's engine (small; shipped with every task)."""
 
-    def __init__(self, n, dtype, loss, k, dims, bias, act, feature_bias, n_threads, chunk,
+    def __init__(self, n, dtype, loss, k, c, dims, bias, act, feature_bias, n_threads, chunk,
                  has_phi, weights):
-        self.n, self.dtype, self.loss, self.k = n, np.dtype(dtype), loss, k
+        self.n, self.dtype, self.loss, self.k, self.c = n, np.dtype(dtype), loss, k, c
         self.dims, self.bias, self.act, self.feature_bias = dims, bias, act, feature_bias
         self.n_threads, self.chunk, self.has_phi = n_threads, chunk, has_phi
         self.weights = weights  # None: uniform; (largest, total): w / largest / total
@@ -95,7 +98,7 @@ def _block_engine(spec: _Spec, row0, X, y, w, Phi, cap) -> Block:
         s = ((np.asarray(w, dtype=np.float64) / largest) / total).astype(dt)
     Phi = (np.ascontiguousarray(Phi, dtype=dt) if spec.has_phi
            else np.empty((m, 0), dtype=dt) if spec.dims.size == 1 else None)
-    eng = Engine(X, np.ascontiguousarray(y, dtype=dt), s, spec.loss, spec.k, Phi=Phi,
+    eng = Engine(X, np.ascontiguousarray(y, dtype=dt), s, spec.loss, spec.k, c=spec.c, Phi=Phi,
                  dims=spec.dims, bias=spec.bias, act=spec.act,
                  feature_bias=spec.feature_bias, n_threads=spec.n_threads,
                  chunk_size=min(spec.chunk, m))
@@ -120,38 +123,46 @@ def _predict(args, kwargs, block):
     return block.engine.predict(*args, **kwargs)
 
 
-def _validate(loss, row0, X, y, w, Phi):
-    """Checks of one raw block; returns the block's weight statistics (or None)."""
+def _validate(loss, dtype, row0, X, y, w, Phi):
+    """Checks of one raw block; returns the block's weight statistics (or None) and its
+    largest label + 1 (cross-entropy; else 0)."""
     check_block("X", np.asarray(X), row0)
-    check_block("y", np.asarray(y), row0)
-    loss.check_labels(np.asarray(y))
+    found = 0
+    if loss.vector and loss.labels:
+        found = check_label_block(np.asarray(y)[:, 0], dtype, row0)
+    else:
+        check_block("y", np.asarray(y), row0)
+        loss.check_labels(np.asarray(y))
     if Phi is not None:
         check_block("Phi", np.asarray(Phi), row0)
-    return None if w is None else weight_block_stats(np.asarray(w), row0)
+    return None if w is None else weight_block_stats(np.asarray(w), row0), found
 
 
 class DaskEngine(Engine):
     """The engine's passes as tasks over the row blocks of dask arrays (module notes).
 
-    ``X, y`` (and ``Phi``) are validated dask arrays with aligned row chunks; ``s`` is the
-    pair ``(w, (largest, total))`` of the raw weights and their two statistics, or
-    ``(None, None)`` for uniform weights.  ``self.s`` is then the lazy normalised weights.
+    ``X, y`` (and ``Phi``) are validated dask arrays with aligned row chunks (``y`` as the
+    kernels take it: (n,), (n, c), or the (n, 1) labels); ``s`` is a
+    :class:`~resnet_core._sources.Weights` over the raw dask weights and their two
+    statistics (``w`` None for uniform weights), kept as ``weights``.  ``self.s`` is then
+    the lazy normalised weights.
     """
 
     stateless = True
 
-    def __init__(self, X, y, s, loss, k, *, Phi=None, dims=None, bias=False, act=0,
-                 feature_bias=False, n_threads=None, chunk_size=None):
-        self._w, self._weights = s
-        super().__init__(X, y, np.empty(0), loss, k, Phi=Phi,
+    def __init__(self, X, y, s: Weights, loss, k, *, c=1, Phi=None, dims=None, bias=False,
+                 act=0, feature_bias=False, n_threads=None, chunk_size=None):
+        self.weights = s
+        super().__init__(X, y, np.empty(0), loss, k, c=c, Phi=Phi,
                          dims=dims, bias=bias, act=act, feature_bias=feature_bias,
                          n_threads=n_threads, chunk_size=chunk_size)
         self._phi = Phi
-        self.s = _normalised_weights(self)
-        self._spec = _Spec(self.n, self.dtype, loss, k, self.dims, self.bias, self.act,
-                           self.feature_bias, self.n_threads, self.chunk, Phi is not None,
-                           self._weights)
-        self._parts = _delayed_blocks(X, y, self._w, Phi)
+        self.s = _normalised_weights(s, X.chunks[0])
+        stats = None if s.w is None else (s.largest, s.total)
+        self._spec = _Spec(self.n, self.dtype, loss, k, self.c, self.dims, self.bias,
+                           self.act, self.feature_bias, self.n_threads, self.chunk,
+                           Phi is not None, stats)
+        self._parts = _delayed_blocks(X, y, s.w, Phi)
 
     def derive(self, *, k, Phi=None, dims=None, bias=False, act=0, feature_bias=False,
                s=None) -> "DaskEngine":
@@ -159,7 +170,7 @@ class DaskEngine(Engine):
             raise ValueError("other weights on distributed data are not supported")
         if Phi is not None:
             Phi = _align(Phi, self.X.chunks[0])
-        eng = DaskEngine(self.X, self.y, (self._w, self._weights), self.loss, k, Phi=Phi,
+        eng = DaskEngine(self.X, self.y, self.weights, self.loss, k, c=self.c, Phi=Phi,
                          dims=dims, bias=bias, act=act, feature_bias=feature_bias,
                          n_threads=self.n_threads, chunk_size=self.chunk)
         eng.progress = self.progress
@@ -172,14 +183,14 @@ class DaskEngine(Engine):
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self._parts = _delayed_blocks(self.X, self.y, self._w, self._phi)
+        self._parts = _delayed_blocks(self.X, self.y, self.weights.w, self._phi)
 
     # -- the one primitive -------------------------------------------------------------------
     def _tasks(self, fn, point=None) -> list:
         """One Delayed per row block: ``fn(block)`` where the block lives.  The function and
         the point are one key each in the graph, sent once to each worker that needs them
         (not once per task)."""
-        dask, _ = _dask()
+        dask, _ = import_dask()
         cap = _local_cap(len(self._parts))
         spec = dask.delayed(self._spec, pure=True, traverse=False)
         fn = dask.delayed(fn, pure=True, traverse=False)
@@ -190,7 +201,7 @@ class DaskEngine(Engine):
     def _compute(self, tasks) -> list:
         """``dask.compute`` of the tasks on the active scheduler; a clear error when a
         worker died once too often (the scheduler retries a task whose worker died)."""
-        dask, _ = _dask()
+        dask, _ = import_dask()
         try:
             if self.progress:
                 return list(compute_with_progress(dask, tasks, "pass"))
@@ -212,7 +223,7 @@ class DaskEngine(Engine):
         """A pass's partial sums, added on the workers in a fixed tree of ``FAN_IN`` blocks
         per node, in block order: the client receives one set of sums (a progress bar
         shows the blocks instead, which the client then adds in order)."""
-        dask, _ = _dask()
+        dask, _ = import_dask()
         parts = self._tasks(functools.partial(_pass, method, args, kwargs))
         if self.progress:
             return _add_parts(*self._compute(parts))
@@ -239,12 +250,10 @@ class DaskEngine(Engine):
         """Lazy dask arrays ``p`` (and the features) over the training rows; in memory for
         new inputs ``X``."""
         if X is not None:
-            eng = Engine(X, np.zeros(X.shape[0], self.dtype), np.zeros(X.shape[0], self.dtype),
-                         self.loss, self.k, Phi=Phi, dims=self.dims, bias=self.bias,
-                         act=self.act, feature_bias=self.feature_bias,
-                         n_threads=self.n_threads, chunk_size=self.chunk)
+            rows = np.zeros(X.shape[0], self.dtype)
+            eng = self.block_engine(X, rows, rows, Phi)
             return eng.predict(w, a, theta, features=features, constant=constant)
-        dask, da = _dask()
+        dask, da = import_dask()
         cap = _local_cap(len(self._parts))
         fn = functools.partial(_predict, (w, a, theta), {"features": features,
                                                          "constant": constant})
@@ -253,7 +262,7 @@ class DaskEngine(Engine):
         for row0, m, parts in self._parts:
             out = dask.delayed(_run_block, pure=True, nout=2)(self._spec, row0, cap, fn,
                                                               None, *parts)
-            ps.append(da.from_delayed(out[0], shape=(m,), dtype=self.dtype))
+            ps.append(da.from_delayed(out[0], shape=(m, *self._outputs), dtype=self.dtype))
             if features:
                 phis.append(da.from_delayed(out[1], shape=(m, cols), dtype=self.dtype))
         p = da.concatenate(ps)
@@ -261,15 +270,15 @@ class DaskEngine(Engine):
 
     def sample_quantities(self, w, a, theta):
         """Lazy dask arrays ``(l, r, q)`` per sample."""
-        dask, da = _dask()
+        dask, da = import_dask()
         cap = _local_cap(len(self._parts))
         cols = [[], [], []]
         for row0, m, parts in self._parts:
             out = dask.delayed(_run_block, pure=True, nout=3)(self._spec, row0, cap,
                                                               _block_quantities, (w, a, theta),
                                                               *parts)
-            for c, o in zip(cols, out):
-                c.append(da.from_delayed(o, shape=(m,), dtype=self.dtype))
+            for col, o, shape in zip(cols, out, self.sample_shapes(m)):
+                col.append(da.from_delayed(o, shape=shape, dtype=self.dtype))
         return tuple(da.concatenate(c) for c in cols)
 
 
@@ -321,7 +330,7 @@ def _delayed_blocks(X, y, w, Phi):
 def _align(a, row_chunks):
     """A dask array (or an in-memory one, wrapped) chunked like ``row_chunks`` by rows and in
     one block of columns."""
-    _, da = _dask()
+    _, da = import_dask()
     if not hasattr(a, "rechunk"):
         a = np.asarray(a)
         return da.from_array(a, chunks=(row_chunks,) + tuple(a.shape[1:]))
@@ -329,29 +338,13 @@ def _align(a, row_chunks):
     return a.rechunk(chunks)
 
 
-def _normalised_weights(engine: DaskEngine):
+def _normalised_weights(weights: Weights, row_chunks):
     """The normalised weights ``s`` as a lazy dask array."""
-    _, da = _dask()
-    if engine._w is None:
-        return da.full(engine.n, 1.0 / engine.n, dtype=engine.dtype, chunks=engine.X.chunks[0])
-    largest, total = engine._weights
-    return ((engine._w.astype(np.float64) / largest) / total).astype(engine.dtype)
-
-
-class _DaskData:
-    """Validated dask data: what :func:`resnet_core._sources.prepare` returns for them."""
-
-    kind = "dask"
-
-    def __init__(self, X, y, w, weights, Phi, loss, n_threads):
-        self.X, self.y, self._w, self._weights, self.Phi = X, y, w, weights, Phi
-        self.loss, self.n_threads = loss, n_threads
-        self.n, self.d = X.shape
-        self.dtype = resolve_dtype(X)
-
-    def engine(self, k, **kw) -> DaskEngine:
-        return DaskEngine(self.X, self.y, (self._w, self._weights), self.loss, k, Phi=self.Phi,
-                          **kw)
+    _, da = import_dask()
+    if weights.w is None:
+        return da.full(weights.n, 1.0 / weights.n, dtype=weights.dtype, chunks=row_chunks)
+    return ((weights.w.astype(np.float64) / weights.largest) / weights.total
+            ).astype(weights.dtype)
 
 
 def _known_chunks(name: str, a) -> None:
@@ -363,39 +356,63 @@ def _known_chunks(name: str, a) -> None:
                          f"{name} = {name}.compute_chunk_sizes()")
 
 
-def prepare_dask(X, y, *, loss, sample_weight=None, Phi=None, n_threads=None) -> _DaskData:
+def _dask_targets(y, n, rows, loss, n_classes):
+    """``(y, loss, c)`` as the block engines take them (the decision of
+    :func:`resnet_core._targets.resolve_targets`), from ``y``'s metadata."""
+    _known_chunks("y", y)
+    kind = target_kind(loss, y)
+    if kind != "labels" and n_classes is not None:
+        raise ValueError(f"n_classes is for the cross_entropy loss; got loss {loss.name!r}")
+    if kind == "labels":
+        check_meta("y", y, 1, (n,))
+        return _align(y, rows)[:, None], loss, n_classes
+    if kind == "matrix":
+        check_meta("y", y, 2, (n, None))
+        if y.shape[1] == 0:
+            raise ValueError(f"y must have at least one column; got shape {y.shape}")
+        if y.shape[1] > 1:
+            return _align(y, rows), VECTOR_LOSSES["squared"], y.shape[1]
+        y = y[:, 0]  # c = 1: the scalar objective
+    check_meta("y", y, 1, (n,))
+    return _align(y, rows), loss, 1
+
+
+def prepare_dask(X, y, loss, sample_weight=None, Phi=None, n_classes=None):
     """Check shapes and dtypes from the arrays' metadata, align the row chunks, and check
-    the values in one pass of tasks (finite, labels, weights; the sum of the weights)."""
-    dask, da = _dask()
-    if loss.code < 0:
+    the values in one pass of tasks (finite, labels, weights; the sum of the weights, the
+    number of classes).  Returns ``(X, y, s, Phi, loss, c, None)`` as
+    :func:`resnet_core._data.prepare` takes them (``s`` a :class:`Weights` over dask)."""
+    dask, da = import_dask()
+    if not (loss.vector or loss.code >= 0):
         raise ValueError(f"a user-defined loss ({loss.name}) cannot run on dask arrays: the "
                          "passes recompute the per-sample derivatives in the compiled kernel; "
-                         "use a built-in loss (squared, logistic, smoothed_hinge) or "
-                         "in-memory data")
+                         "use a built-in loss (squared, logistic, smoothed_hinge, "
+                         "cross_entropy) or in-memory data")
     if not is_dask(X):
         X = da.from_array(np.asarray(X))
     _known_chunks("X", X)
-    _check_meta("X", X, 2)
+    check_meta("X", X, 2)
     n, d = X.shape
     if n == 0 or d == 0:
         raise ValueError(f"X must have at least one sample and one feature; got shape {X.shape}")
     X = X.rechunk({1: -1})
     rows = X.chunks[0]
-    _known_chunks("y", y)
-    _check_meta("y", y, 1, (n,))
-    y = _align(y, rows)
+    y, loss, c = _dask_targets(y, n, rows, loss, n_classes)
     if Phi is not None:
         _known_chunks("Phi", Phi)
-        _check_meta("Phi", Phi, 2, (n, None))
-        _check_feature_columns(Phi)
+        check_meta("Phi", Phi, 2, (n, None))
+        check_feature_columns(Phi)
         Phi = _align(Phi, rows)
     w = None
     if sample_weight is not None:
         _known_chunks("sample_weight", sample_weight)
-        _check_meta("sample_weight", sample_weight, 1, (n,))
+        check_meta("sample_weight", sample_weight, 1, (n,))
         w = _align(sample_weight, rows)
+    dtype = resolve_dtype(X)
     parts = _delayed_blocks(X, y, w, Phi)
-    tasks = [dask.delayed(_validate, pure=True)(loss, row0, *p) for row0, _, p in parts]
-    stats = dask.compute(*tasks)
-    weights = None if w is None else combine_weight_stats(stats)
-    return _DaskData(X, y, w, weights, Phi, loss, n_threads)
+    tasks = [dask.delayed(_validate, pure=True)(loss, dtype, row0, *p) for row0, _, p in parts]
+    stats, found = zip(*dask.compute(*tasks))
+    if loss.vector and loss.labels:
+        c = check_n_classes(c, max(found))  # c held n_classes (or None) until now
+    s = Weights(w, n, dtype, *(() if w is None else combine_weight_stats(stats)))
+    return X, y, s, Phi, loss, c, None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._dask import _dask, compute_with_progress
+from ._dask import compute_with_progress, import_dask
 from ._sources import is_dask
 
 
@@ -21,7 +21,7 @@ def escape_on_dask(escape, study, objective, starts, seeds, runs_per_task, progr
     if is_dask(objective.X):
         raise ValueError("distribute=True runs whole trajectories on the workers: it needs "
                          "an objective over in-memory data, not dask arrays")
-    dask, _ = _dask()
+    dask, _ = import_dask()
     n_runs = seeds.size
     obj = dask.delayed(objective, traverse=False)  # sent once to each worker that needs it
     tasks = []

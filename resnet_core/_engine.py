@@ -3,35 +3,53 @@
 An :class:`Engine` holds validated data (``X``, ``y``, normalised weights ``s``), the source
 of the features (a given ``Phi``, or an MLP evaluated chunk by chunk) and the loss.  It holds
 nothing about a point: the per-sample quantities of a point, ``l(p_i)``, ``r_i = s_i l'(p_i)``
-and ``q_i = s_i l''(p_i)``, live in :class:`SampleBuffers` that the caller owns (one per
-point, see :mod:`resnet_core.state`).  The first pass at a point computes them inside the
-kernel (a built-in loss) or from a prediction pass (a user-defined loss) and marks the
-buffers filled; later passes read them.  A pass that does not complete (an interrupt, a
+and ``q_i``, live in :class:`SampleBuffers` that the caller owns (one per point, see
+:mod:`resnet_core.state`).  The first pass at a point computes them inside the kernel (a
+built-in loss) or from a prediction pass (a user-defined loss) and marks the buffers
+filled; later passes read them.  A pass that does not complete (an interrupt, a
 ``MemoryError``) leaves the buffers unfilled, so nothing stale is ever read.  Passes on
 different buffers may run at the same time from several threads.  Extra memory: the
 buffers and the per-slot partial sums; nothing of size ``n x width``.
 
-:class:`VectorEngine` is the same for c outputs (``_vkernels``): its buffers are n x c.
+One output and c outputs (Remark 2) are one engine: every pass runs the same loop
+(:meth:`Engine._run`: row blocks, progress bar, slots, guards) over the scalar kernels
+(``_kernels``) or the c-output ones (``_vkernels``), which take the same arguments in the
+same order.  Only the shapes differ (``vector`` says which):
+
+=========================  ========================  =====================================
+                           one output                c outputs (``vector``)
+=========================  ========================  =====================================
+point ``w``, ``a``         (d,), (k,)                ``W`` (c, d), ``A`` (c, k)
+``y`` as the kernels take  (n,)                      (n, c) targets, or (n, 1) labels
+prediction ``p``           (n,)                      (n, c) scores
+``r = s dl/dp``            (n,)                      (n, c)
+``q``                      ``s l''`` (n,)            softmax (n, c) (cross-entropy), (0, c)
+``l``                      (n,)                      (n,)
+sums ``sx``, ``sp``, ``g``  (d,), (k,), (k,)          (c, d), (c, k), (c, k)
+=========================  ========================  =====================================
 
 A *stateless* engine (out-of-core data, ``resnet_core._sources.StreamEngine``; dask
 arrays, ``resnet_core._dask.DaskEngine``) keeps no n-vector: a point holds a
-:class:`PassValue` and every pass recomputes ``l, r, q`` block by block inside the kernel
-(built-in losses).  :meth:`Engine.map_rows` runs a function over the row blocks
-(:class:`Block`, each with an engine of its own) and returns the results in row order: the
-reductions the passes do not cover (a tall-skinny QR, margins, standard errors) are built
-on it, the same way for every kind of engine.
+:class:`PassValue` (``keeps_samples`` False) and every pass recomputes ``l, r, q`` block by
+block inside the kernel (built-in losses).  :meth:`Engine.map_rows` runs a function over
+the row blocks (:class:`Block`, each with an engine of its own) and returns the results in
+row order: the reductions the passes do not cover (a tall-skinny QR, margins, standard
+errors) are built on it, the same way for every kind of engine.  :class:`EngineProtocol`
+states what the rest of the package may use of an engine.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from . import _kernels, _vkernels
+from ._buffers import PassValue, SampleBuffers
 from ._guards import check_block, check_files, mapped_files
 from ._threads import blas_single_thread, resolve_n_threads
-from ._validation import check_alloc, check_chunk_size, memory_limit, resolve_dtype
+from ._validation import check_alloc, check_chunk_size, resolve_dtype
 from .losses import Loss
 
 LOSS_EXTERNAL = _kernels.LOSS_CODE_EXTERNAL
@@ -49,31 +67,6 @@ MAX_BLOCK_ROWS = 1 << 18
 PROGRESS_DELAY = 2.0
 
 
-class SampleBuffers:
-    """``l``, ``r = s l'``, ``q = s l''`` per sample and ``F`` at one point; ``filled`` once a
-    pass has written all of them."""
-
-    __slots__ = ("l", "r", "q", "value", "filled")
-
-    def __init__(self, n: int, dtype):
-        self.l = np.empty(n, dtype=dtype)
-        self.r = np.empty(n, dtype=dtype)
-        self.q = np.empty(n, dtype=dtype)
-        self.value = float("nan")
-        self.filled = False
-
-
-class PassValue:
-    """What a stateless engine keeps of a point: ``F`` once a pass computed it.  Every pass
-    recomputes ``l, r, q`` block by block (the kernel does it with the built-in losses)."""
-
-    __slots__ = ("value", "filled")
-
-    def __init__(self):
-        self.value = float("nan")
-        self.filled = False
-
-
 class Block:
     """One row block of the data, as in-memory arrays, and an engine over it alone.
 
@@ -87,16 +80,82 @@ class Block:
         self.X, self.y, self.s = engine.X, engine.y, engine.s
 
 
+@runtime_checkable
+class EngineProtocol(Protocol):
+    """What the package may use of an engine (objectives, states, optimisers, certificates,
+    the linear baseline, pointfiles).  :class:`Engine` and its kinds (``StreamEngine``,
+    ``DaskEngine``) implement it; a new kind of engine is one class that does.
+
+    Data: ``X``, ``y`` (as the kernels take them: see the module's table), ``s`` (the
+    normalised weights, summing to one), ``loss``, ``n``, ``d``, ``k`` (features, the
+    constant one included), ``c`` outputs and ``vector`` (c outputs rather than one),
+    ``dtype``, the MLP (``dims``, ``bias``, ``act``) or given features ``Phi``,
+    ``feature_bias``; settings ``n_threads``, ``chunk``, ``progress``, ``max_workers``;
+    ``given_weight`` (the caller's weights before normalisation, or None).
+
+    ``stateless``: True when the engine keeps no n-vector; then ``new_buffers`` returns a
+    :class:`PassValue` and each pass recomputes the per-sample quantities (``map_rows`` is
+    how a caller gets at the rows).
+
+    The passes take the point as ``(w, a, theta)`` (:attr:`resnet_core.state.PointState.
+    head_point`) and the point's buffers from ``new_buffers``:
+    ``value_grad -> (F, sx, sp, dF/dtheta)``, ``hvp -> (vx, vp, g, R dF/dtheta)``,
+    ``gram -> (F, sx, sp, G)`` (one output only), ``predict -> (p, features or None)``,
+    ``sample_quantities -> (l, r, q)``; ``derive`` gives an engine of the same kind over the
+    same rows with other features; ``map_rows(fn, point, rows)`` is ``[fn(block) for each
+    row block]`` in row order.
+    """
+
+    X: Any
+    y: Any
+    s: Any
+    loss: Loss
+    n: int
+    d: int
+    k: int
+    c: int
+    vector: bool
+    dtype: np.dtype
+    stateless: bool
+    n_threads: int
+    chunk: int
+    progress: bool
+
+    Phi: Any
+    dims: np.ndarray
+    bias: int
+    act: int
+    feature_bias: int
+    given_weight: Any
+    max_workers: int | None
+
+    def new_buffers(self) -> SampleBuffers | PassValue: ...
+    def predict(self, w, a, theta, *, features=False, constant=True, X=None,
+                Phi=None) -> tuple: ...
+    def value_grad(self, w, a, theta, buf, *, need_theta) -> tuple: ...
+    def hvp(self, w, a, theta, dw, da, dtheta, buf, *, need_theta) -> tuple: ...
+    def gram(self, w, a, theta, buf) -> tuple: ...
+    def sample_quantities(self, w, a, theta) -> tuple: ...
+    def derive(self, *, k: int, Phi=None, dims=None, bias=False, act=0, feature_bias=False,
+               s=None) -> "EngineProtocol": ...
+    def map_rows(self, fn: Callable, point=None, rows: int | None = None) -> list: ...
+
+
 class Engine:
-    """Streaming evaluation of ``p = X w + Phi a`` and the loss over validated data.
+    """Streaming evaluation of ``p = X w + Phi a`` (or ``P = X W^T + Phi A^T``, c outputs)
+    and the loss over validated data.
 
     Parameters
     ----------
     X, y, s : ndarray
-        Validated, C-contiguous, same float dtype; ``s`` sums to one.
+        Validated, C-contiguous, same float dtype; ``s`` sums to one; ``y`` as the kernels
+        take it (module notes).
     loss : Loss
+        A :class:`~resnet_core.losses.VectorLoss` (``loss.vector``) gives c outputs.
     k : int
         Feature dimension, the constant feature included.
+    c : int
+        Outputs of a vector loss (the scores' columns); 1 otherwise.
     Phi : ndarray of shape (n, k - feature_bias) or None
         Given features; ``None`` when an MLP computes them (``dims``, ``bias``, ``act``).
     dims : ndarray of intp
@@ -112,9 +171,15 @@ class Engine:
     # Rows of one block read from an out-of-core source: at most this many bytes of X.
     _block_bytes = None
 
-    def __init__(self, X, y, s, loss: Loss, k: int, *, Phi=None, dims=None, bias=False,
-                 act=0, feature_bias=False, n_threads=None, chunk_size=None):
+    def __init__(self, X, y, s, loss: Loss, k: int, *, c: int = 1, Phi=None, dims=None,
+                 bias=False, act=0, feature_bias=False, n_threads=None, chunk_size=None):
         self.X, self.y, self.s, self.loss, self.k = X, y, s, loss, k
+        self.vector, self.c = bool(loss.vector), int(c)
+        if not self.vector and self.c != 1:
+            raise ValueError(f"the {loss.name} loss has one output; got c = {c}")
+        self._external = (_vkernels.VLOSS_CODE_EXTERNAL if self.vector else LOSS_EXTERNAL)
+        self._outputs = (self.c,) if self.vector else ()  # trailing axes of p, r, w, sums
+        self._shape_x, self._shape_f = (*self._outputs, X.shape[1]), (*self._outputs, k)
         self.feature_bias = int(bool(feature_bias))
         self.dtype = resolve_dtype(X)
         self.n, self.d = X.shape
@@ -132,20 +197,31 @@ class Engine:
         self.given_weight = None
         self.max_workers = None  # threads a kernel call may use (None: one per slot)
         self.progress = False  # a tqdm bar over the blocks of a pass longer than a few seconds
-        self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims, k,
-                                      self.dtype.itemsize)
+        self.chunk = check_chunk_size(chunk_size, DEFAULT_CHUNK, self.n, self.dims,
+                                      self.c if self.vector else k, self.dtype.itemsize,
+                                      entries=self._kern.workspace_entries)
         self._empty = np.empty(0, dtype=self.dtype)
         dims = [int(h) for h in self.dims]
         # multiply-adds per sample of a value and gradient pass, roughly
         self._per_row = max(self.d + self.k + sum(a * b for a, b in zip(dims[:-1], dims[1:])), 1)
+        if self.vector:
+            self._per_row += self.c * (self.d + self.k)
 
     # -- helpers -------------------------------------------------------------------
+    @property
+    def _kern(self):  # a property: modules do not pickle
+        """The kernels: ``_vkernels`` for c outputs, else ``_kernels`` (same arguments)."""
+        return _vkernels if self.vector else _kernels
+
     def _vec(self, v):
         return np.ascontiguousarray(v, dtype=self.dtype) if v is not None else self._empty
 
-    def _slots(self, *cols):
-        T = self.n_threads
-        return [np.zeros((T, c), dtype=self.dtype) for c in cols]
+    def _head(self, v, cols: int):
+        """A head vector (``w``: ``cols = d``; ``a``: ``cols = k``) as the kernels take it:
+        (cols,) or (c, cols); zeros for None."""
+        if v is None:
+            return np.zeros((*self._outputs, cols), dtype=self.dtype)
+        return np.ascontiguousarray(v, dtype=self.dtype)
 
     def _row_blocks(self, n: int, per_row: int):
         """Row ranges of one pass's kernel calls: Python sees Ctrl-C between two of them.
@@ -159,10 +235,9 @@ class Engine:
         rows = min(rows, MAX_BLOCK_ROWS) // self.chunk * self.chunk or self.chunk
         return [(i, min(i + rows, n)) for i in range(0, n, rows)]
 
-    def _pass_blocks(self, n: int, per_row: int):
-        """The row blocks of a pass, under a tqdm bar (shown after ``PROGRESS_DELAY``
-        seconds) when ``progress`` is set."""
-        blocks = self._row_blocks(n, per_row)
+    def _shown(self, blocks):
+        """``blocks`` under a tqdm bar (shown after ``PROGRESS_DELAY`` seconds) when
+        ``progress`` is set."""
         if not self.progress or len(blocks) < 2:
             return blocks
         return progress_bar(blocks, "pass")
@@ -183,25 +258,72 @@ class Engine:
     def _common(self, theta, i0, i1):
         Phi = self._rows(self.Phi, i0, i1) if self.Phi.shape[0] else self.Phi
         return (self._rows(self.X, i0, i1), Phi, self._rows(self.y, i0, i1),
-                self._rows(self.s, i0, i1), self._vec(theta), self.dims, self.bias, self.act,
+                self._rows(self.s, i0, i1), theta, self.dims, self.bias, self.act,
                 self.feature_bias)
+
+    def sample_buffers(self, n: int) -> SampleBuffers:
+        """Empty per-sample buffers over ``n`` rows (shapes: the module's table)."""
+        return SampleBuffers(n, self.dtype, outputs=self.c if self.vector else None,
+                             softmax=self.vector and self.loss.labels)
+
+    def sample_shapes(self, n: int) -> tuple[tuple, tuple, tuple]:
+        """Shapes of ``(l, r, q)`` over ``n`` rows (the module's table)."""
+        q_rows = n if not self.vector or self.loss.labels else 0
+        return (n,), (n, *self._outputs), (q_rows, *self._outputs)
 
     def _per_sample(self, buf, i0, i1):
         """``(r, q, l)`` of rows ``i0:i1``: views of the point's buffers, or block-local
         arrays the kernel fills in this pass (stateless engine)."""
-        if isinstance(buf, PassValue):
-            return tuple(np.empty(i1 - i0, dtype=self.dtype) for _ in range(3))
+        if not buf.keeps_samples:
+            buf = self.sample_buffers(i1 - i0)
+            return buf.r, buf.q, buf.l
         return buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1]
+
+    def _run(self, kernel, args, shapes, per_row, *, n=None, guarded=None, results=None):
+        """The pass loop of every pass: for each row block ``i0:i1`` (under a progress bar
+        when asked), ``kernel(*args(i0, i1), value_out, *slots, status, chunk, n_threads,
+        workers)`` with zeroed per-thread slots of the given ``shapes``; the slots are added
+        in a fixed order (first within a block, then block after block), the block's sums
+        (and ``results(i0, i1)``) checked by the guards.  Returns ``(value, sums)``."""
+        T = self.n_threads
+        value, sums = 0.0, [np.zeros(shape, dtype=self.dtype) for shape in shapes]
+        for i0, i1 in self._shown(self._row_blocks(self.n if n is None else n, per_row)):
+            slots = [np.zeros((T, *shape), dtype=self.dtype) for shape in shapes]
+            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
+            with blas_single_thread():
+                kernel(*args(i0, i1), value_out, *slots, status, self.chunk, T,
+                       self._workers(i1 - i0, per_row))
+            if status.any():
+                raise MemoryError("resnet_core: could not allocate a kernel workspace")
+            # the slots' sums (one slot: itself, exactly); a NaN or inf survives the sum
+            parts = [slot[0] if T == 1 else slot.sum(axis=0) for slot in slots]
+            if results:
+                parts += results(i0, i1)
+            check_block(guarded or self._guarded, i0, i1, value_out, *parts)
+            value += value_out.sum()
+            for total, part in zip(sums, parts):
+                total += part
+        return value, sums
 
     def derive(self, *, k: int, Phi=None, dims=None, bias=False, act=0, feature_bias=False,
                s=None) -> "Engine":
-        """An engine of the same kind on the same rows with other features (``Phi``, or
-        an MLP of ``dims``) and optionally other normalised weights ``s``."""
-        eng = type(self)(self.X, self.y, self.s if s is None else s, self.loss, k, Phi=Phi,
-                         dims=dims, bias=bias, act=act, feature_bias=feature_bias,
+        """An engine of the same kind and outputs on the same rows with other features
+        (``Phi``, or an MLP of ``dims``) and optionally other normalised weights ``s``."""
+        eng = type(self)(self.X, self.y, self.s if s is None else s, self.loss, k, c=self.c,
+                         Phi=Phi, dims=dims, bias=bias, act=act, feature_bias=feature_bias,
                          n_threads=self.n_threads, chunk_size=self.chunk)
         eng.progress = self.progress
         eng.given_weight = self.given_weight if s is None else None
+        return eng
+
+    def block_engine(self, X, y, s, Phi) -> "Engine":
+        """An in-memory engine with this one's model, loss and outputs over one row block
+        (``Phi`` the block's given features, or None)."""
+        eng = Engine(X, y, s, self.loss, self.k, c=self.c, Phi=Phi,
+                     dims=None if Phi is not None else self.dims, bias=self.bias,
+                     act=self.act, feature_bias=self.feature_bias, n_threads=self.n_threads,
+                     chunk_size=min(self.chunk, X.shape[0]))
+        eng.max_workers = self.max_workers
         return eng
 
     def map_rows(self, fn, point=None, rows: int | None = None) -> list:
@@ -212,40 +334,33 @@ class Engine:
         rows = rows or max(self._row_blocks(self.n, self._per_row)[0][1], 1)
         blocks = [(i0, min(i0 + rows, self.n)) for i0 in range(0, self.n, rows)]
         out = []
-        for i0, i1 in (progress_bar(blocks, "pass") if self.progress else blocks):
+        for i0, i1 in self._shown(blocks):
             Phi = self._rows(self.Phi, i0, i1) if self.Phi.shape[0] else None
-            sub = Engine(self._rows(self.X, i0, i1), self._rows(self.y, i0, i1),
-                         self._rows(self.s, i0, i1), self.loss, self.k, Phi=Phi,
-                         dims=None if Phi is not None else self.dims, bias=self.bias,
-                         act=self.act, feature_bias=self.feature_bias, n_threads=self.n_threads,
-                         chunk_size=self.chunk)
-            sub.max_workers = self.max_workers
+            sub = self.block_engine(self._rows(self.X, i0, i1), self._rows(self.y, i0, i1),
+                                    self._rows(self.s, i0, i1), Phi)
             fill_block(sub, point)
             out.append(fn(Block((i0, i1), sub)))
         return out
 
-    def _check(self, status):
-        if status.any():
-            raise MemoryError("resnet_core: could not allocate a kernel workspace")
-
     def new_buffers(self) -> SampleBuffers | PassValue:
         """Empty per-sample buffers for one point (only its value for a stateless engine)."""
-        return PassValue() if self.stateless else SampleBuffers(self.n, self.dtype)
+        return PassValue() if self.stateless else self.sample_buffers(self.n)
 
     def sample_quantities(self, w, a, theta):
-        """``(l, r, q)`` per sample at a point, as new n-vectors (one value pass)."""
-        buf = SampleBuffers(self.n, self.dtype)
+        """``(l, r, q)`` per sample at a point, as new arrays (one value pass)."""
+        buf = self.sample_buffers(self.n)
         self.value_grad(w, a, theta, buf, need_theta=False)
         return buf.l, buf.r, buf.q
 
-    def _loss_code(self, w, a, theta, buf: SampleBuffers) -> int:
-        """Kernel loss code for a pass: the built-in code when the pass must fill ``buf``,
-        ``LOSS_EXTERNAL`` when it already holds the point (a user-defined loss fills it
-        here, from a prediction pass)."""
-        if buf.filled and isinstance(buf, SampleBuffers):
-            return LOSS_EXTERNAL
-        if self.loss.code >= 0:
-            return self.loss.code
+    def _loss_code(self, w, a, theta, buf) -> int:
+        """Kernel loss code for a pass: the built-in code when the pass must fill ``buf``
+        (or, stateless, recompute its quantities), the external code when it already holds
+        the point (a user-defined loss fills it here, from a prediction pass)."""
+        if buf.filled and buf.keeps_samples:
+            return self._external
+        code = self.loss.vcode if self.vector else self.loss.code
+        if code >= 0:
+            return code
         p, _ = self.predict(w, a, theta)
         l, d1, d2 = self.loss.derivatives(p, self.y)
         s64 = self.s.astype(np.float64)
@@ -254,272 +369,105 @@ class Engine:
         buf.l[:] = l
         buf.value = float(np.dot(s64, l))
         buf.filled = True
-        return LOSS_EXTERNAL
+        return self._external
 
-    @staticmethod
-    def _value_after(code, value: float, buf: SampleBuffers) -> float:
+    def _value_after(self, code, value: float, buf) -> float:
         """Marks ``buf`` filled once a pass that computed the loss completed every block."""
-        if code != LOSS_EXTERNAL:
+        if code != self._external:
             buf.value = float(value)
             buf.filled = True
         return buf.value
 
     # -- passes --------------------------------------------------------------------
     def predict(self, w, a, theta, *, features=False, constant=True, X=None, Phi=None):
-        """``p = X w + Phi a`` and, when asked, the features (n x k): rows ``[f_i, 1]`` with
-        the constant feature, or only ``f_i`` (n x (k - 1)) when ``constant`` is False.
-        ``X`` (and ``Phi`` for given features), validated, replace the training data."""
+        """``p = X w + Phi a`` (scores ``P = X W^T + Phi A^T``, n x c) and, when asked, the
+        features (n x k): rows ``[f_i, 1]`` with the constant feature, or only ``f_i``
+        (n x (k - 1)) when ``constant`` is False.  ``X`` (and ``Phi`` for given features),
+        validated, replace the training data."""
         X = self.X if X is None else X
         Phi = self.Phi if Phi is None else Phi
-        T, n = self.n_threads, X.shape[0]
-        p = np.empty(n, dtype=self.dtype)
+        n = X.shape[0]
+        p = np.empty((n, *self._outputs), dtype=self.dtype)
         cols = self.k if constant else self.k - self.feature_bias
         phi = np.empty((n if features else 0, cols), dtype=self.dtype)
-        w, a, theta = self._vec(w), self._vec(a), self._vec(theta)
-        guarded = self._guarded if X is self.X else (("X", X), ("Phi", Phi))
-        for i0, i1 in self._pass_blocks(n, self._per_row):
-            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
-            with blas_single_thread():
-                _kernels.predict(self._rows(X, i0, i1),
-                                 self._rows(Phi, i0, i1) if Phi.shape[0] else Phi, theta,
-                                 self.dims, self.bias, self.act, self.feature_bias, w, a,
-                                 p[i0:i1], phi[i0:i1] if features else phi, value_out, status,
-                                 self.chunk, T, self._workers(i1 - i0, self._per_row))
-            self._check(status)
-            check_block(guarded, i0, i1, p[i0:i1])
+        w, a, theta = self._head(w, self.d), self._head(a, self.k), self._vec(theta)
+
+        def args(i0, i1):
+            return (self._rows(X, i0, i1), self._rows(Phi, i0, i1) if Phi.shape[0] else Phi,
+                    theta, self.dims, self.bias, self.act, self.feature_bias, w, a,
+                    p[i0:i1], phi[i0:i1] if features else phi)
+
+        self._run(self._kern.predict, args, (), self._per_row, n=n,
+                  guarded=None if X is self.X else (("X", X), ("Phi", Phi)),
+                  results=lambda i0, i1: (p[i0:i1],))
         return p, (phi if features else None)
 
-    def value_grad(self, w, a, theta, buf: SampleBuffers, *, need_theta):
-        """``(F, E[l' x], E[l' phi], dF/dtheta)`` at the point ``buf`` belongs to."""
+    def value_grad(self, w, a, theta, buf, *, need_theta):
+        """``(F, sx = E[r x], sp = E[r phi], dF/dtheta)`` at the point ``buf`` belongs to
+        (``r = dl/dp``; with c outputs ``E[r x^T]``, ``E[r phi^T]``)."""
         code = self._loss_code(w, a, theta, buf)
-        n_theta = self._vec(theta).shape[0] if need_theta else 0
-        T, w, a = self.n_threads, self._vec(w), self._vec(a)
-        value, sums = 0.0, [np.zeros(c, dtype=self.dtype) for c in (self.d, self.k, n_theta)]
-        for i0, i1 in self._pass_blocks(self.n, self._per_row):
-            vx, vp, vt = self._slots(self.d, self.k, n_theta)
-            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
-            with blas_single_thread():
-                _kernels.value_grad(*self._common(theta, i0, i1), w, a, code, int(need_theta),
-                                    *self._per_sample(buf, i0, i1), value_out, vx, vp,
-                                    vt, status, self.chunk, T,
-                                    self._workers(i1 - i0, self._per_row))
-            self._check(status)
-            check_block(self._guarded, i0, i1, value_out, vx, vp, vt)
-            value += value_out.sum()
-            for total, slots in zip(sums, (vx, vp, vt)):
-                total += slots.sum(axis=0)
+        theta = self._vec(theta)
+        w, a = self._head(w, self.d), self._head(a, self.k)
+        shapes = (self._shape_x, self._shape_f, (theta.shape[0] if need_theta else 0,))
+
+        def args(i0, i1):
+            return (*self._common(theta, i0, i1), w, a, code, int(need_theta),
+                    *self._per_sample(buf, i0, i1))
+
+        value, sums = self._run(self._kern.value_grad, args, shapes, self._per_row)
         return (self._value_after(code, value, buf), *sums)
 
-    def hvp(self, w, a, theta, dw, da, dtheta, buf: SampleBuffers, *, need_theta):
-        """``(E[l'' dp x], E[l'' dp phi] + E[l' dphi], g = E[l' phi], R dF/dtheta)``."""
+    def hvp(self, w, a, theta, dw, da, dtheta, buf, *, need_theta):
+        """``(E[l'' dp x], E[l'' dp phi] + E[l' dphi], g = E[l' phi], R dF/dtheta)`` (with c
+        outputs ``l'' dp`` is ``H_l Rp``, ``_vkernels`` design note 2)."""
         code = self._loss_code(w, a, theta, buf)
-        n_theta = self._vec(theta).shape[0] if need_theta else 0
-        T = self.n_threads
-        vecs = (self._vec(w), self._vec(a), self._vec(dw), self._vec(da),
-                self._vec(dtheta if need_theta else None))
-        value, sums = 0.0, [np.zeros(c, dtype=self.dtype)
-                            for c in (self.d, self.k, self.k, n_theta)]
-        for i0, i1 in self._pass_blocks(self.n, self._per_row):
-            vx, vp, g, vt = self._slots(self.d, self.k, self.k, n_theta)
-            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
-            with blas_single_thread():
-                _kernels.hvp(*self._common(theta, i0, i1), *vecs, code, int(need_theta),
-                             *self._per_sample(buf, i0, i1), value_out, vx, vp, g, vt,
-                             status, self.chunk, T, self._workers(i1 - i0, self._per_row))
-            self._check(status)
-            check_block(self._guarded, i0, i1, value_out, vx, vp, g, vt)
-            value += value_out.sum()
-            for total, slots in zip(sums, (vx, vp, g, vt)):
-                total += slots.sum(axis=0)
+        theta = self._vec(theta)
+        vecs = (self._head(w, self.d), self._head(a, self.k), self._head(dw, self.d),
+                self._head(da, self.k), self._vec(dtheta if need_theta else None))
+        shapes = (self._shape_x, self._shape_f, self._shape_f,
+                  (theta.shape[0] if need_theta else 0,))
+
+        def args(i0, i1):
+            return (*self._common(theta, i0, i1), *vecs, code, int(need_theta),
+                    *self._per_sample(buf, i0, i1))
+
+        value, sums = self._run(self._kern.hvp, args, shapes, self._per_row)
         self._value_after(code, value, buf)
         return tuple(sums)
 
-    def gram(self, w, a, theta, buf: SampleBuffers):
-        """``(F, E[l' x], E[l' phi], G = E[l'' z z^T])`` with ``z = [x, phi]``."""
+    def gram(self, w, a, theta, buf):
+        """``(F, E[l' x], E[l' phi], G = E[l'' z z^T])`` with ``z = [x, phi]`` (one output
+        only: with c outputs the loss Hessian is c x c per sample)."""
+        if self.vector:
+            raise NotImplementedError(
+                "the Gram matrix / sufficient statistics of the partial Hessian are not "
+                "implemented for c outputs (the loss Hessian is c x c per sample); use hessp")
         code = self._loss_code(w, a, theta, buf)
-        T, D, w, a = self.n_threads, self.d + self.k, self._vec(w), self._vec(a)
+        T, D, theta = self.n_threads, self.d + self.k, self._vec(theta)
+        w, a = self._head(w, self.d), self._head(a, self.k)
         size = self.dtype.itemsize * (T + 2)  # G, its slots per thread, the symmetrised copy
         check_alloc(f"the Gram matrix of z = [x, phi] (d + k = {D}, n_threads = {T})",
-                    size * D * D, "use hessp without the statistics (it streams the data), "
-                    f"or fewer features: d + k = {math.isqrt(memory_limit() // size)} is the "
-                    "most that fits")
-        value, sx, sp = 0.0, np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype)
-        G = np.zeros((D, D), dtype=self.dtype)
+                    size * D * D, lambda limit: "use hessp without the statistics (it "
+                    f"streams the data), or fewer features: d + k = "
+                    f"{math.isqrt(limit // size)} is the most that fits")
+
+        def args(i0, i1):
+            return (*self._common(theta, i0, i1), w, a, code, *self._per_sample(buf, i0, i1))
+
         per_row = self._per_row + D * (D + 1) // 2  # the Gram's rank-one updates
-        for i0, i1 in self._pass_blocks(self.n, per_row):
-            vx, vp = self._slots(self.d, self.k)
-            Gs = np.zeros((T, D, D), dtype=self.dtype)
-            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
-            with blas_single_thread():
-                _kernels.gram(*self._common(theta, i0, i1), w, a, code,
-                              *self._per_sample(buf, i0, i1), value_out, vx, vp, Gs, status,
-                              self.chunk, T, self._workers(i1 - i0, per_row))
-            self._check(status)
-            Gb = Gs.sum(axis=0)  # checked after the sum: a NaN or inf survives it
-            check_block(self._guarded, i0, i1, value_out, vx, vp, Gb)
-            value += value_out.sum()
-            sx += vx.sum(axis=0)
-            sp += vp.sum(axis=0)
-            G += Gb
+        value, (sx, sp, G) = self._run(self._kern.gram, args,
+                                       ((self.d,), (self.k,), (D, D)), per_row)
         value = self._value_after(code, value, buf)
         G = np.triu(G) + np.triu(G, 1).T
         return value, sx, sp, G
 
-
-class VectorBuffers:
-    """Per-sample quantities of one point with ``c`` outputs: ``l`` (n), ``r = s dl/dp``
-    (n x c), ``q = softmax(p)`` (n x c, cross-entropy only; the squared loss's Hessian is
-    the identity) and ``F``; ``filled`` once a pass has written all of them."""
-
-    __slots__ = ("l", "r", "q", "value", "filled")
-
-    def __init__(self, n: int, c: int, dtype, softmax: bool):
-        self.l = np.empty(n, dtype=dtype)
-        self.r = np.empty((n, c), dtype=dtype)
-        self.q = np.empty((n if softmax else 0, c), dtype=dtype)
-        self.value = float("nan")
-        self.filled = False
-
-
-class VectorEngine(Engine):
-    """:class:`Engine` for ``c`` outputs (``_vkernels``): scores ``P = X W^T + Phi A^T``.
-
-    ``y`` is the (n, c) target of the squared loss, or the labels as an (n, 1) array of the
-    data's dtype for the cross-entropy (validated: integers in ``0..c-1``).  The point
-    enters as ``W`` (c x d) and ``A`` (c x k); the sums come back as c x d and c x k
-    matrices.  Same slots, blocks and determinism as the scalar engine.
-    """
-
-    def __init__(self, X, y, s, loss, k: int, c: int, **kwargs):
-        self.c = int(c)
-        chunk = kwargs.pop("chunk_size", None)
-        super().__init__(X, y, s, loss, k, chunk_size=chunk, **kwargs)
-        self.chunk = check_chunk_size(
-            chunk, DEFAULT_CHUNK, self.n, self.dims, self.c, X.itemsize,
-            entries=_vkernels.workspace_entries)
-        self._per_row += self.c * (self.d + self.k)
-        self._softmax = loss.labels
-
-    def _vec2(self, M, shape):
-        if M is None:
-            return np.zeros(shape, dtype=self.dtype)
-        return np.ascontiguousarray(M, dtype=self.dtype)
-
-    def _slots3(self, *shapes):
-        return [np.zeros((self.n_threads, *shape), dtype=self.dtype) for shape in shapes]
-
-    def new_buffers(self) -> VectorBuffers:
-        return VectorBuffers(self.n, self.c, self.dtype, self._softmax)
-
-    def _vcode(self, buf: VectorBuffers) -> int:
-        return _vkernels.VLOSS_CODE_EXTERNAL if buf.filled else self.loss.vcode
-
-    def _after(self, code, value, buf):
-        if code != _vkernels.VLOSS_CODE_EXTERNAL:
-            buf.value = float(value)
-            buf.filled = True
-        return buf.value
-
-    def _vcommon(self, theta, i0, i1):
-        Phi = self.Phi[i0:i1] if self.Phi.shape[0] else self.Phi
-        return (self.X[i0:i1], Phi, self.y[i0:i1], self.s[i0:i1], self._vec(theta), self.dims,
-                self.bias, self.act, self.feature_bias)
-
-    def predict(self, W, A, theta, *, features=False, constant=True, X=None, Phi=None):
-        """Scores ``P = X W^T + Phi A^T`` (n x c) and, when asked, the features (as
-        :meth:`Engine.predict`)."""
-        X = self.X if X is None else X
-        Phi = self.Phi if Phi is None else Phi
-        T, n = self.n_threads, X.shape[0]
-        P = np.empty((n, self.c), dtype=self.dtype)
-        cols = self.k if constant else self.k - self.feature_bias
-        phi = np.empty((n if features else 0, cols), dtype=self.dtype)
-        W, A = self._vec2(W, (self.c, self.d)), self._vec2(A, (self.c, self.k))
-        theta = self._vec(theta)
-        guarded = self._guarded if X is self.X else (("X", X), ("Phi", Phi))
-        for i0, i1 in self._row_blocks(n, self._per_row):
-            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
-            with blas_single_thread():
-                _vkernels.predict(X[i0:i1], Phi[i0:i1] if Phi.shape[0] else Phi, theta,
-                                  self.dims, self.bias, self.act, self.feature_bias, W, A,
-                                  P[i0:i1], phi[i0:i1] if features else phi, value_out,
-                                  status, self.chunk, T, self._workers(i1 - i0, self._per_row))
-            self._check(status)
-            check_block(guarded, i0, i1, P[i0:i1])
-        return P, (phi if features else None)
-
-    def value_grad(self, W, A, theta, buf: VectorBuffers, *, need_theta):
-        """``(F, SX = E[r x^T], SP = E[r phi^T], dF/dtheta)``, ``r = dl/dp``."""
-        code = self._vcode(buf)
-        n_theta = self._vec(theta).shape[0] if need_theta else 0
-        T, W, A = self.n_threads, self._vec2(W, None), self._vec2(A, None)
-        shapes = ((self.c, self.d), (self.c, self.k), (n_theta,))
-        value, sums = 0.0, [np.zeros(shape, dtype=self.dtype) for shape in shapes]
-        for i0, i1 in self._row_blocks(self.n, self._per_row):
-            slots = self._slots3(*shapes)
-            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
-            with blas_single_thread():
-                _vkernels.value_grad(*self._vcommon(theta, i0, i1), W, A, code,
-                                     int(need_theta), buf.r[i0:i1], buf.q[i0:i1],
-                                     buf.l[i0:i1], value_out, *slots, status, self.chunk, T,
-                                     self._workers(i1 - i0, self._per_row))
-            self._check(status)
-            check_block(self._guarded, i0, i1, value_out, *slots)
-            value += value_out.sum()
-            for total, part in zip(sums, slots):
-                total += part.sum(axis=0)
-        return (self._after(code, value, buf), *sums)
-
-    def hvp(self, W, A, theta, dW, dA, dtheta, buf: VectorBuffers, *, need_theta):
-        """``(VX = E[Rr x^T], VP = E[Rr phi^T] + E[r Rphi^T], g = E[r phi^T], R dF/dtheta)``
-        with ``Rr = H_l Rp`` (``_vkernels`` design note 2)."""
-        code = self._vcode(buf)
-        n_theta = self._vec(theta).shape[0] if need_theta else 0
-        T = self.n_threads
-        mats = (self._vec2(W, None), self._vec2(A, None), self._vec2(dW, None),
-                self._vec2(dA, None), self._vec(dtheta if need_theta else None))
-        shapes = ((self.c, self.d), (self.c, self.k), (self.c, self.k), (n_theta,))
-        value, sums = 0.0, [np.zeros(shape, dtype=self.dtype) for shape in shapes]
-        for i0, i1 in self._row_blocks(self.n, self._per_row):
-            slots = self._slots3(*shapes)
-            value_out, status = np.zeros(T), np.zeros(T, dtype=np.intc)
-            with blas_single_thread():
-                _vkernels.hvp(*self._vcommon(theta, i0, i1), *mats, code, int(need_theta),
-                              buf.r[i0:i1], buf.q[i0:i1], buf.l[i0:i1], value_out, *slots,
-                              status, self.chunk, T, self._workers(i1 - i0, self._per_row))
-            self._check(status)
-            check_block(self._guarded, i0, i1, value_out, *slots)
-            value += value_out.sum()
-            for total, part in zip(sums, slots):
-                total += part.sum(axis=0)
-        self._after(code, value, buf)
-        return tuple(sums)
-
-    def derive(self, *, k: int, Phi=None, dims=None, bias=False, act=0, feature_bias=False,
-               s=None) -> "VectorEngine":
-        """As :meth:`Engine.derive`, with the same c outputs."""
-        eng = VectorEngine(self.X, self.y, self.s if s is None else s, self.loss, k, self.c,
-                           Phi=Phi, dims=dims, bias=bias, act=act, feature_bias=feature_bias,
-                           n_threads=self.n_threads, chunk_size=self.chunk)
-        eng.progress = self.progress
-        eng.given_weight = self.given_weight if s is None else None
-        return eng
-
-    def map_rows(self, fn, point=None, rows=None):
-        raise NotImplementedError("row-block reductions (map_rows) are not implemented for "
-                                  "c outputs")
-
-    def gram(self, *args, **kwargs):
-        raise NotImplementedError(
-            "the Gram matrix / sufficient statistics of the partial Hessian are not "
-            "implemented for c outputs (the loss Hessian is c x c per sample); use hessp")
 
 def fill_block(engine: Engine, point) -> None:
     """Give ``engine`` (over one block) per-sample buffers ``engine.buf``, filled at
     ``point = (w, a, theta)`` when one is given (a value pass), else None."""
     engine.buf = None
     if point is not None:
-        engine.buf = SampleBuffers(engine.n, engine.dtype)
+        engine.buf = engine.sample_buffers(engine.n)
         engine.value_grad(*point, engine.buf, need_theta=False)
 
 

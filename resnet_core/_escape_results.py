@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .optim import status_message
+from ._pgd import status_message
 
 # Per-run arrays (length n_runs, ``x`` n_runs x n_params), in the order they are stored.
 RUN_FIELDS = ("escape_iter", "final_F", "final_grad_norm", "final_lambda_min", "status",

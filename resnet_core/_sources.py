@@ -1,26 +1,31 @@
-"""Out-of-core data: checks block by block, lazy normalised weights, and the stateless
-engine that streams them.  Which engine a data set gets (``resnet_core._data.prepare``):
+"""Out-of-core data: checks block by block, lazy normalised weights and labels, and the
+stateless engine that streams them.  Which engine a data set gets is decided in one place,
+:func:`resnet_core._data.prepare` (in memory: :class:`~resnet_core._engine.Engine`;
+out-of-core: :class:`StreamEngine`; dask: :class:`resnet_core._dask.DaskEngine`).
 
-- in-memory arrays: :class:`~resnet_core._engine.Engine` (per-sample buffers per point);
-- out-of-core arrays (``np.memmap``, zarr): :class:`StreamEngine`, which reads row blocks of
-  at most ``BLOCK_BYTES`` of ``X`` in the data's own dtype and keeps no n-vector: each pass
-  recomputes the per-sample quantities block by block (built-in losses; a user-defined loss
-  on a memmap falls back to the in-memory engine, which reads the memmap in place);
-- dask arrays (any of ``X, y, Phi, sample_weight``): :class:`resnet_core._dask.DaskEngine`,
-  one task per row block on the workers that hold it.
+Out-of-core arrays (``np.memmap``, zarr) are read in row blocks of at most ``BLOCK_BYTES``
+of ``X`` in the data's own dtype; the engine keeps no n-vector: each pass recomputes the
+per-sample quantities block by block (built-in losses, one output or c outputs; a
+user-defined loss on a memmap falls back to the in-memory engine, which reads the memmap in
+place).
 
 The normalised weights ``s = w / sum(w)`` of out-of-core data are never stored: a
 :class:`Weights` computes a block of them on demand from the caller's weights and the two
-numbers ``max(w)`` and ``sum(w / max(w))`` found in the validation pass.
+numbers ``max(w)`` and ``sum(w / max(w))`` found in the validation pass.  Cross-entropy
+labels are read the same way (:class:`LabelColumn`: the (n, 1) column of the data's dtype
+that the kernels take, block by block).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._engine import Engine, VectorEngine
+from ._engine import Engine
 from ._guards import check_files, mapped_files
-from ._validation import _FINITE_BLOCK, _shape_str, as_float_array, resolve_dtype
+from ._targets import label_column, target_kind
+from ._validation import (FINITE_BLOCK, as_float_array, check_label_block, check_n_classes,
+                          resolve_dtype, shape_str)
+from .losses import VECTOR_LOSSES
 
 # Most bytes of X one block of an out-of-core pass reads (the rest of a pass's memory is
 # the kernels' workspaces and the block's per-sample quantities, a few n_block-vectors).
@@ -69,11 +74,34 @@ class Weights:
         return np.asarray(self[0:self.n], dtype=dtype)
 
 
-def _blocks(n: int, rows: int = _FINITE_BLOCK):
+class LabelColumn:
+    """Cross-entropy labels ``y`` (n,) of an out-of-core source as the (n, 1) column of
+    ``dtype`` that the kernels take, read block by block (``base`` is ``y``: what the
+    memory-map guard checks).  ``column[:, 0]`` is the labels themselves."""
+
+    ndim = 2
+
+    def __init__(self, y, dtype):
+        self.base, self.dtype = y, np.dtype(dtype)
+        self.shape = (y.shape[0], 1)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows, column = (key if isinstance(key, tuple) else (key, None))
+        block = np.asarray(self.base[rows], dtype=self.dtype)
+        return block if column == 0 else block.reshape(-1, 1)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self[0:self.shape[0]], dtype=dtype)
+
+
+def _blocks(n: int, rows: int = FINITE_BLOCK):
     return [(i0, min(i0 + rows, n)) for i0 in range(0, n, rows)]
 
 
-def _check_meta(name: str, a, ndim: int, shape=None) -> None:
+def check_meta(name: str, a, ndim: int, shape=None) -> None:
     """dtype, dimensions and shape of an array-like without reading its values."""
     dt = np.dtype(getattr(a, "dtype", np.float64))
     if dt.kind not in "biuf":
@@ -83,7 +111,7 @@ def _check_meta(name: str, a, ndim: int, shape=None) -> None:
         raise ValueError(f"{name} must be {what}; got an array of shape {tuple(a.shape)}")
     for axis, (got, want) in enumerate(zip(a.shape, shape or ())):
         if want is not None and got != want:
-            raise ValueError(f"{name} must have shape {_shape_str(shape)}; got "
+            raise ValueError(f"{name} must have shape {shape_str(shape)}; got "
                              f"{tuple(a.shape)} (axis {axis} is {got}, expected {want})")
 
 
@@ -95,11 +123,6 @@ def check_block(name: str, block: np.ndarray, row0: int) -> None:
         bad = tuple(int(i) for i in np.argwhere(~ok)[0])
         raise ValueError(f"{name} must be finite; found {block[bad]} at index "
                          f"{(row0 + bad[0],) + bad[1:]}")
-
-
-def check_labels_block(loss, y: np.ndarray) -> None:
-    """The loss's label check on one block of ``y``."""
-    loss.check_labels(y)
 
 
 def weight_block_stats(w: np.ndarray, row0: int) -> tuple[float, float, int]:
@@ -143,55 +166,64 @@ class StreamEngine(Engine):
         return [(i, min(i + rows, n)) for i in range(0, n, rows)]
 
 
-class Data:
-    """Validated data and the kind of engine they need (see the module notes)."""
-
-    def __init__(self, kind, X, y, s, Phi, loss, c: int = 1, given_weight=None):
-        self.kind, self.X, self.y, self.s, self.Phi, self.loss = kind, X, y, s, Phi, loss
-        self.given_weight = given_weight  # the caller's weights, validated (None: uniform)
-        self.c = c  # outputs: c > 1 (or a vector loss) is held in memory, VectorEngine
-        self.n, self.d = X.shape
-        self.dtype = resolve_dtype(X)
-
-    def engine(self, k: int, **kw) -> Engine:
-        if self.loss.vector:
-            eng = VectorEngine(self.X, self.y, self.s, self.loss, k, self.c, Phi=self.Phi, **kw)
-        else:
-            cls = StreamEngine if self.kind == "stream" else Engine
-            eng = cls(self.X, self.y, self.s, self.loss, k, Phi=self.Phi, **kw)
-        eng.given_weight = self.given_weight
-        return eng
-
-
 def check_features(Phi, n: int, dtype) -> np.ndarray:
     """Given features: 2-D, ``n`` rows, at least one column, converted to ``dtype``."""
     Phi = as_float_array("Phi", Phi, ndim=2, dtype=dtype, shape=(n, None))
-    _check_feature_columns(Phi)
+    check_feature_columns(Phi)
     return Phi
 
 
-def _check_feature_columns(Phi) -> None:
+def check_feature_columns(Phi) -> None:
     if Phi.shape[1] == 0:
         raise ValueError("Phi must have at least one column (feature); got shape "
                          f"{tuple(Phi.shape)}")
 
 
-def _streamed(name, a, ndim, shape, *, rows=_FINITE_BLOCK):
+def _streamed(name, a, ndim, shape, *, rows=FINITE_BLOCK):
     """An out-of-core array checked block by block (values never all in memory); a small
     in-memory one is validated as usual."""
     if not is_out_of_core(a):
         dtype = resolve_dtype(a)
         return as_float_array(name, a, ndim=ndim, dtype=dtype, shape=shape)
-    _check_meta(name, a, ndim, shape)
+    check_meta(name, a, ndim, shape)
     check_files(mapped_files(**{name: a}))  # a truncated file: an error, not a SIGBUS
     for i0, i1 in _blocks(a.shape[0], rows):
         check_block(name, np.asarray(a[i0:i1]), i0)
     return a
 
 
-def prepare_stream(X, y, loss, sample_weight, Phi) -> Data:
-    """Out-of-core data checked block by block (see :func:`resnet_core._data.prepare`)."""
-    rows = _FINITE_BLOCK
+def _stream_targets(y, n: int, loss, n_classes, dtype):
+    """``(y as the kernels take it, loss, c)`` of out-of-core data, checked block by block
+    (the decision of :func:`resnet_core._targets.resolve_targets`)."""
+    kind = target_kind(loss, y)
+    if kind == "labels" and not is_out_of_core(y):
+        y, found = label_column(y, n, dtype)
+        return y, loss, check_n_classes(n_classes, found)
+    if kind == "labels":
+        check_meta("y", y, 1, (n,))
+        check_files(mapped_files(y=y))
+        found = max(check_label_block(np.asarray(y[i0:i1]), dtype, i0)
+                    for i0, i1 in _blocks(n))
+        return LabelColumn(y, dtype), loss, check_n_classes(n_classes, found)
+    if n_classes is not None:
+        raise ValueError(f"n_classes is for the cross_entropy loss; got loss {loss.name!r}")
+    if kind == "matrix":
+        y = _streamed("y", y, 2, (n, None))
+        if y.shape[1] == 0:
+            raise ValueError(f"y must have at least one column; got shape {tuple(y.shape)}")
+        if y.shape[1] > 1:
+            return y, VECTOR_LOSSES["squared"], y.shape[1]
+        y = y[:, 0]  # c = 1: the scalar objective
+    y = _streamed("y", y, 1, (n,))
+    for i0, i1 in _blocks(n):
+        loss.check_labels(np.asarray(y[i0:i1]))
+    return y, loss, 1
+
+
+def prepare_stream(X, y, loss, sample_weight, Phi, n_classes=None):
+    """Out-of-core data checked block by block: ``(X, y, s, Phi, loss, c, given_weight)``
+    as :func:`resnet_core._data.prepare` takes them."""
+    rows = FINITE_BLOCK
     if len(getattr(X, "shape", ())) == 2:
         rows = _aligned(max(BLOCK_BYTES // (8 * max(X.shape[1], 1)), 1), X)
     X = _streamed("X", X, 2, None, rows=rows)
@@ -199,17 +231,15 @@ def prepare_stream(X, y, loss, sample_weight, Phi) -> Data:
     if n == 0 or X.shape[1] == 0:
         raise ValueError(f"X must have at least one sample and one feature; got shape "
                          f"{tuple(X.shape)}")
-    y = _streamed("y", y, 1, (n,))
-    for i0, i1 in _blocks(n):
-        loss.check_labels(np.asarray(y[i0:i1]))
+    dtype = resolve_dtype(X)
+    y, loss, c = _stream_targets(y, n, loss, n_classes, dtype)
     if Phi is not None:
         Phi = _streamed("Phi", Phi, 2, (n, None))
-        _check_feature_columns(Phi)
-    dtype = resolve_dtype(X)
+        check_feature_columns(Phi)
     if sample_weight is None:
         s = Weights(None, n, dtype)
     else:
         w = _streamed("sample_weight", sample_weight, 1, (n,))
         parts = [weight_block_stats(np.asarray(w[i0:i1]), i0) for i0, i1 in _blocks(n)]
         s = Weights(w, n, dtype, *combine_weight_stats(parts))
-    return Data("stream", X, y, s, Phi, loss, given_weight=s.w)
+    return X, y, s, Phi, loss, c, s.w

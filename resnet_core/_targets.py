@@ -14,13 +14,12 @@ the squared loss, (n, 1) labels for the cross-entropy.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import (as_float_array, check_alloc, check_data, check_finite, check_inputs,
-                          check_size, memory_limit, to_numpy)
+from ._validation import (as_float_array, check_alloc, check_data, check_inputs,
+                          check_label_block, check_n_classes, check_size, to_numpy)
 from .losses import VECTOR_LOSSES, Loss, get_loss
 
 
@@ -41,54 +40,34 @@ class Targets:
         return self.loss.vector
 
 
-def _check_n_classes(n_classes, found: int) -> int:
-    if n_classes is None:
-        if found < 2:
-            raise ValueError("the cross_entropy loss needs at least 2 classes; the labels "
-                             f"go up to {found - 1}: pass n_classes")
-        return found
-    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
-        raise TypeError(f"n_classes must be an integer >= 2; got {n_classes!r}")
-    if n_classes < 2:
-        raise ValueError(f"n_classes must be at least 2; got {n_classes}")
-    if n_classes < found:
-        raise ValueError(f"n_classes is {n_classes} but the labels go up to {found - 1}: "
-                         f"n_classes must be at least max(y) + 1 = {found}")
-    return int(n_classes)
-
-
-def _labels(y, n: int, dtype) -> tuple[np.ndarray, int]:
+def label_column(y, n: int, dtype) -> tuple[np.ndarray, int]:
     """Integer labels as an (n, 1) array of ``dtype``, and ``max + 1``."""
     if isinstance(y, (str, bytes)):
         raise TypeError("y must be an array of integer labels; got a string")
     arr = np.asarray(to_numpy("y", y))
-    if arr.dtype.kind not in "iuf":
-        raise TypeError("y must hold integer class labels 0..c-1 for the cross_entropy "
-                        f"loss; got dtype {arr.dtype}")
-    if arr.ndim != 1 or arr.shape[0] != n:
+    if arr.dtype.kind in "iuf" and (arr.ndim != 1 or arr.shape[0] != n):
         raise ValueError("y must have shape (n,) = "
                          f"({n},) (integer labels) for the cross_entropy loss; got {arr.shape}")
-    if arr.dtype.kind == "f":
-        check_finite("y", arr)
-        frac = arr != np.round(arr)
-        if frac.any():
-            raise ValueError("y must hold integer class labels for the cross_entropy loss; "
-                             f"found {arr[frac][0]} at index {int(np.argmax(frac))}")
-    if (arr < 0).any():
-        raise ValueError("y must hold class labels 0..c-1 for the cross_entropy loss; found "
-                         f"{arr[arr < 0][0]} at index {int(np.argmax(arr < 0))}")
-    top = int(arr.max())
-    if top >= 1 << 24 and dtype == np.float32 or top >= 1 << 53:
-        raise ValueError(f"y holds a class label {top}: too large to be stored exactly")
-    return np.ascontiguousarray(arr, dtype=dtype).reshape(n, 1), top + 1
+    found = check_label_block(arr, dtype)
+    return np.ascontiguousarray(arr, dtype=dtype).reshape(n, 1), found
+
+
+def target_kind(loss, y) -> str:
+    """How ``y`` is read for ``loss``: ``"labels"`` (cross-entropy), ``"matrix"`` (the
+    squared loss on a 2-D ``y``: c outputs, or the scalar objective for c = 1) or
+    ``"scalar"``.  Reads ``y``'s dimensions only (a dask or zarr ``y`` stays unread)."""
+    if loss.vector:
+        return "labels" if loss.labels else "matrix"
+    if (loss.vector_form is not None and not isinstance(y, (str, bytes))
+            and np.ndim(y) == 2):
+        return "matrix"
+    return "scalar"
 
 
 def resolve_targets(X, y, loss, n_classes=None) -> Targets:
     """Validate ``X``, ``y``, the loss and ``n_classes`` (see the module notes)."""
     loss = get_loss(loss)
-    squared2d = (loss.vector_form is not None and not isinstance(y, (str, bytes))
-                 and np.ndim(y) == 2)
-    if not (loss.vector or squared2d):
+    if target_kind(loss, y) == "scalar":
         if n_classes is not None:
             raise ValueError(f"n_classes is for the cross_entropy loss; got loss {loss.name!r}")
         X, y = check_data(X, y)
@@ -97,12 +76,12 @@ def resolve_targets(X, y, loss, n_classes=None) -> Targets:
     X = check_inputs(X)
     n, dtype = X.shape[0], X.dtype
     if loss.name == "cross_entropy":
-        y, found = _labels(y, n, dtype)
-        c = _check_n_classes(n_classes, found)
+        y, found = label_column(y, n, dtype)
+        c = check_n_classes(n_classes, found)
         per_class = 3 * n * X.itemsize + 16 * X.shape[1]  # l, r, q per sample; W and its grad
         check_alloc(f"the per-sample buffers and the point for n_classes = {c} (n = {n})",
-                    c * per_class, f"use fewer classes: n_classes = "
-                    f"{memory_limit() // per_class} is the most that fits")
+                    c * per_class, lambda limit: "use fewer classes: n_classes = "
+                    f"{limit // per_class} is the most that fits")
         return Targets(X, y, loss, c, c)
     if n_classes is not None:
         raise ValueError("n_classes is for the cross_entropy loss; got loss 'squared'")

@@ -14,6 +14,9 @@ The model at ``w`` is ``m(p) = g^T p + 1/2 p^T H p`` with ``H = Q diag(ev) Q^T``
 - :func:`newton_decrement` is ``nu^2 = g^T H^+ g``: twice the decrease the Newton step
   predicts, invariant to a rescaling of the variables; ``nu^2 / 2`` relative to ``|F|`` is
   the stopping rule.
+- :func:`cubic_step` minimises the cubic model ``m(p) + sigma/6 ||p||^3`` exactly (Nesterov
+  and Polyak), :func:`steihaug` the model within a ball by truncated conjugate gradients on
+  Hessian-vector products (both for :func:`resnet_core.find_sopsp`).
 - :func:`trust_region_newton` is Algorithm 4.1 of Nocedal and Wright with exact steps:
   globally convergent to a stationary point for a twice continuously differentiable
   function, to the minimum for a convex one, quadratically where ``H`` is positive definite.
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
+
+import math
 
 import numpy as np
 from scipy.optimize import brentq
@@ -171,6 +176,76 @@ def ball_step(m: Model, radius: float):
         q = c / (ev + lam)
     q[c == 0] = 0.0
     return inside_ball(m.Q @ q, radius), float(lam)
+
+
+def cubic_step(ev: np.ndarray, Q: np.ndarray, g: np.ndarray, sigma: float) -> np.ndarray:
+    """Exact minimiser, for ``H = Q diag(ev) Q^T``, of ``g^T r + 1/2 r^T H r +
+    sigma/6 ||r||^3`` (Nesterov and Polyak 2006, section 5): ``(H + lam I) r = -g`` with
+    ``lam = sigma ||r|| / 2`` and ``H + lam I`` positive semi-definite, ``lam`` the root of a
+    decreasing function; in the hard case the step is filled up along the eigenvector of
+    the smallest eigenvalue."""
+    c = -(Q.T @ g)
+    lam_lo = max(0.0, -float(ev[0]))
+    tiny = 1e-14 * max(float(np.abs(c).max(initial=0.0)), 1e-300)
+    near = ev + lam_lo <= 1e-14 * max(float(np.abs(ev).max()), 1e-300)
+
+    def q_of(lam):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = c / (ev + lam)
+        q[c == 0] = 0.0
+        return q
+
+    def phi(lam):
+        return float(np.linalg.norm(q_of(lam))) - 2.0 * lam / sigma
+
+    if np.all(np.abs(c[near]) <= tiny):  # possibly the hard case
+        c_soft = np.where(near, 0.0, c)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            q = np.where(near, 0.0, c_soft / (ev + lam_lo))
+        if np.linalg.norm(q) <= 2.0 * lam_lo / sigma:
+            if lam_lo == 0.0:
+                return Q @ q
+            q[int(np.argmin(ev))] = math.sqrt(max((2.0 * lam_lo / sigma) ** 2 - q @ q, 0.0))
+            return Q @ q
+    lo = lam_lo
+    hi = lam_lo + max(math.sqrt(sigma * float(np.linalg.norm(c)) / 2.0), 1e-300)
+    while phi(hi) > 0:
+        lo, hi = hi, 2.0 * hi
+    if phi(lo) <= 0:  # lo = lam_lo and no root above it: rounding at the boundary
+        return Q @ q_of(hi)
+    lam = brentq(phi, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=400)
+    return Q @ q_of(lam)
+
+
+def steihaug(g: np.ndarray, hessp: Callable, radius: float, max_cg: int,
+             rtol: float = 1e-6):
+    """Truncated CG on ``g^T p + 1/2 p^T H p`` within ``||p|| <= radius`` (Steihaug-Toint),
+    ``H`` given by its products ``hessp(p)``: returns ``(p, model decrease)``."""
+    p, r = np.zeros_like(g), g.copy()
+    d = -r
+    gnorm = np.linalg.norm(g)
+
+    def to_boundary(p, d):
+        a, b, c = d @ d, 2 * p @ d, p @ p - radius**2
+        return (-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
+
+    for _ in range(max_cg):
+        Hd = hessp(d)
+        curv = float(d @ Hd)
+        if curv <= 0:
+            p = p + to_boundary(p, d) * d
+            break
+        alpha = float(r @ r) / curv
+        if np.linalg.norm(p + alpha * d) >= radius:
+            p = p + to_boundary(p, d) * d
+            break
+        p = p + alpha * d
+        r_new = r + alpha * Hd
+        if np.linalg.norm(r_new) <= rtol * gnorm:
+            break
+        d = -r_new + float(r_new @ r_new) / float(r @ r) * d
+        r = r_new
+    return p, -float(g @ p + 0.5 * p @ hessp(p))
 
 
 @dataclass

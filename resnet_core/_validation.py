@@ -23,10 +23,12 @@ from . import _kernels
 from ._guards import check_files, mapped_files
 
 # Rows checked per step of the finiteness test: keeps its temporary small for huge X.
-_FINITE_BLOCK = 1 << 16
+FINITE_BLOCK = 1 << 16
 # Largest kernel workspace (per thread) and parameter vector accepted, in bytes: beyond any
 # machine's memory, and far below the sizes whose index products overflow 64 bits.
 MAX_BYTES = 1 << 40
+# Up-front allocations below this are not checked against the memory available.
+SMALL_ALLOC = 1 << 26
 
 
 def resolve_dtype(X) -> np.dtype:
@@ -86,28 +88,13 @@ def to_numpy(name: str, a):
     return a
 
 
-def copy_data(X, Phi, y, sample_weight):
-    """Private copies of the in-memory arrays among ``X, Phi, y, sample_weight`` (the
-    objectives' ``copy=True``); None, memory-mapped, zarr and dask arrays come back as they
-    are (out-of-core data are read in place by design)."""
-    def private(name, a):
-        if a is None or isinstance(a, np.memmap) or isinstance(a, (str, bytes)):
-            return a
-        module = type(a).__module__
-        if module.startswith(("dask", "zarr")):
-            return a
-        return np.array(to_numpy(name, a), copy=True)
-    return tuple(private(name, a) for name, a in
-                 (("X", X), ("Phi", Phi), ("y", y), ("sample_weight", sample_weight)))
-
-
 def check_finite(name: str, a: np.ndarray) -> None:
     """Raise ValueError if ``a`` holds NaN or inf (checked block by block)."""
     if a.size == 0:
         return
     flat = a.reshape(a.shape[0], -1) if a.ndim > 1 else a.reshape(-1, 1)
-    for start in range(0, flat.shape[0], _FINITE_BLOCK):
-        block = flat[start : start + _FINITE_BLOCK]
+    for start in range(0, flat.shape[0], FINITE_BLOCK):
+        block = flat[start : start + FINITE_BLOCK]
         if not np.isfinite(block).all():
             bad = np.argwhere(~np.isfinite(block))[0]
             where = tuple(int(i) for i in (start + bad[0], *bad[1:a.ndim]))
@@ -129,7 +116,7 @@ def as_float_array(name: str, a, *, ndim: int, dtype: np.dtype, shape=None) -> n
         for axis, (got, want) in enumerate(zip(arr.shape, shape)):
             if want is not None and got != want:
                 raise ValueError(
-                    f"{name} must have shape {_shape_str(shape)}; got {arr.shape}"
+                    f"{name} must have shape {shape_str(shape)}; got {arr.shape}"
                     f" (axis {axis} is {got}, expected {want})"
                 )
     if arr.dtype != dtype or not arr.flags.c_contiguous:
@@ -138,7 +125,7 @@ def as_float_array(name: str, a, *, ndim: int, dtype: np.dtype, shape=None) -> n
     return arr
 
 
-def _shape_str(shape) -> str:
+def shape_str(shape) -> str:
     items = ["any" if s is None else str(s) for s in shape]
     return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
 
@@ -186,43 +173,65 @@ def normalise_weights(s: np.ndarray | None, n: int, dtype: np.dtype) -> np.ndarr
     return (s / s.sum()).astype(dtype)
 
 
+def check_n_classes(n_classes, found: int) -> int:
+    """``c``: ``n_classes`` (an integer >= 2 and >= ``found``) or ``found = max(y) + 1``."""
+    if n_classes is None:
+        if found < 2:
+            raise ValueError("the cross_entropy loss needs at least 2 classes; the labels "
+                             f"go up to {found - 1}: pass n_classes")
+        return found
+    n_classes = check_positive_int("n_classes", n_classes, minimum=2)
+    if n_classes < found:
+        raise ValueError(f"n_classes is {n_classes} but the labels go up to {found - 1}: "
+                         f"n_classes must be at least max(y) + 1 = {found}")
+    return n_classes
+
+
+def check_label_block(arr: np.ndarray, dtype, row0: int = 0) -> int:
+    """Checks of a block of cross-entropy labels (rows ``row0...`` of ``y``, a NumPy array
+    of shape (m,)): finite integers ``>= 0`` that ``dtype`` stores exactly; returns
+    ``max + 1`` (0 for an empty block).  Errors name the global index."""
+    if arr.dtype.kind not in "iuf":
+        raise TypeError("y must hold integer class labels 0..c-1 for the cross_entropy "
+                        f"loss; got dtype {arr.dtype}")
+    if arr.size == 0:
+        return 0
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr)
+        if bad.any():
+            raise ValueError(f"y must be finite; found {arr[bad][0]} at index "
+                             f"({row0 + int(np.argmax(bad))},)")
+        frac = arr != np.round(arr)
+        if frac.any():
+            raise ValueError("y must hold integer class labels for the cross_entropy loss; "
+                             f"found {arr[frac][0]} at index {row0 + int(np.argmax(frac))}")
+    if (arr < 0).any():
+        raise ValueError("y must hold class labels 0..c-1 (>= 0) for the cross_entropy loss; "
+                         f"found {arr[arr < 0][0]} at index {row0 + int(np.argmax(arr < 0))}")
+    top = int(arr.max())
+    if top >= 1 << 24 and dtype == np.float32 or top >= 1 << 53:
+        raise ValueError(f"y holds a class label {top}: too large to be stored exactly")
+    return top + 1
+
+
 def check_classes(y, n_classes, n: int | None) -> tuple[np.ndarray, int]:
     """Integer class labels ``0..c-1`` (int64) and ``c``.
 
     ``y`` may be of an integer dtype or hold integers in floats; ``c`` is ``n_classes`` (at
-    least ``max(y) + 1`` and 2) or ``max(y) + 1``.
+    least ``max(y) + 1`` and 2) or ``max(y) + 1`` (the checks of :func:`check_label_block`
+    and :func:`check_n_classes`, shared with the objectives).
     """
     if isinstance(y, (str, bytes)):
         raise TypeError("y must be an array of integer class labels; got a string")
     arr = np.asarray(to_numpy("y", y))
-    if arr.dtype.kind not in "iuf":
-        raise TypeError(f"y must hold integer class labels 0..c-1; got dtype {arr.dtype}")
-    if arr.ndim != 1:
+    if arr.dtype.kind in "iuf" and arr.ndim != 1:
         raise ValueError(f"y must be 1-D class labels of shape (n_samples,) for the "
                          f"cross_entropy loss; got shape {arr.shape}")
     if n is not None and arr.shape[0] != n:
         raise ValueError(f"y must have shape ({n},), one label per row of X; got {arr.shape}")
-    if arr.size == 0:
+    if arr.size == 0 and arr.dtype.kind in "iuf":
         raise ValueError("y must hold at least one label")
-    if arr.dtype.kind == "f":
-        bad = ~np.isfinite(arr) | (arr != np.round(arr))
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise ValueError(f"y must hold integer class labels 0..c-1; found {arr[i]} at "
-                             f"index {i}")
-    if (arr < 0).any():
-        i = int(np.argmax(arr < 0))
-        raise ValueError(f"y must hold class labels >= 0; found {arr[i]} at index {i}")
-    top = int(arr.max())
-    if n_classes is None:
-        if top < 1:
-            raise ValueError("the cross_entropy loss needs at least 2 classes; every label is "
-                             "0: pass n_classes")
-        c = top + 1
-    else:
-        c = check_positive_int("n_classes", n_classes, minimum=2)
-        if c <= top:
-            raise ValueError(f"n_classes must be at least max(y) + 1 = {top + 1}; got {c}")
+    c = check_n_classes(n_classes, check_label_block(arr, np.float64))
     return arr.astype(np.int64, copy=False), c
 
 
@@ -259,12 +268,18 @@ class TooLargeError(ValueError, MemoryError):
     MemoryError (what NumPy would have raised, later and without the argument)."""
 
 
-def check_size(what: str, nbytes: int, fix: str) -> None:
+def _fix(fix, limit: int) -> str:
+    """The advice of a refusal: ``fix`` itself, or ``fix(limit)`` (built only on failure)."""
+    return fix(limit) if callable(fix) else fix
+
+
+def check_size(what: str, nbytes: int, fix) -> None:
     """Raise :class:`TooLargeError` when ``what`` would take more than ``MAX_BYTES``
-    (``nbytes``, a Python integer: exact at any size)."""
+    (``nbytes``, a Python integer: exact at any size).  ``fix``: the advice, a string or a
+    function of the limit in bytes that builds it (called only on failure)."""
     if nbytes > MAX_BYTES:
         raise TooLargeError(f"{what} would take {_size(nbytes)}, over the limit of "
-                            f"{_size(MAX_BYTES)}; {fix}")
+                            f"{_size(MAX_BYTES)}; {_fix(fix, MAX_BYTES)}")
 
 
 def memory_limit() -> int:
@@ -296,15 +311,20 @@ def largest_fitting(nbytes, limit: int, hi: int) -> int:
     return lo
 
 
-def check_alloc(what: str, nbytes: int, fix: str) -> None:
+def check_alloc(what: str, nbytes: int, fix) -> None:
     """Raise :class:`TooLargeError` before an allocation of ``nbytes`` that would not fit
     the memory available (:func:`memory_limit`); ``fix`` names the argument and its largest
-    value that fits."""
+    value that fits: a string, or a function of the limit in bytes that builds it (called
+    only on failure, so that a search for the largest value costs nothing otherwise).
+    Allocations of at most ``SMALL_ALLOC`` bytes are not checked against the memory
+    available (no ``/proc/meminfo`` read per call): NumPy's own MemoryError covers them."""
     check_size(what, nbytes, fix)
+    if nbytes <= SMALL_ALLOC:
+        return
     limit = memory_limit()
     if nbytes > limit:
         raise TooLargeError(f"{what} would take {_size(nbytes)}, more than the memory "
-                            f"available ({_size(limit)}); {fix}")
+                            f"available ({_size(limit)}); {_fix(fix, limit)}")
 
 
 def check_chunk_size(chunk_size, default: int, n: int, dims, k: int, itemsize: int,

@@ -28,24 +28,25 @@ from __future__ import annotations
 
 import functools
 import time
-import warnings
 
 import numpy as np
 from numpy.typing import ArrayLike
-import scipy.linalg
 
-from ._certificate import (BaselineWarning, LambdaMin, SOPSPReport, _curvature_threshold,
-                           _curvature_verdict, _decide, _rounding_error, lanczos_extreme)
+from ._certificate import (BaselineWarning, LambdaMin, SOPSPReport, baseline, curvature_threshold,
+                           curvature_verdict, decide, feature_objective, lambda_min_dense,
+                           lambda_min_lanczos, lanczos_extreme, rounding_error,
+                           smallest_eigenvalue)
 from ._threads import blas_single_thread
 from . import lipschitz, theory
 from ._lipschitz_bounds import bounds_from_sums, bounds_pass
 from ._schema import NON_NEGATIVE, validated
-from ._validation import as_float_array
-from .certify_vector import check_sopsp_vector
+from . import certify_vector
+from ._reduced_spectrum import one_output_form, residual_form
+from .certify_vector import VectorPart
 from .objective import FeatureObjective, Objective
 
-__all__ = ["BaselineWarning", "LambdaMin", "SOPSPReport", "check_sopsp", "lanczos_extreme",
-           "reduced_hessian"]
+__all__ = ["BaselineWarning", "LambdaMin", "SOPSPReport", "check_sopsp", "lambda_min_dense",
+           "lambda_min_lanczos", "lambda_min_structured", "lanczos_extreme", "reduced_hessian"]
 
 METHODS = ("auto", "structured", "dense", "lanczos")
 
@@ -53,72 +54,23 @@ METHODS = ("auto", "structured", "dense", "lanczos")
 def reduced_hessian(w, A, B, C, g):
     """The matrix ``M`` whose spectrum, with ``n_zeros`` extra zeros, is the spectrum of the
     residual-head partial Hessian (see the module notes).  Returns ``(M, n_zeros)``."""
-    d, k = B.shape
-    nw, ng = float(np.linalg.norm(w)), float(np.linalg.norm(g))
-    if nw == 0.0:
-        if ng == 0.0:
-            return A.copy(), d * k
-        return np.block([[A, ng * np.eye(d)], [ng * np.eye(d), np.zeros((d, d))]]), d * (k - 1)
-    w_hat = w / nw
-    top = nw * B + np.outer(w_hat, g)
-    if ng == 0.0:
-        return np.block([[A, top], [top.T, nw**2 * C]]), d * k - k
-    Q = scipy.linalg.null_space(w_hat[None, :])  # d x (d - 1), orthonormal
-    M = np.zeros((2 * d + k - 1, 2 * d + k - 1), dtype=np.float64)
-    M[:d, :d] = A
-    M[:d, d:d + k] = top
-    M[d:d + k, :d] = top.T
-    M[d:d + k, d:d + k] = nw**2 * C
-    M[:d, d + k:] = ng * Q
-    M[d + k:, :d] = ng * Q.T
-    return M, d * k - d - k + 1
+    form = residual_form(w, A, B, C, g)
+    return form.M, form.n_zeros
 
 
 def lambda_min_structured(fo: FeatureObjective, z) -> LambdaMin:
-    """Exact ``lambda_min`` of the partial Hessian from the sufficient statistics."""
-    st = fo.stats(z)
-    parts = fo.unpack(z)
-    w = parts["w"]
-    A, B, C, g = (np.asarray(a, dtype=np.float64) for a in (st.A, st.B, st.C, st.g))
-    if fo.head == "residual":
-        M, zeros = reduced_hessian(np.asarray(w, dtype=np.float64), A, B, C, g)
-    else:
-        M, zeros = np.block([[A, B], [B.T, C]]), 0
-    ev = np.linalg.eigvalsh(M)[0]
-    value = min(float(ev), 0.0) if zeros > 0 else float(ev)
-    return LambdaMin(value, _rounding_error(M, fo.n_samples, fo.dtype), "structured")
-
-
-def lambda_min_dense(fo: FeatureObjective, z) -> LambdaMin:
-    """``lambda_min`` of the dense partial Hessian (``numpy.linalg.eigvalsh``)."""
-    H = np.asarray(fo.hessian(z), dtype=np.float64)
-    return LambdaMin(float(np.linalg.eigvalsh(H)[0]), _rounding_error(H, fo.n_samples, fo.dtype),
-                     "dense")
-
-
-def lambda_min_lanczos(fo: FeatureObjective, z, *, tol: float = 1e-10) -> LambdaMin:
-    """``lambda_min`` by ARPACK on ``hessp`` (``which="SA"``), with its residual."""
-    z = fo.validate_point(z, "z")
-    if fo.n_params < 3:  # ARPACK needs k < dim
-        return lambda_min_dense(fo, z)
-    vals, _, res, ok, count = lanczos_extreme(lambda v: fo.hessp(z, v), fo.n_params, tol=tol)
-    if vals.size == 0:
-        return LambdaMin(float("nan"), float("inf"), "lanczos", False, None, count)
-    return LambdaMin(float(vals[0]), float(res[0]), "lanczos", ok, float(res[0]), count)
+    """Exact ``lambda_min`` of the partial Hessian from the sufficient statistics (with c
+    outputs: :func:`resnet_core.certify_vector.lambda_min_structured`)."""
+    if fo.vector:
+        return certify_vector.lambda_min_structured(fo, z)
+    form = one_output_form(fo, z)
+    ev = smallest_eigenvalue(form.M)
+    value = min(ev, 0.0) if form.n_zeros > 0 else ev
+    return LambdaMin(value, rounding_error(form.M, fo.n_samples, fo.dtype), "structured")
 
 
 LAMBDA_MIN = {"structured": lambda_min_structured, "dense": lambda_min_dense,
               "lanczos": lambda_min_lanczos}
-
-
-def _feature_objective(objective, x):
-    if isinstance(objective, Objective):
-        part = objective.partial(x)
-        return part, np.asarray(x, dtype=part.dtype)[:part.n_params]
-    if isinstance(objective, FeatureObjective):
-        return objective, x
-    raise TypeError("objective must be an Objective or a FeatureObjective; got "
-                    f"{type(objective).__name__}")
 
 
 def _linear_sample_losses(fo: FeatureObjective, w_star: np.ndarray, chunk: int = 16384):
@@ -183,29 +135,10 @@ def _block_errors(w, F, gap, block):
     return float(np.sum((s * (l - F)) ** 2)), float(np.sum((s * (l - l_lin - gap)) ** 2))
 
 
-def _baseline(fo: FeatureObjective, w_star, radius) -> dict:
-    """What the certificate compares with: a given ``w*``, or the best linear predictor
-    (its infimum, or its minimum over ``||w|| <= radius``)."""
-    if w_star is not None:
-        if radius is not None:
-            raise ValueError("give w_star or baseline_radius, not both")
-        w_star = as_float_array("w_star", w_star, ndim=1, dtype=np.float64, shape=(fo.d,))
-        return {"w": w_star, "F_lin_star": None, "baseline": "given w_star"}
-    lin = fo.linear_baseline(radius)
-    if not lin.converged:
-        warnings.warn(f"the best linear predictor did not converge ({lin.message}); the gap "
-                      "is against the point the solver reached", BaselineWarning, stacklevel=4)
-    return {"w": np.asarray(lin.w, dtype=np.float64), "F_lin_star": lin.infimum,
-            "baseline": "best linear predictor", "baseline_attained": lin.attained,
-            "baseline_separability": lin.separability,
-            "baseline_converged": bool(lin.converged), "baseline_radius": radius,
-            "baseline_message": lin.message}
-
-
-@validated(eps=NON_NEGATIVE)
+@validated(eps=NON_NEGATIVE, renamed={"baseline_radius": "radius"})
 def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None,
                 mu2_region=None, curvature_tol: float | None = None, w_star=None,
-                baseline_radius: float | None = None, method: str = "auto",
+                radius: float | None = None, method: str = "auto",
                 theorem3: dict | None = None) -> SOPSPReport:
     """Certify whether ``x`` is an eps-SOPSP of ``F_theta`` and compare it with the best
     linear predictor.
@@ -234,8 +167,9 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
         smallest ``mu2`` that would make it hold.
     w_star : array of shape (d,) (or (c, d)), optional
         The linear predictor to compare with; default the best one: ``inf F_lin``.
-    baseline_radius : float, optional
-        Compare with ``min_{||w|| <= baseline_radius} F_lin(w)`` (Theorem 3) instead.
+    radius : float, optional
+        Compare with ``min_{||w|| <= radius} F_lin(w)`` (Theorem 3) instead (formerly
+        ``baseline_radius``, still accepted for one release).
     method : {"auto", "structured", "dense", "lanczos"}
         How ``lambda_min`` is computed; ``"auto"`` is ``"structured"`` (exact, one pass),
         with c outputs while its matrices have size at most 4000, else ``"lanczos"``.
@@ -244,7 +178,9 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
         ``"mu0"``, ``"mu1"``, ``"mu2"`` (Lipschitz constants of ``F_theta``, its gradient and
         its Hessian there).  Default ``b = max(||w||, ||V||)`` at the point and each constant
         proven from the loss's derivative bounds (squared and logistic losses,
-        :func:`resnet_core.lipschitz.derivative_bounds`); ``r = ||w*||``.
+        :func:`resnet_core.lipschitz.derivative_bounds`); ``r = ||w*||``.  Theorem 3 has
+        no analogue with c outputs (it rests on Theorem 2): its inputs are then refused
+        (ValueError), and the report says so in ``theorem3_note``.
 
     Returns
     -------
@@ -265,77 +201,116 @@ def check_sopsp(objective, x: ArrayLike, *, eps: float, mu2: float | None = None
     # kernels' OpenMP threads between passes (measured: 111 ms -> 65 ms for the Gram pass).
     with blas_single_thread():
         return _check_sopsp(objective, x, eps=eps, mu2=mu2, mu2_region=mu2_region,
-                            curvature_tol=curvature_tol, w_star=w_star,
-                            baseline_radius=baseline_radius, method=method,
-                            theorem3=theorem3)
+                            curvature_tol=curvature_tol, w_star=w_star, radius=radius,
+                            method=method, theorem3=theorem3)
 
 
-def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star,
-                 baseline_radius, method, theorem3) -> SOPSPReport:
+class _Clock:
+    """Wall-clock laps into ``timings``: ``lap(name)`` records the time since the last."""
+
+    def __init__(self, timings: dict):
+        self.timings, self.t = timings, time.perf_counter()
+
+    def lap(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if name is not None:
+            self.timings[name] = now - self.t
+        self.t = now
+
+
+def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star, radius,
+                 method, theorem3, part=None) -> SOPSPReport:
+    """The report, one assembly for one output and for c: the parts that depend on the
+    number of outputs come from :class:`_OneOutput` or
+    :class:`resnet_core.certify_vector.VectorPart` (``part`` forces one: the tests run the
+    c-output part on one output)."""
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}; got {method!r}")
-
-    fo, z = _feature_objective(objective, x)
+    fo, z = feature_objective(objective, x)
     z = fo.validate_point(z, "x" if isinstance(objective, Objective) else "z")
-    if getattr(fo, "n_outputs", 1) > 1:
-        return check_sopsp_vector(fo, z, eps=eps, mu2=mu2, mu2_region=mu2_region,
-                                  curvature_tol=curvature_tol, w_star=w_star,
-                                  baseline_radius=baseline_radius, method=method)
+    part = (part or (VectorPart if fo.vector else _OneOutput))(fo, z)
+    method = part.resolve(method)
     timings = {}
-    method = "structured" if method == "auto" else method
+    clock = _Clock(timings)
+    part.statistics(method)
+    clock.lap("statistics")
+    lam = part.lambda_min(method)
+    clock.lap("eigen")
+    curvature = curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol)
+    clock.lap("mu2" if mu2_region is not None else None)
 
-    t = time.perf_counter()
-    st = fo.stats(z)
-    timings["statistics"] = time.perf_counter() - t
-    t = time.perf_counter()
-    lam = LAMBDA_MIN[method](fo, z)
-    timings["eigen"] = time.perf_counter() - t
-    t = time.perf_counter()
-    curvature = _curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol)
-    if mu2_region is not None:
-        timings["mu2"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    cached = w_star is None and baseline_radius in getattr(fo, "_baselines", {})
-    base = _baseline(fo, w_star, baseline_radius)
-    timings["baseline (cached)" if cached else "baseline"] = time.perf_counter() - t
-    t = time.perf_counter()
+    cached = w_star is None and radius in getattr(fo, "_baselines", {})
+    base = baseline(fo, w_star, radius)
+    clock.lap("baseline (cached)" if cached else "baseline")
     w_star = base.pop("w")
-    parts = fo.unpack(z)
-    w, M = parts["w"], parts.get("V", parts.get("v"))
-    F = float(st.F)
-    plan = _theorem3_plan(fo, w, M, theorem3) if fo.head == "residual" else None
-    fold = plan is not None and plan["fn"] is not None and fo.engine.stateless
-    F_lin_w, F_se, gap_se, t3_parts = _sample_statistics(fo, z, F, w_star,
-                                                         plan["fn"] if fold else None)
     F_lin_star = base.pop("F_lin_star")
+    plan = part.theorem3_plan(theorem3)
+    F_lin_w, F_se, gap_se, t3_parts = part.gap_statistics(w_star, plan)
     F_lin_star = F_lin_w if F_lin_star is None else float(F_lin_star)
-    timings["gap statistics"] = time.perf_counter() - t
+    clock.lap("gap statistics")
 
-    grad = np.asarray(st.grad, dtype=np.float64)
-    grad_norm = float(np.linalg.norm(grad))
+    F = part.F
+    grad_norm = float(np.linalg.norm(part.grad))
     gradient_ok = grad_norm <= eps
-    verdict = _decide(lam, curvature, eps, gradient_ok)
-
+    verdict = decide(lam, curvature, eps, gradient_ok)
     report = SOPSPReport(
         eps=float(eps), grad_norm=grad_norm,
         lambda_min=lam.value, lambda_min_error=lam.error, lambda_min_converged=lam.converged,
         gradient_ok=gradient_ok, F=F, F_se=F_se, F_lin_star=F_lin_star,
         w_star=w_star.tolist(), gap=F - F_lin_star, gap_se=gap_se, method=lam.method,
         head=fo.head, n_samples=fo.n_samples, dim=fo.n_params, F_lin_at_w_star=F_lin_w,
-        w_norm=float(np.linalg.norm(w)), lanczos_residual=lam.residual, **verdict,
-        **curvature, **base)
+        w_norm=part.w_norm, lanczos_residual=lam.residual, n_outputs=fo.n_outputs,
+        **verdict, **{k: v for k, v in curvature.items() if k != "false_threshold"}, **base)
     if fo.head == "residual":
-        _paper_inequalities(report, fo, st, lam, w, M, w_star, F - F_lin_w, grad)
-        t = time.perf_counter()
-        _theorem3(report, fo, lam, plan, t3_parts)
-        timings["theorem3"] = time.perf_counter() - t
+        part.inequalities(report, lam, w_star, F - F_lin_w)
     else:
         report.theorem3_note = "Theorem 3 is about the residual head"
+    if plan is not None:
+        clock.lap(None)
+        _theorem3(report, fo, lam, plan, t3_parts)
+        clock.lap("theorem3")
     timings["total"] = time.perf_counter() - t0
     report.timings = timings
     return report
+
+
+class _OneOutput:
+    """What the certificate computes with one output: the statistics ``A, B, C, g`` (one
+    pass), ``lambda_min`` three ways, the gap's statistics (with Theorem 3's constants
+    folded into their pass on streamed data), Lemma 1 and Theorems 1 to 3."""
+
+    def __init__(self, fo: FeatureObjective, z):
+        self.fo, self.z = fo, z
+        parts = fo.unpack(z)
+        self.w, self.M = parts["w"], parts.get("V", parts.get("v"))
+        self.w_norm = float(np.linalg.norm(self.w))
+
+    def resolve(self, method: str) -> str:
+        return "structured" if method == "auto" else method
+
+    def statistics(self, method: str) -> None:
+        self.st = self.fo.stats(self.z)
+        self.F = float(self.st.F)
+        self.grad = np.asarray(self.st.grad, dtype=np.float64)
+
+    def lambda_min(self, method: str) -> LambdaMin:
+        return LAMBDA_MIN[method](self.fo, self.z)
+
+    def theorem3_plan(self, given):
+        if self.fo.head != "residual":
+            return None
+        return _theorem3_plan(self.fo, self.w, self.M, given)
+
+    def gap_statistics(self, w_star, plan):
+        """``(F_lin(w*), s.e. of F, s.e. of the gap, Theorem 3's pass parts or None)``."""
+        fold = plan is not None and plan["fn"] is not None and self.fo.engine.stateless
+        return _sample_statistics(self.fo, self.z, self.F, w_star, plan["fn"] if fold else None)
+
+    def inequalities(self, report: SOPSPReport, lam, w_star, gap_w) -> None:
+        """Lemma 1 and Theorem 1 or 2 (residual head)."""
+        _paper_inequalities(report, self.fo, self.st, lam, self.w, self.M, w_star, gap_w,
+                            self.grad)
 
 
 def _paper_inequalities(report, fo, st, lam, w, M, w_star, gap_w, grad):
@@ -421,7 +396,7 @@ def _theorem3(report, fo: FeatureObjective, lam: LambdaMin, plan: dict, parts) -
     report.theorem3_bound = theory.theorem3_bound(report.eps, *args)
     b = inp["b"]
     threshold = -float(np.sqrt(inp["mu2"] * report.eps))
-    curvature = _curvature_verdict(lam, threshold, threshold)
+    curvature = curvature_verdict(lam, threshold, threshold)
     inside = report.w_norm <= b and report.V_norm <= b
     if not inside:
         report.theorem3_applies = False

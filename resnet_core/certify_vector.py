@@ -25,15 +25,11 @@ analogue for ``c > 1``: nothing is computed in its place.
 
 from __future__ import annotations
 
-import time
-import warnings
-
 import numpy as np
-import scipy.linalg
 
 from .objective import MAX_DENSE_HESSIAN
-from ._certificate import (BaselineWarning, LambdaMin, SOPSPReport, _curvature_threshold,
-                           _decide, _rounding_error, lanczos_extreme)
+from ._certificate import (LambdaMin, SOPSPReport, lambda_min_dense, lambda_min_lanczos,
+                           rounding_error, smallest_eigenvalue)
 
 # method="auto" forms the reduced matrix and the Gauss-Newton statistic densely up to this
 # size (a 4000 x 4000 float64 matrix is 128 MB, its eigvalsh a few seconds); beyond, Lanczos.
@@ -112,10 +108,10 @@ class VectorStats:
     """One pass at ``(W, V)``: ``F``, ``grad_W = E[r u^T]``, ``Gamma = E[phi r^T]`` (so
     ``grad_V = W^T Gamma^T``), the per-sample losses and, when asked, the Gauss-Newton
     statistic ``T = E[S kron z z^T]`` (shape (c, d + k, c, d + k), ``z = [u; phi]``).
-    For the skip head pass ``V = 0`` (then ``u = x``, and ``T`` is its Hessian over
-    ``(W, B)`` up to the order of coordinates)."""
+    For the skip head ``p = W x + B phi`` pass ``V = 0`` and ``B`` (then ``u = x``, and
+    ``T`` is its Hessian over ``(W, B)`` up to the order of coordinates)."""
 
-    def __init__(self, fo, W, V, *, gauss_newton: bool):
+    def __init__(self, fo, W, V, *, gauss_newton: bool, B=None):
         loss = _loss_name(fo)
         c, d, k = W.shape[0], fo.d, fo.k
         D = d + k
@@ -127,7 +123,8 @@ class VectorStats:
         for i0, i1 in _blocks(fo, c * D):
             Phi = _feature_block(fo, i0, i1)
             U = np.asarray(fo.X[i0:i1], dtype=np.float64) + Phi @ V.T
-            l, R, pi = sample_loss_terms(U @ W.T, fo.y[i0:i1], loss)
+            P = U @ W.T if B is None else U @ W.T + Phi @ B.T
+            l, R, pi = sample_loss_terms(P, fo.y[i0:i1], loss)
             sb = s[i0:i1]
             self.sample_losses[i0:i1] = l
             Rs = R * sb[:, None]
@@ -155,15 +152,8 @@ class VectorStats:
         return np.concatenate([self.grad_W.ravel(), self.grad_V.ravel()])
 
 
-def smallest_eigenvalue(M: np.ndarray) -> float:
-    """The smallest eigenvalue of the symmetric ``M`` (LAPACK ``syevr`` asked for that one
-    only; measured 1.4x faster than ``eigvalsh`` at size 1305)."""
-    return float(scipy.linalg.eigh(M, eigvals_only=True, subset_by_index=[0, 0],
-                                   check_finite=False)[0])
-
-
 # -- the reduced eigenproblem -------------------------------------------------------------------
-def _split_range(A: np.ndarray, side: str):
+def split_range(A: np.ndarray, side: str):
     """Orthonormal bases of the range of ``A`` (``side="col"``) or of ``A^T`` (``"row"``)
     and of its complement, and the largest singular value left out (numerical rank with
     NumPy's ``matrix_rank`` tolerance ``max(shape) eps sigma_max``)."""
@@ -204,8 +194,8 @@ def reduced_hessian_vector(W: np.ndarray, T: np.ndarray, Gamma: np.ndarray):
     """
     c, d = W.shape
     k = Gamma.shape[0]
-    U, Q, drop_W = _split_range(W, "row")          # d x r, d x (d - r)
-    P1, _, drop_G = _split_range(Gamma, "col")     # k x s
+    U, Q, drop_W = split_range(W, "row")          # d x r, d x (d - r)
+    P1, _, drop_G = split_range(Gamma, "col")     # k x s
     r, s = U.shape[1], P1.shape[1]
     Mw = W @ U                                      # c x r: W dV = Mw a
     G1 = P1.T @ Gamma                               # s x c
@@ -239,9 +229,43 @@ def structured_size(fo) -> int:
     return max(c * (d + k), c * d + r * k + (d - r) * s)
 
 
-def _stats(fo, W, M, *, gauss_newton: bool) -> VectorStats:
-    V = M if fo.head == "residual" else np.zeros((fo.d, fo.k))
-    return VectorStats(fo, W, V, gauss_newton=gauss_newton)
+def statistics(fo, W, M, *, gauss_newton: bool) -> VectorStats:
+    """:class:`VectorStats` at the head ``(W, M)`` (``M = V``, or ``B`` for the skip head,
+    whose pass takes ``V = 0``)."""
+    if fo.head == "residual":
+        return VectorStats(fo, W, M, gauss_newton=gauss_newton)
+    return VectorStats(fo, W, np.zeros((fo.d, fo.k)), gauss_newton=gauss_newton, B=M)
+
+
+def hessian_trace(fo, z) -> float:
+    """The exact trace of the partial Hessian over ``(W, V)`` (or ``(W, B)``), one pass:
+    ``E[tr(S) ||u||^2] + E[||phi||^2 tr(W^T S W)]`` for the residual head (the ``dW`` and
+    ``dV`` diagonal blocks; the bilinear term ``2 tr(dW dV Gamma)`` has no diagonal),
+    ``E[tr(S) (||x||^2 + ||phi||^2)]`` for the skip head.  For cross-entropy
+    ``tr S = 1 - ||pi||^2`` and ``tr(W^T S W) = sum_a pi_a ||W_a||^2 - ||W^T pi||^2``; for
+    the squared loss ``S = I``."""
+    loss = _loss_name(fo)
+    W, M = head_matrices(fo, z)
+    residual = fo.head == "residual"
+    s = np.asarray(fo.sample_weight, dtype=np.float64)
+    row_norms = np.einsum("ad,ad->a", W, W)
+    total = 0.0
+    for i0, i1 in _blocks(fo, fo.n_outputs * (fo.d + fo.k)):
+        Phi = _feature_block(fo, i0, i1)
+        X = np.asarray(fo.X[i0:i1], dtype=np.float64)
+        U = X + Phi @ M.T if residual else X
+        P = U @ W.T if residual else U @ W.T + Phi @ M.T
+        pi = sample_loss_terms(P, fo.y[i0:i1], loss)[2]
+        u2, f2 = np.einsum("ij,ij->i", U, U), np.einsum("ij,ij->i", Phi, Phi)
+        if pi is None:  # S = I
+            trS, trWSW = float(fo.n_outputs), float(row_norms.sum())
+        else:
+            PW = pi @ W
+            trS = 1.0 - np.einsum("ia,ia->i", pi, pi)
+            trWSW = pi @ row_norms - np.einsum("ij,ij->i", PW, PW)
+        per = trS * u2 + f2 * trWSW if residual else trS * (u2 + f2)
+        total += float(s[i0:i1] @ per)
+    return total
 
 
 def lambda_min_structured(fo, z, stats: VectorStats | None = None) -> LambdaMin:
@@ -253,68 +277,19 @@ def lambda_min_structured(fo, z, stats: VectorStats | None = None) -> LambdaMin:
                          f"> {MAX_DENSE} here: use method='lanczos'")
     W, V = head_matrices(fo, z)
     if stats is None or stats.T is None:
-        stats = _stats(fo, W, V, gauss_newton=True)
+        stats = statistics(fo, W, V, gauss_newton=True)
     if fo.head != "residual":
         T = stats.T.reshape(fo.n_outputs * (fo.d + fo.k), -1)
-        return LambdaMin(smallest_eigenvalue(T), _rounding_error(T, fo.n_samples, fo.dtype),
+        return LambdaMin(smallest_eigenvalue(T), rounding_error(T, fo.n_samples, fo.dtype),
                          "structured")
     M, zeros, perturbation = reduced_hessian_vector(W, stats.T, stats.Gamma)
     ev = smallest_eigenvalue(M)
     value = min(ev, 0.0) if zeros > 0 else ev
-    error = _rounding_error(M, fo.n_samples, fo.dtype) + perturbation
+    error = rounding_error(M, fo.n_samples, fo.dtype) + perturbation
     return LambdaMin(value, error, "structured")
 
 
-def dense_hessian(fo, z) -> np.ndarray:
-    """The dense partial Hessian, column by column from ``fo.hessp`` (symmetrised)."""
-    z = fo.validate_point(z, "z")
-    if fo.n_params > MAX_DENSE:
-        raise ValueError(f"a dense Hessian is for n_params <= {MAX_DENSE}; this objective has "
-                         f"{fo.n_params}: use method='structured' or 'lanczos'")
-    H = np.column_stack([np.asarray(fo.hessp(z, e), dtype=np.float64)
-                         for e in np.eye(fo.n_params, dtype=fo.dtype)])
-    return 0.5 * (H + H.T)
-
-
-def lambda_min_dense(fo, z) -> LambdaMin:
-    """``lambda_min`` of the dense Hessian from ``n_params`` Hessian-vector products."""
-    H = dense_hessian(fo, z)
-    return LambdaMin(smallest_eigenvalue(H), _rounding_error(H, fo.n_samples, fo.dtype),
-                     "dense")
-
-
-def lambda_min_lanczos(fo, z, *, tol: float = 1e-10) -> LambdaMin:
-    """``lambda_min`` by ARPACK on ``fo.hessp`` (``which="SA"``); the error is the residual
-    ``||H v - lambda v||``."""
-    z = fo.validate_point(z, "z")
-    vals, _, res, ok, count = lanczos_extreme(lambda v: fo.hessp(z, v), fo.n_params, tol=tol)
-    if vals.size == 0:
-        return LambdaMin(float("nan"), float("inf"), "lanczos", False, None, count)
-    return LambdaMin(float(vals[0]), float(res[0]), "lanczos", ok, float(res[0]), count)
-
-
 # -- the report -------------------------------------------------------------------------------
-def _baseline(fo, W_star, radius) -> dict:
-    c, d = fo.n_outputs, fo.d
-    if W_star is not None:
-        if radius is not None:
-            raise ValueError("give w_star or baseline_radius, not both")
-        W_star = np.asarray(W_star, dtype=np.float64)
-        if W_star.shape != (c, d) or not np.isfinite(W_star).all():
-            raise ValueError(f"w_star must be a finite array of shape (c, d) = {(c, d)}; got "
-                             f"shape {W_star.shape}")
-        return {"w": W_star, "F_lin_star": None, "baseline": "given w_star"}
-    lin = fo.linear_baseline(radius)
-    if not lin.converged:
-        warnings.warn(f"the best linear predictor did not converge ({lin.message}); the gap "
-                      "is against the point the solver reached", BaselineWarning, stacklevel=4)
-    return {"w": np.asarray(lin.w, dtype=np.float64).reshape(c, d), "F_lin_star": lin.infimum,
-            "baseline": "best linear predictor", "baseline_attained": lin.attained,
-            "baseline_separability": lin.separability,
-            "baseline_converged": bool(lin.converged), "baseline_radius": radius,
-            "baseline_message": lin.message}
-
-
 def _linear_statistics(fo, W_star, sample_losses, F):
     """``F_lin(W*)`` and the standard errors of ``F`` and of ``F - F_lin(W*)``, the linear
     losses block by block (no copy of ``X``)."""
@@ -363,61 +338,53 @@ def _lemma1(report: SOPSPReport, W, V, W_star, stats: VectorStats, grad, gap_w):
                              bool(report.grad_norm >= report.theorem1_bound - tol))
 
 
-def check_sopsp_vector(fo, z, *, eps, mu2, mu2_region, curvature_tol, w_star,
-                       baseline_radius, method) -> SOPSPReport:
-    """:func:`resnet_core.check_sopsp` for an objective with ``n_outputs > 1`` (validated
-    arguments; ``z`` the head point ``[W, V]``)."""
-    t0 = time.perf_counter()
-    c, residual = fo.n_outputs, fo.head == "residual"
-    W, V = head_matrices(fo, z)
-    if method == "auto":
-        method = "structured" if structured_size(fo) <= AUTO_MAX else "lanczos"
-    timings = {}
-    t = time.perf_counter()
-    stats = _stats(fo, W, V, gauss_newton=method == "structured")
-    timings["statistics"] = time.perf_counter() - t
-    t = time.perf_counter()
-    if method == "structured":
-        lam = lambda_min_structured(fo, z, stats)
-    else:
-        lam = {"dense": lambda_min_dense, "lanczos": lambda_min_lanczos}[method](fo, z)
-    timings["eigen"] = time.perf_counter() - t
-    t = time.perf_counter()
-    curvature = _curvature_threshold(fo, eps, mu2, mu2_region, curvature_tol)
-    if mu2_region is not None:
-        timings["mu2"] = time.perf_counter() - t
+class VectorPart:
+    """What the certificate of :func:`resnet_core.check_sopsp` computes differently with c
+    outputs (:mod:`resnet_core.certify` assembles the report): the statistics pass, the
+    structured ``lambda_min``, the gap's statistics, and the Lemma 1 / Theorem 1 analogue
+    (Theorems 2 and 3 have none)."""
 
-    t = time.perf_counter()
-    cached = w_star is None and baseline_radius in getattr(fo, "_baselines", {})
-    base = _baseline(fo, w_star, baseline_radius)
-    timings["baseline (cached)" if cached else "baseline"] = time.perf_counter() - t
-    t = time.perf_counter()
-    W_star = base.pop("w")
-    F, grad = fo.fun_and_grad(z)
-    F, grad = float(F), np.asarray(grad, dtype=np.float64)
-    F_lin_w, F_se, gap_se = _linear_statistics(fo, W_star, stats.sample_losses, F)
-    F_lin_star = base.pop("F_lin_star")
-    F_lin_star = F_lin_w if F_lin_star is None else float(F_lin_star)
-    timings["gap statistics"] = time.perf_counter() - t
+    def __init__(self, fo, z):
+        self.fo, self.z = fo, z
+        self.W, self.M = head_matrices(fo, z)
+        self.w_norm = float(np.linalg.norm(self.W))
 
-    grad_norm = float(np.linalg.norm(grad))
-    gradient_ok = grad_norm <= eps
-    verdict = _decide(lam, curvature, eps, gradient_ok)
-    report = SOPSPReport(
-        eps=float(eps), grad_norm=grad_norm, lambda_min=lam.value,
-        lambda_min_error=lam.error, lambda_min_converged=lam.converged,
-        gradient_ok=gradient_ok, F=F, F_se=F_se,
-        F_lin_star=F_lin_star, w_star=W_star.tolist(), gap=F - F_lin_star, gap_se=gap_se,
-        method=lam.method, head=fo.head, n_samples=fo.n_samples, dim=fo.n_params,
-        F_lin_at_w_star=F_lin_w, w_norm=float(np.linalg.norm(W)),
-        lanczos_residual=lam.residual, n_outputs=c, **verdict, **curvature, **base)
-    if residual:
-        report.V_norm = float(np.linalg.norm(V, 2))
+    def resolve(self, method: str) -> str:
+        """``"auto"``: ``"structured"`` while its matrices have size at most
+        :data:`AUTO_MAX`, else ``"lanczos"``."""
+        if method != "auto":
+            return method
+        return "structured" if structured_size(self.fo) <= AUTO_MAX else "lanczos"
+
+    def statistics(self, method: str) -> None:
+        """One pass: ``F``, the gradient (the objective's own, in its dtype) and the
+        per-sample losses (with ``T`` when the structured ``lambda_min`` needs it)."""
+        fo = self.fo
+        self.stats = statistics(fo, self.W, self.M, gauss_newton=method == "structured")
+        F, grad = fo.fun_and_grad(self.z)
+        self.F, self.grad = float(F), np.asarray(grad, dtype=np.float64)
+
+    def lambda_min(self, method: str) -> LambdaMin:
+        if method == "structured":
+            return lambda_min_structured(self.fo, self.z, self.stats)
+        return {"dense": lambda_min_dense, "lanczos": lambda_min_lanczos}[method](self.fo, self.z)
+
+    def theorem3_plan(self, given):
+        """None: Theorem 3 has no analogue here; its inputs, given, are refused."""
+        if given is not None:
+            raise ValueError(f"theorem3 is for one output: with c = {self.fo.n_outputs} "
+                             f"outputs {THEOREM3_NOTE}, so its inputs are not used")
+        return None
+
+    def gap_statistics(self, W_star, plan):
+        """``(F_lin(W*), s.e. of F, s.e. of the gap, None)``."""
+        W_star = np.reshape(W_star, self.W.shape)
+        return (*_linear_statistics(self.fo, W_star, self.stats.sample_losses, self.F), None)
+
+    def inequalities(self, report: SOPSPReport, lam, W_star, gap_w) -> None:
+        """The Lemma 1 / Theorem 1 analogue (residual head) and the notes on Theorems 2, 3."""
+        report.V_norm = float(np.linalg.norm(self.M, 2))
         report.theorem2_note = THEOREM2_NOTE
         report.theorem3_note = THEOREM3_NOTE
-        _lemma1(report, W, V, W_star, stats, grad, F - F_lin_w)
-    else:
-        report.theorem3_note = "Theorem 3 is about the residual head"
-    timings["total"] = time.perf_counter() - t0
-    report.timings = timings
-    return report
+        _lemma1(report, self.W, self.M, np.reshape(W_star, self.W.shape), self.stats, self.grad,
+                gap_w)

@@ -36,8 +36,8 @@ CERTIFY_EPILOG = """exit status: 0 = an eps-SOPSP, 1 = not an eps-SOPSP, 2 = inc
 
 The file is a .npz archive as written by resnet_core.save_point: X, y, loss, head,
 feature_bias, and either params, widths, activation, bias (an MLP's parameters) or Phi, w
-and V (or v, skip head) (features given); optionally sample_weight.  Nothing missing is
-guessed.  Without --mu2 or --mu2-ball the curvature test is decided only when
+and V (or v, skip head) (features given; with c outputs W and V, or B); n_classes with the
+cross-entropy loss; optionally sample_weight.  Nothing missing is guessed.  Without --mu2 or --mu2-ball the curvature test is decided only when
 lambda_min >= 0 (then for every mu2); otherwise the verdict is inconclusive (2)."""
 
 
@@ -62,8 +62,10 @@ def _problem_rows(meta: dict, path: str) -> list:
     else:
         rows.append(("features", f"given (k = {meta['k']})"))
     rows.append(("feature bias", "yes (Remark 1)" if meta["feature_bias"] else "no"))
-    rows += [("head", meta["head"]),
-             ("n / d / k", f"{meta['n']} / {meta['d']} / {meta['k']}"),
+    rows.append(("head", meta["head"]))
+    if meta.get("n_outputs", 1) > 1:
+        rows.append(("outputs", f"c = {meta['n_outputs']} (Remark 2)"))
+    rows += [("n / d / k", f"{meta['n']} / {meta['d']} / {meta['k']}"),
              ("sample weights", "given" if meta["weighted"] else "uniform")]
     return rows
 
@@ -80,7 +82,7 @@ def _emit(text: str) -> None:
 
 
 def _certify(path: str, eps: float, mu2: float | None, mu2_ball: float | None,
-             baseline_radius: float | None, as_json: bool) -> int:
+             radius: float | None, as_json: bool) -> int:
     """``resnet-core certify``: the report, and the verdict as the exit status."""
     from .certify import check_sopsp
     from .lipschitz import Ball
@@ -88,7 +90,7 @@ def _certify(path: str, eps: float, mu2: float | None, mu2_ball: float | None,
 
     try:
         obj, x, meta = load_point(path)
-        kw = {"mu2": mu2, "baseline_radius": baseline_radius}
+        kw = {"mu2": mu2, "radius": radius}
         if mu2_ball is not None:
             z = np.asarray(x, dtype=np.float64)[:obj.n_head_params]  # (w, V): mu2's space
             kw["mu2_region"] = Ball(z, mu2_ball)
@@ -125,8 +127,10 @@ def main(argv=None) -> int:
                         "curvature test)")
     p.add_argument("--mu2-ball", type=float, default=None, metavar="RADIUS",
                    help="estimate mu2 on the ball of this radius around the point (w, V)")
-    p.add_argument("--baseline-radius", type=float, default=None, metavar="R",
+    p.add_argument("--radius", type=float, default=None, metavar="R",
                    help="compare with min F_lin over ||w|| <= R (Theorem 3) instead of inf F_lin")
+    # the old name of --radius, for one release (docs/api.md)
+    p.add_argument("--baseline-radius", type=float, default=None, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true",
                    help="print the report as JSON, with the problem under \"problem\"")
     p = sub.add_parser("bench", help="the NumPy / PyTorch / JAX comparison table; with "
@@ -145,8 +149,14 @@ def main(argv=None) -> int:
         checks = run_demo(Path(args.out), quick=args.quick, seed=args.seed)["checks"]
         return 0 if all(checks.values()) else 1
     if args.command == "certify":
-        return _certify(args.data, args.eps, args.mu2, args.mu2_ball, args.baseline_radius,
-                        args.json)
+        radius = args.radius
+        if args.baseline_radius is not None:
+            if radius is not None:
+                parser.error("give --radius or its old name --baseline-radius, not both")
+            print("resnet-core certify: --baseline-radius is deprecated and will be removed in "
+                  "the next release; use --radius", file=sys.stderr)
+            radius = args.baseline_radius
+        return _certify(args.data, args.eps, args.mu2, args.mu2_ball, radius, args.json)
     if args.history:
         from .bench import history
 

@@ -97,8 +97,8 @@ class _EarlyStop(Exception):
 
 
 class _ScipyRun:
-    """``fun_and_grad`` and ``hessp`` of the penalised objective
-    ``F(x) + alpha / 2 ||theta||^2`` for ``scipy.optimize.minimize``, in float64,
+    """``fun_and_grad`` and ``hessp`` of an objective (the penalised one of
+    :class:`_Penalised` when ``alpha > 0``) for ``scipy.optimize.minimize``, in float64,
     remembering the best point evaluated and counting iterations.
 
     scipy's trust-krylov (trlib) can return a NaN step on a degenerate subproblem (a
@@ -106,9 +106,8 @@ class _ScipyRun:
     instead of evaluating there.  ``after_step(x)``, if given, is called after each
     iteration (the progress bar, early stopping)."""
 
-    def __init__(self, obj: Objective, alpha: float = 0.0, after_step=None):
+    def __init__(self, obj: Objective, after_step=None):
         self.obj, self.nit = obj, 0
-        self.alpha, self.nh = float(alpha), obj.n_head_params
         self.after_step = after_step
         self.best_x, self.best_F = None, np.inf
 
@@ -117,11 +116,6 @@ class _ScipyRun:
             raise _NonFinite("the next point")
         F, g = self.obj.fun_and_grad(x)
         g = np.asarray(g, dtype=np.float64)
-        if self.alpha:
-            theta = x[self.nh:]
-            F = F + 0.5 * self.alpha * float(theta @ theta)
-            g = g.copy()
-            g[self.nh:] += self.alpha * theta
         if F < self.best_F or self.best_x is None:
             self.best_x, self.best_F = x.copy(), F
         return F, g
@@ -129,11 +123,7 @@ class _ScipyRun:
     def hessp(self, x, p):
         if not np.isfinite(p).all():
             raise _NonFinite("the trust-region subproblem's direction")
-        Hp = np.asarray(self.obj.hessp(x, p), dtype=np.float64)
-        if self.alpha:
-            Hp = Hp.copy()
-            Hp[self.nh:] += self.alpha * p[self.nh:]
-        return Hp
+        return np.asarray(self.obj.hessp(x, p), dtype=np.float64)
 
     def callback(self, intermediate_result=None, *args):
         self.nit += 1
@@ -143,15 +133,19 @@ class _ScipyRun:
 
 
 class _Penalised(Objective):
-    """``F + alpha / 2 ||theta||^2`` as an :class:`Objective` for ``solver="pgd"``
-    (:func:`resnet_core.perturbed_gd` over all parameters calls only ``fun_and_grad`` and
-    ``hessp``): the objective's own state, shared, with the penalty added."""
+    """``F + alpha / 2 ||theta||^2`` as an :class:`Objective`, what every solver minimises
+    (:func:`resnet_core.perturbed_gd` over all parameters and the scipy solvers call only
+    ``fun_and_grad`` and ``hessp``): the objective's own state, shared, with the penalty
+    added."""
 
     @classmethod
-    def of(cls, obj: Objective, alpha: float) -> "_Penalised":
+    def of(cls, obj: Objective, alpha: float) -> Objective:
+        """``obj`` with the penalty; ``obj`` itself when ``alpha`` is 0."""
+        if not alpha:
+            return obj
         pen = cls.__new__(cls)
         pen.__setstate__(obj.__getstate__())
-        pen.alpha = alpha
+        pen.alpha = float(alpha)
         return pen
 
     def fun_and_grad(self, x):
@@ -264,7 +258,7 @@ class _ResNetBase(BaseEstimator):
             return {"eps": float(self.tol)} if self.certify else None
         if not isinstance(self.certify, Mapping):
             raise TypeError("certify must be True, False or a dict of check_sopsp keywords "
-                            f"(eps, mu2, curvature_tol, baseline_radius, method); got "
+                            f"(eps, mu2, curvature_tol, radius, method); got "
                             f"{self.certify!r}")
         return {"eps": float(self.tol), **self.certify}
 
@@ -285,7 +279,7 @@ class _ResNetBase(BaseEstimator):
         """Fit the network to ``(X, y)`` from a seeded start; ``sample_weight`` (n,) weights
         the samples (non-negative, a positive sum).  Returns ``self``."""
         certify = self._certify_options()
-        self._check_params()
+        widths = self._check_params()
         warm = self.warm_start and hasattr(self, "params_")
         X, y = self._check_data(X, y, reset=not warm)
         y, extra = self._targets(y, reset=not warm)
@@ -297,10 +291,10 @@ class _ResNetBase(BaseEstimator):
             X, y, sample_weight, held = self._split(X, y, sample_weight, rng)
         # The objective certified is F on the targets given; the one minimised may have
         # them in units of y_scale_ (the regressor), the same network up to the head's scale.
-        obj = self._objective(X, y, sample_weight, **extra)
+        obj = self._objective(X, y, widths, sample_weight, **extra)
         scale = self._target_scale(y, sample_weight, reset=not warm)
-        fit_obj = obj if scale is None else self._objective(X, y / scale, sample_weight,
-                                                            **extra)
+        fit_obj = obj if scale is None else self._objective(X, y / scale, widths,
+                                                            sample_weight, **extra)
         if self.early_stopping:
             X_val, y_val, sw_val = held
             validation = _Validation(
@@ -337,11 +331,11 @@ class _ResNetBase(BaseEstimator):
         if certify is not None:
             # the certificate first: it computes the baseline, so its "time" row counts it
             self.certificate_ = check_sopsp(obj, params, **certify)
-            self.linear_baseline_ = obj.linear_baseline(certify.get("baseline_radius"))
+            self.linear_baseline_ = obj.linear_baseline(self.certificate_.radius)
         # Predictions need the network, not the training data: the same model on one
         # placeholder sample (its predict streams the new inputs through the kernels).
         self._model = self._objective(np.zeros((1, obj.d), obj.dtype),
-                                      self._placeholder_y(), **extra)
+                                      self._placeholder_y(), widths, **extra)
         return self
 
     def objective(self, X, y, sample_weight=None) -> Objective:
@@ -352,7 +346,8 @@ class _ResNetBase(BaseEstimator):
         check_is_fitted(self)
         X, y = self._check_data(X, y, reset=False)
         y, extra = self._targets(y, reset=False)
-        return self._objective(X, y, _host_array("sample_weight", sample_weight), **extra)
+        return self._objective(X, y, self._check_params(),
+                               _host_array("sample_weight", sample_weight), **extra)
 
     def _check_data(self, X, y, *, reset: bool):
         X, y = validate_data(self, _host_array("X", X),
@@ -362,8 +357,9 @@ class _ResNetBase(BaseEstimator):
                              y_numeric=isinstance(self, RegressorMixin))
         return self._augment(X), y
 
-    def _objective(self, X, y, sample_weight=None, **extra) -> Objective:
-        return Objective(X, y, widths=self._check_params(), activation=self.activation,
+    def _objective(self, X, y, widths: tuple, sample_weight=None, **extra) -> Objective:
+        """The objective on ``(X, y)``; ``widths`` as :meth:`_check_params` returns them."""
+        return Objective(X, y, widths=widths, activation=self.activation,
                          bias=self.bias, head=self.head, feature_bias=self.feature_bias,
                          sample_weight=sample_weight, n_threads=self.n_threads, **extra)
 
@@ -386,8 +382,8 @@ class _ResNetBase(BaseEstimator):
     def _solve(self, obj: Objective, x0: np.ndarray, seed: int, validation=None,
                update=None):
         tol, max_iter = float(self.tol), int(self.max_iter)
+        target = _Penalised.of(obj, float(self.alpha))
         if self.solver == "pgd":
-            target = _Penalised.of(obj, float(self.alpha)) if self.alpha else obj
             return perturbed_gd(target, x0, eps=tol, max_iter=max_iter, seed=seed,
                                 record_every=0, progress=bool(self.verbose))
 
@@ -397,7 +393,7 @@ class _ResNetBase(BaseEstimator):
             if validation is not None:
                 validation(x)
 
-        run = _ScipyRun(obj, float(self.alpha), after_step)
+        run = _ScipyRun(target, after_step)
         if self.solver == "lbfgs":
             method, extra = "L-BFGS-B", {"options": {"maxiter": max_iter, "gtol": tol,
                                                      "ftol": _LBFGS_FTOL}}
@@ -500,7 +496,7 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
     certify : bool or dict
         Compute ``linear_baseline_`` and ``certificate_`` in ``fit`` (True, the default);
         a dict gives :func:`resnet_core.check_sopsp`'s keywords (``eps`` (default
-        ``tol``), ``mu2``, ``curvature_tol``, ``baseline_radius``, ``method``).
+        ``tol``), ``mu2``, ``curvature_tol``, ``radius``, ``method``).
 
     Attributes
     ----------

@@ -18,8 +18,7 @@ import numpy as np
 
 from . import _kernels
 from ._schema import check
-from ._validation import (check_alloc, check_choice, check_size, largest_fitting,
-                          memory_limit)
+from ._validation import check_alloc, check_choice, check_size, largest_fitting
 
 # Names and kernel codes of the activations.
 ACTIVATIONS = dict(_kernels.ACTIVATION_CODES)
@@ -61,14 +60,18 @@ class MLPLayout:
         check_size(f"theta for widths {self.widths} (d = {self.d}, float64)", 8 * self.n_params,
                    "use narrower or fewer layers")
         # a point and its gradient must fit before anything is computed on them
-        L = len(self.widths)
-        fit = largest_fitting(lambda h: 16 * _n_params(self.d, (h,) * L, self.bias),
-                              memory_limit(), max(self.widths))
         check_alloc(f"a point and its gradient for widths {self.widths} (d = {self.d}, "
-                    "float64)", 16 * self.n_params,
-                    f"use narrower or fewer layers: widths={(fit,) * L} is the widest "
-                    f"{L}-layer network of equal widths that fits")
+                    "float64)", 16 * self.n_params, self._widest)
         check_choice("activation", self.activation, ACTIVATIONS)
+
+    def _widest(self, limit: int) -> str:
+        """The advice when a point does not fit ``limit`` bytes: the widest network of
+        equal widths that does (a bisection, run only then)."""
+        L = len(self.widths)
+        fit = largest_fitting(lambda h: 16 * _n_params(self.d, (h,) * L, self.bias), limit,
+                              max(self.widths))
+        return (f"use narrower or fewer layers: widths={(fit,) * L} is the widest {L}-layer "
+                "network of equal widths that fits")
 
     @property
     def k(self) -> int:

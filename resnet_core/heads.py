@@ -18,11 +18,46 @@ Skip head ``p = w^T x + v^T phi``: ``a = v``; the objective is a generalised lin
 
 from __future__ import annotations
 
+from typing import Protocol, runtime_checkable
+
 import numpy as np
+
+
+@runtime_checkable
+class HeadProtocol(Protocol):
+    """What the objectives and point states use of a head (a new head is one class that
+    implements it; ``resnet_core.state.PointState`` is its only caller besides the
+    objectives).
+
+    ``name`` (``"residual"`` or ``"skip"``); ``vector``: the head has c outputs (its
+    blocks are matrices ``W``, ``V`` or ``B``; no sufficient statistics); ``n_params(d, k)``;
+    ``split(z, d, k) -> (w, M)`` views of the flat point; ``a(w, M)``: the feature weights
+    the engine takes; ``grad(w, M, sx, g)`` and ``hvp(w, M, dw, dM, vx, vp, g)``: the flat
+    gradient and Hessian-vector product from the engine's sums; ``direction_a(w, M, dw,
+    dM)``: ``a``'s derivative along ``(dw, dM)``.  A head with one output (``vector``
+    False) also gives the partial Hessian from the statistics: ``stats(M, G, d) -> (A, B,
+    C)``, ``hvp_stats(w, M, dw, dM, A, B, C, g)`` and ``hessian(w, M, A, B, C, g)``.
+    """
+
+    name: str
+    vector: bool
+
+    def n_params(self, d: int, k: int) -> int: ...
+
+    def split(self, z, d: int, k: int) -> tuple: ...
+
+    def a(self, w, M): ...
+
+    def grad(self, w, M, sx, g): ...
+
+    def direction_a(self, w, M, dw, dM): ...
+
+    def hvp(self, w, M, dw, dM, vx, vp, g): ...
 
 
 class ResidualHead:
     name = "residual"
+    vector = False
 
     @staticmethod
     def n_params(d: int, k: int) -> int:
@@ -81,6 +116,7 @@ class ResidualHead:
 
 class SkipHead:
     name = "skip"
+    vector = False
 
     @staticmethod
     def n_params(d: int, k: int) -> int:
@@ -122,7 +158,16 @@ class SkipHead:
 HEADS = {"residual": ResidualHead, "skip": SkipHead}
 
 
-class VectorResidualHead:
+class VectorHead:
+    """What the heads with ``c`` outputs share: ``c``, and no sufficient statistics."""
+
+    vector = True
+
+    def __init__(self, c: int):
+        self.c = c
+
+
+class VectorResidualHead(VectorHead):
     """``p = W (x + V phi)`` with ``c`` outputs (Remark 2): ``W`` is c x d, ``A = W V``.
 
     With ``SX = E[r x^T]``, ``SP = g = E[r phi^T]`` (c x k, ``r = dl/dp``) the gradient is
@@ -133,10 +178,6 @@ class VectorResidualHead:
     """
 
     name = "residual"
-    vector = True
-
-    def __init__(self, c: int):
-        self.c = c
 
     def n_params(self, d: int, k: int) -> int:
         return self.c * d + d * k
@@ -164,15 +205,11 @@ class VectorResidualHead:
                                (W.T @ vp + dW.T @ g).ravel()])
 
 
-class VectorSkipHead:
+class VectorSkipHead(VectorHead):
     """``p = W x + B phi`` with ``c`` outputs: ``A = B``; ``grad = (SX, SP)``,
     ``H = (VX, VP)`` along ``(dW, dB)``."""
 
     name = "skip"
-    vector = True
-
-    def __init__(self, c: int):
-        self.c = c
 
     def n_params(self, d: int, k: int) -> int:
         return self.c * (d + k)
@@ -200,3 +237,8 @@ class VectorSkipHead:
 
 
 VECTOR_HEADS = {"residual": VectorResidualHead, "skip": VectorSkipHead}
+
+
+def make_head(name: str, c: int, vector: bool) -> HeadProtocol:
+    """The head ``name`` with one output, or with ``c`` outputs when ``vector``."""
+    return VECTOR_HEADS[name](c) if vector else HEADS[name]

@@ -3,8 +3,8 @@ r"""The Hessian-Lipschitz constant ``mu2`` of ``F_theta`` on a region the caller
 Definition 1 (``paper.md``) calls a point an eps-SOPSP when ``||grad F_theta|| <= eps`` and
 ``lambda_min(hess F_theta) >= -sqrt(mu2 eps)``, where ``mu2`` is the Lipschitz constant of
 ``hess F_theta`` (spectral norm) on an open set containing the point.  This module
-estimates it on a region: a :class:`Ball` or a :class:`Box` of flat parameter vectors
-``z = [w, vec(V)]`` (residual head) or ``[w, v]`` (skip head).
+estimates it on a region (:mod:`resnet_core.regions`): a :class:`Ball` or a :class:`Box` of
+flat parameter vectors ``z = [w, vec(V)]`` (residual head) or ``[w, v]`` (skip head).
 
 What is computed
 ----------------
@@ -103,21 +103,18 @@ import functools
 import itertools
 import json
 import math
-import numbers
 import threading
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
-from numpy.typing import ArrayLike
 
 from ._lipschitz_bounds import DerivativeBounds, derivative_bounds, region_norm_bounds
 from ._schema import validated
-from ._validation import as_float_array, check_positive_int
 from .losses import BuiltinLoss
 from .objective import FeatureObjective
+from .regions import Ball, Box, Region, region_from_dict
 
 __all__ = [
     "Ball",
@@ -141,220 +138,6 @@ DEFAULT_SAFETY = 1.25
 REFINE_U_STEPS = 2
 #: Relative agreement of the differences at ``h`` and ``h / 2`` accepted by the step check.
 FD_RTOL = 1e-4
-
-
-# -- regions --------------------------------------------------------------------------------
-
-def _vector(name: str, a) -> np.ndarray:
-    arr = as_float_array(name, a, ndim=1, dtype=np.dtype(np.float64))
-    if arr.size == 0:
-        raise ValueError(f"{name} must have at least one coordinate; got an empty array")
-    arr = arr.copy()
-    arr.setflags(write=False)
-    return arr
-
-
-def _positive_float(name: str, value, *, allow_zero: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number; got {value!r}")
-    value = float(value)
-    ok = value >= 0 if allow_zero else value > 0
-    if not (math.isfinite(value) and ok):
-        what = "non-negative" if allow_zero else "positive"
-        raise ValueError(f"{name} must be a {what} finite number; got {value!r}")
-    return value
-
-
-def _fmt_vec(a: np.ndarray) -> str:
-    return "[" + ", ".join(f"{x:.4g}" for x in a) + "]"
-
-
-@dataclass(frozen=True, eq=False)
-class Ball:
-    """The closed ball ``{z : ||z - center||_2 <= radius}`` of flat parameter vectors.
-
-    Parameters
-    ----------
-    center : array of shape (n_params,)
-        ``[w, vec(V)]`` (residual head, ``V`` row-major) or ``[w, v]`` (skip head); finite.
-    radius : float
-        Positive and finite.
-    """
-
-    center: np.ndarray
-    radius: float
-
-    def __post_init__(self):
-        object.__setattr__(self, "center", _vector("center", self.center))
-        object.__setattr__(self, "radius", _positive_float("radius", self.radius))
-
-    @property
-    def dim(self) -> int:
-        return int(self.center.size)
-
-    @property
-    def scale(self) -> float:
-        """The radius: the length the finite-difference steps are measured against."""
-        return self.radius
-
-    def describe(self) -> str:
-        """E.g. ``"ball ||z - c|| <= 0.5 around c = [0, -100]"``."""
-        where = (f"c = {_fmt_vec(self.center)}" if self.dim <= 4
-                 else f"a point c of R^{self.dim} (||c|| = {np.linalg.norm(self.center):.4g})")
-        return f"ball ||z - c|| <= {self.radius:.4g} around {where}"
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable: ``{"kind": "ball", "dim", "center", "radius"}``."""
-        return {"kind": "ball", "dim": self.dim, "center": self.center.tolist(),
-                "radius": self.radius}
-
-    def contains(self, z: ArrayLike, rtol: float = 1e-12) -> bool:
-        z = np.asarray(z, dtype=np.float64)
-        return bool(np.linalg.norm(z - self.center) <= self.radius * (1 + rtol))
-
-    def project(self, z: np.ndarray) -> np.ndarray:
-        """Nearest point of the ball."""
-        d = z - self.center
-        n = np.linalg.norm(d)
-        return z if n <= self.radius else self.center + d * (self.radius / n)
-
-    def includes(self, other: "Region") -> bool:
-        """Whether ``other`` (a Ball or Box of the same dimension) lies inside this ball."""
-        if other.dim != self.dim:
-            return False
-        if isinstance(other, Ball):
-            return bool(np.linalg.norm(other.center - self.center) + other.radius
-                        <= self.radius)
-        far = np.maximum(np.abs(other.lower - self.center), np.abs(other.upper - self.center))
-        return bool(np.linalg.norm(far) <= self.radius)
-
-    def _linear_max(self, q: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """``argmax_{s in ball} <q, s>``."""
-        nq = np.linalg.norm(q)
-        return z.copy() if nq == 0 else self.center + self.radius * q / nq
-
-    def __eq__(self, other):
-        return (isinstance(other, Ball) and self.radius == other.radius
-                and np.array_equal(self.center, other.center))
-
-    def __hash__(self):
-        return hash(("ball", self.center.tobytes(), self.radius))
-
-
-@dataclass(frozen=True, eq=False)
-class Box:
-    """The box ``{z : lower <= z <= upper}`` (coordinatewise) of flat parameter vectors.
-
-    Parameters
-    ----------
-    lower, upper : arrays of shape (n_params,)
-        Finite, ``lower <= upper`` coordinatewise (equal bounds fix a coordinate).
-    """
-
-    lower: np.ndarray
-    upper: np.ndarray
-
-    def __post_init__(self):
-        lo, hi = _vector("lower", self.lower), _vector("upper", self.upper)
-        if lo.shape != hi.shape:
-            raise ValueError(f"lower and upper must have the same length; got {lo.size} and "
-                             f"{hi.size}")
-        bad = np.flatnonzero(lo > hi)
-        if bad.size:
-            i = int(bad[0])
-            raise ValueError(f"lower must be <= upper coordinatewise; lower[{i}] = {lo[i]!r} > "
-                             f"upper[{i}] = {hi[i]!r}")
-        object.__setattr__(self, "lower", lo)
-        object.__setattr__(self, "upper", hi)
-
-    @classmethod
-    def around(cls, center: ArrayLike, half_width: float | ArrayLike) -> "Box":
-        """``[center - half_width, center + half_width]`` (``half_width`` >= 0, scalar or
-        per coordinate)."""
-        c = _vector("center", center)
-        hw = np.asarray(half_width, dtype=np.float64)
-        if hw.ndim == 0:
-            hw = np.full(c.shape, _positive_float("half_width", float(hw), allow_zero=True))
-        else:
-            hw = as_float_array("half_width", hw, ndim=1, dtype=np.dtype(np.float64),
-                                shape=c.shape)
-            if (hw < 0).any():
-                raise ValueError(f"half_width must be >= 0; found {hw.min()!r}")
-        return cls(c - hw, c + hw)
-
-    @property
-    def dim(self) -> int:
-        return int(self.lower.size)
-
-    @property
-    def center(self) -> np.ndarray:
-        return 0.5 * (self.lower + self.upper)
-
-    @property
-    def scale(self) -> float:
-        """The largest half-width."""
-        return float(0.5 * np.max(self.upper - self.lower))
-
-    @property
-    def free(self) -> np.ndarray:
-        """Coordinates of positive width (the others are fixed)."""
-        return np.flatnonzero(self.upper > self.lower)
-
-    def describe(self) -> str:
-        """E.g. ``"box [-200, 200]^2"``."""
-        lo, hi = self.lower, self.upper
-        if np.all(lo == lo[0]) and np.all(hi == hi[0]):
-            return f"box [{lo[0]:.4g}, {hi[0]:.4g}]^{self.dim}"
-        if self.dim <= 4:
-            return f"box {_fmt_vec(lo)} <= z <= {_fmt_vec(hi)}"
-        hw = 0.5 * (hi - lo)
-        return (f"box lower <= z <= upper in R^{self.dim} (half-widths {hw.min():.4g} to "
-                f"{hw.max():.4g}, ||center|| = {np.linalg.norm(self.center):.4g})")
-
-    def to_dict(self) -> dict:
-        """JSON-serialisable: ``{"kind": "box", "dim", "lower", "upper"}``."""
-        return {"kind": "box", "dim": self.dim, "lower": self.lower.tolist(),
-                "upper": self.upper.tolist()}
-
-    def contains(self, z: ArrayLike, atol: float = 0.0) -> bool:
-        z = np.asarray(z, dtype=np.float64)
-        return bool(np.all(z >= self.lower - atol) and np.all(z <= self.upper + atol))
-
-    def project(self, z: np.ndarray) -> np.ndarray:
-        return np.clip(z, self.lower, self.upper)
-
-    def includes(self, other: "Region") -> bool:
-        """Whether ``other`` (a Ball or Box of the same dimension) lies inside this box."""
-        if other.dim != self.dim:
-            return False
-        if isinstance(other, Ball):
-            lo, hi = other.center - other.radius, other.center + other.radius
-        else:
-            lo, hi = other.lower, other.upper
-        return bool(np.all(self.lower <= lo) and np.all(hi <= self.upper))
-
-    def _linear_max(self, q: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """``argmax_{s in box} <q, s>`` (a corner; ``z``'s coordinate where ``q`` is 0)."""
-        return np.where(q > 0, self.upper, np.where(q < 0, self.lower, z))
-
-    def __eq__(self, other):
-        return (isinstance(other, Box) and np.array_equal(self.lower, other.lower)
-                and np.array_equal(self.upper, other.upper))
-
-    def __hash__(self):
-        return hash(("box", self.lower.tobytes(), self.upper.tobytes()))
-
-
-Region = Union[Ball, Box]
-
-
-def region_from_dict(d: dict) -> Region:
-    """The region of a :meth:`Ball.to_dict` / :meth:`Box.to_dict` dict."""
-    if not isinstance(d, dict) or d.get("kind") not in ("ball", "box"):
-        raise ValueError(f"region dict must have kind 'ball' or 'box'; got {d!r:.200}")
-    if d["kind"] == "ball":
-        return Ball(d["center"], d["radius"])
-    return Box(d["lower"], d["upper"])
 
 
 # -- result ---------------------------------------------------------------------------------
@@ -637,10 +420,6 @@ def _choose_step(ev: _Evaluator, z: np.ndarray, h0: float, polynomial: bool):
     return best
 
 
-def _check_int(name, value, minimum):
-    return check_positive_int(name, value, minimum=minimum)
-
-
 @validated
 def estimate_hessian_lipschitz(objective, region: Region, *, n_points: int = 6,
                                n_starts: int = 1, max_iter: int = 6, n_refine: int = 12,
@@ -706,17 +485,6 @@ def estimate_hessian_lipschitz(objective, region: Region, *, n_points: int = 6,
                       f" (z = [w, v], d = {objective.d}, k = {objective.k})")
         raise ValueError(f"region has dimension {region.dim} but objective.n_params is {n}"
                          f"{layout}")
-    n_points = _check_int("n_points", n_points, 0)
-    n_starts = _check_int("n_starts", n_starts, 1)
-    max_iter = _check_int("max_iter", max_iter, 1)
-    n_refine = _check_int("n_refine", n_refine, 0)
-    max_corners = _check_int("max_corners", max_corners, 1)
-    if safety is not None:
-        safety = _positive_float("safety", safety)
-        if safety < 1:
-            raise ValueError(f"safety must be >= 1 (it multiplies the estimate); got {safety!r}")
-    if fd_step is not None:
-        fd_step = _positive_float("fd_step", fd_step)
     rng = np.random.default_rng(seed)
     region_info = dict(region.to_dict(), description=region.describe())
     degree = _polynomial_degree(objective)
@@ -877,7 +645,7 @@ def _refine_step(ev: _Evaluator, region: Region, z: np.ndarray, u: np.ndarray, f
     nq = float(np.linalg.norm(q))
     if not (nq > 0 and math.isfinite(nq)):
         return None
-    s = region._linear_max(q, z)
+    s = region.linear_max(q, z)
     scale = region.scale if region.scale > 0 else 1.0
     candidates = [s]
     for j in range(4):

@@ -11,20 +11,17 @@ Both classes follow ``scipy.optimize.minimize``'s conventions: ``fun(x)``, ``gra
 
 from __future__ import annotations
 
-import threading
 from typing import Callable
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._engine import Engine, VectorEngine
-from ._threads import resolve_n_threads
 from ._data import prepare
-from ._schema import check, validated
-from ._validation import as_float_array, check_choice, check_point, copy_data
+from ._engine import Engine
+from ._head_objective import HeadObjective
+from ._schema import validated
+from ._validation import as_float_array
 from .features import MLPLayout
-from .heads import HEADS, VECTOR_HEADS
-from .linear import LinearBaselineResult, baseline_on_engine, linear_baseline
 from .losses import Loss, get_loss
 from .state import PointState, SufficientStats
 
@@ -34,207 +31,8 @@ __all__ = ["FeatureObjective", "Objective", "PointState", "SufficientStats"]
 MAX_DENSE_HESSIAN = 20000
 
 
-class _HeadObjective:
-    """What FeatureObjective and Objective share: the data, the head, the point states."""
 
-    _point_name = "x"
-
-    def _setup(self, engine: Engine, head: str, n_theta: int, baselines=None):
-        check_choice("head", head, HEADS)
-        self._engine = engine
-        self.vector = isinstance(engine, VectorEngine)
-        self.n_outputs = engine.c if self.vector else 1
-        self.n_classes = engine.c if self.vector and engine.loss.labels else None
-        self._head = VECTOR_HEADS[head](engine.c) if self.vector else HEADS[head]
-        self.head = head
-        self.loss: Loss = engine.loss
-        self.n_samples, self.d = engine.n, engine.d
-        self.k = engine.k
-        self.feature_bias = bool(engine.feature_bias)
-        self.dtype = engine.dtype
-        self.n_head_params = self._head.n_params(self.d, self.k)
-        self.n_params = self.n_head_params + n_theta
-        self._local = threading.local()  # .state: the last point this thread asked for
-        # radius -> LinearBaselineResult; shared with partial()s (same data, same baseline)
-        self._baselines = {} if baselines is None else baselines
-
-    # -- the data ---------------------------------------------------------------------------
-    @property
-    def engine(self) -> Engine:
-        """The compiled evaluator over this objective's data (the :class:`resnet_core._engine.
-        EngineProtocol` contract): what optimisers, certificates and pointfiles run their
-        passes on.  Shared, not copied; it holds nothing about a point."""
-        return self._engine
-
-    @property
-    def X(self) -> np.ndarray:
-        """The inputs (validated; the caller's array when it was usable as is)."""
-        return self._engine.X
-
-    @property
-    def y(self) -> np.ndarray:
-        """The targets: (n,), (n, c) for the vector squared loss, the labels (n,) for the
-        cross-entropy."""
-        y = self._engine.y
-        return y[:, 0] if self.n_classes is not None else y
-
-    @property
-    def sample_weight(self) -> np.ndarray:
-        """The normalised sample weights ``s`` (summing to one): ``E[h] = sum_i s_i h_i``
-        (a lazy dask array for dask data, a new n-vector for out-of-core data)."""
-        s = self._engine.s
-        return s if hasattr(s, "compute") or isinstance(s, np.ndarray) else np.asarray(s)
-
-    @property
-    def chunk_size(self) -> int:
-        """Samples per chunk of the streaming kernels."""
-        return self._engine.chunk
-
-    @property
-    def n_threads(self) -> int:
-        """Threads of the kernels."""
-        return self._engine.n_threads
-
-    @n_threads.setter
-    def n_threads(self, value):
-        self._engine.n_threads = resolve_n_threads(value)
-
-    @property
-    def progress(self) -> bool:
-        """Whether a pass over the data shows a tqdm bar of its row blocks once it has run
-        a few seconds (out-of-core and dask data: one tick per block or task)."""
-        return self._engine.progress
-
-    @progress.setter
-    def progress(self, value: bool):
-        self._engine.progress = check("progress", value)
-
-    def linear_baseline(self, radius: float | None = None) -> LinearBaselineResult:
-        """The best linear predictor on this objective's data, loss and weights
-        (:func:`resnet_core.linear_baseline`), computed once per radius and cached."""
-        if radius not in self._baselines:
-            eng = self._engine
-            if self.vector:  # c outputs: W* of shape (c, d) (in memory only)
-                kw = {"loss": eng.loss.name}
-                if self.n_classes is not None:
-                    kw["n_classes"] = self.n_classes
-                self._baselines[radius] = linear_baseline(
-                    eng.X, self.y, **kw, sample_weight=eng.s, radius=radius,
-                    n_threads=eng.n_threads)
-            else:
-                self._baselines[radius] = baseline_on_engine(eng.derive(k=0), radius=radius)
-        return self._baselines[radius]
-
-    # -- points -------------------------------------------------------------------------------
-    def validate_point(self, x: ArrayLike, name: str | None = None) -> np.ndarray:
-        """``x`` as a C-contiguous vector of this objective's dtype and size ``n_params``,
-        finite (ValueError naming ``name`` otherwise: by default ``x`` for an
-        :class:`Objective`, ``z`` for a :class:`FeatureObjective`)."""
-        return check_point(name or self._point_name, x, self.n_params, self.dtype)
-
-    def at(self, x: ArrayLike) -> PointState:
-        """The :class:`~resnet_core.state.PointState` of ``x``: ``F``, the gradient, the
-        per-sample quantities, ``hessp`` (and, for a :class:`FeatureObjective`, the
-        sufficient statistics), each computed once, when first asked for.  Each thread's
-        last state is remembered, so its calls at the same point share it, and a thread
-        gets exactly the numbers it would get running alone."""
-        x = self.validate_point(x)
-        state = getattr(self._local, "state", None)
-        if state is not None and np.array_equal(state.x, x):
-            return state
-        state = self._new_state(x)
-        self._local.state = state
-        return state
-
-    def __getstate__(self):
-        state = self.__dict__.copy()
-        del state["_local"]  # remembered points stay with this process
-        return state
-
-    def __setstate__(self, state):
-        self.__dict__.update(state)
-        self._local = threading.local()
-
-    def fun(self, x: ArrayLike) -> float:
-        """Objective value at ``x`` (a Python float)."""
-        return self.at(x).F
-
-    def grad(self, x: ArrayLike) -> np.ndarray:
-        """Gradient at ``x`` (the ``jac`` of ``scipy.optimize.minimize``)."""
-        return self.at(x).grad.copy()
-
-    def fun_and_grad(self, x: ArrayLike):
-        """``(F(x), grad F(x))`` in one pass (``jac=True`` in ``scipy.optimize.minimize``)."""
-        F, grad = self.at(x).fun_and_grad()
-        return F, grad.copy()
-
-    def hessp(self, x: ArrayLike, p: ArrayLike) -> np.ndarray:
-        """Hessian at ``x`` times ``p`` (``scipy.optimize.minimize``'s ``hessp``); see the
-        class notes for what it costs."""
-        return self.at(x).hessp(p)
-
-    def _split_head(self, x: ArrayLike):
-        w, M = self._head.split(x, self.d, self.k)
-        return w, M, np.ascontiguousarray(self._head.a(w, M), dtype=self.dtype)
-
-    def _head_names(self) -> tuple[str, str]:
-        """Names of the head's two blocks: ``("w", "V")``, ``("w", "v")``; ``("W", "V")``,
-        ``("W", "B")`` with c outputs."""
-        if self.vector:
-            return "W", ("V" if self.head == "residual" else "B")
-        return "w", ("V" if self.head == "residual" else "v")
-
-    def zero_head(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(w, a)`` of zeros, as the engine takes them (a pass for the features only)."""
-        if self.vector:
-            c = self.n_outputs
-            return np.zeros((c, self.d), self.dtype), np.zeros((c, self.k), self.dtype)
-        return np.zeros(self.d, self.dtype), np.zeros(self.k, self.dtype)
-
-    def _pack_head(self, w: ArrayLike, M: ArrayLike) -> np.ndarray:
-        """Flat ``[w, vec(V)]`` (``M = V``, shape (d, k)) or ``[w, v]`` (``M = v``); with c
-        outputs ``[vec(W), vec(V)]`` or ``[vec(W), vec(B)]``, all row-major."""
-        if self.vector:
-            c, (nw, nm) = self.n_outputs, self._head_names()
-            W = as_float_array(nw, w, ndim=2, dtype=self.dtype, shape=(c, self.d))
-            shape = (self.d, self.k) if self.head == "residual" else (c, self.k)
-            M = as_float_array(nm, M, ndim=2, dtype=self.dtype, shape=shape)
-            return np.concatenate([W.ravel(), M.ravel()])
-        w = as_float_array("w", w, ndim=1, dtype=self.dtype, shape=(self.d,))
-        if self.head == "residual":
-            M = as_float_array("V", M, ndim=2, dtype=self.dtype, shape=(self.d, self.k))
-        else:
-            M = as_float_array("v", M, ndim=1, dtype=self.dtype, shape=(self.k,))
-        return np.concatenate([w, M.ravel()])
-
-    def _proba(self, scores: np.ndarray) -> np.ndarray:
-        """Class probabilities from scores: the softmax of each row (cross-entropy), or
-        ``[P(y=-1), P(y=+1)] = [sigmoid(-p), sigmoid(p)]`` (the scalar logistic loss)."""
-        s = np.asarray(scores, dtype=np.float64)
-        if self.n_classes is not None:
-            e = np.exp(s - s.max(axis=1, keepdims=True))
-            out = e / e.sum(axis=1, keepdims=True)
-        elif self.loss.proba is not None:
-            out = self.loss.proba(s)
-        else:
-            raise ValueError("predict_proba needs a probabilistic loss (cross_entropy, or "
-                             f"logistic with labels -1/+1); this objective's loss is "
-                             f"{self.loss.name!r}: use predict for its scores")
-        return out.astype(self.dtype, copy=False)
-
-    def _not_for_vectors(self, what: str) -> None:
-        if self.vector:
-            raise NotImplementedError(
-                f"{what} is not implemented for c outputs (n_outputs = {self.n_outputs}): "
-                "it needs the per-sample c x c loss Hessians; use hessp")
-
-    def _new_inputs(self, X: ArrayLike) -> np.ndarray:
-        """New inputs, validated like the training ones and in their dtype."""
-        X = as_float_array("X", X, ndim=2, dtype=self.dtype, shape=(None, self.d))
-        return X
-
-
-class FeatureObjective(_HeadObjective):
+class FeatureObjective(HeadObjective):
     r"""``F_theta(w, V) = E[l(w^T (x + V phi); y)]`` for a given feature matrix ``Phi``.
 
     Works for any feature map: ``Phi = f_theta(X)`` from the package's own network
@@ -312,10 +110,8 @@ class FeatureObjective(_HeadObjective):
                  n_classes: int | None = None, progress: bool = False, copy: bool = False):
         if Phi is None:
             raise TypeError("Phi must be an array of shape (n, k) (the features); got None")
-        if copy:
-            X, Phi, y, sample_weight = copy_data(X, Phi, y, sample_weight)
         data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight, Phi=Phi,
-                       n_threads=n_threads, n_classes=n_classes)
+                       n_threads=n_threads, n_classes=n_classes, copy=copy)
         engine = data.engine(data.Phi.shape[1] + bool(feature_bias), feature_bias=feature_bias,
                              n_threads=n_threads, chunk_size=chunk_size)
         engine.progress = bool(progress)
@@ -428,7 +224,7 @@ class FeatureObjective(_HeadObjective):
         return self._proba(self.predict(z, X, Phi))
 
 
-class Objective(_HeadObjective):
+class Objective(HeadObjective):
     r"""``F(w, V, theta) = E[l(w^T (x + V f_theta(x)); y)]`` with an MLP ``f_theta``.
 
     Parameters
@@ -453,8 +249,8 @@ class Objective(_HeadObjective):
         ``phi(x) = [f_theta(x); 1]``, the last column of ``V`` (last entry of ``v``)
         multiplies the constant.
     sample_weight, n_threads, chunk_size, n_classes, progress, copy
-        As in :class:`FeatureObjective` (out-of-core and dask arrays too, for scalar
-        outputs; in-memory data are used without a copy unless ``copy=True``).
+        As in :class:`FeatureObjective` (out-of-core and dask arrays too, with one output
+        or c outputs; in-memory data are used without a copy unless ``copy=True``).
 
     Notes
     -----
@@ -473,10 +269,8 @@ class Objective(_HeadObjective):
                  sample_weight: ArrayLike | None = None, n_threads: int | None = None,
                  chunk_size: int | None = None, n_classes: int | None = None,
                  progress: bool = False, copy: bool = False):
-        if copy:
-            X, _, y, sample_weight = copy_data(X, None, y, sample_weight)
         data = prepare(X, y, loss=get_loss(loss), sample_weight=sample_weight,
-                       n_threads=n_threads, n_classes=n_classes)
+                       n_threads=n_threads, n_classes=n_classes, copy=copy)
         self.layout = MLPLayout(data.d, widths, bias, activation)
         self.widths, self.activation, self.bias = self.layout.widths, activation, bias
         engine = data.engine(self.layout.k + bool(feature_bias), dims=self.layout.dims,
@@ -485,12 +279,15 @@ class Objective(_HeadObjective):
         engine.progress = bool(progress)
         self._setup(engine, head, self.layout.n_params)
 
-    def init(self, seed: int | None = None) -> np.ndarray:
+    def init(self, seed: int | None = 0) -> np.ndarray:
         """A random start: LeCun-normal layers (zero biases), ``w ~ N(0, I/d)``,
         ``V ~ N(0, I/(d k))`` (``v ~ N(0, I/k)``; with c outputs ``W`` and ``B`` row by
         row the same, and c = 1 gives the scalar start) so that ``V f(x)`` starts small next to
         ``x``; with ``feature_bias`` the bias column (last entry of ``v``) starts at zero
-        and the rest is the start without it (same seed, same numbers)."""
+        and the rest is the start without it (same seed, same numbers).
+
+        ``seed`` defaults to 0 (the package's rule for seeds, docs/api.md): ``init()`` is
+        reproducible; ``seed=None`` asks for fresh entropy (it was the default before)."""
         rng = np.random.default_rng(seed)
         k, c = self.layout.k, self.n_outputs
         w = rng.standard_normal((c, self.d) if self.vector else self.d) / np.sqrt(self.d)

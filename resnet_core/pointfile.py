@@ -3,14 +3,18 @@
 A point file states everything needed to rebuild exactly the objective it came from;
 :func:`load_point` assumes nothing.  Keys (``np.savez``, no pickles):
 
-- always: ``X`` (n, d), ``y`` (n,), ``loss`` (a built-in loss's name), ``head``
-  (``"residual"`` or ``"skip"``), ``feature_bias`` (a boolean: Remark 1's constant
-  feature, appended to the MLP's output or to ``Phi``);
+- always: ``X`` (n, d), ``y`` (n,) (or (n, c): the squared loss with c outputs),
+  ``loss`` (a built-in loss's name), ``head`` (``"residual"`` or ``"skip"``),
+  ``feature_bias`` (a boolean: Remark 1's constant feature, appended to the MLP's output
+  or to ``Phi``);
 - an :class:`~resnet_core.Objective` (an MLP's parameters): ``params`` (the flat point),
   ``widths`` (integers), ``activation`` (a name), ``bias`` (a boolean);
 - a :class:`~resnet_core.FeatureObjective` (features given): ``Phi`` (n, k), ``w`` (d,)
   and ``V`` (d, k) for the residual head, or ``v`` (k,) for the skip head (``Phi``
-  without the constant column: ``k`` counts it when ``feature_bias``);
+  without the constant column: ``k`` counts it when ``feature_bias``); with c outputs
+  ``W`` (c, d) and ``V`` (d, k), or ``B`` (c, k) for the skip head;
+- ``n_classes`` (an integer, the number of outputs ``c``): with the cross-entropy loss
+  (written by :func:`save_point`; absent, ``c`` is the largest label plus one);
 - optional: ``sample_weight`` (n,) (absent: uniform weights) and ``format_version``
   (written by :func:`save_point`; absent is accepted, for files written by hand).
 
@@ -31,7 +35,7 @@ from ._schema import validated
 from ._validation import as_float_array
 from .features import ACTIVATIONS
 from .heads import HEADS
-from .losses import BUILTIN_LOSSES
+from .losses import BUILTIN_LOSSES, VECTOR_LOSSES
 from .objective import FeatureObjective, Objective
 
 __all__ = ["FORMAT_VERSION", "PointFileError", "load_point", "save_point"]
@@ -40,11 +44,13 @@ FORMAT_VERSION = 1
 
 _COMMON = ("X", "y", "loss", "head", "feature_bias")
 _OPTIONAL = ("sample_weight", "format_version")
+# every loss a file may name: the one-output losses and those of c outputs
+_LOSSES = {**BUILTIN_LOSSES, **VECTOR_LOSSES}
 _MLP = ("params", "widths", "activation", "bias")
 _WHAT = {
     "X": "the inputs, an (n, d) array",
-    "y": "the targets, an (n,) array",
-    "loss": f"the loss's name, one of {sorted(BUILTIN_LOSSES)}",
+    "y": "the targets, an (n,) array (or (n, c): the squared loss with c outputs)",
+    "loss": f"the loss's name, one of {sorted(_LOSSES)}",
     "head": f"the head, one of {sorted(HEADS)}",
     "params": "the MLP objective's flat point [w, V or v, W_1, b_1, ...]",
     "widths": "the MLP's layer widths, integers",
@@ -55,6 +61,9 @@ _WHAT = {
     "w": "the output weights, a (d,) array",
     "V": "the residual head's (d, k) matrix",
     "v": "the skip head's (k,) vector",
+    "W": "the output weights with c outputs, a (c, d) array",
+    "B": "the skip head's (c, k) matrix with c outputs",
+    "n_classes": "the number of classes c of the cross-entropy loss, an integer",
 }
 _ZIP = b"PK\x03\x04"
 _NPY = b"\x93NUMPY"
@@ -91,7 +100,7 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
         are stored; thread and chunk settings are not (they do not change the problem).
     x : array
         The point: all parameters (Objective) or ``[w, vec(V)]`` / ``[w, v]``
-        (FeatureObjective).
+        (FeatureObjective; ``[vec(W), vec(V)]`` / ``[vec(W), vec(B)]`` with c outputs).
 
     Returns
     -------
@@ -109,19 +118,17 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
     if not isinstance(objective, (Objective, FeatureObjective)):
         raise TypeError("objective must be an Objective or a FeatureObjective; got "
                         f"{type(objective).__name__}")
-    if objective.vector:
-        raise NotImplementedError(
-            f"point files do not hold objectives with c outputs yet (this one has "
-            f"n_outputs = {objective.n_outputs}): save x with numpy.save")
     loss = objective.loss
-    if BUILTIN_LOSSES.get(loss.name) is not loss:
+    if (VECTOR_LOSSES if loss.vector else BUILTIN_LOSSES).get(loss.name) is not loss:
         raise ValueError(f"cannot store the custom loss {loss.name!r}: a point file holds "
-                         f"a built-in loss by name, one of {sorted(BUILTIN_LOSSES)}")
+                         f"a built-in loss by name, one of {sorted(_LOSSES)}")
     parts = objective.unpack(x)  # checks x's length and values
     s = objective.sample_weight
     arrays = {"format_version": np.array(FORMAT_VERSION), "X": objective.X, "y": objective.y,
               "loss": np.array(loss.name), "head": np.array(objective.head),
               "feature_bias": np.array(bool(objective.feature_bias))}
+    if objective.n_classes is not None:
+        arrays["n_classes"] = np.array(objective.n_classes, dtype=np.int64)
     if not np.all(s == s[0]):
         # the weights as given (validated, not normalised): load_point normalises them
         # again and gets exactly this objective's s (s itself would be off in the last bit)
@@ -135,7 +142,7 @@ def save_point(path: str | os.PathLike, objective: Objective | FeatureObjective,
     else:
         Phi = objective.Phi
         arrays["Phi"] = Phi[:, :-1] if objective.feature_bias else Phi
-        arrays.update({k: parts[k] for k in ("w", "V", "v") if k in parts})
+        arrays.update(parts)
     path = Path(path)
     with open(path, "wb") as f:
         np.savez(f, **arrays)
@@ -160,7 +167,8 @@ def load_point(path: str | os.PathLike
         The point on it.
     meta : dict
         What the problem is, in plain Python values: ``kind`` (``"Objective"`` or
-        ``"FeatureObjective"``), ``loss``, ``head``, ``n``, ``d``, ``k``, ``weighted``,
+        ``"FeatureObjective"``), ``loss``, ``head``, ``n``, ``d``, ``k``, ``n_outputs``
+        (``c``), ``weighted``,
         ``format_version`` (None if absent) and ``activation``, ``widths``, ``bias``
         (Objective) or ``features="given"`` (FeatureObjective).
 
@@ -175,7 +183,8 @@ def load_point(path: str | os.PathLike
     data = _read(path)
     keys = set(data)
     kind = _kind(path, keys)
-    required = _COMMON + {"Objective": _MLP, "FeatureObjective": ("Phi", "w"), None: ()}[kind]
+    W = "W" if "W" in keys and "w" not in keys else "w"  # c outputs: the head's W
+    required = _COMMON + {"Objective": _MLP, "FeatureObjective": ("Phi", W), None: ()}[kind]
     missing = [f"key {k!r} ({_WHAT[k]})" for k in required if k not in keys]
     if kind is None:
         missing.append(f"key 'params' ({_WHAT['params']}) or 'Phi' ({_WHAT['Phi']})")
@@ -183,11 +192,13 @@ def load_point(path: str | os.PathLike
         raise PointFileError(path, "missing " + "; ".join(missing) + "; nothing is assumed "
                                    f"(the file has {sorted(keys)})")
 
-    loss = _choice(path, data, "loss", BUILTIN_LOSSES)
+    loss = _choice(path, data, "loss", _LOSSES)
     head = _choice(path, data, "head", HEADS)
     allowed = set(required) | set(_OPTIONAL)
+    if loss in VECTOR_LOSSES and VECTOR_LOSSES[loss].labels:
+        allowed.add("n_classes")
     if kind == "FeatureObjective":
-        M = "V" if head == "residual" else "v"
+        M = "V" if head == "residual" else "B" if W == "W" else "v"
         if M not in keys:
             raise PointFileError(path, f"missing key {M!r} ({_WHAT[M]}), which the {head} "
                                        "head needs")
@@ -195,7 +206,8 @@ def load_point(path: str | os.PathLike
     extra = sorted(keys - allowed)
     if extra:
         raise PointFileError(path, f"unexpected key(s) {extra} for {kind} with the {head} "
-                                   f"head; a point file holds only {sorted(allowed)}")
+                                   f"head and the {loss} loss; a point file holds only "
+                                   f"{sorted(allowed)}")
     version = None
     if "format_version" in keys:
         version = _scalar(path, data, "format_version", "iu", "an integer")
@@ -206,6 +218,8 @@ def load_point(path: str | os.PathLike
         if data[k].dtype.kind not in "biuf":
             raise PointFileError(path, f"key {k!r} must hold real numbers; got dtype "
                                        f"{data[k].dtype}")
+    n_classes = (_scalar(path, data, "n_classes", "iu", "an integer")
+                 if "n_classes" in keys else None)
     weights = data.get("sample_weight")
     meta = {"kind": kind, "loss": loss, "head": head, "format_version": version,
             "weighted": weights is not None,
@@ -214,20 +228,20 @@ def load_point(path: str | os.PathLike
         meta.update(_mlp_settings(path, data))
     else:
         meta["features"] = "given"
+    common = dict(loss=loss, head=head, feature_bias=meta["feature_bias"],
+                  sample_weight=weights, n_classes=n_classes)
     try:  # the constructors check shapes and values, naming the argument (= the key)
         if kind == "Objective":
-            obj = Objective(data["X"], data["y"], loss=loss, widths=tuple(meta["widths"]),
-                            activation=meta["activation"], bias=meta["bias"], head=head,
-                            feature_bias=meta["feature_bias"], sample_weight=weights)
+            obj = Objective(data["X"], data["y"], widths=tuple(meta["widths"]),
+                            activation=meta["activation"], bias=meta["bias"], **common)
             x = as_float_array("params", data["params"], ndim=1, dtype=obj.dtype,
                                shape=(obj.n_params,))
         else:
-            obj = FeatureObjective(data["X"], data["Phi"], data["y"], loss=loss, head=head,
-                                   feature_bias=meta["feature_bias"], sample_weight=weights)
-            x = obj.pack(data["w"], data[M])
+            obj = FeatureObjective(data["X"], data["Phi"], data["y"], **common)
+            x = obj.pack(data[W], data[M])
     except (ValueError, TypeError) as err:
         raise PointFileError(path, f"its arrays do not make {kind}: {err}") from err
-    meta.update(n=obj.n_samples, d=obj.d, k=obj.k)
+    meta.update(n=obj.n_samples, d=obj.d, k=obj.k, n_outputs=obj.n_outputs)
     return obj, x, meta
 
 

@@ -14,9 +14,10 @@ By Theorem 2 such a point has ``lambda_min <= 0``; with ``G != 0`` the partial H
 contains ``[[A, ||g|| I], [||g|| I, 0]]`` (``c = 1``), so ``lambda_min < 0``: a strict saddle,
 which is where escape studies should start.
 
-``S`` is one gradient at ``(0, 0)``; row ``a`` of ``G`` is row 0 of the ``V`` block of one
-Hessian-vector product at ``(0, 0)`` along ``dW = e_a e_0^T`` (there ``H_V dW = dW^T G``):
-``1 + c`` passes over the data, any loss, any features.
+``S`` and ``G`` come from one pass over the data at ``(0, 0)``: the sufficient statistics
+(``s`` is the gradient in ``w``, ``g`` the statistic ``E[l' phi]``), or with c outputs the
+statistics pass of :mod:`resnet_core.certify_vector` (``S = grad_W``, ``G = Gamma^T``);
+then one more pass for ``F`` and the gradient at the point, and the exact ``lambda_min``.
 """
 
 from __future__ import annotations
@@ -89,13 +90,7 @@ def theorem2_stationary_point(objective, x: ArrayLike | None = None, *,
     c = fo.n_outputs
     W0 = np.zeros((c, fo.d)) if fo.vector else np.zeros(fo.d)
     origin = fo.pack(W0, np.zeros((fo.d, fo.k)))
-    S = _head_block(fo, fo.grad(origin)).reshape(c, fo.d)
-    G = np.empty((c, fo.k))
-    for a in range(c):
-        dW = np.zeros((c, fo.d))
-        dW[a, 0] = 1.0
-        direction = fo.pack(dW if fo.vector else dW[0], np.zeros((fo.d, fo.k)))
-        G[a] = _v_block(fo, fo.hessp(origin, direction))[0]
+    S, G = _origin_statistics(fo, origin)
     V = -(np.linalg.pinv(G) @ S).T
     nS = float(np.linalg.norm(S))
     residual = float(np.linalg.norm(G @ V.T + S)) / nS if nS > 0 else 0.0
@@ -129,17 +124,21 @@ def _features(objective, x):
                     f"{type(objective).__name__}")
 
 
-def _head_block(fo, v) -> np.ndarray:
-    return np.asarray(v, dtype=np.float64)[:fo.n_outputs * fo.d]
-
-
-def _v_block(fo, v) -> np.ndarray:
-    return np.asarray(v, dtype=np.float64)[fo.n_outputs * fo.d:].reshape(fo.d, fo.k)
+def _origin_statistics(fo, origin):
+    """``S = E[l'(0) x^T]`` (c, d) and ``G = E[l'(0) phi^T]`` (c, k) in float64, from one
+    pass (see the module notes)."""
+    d, k = fo.d, fo.k
+    if fo.vector:
+        c = fo.n_outputs
+        st = certify_vector.statistics(fo, np.zeros((c, d)), np.zeros((d, k)),
+                                       gauss_newton=False)
+        return st.grad_W, st.Gamma.T
+    st = fo.stats(origin)
+    return (np.asarray(st.grad, dtype=np.float64)[None, :d],
+            np.asarray(st.g, dtype=np.float64)[None, :])
 
 
 def _lambda_min(fo, z) -> float:
-    if not fo.vector:
-        return certify.lambda_min_structured(fo, z).value
-    if certify_vector.structured_size(fo) > certify_vector.MAX_DENSE:
+    if fo.vector and certify_vector.structured_size(fo) > certify_vector.MAX_DENSE:
         return float("nan")
-    return certify_vector.lambda_min_structured(fo, z).value
+    return certify.lambda_min_structured(fo, z).value

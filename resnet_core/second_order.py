@@ -37,17 +37,17 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import scipy.linalg
 from numpy.typing import ArrayLike
-from scipy.optimize import OptimizeResult, brentq, minimize
+from scipy.optimize import OptimizeResult, minimize
 
-from ._certificate import (LambdaMin, _curvature_threshold, _curvature_verdict,
-                           _rounding_error, lanczos_extreme)
+from ._certificate import (LambdaMin, curvature_threshold, curvature_verdict, rounding_error,
+                           lanczos_extreme)
 from ._threads import blas_single_thread
-from ._trust_region import Model, ball_step
+from ._trust_region import Model, ball_step, cubic_step, steihaug
 from ._schema import POSITIVE, validated
 from ._validation import check_choice
-from .certify import check_sopsp, reduced_hessian
+from ._reduced_spectrum import one_output_form
+from .certify import check_sopsp
 from .objective import FeatureObjective, Objective
 from .studies import StudyMethod, register_method
 
@@ -104,49 +104,17 @@ class _LocalModel:
                       + sigma / 6.0 * np.linalg.norm(r) ** 3)
 
 
-def _lift_map(fo: FeatureObjective, w, g):
-    """The reduced gradient's embedding and ``lift`` for the residual head's
-    :func:`reduced_hessian` coordinates ``(dw, a, zeta)``, ``dV = w^ a^T + Q zeta g^^T``
-    (the four cases of docs/partial_hessian.md, section 3)."""
-    d, k = fo.d, fo.k
-    nw, ng = float(np.linalg.norm(w)), float(np.linalg.norm(g))
-    if nw == 0.0:
-        if ng == 0.0:
-            return (lambda gw: gw), (lambda r: np.concatenate([r, np.zeros(d * k)]))
-        g_hat = g / ng
-        return ((lambda gw: np.concatenate([gw, np.zeros(d)])),
-                (lambda r: np.concatenate([r[:d], np.outer(r[d:], g_hat).ravel()])))
-    w_hat = w / nw
-    if ng == 0.0:
-        return ((lambda gw: np.concatenate([gw, np.zeros(k)])),
-                (lambda r: np.concatenate([r[:d], np.outer(w_hat, r[d:]).ravel()])))
-    g_hat = g / ng
-    Q = scipy.linalg.null_space(w_hat[None, :])  # the same call as reduced_hessian's: same Q
-
-    def lift(r):
-        dV = np.outer(w_hat, r[d:d + k]) + np.outer(Q @ r[d + k:], g_hat)
-        return np.concatenate([r[:d], dV.ravel()])
-
-    return (lambda gw: np.concatenate([gw, nw * g, np.zeros(d - 1)])), lift
-
-
 def _reduced_model(fo: FeatureObjective, z) -> _LocalModel:
-    """The exact model from the sufficient statistics (one Gram pass)."""
+    """The exact model from the sufficient statistics (one Gram pass), in the coordinates
+    of the reduced form (:func:`resnet_core._reduced_spectrum.one_output_form`)."""
     st = fo.stats(z)
-    A, B, C, g = (np.asarray(a, dtype=np.float64) for a in (st.A, st.B, st.C, st.g))
+    form = one_output_form(fo, z)
     grad = np.asarray(st.grad, dtype=np.float64)
-    if fo.head == "residual":
-        w = np.asarray(fo.unpack(z)["w"], dtype=np.float64)
-        M, zeros = reduced_hessian(w, A, B, C, g)
-        embed, lift = _lift_map(fo, w, g)
-        rgrad = embed(grad[:fo.d])
-    else:  # skip head: F_theta is a GLM in (w, v), its Hessian the (d + k) Gram statistic
-        M, zeros, rgrad, lift = np.block([[A, B], [B.T, C]]), 0, grad, (lambda r: r)
-    ev, Q = np.linalg.eigh(M)
-    lam = min(float(ev[0]), 0.0) if zeros > 0 else float(ev[0])
-    vec = lift(Q[:, 0]) if ev[0] < 0 else None
-    return _LocalModel(float(st.F), grad, rgrad, ev, Q, lift, lam,
-                       _rounding_error(M, fo.n_samples, fo.dtype), vec)
+    ev, Q = np.linalg.eigh(form.M)
+    lam = min(float(ev[0]), 0.0) if form.n_zeros > 0 else float(ev[0])
+    vec = form.lift(Q[:, 0]) if ev[0] < 0 else None
+    return _LocalModel(float(st.F), grad, form.reduce_grad(grad), ev, Q, form.lift, lam,
+                       rounding_error(form.M, fo.n_samples, fo.dtype), vec)
 
 
 # -- the generic path (c outputs): Hessian-vector products ------------------------------------
@@ -175,78 +143,7 @@ class _HesspModel:
         return np.asarray(self._fo.hessp(self._z, p.astype(self._fo.dtype)), np.float64)
 
 
-def _steihaug(model: _HesspModel, radius: float, max_cg: int, rtol: float = 1e-6):
-    """Truncated CG on ``g^T p + 1/2 p^T H p`` within ``||p|| <= radius`` (Steihaug-Toint):
-    returns ``(p, model decrease)``."""
-    g = model.grad
-    p, r = np.zeros_like(g), g.copy()
-    d = -r
-    gnorm = np.linalg.norm(g)
-
-    def to_boundary(p, d):
-        a, b, c = d @ d, 2 * p @ d, p @ p - radius**2
-        return (-b + math.sqrt(max(b * b - 4 * a * c, 0.0))) / (2 * a)
-
-    for _ in range(max_cg):
-        Hd = model.hessp(d)
-        curv = float(d @ Hd)
-        if curv <= 0:
-            p = p + to_boundary(p, d) * d
-            break
-        alpha = float(r @ r) / curv
-        if np.linalg.norm(p + alpha * d) >= radius:
-            p = p + to_boundary(p, d) * d
-            break
-        p = p + alpha * d
-        r_new = r + alpha * Hd
-        if np.linalg.norm(r_new) <= rtol * gnorm:
-            break
-        d = -r_new + float(r_new @ r_new) / float(r @ r) * d
-        r = r_new
-    return p, -float(g @ p + 0.5 * p @ model.hessp(p))
-
-
 # -- the exact steps on an eigendecomposition -------------------------------------------------
-def _cubic_step(m: _LocalModel, sigma: float) -> np.ndarray:
-    """Exact minimiser (in the model's coordinates) of ``g^T r + 1/2 r^T H r +
-    sigma/6 ||r||^3`` (Nesterov and Polyak 2006, section 5): ``(H + lam I) r = -g`` with
-    ``lam = sigma ||r|| / 2`` and ``H + lam I`` positive semi-definite, ``lam`` the root of a
-    decreasing function; in the hard case the step is filled up along the eigenvector of
-    the smallest eigenvalue."""
-    c = -(m.Q.T @ m.rgrad)
-    ev = m.ev
-    lam_lo = max(0.0, -float(ev[0]))
-    tiny = 1e-14 * max(float(np.abs(c).max(initial=0.0)), 1e-300)
-    near = ev + lam_lo <= 1e-14 * max(float(np.abs(ev).max()), 1e-300)
-
-    def q_of(lam):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = c / (ev + lam)
-        q[c == 0] = 0.0
-        return q
-
-    def phi(lam):
-        return float(np.linalg.norm(q_of(lam))) - 2.0 * lam / sigma
-
-    if np.all(np.abs(c[near]) <= tiny):  # possibly the hard case
-        c_soft = np.where(near, 0.0, c)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            q = np.where(near, 0.0, c_soft / (ev + lam_lo))
-        if np.linalg.norm(q) <= 2.0 * lam_lo / sigma:
-            if lam_lo == 0.0:
-                return m.Q @ q
-            q[int(np.argmin(ev))] = math.sqrt(max((2.0 * lam_lo / sigma) ** 2 - q @ q, 0.0))
-            return m.Q @ q
-    lo = lam_lo
-    hi = lam_lo + max(math.sqrt(sigma * float(np.linalg.norm(c)) / 2.0), 1e-300)
-    while phi(hi) > 0:
-        lo, hi = hi, 2.0 * hi
-    if phi(lo) <= 0:  # lo = lam_lo and no root above it: rounding at the boundary
-        return m.Q @ q_of(hi)
-    lam = brentq(phi, lo, hi, xtol=1e-300, rtol=4 * np.finfo(float).eps, maxiter=400)
-    return m.Q @ q_of(lam)
-
-
 def _tr_step(m: _LocalModel, radius: float) -> np.ndarray:
     """Exact trust-region step (Moré and Sorensen) via :func:`_trust_region.ball_step`."""
     null = float(np.finfo(float).eps * m.ev.size * np.abs(m.ev).max(initial=0.0))
@@ -326,14 +223,14 @@ class _Run:
         while True:
             if self.reduced:
                 if self.method == "cubic":
-                    r = _cubic_step(m, self.sigma)
+                    r = cubic_step(m.ev, m.Q, m.rgrad, self.sigma)
                     pred = m.decrease(r, self.sigma)
                 else:
                     r = _tr_step(m, self.radius)
                     pred = m.decrease(r)
                 p = m.lift(r)
             else:
-                p, pred = _steihaug(m, self.radius, self.max_cg)
+                p, pred = steihaug(m.grad, m.hessp, self.radius, self.max_cg)
             length = float(np.linalg.norm(p))
             if length <= 1e-15 * scale or pred <= 0:
                 return None
@@ -356,16 +253,17 @@ class _Run:
             if self.passes() >= self.max_passes:
                 return None
 
-    def run(self, z, max_iter):
-        """Iterate to a certificate or a budget: ``(z, model, status, certificate call)``."""
+    def run(self, z, max_iter, first=None):
+        """Iterate to a certificate or a budget: ``(z, model, status)``; ``first`` is the
+        model at ``z`` when the caller has it."""
         fo = self.fo
         for it in range(max_iter + 1):
-            m = self.model(z)
+            m = first if it == 0 and first is not None else self.model(z)
             lam = LambdaMin(m.lam, m.error, "structured" if self.reduced else "lanczos",
                             bool(np.isfinite(m.lam)))
             # a step decision, not a verdict: below the target threshold means a
             # negative-curvature step even when mu2 is a sampled (lower) estimate
-            curvature_ok = _curvature_verdict(lam, self.threshold, self.threshold)
+            curvature_ok = curvature_verdict(lam, self.threshold, self.threshold)
             negative = curvature_ok is False
             stop = (0 if m.grad_norm <= self.eps and curvature_ok else
                     4 if m.grad_norm <= self.eps and curvature_ok is None else
@@ -414,13 +312,13 @@ def _partial(objective, x):
 
 
 # -- the public function -----------------------------------------------------------------------
-@validated(theta_ftol=POSITIVE)
+@validated(theta_ftol=POSITIVE, trust_radius=POSITIVE, renamed={"baseline_radius": "radius"})
 def find_sopsp(objective, x0: ArrayLike, eps: float, *, method: str = "newton-nc",
                mu2: float | None = None, curvature_tol: float | None = None,
                mu2_region=None, max_iter: int = 1000, max_passes: int = 100_000,
                theta_iter: int = 0, max_rounds: int = 10, theta_ftol: float = 1e-6,
-               radius: float = 1.0, sigma: float | None = None, adaptive: bool = True,
-               max_cg: int = 200, w_star=None, baseline_radius: float | None = None) -> OptimizeResult:
+               trust_radius: float = 1.0, sigma: float | None = None, adaptive: bool = True,
+               max_cg: int = 200, w_star=None, radius: float | None = None) -> OptimizeResult:
     """Minimise ``F_theta(w, V)`` by a second-order method until :func:`check_sopsp`
     certifies an eps-SOPSP.
 
@@ -453,7 +351,7 @@ def find_sopsp(objective, x0: ArrayLike, eps: float, *, method: str = "newton-nc
     theta_ftol : float
         A round of ``theta`` steps that lowers ``F`` by less than ``theta_ftol
         max(1, |F|)`` is undone and the run ends (at the certified point).
-    radius, sigma : float, optional
+    trust_radius, sigma : float, optional
         First trust radius; first cubic ``sigma`` (default ``mu2`` when given, else the
         largest ``|eigenvalue|`` of the first model).
     adaptive : bool
@@ -463,8 +361,11 @@ def find_sopsp(objective, x0: ArrayLike, eps: float, *, method: str = "newton-nc
         iteration bound :func:`cubic_iteration_bound` states for ``sigma = mu2 >= L``.
     max_cg : int
         Most conjugate-gradient products per step on the ``hessp`` path.
-    w_star, baseline_radius
-        Passed to :func:`check_sopsp` for the final certificate's baseline.
+    w_star, radius
+        Passed to :func:`check_sopsp` for the final certificate's baseline: ``radius``
+        bounds ``||w||`` as everywhere in the API (docs/api.md; formerly
+        ``baseline_radius``, still accepted for one release).  The first trust radius is
+        ``trust_radius``.
 
     Returns
     -------
@@ -495,8 +396,8 @@ def find_sopsp(objective, x0: ArrayLike, eps: float, *, method: str = "newton-nc
     with blas_single_thread():
         return _find(objective, x, float(eps), method, dict(mu2=mu2, curvature_tol=curvature_tol,
                      mu2_region=mu2_region), max_iter, max_passes, theta_iter, max_rounds,
-                     theta_ftol, radius, sigma, bool(adaptive), max_cg,
-                     dict(w_star=w_star, baseline_radius=baseline_radius))
+                     theta_ftol, trust_radius, sigma, bool(adaptive), max_cg,
+                     dict(w_star=w_star, radius=radius))
 
 
 def _find(objective, x, eps, method, curv_args, max_iter, max_passes, theta_iter, max_rounds,
@@ -508,16 +409,17 @@ def _find(objective, x, eps, method, curv_args, max_iter, max_passes, theta_iter
     while True:
         rounds += 1
         fo, z = _partial(objective, x)
-        curvature = _curvature_threshold(fo, eps, **curv_args)
+        curvature = curvature_threshold(fo, eps, **curv_args)
         s0 = sigma if sigma is not None else curvature.get("mu2") or None
         run = _Run(fo, method, eps, curvature, counts, history, max_passes, t0,
                    radius if run is None else run.radius,
                    s0 if run is None else run.sigma, max_cg, adaptive)
-        if run.sigma is None:
+        first = None
+        if run.sigma is None:  # the first model chooses sigma, then is the loop's first
             first = run.model(z)
             run.sigma = max(float(np.abs(getattr(first, "ev", [1.0])).max()), 1e-12)
         n_before = len(history)
-        z, m, status = run.run(z, max_iter - nit)
+        z, m, status = run.run(z, max_iter - nit, first)
         nit += sum(1 for h in history[n_before:] if h["step"] != "end")
         x = np.concatenate([z, x[z.size:]]).astype(x.dtype) if z.size < x.size else z
         if status != 0 or not theta_iter or rounds >= max_rounds:

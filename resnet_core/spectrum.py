@@ -24,14 +24,12 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
-
-from ._certificate import _start_vector
+from . import certify_vector
+from ._certificate import feature_objective, lanczos_extreme
 from ._progress import progress_bar
-from ._reduced_spectrum import REDUCED_MAX, reduced_form, reduced_eigenpairs
-from .certify import _feature_objective
+from ._reduced_spectrum import REDUCED_MAX, pick, reduced_form, reduced_eigenpairs
 from .objective import Objective
-from ._schema import validated
+from ._schema import COUNT, validated
 from ._validation import as_float_array, check_alloc, check_choice, memory_limit
 
 WRT = ("wV", "all")
@@ -46,7 +44,7 @@ def hessian_operator(objective, x: ArrayLike, wrt: str = "wV"):
             raise TypeError("wrt='all' needs an Objective (the full Hessian over theta too)")
         x = objective.validate_point(x)
         return (lambda v: np.asarray(objective.hessp(x, v), dtype=np.float64)), objective.n_params
-    fo, z = _feature_objective(objective, x)
+    fo, z = feature_objective(objective, x)
     z = fo.validate_point(z, "z")
     return (lambda v: np.asarray(fo.hessp(z, v), dtype=np.float64)), fo.n_params
 
@@ -81,18 +79,12 @@ def _dense(matvec, dim):
     return 0.5 * (H + H.T)
 
 
-def _pick(values: np.ndarray, k: int, which: str) -> np.ndarray:
-    """Indices of the ``k`` smallest and/or largest of the ascending ``values``."""
-    n = values.size
-    lo, hi = np.arange(min(k, n)), np.arange(max(n - k, 0), n)
-    return {"smallest": lo, "largest": hi, "both": np.unique(np.r_[lo, hi])}[which]
-
-
-@validated
-def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", k: int = 6, which: str = "both",
+@validated(n_eigs=COUNT, renamed={"k": "n_eigs"})
+def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", n_eigs: int = 6,
+                     which: str = "both",
                      tol: float = 1e-10, method: str = "auto", max_products: int = 5000,
                      ncv: int | None = None, progress: bool = False) -> Spectrum:
-    """The ``k`` smallest and/or largest eigenpairs of the Hessian at ``x``.
+    """The ``n_eigs`` smallest and/or largest eigenpairs of the Hessian at ``x``.
 
     Parameters
     ----------
@@ -101,8 +93,8 @@ def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", k: int = 6, wh
         The point (all parameters for an Objective).
     wrt : {"wV", "all"}
         The partial Hessian over ``(w, V)`` or the full one (Objective only).
-    k : int
-        Eigenpairs at each requested end.
+    n_eigs : int
+        Eigenpairs at each requested end (formerly ``k``, still accepted for one release).
     which : {"both", "smallest", "largest"}
     tol : float
         ARPACK's relative tolerance.
@@ -117,17 +109,18 @@ def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", k: int = 6, wh
         Lanczos's budget of Hessian-vector products (per end of the spectrum); when it is
         spent the result says "not converged" and gives the residuals reached.
     ncv : int, optional
-        Lanczos basis size; default ``min(dim, max(4 k + 1, 40))``, twice ARPACK's usual,
+        Lanczos basis size; default ``min(dim, max(4 n_eigs + 1, 40))``, twice ARPACK's usual,
         which resolves near-degenerate clusters in fewer products (docs/performance.md).
     progress : bool
         A tqdm bar of the Hessian-vector products (Lanczos and dense; needs tqdm).
     """
+    k = n_eigs
     check_choice("which", which, ("both", "smallest", "largest"))
     check_choice("method", method, METHODS)
     if method == "reduced" and wrt != "wV":
         raise ValueError("method='reduced' is for wrt='wV' (the partial Hessian)")
     if method in ("auto", "reduced") and wrt == "wV":
-        fo, z = _feature_objective(objective, x)
+        fo, z = feature_objective(objective, x)
         z = fo.validate_point(z, "z")
         reduced = reduced_form(fo, z)
         if reduced is not None:
@@ -141,18 +134,22 @@ def hessian_spectrum(objective, x: ArrayLike, *, wrt: str = "wV", k: int = 6, wh
         counted = _counted(matvec, update)
         if method == "dense" or (method == "auto" and dim <= max(2 * k + 1, 50)):
             vals, vecs = np.linalg.eigh(_dense(counted, dim))
-            idx = _pick(vals, k, which)
+            idx = pick(vals, k, which)
             res = np.array([np.linalg.norm(counted(vecs[:, i]) - vals[i] * vecs[:, i])
                             for i in idx])
             return Spectrum(vals[idx], vecs[:, idx], res, True, wrt, counted.count, "dense")
         parts, ok, notes = [], True, []
         for end in (("SA",) if which == "smallest" else ("LA",) if which == "largest"
                     else ("SA", "LA")):
-            vals, vecs, conv, note = lanczos_budget(counted, dim, k=k, which=end, tol=tol,
-                                                    max_products=max_products, ncv=ncv)
+            vals, vecs, _, conv, used = lanczos_extreme(
+                counted, dim, k=k, which=end, tol=tol, max_products=max_products, ncv=ncv,
+                residuals=False)
             parts.append((vals, vecs))
             ok = ok and conv
-            notes += [note] if note else []
+            if not conv:
+                notes.append(f"{'smallest' if end == 'SA' else 'largest'} end: {vals.size} of "
+                             f"{min(k, dim - 1)} pairs converged within {used} products "
+                             f"(max_products = {max_products})")
         vals = np.concatenate([p[0] for p in parts])
         vecs = np.hstack([p[1] for p in parts])
         order = np.argsort(vals)
@@ -184,44 +181,6 @@ def _counted(matvec, update):
     return call
 
 
-class _BudgetSpent(Exception):
-    pass
-
-
-def lanczos_budget(matvec, dim: int, *, k: int, which: str, tol: float, max_products: int,
-                   ncv: int | None = None):
-    """ARPACK's ``eigsh`` on ``matvec`` (fixed start vector) within ``max_products``
-    products: ``maxiter`` follows from the budget (each restart costs ``ncv - k``
-    products), and a hard stop guards it.  Returns ``(values, vectors, converged, note)``
-    with the pairs ARPACK converged when it did not finish."""
-    k = min(k, dim - 1)
-    ncv = min(dim, max(4 * k + 1, 40)) if ncv is None else min(int(ncv), dim)
-    if ncv <= k:
-        raise ValueError(f"ncv must exceed k = {k}; got {ncv}")
-    used = [0]
-
-    def mv(v):
-        if used[0] >= max_products:
-            raise _BudgetSpent
-        used[0] += 1
-        return np.asarray(matvec(np.ascontiguousarray(v.ravel())), dtype=np.float64)
-
-    op = LinearOperator((dim, dim), matvec=mv, dtype=np.float64)
-    maxiter = max(1, (max_products - ncv) // (ncv - k))
-    try:
-        vals, vecs = eigsh(op, k=k, which=which, v0=_start_vector(dim), tol=tol, ncv=ncv,
-                           maxiter=maxiter)
-        return vals, vecs, True, ""
-    except ArpackNoConvergence as err:
-        vals, vecs = err.eigenvalues, err.eigenvectors
-    except _BudgetSpent:
-        vals, vecs = np.zeros(0), np.zeros((dim, 0))
-    end = "smallest" if which == "SA" else "largest"
-    return (np.real(vals), np.real(vecs), False,
-            f"{end} end: {vals.size} of {k} pairs converged within {used[0]} products "
-            f"(max_products = {max_products})")
-
-
 @dataclass
 class TraceEstimate:
     """``estimate`` of ``tr H``; ``std_error`` of the Hutchinson average (None for Hutch++
@@ -235,20 +194,26 @@ class TraceEstimate:
 
 @validated
 def hessian_trace(objective, x: ArrayLike, *, wrt: str = "wV", method: str = "hutch++",
-                  n_products: int = 99, seed=None, progress: bool = False) -> TraceEstimate:
+                  n_products: int = 99, seed=0, progress: bool = False) -> TraceEstimate:
     """Trace of the Hessian at ``x``.
 
     ``"hutchinson"``: mean of ``v^T H v`` over Rademacher ``v``; ``"hutch++"``: the exact
     trace on a sketched range ``Q`` of ``H S`` plus Hutchinson on the rest,
     ``tr(Q^T H Q) + (3/m) tr(G^T (I - QQ^T) H (I - QQ^T) G)`` (variance ``O(1/m^2)``);
-    ``"exact"`` (``wrt="wV"``): from the sufficient statistics.  ``progress=True``: a tqdm
-    bar of the products.
+    ``"exact"`` (``wrt="wV"``): from the sufficient statistics (``tr A + ||w||^2 tr C``
+    for the residual head), or with c outputs from one pass
+    (:func:`resnet_core.certify_vector.hessian_trace`).  ``seed`` draws the probes
+    (default 0: the same estimate on every call; None: fresh entropy).  ``progress=True``:
+    a tqdm bar of the products.
     """
     check_choice("method", method, ("hutchinson", "hutch++", "exact"))
     if method == "exact":
         if wrt != "wV":
             raise ValueError("method='exact' is for wrt='wV' (from the statistics)")
-        fo, z = _feature_objective(objective, x)
+        fo, z = feature_objective(objective, x)
+        z = fo.validate_point(z, "z")
+        if fo.vector:
+            return TraceEstimate(certify_vector.hessian_trace(fo, z), None, "exact", 0)
         st = fo.stats(z)
         w = fo.unpack(z)["w"]
         extra = float(w @ w) * np.trace(st.C) if fo.head == "residual" else np.trace(st.C)
@@ -314,11 +279,12 @@ def _lanczos_tridiagonal(matvec, v, steps):
 @validated
 def spectral_density(objective, x: ArrayLike, *, wrt: str = "wV", n_probes: int = 8,
                      lanczos_steps: int = 60, grid=None, n_grid: int = 400,
-                     sigma: float | None = None, seed=None,
+                     sigma: float | None = None, seed=0,
                      progress: bool = False) -> SpectralDensity:
     """Spectral density of the Hessian at ``x`` by stochastic Lanczos quadrature.
 
-    ``sigma`` (the Gaussian broadening) defaults to 1% of the spectral range seen;
+    ``sigma`` (the Gaussian broadening) defaults to 1% of the spectral range seen; ``seed``
+    draws the probes (default 0: the same density on every call; None: fresh entropy);
     ``progress=True``: a tqdm bar of the probes.
     """
     steps = lanczos_steps

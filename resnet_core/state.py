@@ -28,7 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._engine import Engine, SampleBuffers
+from ._buffers import SampleBuffers
+from ._engine import Engine
 from ._validation import check_point
 
 
@@ -96,7 +97,7 @@ class PointState:
         self._stats: SufficientStats | None = None
         self._streamed = False  # a partial product has streamed the data once
         # c outputs: no Gram statistics; every partial product streams the data
-        self._vector = getattr(head, "vector", False)
+        self._vector = head.vector
 
     @property
     def head_point(self) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:

@@ -23,16 +23,16 @@ from typing import Callable
 import numpy as np
 from numpy.typing import ArrayLike
 
-from . import _loops
+from . import _loops, certify_vector
 from ._blocks import StepBlocks
 from ._threads import resolve_n_threads
 from ._escape_results import EscapeStudy, plot, summary, to_dataframe
+from ._pgd import Problem, default_f_escape, pgd_constants, run
 from ._progress import progress_bar
 from ._schema import validated
 from ._validation import as_float_array, check_alloc, check_choice, memory_limit
 from .certify import lambda_min_structured
 from .objective import FeatureObjective, Objective
-from .optim import _Problem, _run, default_f_escape, pgd_constants
 
 __all__ = ["EscapeStudy", "METHODS", "NotASaddleWarning", "StudyMethod", "escape", "plot",
            "register_method", "summary", "to_dataframe"]
@@ -47,7 +47,7 @@ class StudyMethod:
     None the built-in loops run it (PGD when ``perturb``, else plain GD: compiled over
     threads where the objective allows).  Otherwise ``run(problem, seed, consts, *,
     max_iter, stop_at_escape, record_every)`` runs one trajectory of the
-    :class:`resnet_core.optim._Problem` ``problem`` (``problem.u0`` its start) and returns
+    :class:`resnet_core._pgd.Problem` ``problem`` (``problem.u0`` its start) and returns
     an ``OptimizeResult`` as :func:`resnet_core.perturbed_gd` does (``x``, ``fun``,
     ``jac``, ``nit``, ``status``, ``n_perturbations``, ``escape_iter`` with
     ``F <= F(start) - consts["f_escape"]``, ``history``); the study calls it run by run.
@@ -107,12 +107,19 @@ def _run_blocks(args, bounds, finished=None):
             raise
 
 
-def _lambda_min(problem: _Problem, u) -> float:
-    """Smallest eigenvalue of the partial Hessian (in ``(w, V)``) at a final point."""
-    if problem.fo is not None:
-        return lambda_min_structured(problem.fo, u).value
-    fo = problem.target.partial(u, materialize=True)
-    return lambda_min_structured(fo, u[:fo.n_params]).value
+def _lambda_min(problem: Problem, u) -> float:
+    """Smallest eigenvalue of the partial Hessian (in ``(w, V)``) at a final point: from the
+    sufficient statistics (one output), the reduced eigenproblem (c outputs), or Lanczos on
+    Hessian-vector products where that problem is too large to form."""
+    fo, z = problem.fo, u
+    if fo is None:
+        fo = problem.target.partial(u, materialize=True)
+        z = u[:fo.n_params]
+    if not fo.vector:
+        return lambda_min_structured(fo, z).value
+    if certify_vector.structured_size(fo) <= certify_vector.MAX_DENSE:
+        return certify_vector.lambda_min_structured(fo, z).value
+    return certify_vector.lambda_min_lanczos(fo, z).value
 
 
 @validated
@@ -217,7 +224,7 @@ def escape(objective, starts: ArrayLike, *, method: str = "pgd", n_runs: int | N
     if seeds.shape != (n_runs,):
         raise ValueError(f"seeds must have shape ({n_runs},); got {seeds.shape}")
     spec = METHODS[method]
-    problems = [_Problem(objective, s0, wrt) for s0 in starts]
+    problems = [Problem(objective, s0, wrt) for s0 in starts]
     dim = problems[0].dim
     compiled = all(p.compiled and np.array_equal(p.tail, problems[0].tail) for p in problems)
     if _loop is not None:
@@ -317,16 +324,16 @@ def _compiled_runs(problems, run_index, seeds, perturb, consts, max_iter, stop, 
     _run_blocks(args, [(n_runs * b // T, n_runs * (b + 1) // T) for b in range(T)], update)
 
 
-def _one_run(spec: StudyMethod, problem: _Problem, seed, consts, max_iter, stop,
+def _one_run(spec: StudyMethod, problem: Problem, seed, consts, max_iter, stop,
              record_every):
     """One run on its own: the method's ``run``, or the loop of ``perturbed_gd`` drawing
     from the splitmix64 stream of ``seed`` as the compiled batch does."""
     if spec.run is not None:
         return spec.run(problem, seed, consts, max_iter=max_iter, stop_at_escape=stop,
                         record_every=record_every)
-    return _run(problem, consts, perturb=spec.perturb, max_iter=max_iter, seed=None,
-                callback=None, record_every=record_every, rng=_loops.seed_state(seed),
-                stop_at_escape=stop)
+    return run(problem, consts, perturb=spec.perturb, max_iter=max_iter, seed=None,
+               callback=None, record_every=record_every, rng=_loops.seed_state(seed),
+               stop_at_escape=stop)
 
 
 def _store(out: dict, i: int, res, dim: int) -> None:

@@ -61,7 +61,7 @@ def _problem():
         "gradient_descent": (rc.gradient_descent, lambda **kw: rc.gradient_descent(
             fo, z0, **{"eta": 0.1, "max_iter": 5, **kw})),
         "projected_sgd": (rc.projected_sgd, lambda **kw: rc.projected_sgd(
-            skip, xs, **{"T": 5, "b": 1.0, **kw})),
+            skip, xs, **{"T": 5, "radius": 1.0, **kw})),
         "estimate_ell_rho": (rc.estimate_ell_rho, lambda **kw: rc.estimate_ell_rho(fo, z0,
                                                                                   **kw)),
         "escape": (studies.escape, lambda **kw: studies.escape(
@@ -69,7 +69,7 @@ def _problem():
         "check_sopsp": (rc.check_sopsp, lambda **kw: rc.check_sopsp(fo, z0,
                                                                      **{"eps": 0.1, **kw})),
         "hessian_spectrum": (rc.hessian_spectrum, lambda **kw: rc.hessian_spectrum(
-            fo, z0, **{"k": 2, **kw})),
+            fo, z0, **{"n_eigs": 2, **kw})),
         "hessian_trace": (rc.hessian_trace, lambda **kw: rc.hessian_trace(
             fo, z0, **{"n_products": 3, **kw})),
         "spectral_density": (rc.spectral_density, lambda **kw: rc.spectral_density(
@@ -85,7 +85,7 @@ def _problem():
             "eps": 0.1, "ell": 1.0, "rho": 1.0, "c": 1.0, "delta": 0.1, "delta_f": 1.0,
             "dim": 4, **kw})),
         "theorem4_bound": (theorem4_bound, lambda **kw: theorem4_bound(**{
-            "b": 1.0, "lipschitz": 1.0, "loss_bound": 1.0, "T": 10, "eta": 0.1, "delta": 0.1,
+            "radius": 1.0, "lipschitz": 1.0, "loss_bound": 1.0, "T": 10, "eta": 0.1, "delta": 0.1,
             **kw})),
     }
     for name, cls in est.items():

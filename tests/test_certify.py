@@ -192,8 +192,8 @@ def test_separable_data_compare_with_the_infimum_zero(rng):
     d = r.to_dict()
     assert d["baseline_attained"] is False and d["baseline_converged"] is True
     assert "NOT attained" in str(r) and "Corollary 1" in str(r)
-    ball = rc.check_sopsp(fo, z, eps=0.1, baseline_radius=1.0)
-    assert ball.baseline_radius == 1.0 and ball.baseline_attained and ball.F_lin_star > 0
+    ball = rc.check_sopsp(fo, z, eps=0.1, radius=1.0)
+    assert ball.radius == 1.0 and ball.baseline_attained and ball.F_lin_star > 0
     assert "||w|| <= 1" in str(ball)
 
 

@@ -12,7 +12,7 @@ from scipy.sparse.linalg import ArpackNoConvergence
 
 import reference_vector as ref
 import resnet_core as rc
-from resnet_core import _certificate, certify_vector as cv
+from resnet_core import _certificate, certify, certify_vector as cv
 
 LOSSES = ("cross_entropy", "squared")
 
@@ -46,7 +46,7 @@ def test_lambda_min_matches_dense_reference_and_finite_differences(n, d, k, c, l
     H_fd = ref.hessian_fd(fo.grad, z)  # central differences of the compiled gradient
     scale = max(np.linalg.norm(H, 2), 1.0)
     assert np.abs(H_fd - H).max() <= 1e-6 * scale
-    assert np.allclose(cv.dense_hessian(fo, z), H, rtol=0, atol=1e-12 * scale)
+    assert np.allclose(_certificate.dense_hessian(fo, z), H, rtol=0, atol=1e-12 * scale)
     exact = np.linalg.eigvalsh(H)[0]
     assert abs(np.linalg.eigvalsh(H_fd)[0] - exact) <= 1e-6 * scale
     for method in ("structured", "dense", "lanczos"):
@@ -119,12 +119,27 @@ def test_squared_loss_reduced_problem_uses_only_the_gram_matrix(rng):
 def test_skip_head_is_convex_and_exact(rng, loss):
     fo, (X, Phi, y, s) = _problem(rng, 40, 3, 2, 3, loss, head="skip")
     z = rng.standard_normal(fo.n_params)
-    H = cv.dense_hessian(fo, z)
+    H = _certificate.dense_hessian(fo, z)
     lam = cv.lambda_min_structured(fo, z)
     assert lam.value == pytest.approx(np.linalg.eigvalsh(H)[0], abs=1e-12 + lam.error)
     assert lam.value >= -lam.error
     r = rc.check_sopsp(fo, z, eps=1.0)
     assert r.head == "skip" and r.lemma1_inner is None and r.theorem2_note is None
+    # the whole spectrum, not only its (zero) bottom: T is the Hessian at p = W x + B phi
+    T = cv.statistics(fo, *cv.head_matrices(fo, z), gauss_newton=True).T
+    np.testing.assert_allclose(np.linalg.eigvalsh(T.reshape(H.shape)), np.linalg.eigvalsh(H),
+                               atol=1e-12 * np.abs(H).max())
+    # the standard errors of F and of the gap from the per-sample losses at p = W x + B phi
+    # (regression: the statistics pass left B phi out of the scores)
+    c, d, k = 3, 3, 2
+    W, B = z[:c * d].reshape(c, d), z[c * d:].reshape(c, k)
+    w = ref.weights(s, 40)
+    l = np.array([ref.loss_terms(W @ X[i] + B @ Phi[i], y[i], loss)[0] for i in range(40)])
+    l_lin = ref.linear_losses(X, y, np.asarray(r.w_star), loss)
+    assert r.F == pytest.approx(w @ l, rel=1e-12)
+    assert r.F_se == pytest.approx(np.sqrt(np.sum((w * (l - r.F)) ** 2)), rel=1e-10)
+    gap = r.F - r.F_lin_at_w_star
+    assert r.gap_se == pytest.approx(np.sqrt(np.sum((w * (l - l_lin - gap)) ** 2)), rel=1e-10)
 
 
 def _lemma1_case(seed, loss, n, d, k, c, scale):
@@ -188,7 +203,8 @@ def test_rank_deficient_W_says_the_bound_does_not_apply(rng, case):
     text = str(r)
     assert "full row rank" in text and "Theorem 1 analogue bound" not in text
     # lambda_min is still exact there
-    assert r.lambda_min == pytest.approx(np.linalg.eigvalsh(cv.dense_hessian(fo, z))[0],
+    H = _certificate.dense_hessian(fo, z)
+    assert r.lambda_min == pytest.approx(np.linalg.eigvalsh(H)[0],
                                          abs=1e-12 + r.lambda_min_error)
 
 
@@ -248,6 +264,7 @@ def test_auto_switches_to_lanczos_beyond_the_dense_size(rng, monkeypatch):
     monkeypatch.setattr(cv, "MAX_DENSE", 10)
     with pytest.raises(ValueError, match="method='lanczos'"):
         rc.check_sopsp(fo, z, eps=0.1, method="structured")
+    monkeypatch.setattr(_certificate, "MAX_DENSE_HESSIAN", 10)
     with pytest.raises(ValueError, match="n_params"):
         rc.check_sopsp(fo, z, eps=0.1, method="dense")
 
@@ -279,7 +296,8 @@ def test_objective_partial_streams_the_features(rng):
     assert r.n_outputs == 3 and r.dim == part.n_params
     for key in ("lambda_min", "grad_norm", "F", "gap", "lemma1_inner", "theorem1_bound"):
         assert getattr(r, key) == pytest.approx(getattr(r2, key), rel=1e-10, abs=1e-13), key
-    assert r.lambda_min == pytest.approx(np.linalg.eigvalsh(cv.dense_hessian(part, z))[0],
+    H = _certificate.dense_hessian(part, z)
+    assert r.lambda_min == pytest.approx(np.linalg.eigvalsh(H)[0],
                                          abs=1e-12 + r.lambda_min_error)
 
 
@@ -297,10 +315,26 @@ def test_float32_objective(rng):
 def test_bad_w_star(rng):
     fo, _ = _problem(rng, 30, 3, 2, 3, "cross_entropy")
     z = rng.standard_normal(fo.n_params)
-    with pytest.raises(ValueError, match=r"w_star must be a finite array of shape \(c, d\)"):
+    with pytest.raises(ValueError, match=r"w_star must have shape \(3, 3\) \(\(c, d\)\)"):
         rc.check_sopsp(fo, z, eps=0.1, w_star=np.zeros(3))
+    with pytest.raises(ValueError, match=r"w_star must have shape \(3, 3\)"):
+        rc.check_sopsp(fo, z, eps=0.1, w_star=np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="w_star must be finite"):
+        rc.check_sopsp(fo, z, eps=0.1, w_star=np.full((3, 3), np.nan))
     with pytest.raises(ValueError, match="not both"):
-        rc.check_sopsp(fo, z, eps=0.1, w_star=np.zeros((3, 3)), baseline_radius=1.0)
+        rc.check_sopsp(fo, z, eps=0.1, w_star=np.zeros((3, 3)), radius=1.0)
+
+
+def test_theorem3_inputs_are_refused_with_c_outputs(rng):
+    """Theorem 3 rests on Theorem 2, which has no analogue for c > 1: its inputs are an
+    error that says so, and the report's note says it without them."""
+    fo, _ = _problem(rng, 30, 3, 2, 3, "cross_entropy")
+    z = rng.standard_normal(fo.n_params)
+    with pytest.raises(ValueError, match="theorem3 is for one output.*Theorem 2"):
+        rc.check_sopsp(fo, z, eps=0.1, theorem3={"b": 2.0})
+    r = rc.check_sopsp(fo, z, eps=0.1)
+    assert r.theorem3_bound is None and "Theorem 2" in r.theorem3_note
+    assert "no known analogue" in r.theorem2_note and r.theorem2_lhs is None
 
 
 # -- c = 1 ------------------------------------------------------------------------------------
@@ -326,8 +360,8 @@ def test_vector_code_at_one_output_gives_the_scalar_numbers(rng, w_zero):
     if w_zero:
         z[:4] = 0
     kw = dict(eps=0.1, mu2=None, mu2_region=None, curvature_tol=None, w_star=None,
-              baseline_radius=None)
-    vec = cv.check_sopsp_vector(fo, z, method="structured", **kw)
+              radius=None, theorem3=None)
+    vec = certify._check_sopsp(fo, z, method="structured", part=cv.VectorPart, **kw)
     sca = rc.check_sopsp(fo, z, eps=0.1)
     for key in ("lambda_min", "grad_norm", "F", "F_lin_star", "gap", "F_se", "gap_se",
                 "F_lin_at_w_star", "w_norm", "V_norm"):

@@ -145,8 +145,8 @@ def test_check_sopsp_agrees(problem, rng):
     assert b.is_sopsp == a.is_sopsp
     lz = rc.check_sopsp(dobj, x, eps=1e-2, method="lanczos")
     assert lz.lambda_min == pytest.approx(a.lambda_min, abs=1e-8)
-    vals = rc.hessian_spectrum(dobj, x, k=2, which="smallest").values
-    assert vals == pytest.approx(rc.hessian_spectrum(obj, x, k=2, which="smallest").values,
+    vals = rc.hessian_spectrum(dobj, x, n_eigs=2, which="smallest").values
+    assert vals == pytest.approx(rc.hessian_spectrum(obj, x, n_eigs=2, which="smallest").values,
                                  abs=1e-8)
 
 
@@ -369,4 +369,4 @@ def test_data_properties_stay_lazy(problem):
     assert rel_err(fo.sample_weight.compute(), ref.sample_weight) < 1e-15
     obj = rc.Objective(Xd, yd, widths=(2,), head="skip")
     with pytest.raises(ValueError, match="held in memory"):
-        rc.projected_sgd(obj, obj.init(0), T=2, b=1.0)
+        rc.projected_sgd(obj, obj.init(0), T=2, radius=1.0)

@@ -171,6 +171,55 @@ def test_solvers(rng, solver):
     assert clf.loss_ < start.fun(start.init(_seed(0)))
 
 
+@pytest.mark.parametrize("solver", ["lbfgs", "trust-ncg", "pgd"])
+def test_every_solver_minimises_the_same_penalised_objective(rng, solver, monkeypatch):
+    """``F + alpha / 2 ||theta||^2``, written once (``_Penalised``) for the scipy solvers and
+    PGD: the fit is the run of the solver on that function written out here; the
+    hyperparameters are checked once per fit."""
+    from resnet_core import estimators
+
+    X, y = _binary(rng, n=80)
+    calls = []
+    check = estimators._ResNetBase._check_params
+    monkeypatch.setattr(estimators._ResNetBase, "_check_params",
+                        lambda self: calls.append(1) or check(self))
+    alpha, tol, max_iter = 0.05, 1e-6, 40
+    clf = rc.ResNetClassifier(widths=(3,), solver=solver, alpha=alpha, tol=tol,
+                              max_iter=max_iter, random_state=0, certify=False).fit(X, y)
+    assert len(calls) == 1
+    obj = clf.objective(X, y)
+    nh = obj.n_head_params
+
+    def fun_and_grad(x):
+        F, g = obj.fun_and_grad(x)
+        g = np.array(g, dtype=np.float64)
+        g[nh:] += alpha * x[nh:]
+        return F + 0.5 * alpha * float(x[nh:] @ x[nh:]), g
+
+    def hessp(x, p):
+        Hp = np.array(obj.hessp(x, p), dtype=np.float64)
+        Hp[nh:] += alpha * p[nh:]
+        return Hp
+
+    x0 = obj.init(_seed(0))
+    if solver == "pgd":
+        pen = estimators._Penalised.of(obj, alpha)
+        x = rng.standard_normal(obj.n_params)
+        assert pen.fun(x) == pytest.approx(fun_and_grad(x)[0], rel=1e-14)
+        np.testing.assert_allclose(pen.grad(x), fun_and_grad(x)[1], rtol=1e-13)
+        np.testing.assert_allclose(pen.hessp(x, x0), hessp(x, x0), rtol=1e-13)
+        ref = rc.perturbed_gd(pen, x0, eps=tol, max_iter=max_iter, seed=_seed(0),
+                              record_every=0).x
+    elif solver == "lbfgs":
+        ref = scipy.optimize.minimize(fun_and_grad, x0, jac=True, method="L-BFGS-B", options={
+            "maxiter": max_iter, "gtol": tol, "ftol": estimators._LBFGS_FTOL}).x
+    else:
+        ref = scipy.optimize.minimize(fun_and_grad, x0, jac=True, hessp=hessp, method=solver,
+                                      options={"maxiter": max_iter, "gtol": tol}).x
+    np.testing.assert_allclose(clf.params_, ref, rtol=1e-9, atol=1e-12)
+    assert estimators._Penalised.of(obj, 0.0) is obj
+
+
 def test_parameters_checked_and_convergence_warned(rng):
     X, y = _binary(rng)
     with pytest.raises(ValueError, match="solver must be one of"):
@@ -199,10 +248,10 @@ def test_certificate_options(rng):
     X, y = _binary(rng)
     off = rc.ResNetClassifier(widths=(3,), max_iter=20, certify=False).fit(X, y)
     assert off.certificate_ is None and off.linear_baseline_ is None
-    opts = {"eps": 0.5, "curvature_tol": 1e-3, "baseline_radius": 0.5}
+    opts = {"eps": 0.5, "curvature_tol": 1e-3, "radius": 0.5}
     clf = rc.ResNetClassifier(widths=(3,), max_iter=20, random_state=0, certify=opts).fit(X, y)
     cert = clf.certificate_
-    assert cert.eps == 0.5 and cert.curvature_tol == 1e-3 and cert.baseline_radius == 0.5
+    assert cert.eps == 0.5 and cert.curvature_tol == 1e-3 and cert.radius == 0.5
     assert clf.linear_baseline_.radius == 0.5
     assert np.linalg.norm(clf.linear_baseline_.w) <= 0.5 * (1 + 1e-12)
     # the same report as check_sopsp on the estimator's objective

@@ -308,7 +308,7 @@ def test_certificate(head, rng):
 def test_optimisers(rng, monkeypatch):
     """PGD's compiled loop (which reads ``FeatureObjective.Phi``, 1-column included) and the
     streamed one agree; projected SGD refuses the option (its loop has no constant)."""
-    from resnet_core import optim
+    from resnet_core import _pgd
 
     X, y, sw = make_data(rng, 60, 3, "logistic")
     fo = rc.FeatureObjective(X, np.tanh(rng.standard_normal((60, 2))), y, sample_weight=sw,
@@ -316,11 +316,11 @@ def test_optimisers(rng, monkeypatch):
     z0 = 0.1 * rng.standard_normal(fo.n_params)
     kw = dict(eps=1e-2, ell=4.0, rho=4.0, max_iter=2000, seed=5)
     fast = rc.perturbed_gd(fo, z0, **kw)
-    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    monkeypatch.setattr(_pgd, "COMPILED_WORK", 0)
     slow = rc.perturbed_gd(fo, z0, **kw)
     assert fast.compiled and not slow.compiled and fast.nit == slow.nit
     assert np.allclose(fast.x, slow.x, rtol=1e-9, atol=1e-12)
     assert fast.fun < fo.fun(z0)
     obj = rc.Objective(X, y, widths=(2,), head="skip", feature_bias=True)
     with pytest.raises(NotImplementedError, match="feature_bias"):
-        rc.projected_sgd(obj, obj.init(0), T=10, b=1.0)
+        rc.projected_sgd(obj, obj.init(0), T=10, radius=1.0)

@@ -59,7 +59,7 @@ CHILD = textwrap.dedent(
             r = rc.studies.escape(saddle, z0, method="gd", n_runs=8, max_iter=n, n_threads=2,
                                   **const)
         elif case == "sgd":
-            r = rc.projected_sgd(skip, skip.init(0), T=n, b=2.0, eval_every=n, seed=1)
+            r = rc.projected_sgd(skip, skip.init(0), T=n, radius=2.0, eval_every=n, seed=1)
         else:  # one streamed kernel pass per step
             r = rc.perturbed_gd(mlp, mlp.init(0), g_thres=-1.0, max_iter=n, wrt="all", **const)
         return pickle.dumps(r.x)
@@ -138,7 +138,7 @@ def _outcomes():
                                  ell=4.0, rho=4.0, n_threads=T, seed=4)
                for m in ("pgd", "gd") for T in (1, 2)]
     skip = rc.Objective(X, np.sign(X[:, 0]), widths=(4,), head="skip", n_threads=1)
-    sgd = rc.projected_sgd(skip, skip.init(0), T=500, b=2.0, seed=2, batch_size=3,
+    sgd = rc.projected_sgd(skip, skip.init(0), T=500, radius=2.0, seed=2, batch_size=3,
                            eval_every=40)
     return ([pgd.x, pgd.nit, pgd.nfev, pgd.status, pgd.perturbation_iters, seen,
              *pgd.history.values(), gd.x, gd.nit, *gd.history.values(),

@@ -134,29 +134,8 @@ def test_cycle_finder(graph, circle):
 MAX_DECLARED_REACHES = 3
 # Reaches not yet removed (issue 20 in progress): "module.py: expression".  Empty when done.
 PENDING_REACHES = {
-    "_dask.py: engine._weights", "_dask.py: engine._w",
-    "_reduced_spectrum.py: certify_vector._stats",
-    "_reduced_spectrum.py: certify_vector._split_range", "_threads.py: _kernels._set_serial",
-    "_threads.py: _vkernels._set_serial", "lipschitz.py: region._linear_max",
-    "_dask.py: from ._sources import _check_feature_columns",
-    "_dask.py: from ._sources import _check_meta", "_dask_studies.py: from ._dask import _dask",
-    "_sources.py: from ._validation import _FINITE_BLOCK",
-    "_sources.py: from ._validation import _shape_str",
-    "bench/frameworks_pgd.py: from .frameworks import _try_import",
-    "certify.py: from ._certificate import _curvature_threshold",
-    "certify.py: from ._certificate import _curvature_verdict",
-    "certify.py: from ._certificate import _decide",
-    "certify.py: from ._certificate import _rounding_error",
-    "certify_vector.py: from ._certificate import _curvature_threshold",
-    "certify_vector.py: from ._certificate import _decide",
-    "certify_vector.py: from ._certificate import _rounding_error",
+    "_threads.py: _kernels._set_serial", "_threads.py: _vkernels._set_serial",
     "linear.py: from .separability import _separability",
-    "second_order.py: from ._certificate import _curvature_threshold",
-    "second_order.py: from ._certificate import _curvature_verdict",
-    "second_order.py: from ._certificate import _rounding_error",
-    "spectrum.py: from ._certificate import _start_vector",
-    "spectrum.py: from .certify import _feature_objective",
-    "studies.py: from .optim import _Problem", "studies.py: from .optim import _run",
 }
 
 

@@ -335,6 +335,21 @@ def test_estimate_serialises():
 
 # -- validation ----------------------------------------------------------------------------
 
+def test_linear_max_is_the_frank_wolfe_vertex(rng):
+    """``argmax_{s in region} <q, s>``: no point of the region does better."""
+    q = np.array([1.0, -2.0, 0.0])
+    z = np.array([0.1, 0.2, 0.3])
+    box = Box([-1.0, -2.0, -3.0], [1.0, 2.0, 3.0])
+    assert np.array_equal(box.linear_max(q, z), [1.0, -2.0, 0.3])  # z's coordinate at q = 0
+    ball = Ball([1.0, 0.0, 0.0], 2.0)
+    s = ball.linear_max(q, z)
+    assert np.allclose(s, [1.0, 0.0, 0.0] + 2.0 * q / np.linalg.norm(q))
+    assert np.array_equal(ball.linear_max(np.zeros(3), z), z)
+    for region, best in ((box, box.linear_max(q, z)), (ball, s)):
+        others = [region.project(rng.uniform(-4, 4, 3)) for _ in range(200)]
+        assert all(q @ o <= q @ best + 1e-12 for o in others) and region.contains(best)
+
+
 def test_region_validation():
     with pytest.raises(ValueError, match="radius must be a positive finite number"):
         Ball([0.0, 0.0], 0.0)

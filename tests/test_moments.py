@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core import _loops, optim, theory
+from resnet_core import _loops, _pgd, theory
 
 
 def _problem(rng, head, feature_bias, weighted, n=40, d=3, k=2):
@@ -21,9 +21,9 @@ def _problem(rng, head, feature_bias, weighted, n=40, d=3, k=2):
 
 def _both(monkeypatch, run):
     fast = run()
-    monkeypatch.setattr(optim, "_MOMENTS", False)
+    monkeypatch.setattr(_pgd, "MOMENTS", False)
     slow = run()
-    monkeypatch.setattr(optim, "_MOMENTS", True)
+    monkeypatch.setattr(_pgd, "MOMENTS", True)
     return fast, slow
 
 
@@ -72,7 +72,7 @@ def test_moments_any_n(rng, monkeypatch):
     """Above the work limit of the loop on samples, the squared loss still runs compiled
     (and agrees with the streamed loop); the logistic loss streams."""
     fo, z0 = _problem(rng, "residual", True, True, n=300)
-    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    monkeypatch.setattr(_pgd, "COMPILED_WORK", 0)
     fast, slow = _both(monkeypatch, lambda: rc.gradient_descent(
         fo, z0, eta=0.05, max_iter=200, eps=-1.0, record_every=50))
     assert fast.compiled and not slow.compiled

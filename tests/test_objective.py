@@ -170,6 +170,9 @@ def test_pack_unpack_init(rng):
         obj = rc.Objective(X, y, widths=(3, 2), head=head)
         x = obj.init(7)
         assert np.array_equal(x, obj.init(7)) and not np.array_equal(x, obj.init(8))
+        # seeds default to 0 (docs/api.md): init() is reproducible; None is fresh entropy
+        assert np.array_equal(obj.init(), obj.init(0))
+        assert not np.array_equal(obj.init(None), obj.init(None))
         parts = obj.unpack(x)
         M = parts["V"] if head == "residual" else parts["v"]
         assert np.array_equal(obj.pack(parts["w"], M, parts["layers"]), x)

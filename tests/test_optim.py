@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core import optim, theory
+from resnet_core import _pgd, optim, theory
 from conftest import make_data, random_point
 
 
@@ -56,7 +56,7 @@ def test_compiled_and_streamed_loops_agree(rng, monkeypatch):
     z0 = 0.1 * rng.standard_normal(fo.n_params)
     kw = dict(eps=1e-2, ell=4.0, rho=4.0, max_iter=3000, seed=5, record_every=50)
     fast = rc.perturbed_gd(fo, z0, **kw)
-    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    monkeypatch.setattr(_pgd, "COMPILED_WORK", 0)
     slow = rc.perturbed_gd(fo, z0, **kw)
     assert fast.compiled and not slow.compiled
     assert fast.nit == slow.nit and fast.status == slow.status
@@ -100,6 +100,37 @@ def test_objective_paths(rng):
     assert full.fun == pytest.approx(obj.fun(full.x))
     est = rc.perturbed_gd(obj, x0, eps=1e-2, max_iter=5, wrt="all")  # ell, rho estimated
     assert est.ell_rho_estimated and est.ell > 0 and est.rho > 0
+    # the estimates perturbed_gd used are estimate_ell_rho's at the same seed (default 0)
+    assert (est.ell, est.rho) == tuple(rc.estimate_ell_rho(obj, x0))
+
+
+def test_estimate_ell_rho_is_a_named_reproducible_result(rng):
+    X, y, _ = make_data(rng, 80, 3, "logistic")
+    obj = rc.Objective(X, y, widths=(3,), n_threads=1)
+    x0 = random_point(obj, rng)
+    est = rc.estimate_ell_rho(obj, x0)
+    ell, rho = est  # still unpacks as the tuple it was
+    assert isinstance(est, optim.EllRhoEstimate) and (est.ell, est.rho) == (ell, rho)
+    assert type(ell) is float and type(rho) is float and ell > 0 and rho > 0
+    assert rc.estimate_ell_rho(obj, x0) == est  # seed 0 by default: reproducible
+    assert rc.estimate_ell_rho(obj, x0, seed=0) == est
+    assert rc.estimate_ell_rho(obj, x0, seed=1) != est
+    assert est.to_dict() == {"ell": ell, "rho": rho}
+    assert f"ell = {ell:.6g}" in str(est) and "not global bounds" in str(est)
+    # ell is 2 ||H(x0)|| (power iteration): within a few percent of the dense Hessian's
+    H = np.column_stack([obj.hessp(x0, e) for e in np.eye(obj.n_params)])
+    assert ell == pytest.approx(2 * np.abs(np.linalg.eigvalsh(0.5 * (H + H.T))).max(),
+                                rel=0.05)
+    part = rc.estimate_ell_rho(obj, x0, wrt="wV")
+    assert part != est  # (w, V) only: a smaller problem
+
+
+def test_runs_are_reproducible_by_default(saddle):
+    obj, z0 = saddle
+    kw = dict(eps=1e-3, ell=1.0, rho=1.0, max_iter=2000)
+    first, again = rc.perturbed_gd(obj, z0, **kw), rc.perturbed_gd(obj, z0, **kw)
+    assert first.n_perturbations >= 1 and np.array_equal(first.x, again.x)
+    assert np.array_equal(first.x, rc.perturbed_gd(obj, z0, seed=0, **kw).x)
 
 
 def test_optimizer_argument_errors(saddle, rng):
@@ -114,7 +145,7 @@ def test_optimizer_argument_errors(saddle, rng):
         rc.gradient_descent(lambda x: 0.0, z0, eta=0.1)
     X, y, _ = make_data(rng, 50, 3, "logistic")
     with pytest.raises(TypeError, match="head='skip'"):
-        rc.projected_sgd(rc.Objective(X, y, widths=(2,)), np.zeros(20), T=10, b=1.0)
+        rc.projected_sgd(rc.Objective(X, y, widths=(2,)), np.zeros(20), T=10, radius=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +160,8 @@ def test_projected_sgd_stays_feasible(breast_cancer):
     X, y = breast_cancer
     obj = rc.Objective(X, y, widths=(8,), head="skip")
     x0 = 10 * obj.init(0)  # outside M: projected first
-    res = rc.projected_sgd(obj, x0, T=3000, b=2.0, theta_radius=3.0, seed=1, batch_size=4)
+    res = rc.projected_sgd(obj, x0, T=3000, radius=2.0, theta_radius=3.0, seed=1,
+                           batch_size=4)
     assert res.max_norm_wv <= 2.0 + 1e-12 and res.max_norm_theta <= 3.0 + 1e-12
     hv = obj.d + obj.k
     assert np.linalg.norm(res.x[:hv]) <= 2.0 + 1e-12
@@ -143,11 +175,12 @@ def test_projected_sgd_gap_shrinks_like_inverse_sqrt_T(breast_cancer):
     obj = rc.Objective(X, y, widths=(16,), head="skip")
     x0 = obj.init(0)
     Ts = np.array([1000, 4000, 16000])
-    gaps = np.array([np.median([rc.projected_sgd(obj, x0, T=int(T), b=5.0, theta_radius=10.0,
-                                                 seed=s).gap for s in range(3)]) for T in Ts])
+    gaps = np.array([np.median([rc.projected_sgd(obj, x0, T=int(T), radius=5.0,
+                                                 theta_radius=10.0, seed=s).gap
+                                for s in range(3)]) for T in Ts])
     slope = np.polyfit(np.log(Ts), np.log(np.maximum(gaps, 1e-12)), 1)[0]
     assert np.all(np.diff(gaps) < 0) and slope <= -0.4, (gaps, slope)
-    res = rc.projected_sgd(obj, x0, T=4000, b=5.0, theta_radius=10.0, seed=0)
+    res = rc.projected_sgd(obj, x0, T=4000, radius=5.0, theta_radius=10.0, seed=0)
     assert res.gap <= res.gap_witness <= res.theorem_rhs  # explicit constants, docs/theorem4.md
     assert res.theorem_rhs == pytest.approx(res.regret_term + res.deviation_term)
     lin = rc.linear_baseline(X, y, radius=5.0)
@@ -206,8 +239,8 @@ def test_escape_study_streamed_fallback_agrees(saddle, rng, monkeypatch, stop):
               dict(n_runs=4, max_iter=600, eps=1e-2, ell=4.0, rho=4.0, seed=2, f_escape=0.05))]
     fast = [rc.studies.escape(o, s, stop_at_escape=stop, lambda_min=True, **kw)
             for o, s, kw in cases]
-    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
-    monkeypatch.setattr(optim, "_MOMENTS", False)  # squared loss: moments compile any n
+    monkeypatch.setattr(_pgd, "COMPILED_WORK", 0)
+    monkeypatch.setattr(_pgd, "MOMENTS", False)  # squared loss: moments compile any n
     slow = [rc.studies.escape(o, s, stop_at_escape=stop, lambda_min=True, **kw)
             for o, s, kw in cases]
     for a, b in zip(fast, slow):
@@ -262,7 +295,7 @@ def test_escape_study_progress(saddle, monkeypatch, tqdm_bars):
     shown = rc.studies.escape(obj, z0, progress=True, **kw)
     plain = rc.studies.escape(obj, z0, **kw)
     assert np.array_equal(shown.x, plain.x) and np.array_equal(shown.nit, plain.nit)
-    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    monkeypatch.setattr(_pgd, "COMPILED_WORK", 0)
     rc.studies.escape(obj, z0, progress=True, **{**kw, "n_runs": 3})
     assert [(b.total, b.n, b.closed) for b in bars] == [(6, 6, True), (3, 3, True)]
     monkeypatch.setitem(sys.modules, "tqdm", None)

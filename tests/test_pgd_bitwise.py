@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core import _blocks, optim
+from resnet_core import _blocks, _pgd
 
 
 def _example1(head):
@@ -117,8 +117,8 @@ def test_compiled_loops_match_the_python_loop(name, monkeypatch):
     orders; Example 1's saddle amplifies a rounding no more than it does the noise)."""
     fast = _case(name)
     assert fast.compiled
-    monkeypatch.setattr(optim, "_MOMENTS", False)
-    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    monkeypatch.setattr(_pgd, "MOMENTS", False)
+    monkeypatch.setattr(_pgd, "COMPILED_WORK", 0)
     slow = _case(name)
     assert not slow.compiled
     for f in ("nit", "nfev", "status", "n_perturbations", "escape_iter"):
@@ -178,3 +178,23 @@ def test_two_parameter_loop_matches_general_loop(seed, residual):
     assert counts[0] == counts[1]
     for key in a:
         assert np.array_equal(a[key].view(np.uint8), b_[key].view(np.uint8)), key
+
+
+@pytest.mark.parametrize("loss, moments", [("squared", False), ("squared", True),
+                                           ("logistic", False)])
+def test_the_benchmarks_hand_written_gd_is_gradient_descent(loss, moments):
+    """``bench.frameworks_pgd.numba_gd_features`` (the hand-written loops the package's GD is
+    timed against) computes the same iterates as :func:`resnet_core.gradient_descent`."""
+    from resnet_core.bench import frameworks_pgd
+
+    fo, x0 = _features(3, 2, loss, n=40)
+    run = frameworks_pgd.numba_gd_features(fo.X, fo.Phi, fo.y, loss, 0.1, 150,
+                                           moments=moments)
+    if run is None:
+        pytest.skip("numba is not installed")
+    z, F = run(x0.copy())
+    ref = rc.gradient_descent(fo, x0, eta=0.1, eps=-1.0, max_iter=150)
+    np.testing.assert_allclose(z, ref.x, rtol=1e-12, atol=1e-14)
+    # F is the value at the last iterate before the last step
+    assert F == pytest.approx(fo.fun(rc.gradient_descent(fo, x0, eta=0.1, eps=-1.0,
+                                                         max_iter=149).x), rel=1e-12)

@@ -46,7 +46,8 @@ def test_objective_round_trip(tmp_path, loss, bias, head, feature_bias):
     np.testing.assert_allclose(back.grad(x2), obj.grad(x), rtol=1e-12, atol=1e-15)
     assert meta == dict(kind="Objective", loss=loss, head=head, format_version=1,
                         weighted=True, activation="relu", widths=[5, 3], bias=bias,
-                        feature_bias=feature_bias, n=60, d=4, k=3 + feature_bias)
+                        feature_bias=feature_bias, n=60, d=4, k=3 + feature_bias,
+                        n_outputs=1)
 
 
 @pytest.mark.parametrize("head", ["residual", "skip"])
@@ -104,7 +105,8 @@ def test_certify_relu_point_is_not_certified_as_tanh(tmp_path, capsys):
     assert report["problem"] == dict(file=str(tmp_path / "relu.npz"), kind="Objective",
                                      loss="squared", head="residual", format_version=1,
                                      weighted=False, activation="relu", widths=[5, 3],
-                                     bias=True, feature_bias=False, n=60, d=4, k=3)
+                                     bias=True, feature_bias=False, n=60, d=4, k=3,
+                                     n_outputs=1)
     status, out, _ = _certify(capsys, tmp_path / "relu.npz")
     for line in ("loss            squared", "activation      relu", "widths          5, 3",
                  "bias            yes", "head            residual", "n / d / k       60 / 4 / 3",
@@ -247,12 +249,123 @@ def test_certify_estimates_mu2_on_a_ball_and_compares_with_a_radius(tmp_path, ca
     report = json.loads(out)
     assert status == 2 and report["mu2_source"] == "not given"  # lambda_min < 0, mu2 unknown
     status, out, err = _certify(capsys, tmp_path / "ex1.npz", "--eps", "0.1", "--json",
-                                "--mu2-ball", "1.0", "--baseline-radius", "0.5")
+                                "--mu2-ball", "1.0", "--radius", "0.5")
     report = json.loads(out)
     assert err == "" and report["mu2_source"].startswith("estimated")
     assert report["mu2_region"]["kind"] == "ball" and report["mu2"] > 0
-    assert report["baseline_radius"] == 0.5
+    assert report["radius"] == 0.5 and report["baseline_radius"] == 0.5  # the old key too
     assert report["F_lin_star"] == pytest.approx(0.5 * (1 - 0.5) ** 2, rel=1e-12)
+    assert rc.SOPSPReport.from_dict(report_fields(report)).radius == 0.5
+
+
+def report_fields(report: dict) -> dict:
+    """The report's fields of ``certify --json`` (without the problem)."""
+    return {k: v for k, v in report.items() if k != "problem"}
+
+
+def test_certify_old_baseline_radius_flag_warns_and_works(tmp_path, capsys):
+    fo, z0 = example1(0.1)
+    rc.save_point(tmp_path / "ex1.npz", fo, z0)
+    new = _certify(capsys, tmp_path / "ex1.npz", "--eps", "0.1", "--json", "--radius", "0.5")
+    old = _certify(capsys, tmp_path / "ex1.npz", "--eps", "0.1", "--json",
+                   "--baseline-radius", "0.5")
+    assert new[0] == old[0] and new[2] == ""
+    assert old[2].count("\n") == 1 and "--baseline-radius is deprecated" in old[2]
+    assert "--radius" in old[2]
+    a, b = json.loads(new[1]), json.loads(old[1])
+    a.pop("timings"), b.pop("timings")
+    assert a == b and b["radius"] == 0.5
+    assert "--baseline-radius" not in cli_help(capsys)
+    with pytest.raises(SystemExit) as exit_:
+        _certify(capsys, tmp_path / "ex1.npz", "--radius", "0.5", "--baseline-radius", "0.5")
+    assert exit_.value.code == 3 and "not both" in capsys.readouterr().err
+
+
+def cli_help(capsys) -> str:
+    with pytest.raises(SystemExit):
+        cli.main(["certify", "--help"])
+    return capsys.readouterr().out
+
+
+def test_report_from_dict_reads_old_and_new_keys():
+    fo, z0 = example1(0.1)
+    r = rc.check_sopsp(fo, z0, eps=0.1, radius=0.5)
+    d = r.to_dict()
+    assert rc.SOPSPReport.from_dict(d).to_dict() == d
+    d.pop("radius")
+    assert rc.SOPSPReport.from_dict(d).radius == 0.5  # a file of the last release
+    with pytest.warns(DeprecationWarning, match="'radius'"):
+        assert r.baseline_radius == 0.5
+    with pytest.warns(DeprecationWarning, match="baseline_radius.*'radius'"):
+        old = {k: v for k, v in r.__dict__.items() if k != "radius"}
+        assert rc.SOPSPReport(**old, baseline_radius=0.5).radius == 0.5
+    with pytest.raises(ValueError, match="not fields"):
+        rc.SOPSPReport.from_dict({**d, "radious": 1.0})
+
+
+def _vector_problem(loss, head, seed=0, n=40, d=3, k=2, c=3):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d))
+    y = rng.integers(0, c - 1, n) if loss == "cross_entropy" else rng.standard_normal((n, c))
+    sw = rng.uniform(0.5, 2.0, n)
+    return rng, X, y, sw
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared"])
+@pytest.mark.parametrize("head", ["residual", "skip"])
+def test_c_output_round_trips(tmp_path, loss, head):
+    """Objectives with c outputs (cross-entropy labels, the (n, c) squared loss) are saved
+    and read back: the same c (n_classes kept even when the last class has no sample),
+    values, gradients and certificate."""
+    rng, X, y, sw = _vector_problem(loss, head)
+    extra = {"n_classes": 3} if loss == "cross_entropy" else {}
+    obj = rc.Objective(X, y, loss=loss, widths=(4,), head=head, sample_weight=sw, **extra)
+    x = obj.init(seed=1)
+    back, x2, meta = rc.load_point(rc.save_point(tmp_path / "o.npz", obj, x))
+    assert meta["n_outputs"] == back.n_outputs == 3 and back.head == head
+    assert np.array_equal(x2, x)
+    np.testing.assert_allclose(back.fun(x2), obj.fun(x), rtol=1e-13)
+    np.testing.assert_allclose(back.grad(x2), obj.grad(x), rtol=1e-12, atol=1e-15)
+    fo = obj.partial(x)
+    z = x[:fo.n_params]
+    fback, z2, fmeta = rc.load_point(rc.save_point(tmp_path / "f.npz", fo, z))
+    assert isinstance(fback, rc.FeatureObjective) and fmeta["n_outputs"] == 3
+    assert set(np.load(tmp_path / "f.npz").files) >= {"W", "V" if head == "residual" else "B"}
+    np.testing.assert_allclose(fback.fun(z2), fo.fun(z), rtol=1e-12)
+    a = rc.check_sopsp(fo, z, eps=0.1).to_dict()
+    b = rc.check_sopsp(fback, z2, eps=0.1).to_dict()
+    for key in ("F", "grad_norm", "lambda_min", "gap", "n_outputs"):
+        assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-12), key
+
+
+def test_certify_cli_with_c_outputs(tmp_path, capsys):
+    rng, X, y, sw = _vector_problem("cross_entropy", "residual")
+    obj = rc.Objective(X, y, loss="cross_entropy", widths=(4,), n_classes=3)
+    x = obj.init(seed=2)
+    rc.save_point(tmp_path / "ce.npz", obj, x)
+    status, out, err = _certify(capsys, tmp_path / "ce.npz", "--eps", "10", "--json")
+    report = json.loads(out)
+    direct = rc.check_sopsp(obj, x, eps=10.0)
+    assert err == "" and status == {True: 0, False: 1, None: 2}[direct.is_sopsp]
+    assert report["n_outputs"] == 3 and report["problem"]["n_outputs"] == 3
+    assert report["lambda_min"] == pytest.approx(direct.lambda_min, rel=1e-9, abs=1e-12)
+    assert "no known analogue" in report["theorem2_note"]
+    status, out, err = _certify(capsys, tmp_path / "ce.npz", "--eps", "10")
+    assert "c = 3" in out and "Theorem 2" in out
+
+
+def test_c_output_file_with_a_bad_head_matrix_is_refused(tmp_path):
+    rng, X, y, sw = _vector_problem("squared", "residual")
+    fo = rc.FeatureObjective(X, rng.standard_normal((40, 2)), y, loss="squared")
+    z = rng.standard_normal(fo.n_params)
+    rc.save_point(tmp_path / "v.npz", fo, z)
+    arrays = dict(np.load(tmp_path / "v.npz"))
+    np.savez(tmp_path / "bad.npz", **{**arrays, "W": arrays["W"][:2]})
+    with pytest.raises(rc.PointFileError, match="W"):
+        rc.load_point(tmp_path / "bad.npz")
+    np.savez(tmp_path / "extra.npz", **{**arrays, "n_classes": np.array(3)})
+    with pytest.raises(rc.PointFileError, match="unexpected key.*n_classes"):
+        rc.load_point(tmp_path / "extra.npz")
 
 
 def test_weights_changed_by_the_caller_after_construction_change_nothing(tmp_path):

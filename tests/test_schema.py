@@ -132,7 +132,7 @@ def test_gd_sgd_escape_spectrum_hyperparameters(data):
     for kw, match in [({"eta": -1.0}, "eta"), ({"eta": 0.0}, "eta"),
                       ({"lipschitz": -1.0}, "lipschitz"), ({"delta": 2.0}, "delta")]:
         with pytest.raises(ValueError, match=match):
-            rc.projected_sgd(skip, skip.init(0), T=5, b=1.0, **kw)
+            rc.projected_sgd(skip, skip.init(0), T=5, radius=1.0, **kw)
     for eps in (0.0, -1.0, np.nan):
         with pytest.raises(ValueError, match="eps must be a positive"):
             rc.studies.escape(fo, z, eps=eps, max_iter=5)

@@ -10,6 +10,9 @@ from scipy.optimize import minimize
 import resnet_core as rc
 from conftest import LOSSES, make_data
 from resnet_core import second_order as so
+from resnet_core import saddles as so_saddles
+from resnet_core._reduced_spectrum import residual_form
+from resnet_core._trust_region import cubic_step
 
 
 def _fo(rng, loss="logistic", head="residual", n=60, d=4, k=3, dtype=np.float64, **kw):
@@ -89,23 +92,32 @@ def test_lift_is_an_isometry_into_the_hessian(case):
     st = fo.stats(z)
     w = np.asarray(fo.unpack(z)["w"])
     g = np.zeros(k) if "g=0" in case else np.asarray(st.g)
-    M, _ = rc.reduced_hessian(w, st.A, st.B, st.C, g)
-    embed, lift = so._lift_map(fo, w, g)
+    form = residual_form(w, st.A, st.B, st.C, g)
+    M, lift = form.M, form.lift
+    assert np.array_equal(M, rc.reduced_hessian(w, st.A, st.B, st.C, g)[0])
     # the Hessian with this g: the dense formula of FeatureObjective.hessian
     V = np.asarray(fo.unpack(z)["V"])
-    H = rc.objective.HEADS["residual"].hessian(w, V, st.A, st.B, st.C, g)
+    H = rc.heads.HEADS["residual"].hessian(w, V, st.A, st.B, st.C, g)
     for _ in range(3):
         r = rng.standard_normal(M.shape[0])
         np.testing.assert_allclose(H @ lift(r), lift(M @ r), atol=1e-12 * np.abs(H).max())
         assert np.isclose(np.linalg.norm(lift(r)), np.linalg.norm(r))
     grad_V = np.outer(w, g).ravel()
     full = np.concatenate([st.grad[:d], grad_V])
-    rg = embed(np.asarray(st.grad[:d]))
+    rg = form.reduce_grad(full)
     # the reduced gradient is the full one seen in these coordinates
     for i in range(M.shape[0]):
         e = np.zeros(M.shape[0])
         e[i] = 1.0
         assert np.isclose(rg[i], full @ lift(e), atol=1e-13)
+    # the zero eigenvectors: orthonormal, in H's null space, orthogonal to lift's range
+    left, right = form.zero_basis()
+    Z = np.column_stack([form.pack_dV(np.outer(a, b)) for a in left.T for b in right.T])
+    assert Z.shape[1] == form.n_zeros == d + d * k - M.shape[0]
+    np.testing.assert_allclose(Z.T @ Z, np.eye(form.n_zeros), atol=1e-12)
+    np.testing.assert_allclose(H @ Z, 0, atol=1e-12 * np.abs(H).max())
+    L = np.column_stack([lift(e) for e in np.eye(M.shape[0])])
+    np.testing.assert_allclose(L.T @ Z, 0, atol=1e-12)
 
 
 def _model(rng, dim, hard=False):
@@ -123,7 +135,7 @@ def _model(rng, dim, hard=False):
 def test_cubic_step_minimises_its_model(sigma, hard):
     rng = np.random.default_rng(int(sigma * 10) + hard)
     m = _model(rng, 6, hard)
-    r = so._cubic_step(m, sigma)
+    r = cubic_step(m.ev, m.Q, m.rgrad, sigma)
     best = min((minimize(lambda p: -m.decrease(p, sigma), rng.standard_normal(6) * s,
                          method="BFGS", options={"gtol": 1e-12}).fun for s in (0.1, 1, 10)))
     assert -m.decrease(r, sigma) <= best + 1e-9
@@ -295,3 +307,33 @@ def test_custom_loss_through_the_statistics():
     assert res.success and res.passes["statistics"] > 0
     assert rc.check_sopsp(fo, res.x, eps=1e-4, mu2=1.0).is_sopsp is True
     _wv_steps_monotone(res)
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_theorem2_point_takes_one_statistics_pass(rng, c, monkeypatch):
+    """S and G come from one statistics pass at the origin (no gradient pass, no
+    Hessian-vector products): the point is stationary and agrees with the product route."""
+    X, y, sw = make_data(rng, 120, 4, "logistic")
+    Phi = np.tanh(X @ rng.standard_normal((4, 3)) + 0.5)
+    target = y if c == 1 else np.argmax(X[:, :3], axis=1)
+    fo = rc.FeatureObjective(X, Phi, target, loss="logistic" if c == 1 else "cross_entropy",
+                             sample_weight=sw)
+    calls = []
+    for name in ("grad", "hessp"):
+        monkeypatch.setattr(fo, name, lambda *a, _n=name: calls.append(_n))
+    S, G = so_saddles._origin_statistics(fo, fo.pack(*fo.zero_head()[:1],
+                                                     np.zeros((4, 3))))
+    assert calls == []
+    monkeypatch.undo()
+    origin = fo.pack(np.zeros((c, 4)) if c > 1 else np.zeros(4), np.zeros((4, 3)))
+    S_ref = np.asarray(fo.grad(origin))[:c * 4].reshape(c, 4)
+    G_ref = np.empty((c, 3))
+    for a in range(c):  # row a of G: the V block of H along dW = e_a e_0^T, row 0
+        dW = np.zeros((c, 4))
+        dW[a, 0] = 1.0
+        p = fo.pack(dW if c > 1 else dW[0], np.zeros((4, 3)))
+        G_ref[a] = np.asarray(fo.hessp(origin, p))[c * 4:].reshape(4, 3)[0]
+    np.testing.assert_allclose(S, S_ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(G, G_ref, rtol=1e-12, atol=1e-15)
+    sp = rc.theorem2_stationary_point(fo)
+    assert sp.exists and sp.grad_norm < 1e-13 and sp.lambda_min < 0

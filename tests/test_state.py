@@ -68,29 +68,58 @@ def _replay(obj, x, p, repeats):
     return out
 
 
-@pytest.mark.parametrize("kind", ["objective", "feature", "custom"])
-def test_threads_sharing_one_objective_get_serial_answers(rng, kind):
+def _shared_data(kind, r, tmp_path):
+    """``(X, y, Phi or None, loss)`` of a thread test, on the source that ``kind`` names
+    (``memmap_*``, ``dask_*``: the stateless stream and dask engines)."""
+    X, y, _ = make_data(r, 2000, 4, "logistic")
+    loss = "logistic"
+    if "vector" in kind:  # c outputs: cross-entropy on 3 classes
+        y, loss = np.argmax(X[:, :3] + r.standard_normal((2000, 3)), axis=1), "cross_entropy"
+    Phi = np.tanh(X[:, :2] + 0.1) if "feature" in kind else None
+    if kind.startswith("memmap"):
+        for name in ("X", "y"):
+            np.save(tmp_path / f"{name}.npy", {"X": X, "y": y}[name])
+        X, y = (np.load(tmp_path / f"{name}.npy", mmap_mode="r") for name in ("X", "y"))
+    if kind.startswith("dask"):
+        da = pytest.importorskip("dask.array")
+        X, y = da.from_array(X, chunks=700), da.from_array(y, chunks=700)
+    return X, y, Phi, loss
+
+
+@pytest.mark.parametrize("kind", ["objective", "feature", "custom", "vector",
+                                  "vector_feature", "memmap", "memmap_vector", "dask",
+                                  "dask_vector"])
+def test_threads_sharing_one_objective_get_serial_answers(rng, kind, tmp_path):
     """Four threads at four points on one objective: each gets exactly what it gets alone
-    (the old engine shared its buffers: 18 of 160 results were wrong)."""
+    (the old engine shared its buffers: 18 of 160 results were wrong); one output and c
+    outputs, in memory, out-of-core (memmap) and on dask arrays."""
     def build(seed):
         r = np.random.default_rng(seed)
         if kind == "objective":
             return _objective(r, n=2000, n_threads=2)
         if kind == "feature":
             return _feature_objective(r, n=2000)
-        X, y, _ = make_data(r, 2000, 4, "logistic")
-        return rc.Objective(X, y, widths=(5, 3), loss=lambda p, y: (
-            np.logaddexp(0, -y * p), -y / (1 + np.exp(y * p)),
-            1 / (2 + np.exp(y * p) + np.exp(-y * p))))
+        if kind == "custom":
+            X, y, _ = make_data(r, 2000, 4, "logistic")
+            return rc.Objective(X, y, widths=(5, 3), loss=lambda p, y: (
+                np.logaddexp(0, -y * p), -y / (1 + np.exp(y * p)),
+                1 / (2 + np.exp(y * p) + np.exp(-y * p))))
+        X, y, Phi, loss = _shared_data(kind, r, tmp_path)
+        if Phi is not None:
+            return rc.FeatureObjective(X, Phi, y, loss=loss, n_threads=2)
+        return rc.Objective(X, y, loss=loss, widths=(5, 3), n_threads=2)
 
     obj = build(7)
+    assert obj.engine.stateless == kind.startswith(("memmap", "dask"))
+    assert obj.vector == ("vector" in kind)
+    repeats = 3 if kind.startswith("dask") else 10
     points = [obj.validate_point(rng.standard_normal(obj.n_params)) * 0.5 for _ in range(4)]
     p = rng.standard_normal(obj.n_params)
-    expected = [_replay(build(7), x, p, 10) for x in points]
+    expected = [_replay(build(7), x, p, repeats) for x in points]
     results = [None] * 4
 
     def work(i):
-        results[i] = _replay(obj, points[i], p, 10)
+        results[i] = _replay(obj, points[i], p, repeats)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
     for t in threads:

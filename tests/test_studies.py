@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
-from resnet_core import optim, studies
+from resnet_core import _pgd, studies
 from conftest import make_data
 
 
@@ -53,6 +53,43 @@ def test_theorem2_point_objective_and_vector_outputs(rng):
         rc.theorem2_stationary_point(obj)
     with pytest.raises(ValueError, match="residual head"):
         rc.theorem2_stationary_point(rc.FeatureObjective(X, X[:, :2], y, head="skip"))
+
+
+@pytest.mark.filterwarnings("ignore::resnet_core.studies.NotASaddleWarning")
+def test_escape_studies_with_c_outputs(rng):
+    """c outputs go where one output goes: from Theorem 2's saddle, compiled or streamed,
+    PGD and GD, traces, lambda_min at the final points (the reduced eigenproblem)."""
+    X = rng.standard_normal((90, 4))
+    labels = np.argmax(X[:, :3], axis=1)
+    vec = rc.FeatureObjective(X, np.tanh(X @ rng.standard_normal((4, 3))), labels,
+                              loss="cross_entropy", n_threads=1)
+    sp = rc.theorem2_stationary_point(vec)
+    assert sp.exists and sp.lambda_min < 0
+    kw = dict(n_runs=3, eps=1e-2, ell=1.0, rho=1.0, max_iter=3000, seed=0)
+    st = studies.escape(vec, sp.x, lambda_min=True, **kw)
+    assert st.escaped.all() and np.all(st.final_F <= sp.F - st.constants["f_escape"])
+    assert np.allclose(st.final_F, [vec.fun(x) for x in st.x], rtol=1e-12)
+    dense = [_lambda_min_dense(vec, x) for x in st.x]
+    np.testing.assert_allclose(st.final_lambda_min, dense, rtol=1e-8, atol=1e-10)
+    traced = studies.escape(vec, sp.x, record_every=10, **kw)
+    assert np.array_equal(traced.escape_iter, st.escape_iter) and traced.traces[0] is not None
+    assert studies.escape(vec, sp.x, method="gd", **kw).escaped.all()
+    # an Objective with c outputs, theta fixed or not
+    obj = rc.Objective(X, labels, widths=(3,), loss="cross_entropy", n_threads=1)
+    x = obj.init(1)
+    for wrt in ("wV", "all"):
+        run = studies.escape(obj, x, wrt=wrt, lambda_min=True, n_runs=2, eps=1e-2, ell=1.0,
+                             rho=1.0, max_iter=50, seed=0)
+        assert np.all(run.final_F < obj.fun(x)) and np.all(np.isfinite(run.final_lambda_min))
+        part = obj.partial(run.x[0], materialize=True)
+        assert run.final_lambda_min[0] == pytest.approx(
+            _lambda_min_dense(part, run.x[0][:part.n_params]), rel=1e-8, abs=1e-10)
+
+
+def _lambda_min_dense(fo, z) -> float:
+    """lambda_min of the partial Hessian formed column by column from ``hessp``."""
+    H = np.column_stack([fo.hessp(z, e) for e in np.eye(fo.n_params)])
+    return float(np.linalg.eigvalsh(0.5 * (H + H.T))[0])
 
 
 def test_theorem2_point_says_when_none_exists(rng):
@@ -150,9 +187,9 @@ def test_a_method_plugs_in(logistic_saddle, monkeypatch):
 
     def run(problem, seed, consts, *, max_iter, stop_at_escape, record_every):
         calls.append(int(seed))
-        return optim._run(problem, consts, perturb=False, max_iter=max_iter, seed=None,
-                          callback=None, record_every=record_every,
-                          rng=rc._loops.seed_state(seed), stop_at_escape=stop_at_escape)
+        return _pgd.run(problem, consts, perturb=False, max_iter=max_iter, seed=None,
+                        callback=None, record_every=record_every,
+                        rng=rc._loops.seed_state(seed), stop_at_escape=stop_at_escape)
 
     monkeypatch.setitem(studies.METHODS, "mine", studies.StudyMethod(
         "mine", configure=lambda c: c.update(g_thres=-1.0)))
@@ -184,7 +221,7 @@ def test_long_runs_talk_only_when_asked(monkeypatch, capsys, tqdm_bars):
     assert np.array_equal(res.x, quiet.x)
     assert [(b.desc, b.total, b.n, b.closed) for b in bars] == [("perturbed_gd", 5000,
                                                                  res.nit, True)]
-    monkeypatch.setattr(optim, "_COMPILED_WORK", 0)
+    monkeypatch.setattr(_pgd, "COMPILED_WORK", 0)
     X, y, _ = make_data(np.random.default_rng(0), 50, 3, "logistic")
     obj = rc.Objective(X, y, widths=(3,), n_threads=1)
     gd = rc.gradient_descent(obj, obj.init(0), eta=0.5, max_iter=250, progress=True)

@@ -22,14 +22,14 @@ def documented_rhs(b, l, r, T, delta, B=1, eta=None):
 
 def test_bound_formula():
     b, l, r, T, delta = 3.0, 7.0, 11.0, 2500, 0.05
-    k = optim.theorem4_bound(b=b, lipschitz=l, loss_bound=r, T=T, eta=b / (l * math.sqrt(T)),
+    k = optim.theorem4_bound(radius=b, lipschitz=l, loss_bound=r, T=T, eta=b / (l * math.sqrt(T)),
                              delta=delta)
     assert k["regret_term"] == pytest.approx(2.5 * b * l / math.sqrt(T), rel=1e-14)
     assert k["deviation_term"] == pytest.approx(r * math.sqrt(2 * math.log(20) / T), rel=1e-14)
     assert k["theorem_rhs"] == k["regret_term"] + k["deviation_term"]
     assert k["theorem_rhs_order"] == pytest.approx((b * l + r * math.sqrt(math.log(20)))
                                                    / math.sqrt(T), rel=1e-14)
-    k4 = optim.theorem4_bound(b=b, lipschitz=l, loss_bound=r, T=T, eta=0.01, delta=delta,
+    k4 = optim.theorem4_bound(radius=b, lipschitz=l, loss_bound=r, T=T, eta=0.01, delta=delta,
                               batch_size=4)
     regret, deviation = documented_rhs(b, l, r, T, delta, B=4, eta=0.01)
     assert k4["regret_term"] == pytest.approx(regret, rel=1e-14)
@@ -57,7 +57,7 @@ def diabetes():
 
 def test_projected_sgd_returns_the_documented_bound(cancer):
     x0 = cancer.init(0)
-    res = rc.projected_sgd(cancer, x0, T=400, b=2.0, theta_radius=3.0, seed=0, delta=0.1)
+    res = rc.projected_sgd(cancer, x0, T=400, radius=2.0, theta_radius=3.0, seed=0, delta=0.1)
     l, r = res.lipschitz, res.loss_bound
     assert res.lipschitz_is_bound and res.uniform_weights and res.success
     regret, deviation = documented_rhs(2.0, l, r, 400, 0.1)
@@ -67,7 +67,7 @@ def test_projected_sgd_returns_the_documented_bound(cancer):
     assert res.theorem_rhs == pytest.approx(regret + deviation, rel=1e-12)
     assert res.theorem_rhs_order == pytest.approx((2 * l + r * math.sqrt(math.log(10))) / 20)
     # a user's step and minibatches enter through the general formula
-    mb = rc.projected_sgd(cancer, x0, T=400, b=2.0, theta_radius=3.0, seed=0, delta=0.1,
+    mb = rc.projected_sgd(cancer, x0, T=400, radius=2.0, theta_radius=3.0, seed=0, delta=0.1,
                           eta=0.003, batch_size=9)
     regret, deviation = documented_rhs(2.0, l, r, 400, 0.1, B=9, eta=0.003)
     assert mb.regret_term == pytest.approx(regret, rel=1e-12)
@@ -78,10 +78,31 @@ def test_projected_sgd_returns_the_documented_bound(cancer):
     assert res.gap_mean == pytest.approx(F.mean() - res.F_lin_star, abs=1e-14)
     assert not res.all_iterates_evaluated  # every T // 50 = 8 steps
     with pytest.raises(ValueError, match="delta must lie in"):
-        rc.projected_sgd(cancer, x0, T=10, b=1.0, delta=1.0)
+        rc.projected_sgd(cancer, x0, T=10, radius=1.0, delta=1.0)
     weighted = rc.Objective(cancer.X, cancer.y, widths=(8,), head="skip",
                             sample_weight=np.linspace(1, 2, cancer.n_samples))
-    assert not rc.projected_sgd(weighted, weighted.init(0), T=10, b=1.0).uniform_weights
+    assert not rc.projected_sgd(weighted, weighted.init(0), T=10, radius=1.0).uniform_weights
+
+
+def test_radius_is_the_name_and_b_still_works_for_one_release(cancer):
+    x0 = cancer.init(0)
+    new = rc.projected_sgd(cancer, x0, T=50, radius=2.0, seed=0)
+    with pytest.warns(DeprecationWarning, match=r"projected_sgd.*'b'.*'radius'"):
+        old = rc.projected_sgd(cancer, x0, T=50, b=2.0, seed=0)
+    np.testing.assert_array_equal(old.x, new.x)
+    assert new.radius == 2.0 and "b" not in new
+    assert np.array_equal(rc.projected_sgd(cancer, x0, T=50, radius=2.0).x, new.x)  # seed 0
+    kw = dict(lipschitz=1.0, loss_bound=1.0, T=10, eta=0.1, delta=0.1)
+    with pytest.warns(DeprecationWarning, match=r"theorem4_bound.*'b'.*'radius'"):
+        assert optim.theorem4_bound(b=2.0, **kw) == optim.theorem4_bound(radius=2.0, **kw)
+
+
+def test_theorem4_has_no_c_output_analogue(rng):
+    X = rng.standard_normal((60, 3))
+    vec = rc.Objective(X, np.argmax(X, axis=1), widths=(2,), head="skip",
+                       loss="cross_entropy", n_threads=1)
+    with pytest.raises(NotImplementedError, match="paper has no analogue with c outputs"):
+        rc.projected_sgd(vec, vec.init(0), T=10, radius=1.0)
 
 
 def projected_ogd(grads, z1, b, eta, T):
@@ -135,7 +156,7 @@ def test_ogd_regret_below_the_bound_on_random_logistic_losses(T, seed):
     assert np.all(np.linalg.norm(Z, axis=1) <= b + 1e-12)
     u = best_in_hindsight(A, y, b)
     regret = logistic_total(A, y, Z) - logistic_total(A, y, np.tile(u, (T, 1)))
-    bound = optim.theorem4_bound(b=b, lipschitz=l, loss_bound=1.0, T=T, eta=eta, delta=0.5)
+    bound = optim.theorem4_bound(radius=b, lipschitz=l, loss_bound=1.0, T=T, eta=eta, delta=0.5)
     assert regret / T <= bound["regret_term"], (regret / T, bound["regret_term"])
     assert regret / T <= 2.5 * b * l / math.sqrt(T)
 
@@ -149,7 +170,7 @@ def test_ogd_regret_bound_is_nearly_tight(T):
     eta = b / (l * math.sqrt(T))
     Z = projected_ogd(lambda t, z: np.array([l]), np.array([b]), b, eta, T)[:, 0]
     regret = float(np.sum(l * (Z + b)))
-    bound = optim.theorem4_bound(b=b, lipschitz=l, loss_bound=1.0, T=T, eta=eta,
+    bound = optim.theorem4_bound(radius=b, lipschitz=l, loss_bound=1.0, T=T, eta=eta,
                                  delta=0.5)["regret_term"] * T
     assert 0.78 * bound <= regret <= bound
     assert regret > 1.5 * b * l * math.sqrt(T)
@@ -169,7 +190,7 @@ def test_online_to_batch_on_stochastic_runs(B):
     eta = b / (l * math.sqrt(T))
     u = best_in_hindsight(A, y, b)
     F_lin = logistic_total(A, y, np.tile(u, (n, 1))) / n
-    bound = optim.theorem4_bound(b=b, lipschitz=l, loss_bound=r, T=T, eta=eta, delta=delta,
+    bound = optim.theorem4_bound(radius=b, lipschitz=l, loss_bound=r, T=T, eta=eta, delta=delta,
                                  batch_size=B)["theorem_rhs"]
     gaps = []
     for seed in range(40):
@@ -190,7 +211,7 @@ def test_online_to_batch_on_stochastic_runs(B):
 def test_bound_holds_on_real_runs_evaluating_every_iterate(cancer, seed):
     """With eval_every=1 the package computes the theorem's left-hand side itself."""
     T = 600
-    res = rc.projected_sgd(cancer, cancer.init(0), T=T, b=3.0, theta_radius=5.0, seed=seed,
+    res = rc.projected_sgd(cancer, cancer.init(0), T=T, radius=3.0, theta_radius=5.0, seed=seed,
                            eval_every=1)
     assert res.all_iterates_evaluated and res.lipschitz_is_bound
     assert np.array_equal(res.curve_iter, np.arange(T + 1))
@@ -200,7 +221,7 @@ def test_bound_holds_on_real_runs_evaluating_every_iterate(cancer, seed):
 
 
 def test_bound_holds_on_a_squared_loss_run(diabetes):
-    res = rc.projected_sgd(diabetes, diabetes.init(0), T=500, b=2.0, seed=3, eval_every=1,
+    res = rc.projected_sgd(diabetes, diabetes.init(0), T=500, radius=2.0, seed=3, eval_every=1,
                            batch_size=2)
     assert res.all_iterates_evaluated and res.lipschitz_is_bound
     assert res.gap_witness <= res.gap_mean <= res.theorem_rhs

@@ -112,3 +112,26 @@ def test_type_conversions(data):
     assert obj.fun(x) == rc.Objective(Xf, y, widths=(2,)).fun(x)
     assert rc.Objective(X[:, ::-1], y, widths=(2,)).fun(x) == pytest.approx(
         rc.Objective(np.ascontiguousarray(X[:, ::-1]), y, widths=(2,)).fun(x), rel=0)
+
+
+def test_up_front_checks_build_their_advice_only_on_failure(data, monkeypatch):
+    """``check_alloc`` reads the memory available only for large allocations and builds its
+    advice (an MLP layout's bisection for the widest network that fits) only when it
+    refuses one."""
+    from resnet_core import _validation, features
+
+    def boom(*args):
+        raise AssertionError("computed although nothing was refused")
+
+    monkeypatch.setattr(_validation, "memory_limit", boom)
+    _validation.check_alloc("a small block", 1 << 20, boom)  # neither read nor built
+    monkeypatch.setattr(features, "largest_fitting", boom)
+    monkeypatch.setattr(_validation, "memory_limit", lambda: 1 << 40)
+    rc.MLPLayout(3, (64, 64), True, "tanh")  # fits: no bisection
+    X, y = data
+    assert rc.Objective(X, y, widths=(8,)).init() is not None
+    monkeypatch.setattr(_validation, "memory_limit", lambda: 1 << 27)
+    with pytest.raises(AssertionError, match="computed"):  # refused: the advice is built
+        rc.MLPLayout(3, (4000, 4000), True, "tanh")
+    with pytest.raises(_validation.TooLargeError, match=r"\(128 MiB\); at most 8 here"):
+        _validation.check_alloc("a block", 1 << 28, lambda limit: f"at most {limit >> 24} here")

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import reference as ref
 import resnet_core as rc
-from resnet_core._engine import Engine, VectorEngine
+from resnet_core._engine import Engine
 from resnet_core.losses import BUILTIN_LOSSES, VECTOR_LOSSES
 from conftest import ACTIVATIONS, HEADS, rel_err
 
@@ -228,7 +228,7 @@ def test_vector_kernels_at_c1_equal_the_scalar_kernels(seed, n, d, widths, fb,
         theta_arg = theta
     common = dict(feature_bias=fb, n_threads=n_threads, chunk_size=7, **src)
     e0 = Engine(X, y, s, BUILTIN_LOSSES["squared"], k, **common)
-    e1 = VectorEngine(X, y[:, None].copy(), s, VECTOR_LOSSES["squared"], k, 1, **common)
+    e1 = Engine(X, y[:, None].copy(), s, VECTOR_LOSSES["squared"], k, c=1, **common)
     w, a = rng.standard_normal(d).astype(dtype), rng.standard_normal(k).astype(dtype)
     dw, da = rng.standard_normal(d).astype(dtype), rng.standard_normal(k).astype(dtype)
     dth = None if given_features else rng.standard_normal(theta.size).astype(dtype)
@@ -407,11 +407,9 @@ def test_not_implemented_for_vectors(rng):
         obj.at(x).weighted_d2loss
     assert obj.at(x).weighted_dloss.shape == (30, 3)
     assert rc.check_sopsp(obj, x, eps=1e-3).n_outputs == 3  # certified over (W, V)
-    with pytest.raises(NotImplementedError, match="c outputs"):
-        rc.save_point("unused.npz", obj, x)
     skip = rc.Objective(X, y, loss="cross_entropy", widths=(4,), head="skip")
-    with pytest.raises(NotImplementedError, match="scalar outputs"):
-        rc.projected_sgd(skip, skip.init(0), T=10, b=1.0)
+    with pytest.raises(NotImplementedError, match="no analogue with c outputs"):
+        rc.projected_sgd(skip, skip.init(0), T=10, radius=1.0)
 
 
 @pytest.mark.parametrize("y, kw, exc, match", [
@@ -563,3 +561,27 @@ def test_pickled_objective_gives_the_same_numbers(rng):
     F2, g2 = back.fun_and_grad(x)
     assert F2 == F
     np.testing.assert_array_equal(g2, g)
+
+
+@pytest.mark.parametrize("loss", VLOSSES)
+def test_progress_bar_over_a_c_output_pass(loss, rng, monkeypatch, capsys):
+    """``progress=True`` shows a bar over the row blocks of a c-output pass (value,
+    gradient, hessp, predict: the one pass loop of the engine), with the same numbers."""
+    from resnet_core import _engine
+    X, y, sw = _problem(rng, n=400, loss=loss)
+    ref_obj = rc.Objective(X, y, loss=loss, widths=(4,), sample_weight=sw)
+    x = _point(ref_obj, rng)
+    want = (ref_obj.fun(x), ref_obj.hessp(x, x), ref_obj.predict(x))
+    monkeypatch.setattr(_engine, "PROGRESS_DELAY", 0.0)
+    monkeypatch.setattr(_engine, "BLOCK_WORK", 1)  # blocks of one chunk: several per pass
+    obj = rc.Objective(X, y, loss=loss, widths=(4,), sample_weight=sw, progress=True,
+                       chunk_size=64)
+    capsys.readouterr()
+    for i, got in enumerate((lambda: obj.fun(x), lambda: obj.hessp(x, x),
+                             lambda: obj.predict(x))):
+        assert rel_err(got(), want[i]) < 1e-12
+        err = capsys.readouterr().err
+        assert "pass" in err and "block" in err and "/7 " in err  # 400 rows, 64 a block
+    obj.progress = False
+    obj.hessp(x, 2 * x)
+    assert capsys.readouterr().err == ""

@@ -26,10 +26,7 @@ RETIRED_IN = {"hessian_spectrum": {"k"}}
 # The Theorem 3 formulas keep the paper's letters (docs/api.md).
 PAPER_LETTERS = ("theorem3_",)
 # Renames not yet made (issue 20 in progress); empty when the vocabulary is done.
-PENDING = {"SOPSPReport(baseline_radius)", "SOPSPReport.__init__(baseline_radius)",
-           "check_sopsp(baseline_radius)", "find_sopsp(baseline_radius)",
-           "linear_separability(max_entries)", "projected_sgd(b)", "theorem4_bound(b)",
-           "hessian_spectrum(k)"}
+PENDING = {"linear_separability(max_entries)"}
 
 
 def _all_modules():

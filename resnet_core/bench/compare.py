@@ -237,7 +237,7 @@ def run_step_costs(n: int, d: int, widths, repeat: int,
         sk = rc.Objective(X[:m], y[:m], loss="logistic", widths=widths, head="skip")
         x0 = sk.init(0)
         # the difference of two run lengths leaves out the full-data evaluations
-        t1, t2 = (median_time(lambda T=T: rc.projected_sgd(sk, x0, T=T, b=5.0, seed=0,
+        t1, t2 = (median_time(lambda T=T: rc.projected_sgd(sk, x0, T=T, radius=5.0, seed=0,
                                                            eval_every=T), repeat=3, warmup=1)
                   for T in (T1, T2))
         rows.append((f"projected SGD step (batch 1, n={m})", "resnet-core", (t2 - t1) / (T2 - T1)))

@@ -194,7 +194,8 @@ class Impl:
 # --------------------------------------------------------------------------
 
 
-def _try_import(name):
+def try_import(name):
+    """The module ``name``, or ``None`` when it cannot be imported."""
     try:
         return importlib.import_module(name)
     except Exception:  # ImportError, or a broken install raising something else
@@ -204,8 +205,8 @@ def _try_import(name):
 @functools.lru_cache(maxsize=None)
 def torch_available():
     """The ``torch`` module (threads set to ``os.cpu_count()``) or ``None``."""
-    torch = _try_import("torch")
-    if torch is None or _try_import("torch.func") is None:
+    torch = try_import("torch")
+    if torch is None or try_import("torch.func") is None:
         return None
     torch.set_num_threads(os.cpu_count() or 1)
     return torch
@@ -214,7 +215,7 @@ def torch_available():
 @functools.lru_cache(maxsize=None)
 def jax_available():
     """The ``jax`` module with float64 enabled, or ``None``."""
-    jax = _try_import("jax")
+    jax = try_import("jax")
     if jax is None:
         return None
     try:

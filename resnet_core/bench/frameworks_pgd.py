@@ -89,7 +89,7 @@ import math
 import numpy as np
 
 # The same availability checks as the objective comparisons (float64 JAX, torch threads).
-from .frameworks import _try_import, jax_available, torch_available
+from .frameworks import try_import, jax_available, torch_available
 
 
 def _constants(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
@@ -101,7 +101,7 @@ def _constants(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
 @functools.lru_cache(maxsize=None)
 def numba_available():
     """The ``numba`` module, or ``None``."""
-    return _try_import("numba")
+    return try_import("numba")
 
 
 # --------------------------------------------------------------------------
@@ -152,14 +152,9 @@ def _jax_step(eps, eta, r, g_thres, f_thres, t_thres):
     return step, init
 
 
-def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
-    """One trajectory: ``jax.jit`` of ``lax.fori_loop(0, n_steps, ...)``, float64,
-    gradient by ``jax.value_and_grad``, the perturbation in a ``lax.cond``.
-
-    Returns ``run(x0, seed)`` or ``None`` without JAX.  The first call compiles (a fixed
-    ``n_steps`` per builder; ``x0`` and ``seed`` are traced, so new starts and seeds do
-    not recompile).
-    """
+def _jax_parts(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
+    """``(jax, jax.numpy, jax.lax, step, init, n_steps)`` for the builders below (``step``
+    and ``init`` of :func:`_jax_step`), or ``None`` without JAX."""
     jax = jax_available()
     if jax is None:
         return None
@@ -168,6 +163,21 @@ def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
 
     *k, n_steps = _constants(eps, eta, r, g_thres, f_thres, t_thres, n_steps)
     step, init = _jax_step(*k)
+    return jax, jnp, lax, step, init, n_steps
+
+
+def jax_pgd(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
+    """One trajectory: ``jax.jit`` of ``lax.fori_loop(0, n_steps, ...)``, float64,
+    gradient by ``jax.value_and_grad``, the perturbation in a ``lax.cond``.
+
+    Returns ``run(x0, seed)`` or ``None`` without JAX.  The first call compiles (a fixed
+    ``n_steps`` per builder; ``x0`` and ``seed`` are traced, so new starts and seeds do
+    not recompile).
+    """
+    parts = _jax_parts(eps, eta, r, g_thres, f_thres, t_thres, n_steps)
+    if parts is None:
+        return None
+    jax, jnp, lax, step, init, n_steps = parts
 
     @jax.jit
     def _run(x0, seed):
@@ -190,14 +200,10 @@ def jax_pgd_batched(eps, eta, r, g_thres, f_thres, t_thres, n_steps):
     Returns ``run(x0s (R, 2), seeds (R,))`` or ``None`` without JAX.  Compiles once per
     batch size ``R``.
     """
-    jax = jax_available()
-    if jax is None:
+    parts = _jax_parts(eps, eta, r, g_thres, f_thres, t_thres, n_steps)
+    if parts is None:
         return None
-    import jax.numpy as jnp
-    from jax import lax
-
-    *k, n_steps = _constants(eps, eta, r, g_thres, f_thres, t_thres, n_steps)
-    step, init = _jax_step(*k)
+    jax, jnp, lax, step, init, n_steps = parts
     vstep = jax.vmap(step, in_axes=(None, 0, 0))
 
     @jax.jit
@@ -387,6 +393,27 @@ def _numba_feature_kernels():
     njit = numba.njit
 
     @njit(error_model="numpy")
+    def step(z, grad, g_w, g_phi, d, k, eta, F):
+        """The gradient ``[g_w + V g_phi, vec(w g_phi^T)]`` into ``grad`` (``g_w`` may be
+        ``grad[:d]`` itself), then ``z -= eta grad``; False (``z`` unchanged) when ``F`` or
+        the gradient is not finite."""
+        g2 = 0.0
+        for j in range(d):
+            acc = g_w[j]
+            for m in range(k):
+                acc += z[d + j * k + m] * g_phi[m]
+                gv = z[j] * g_phi[m]
+                grad[d + j * k + m] = gv
+                g2 += gv * gv
+            grad[j] = acc
+            g2 += acc * acc
+        if not math.isfinite(F + g2):
+            return False
+        for j in range(z.size):
+            z[j] -= eta * grad[j]
+        return True
+
+    @njit(error_model="numpy")
     def samples(X, Phi, y, logistic, z, eta, n_steps):
         n, d = X.shape
         k = Phi.shape[1]
@@ -427,20 +454,8 @@ def _numba_feature_kernels():
                 for m in range(k):
                     g[m] += r * Phi[i, m]
             F /= n
-            g2 = 0.0
-            for j in range(d):
-                acc = grad[j]
-                for m in range(k):
-                    acc += z[d + j * k + m] * g[m]
-                    gv = z[j] * g[m]
-                    grad[d + j * k + m] = gv
-                    g2 += gv * gv
-                grad[j] = acc
-                g2 += acc * acc
-            if not math.isfinite(F + g2):
+            if not step(z, grad, grad[:d], g, d, k, eta, F):
                 break
-            for j in range(z.size):
-                z[j] -= eta * grad[j]
         return F
 
     @njit(error_model="numpy")
@@ -467,20 +482,8 @@ def _numba_feature_kernels():
                 u[i] = acc
                 F2 += s[i] * (acc - b[i])
             F = 0.5 * F2 + c
-            g2 = 0.0
-            for j in range(d):
-                acc = u[j]
-                for m in range(k):
-                    acc += z[d + j * k + m] * u[d + m]
-                    gv = z[j] * u[d + m]
-                    grad[d + j * k + m] = gv
-                    g2 += gv * gv
-                grad[j] = acc
-                g2 += acc * acc
-            if not math.isfinite(F + g2):
+            if not step(z, grad, u[:d], u[d:], d, k, eta, F):
                 break
-            for j in range(z.size):
-                z[j] -= eta * grad[j]
         return F
 
     return samples, moments

@@ -183,7 +183,7 @@ def escape_trajectories(eps: float, seed: int) -> dict:
     pgd = perturbed_gd(obj, z0, eps=eps**2, ell=1.0, rho=1.0, delta_f=0.5, max_iter=3000,
                        seed=seed, record_every=1, callback=lambda info: path.append(info.x),
                        t_thres=k["t_thres"])
-    gd = gradient_descent(obj, z0, eta=k["eta"], gtol=-1.0, max_iter=max(pgd.nit, 1),
+    gd = gradient_descent(obj, z0, eta=k["eta"], eps=-1.0, max_iter=max(pgd.nit, 1),
                           record_every=1)
     return {"eps": eps, "start": z0.tolist(), "pgd_path": np.array([z0] + path).tolist(),
             "pgd_fun": pgd.history["fun"].tolist(), "gd_fun": gd.history["fun"].tolist(),
@@ -283,7 +283,7 @@ def theorem4_curves(T_values, progress=None) -> dict:
         x0 = obj.init(0)
         rows = []
         for T in T_values:
-            runs = [projected_sgd(obj, x0, T=int(T), b=b, theta_radius=THEOREM4_THETA_RADIUS,
+            runs = [projected_sgd(obj, x0, T=int(T), radius=b, theta_radius=THEOREM4_THETA_RADIUS,
                                   seed=s, delta=delta) for s in THEOREM4_SEEDS]
             r0 = runs[0]  # the bound depends on the data, b, T and delta, not on the seed
             rows.append({"T": int(T), "gap": float(np.median([r.gap for r in runs])),
@@ -365,7 +365,7 @@ def _certified_row(name, obj, x0, x, nit, trainer) -> dict:
            "theorem2_note": rep.theorem2_note}
     if not rep.baseline_attained and obj.n_outputs == 1:  # Theorem 3 has one output
         r = rep.w_norm
-        ball = check_sopsp(part, z, eps=eps, curvature_tol=0.0, baseline_radius=r)
+        ball = check_sopsp(part, z, eps=eps, curvature_tol=0.0, radius=r)
         row.update(radius=r, F_lin_ball=ball.F_lin_star, gap_ball=ball.gap,
                    gap_ball_se=ball.gap_se)
     return row
