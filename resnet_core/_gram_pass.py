@@ -168,11 +168,6 @@ def smallest_margins(engine, w: np.ndarray, k: int) -> np.ndarray:
     return np.sort(idx[np.argsort(m)[:k]])
 
 
-# Largest |l''| of the built-in losses, in p (for the first-order error of l at a margin off
-# by delta: |l(p + delta) - l(p)| <= (|l'(p)| + C |delta| / 2) |delta|).
-_CURVATURE = {"logistic": 0.25, "squared": 1.0}
-
-
 def _split(a):
     """Dekker's split ``a = hi + lo`` with ``hi`` of 26 bits (exact)."""
     c = 134217729.0 * a
@@ -243,12 +238,10 @@ def accurate_value(engine, w: np.ndarray):
     ``|F - F_exact(w)|``: per sample, a margin off by at most ``gamma_d |x_i|^T |w|`` moves
     ``l`` by at most ``(|l'| + C delta / 2) delta`` (``C`` the loss's largest curvature),
     the loss and the product with ``s_i`` by ``9 u l_i``; each chunk's correctly rounded
-    sum by ``u`` of itself, and the final sum by ``u |F|``.  ``fun_error`` is ``nan`` for a loss whose curvature is not known (a
-    user-defined loss or the smoothed hinge's parameter unknown)."""
+    sum by ``u`` of itself, and the final sum by ``u |F|``.  ``fun_error`` is ``nan`` for a loss outside the kernels (``C`` is the
+    registry's ``sup_d2``)."""
     loss = engine.loss
-    curvature = _CURVATURE.get(loss.name)
-    if loss.name == "smoothed_hinge" and loss.zero_margin is not None:
-        curvature = 1.0 / (loss.zero_margin - 1.0) / 2.0  # l'' = 1 / (2 h) on [1-h, 1+h]
+    curvature = loss.sup_d2  # the registry's largest l'' (labels checked)
     if loss.code < 0:
         curvature = None
     with blas_single_thread():

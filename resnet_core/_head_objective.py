@@ -16,7 +16,7 @@ from ._threads import resolve_n_threads
 from ._validation import as_float_array, check_choice, check_point
 from .heads import HEADS, make_head
 from .linear import LinearBaselineResult, baseline_on_engine, linear_baseline
-from .losses import BUILTIN_LOSSES, Loss
+from .losses import Loss
 from .state import PointState
 
 
@@ -201,9 +201,8 @@ class HeadObjective:
         if self.n_classes is not None:
             e = np.exp(s - s.max(axis=1, keepdims=True))
             out = e / e.sum(axis=1, keepdims=True)
-        elif self.loss is BUILTIN_LOSSES["logistic"]:
-            plus = np.exp(-np.logaddexp(0.0, -s))  # sigmoid(p), stable at both ends
-            out = np.column_stack([np.exp(-np.logaddexp(0.0, s)), plus])
+        elif self.loss.proba is not None:
+            out = self.loss.proba(s)
         else:
             raise ValueError("predict_proba needs a probabilistic loss (cross_entropy, or "
                              f"logistic with labels -1/+1); this objective's loss is "

@@ -25,11 +25,14 @@ With ``L_j(P)`` a bound of ``|l^(j)(p; y)|`` over ``|p| <= P`` (chain rule for
 
     mu0 = E[L_1 q],   mu1 = E[L_2 q^2 + L_1 e],   mu2 = E[L_3 q^3 + 3 L_2 q e].
 
-The losses' bounds: squared ``L_1 = P + |y|``, ``L_2 = 1``, ``L_3 = 0``; logistic
-(``l' = -y sigma(-y p)``) ``L_1 = |y| sigma(|y| P)``, ``L_2 = y^2 / 4``,
-``L_3 = |y|^3 / (6 sqrt(3))`` (the maximum of ``sigma (1 - sigma) |1 - 2 sigma|``).  The
-smoothed hinge's ``l''`` jumps, so its Hessian has no Lipschitz constant: ``mu2`` is None,
-as for a user-defined loss (no derivative bounds known).
+The losses' bounds ``L_j`` come from the registry (:meth:`resnet_core.losses.Loss.bounds`;
+``L_3`` is the Lipschitz constant of ``l''``, which bounds ``|l'''|`` wherever it exists and is
+all the argument needs: along a segment the Hessian is then absolutely continuous).  For
+example squared ``L_1 = P + |y|``, ``L_2 = 1``, ``L_3 = 0``; logistic (``l' = -y sigma(-y p)``)
+``L_1 = |y| sigma(|y| P)``, ``L_2 = y^2 / 4``, ``L_3 = |y|^3 / (6 sqrt(3))`` (the maximum of
+``sigma (1 - sigma) |1 - 2 sigma|``); the smoothed hinge ``L_1 = |l'(-sign(y) P)|``,
+``L_2 = y^2 / h``, ``L_3 = |y|^3 / h^2``.  A loss without bounds (a user-defined one) or
+without a Lipschitz constant of ``l''`` gives no constants: ``mu0 .. mu2`` are None.
 """
 
 from __future__ import annotations
@@ -40,11 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .losses import BuiltinLoss
-
-#: max over t of sigma(t) (1 - sigma(t)) |1 - 2 sigma(t)|, attained at sigma = (3 -+ sqrt 3) / 6.
-LOGISTIC_L3 = 1.0 / (6.0 * math.sqrt(3.0))
-
+from .losses import Loss
 
 #: Entries of X (or Phi) per block: its float64 copy stays small.
 _BLOCK_ENTRIES = 1 << 16
@@ -64,17 +63,6 @@ class DerivativeBounds:
     mu1: float | None
     mu2: float | None
     reason: str = ""
-
-
-def _loss_bounds(name: str, P: np.ndarray, y: np.ndarray):
-    """``(L_1, L_2, L_3)`` per sample over ``|p| <= P`` (None where unbounded)."""
-    ay = np.abs(y)
-    if name == "squared":
-        return P + ay, np.ones_like(P), np.zeros_like(P)
-    if name == "logistic":
-        # sigma(t) = 1 / (1 + exp(-t)) for t >= 0 never overflows
-        return ay / (1.0 + np.exp(-ay * P)), ay**2 / 4.0, ay**3 * LOGISTIC_L3
-    raise KeyError(name)
 
 
 def derivative_bounds(objective, w_bound: float, M_bound: float) -> DerivativeBounds:
@@ -105,19 +93,18 @@ def bounds_pass(objective, w_bound: float, M_bound: float):
         if not (math.isfinite(v) and v >= 0):
             raise ValueError(f"{name} must be a non-negative finite number; got {v!r}")
     loss = getattr(objective, "loss", None)
-    name = loss.name if isinstance(loss, BuiltinLoss) else None
     if getattr(objective, "n_outputs", 1) > 1 or getattr(loss, "vector", False):
         return None, DerivativeBounds(w_bound, M_bound, None, None, None,
                                       "no derivative bounds for c outputs")
-    if name not in ("squared", "logistic"):
-        why = ("the smoothed hinge's l'' jumps: its Hessian has no Lipschitz constant"
-               if name == "smoothed_hinge" else
-               f"no bounds on the derivatives of the loss {getattr(loss, 'name', loss)!r}")
+    probe = loss.bounds(np.ones(1), np.ones(1)) if isinstance(loss, Loss) else None
+    if probe is None or probe[3] is None:
+        why = (f"the {loss.name} loss states no Lipschitz constant of l''" if probe is not None
+               else f"no bounds on the derivatives of the loss {getattr(loss, 'name', loss)!r}")
         return None, DerivativeBounds(w_bound, M_bound, None, None, None, why)
     theta = objective.theta
     theta = np.zeros(0, objective.dtype) if theta is None else theta
     w0, a0 = objective.zero_head()
-    return functools.partial(_block_sums, objective.head == "residual", name, w_bound,
+    return functools.partial(_block_sums, objective.head == "residual", loss, w_bound,
                              M_bound, w0, a0, theta), None
 
 
@@ -141,7 +128,7 @@ def _block_sums(residual, loss, w_bound, M_bound, w0, a0, theta, block) -> tuple
             P, q, e = w_bound * a, np.sqrt(a**2 + (w_bound * nphi) ** 2), nphi
         else:
             P, q, e = w_bound * nx + M_bound * nphi, np.sqrt(nx**2 + nphi**2), 0.0 * nphi
-        L1, L2, L3 = _loss_bounds(loss, P, yi)
+        _, L1, L2, L3 = loss.bounds(P, yi)
         sums[0] += float(si @ (L1 * q))
         sums[1] += float(si @ (L2 * q**2 + L1 * e))
         sums[2] += float(si @ (L3 * q**3 + 3 * L2 * q * e))

@@ -1,5 +1,7 @@
-"""Compiled optimisation loops (numba): perturbed gradient descent, batched escape runs,
-projected SGD.
+"""Compiled optimisation loops (numba): perturbed gradient descent and batched escape runs;
+the module's own jobs are the loops, the scalars they use live in ``_loop_scalars``, the
+squared loss by moments in ``_moments`` and Theorem 4's projected SGD in ``_sgd_loop``
+(re-exported here: ``_loops`` is the loops' API).
 
 Why numba here and Cython for the objective: these loops do O(d k) work per step on small
 data (Example 1 has one sample and two parameters), where any call overhead per step would
@@ -12,208 +14,32 @@ OpenMP layer ran the threads one at a time here (measured), and it cannot be cac
 on, status 2) instead of raising; without the checks a PGD step on Example 1 took 48 ns
 instead of 29 ns.
 
-Randomness is a splitmix64 stream per run (state in a uint64 array the run owns), so a
-run's result depends on its seed only, never on the thread that executes it.
-Losses and activations repeat the formulas of ``src/_loss.pxd`` and ``src/_activation.pxd``
-(the tests check both against the NumPy reference); their codes are read from the kernels
-(``_kernels.LOSS_CODES``, ``ACTIVATION_CODES``), which numba freezes into the machine code
-it caches: ``check_codes`` recompiles when the kernels were rebuilt with other codes.
+numba keys a function's cache on its own file, and freezes the globals it reads (the
+kernels' loss and activation codes) into the cached machine code: :func:`check_codes`
+recompiles the loop modules when those codes, or the source of a module another one
+inlines, differ from what the cache was built with.
 """
 
 from __future__ import annotations
 
 import math
+import sys
+import zlib
+from pathlib import Path
 
 import numba
 import numpy as np
 
-from . import _kernels
+from . import _loop_scalars, _moments, _sgd_loop
+# re-exported: the loops' API (optim, studies)
+from ._loop_scalars import add_ball_sample, loss_d1, project, seed_state
+from ._moments import MOMENTS, moment_data, moment_value_grad, moment_value_grad_2
+from ._sgd_loop import sgd_steps
 
-# -- random numbers ------------------------------------------------------------------
-
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX2 = np.uint64(0x94D049BB133111EB)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def seed_state(seed):
-    """A fresh splitmix64 state array for ``seed``."""
-    st = np.empty(1, dtype=np.uint64)
-    st[0] = np.uint64(seed) * _MIX2 + _GOLDEN
-    return st
-
-
-@numba.njit(cache=True, error_model="numpy")
-def next_uniform(st):
-    """Uniform on (0, 1]: the top 53 bits of the next splitmix64 output."""
-    st[0] += _GOLDEN
-    z = st[0]
-    z = (z ^ (z >> np.uint64(30))) * _MIX1
-    z = (z ^ (z >> np.uint64(27))) * _MIX2
-    z = z ^ (z >> np.uint64(31))
-    return (float(z >> np.uint64(11)) + 1.0) * (1.0 / 9007199254740992.0)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def next_normal(st):
-    """Standard normal by Box-Muller."""
-    u1 = next_uniform(st)
-    u2 = next_uniform(st)
-    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
-
-
-@numba.njit(cache=True, error_model="numpy")
-def add_ball_sample(x, r, st):
-    """``x += xi`` with ``xi`` uniform in the ball of radius ``r``: a normalised Gaussian
-    direction times ``r U^(1/dim)``."""
-    dim = x.shape[0]
-    xi = np.empty(dim)
-    norm = 0.0
-    for j in range(dim):
-        xi[j] = next_normal(st)
-        norm += xi[j] * xi[j]
-    scale = r * next_uniform(st) ** (1.0 / dim) / math.sqrt(norm)
-    for j in range(dim):
-        x[j] += scale * xi[j]
-
-
-# -- losses and activations (codes of the kernels) --------------------------------------
-
-_SQUARED, _LOGISTIC = _kernels.LOSS_CODES["squared"], _kernels.LOSS_CODES["logistic"]
-_TANH, _RELU, _SIGMOID, _SOFTPLUS = (_kernels.ACTIVATION_CODES[name]
-                                     for name in ("tanh", "relu", "sigmoid", "softplus"))
-_CODES = (_SQUARED, _LOGISTIC, _TANH, _RELU, _SIGMOID, _SOFTPLUS)
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def loss_d1(code, p, y):
-    """``(l(p; y), dl/dp)`` of a built-in loss."""
-    if code == _SQUARED:
-        return 0.5 * (p - y) * (p - y), p - y
-    if code == _LOGISTIC:
-        z = y * p
-        e = math.exp(-abs(z))
-        if z >= 0:
-            return math.log1p(e), -y * e / (1.0 + e)
-        return -z + math.log1p(e), -y / (1.0 + e)
-    h = 0.5  # smoothed hinge, see resnet_core.losses
-    t = 1.0 - y * p
-    if t <= -h:
-        return 0.0, 0.0
-    if t >= h:
-        return t, -y
-    s = t + h
-    if s <= h:
-        return s * s * s / (6 * h * h), -y * s * s / (2 * h * h)
-    u = 2 * h - s
-    return s - h + u * u * u / (6 * h * h), -y * (1.0 - u * u / (2 * h * h))
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def act_d1(code, z):
-    """``(act(z), act'(z))``."""
-    if code == _TANH:
-        h = math.tanh(z)
-        return h, 1.0 - h * h
-    if code == _RELU:
-        return (z, 1.0) if z > 0 else (0.0, 0.0)
-    if code == _SIGMOID:
-        e = math.exp(-abs(z))
-        s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
-        return s, s * (1.0 - s)
-    if code == _SOFTPLUS:
-        e = math.exp(-abs(z))
-        s = 1.0 / (1.0 + e) if z >= 0 else e / (1.0 + e)
-        return max(z, 0.0) + math.log1p(e), s
-    return z, 1.0
-
+__all__ = ["MOMENTS", "add_ball_sample", "check_codes", "escape_steps", "feature_value_grad",
+           "moment_data", "pgd_core", "project", "seed_state", "sgd_steps"]
 
 # -- F_theta(w, V) for given features -------------------------------------------------
-
-# Loss code of moment data (not a loss of the kernels): the squared loss as
-# ``F = 1/2 s^T M s - s^T b + c``, ``s = [w; V^T w]`` (residual head) or ``[w; v]`` (skip),
-# with ``M = sum_i s_i z_i z_i^T``, ``b = sum_i s_i y_i z_i``, ``c = sum_i s_i y_i^2 / 2`` and
-# ``z_i = [x_i; phi_i]``: see :func:`moment_data`.
-MOMENTS = 1000
-assert MOMENTS not in _kernels.LOSS_CODES.values()
-
-
-def moment_data(X, Phi, y, s, residual, rows=1 << 16):
-    """The data tuple of the loops for the squared loss by moments (float64, one pass in
-    blocks of ``rows`` samples): ``(M, empty (0, k), b, [c], MOMENTS, residual)``, taken by
-    every loop in place of ``(X, Phi, y, s, loss, residual)``; a step then costs
-    ``O((d + k)^2)`` whatever ``n``."""
-    n, d = X.shape
-    k = Phi.shape[1]
-    M = np.zeros((d + k, d + k))
-    b = np.zeros(d + k)
-    c = 0.0
-    for lo in range(0, n, rows):
-        Z = np.hstack([np.asarray(X[lo:lo + rows], np.float64),
-                       np.asarray(Phi[lo:lo + rows], np.float64)])
-        sw = np.asarray(s[lo:lo + rows], np.float64)
-        yy = np.asarray(y[lo:lo + rows], np.float64)
-        M += Z.T @ (Z * sw[:, None])
-        b += Z.T @ (sw * yy)
-        c += 0.5 * float(np.dot(sw, yy * yy))
-    M = 0.5 * (M + M.T)
-    return M, np.empty((0, k)), b, np.array([c]), MOMENTS, bool(residual)
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _head_grad(residual, d, k, z, grad, g):
-    """Chain rule from ``grad[:d] = dF/dw`` (at fixed ``a``) and ``g = dF/da`` to the
-    gradient over ``z``: ``a = V^T w`` (residual head) or ``a = v`` (skip head)."""
-    if residual:
-        for j in range(d):
-            acc = 0.0
-            for m in range(k):
-                acc += z[d + j * k + m] * g[m]
-                grad[d + j * k + m] = z[j] * g[m]
-            grad[j] += acc
-    else:
-        for m in range(k):
-            grad[d + m] = g[m]
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _head_a(residual, d, k, z, a):
-    """``a = V^T w`` (residual head) or ``v`` (skip head)."""
-    for m in range(k):
-        if residual:
-            acc = 0.0
-            for j in range(d):
-                acc += z[d + j * k + m] * z[j]
-            a[m] = acc
-        else:
-            a[m] = z[d + m]
-
-
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def moment_value_grad(M, b, c, residual, z, grad, a, g):
-    """``F = 1/2 s^T M s - s^T b + c`` with ``s = [w; a]`` and its gradient over ``z``,
-    from ``dF/ds = M s - b``: ``O((d + k)^2)``."""
-    k = a.shape[0]
-    D = M.shape[0]
-    d = D - k
-    _head_a(residual, d, k, z, a)
-    F2 = 0.0
-    for i in range(D):
-        acc = -b[i]
-        for j in range(d):
-            acc += M[i, j] * z[j]
-        for m in range(k):
-            acc += M[i, d + m] * a[m]
-        if i < d:
-            grad[i] = acc
-            F2 += z[i] * (acc - b[i])
-        else:
-            g[i - d] = acc
-            F2 += a[i - d] * (acc - b[i])
-    _head_grad(residual, d, k, z, grad, g)
-    return 0.5 * F2 + c
-
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def feature_value_grad(X, Phi, y, s, loss, residual, z, grad, a, g):
@@ -229,7 +55,7 @@ def feature_value_grad(X, Phi, y, s, loss, residual, z, grad, a, g):
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def sample_value_grad(X, Phi, y, s, loss, residual, z, grad, a, g):
     """:func:`feature_value_grad` on the samples (a built-in loss).  The head's loops are
-    written out here, not :func:`_head_a` / :func:`_head_grad`: with those a step on Example
+    written out here, not ``_moments``' head helpers: with those a step on Example
     1's sample took 5x longer (numba 0.68, measured; LLVM's choices differ)."""
     n, d = X.shape
     k = Phi.shape[1]
@@ -422,21 +248,6 @@ def _pgd_loop(X, Phi, y, s, loss, M, skip, x, x_tilde, g, x_prev, istate, fstate
     return n_hist, n_pert
 
 
-@numba.njit(cache=True, inline="always", error_model="numpy")
-def _moment_value_grad_2(M00, M01, M10, M11, b0, b1, c, skip, w, v):
-    """:func:`moment_value_grad` for ``d = k = 1`` on scalars, ``z = (w, v)``: the same
-    floating-point operations in the same order (so the same bits, signed zeros included),
-    returns ``(F, dF/dw, dF/dv)``."""
-    a = v if skip is not None else 0.0 + v * w
-    acc0 = -b0 + M00 * w + M01 * a
-    F2 = 0.0 + w * (acc0 - b0)
-    acc1 = -b1 + M10 * w + M11 * a
-    F2 += a * (acc1 - b1)
-    if skip is not None:
-        return 0.5 * F2 + c, acc0, acc1
-    return 0.5 * F2 + c, acc0 + (0.0 + v * acc1), w * acc1
-
-
 @numba.njit(cache=True, error_model="numpy")
 def _pgd_loop_2(M, b, cs, skip, x, x_tilde, g, x_prev, istate, fstate, rng, perturb, eta,
                 r, g_thres, f_thres, t_thres, f_escape, t_stop, record_every, hist_t, hist_F,
@@ -458,7 +269,7 @@ def _pgd_loop_2(M, b, cs, skip, x, x_tilde, g, x_prev, istate, fstate, rng, pert
     if record_every > 0 and t % record_every:
         next_record = t + record_every - t % record_every
     while t < t_stop:
-        F, gw, gv = _moment_value_grad_2(M00, M01, M10, M11, b0, b1, c, skip, w, v)
+        F, gw, gv = moment_value_grad_2(M00, M01, M10, M11, b0, b1, c, skip, w, v)
         nfev += 1
         g2 = 0.0 + gw * gw + gv * gv
         if not (math.isfinite(F) and math.isfinite(g2)):
@@ -492,7 +303,7 @@ def _pgd_loop_2(M, b, cs, skip, x, x_tilde, g, x_prev, istate, fstate, rng, pert
             x[0], x[1] = w, v
             add_ball_sample(x, r, rng)
             w, v = x[0], x[1]
-            F, gw, gv = _moment_value_grad_2(M00, M01, M10, M11, b0, b1, c, skip, w, v)
+            F, gw, gv = moment_value_grad_2(M00, M01, M10, M11, b0, b1, c, skip, w, v)
             nfev += 1
             g2 = 0.0 + gw * gw + gv * gv
             if not (math.isfinite(F) and math.isfinite(g2)):
@@ -568,110 +379,32 @@ def escape_steps(X, Phi, y, s, loss, residual, starts, seeds, perturb, eta, r, g
     return i, spent
 
 
-# -- projected SGD on the skip head (Theorem 4) ----------------------------------------
-
-@numba.njit(cache=True, error_model="numpy")
-def _project(x, lo, hi, radius):
-    """Scale ``x[lo:hi]`` onto the ball of ``radius`` (no-op inside it, or radius < 0);
-    return the norm of the result."""
-    nrm = 0.0
-    for j in range(lo, hi):
-        nrm += x[j] * x[j]
-    nrm = math.sqrt(nrm)
-    if radius >= 0 and nrm > radius:
-        f = radius / nrm
-        for j in range(lo, hi):
-            x[j] *= f
-        return radius
-    return nrm
+def loop_key() -> int:
+    """A checksum of the kernels' codes and of the source of the modules whose functions
+    the loops inline: a change in either makes every cached loop stale."""
+    sources = [Path(m.__file__).read_bytes() for m in (_loop_scalars, _moments)]
+    return zlib.crc32(repr((_loop_scalars.CODES, sources)).encode())
 
 
-@numba.njit(cache=True, error_model="numpy")
-def sgd_steps(X, y, loss, act, dims, bias, params, eta, b, theta_radius, batch_size,
-              n_steps, rng, grad, H, D1, delta, delta_next, max_norms):
-    """``n_steps`` projected SGD steps on ``p = w.x + v.f_theta(x)`` in place on ``params``
-    (``[w, v, theta]``), each on ``batch_size`` samples drawn uniformly (with replacement):
-    ``params <- Proj(params - eta grad)``, ``(w, v)`` onto the ball of radius ``b``, ``theta``
-    onto that of ``theta_radius`` (none when negative).  ``H``, ``D1`` (L x max width) and
-    ``delta``/``delta_next`` (max width) are the caller's workspace; ``max_norms`` keeps the
-    largest ``||(w, v)||`` and ``||theta||`` of any iterate.  Returns False if a non-finite
-    gradient appeared (``params`` then hold the last finite iterate)."""
-    n, d = X.shape
-    L = dims.shape[0] - 1
-    k = dims[L]
-    hv = d + k
-    total = params.shape[0]
-    for _ in range(n_steps):
-        grad[:] = 0.0
-        for _b in range(batch_size):
-            i = min(int(next_uniform(rng) * n), n - 1)
-            # forward
-            off = hv
-            for l in range(L):
-                hin, hout = dims[l], dims[l + 1]
-                for o in range(hout):
-                    acc = params[off + hout * hin + o] if bias else 0.0
-                    for j in range(hin):
-                        acc += params[off + o * hin + j] * (X[i, j] if l == 0 else H[l - 1, j])
-                    H[l, o], D1[l, o] = act_d1(act, acc)
-                off += hout * hin + (hout if bias else 0)
-            p = 0.0
-            for j in range(d):
-                p += params[j] * X[i, j]
-            for m in range(k):
-                p += params[d + m] * H[L - 1, m]
-            _, d1 = loss_d1(loss, p, y[i])
-            c = d1 / batch_size
-            for j in range(d):
-                grad[j] += c * X[i, j]
-            for m in range(k):
-                grad[d + m] += c * H[L - 1, m]
-                delta[m] = c * params[d + m]
-            # backward through the MLP
-            for l in range(L - 1, -1, -1):
-                hin, hout = dims[l], dims[l + 1]
-                off = hv
-                for ll in range(l):
-                    off += dims[ll + 1] * dims[ll] + (dims[ll + 1] if bias else 0)
-                for o in range(hout):
-                    delta[o] *= D1[l, o]
-                for o in range(hout):
-                    for j in range(hin):
-                        grad[off + o * hin + j] += delta[o] * (X[i, j] if l == 0 else H[l - 1, j])
-                    if bias:
-                        grad[off + hout * hin + o] += delta[o]
-                if l > 0:
-                    for j in range(hin):
-                        acc = 0.0
-                        for o in range(hout):
-                            acc += params[off + o * hin + j] * delta[o]
-                        delta_next[j] = acc
-                    delta[:hin] = delta_next[:hin]
-        for j in range(total):
-            if not math.isfinite(grad[j]):
-                return False
-        for j in range(total):
-            params[j] -= eta * grad[j]
-        max_norms[0] = max(max_norms[0], _project(params, 0, hv, b))
-        max_norms[1] = max(max_norms[1], _project(params, hv, total, theta_radius))
-    return True
+_KEY = loop_key()
 
 
 @numba.njit(cache=True)
-def _frozen_codes():
-    """The codes in this module's compiled (possibly cached) machine code."""
-    return (_SQUARED, _LOGISTIC, _TANH, _RELU, _SIGMOID, _SOFTPLUS)
+def _frozen_key():
+    """The key in this module's compiled (possibly cached) machine code."""
+    return _KEY
 
 
 def _drop_stale_cache():
-    """Empty numba's cache of this module when its codes are not the kernels' (the cache is
-    keyed on this file's text alone): every function then compiles afresh."""
-    if _frozen_codes() == _CODES:
+    """Recompile every loop (numba's ``recompile`` also empties its cache) when the cached
+    machine code was built with another :data:`_KEY`."""
+    if _frozen_key() == _KEY:
         return
-    for fn in list(globals().values()):
-        if isinstance(fn, numba.core.dispatcher.Dispatcher):
-            fn._cache.flush()
-            fn.recompile()
+    for module in (_loop_scalars, _moments, _sgd_loop, sys.modules[__name__]):
+        for fn in vars(module).values():
+            if (isinstance(fn, numba.core.dispatcher.Dispatcher)
+                    and fn.py_func.__module__ == module.__name__):
+                fn.recompile()
 
 
 _codes_checked = False

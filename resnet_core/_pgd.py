@@ -123,7 +123,7 @@ class Problem:
         self.dim = self.u0.size
         # the squared loss runs on the data's second moments, whatever n (_loops.moment_data)
         self.moments = (MOMENTS and self.fo is not None and not streamed
-                        and target.loss.code == _loops._SQUARED)
+                        and target.loss.quadratic)
         self.compiled = (self.fo is not None and target.loss.code >= 0 and not streamed
                          and (self.moments
                               or target.n_samples * target.n_params <= COMPILED_WORK))

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._validation import (as_float_array, check_alloc, check_data, check_inputs,
                           check_label_block, check_n_classes, check_size, to_numpy)
-from .losses import BUILTIN_LOSSES, VECTOR_LOSSES, Loss, get_loss
+from .losses import VECTOR_LOSSES, Loss, get_loss
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def target_kind(loss, y) -> str:
     ``"scalar"``.  Reads ``y``'s dimensions only (a dask or zarr ``y`` stays unread)."""
     if loss.vector:
         return "labels" if loss.labels else "matrix"
-    if (loss is BUILTIN_LOSSES["squared"] and not isinstance(y, (str, bytes))
+    if (loss.vector_form is not None and not isinstance(y, (str, bytes))
             and np.ndim(y) == 2):
         return "matrix"
     return "scalar"
@@ -92,4 +92,4 @@ def resolve_targets(X, y, loss, n_classes=None) -> Targets:
         return Targets(X, np.ascontiguousarray(y[:, 0]), loss, 1, None)
     check_size(f"the per-sample buffers for {y.shape[1]} outputs", 2 * y.size * X.itemsize,
                "use fewer outputs")
-    return Targets(X, y, VECTOR_LOSSES["squared"], y.shape[1], None)
+    return Targets(X, y, VECTOR_LOSSES[loss.vector_form], y.shape[1], None)

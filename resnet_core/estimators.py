@@ -38,12 +38,13 @@ from .certify import SOPSPReport, check_sopsp
 from .linear import LinearBaselineResult
 from .objective import Objective
 from ._progress import progress_bar
+from .losses import BUILTIN_LOSSES, proba_losses
 from .optim import perturbed_gd
 
 __all__ = ["ResNetClassifier", "ResNetRegressor"]
 
 SOLVERS = ("lbfgs", "trust-ncg", "trust-krylov", "pgd")
-BINARY_LOSSES = ("logistic", "smoothed_hinge")  # scalar losses on labels -1/+1
+BINARY_LOSSES = tuple(n for n, l in BUILTIN_LOSSES.items() if l.binary_labels)  # labels -1/+1
 CLASSIFIER_LOSSES = BINARY_LOSSES + ("cross_entropy",)
 # Default L2 penalty alpha / 2 ||theta||^2 on the features' parameters (docs/estimators.md).
 ALPHA = 0.1
@@ -592,7 +593,7 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
         index = p.argmax(axis=1) if p.ndim == 2 else (p > 0).astype(np.intp)
         return self.classes_[index]
 
-    @available_if(lambda est: est.loss != "smoothed_hinge")
+    @available_if(lambda est: est.loss is None or est.loss in proba_losses())
     def predict_proba(self, X) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``: the softmax of the
         scores (cross-entropy), ``[1 - sigma(p), sigma(p)]`` for the logistic loss

@@ -92,11 +92,11 @@ class _Passes:
         self.empty = np.empty(0, dtype=engine.dtype)
         self.eps = float(np.finfo(engine.dtype).eps)
         self.use_factor = self.convex = engine.loss.code >= 0
-        self.constant_hessian = engine.loss.name == "squared" and self.use_factor
+        self.constant_hessian = engine.loss.quadratic and self.use_factor
         self._factor = factor_cache if factor_cache is not None else {}
         # Margin losses: Newton models from one float64 Gram pass (F, g, H together), so
         # trial points are evaluated by ``full`` (``trial_full``).
-        self.gram_steps = engine.loss.name in ("logistic", "smoothed_hinge") and self.use_factor
+        self.gram_steps = engine.loss.margin and self.use_factor
         self.history = []  # (w, GramPass) of the latest Gram passes, newest first
         self.stride = hessian_stride(engine.n, engine.d, HESSIAN_ROWS_PER_FEATURE,
                                      engine.stateless)
@@ -323,7 +323,7 @@ def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note, newton):
     """Logistic or smoothed hinge without a radius, given the separability answer and
     Newton's run on all the data ``(NewtonResult, message)`` (None when it separated
     them)."""
-    hinge = loss.name == "smoothed_hinge"
+    hinge = loss.zero_margin is not None
     margin = loss.zero_margin * (1 + 1e-9) if hinge else LOGISTIC_MARGIN
     if sep.status == "separable":
         w = _push_along(passes, np.zeros(d), sep.direction, sep.separated, margin)
@@ -579,8 +579,8 @@ def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: floa
     d = engine.d
     passes = _Passes(engine)
 
-    margin_loss = loss.name in ("logistic", "smoothed_hinge") and loss.code >= 0
-    if loss.name == "squared" and loss.code >= 0 and radius is not None:
+    margin_loss = loss.margin and loss.code >= 0
+    if loss.quadratic and loss.code >= 0 and radius is not None:
         w, lam = ball_step(passes.full(np.zeros(d)), radius)
         if lam > 0:
             return _result(passes, w, infimum=passes.value(w), attained=True, converged=True,

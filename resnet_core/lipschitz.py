@@ -253,7 +253,7 @@ def _polynomial_degree(objective) -> int | None:
     if not isinstance(objective, FeatureObjective):
         return None
     loss = objective.loss
-    if isinstance(loss, BuiltinLoss) and loss.name == "squared":
+    if isinstance(loss, BuiltinLoss) and loss.quadratic:
         return 4 if objective.head == "residual" else 2
     return None
 

@@ -28,8 +28,8 @@ def _sgd_bounds(objective: Objective, x, b: float):
     """Lipschitz constant ``l`` of the per-sample loss in ``(w, v)`` on ``||(w, v)|| <= b``
     and a bound ``r`` on its absolute value, from the data.
 
-    With ``z = (x, f_theta(x))``: ``|l'| <= 1`` (logistic, smoothed hinge) or
-    ``|l'| <= b ||z|| + |y|`` (squared), so ``l = max |l'| ||z||``.  ``||f_theta(x)||`` is at
+    With ``z = (x, f_theta(x))`` and ``|p| <= b ||z||``: ``l = L1 max ||z||`` and ``r = L0``
+    from the loss's registry entry (``Loss.bounds``, docs/losses.md).  ``||f_theta(x)||`` is at
     most ``sqrt(k)`` for tanh and sigmoid, whatever ``theta``; for other activations it is
     taken at ``x`` (the start), which is then an estimate, not a bound.
     """
@@ -42,13 +42,8 @@ def _sgd_bounds(objective: Objective, x, b: float):
         exact = False
     zmax = math.sqrt(float(np.max(np.einsum("ij,ij->i", X, X))) + phi2)
     ymax = float(np.max(np.abs(objective.y)))
-    if objective.loss.name == "squared":
-        lip = (b * zmax + ymax) * zmax
-        rbound = 0.5 * (b * zmax + ymax) ** 2
-    else:
-        lip = zmax
-        rbound = (math.log1p(math.exp(-b * zmax)) + b * zmax if objective.loss.name == "logistic"
-                  else 1.0 + b * zmax)
+    rbound, d1 = (float(v[0]) for v in objective.loss.bounds([b * zmax], [ymax])[:2])
+    lip = d1 * zmax
     return lip, rbound, exact
 
 

@@ -134,7 +134,6 @@ def test_cycle_finder(graph, circle):
 MAX_DECLARED_REACHES = 3
 # Reaches not yet removed (issue 20 in progress): "module.py: expression".  Empty when done.
 PENDING_REACHES = {
-    "_loops.py: fn._cache", "_pgd.py: _loops._SQUARED",
     "linear.py: from .separability import _separability",
 }
 
