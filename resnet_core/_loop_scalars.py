@@ -4,7 +4,7 @@ with their first derivative, the projection onto a ball.
 Randomness is a splitmix64 stream per run (state in a uint64 array the run owns), so a
 run's result depends on its seed only, never on the thread that executes it.
 
-Losses and activations repeat the formulas of the kernels (``src/rc_elementwise_impl.h``,
+Losses and activations repeat the formulas of the kernels (``src/rc_elementwise.h``,
 ``src/_activation.pxd``): ``tests/test_loop_scalars.py`` checks them value for value against
 ``_kernels.loss_derivatives`` and ``_kernels.activation`` over a grid of margins (1e4 and
 -1e4 included, labels -1/+1 and real).  Their codes are read from the kernels

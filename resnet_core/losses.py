@@ -47,7 +47,7 @@ import numpy as np
 
 from . import _kernels, _vkernels
 
-# The smoothed hinge's ``h`` (compiled into the kernels, src/rc_elementwise_impl.h).
+# The smoothed hinge's ``h`` (compiled into the kernels, src/rc_elementwise.h).
 SMOOTHING = 0.5
 
 #: ``bounds(P, y) -> (L0, L1, L2, L3)``: per sample, bounds of ``l``, ``|l'|``, ``|l''|``
