@@ -151,7 +151,6 @@ PENDING_REACHES = {
     "certify_vector.py: from ._certificate import _curvature_threshold",
     "certify_vector.py: from ._certificate import _decide",
     "certify_vector.py: from ._certificate import _rounding_error",
-    "linear.py: from .separability import _separability",
     "second_order.py: from ._certificate import _curvature_threshold",
     "second_order.py: from ._certificate import _curvature_verdict",
     "second_order.py: from ._certificate import _rounding_error",

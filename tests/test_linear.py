@@ -367,7 +367,7 @@ def test_overlap_at_2e5_samples_is_proved_without_a_linear_program(rng, monkeypa
                                                                     tmp_path):
     """Issue 24: the minimiser's weights prove overlap; no program over n."""
     import resnet_core.linear as lin
-    monkeypatch.setattr(lin, "_separability", _no_lp)
+    monkeypatch.setattr(lin, "binary_separability", _no_lp)
     n = 200_000
     X = rng.standard_normal((n, 6))
     y = np.sign(X[:, 0] + X[:, 1] + rng.standard_normal(n))
@@ -384,7 +384,7 @@ def test_overlap_at_2e5_samples_is_proved_without_a_linear_program(rng, monkeypa
 
 def test_separation_at_2e5_samples_without_the_full_program(rng, monkeypatch):
     import resnet_core.linear as lin
-    monkeypatch.setattr(lin, "_separability", _no_lp)
+    monkeypatch.setattr(lin, "binary_separability", _no_lp)
     n = 200_000
     X = rng.standard_normal((n, 6))
     y = np.sign(X[:, 0])

@@ -122,7 +122,7 @@ def test_linear_baseline_reports_the_certificate(rng):
 
 def test_max_lp_entries_still_bounds_the_decision(rng):
     X, y = _overlapping(rng, 1000, 4)
-    sep = rc.linear_separability(X, y, max_entries=1000 * 5 - 1)
+    sep = rc.linear_separability(X, y, max_lp_entries=1000 * 5 - 1)
     assert sep.status == "not_decided"
 
 
@@ -149,7 +149,7 @@ def marked(*args, **kwargs):
 
 separability.interruptible_linprog = marked
 try:
-    rc.linear_separability(X, y, max_entries=10**8)
+    rc.linear_separability(X, y, max_lp_entries=10**8)
     print("finished", flush=True)
 except KeyboardInterrupt:
     print("interrupted", time.perf_counter(), len(multiprocessing.active_children()), flush=True)

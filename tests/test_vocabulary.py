@@ -28,7 +28,7 @@ PAPER_LETTERS = ("theorem3_",)
 # Renames not yet made (issue 20 in progress); empty when the vocabulary is done.
 PENDING = {"SOPSPReport(baseline_radius)", "SOPSPReport.__init__(baseline_radius)",
            "check_sopsp(baseline_radius)", "find_sopsp(baseline_radius)",
-           "linear_separability(max_entries)", "projected_sgd(b)", "theorem4_bound(b)",
+           "projected_sgd(b)", "theorem4_bound(b)",
            "hessian_spectrum(k)"}
 
 
