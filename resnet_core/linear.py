@@ -18,13 +18,15 @@ whatever a solver reached (the derivations are in ``docs/linear_baseline.md``):
   (:func:`resnet_core.separability.minimiser_certificate`): attained, no linear program.
   Otherwise :func:`resnet_core.linear_separability` decides (its own certificate, then the
   linear program over every sample): quasi-separation gives the minimum over the samples
-  ``u`` leaves on its hyperplane.
+  ``u`` leaves on its hyperplane.  The decisions are made by
+  :func:`resnet_core._baseline.margin_baseline` (the same for ``c`` outputs) over
+  :class:`EnginePasses`.
 - A user-defined loss: trust-region Newton from 0; ``converged`` only when the Newton
   decrement says so (a convex loss: the minimum; otherwise a stationary point).
 - A radius ``R``: squared loss, the secular equation on the eigendecomposition of the Gram
-  matrix (one pass); other losses, the multiplier ``lam`` of ``min F_lin + lam/2 ||w||^2``
-  with ``||w(lam)|| = R`` by Brent's method on ``1/||w(lam)|| - 1/R``.  The returned ``w``
-  is never outside the ball; the KKT residual ``||grad F_lin(w) + lam w||`` is reported.
+  matrix (one pass); other losses, projected Newton on the ball
+  (:func:`resnet_core._baseline.ball_newton`).  The returned ``w`` is never outside the
+  ball; the KKT residual ``||grad F_lin(w) + lam w||`` is reported.
 
 - ``c`` outputs (``loss="cross_entropy"`` on classes, or the squared loss on an (n, c)
   target): the same decisions for ``W`` of shape (c, d), in :mod:`resnet_core.linear_vector`.

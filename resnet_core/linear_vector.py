@@ -8,21 +8,22 @@ exactly (derivations in ``docs/linear_baseline.md``, section 6).
   returned ``W`` is the *centred* representative (rows summing to 0), the one of least
   Frobenius norm, and ``||W||_F = ||Z||_F`` (a radius means the same in both).  Separability
   of the (sample, class) pairs is decided first by Newton's run on all the data (an iterate
-  with every pair margin positive proves separation; a minimiser's positive pair weights,
-  :func:`overlap_certificate`, prove overlap), else by a linear program
-  (:func:`resnet_core.separability.class_separability`), and the scalar case's logic follows:
-  separable, ``inf F_lin = 0`` not attained; quasi-separable, the minimum of the pairs the
-  direction leaves on their hyperplanes; overlapping, trust-region Newton.
+  with every pair margin positive proves separation; a minimiser's positive pair weights
+  prove overlap, :meth:`CrossEntropyPasses.certificate_sums` for the one certificate
+  :func:`resnet_core.separability.minimiser_certificate`), else by a linear program
+  (:func:`resnet_core.separability.class_separability`): the one-output decision tree
+  (:func:`resnet_core._baseline.margin_baseline`) over :class:`CrossEntropyPasses`.
 - ``loss="squared"`` with ``y`` of shape (n, c): ``l = ||p - y||^2 / 2``, ``c`` least-squares
   problems with one matrix: one QR factor ``R`` of the rows ``sqrt(s_i) x_i`` and its SVD serve
   every column, and a radius couples them through one multiplier (the secular equation on
   that SVD).
 
 Passes are streamed over row blocks in float64 (a float32 ``X`` is converted block by block,
-never as a whole): the cross-entropy Hessian is the factor of ``c`` rows per sample,
-``sqrt(s_i pi_ik) (P_k - pi_i^T P) kron x_i``, accumulated by tall-skinny QR (memory one block
-of ``QR_CHUNK`` rows of ``(c-1) d`` columns plus the ``((c-1) d)^2`` factor); no array of size
-``n x c x d`` is made.  The stop is the scalar case's: the Newton decrement against ``|F|``.
+never as a whole): the cross-entropy Hessian is a Gram matrix ``sum_i kron(D_i, x_i x_i^T)``,
+or, when :func:`resnet_core._baseline.gram_model` does not trust it, the factor of ``c`` rows
+per sample, ``sqrt(s_i pi_ik) (P_k - pi_i^T P) kron x_i``, accumulated by tall-skinny QR
+(memory one block of ``QR_CHUNK`` rows of ``(c-1) d`` columns plus the ``((c-1) d)^2``
+factor); no array of size ``n x c x d`` is made.  The stop is the scalar case's: the Newton decrement against ``|F|``.
 """
 
 from __future__ import annotations
@@ -276,7 +277,9 @@ def _certificate_block(extra, Xb, pi, s, y):
     extra[0] += float(rest @ norms[keep])
     extra[1] += float(rest @ norms[keep] ** 2)
     extra[2] = max(extra[2], float(norms[keep].max(initial=0.0)))
-    extra[3] = max(extra[3], float(np.max(q[keep] / lam[keep], initial=0.0)) * (1 + 4 * U))
+    with np.errstate(divide="ignore", invalid="ignore"):  # lam = 0: refused (positive)
+        ratio = np.where(q[keep] > 0, q[keep] / lam[keep], 0.0)
+    extra[3] = max(extra[3], float(np.max(ratio, initial=0.0)) * (1 + 4 * U))
     extra[4] = extra[4] and bool(np.all(lam[keep] > 0))
     extra[5] += 1
 

@@ -455,9 +455,11 @@ def _zero_row_pairs(s, active, c):
 
 @dataclass
 class CombinationSums:
-    """Sums over the samples ``i`` of positive weight, in float64, at a point of a margin
-    loss, for :func:`minimiser_certificate` (``a_i = y_i x_i``; ``lam_i > 0`` and
-    ``q_i = t_i^2 >= 0`` are any numbers, e.g. ``-s_i l'`` and ``s_i l''`` there).
+    """Sums over the margin vectors ``a_i`` of positive weight, in float64, at a point of a
+    margin loss, for :func:`minimiser_certificate` (``a_i = y_i x_i`` with ``lam_i = -s_i l'``
+    and ``q_i = s_i l''``; for classes the pair vectors ``a_ij = (P_{y_i} - P_j) kron x_i`` with
+    ``lam_ij = s_i pi_ij`` and ``q_ij = fl(sqrt(lam_ij))^2``; any ``lam > 0`` and
+    ``q = t^2 >= 0`` serve, ``||x_i||`` below reads ``||a_i||``).
 
     ``b = sum lam_i a_i``; ``H = sum q_i x_i x_i^T`` (its upper triangle is read);
     ``b_abs = sum lam_i ||x_i||`` and ``h_trace = sum q_i ||x_i||^2`` (rounding bounds);
@@ -477,7 +479,8 @@ class CombinationSums:
 def minimiser_certificate(sums: CombinationSums) -> float:
     """How far the weights of a minimiser are from proving *overlap* (``S`` empty): a value
     below 1 is a proof with every rounding error bounded against it; ``inf`` when the
-    construction does not apply (a zero weight, a singular ``H``).
+    construction does not apply (a zero weight, a singular ``H``).  The one overlap
+    certificate of a minimiser, for one output and for the pairs of ``c`` outputs.
 
     Put ``v = -H^-1 b`` and ``lam'_i = lam_i + q_i a_i^T v``.  Then ``sum lam'_i a_i = b* +
     H* v = rho`` (the starred sums exact), and ``|a_i^T v| <= x_max ||v|| = kappa`` gives

@@ -102,6 +102,34 @@ def test_two_classes_equal_the_scalar_logistic_baseline():
     assert np.linalg.norm(rr.w) <= 0.05
 
 
+def _first_words(message):
+    return [line.split(":")[0] + ":" + line.split(":")[1].split()[0]
+            for line in message.splitlines()]
+
+
+@pytest.mark.parametrize("case", ["overlapping", "separable", "quasi", "skipped"])
+def test_one_decision_tree_for_one_and_c_outputs(case):
+    """Issue 20: c = 2 goes through the same decision tree as the scalar logistic loss, so
+    the decision, how it was made and the message's decisions are the same."""
+    rng = np.random.default_rng(4)
+    X = np.c_[rng.standard_normal((300, 2)), np.ones(300)]
+    y = np.where(X[:, 0] + rng.standard_normal(300) > 0, 1, 0)
+    if case == "separable":
+        y = (X[:, 0] > 0).astype(int)
+    if case in ("quasi", "skipped"):
+        X[150:, 0] = 0.0
+        y[:150] = (X[:150, 0] > 0).astype(int)
+    kw = {"max_lp_entries": 1} if case == "skipped" else {}
+    r = rc.linear_baseline(X, y, loss="cross_entropy", **kw)
+    rs = rc.linear_baseline(X, 2.0 * y - 1, loss="logistic", **kw)
+    assert r.separability == rs.separability == {
+        "overlapping": "overlapping", "separable": "separable", "quasi": "quasi_separable",
+        "skipped": "not_decided"}[case]
+    assert r.method == rs.method and r.attained == rs.attained
+    assert _first_words(r.message) == _first_words(rs.message)
+    assert r.infimum == pytest.approx(rs.infimum, rel=1e-9, abs=1e-15)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_weights_equal_repeated_samples_and_float32(dtype):
     X, y = overlapping(n=200, c=3, seed=7)
