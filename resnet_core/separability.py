@@ -200,17 +200,26 @@ def linear_separability(X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | N
     return binary_separability(X, y, s, max_lp_entries)
 
 
+def _active(X, s):
+    """The rows' norms and the samples the program sees: positive weight, ``x != 0``."""
+    row_norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
+    return row_norm, np.flatnonzero((s > 0) & (row_norm > 0))
+
+
+def _too_large(nnz, max_lp_entries) -> Separability:
+    return Separability("not_decided", None, None, 0.0,
+                        f"not decided: the linear program would have {nnz} non-zeros, "
+                        f"above max_lp_entries = {max_lp_entries}",
+                        lp_skipped="too large", lp_entries=nnz)
+
+
 def binary_separability(X, y, s, max_lp_entries) -> Separability:
     """:func:`linear_separability` for labels ``y`` in {-1, +1} (validated)."""
     n, d = X.shape
-    row_norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-    active = np.flatnonzero((s > 0) & (row_norm > 0))
+    row_norm, active = _active(X, s)
     m = active.size
     if m * (d + 1) > max_lp_entries:
-        return Separability("not_decided", None, None, 0.0,
-                            f"not decided: the linear program would have {m * (d + 1)} "
-                            f"non-zeros, above max_lp_entries = {max_lp_entries}",
-                            lp_skipped="too large", lp_entries=m * (d + 1))
+        return _too_large(m * (d + 1), max_lp_entries)
     if m == 0:
         return Separability("overlapping", None, np.zeros(n, bool), 0.0,
                             "no sample with positive weight and non-zero x")
@@ -363,15 +372,11 @@ def _unit_rows(X, active):
 def class_separability(X, labels, s, c, max_lp_entries) -> Separability:
     """:func:`linear_separability` for integer classes ``labels`` in ``0..c-1`` (validated)."""
     n, d = X.shape
-    row_norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-    active = np.flatnonzero((s > 0) & (row_norm > 0))
+    row_norm, active = _active(X, s)
     m = active.size
     nnz = m * (c - 1) * (2 * d + 1)
     if nnz > max_lp_entries:
-        return Separability("not_decided", None, None, 0.0,
-                            f"not decided: the linear program would have {nnz} non-zeros, "
-                            f"above max_lp_entries = {max_lp_entries}",
-                            lp_skipped="too large", lp_entries=nnz)
+        return _too_large(nnz, max_lp_entries)
     none = np.zeros((n, c), bool)
     if m == 0:
         return Separability("overlapping", None, np.zeros(n, bool), 0.0,
