@@ -181,10 +181,16 @@ def _split(a):
 
 
 def dot2_rows(X: np.ndarray, w: np.ndarray):
-    """``X w`` row by row in twice the working precision (Ogita, Rump and Oishi's Dot2: exact
-    products by Dekker's TwoProduct, their sum by TwoSum, the errors summed apart): returns
-    ``(m, bound)`` with ``|m - x^T w| <= bound = u |m| + gamma_d^2 |x|^T |w|``; None where
-    the split would overflow or a product underflow (then not exact)."""
+    """``X w`` row by row in twice the working precision (Ogita, Rump and Oishi's Dot2, its
+    sum cascaded pairwise over the columns): the products made exact by Dekker's TwoProduct
+    (``p_j + e_j = x_j w_j``), the ``p_j`` added in a tree of TwoSums (each addition's error
+    ``q`` exact), and the ``e_j`` and ``q`` summed apart and added at the end.  Every
+    TwoSum error is at most ``u`` of its sum, and each of the ``ceil(log2 d)`` levels of the
+    tree sums at most ``sum |p_j|``, so ``sum |q| <= gamma_d sum |p_j|`` (as for the
+    sequential sum), and the bound is the same: ``(m, bound)`` with ``|m - x^T w| <= bound
+    = u |m| + 2 gamma_d^2 |x|^T |w|``; None where the split would overflow or a product
+    underflow (then not exact).  The tree makes ``log2 d`` vectorised steps where the
+    sequential sum made ``d``."""
     P = X * w
     if np.any((P != 0) & (np.abs(P) < 2.0 ** -960)):
         return None
@@ -193,15 +199,16 @@ def dot2_rows(X: np.ndarray, w: np.ndarray):
     E = Xl * wl - (((P - Xh * wh) - Xl * wh) - Xh * wl)  # P + E = X * w exactly
     if not (np.isfinite(E).all() and np.isfinite(P).all()):
         return None
-    total = np.zeros(X.shape[0])
-    comp = np.zeros(X.shape[0])
-    for j in range(X.shape[1]):
-        p = P[:, j]
-        t = total + p
-        z = t - total
-        comp += ((total - (t - z)) + (p - z)) + E[:, j]  # TwoSum's error, plus the product's
-        total = t
-    m = total + comp
+    comp = E.sum(axis=1)
+    S = P
+    while S.shape[1] > 1:
+        half = S.shape[1] // 2
+        a, b = S[:, :half], S[:, half:2 * half]
+        t = a + b
+        z = t - a
+        comp += (((a - (t - z)) + (b - z))).sum(axis=1)  # TwoSum's errors, exact
+        S = np.concatenate([t, S[:, 2 * half:]], axis=1) if S.shape[1] % 2 else t
+    m = S[:, 0] + comp
     d = X.shape[1]
     gamma = d * 2.0 ** -53 / (1 - d * 2.0 ** -53)
     return m, 2.0 ** -53 * np.abs(m) + gamma * gamma * (np.abs(X) @ np.abs(w)) * 2

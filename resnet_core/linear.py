@@ -60,7 +60,7 @@ from .separability import (MAX_LP_ENTRIES, CombinationSums, Separability, binary
 # Rows per feature of the subsampled Hessian far from the minimum (its relative error is
 # about sqrt(d / rows)), and the decrement ``nu^2 <= NEAR |F|`` from which the full Hessian
 # is made (once).
-HESSIAN_ROWS_PER_FEATURE = 2048
+HESSIAN_ROWS_PER_FEATURE = 512
 NEAR = 1e-6
 # Separation near an iterate with few wrong margins: samples per feature of the first subset
 # (and per round), and rounds.

@@ -635,3 +635,21 @@ def test_row_space_at_extreme_scales_of_finite_data(rng, scale):
     assert res.fun < 1e-20
     w = res.w if res.w_fits else res.w_scaled * 2.0**res.w_exponent
     np.testing.assert_allclose(w * scale, ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("d", [1, 2, 5, 8, 33, 128])
+def test_dot2_rows_is_within_its_bound_of_the_exact_dot_product(rng, d):
+    """The pairwise-cascaded Dot2 (issue 24: log2 d vectorised steps) against the exact
+    product in fractions, on rows of mixed magnitudes and on rows that cancel to 1e-15."""
+    from fractions import Fraction
+    from resnet_core._gram_pass import dot2_rows
+    X = rng.standard_normal((12, d)) * 10.0 ** rng.integers(-8, 8, size=(12, d))
+    w = rng.standard_normal(d) * 10.0 ** rng.integers(-4, 4, size=d)
+    if d % 2 == 0:  # the second half cancels the first up to 1e-15
+        h = d // 2
+        X[6:, h:] = X[6:, :h] * (1 + 1e-15 * rng.standard_normal((6, h)))
+        w[h:] = -w[:h] * (1 + 2.0 ** -40)
+    m, bound = dot2_rows(X, w)
+    for i in range(12):
+        exact = sum(Fraction(a) * Fraction(b) for a, b in zip(X[i], w))
+        assert abs(Fraction(m[i]) - exact) <= Fraction(bound[i])
