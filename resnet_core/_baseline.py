@@ -24,6 +24,7 @@ from typing import Protocol
 import numpy as np
 from scipy.optimize import OptimizeResult
 
+from ._threads import blas_single_thread
 from ._trust_region import Model, ball_step, inside_ball, trust_region_newton
 from .separability import CombinationSums, Separability, minimiser_certificate
 
@@ -325,7 +326,9 @@ def decide_separability(passes: MarginPasses, res, max_lp_entries: int):
     ``CERTIFIED``), else the linear program (in memory, within ``max_lp_entries``), else
     ``"not_decided"`` with the reason and the cost."""
     if res.converged:
-        ratio = minimiser_certificate(passes.certificate_sums(res.w))
+        sums = passes.certificate_sums(res.w)
+        with blas_single_thread():  # a d x d eigh: threads only cost (shared machines)
+            ratio = minimiser_certificate(sums)
         if ratio < CERTIFIED:
             return Separability(
                 "overlapping", None, None, 0.0,
