@@ -51,16 +51,23 @@ class GramPass:
     min_margin: float
     sums: CombinationSums
     n_wrong: int = 0  # samples of positive weight with margin <= 0
+    single: bool = False  # margins and gradient of float32 data in float32 (not for proofs)
 
 
-def _chunk(X, y, s, w, loss, hessian, norms, start):
+def _chunk(X, y, s, w, loss, hessian, norms, start, single=False):
     """One chunk: ``[F, g, H or None, weight of the H rows, smallest margin,
     sum lam ||x||, sum q ||x||^2, max ||x|| and max q / lam (H rows), every lam > 0,
     weight of the chunk, margins <= 0]``.  ``||x_i||`` is bounded by the chunk's largest
-    row norm, computed once per chunk and kept in ``norms`` (keyed by the first row)."""
-    X = np.asarray(X, dtype=np.float64)
+    row norm, computed once per chunk and kept in ``norms`` (keyed by the first row).
+    ``single``: float32 data off the Hessian rows keep float32 (``p = X w`` and
+    ``X^T (s l')`` by float32 BLAS, no float64 copy); everything else is float64."""
     y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
-    p = X @ w
+    if single and not hessian and start in norms and X.dtype == np.float32:
+        X = np.asarray(X)
+        p = (X @ w.astype(np.float32)).astype(np.float64)
+    else:
+        X = np.asarray(X, dtype=np.float64)
+        p = X @ w
     l, d1, d2 = loss.derivatives(p, y)
     keep = s > 0
     if start not in norms:
@@ -69,7 +76,8 @@ def _chunk(X, y, s, w, loss, hessian, norms, start):
     x_max = norms[start]
     lam = (-s * d1 * y)[keep]
     margins = (y * p)[keep]
-    parts = [float(s @ l), X.T @ (s * d1), None, 0.0, float(margins.min(initial=np.inf)),
+    g = (X.T @ (s * d1).astype(X.dtype)).astype(np.float64)
+    parts = [float(s @ l), g, None, 0.0, float(margins.min(initial=np.inf)),
              float(lam.sum()) * x_max, 0.0, 0.0, 0.0, bool(np.all(lam > 0)), float(s.sum()),
              int(np.count_nonzero(margins <= 0))]
     if hessian:
@@ -83,11 +91,11 @@ def _chunk(X, y, s, w, loss, hessian, norms, start):
     return parts
 
 
-def _block(w, loss, stride, norms, rows, block):
+def _block(w, loss, stride, norms, rows, single, block):
     X, y, s = block.X, block.y, block.s
     i0 = block.rows[0]
     return [_chunk(X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
-                   ((i0 + i) // rows) % stride == 0, norms, i0 + i)
+                   ((i0 + i) // rows) % stride == 0, norms, i0 + i, single)
             for i in range(0, X.shape[0], rows)]
 
 
@@ -97,19 +105,22 @@ def hessian_stride(n: int, d: int, rows_per_feature: int, streamed: bool = False
     return max(1, n // max(rows_per_feature * d, chunk_rows(d, streamed)))
 
 
-def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None
-              ) -> GramPass:
+def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None,
+              single: bool = False) -> GramPass:
     """One pass over the engine's rows (in memory or streamed) at ``w`` (float64).
 
     Per chunk: ``p = X w`` and ``l, l', l''`` in float64; ``F = sum s_i l_i``,
     ``g = X^T (s l')``; on the Hessian chunks ``H = Z^T Z`` with ``Z = diag(sqrt(s l'')) X``
     (so ``q_i = fl(sqrt(s_i l''_i))^2``).  The certificate's ``lam_i = -s_i l'_i y_i``
     (``b = sum lam_i y_i x_i = -g``).  ``norms``: the chunks' largest row norms, filled on
-    the first pass and reused (a dict owned by the caller)."""
+    the first pass and reused (a dict owned by the caller).  ``single``: float32 data's
+    margins and gradient off the Hessian rows in float32 (about half a float64 pass's time;
+    ``F`` and ``g`` then to about ``1e-6`` relative: Newton steps far from the minimum, never
+    a proof nor the answer)."""
     with blas_single_thread():
         chunks = [c for blk in engine.map_rows(functools.partial(
             _block, w, engine.loss, stride, {} if norms is None else norms,
-            chunk_rows(engine.d, engine.stateless)))
+            chunk_rows(engine.d, engine.stateless), single))
                   for c in blk]
     H = functools.reduce(np.add, (c[2] for c in chunks if c[2] is not None))
     total = float(np.sum([c[10] for c in chunks]))
@@ -121,7 +132,8 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
         positive=all(c[9] for c in chunks))
     return GramPass(float(np.sum([c[0] for c in chunks])), g, H,
                     min(1.0, float(np.sum([c[3] for c in chunks])) / total),
-                    min(c[4] for c in chunks), sums, sum(c[11] for c in chunks))
+                    min(c[4] for c in chunks), sums, sum(c[11] for c in chunks),
+                    single and engine.dtype == np.float32)
 
 
 def _block_margin_bound(w, rows, block):

@@ -66,6 +66,11 @@ NEAR = 1e-6
 # (and per round), and rounds.
 SEPARATE_ROWS = 64
 SEPARATE_ROUNDS = 6
+# Float32 data: Gram passes with float32 margins and gradient (:func:`gram_pass`'s
+# ``single``) while the Newton decrement is above this fraction of ``|F|`` and ``F`` falls
+# from pass to pass; float64 passes after (their ``F`` errs by about 1e-6 relative, far
+# below the decrease of a step there).
+SINGLE_UNTIL = 1e-4
 
 __all__ = ["LinearBaselineResult", "baseline_on_engine", "linear_baseline"]
 
@@ -108,6 +113,8 @@ class EnginePasses:
         self.reference = None  # (ev, Q, null) of a full Hessian near the minimum
         self.near = False
         self._norms = {}  # chunks' largest row norms
+        self.single = engine.dtype == np.float32  # float32 passes until near (SINGLE_UNTIL)
+        self._single_F = np.inf
         self._tried = np.iinfo(np.int64).max  # wrong margins at the last separate_near
 
     def coords(self, w):
@@ -140,8 +147,12 @@ class EnginePasses:
         trust ``H``, the QR factor of the point instead (one more pass)."""
         exact = self.stride == 1 or (self.near and self.reference is None)
         gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64),
-                       stride=1 if exact else self.stride, norms=self._norms)
+                       stride=1 if exact else self.stride, norms=self._norms,
+                       single=self.single and bool(self._norms))
         self.history = [(w, gp)] + self.history[:3]
+        if gp.single and not gp.F < self._single_F:  # a rejected step: float64 from now
+            self.single = False
+        self._single_F = gp.F
         if self.reference is not None:
             m = Model(gp.F, gp.g, *self.reference, EPS64)
         else:
@@ -153,7 +164,9 @@ class EnginePasses:
                 return self._qr_model(w, gp.F, gp.g)
             if exact and self.stride > 1:
                 self.reference = (m.ev, m.Q, m.null)
-        self.near = newton_decrement(m) <= NEAR * abs(m.F)
+        decrement = newton_decrement(m)
+        self.near = decrement <= NEAR * abs(m.F)
+        self.single = self.single and decrement > SINGLE_UNTIL * abs(m.F)
         # rounding of g: at most about eps sum lam_i ||x_i|| per component
         pos = m.ev > m.null
         m.noise = float((EPS64 * gp.sums.b_abs) ** 2 * np.mean(1.0 / m.ev[pos])) \
@@ -172,9 +185,9 @@ class EnginePasses:
             return Model.from_factor(F, g, R, EPS64, self.engine.n)
 
     def pass_at(self, w):
-        """The latest Gram pass made at ``w`` (one more when none was)."""
+        """The latest float64 Gram pass made at ``w`` (one more when none was)."""
         for w_seen, gp in self.history:
-            if np.array_equal(w_seen, w):
+            if np.array_equal(w_seen, w) and not gp.single:
                 return gp
         return gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=self.stride,
                          norms=self._norms)

@@ -571,3 +571,35 @@ def test_gram_model_agrees_with_the_qr_factor(rng):
     assert np.abs(H_gram - H_qr).max() < 1e-12 * np.abs(H_qr).max()
     assert gram.F == qr.F and np.array_equal(gram.g, qr.g)
     assert np.sum(gram.ev == 0) == 3  # the zero feature's coordinates, exactly null
+
+
+def test_every_passes_class_implements_the_declared_interface():
+    """Issue 20: the passes of one output, of the cross-entropy and of least squares have
+    every member of the protocol they are declared to implement (``_baseline.Passes``,
+    ``_baseline.MarginPasses``)."""
+    from resnet_core._baseline import MarginPasses, Passes
+    from resnet_core._data import prepare
+    from resnet_core.linear import EnginePasses
+    from resnet_core.linear_vector import CrossEntropyPasses, LeastSquaresPasses
+    from resnet_core.losses import get_loss
+
+    def members(proto):
+        names = set()
+        for cls in proto.__mro__:
+            if cls.__name__ in ("Passes", "MarginPasses"):
+                names |= {n for n in vars(cls) if not n.startswith("_")}
+                names |= set(getattr(cls, "__annotations__", {}))
+        return names
+
+    X, y = overlapping(n=40, c=3, seed=1)
+    eng = prepare(X, np.where(y == 0, 1.0, -1.0), loss=get_loss("logistic"),
+                  sample_weight=None, n_threads=None).engine(0, n_threads=None)
+    s = np.full(40, 1 / 40)
+    margin = [EnginePasses(eng), CrossEntropyPasses(X, y, s, 3)]
+    plain = [LeastSquaresPasses(X, np.ones((40, 2)), s)]
+    assert {"separation", "certificate_sums", "push", "far_margin"} <= members(MarginPasses)
+    for passes in margin:
+        assert passes.decides_separability
+        assert all(hasattr(passes, m) for m in members(MarginPasses)), type(passes)
+    for passes in plain + margin:
+        assert all(hasattr(passes, m) for m in members(Passes)), type(passes)
