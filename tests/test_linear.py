@@ -653,3 +653,39 @@ def test_dot2_rows_is_within_its_bound_of_the_exact_dot_product(rng, d):
     for i in range(12):
         exact = sum(Fraction(a) * Fraction(b) for a, b in zip(X[i], w))
         assert abs(Fraction(m[i]) - exact) <= Fraction(bound[i])
+
+
+def test_float32_single_precision_passes_leave_the_answer_unchanged(rng, monkeypatch):
+    """Issue 24: float32 data take float32 Gram passes far from the minimum; the answer is
+    the float64 passes' answer, and a float32 pass is flagged (never read for a proof)."""
+    import resnet_core.linear as lin
+    from resnet_core._data import prepare
+    from resnet_core._gram_pass import gram_pass
+    from resnet_core.losses import get_loss
+    n = 120_000  # two chunks of rows: a Hessian subsample (stride 2)
+    X = rng.standard_normal((n, 5)).astype(np.float32)
+    y = np.sign(X[:, 0] + X[:, 1] + rng.standard_normal(n)).astype(np.float32)
+    eng = prepare(X, y, loss=get_loss("logistic"), sample_weight=None,
+                  n_threads=None).engine(0, n_threads=None)
+    w = np.array([0.5, 0.3, -0.1, 0.0, 0.2])
+    norms = {}
+    exact = gram_pass(eng, w, norms=norms)
+    single = gram_pass(eng, w, norms=norms, single=True, stride=4)
+    assert single.single and not exact.single
+    assert single.F == pytest.approx(exact.F, rel=1e-6)
+    np.testing.assert_allclose(single.g, exact.g, rtol=1e-4, atol=1e-6 * np.abs(exact.g).max())
+    flags = []
+
+    def spy(*args, **kwargs):
+        gp = gram_pass(*args, **kwargs)
+        flags.append(gp.single)
+        return gp
+
+    monkeypatch.setattr(lin, "gram_pass", spy)
+    res = rc.linear_baseline(X, y)
+    assert any(flags) and not flags[-1]  # float32 passes first, float64 at the end
+    monkeypatch.setattr(lin, "SINGLE_UNTIL", np.inf)  # float64 passes only
+    ref = rc.linear_baseline(X, y)
+    assert res.separability == ref.separability == "overlapping" and res.attained
+    assert res.fun == pytest.approx(ref.fun, rel=1e-13)
+    np.testing.assert_allclose(res.w, ref.w, rtol=1e-9, atol=1e-12)
