@@ -1,22 +1,32 @@
 """Pieces shared by the best linear predictor for one output (:mod:`resnet_core.linear`) and
-for ``c`` outputs (:mod:`resnet_core.linear_vector`): the result type, the unconstrained
-minimum by trust-region Newton, the push along a separating direction, and the minimum over
-a ball by the multiplier of ``min F_lin + lam/2 ||w||^2``.
+for ``c`` outputs (:mod:`resnet_core.linear_vector`): the result type, the declared *passes*
+interface (:class:`Passes`, :class:`MarginPasses`), the Newton model from a Gram matrix
+(:func:`gram_model`), the unconstrained minimum by trust-region Newton, the separable ->
+quasi-separable -> undecided decision tree of a margin loss (:func:`margin_baseline`, one for
+both), and the minimum over a ball by projected Newton (:func:`with_radius`).
 
-Each works on a *passes* object over the data in its own flat variables ``w``: ``value(w)``,
-``grad(w) -> (F, g)`` (without the penalty), ``full(w) -> Model``, ``penalised(lam)``,
-``margins(w)`` (per sample, or per (sample, class) pair) and ``convex``.
+Vocabulary of the passes, the same for one and ``c`` outputs:
+
+- ``z``: the flat variables (``w`` itself, or ``Z`` with ``W = P Z`` for the cross-entropy);
+- a *margin*: ``y_i x_i^T w`` per sample, or the pair margin ``(w_{y_i} - w_j)^T x_i`` per
+  (sample, class) pair ``j != y_i``;
+- ``lam``: the positive weights of the overlap certificate (``-s_i l'(m_i)`` per sample,
+  ``s_i pi_ij`` per pair), and ``q``: the curvature weights of the Gram matrix
+  ``sum q a a^T`` next to them (``s_i l''(m_i)``; ``lam`` itself for the pairs).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
-from scipy.optimize import OptimizeResult, brentq
+from scipy.optimize import OptimizeResult
 
-from ._trust_region import Model, NewtonResult, ball_step, inside_ball, trust_region_newton
+from ._threads import blas_single_thread
+from ._trust_region import Model, ball_step, inside_ball, trust_region_newton
+from .separability import CombinationSums, Separability, minimiser_certificate
 
 
 # Margin past which the logistic loss is below 2.4e-16 (log1p(exp(-36))): a point on the
@@ -24,6 +34,22 @@ from ._trust_region import Model, NewtonResult, ball_step, inside_ball, trust_re
 LOGISTIC_MARGIN = 36.0
 # Rows per block of the streamed QR factor of the Hessian.
 QR_CHUNK = 4096
+EPS64 = float(np.finfo(np.float64).eps)
+# A Gram model ``H`` (summed in float64) is used when its smallest eigenvalue, plus the shift
+# it will be used with, is at least this many times the bound ``eps size ev_max`` of its
+# rounding; otherwise the QR factor of its rows (eigenvalues to ``eps^2 ev_max``).  At the
+# limit the Newton step is within ``1 / GRAM_TRUST = 1%`` of the exact one (and far closer
+# at the typical rounding ``eps sqrt(n) ev_max``): an inexact Newton step, whose error the
+# trust region (or the ball's line search) absorbs; the stop and the fixed point use the
+# exact gradient, so the answer's precision does not depend on it.  10-class digits reach
+# condition numbers near 1e10 before they separate (``size`` 585: the limit is 7.7e10).
+GRAM_TRUST = 1e2
+# The overlap certificate's ratio (:func:`resnet_core.separability.minimiser_certificate`)
+# proves overlap below this: the argument holds with every rounding bounded against it.
+CERTIFIED = 1.0
+# The ``method`` notes of the decisions that need no linear program.
+NEWTON_SEPARATED = " (separated by its iterates; no linear program)"
+OVERLAP_CERTIFIED = " (overlap certified by its minimiser; no linear program)"
 
 
 class LinearBaselineResult(OptimizeResult):
@@ -97,6 +123,98 @@ class LinearBaselineResult(OptimizeResult):
         return out
 
 
+class Passes(Protocol):
+    """What the minimisers of this module need of a problem: ``F_lin`` over the data in flat
+    variables ``z`` (each evaluation a pass over the data).
+
+    Implemented by :class:`resnet_core.linear.MarginLossPasses` and the other passes of
+    :mod:`resnet_core.linear`, and by :class:`resnet_core.linear_vector.CrossEntropyPasses`
+    and ``LeastSquaresPasses``.  A new problem is one class with these members.
+    """
+
+    size: int          # number of variables
+    eps: float         # the precision of F and g (the data's machine epsilon)
+    convex: bool       # False: Newton's answer is a stationary point only
+    gram_steps: bool   # ``full`` costs about what ``value`` does: trial points use ``full``
+    quadratic: bool    # F is quadratic: a radius is one secular equation on ``full(0)``
+    decides_separability: bool  # a margin loss (:class:`MarginPasses`)
+    loss_name: str
+
+    def value(self, z: np.ndarray) -> float:
+        """``F_lin(z)``."""
+
+    def grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(F_lin(z), grad F_lin(z))``."""
+
+    def full(self, z: np.ndarray, least_shift: float = 0.0) -> Model:
+        """The Newton model at ``z``; ``least_shift``: it will be used as ``H + lam I`` with
+        ``lam`` about that or more, so eigenvalues need only be resolved relative to it."""
+
+    def coords(self, w: np.ndarray) -> np.ndarray:
+        """The variables ``z`` of a returned predictor ``w``."""
+
+    def result(self, z: np.ndarray, **fields) -> "LinearBaselineResult":
+        """The answer at ``z``: ``fun`` evaluated accurately (with ``fun_error``), ``w`` in
+        the caller's shape; ``fields`` as :class:`LinearBaselineResult`'s (``infimum`` is
+        not read when ``attained``: the answer's ``fun`` is then the infimum)."""
+
+
+class MarginPasses(Passes, Protocol):
+    """A loss that decreases in the margins (logistic, smoothed hinge, cross-entropy): what
+    :func:`margin_baseline` reads to decide separability."""
+
+    far_margin: float      # every separated margin at least this: the loss below 2.4e-16 (0)
+    attains_on_ray: bool   # the loss is 0 past ``far_margin`` (the smoothed hinge)
+
+    def separation(self, z: np.ndarray) -> float:
+        """The smallest margin at ``z`` over samples of positive weight, positive only when
+        it proves every margin positive (rounding bounded).  May raise :class:`Separated`
+        with a separating direction found near ``z``."""
+
+    def ray(self, z: np.ndarray, smallest: float) -> Separability:
+        """The ``"separable"`` answer from a ``z`` whose margins are all positive."""
+
+    def certificate_sums(self, z: np.ndarray) -> CombinationSums:
+        """The overlap certificate's sums at ``z``: ``lam`` and ``q`` per margin vector
+        ``a`` (``y_i x_i``, or the pair vectors in ``z``'s coordinates)."""
+
+    def linear_program(self, max_lp_entries: int) -> Separability:
+        """The separability by the linear program over every sample (in memory, within
+        ``max_lp_entries``), else ``"not_decided"`` with ``lp_skipped`` and ``lp_entries``."""
+
+    def restricted(self, sep: Separability) -> "MarginPasses":
+        """The problem on the samples (pairs) that ``sep.direction`` leaves on its
+        hyperplane."""
+
+    def push(self, z: np.ndarray, sep: Separability) -> np.ndarray:
+        """``z + t u`` (``u``: ``sep.direction`` in ``z``'s coordinates), ``t >= 0`` the least
+        that puts every margin ``sep`` separates at ``far_margin`` or beyond."""
+
+
+def gram_model(F: float, g: np.ndarray, H: np.ndarray, *, live: np.ndarray | None = None,
+               least_shift: float = 0.0) -> Model | None:
+    """The Newton model ``(F, g, H)`` from ``eigh`` of a float64 Gram matrix ``H``, or None
+    when it cannot be trusted: an eigenvalue (plus ``least_shift``) within ``GRAM_TRUST``
+    times the rounding level ``null = eps size ev_max`` (see ``GRAM_TRUST``).  ``live``: the
+    coordinates whose feature is non-zero on some sample; the others are exact null
+    directions of ``H``, kept out of ``eigh`` (zero curvature, unit eigenvectors)."""
+    size = g.size
+    live = np.arange(size) if live is None else live
+    ev_live, Q_live = np.linalg.eigh(H if live.size == size else H[np.ix_(live, live)])
+    null = float(EPS64 * size * np.abs(ev_live).max(initial=0.0))
+    if ev_live.size and not ev_live[0] + least_shift > GRAM_TRUST * null:
+        return None
+    if live.size == size:
+        return Model(F, g, ev_live, Q_live, null, EPS64)
+    dead = np.setdiff1d(np.arange(size), live)
+    ev = np.concatenate([np.zeros(dead.size), ev_live])
+    Q = np.zeros((size, size))
+    Q[dead, np.arange(dead.size)] = 1.0
+    Q[np.ix_(live, np.arange(dead.size, size))] = Q_live
+    order = np.argsort(ev, kind="stable")
+    return Model(F, g, ev[order], Q[:, order], null, EPS64)
+
+
 class Separated(Exception):
     """Raised by :class:`Watched` at the first point whose margins are all positive."""
 
@@ -108,14 +226,14 @@ class Separated(Exception):
 class Watched:
     """The passes, with every point Newton's method evaluates (trial or accepted) checked
     for complete separation: ``passes.separation(z)``, positive only when every margin of
-    a sample of positive weight is (pairs ``(w_{y_i} - w_j)^T x_i`` for classes), proves
-    the data separable whatever a linear program would say."""
+    a sample of positive weight is, proves the data separable whatever a linear program
+    would say."""
 
     convex = True
 
-    def __init__(self, passes):
+    def __init__(self, passes: MarginPasses):
         self.passes = passes
-        self.gram_steps = getattr(passes, "gram_steps", False)
+        self.size, self.eps, self.gram_steps = passes.size, passes.eps, passes.gram_steps
         self.calls = 0  # points evaluated (data passes of the run)
 
     def _check(self, z):
@@ -139,11 +257,11 @@ class Watched:
         return model
 
 
-def minimise(passes, d, tol, eps, max_iter, loss_name):
+def minimise(passes: Passes, tol, max_iter, loss_name):
     """Unconstrained minimum of an attained problem by trust-region Newton from 0."""
-    res = trust_region_newton(passes.full, passes.value, np.zeros(d), tol=tol,
-                              max_iter=max_iter, floor_rel=eps,
-                              trial_full=getattr(passes, "gram_steps", False))
+    res = trust_region_newton(passes.full, passes.value, np.zeros(passes.size), tol=tol,
+                              max_iter=max_iter, floor_rel=passes.eps,
+                              trial_full=passes.gram_steps)
     # A user-defined loss may not be convex: then all Newton's method can promise is a
     # stationary point.
     what = ("minimum attained" if passes.convex else
@@ -155,13 +273,116 @@ def minimise(passes, d, tol, eps, max_iter, loss_name):
     return res, msg
 
 
-def push_along(passes, w_base, u, separated, margin):
-    """``w_base + t u`` with ``t`` the least that puts every margin on ``separated`` at
-    ``margin`` or beyond."""
-    m_u = np.asarray(passes.margins(u), dtype=np.float64)[separated]
-    m_b = np.asarray(passes.margins(w_base), dtype=np.float64)[separated]
-    t = max(float(np.max((margin - m_b) / m_u)), 0.0)
-    return w_base + t * u
+def lines(*parts) -> str:
+    """A message of one decision per line."""
+    return "\n".join(part for part in parts if part)
+
+
+def margin_baseline(passes: MarginPasses, *, tol: float, max_iter: int,
+                    max_lp_entries: int) -> "LinearBaselineResult":
+    """``inf F_lin`` of a margin loss, decided (``docs/linear_baseline.md``): trust-region
+    Newton on all the data first, stopped at an iterate that separates every sample
+    (``"separable"``); at its minimiser, overlap proved by the certificate
+    (:func:`decide_separability`), else the linear program; a quasi-separation is the
+    minimum over the rest, kept when the point on the ray reaches it on all the data."""
+    watched = Watched(passes)
+    try:
+        res, msg = minimise(watched, tol, max_iter, passes.loss_name)
+    except Separated as found:
+        sep = passes.ray(found.z, found.smallest)
+        return _separable(passes, sep, watched.calls, "trust-region Newton" + NEWTON_SEPARATED)
+    sep, note = decide_separability(passes, res, max_lp_entries)
+    if sep.status == "separable":
+        return _separable(passes, sep, 0, "linear program (HiGHS)" + note)
+    if sep.status == "quasi_separable":
+        answer = _quasi_separable(passes, sep, tol, max_iter)
+        if answer is not None:
+            return answer
+        sep = Separability("not_decided", None, None, 0.0,
+                           "not decided: the linear program's quasi-separation does not hold "
+                           "on the data (margins at its tolerance)")
+    hinge = passes.attains_on_ray
+    status, converged = sep.status, res.converged
+    if status == "not_decided":
+        attained = True if hinge else None  # the smoothed hinge attains its infimum always
+        if not hinge:  # Newton's run reached a value; whether it is attained is open
+            msg = msg.replace("minimum attained", "the value Newton's run reached")
+        msg = lines(f"separability: {sep.message}",
+                    f"infimum: {msg}" + ("" if converged else " (not converged)"),
+                    "attained: " + ("yes (the smoothed hinge attains its infimum)" if hinge
+                                    else "not decided (needs the separability)"))
+    else:
+        attained = converged
+        msg = lines(f"separability: {sep.message}", f"infimum: {msg}")
+    return passes.result(res.w, infimum=res.F, attained=attained if converged else None,
+                         converged=converged, nit=res.nit, npass=res.npass,
+                         decrement=res.decrement, separability=status,
+                         method="trust-region Newton" + note, message=msg)
+
+
+def decide_separability(passes: MarginPasses, res, max_lp_entries: int):
+    """The separability of data Newton's run did not separate, and the ``method`` note:
+    overlap proved by the minimiser's weights (:func:`minimiser_certificate` below
+    ``CERTIFIED``), else the linear program (in memory, within ``max_lp_entries``), else
+    ``"not_decided"`` with the reason and the cost."""
+    if res.converged:
+        sums = passes.certificate_sums(res.w)
+        with blas_single_thread():  # a d x d eigh: threads only cost (shared machines)
+            ratio = minimiser_certificate(sums)
+        if ratio < CERTIFIED:
+            return Separability(
+                "overlapping", None, None, 0.0,
+                "overlapping: the minimiser's positive weights, corrected by a "
+                f"{passes.size}-dimensional solve, combine the margin vectors to exactly 0 "
+                f"(verified, rounding bounded; certificate ratio {ratio:.2g} < 1)",
+                method="minimiser"), OVERLAP_CERTIFIED
+        why = (f"the minimiser's weights do not prove overlap (certificate ratio {ratio:.3g}, "
+               "needs < 1)")
+    else:
+        why = "Newton's run did not converge (no minimiser to certify overlap)"
+    sep = passes.linear_program(max_lp_entries)
+    if sep.lp_skipped:
+        cost = (f"deciding takes a linear program of {sep.lp_entries} non-zeros over the "
+                "data in memory")
+        sep.message = (f"not decided: {why}; {cost}, above max_lp_entries = "
+                       f"{max_lp_entries} (raise it to decide)"
+                       if sep.lp_skipped == "too large" else
+                       f"not decided: {why}; {cost} (out-of-core or distributed data)")
+        return sep, f" (LP skipped: {sep.lp_skipped})"
+    return sep, (" (overlap certified by a positive combination, no LP)"
+                 if sep.method == "certificate" else "")
+
+
+def _separable(passes: MarginPasses, sep, npass, method):
+    """The answer on the separating ray: every separated margin at ``far_margin``."""
+    z = passes.push(np.zeros(passes.size), sep)
+    hinge = passes.attains_on_ray
+    msg = lines(f"separability: separable ({sep.message})",
+                "infimum: inf F_lin = 0, " + (
+                    "attained (every margin past the smoothed hinge's flat part)" if hinge
+                    else "not attained (F_lin -> 0 along the separating direction; w is on "
+                         f"that ray, every margin >= {passes.far_margin:.4g})"))
+    return passes.result(z, infimum=0.0, attained=hinge, converged=True, npass=npass + 2,
+                         separability="separable", direction=sep.direction, method=method,
+                         message=msg)
+
+
+def _quasi_separable(passes: MarginPasses, sep, tol, max_iter):
+    """The minimum over the samples (pairs) the direction leaves on its hyperplane, at a
+    point pushed along it; None when that point does not reach it on all the data (margins
+    at the linear program's tolerance)."""
+    res, msg = minimise(passes.restricted(sep), tol, max_iter, passes.loss_name)
+    z = passes.push(res.w, sep)
+    if not passes.value(z) <= res.F + max(64 * passes.eps * abs(res.F), 1e-15):
+        return None
+    hinge = passes.attains_on_ray
+    msg = lines(f"separability: {sep.message}",
+                f"infimum: the minimum over the other samples ({msg}), " +
+                ("attained" if hinge else "not attained (w is far along the direction)"))
+    return passes.result(z, infimum=res.F, attained=hinge, converged=res.converged,
+                         nit=res.nit, npass=res.npass, decrement=res.decrement,
+                         separability="quasi_separable", direction=sep.direction,
+                         method="linear program (HiGHS) + trust-region Newton", message=msg)
 
 
 @dataclass
@@ -172,44 +393,6 @@ class _BallSolution:
     npass: int
     converged: bool
     active: bool
-
-
-def ball_minimum(passes, d, R, tol, eps, max_iter) -> _BallSolution:
-    """``min F_lin`` over ``||w|| <= R`` by the multiplier: ``||w(lam)|| = R``."""
-    F0 = passes.value(np.zeros(d))
-    solves: dict[float, NewtonResult] = {}
-
-    def solve(lam):
-        if lam not in solves:
-            start = (solves[min(solves, key=lambda l0: abs(l0 - lam))].w if solves
-                     else np.zeros(d))
-            pen = passes.penalised(lam)
-            solves[lam] = trust_region_newton(pen.full, pen.value, start, tol=tol,
-                                              max_iter=max_iter, F_floor=eps * abs(F0),
-                                              trial_full=getattr(pen, "gram_steps", False))
-        return solves[lam]
-
-    def phi(log_lam):
-        return 1.0 / max(np.linalg.norm(solve(np.exp(log_lam)).w), 1e-300) - 1.0 / R
-
-    # ||w(lam)|| = ||grad F_lin(w)|| / lam: start at the gradient at 0 and bracket the root
-    # in log(lam) (lam spans many decades between a radius of 1e-6 and one near ||w*||).
-    hi = np.log(max(np.linalg.norm(passes.grad(np.zeros(d))[1]) / R, 1e-300))
-    while phi(hi) < 0:
-        hi += np.log(4.0)
-    lo = hi - np.log(4.0)
-    while phi(lo) > 0 and lo >= hi - 200.0:
-        lo -= np.log(4.0)
-    active = phi(lo) < 0  # else even e^-200 of the start leaves w(lam) inside: inactive
-    log_lam = brentq(phi, lo, hi, xtol=1e-14, rtol=1e-14, maxiter=200) if active else lo
-    res = solve(float(np.exp(log_lam)))
-    w = res.w
-    if active:  # the solution lies on the sphere; put it there, never an ulp outside
-        w = inside_ball(w * (R / np.linalg.norm(w)), R)
-    return _BallSolution(
-        w=w, lam=float(np.exp(log_lam)) if active else 0.0,
-        nit=sum(r.nit for r in solves.values()), npass=sum(r.npass for r in solves.values()),
-        converged=all(r.converged for r in solves.values()), active=active)
 
 
 def _ball_model_step(m, w, R):
@@ -227,7 +410,7 @@ def _ball_model_step(m, w, R):
     return v, lam, -float(m.g @ p + 0.5 * m.quad(p))
 
 
-def ball_newton(passes, d, R, tol, eps, max_iter, start=None) -> _BallSolution:
+def ball_newton(passes: Passes, R, tol, max_iter, start=None) -> _BallSolution:
     """``min F_lin`` over ``||w|| <= R`` by projected (proximal) Newton: at ``w`` (in the
     ball) the Newton model ``g^T p + 1/2 p^T H p`` is minimised over the ball exactly, which
     in ``v = w + p`` is ``min (g - H w)^T v + 1/2 v^T H v`` over ``||v|| <= R``: the secular
@@ -242,7 +425,7 @@ def ball_newton(passes, d, R, tol, eps, max_iter, start=None) -> _BallSolution:
     take ``w`` and the KKT residual from ``sqrt(eps)`` to ``eps``); ``lam`` is
     the multiplier of the model at the final point (KKT: ``g + lam w ~ 0``).  One Gram pass
     per accepted step, instead of a penalised problem solved to full precision per trial
-    multiplier (:func:`ball_minimum`)."""
+    multiplier (Brent's method on it took minutes on separable data, issue 19)."""
     lam = 0.0
 
     def full(w):
@@ -250,14 +433,12 @@ def ball_newton(passes, d, R, tol, eps, max_iter, start=None) -> _BallSolution:
         # Gram matrix, its eigenvalues below that rounding do not matter (the step's
         # relative error is about rounding / lam; the line search absorbs it, and the fixed
         # point ``g + lam w = 0`` does not depend on H).  A quarter of the last multiplier.
-        if getattr(passes, "shift_aware", False):
-            return passes.full(w, least_shift=lam / 4)
-        return passes.full(w)
+        return passes.full(w, least_shift=lam / 4)
 
-    w = np.zeros(d) if start is None else inside_ball(np.asarray(start, dtype=float), R)
+    w = np.zeros(passes.size) if start is None else inside_ball(np.asarray(start, dtype=float), R)
     m = full(w)
     npass, converged, it = 1, False, 0
-    F_floor = eps * abs(m.F)
+    F_floor = passes.eps * abs(m.F)
     v, lam, pred = _ball_model_step(m, w, R)
     for it in range(max_iter):
         scale = max(abs(m.F), F_floor)
@@ -292,38 +473,56 @@ def ball_newton(passes, d, R, tol, eps, max_iter, start=None) -> _BallSolution:
     return _BallSolution(w, lam, it, npass, converged, lam > 0)
 
 
-def with_radius(passes, free, size, radius, tol, eps, max_iter, result, newton_ball=False,
-                start=None):
-    """``min F_lin`` over the ball of ``radius`` from the unconstrained answer ``free``
-    (``result`` builds the answer from the variables of ``passes``); ``newton_ball``: by
-    :func:`ball_newton` from ``start`` (``free``'s point in the variables of ``passes``)
-    brought into the ball, else by the multiplier (:func:`ball_minimum`)."""
+def solve(passes: Passes, *, radius: float | None, tol: float, max_iter: int,
+          max_lp_entries: int) -> LinearBaselineResult:
+    """The baseline of ``passes`` (one entry for one and ``c`` outputs): a margin loss by
+    :func:`margin_baseline`; a quadratic one with a radius by the secular equation on its
+    Hessian (one pass) when the constraint is active; otherwise trust-region Newton; then
+    the ball (:func:`with_radius`)."""
+    if passes.quadratic and radius is not None:
+        z, lam = ball_step(passes.full(np.zeros(passes.size)), radius)
+        if lam > 0:
+            return passes.result(z, infimum=None, attained=True, converged=True, lam=lam,
+                                 radius=radius, npass=2, method="secular equation",
+                                 message="minimum over the ball on its boundary")
+        # inactive: the unconstrained minimum itself (refined), not the one-step solution
+    if passes.decides_separability:
+        free = margin_baseline(passes, tol=tol, max_iter=max_iter,
+                               max_lp_entries=max_lp_entries)
+    else:
+        res, msg = minimise(passes, tol, max_iter, passes.loss_name)
+        free = passes.result(res.w, infimum=res.F, attained=res.converged,
+                             converged=res.converged, nit=res.nit, npass=res.npass,
+                             decrement=res.decrement, method="trust-region Newton",
+                             message=msg)
+    return free if radius is None else with_radius(passes, free, radius, tol, max_iter)
+
+
+def with_radius(passes: Passes, free, radius, tol, max_iter):
+    """``min F_lin`` over the ball of ``radius`` from the unconstrained answer ``free``: by
+    :func:`ball_newton` from ``free``'s point brought into the ball (the separating ray's
+    point for separable data)."""
     if free.attained and np.linalg.norm(free.w) <= radius:
         free.radius = radius
         free.message = "minimum inside the ball (constraint inactive): " + free.message
         return free
-    if newton_ball:
-        ball = ball_newton(passes, size, radius, tol, eps, max_iter,
-                           start=start if start is not None and np.all(np.isfinite(start))
-                           else None)
-        how = "projected Newton (the secular equation on each Newton model)"
-    else:
-        ball = ball_minimum(passes, size, radius, tol, eps, max_iter)
-        how = "multiplier (Brent) + trust-region Newton"
+    start = passes.coords(free.w)
+    ball = ball_newton(passes, radius, tol, max_iter,
+                       start=start if np.all(np.isfinite(start)) else None)
     where = ("on its boundary" if ball.active else
              "inside it (constraint inactive)" if free.attained else
              # no finite free minimiser: the minimum over the ball is on the sphere, and the
              # run stopped inside where F no longer changes at its precision
              "inside it (F at its precision floor; the minimum itself is on the boundary, "
              "lower by less than that)")
-    return result(passes, ball.w, infimum=passes.value(ball.w), attained=True,
-                  converged=ball.converged, lam=ball.lam, radius=radius,
-                  nit=ball.nit + free.nit, npass=ball.npass + free.npass,
-                  separability=free.separability, direction=free.direction,
-                  method=how,
-                  message=f"minimum over the ball {where}" if ball.converged else
-                  f"not converged: {'the projected Newton run' if newton_ball else 'a penalised solve'} "
-                  f"stopped early (w {where.split(' (')[0]})")
+    return passes.result(ball.w, infimum=None, attained=True, converged=ball.converged,
+                         lam=ball.lam, radius=radius, nit=ball.nit + free.nit,
+                         npass=ball.npass + free.npass, separability=free.separability,
+                         direction=free.direction,
+                         method="projected Newton (the secular equation on each Newton model)",
+                         message=f"minimum over the ball {where}" if ball.converged else
+                         "not converged: the projected Newton run stopped early "
+                         f"(w {where.split(' (')[0]})")
 
 
 # Data whose largest magnitude lies outside [2^-SAFE_EXPONENT, 2^SAFE_EXPONENT] are solved

@@ -51,16 +51,23 @@ class GramPass:
     min_margin: float
     sums: CombinationSums
     n_wrong: int = 0  # samples of positive weight with margin <= 0
+    single: bool = False  # margins and gradient of float32 data in float32 (not for proofs)
 
 
-def _chunk(X, y, s, w, loss, hessian, norms, start):
+def _chunk(X, y, s, w, loss, hessian, norms, start, single=False):
     """One chunk: ``[F, g, H or None, weight of the H rows, smallest margin,
     sum lam ||x||, sum q ||x||^2, max ||x|| and max q / lam (H rows), every lam > 0,
     weight of the chunk, margins <= 0]``.  ``||x_i||`` is bounded by the chunk's largest
-    row norm, computed once per chunk and kept in ``norms`` (keyed by the first row)."""
-    X = np.asarray(X, dtype=np.float64)
+    row norm, computed once per chunk and kept in ``norms`` (keyed by the first row).
+    ``single``: float32 data off the Hessian rows keep float32 (``p = X w`` and
+    ``X^T (s l')`` by float32 BLAS, no float64 copy); everything else is float64."""
     y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
-    p = X @ w
+    if single and not hessian and start in norms and X.dtype == np.float32:
+        X = np.asarray(X)
+        p = (X @ w.astype(np.float32)).astype(np.float64)
+    else:
+        X = np.asarray(X, dtype=np.float64)
+        p = X @ w
     l, d1, d2 = loss.derivatives(p, y)
     keep = s > 0
     if start not in norms:
@@ -69,7 +76,8 @@ def _chunk(X, y, s, w, loss, hessian, norms, start):
     x_max = norms[start]
     lam = (-s * d1 * y)[keep]
     margins = (y * p)[keep]
-    parts = [float(s @ l), X.T @ (s * d1), None, 0.0, float(margins.min(initial=np.inf)),
+    g = (X.T @ (s * d1).astype(X.dtype)).astype(np.float64)
+    parts = [float(s @ l), g, None, 0.0, float(margins.min(initial=np.inf)),
              float(lam.sum()) * x_max, 0.0, 0.0, 0.0, bool(np.all(lam > 0)), float(s.sum()),
              int(np.count_nonzero(margins <= 0))]
     if hessian:
@@ -83,11 +91,11 @@ def _chunk(X, y, s, w, loss, hessian, norms, start):
     return parts
 
 
-def _block(w, loss, stride, norms, rows, block):
+def _block(w, loss, stride, norms, rows, single, block):
     X, y, s = block.X, block.y, block.s
     i0 = block.rows[0]
     return [_chunk(X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
-                   ((i0 + i) // rows) % stride == 0, norms, i0 + i)
+                   ((i0 + i) // rows) % stride == 0, norms, i0 + i, single)
             for i in range(0, X.shape[0], rows)]
 
 
@@ -97,19 +105,22 @@ def hessian_stride(n: int, d: int, rows_per_feature: int, streamed: bool = False
     return max(1, n // max(rows_per_feature * d, chunk_rows(d, streamed)))
 
 
-def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None
-              ) -> GramPass:
+def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None,
+              single: bool = False) -> GramPass:
     """One pass over the engine's rows (in memory or streamed) at ``w`` (float64).
 
     Per chunk: ``p = X w`` and ``l, l', l''`` in float64; ``F = sum s_i l_i``,
     ``g = X^T (s l')``; on the Hessian chunks ``H = Z^T Z`` with ``Z = diag(sqrt(s l'')) X``
     (so ``q_i = fl(sqrt(s_i l''_i))^2``).  The certificate's ``lam_i = -s_i l'_i y_i``
     (``b = sum lam_i y_i x_i = -g``).  ``norms``: the chunks' largest row norms, filled on
-    the first pass and reused (a dict owned by the caller)."""
+    the first pass and reused (a dict owned by the caller).  ``single``: float32 data's
+    margins and gradient off the Hessian rows in float32 (about half a float64 pass's time;
+    ``F`` and ``g`` then to about ``1e-6`` relative: Newton steps far from the minimum, never
+    a proof nor the answer)."""
     with blas_single_thread():
         chunks = [c for blk in engine.map_rows(functools.partial(
             _block, w, engine.loss, stride, {} if norms is None else norms,
-            chunk_rows(engine.d, engine.stateless)))
+            chunk_rows(engine.d, engine.stateless), single))
                   for c in blk]
     H = functools.reduce(np.add, (c[2] for c in chunks if c[2] is not None))
     total = float(np.sum([c[10] for c in chunks]))
@@ -121,7 +132,8 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
         positive=all(c[9] for c in chunks))
     return GramPass(float(np.sum([c[0] for c in chunks])), g, H,
                     min(1.0, float(np.sum([c[3] for c in chunks])) / total),
-                    min(c[4] for c in chunks), sums, sum(c[11] for c in chunks))
+                    min(c[4] for c in chunks), sums, sum(c[11] for c in chunks),
+                    single and engine.dtype == np.float32)
 
 
 def _block_margin_bound(w, rows, block):
@@ -176,10 +188,16 @@ def _split(a):
 
 
 def dot2_rows(X: np.ndarray, w: np.ndarray):
-    """``X w`` row by row in twice the working precision (Ogita, Rump and Oishi's Dot2: exact
-    products by Dekker's TwoProduct, their sum by TwoSum, the errors summed apart): returns
-    ``(m, bound)`` with ``|m - x^T w| <= bound = u |m| + gamma_d^2 |x|^T |w|``; None where
-    the split would overflow or a product underflow (then not exact)."""
+    """``X w`` row by row in twice the working precision (Ogita, Rump and Oishi's Dot2, its
+    sum cascaded pairwise over the columns): the products made exact by Dekker's TwoProduct
+    (``p_j + e_j = x_j w_j``), the ``p_j`` added in a tree of TwoSums (each addition's error
+    ``q`` exact), and the ``e_j`` and ``q`` summed apart and added at the end.  Every
+    TwoSum error is at most ``u`` of its sum, and each of the ``ceil(log2 d)`` levels of the
+    tree sums at most ``sum |p_j|``, so ``sum |q| <= gamma_d sum |p_j|`` (as for the
+    sequential sum), and the bound is the same: ``(m, bound)`` with ``|m - x^T w| <= bound
+    = u |m| + 2 gamma_d^2 |x|^T |w|``; None where the split would overflow or a product
+    underflow (then not exact).  The tree makes ``log2 d`` vectorised steps where the
+    sequential sum made ``d``."""
     P = X * w
     if np.any((P != 0) & (np.abs(P) < 2.0 ** -960)):
         return None
@@ -188,25 +206,43 @@ def dot2_rows(X: np.ndarray, w: np.ndarray):
     E = Xl * wl - (((P - Xh * wh) - Xl * wh) - Xh * wl)  # P + E = X * w exactly
     if not (np.isfinite(E).all() and np.isfinite(P).all()):
         return None
-    total = np.zeros(X.shape[0])
-    comp = np.zeros(X.shape[0])
-    for j in range(X.shape[1]):
-        p = P[:, j]
-        t = total + p
-        z = t - total
-        comp += ((total - (t - z)) + (p - z)) + E[:, j]  # TwoSum's error, plus the product's
-        total = t
-    m = total + comp
+    comp = E.sum(axis=1)
+    S = P
+    while S.shape[1] > 1:
+        half = S.shape[1] // 2
+        a, b = S[:, :half], S[:, half:2 * half]
+        t = a + b
+        z = t - a
+        comp += (((a - (t - z)) + (b - z))).sum(axis=1)  # TwoSum's errors, exact
+        S = np.concatenate([t, S[:, 2 * half:]], axis=1) if S.shape[1] % 2 else t
+    m = S[:, 0] + comp
     d = X.shape[1]
     gamma = d * 2.0 ** -53 / (1 - d * 2.0 ** -53)
     return m, 2.0 ** -53 * np.abs(m) + gamma * gamma * (np.abs(X) @ np.abs(w)) * 2
 
 
+def _margin_errors(loss, p, y, s, d1, delta, curvature):
+    """Per sample, ``s_i`` times a bound of ``|l(p_i + t) - l(p_i)|`` over ``|t| <= delta_i``:
+    ``(|l'| + C delta / 2) delta``, and for a margin loss also ``|l'(m - delta)| delta`` (its
+    slope is largest at the lowest margin; the tighter of the two, which matters on a
+    separating ray, where the loss and its slope are ``e^-m``)."""
+    errors = (np.abs(d1) + 0.5 * curvature * delta) * delta
+    # a margin loss's slope |l'| does not increase with the margin ``y p`` (the registry's
+    # ``margin`` entry): a margin off by ``delta`` moves ``l`` by at most ``|l'(m - delta)| delta``
+    if loss.margin and loss.code >= 0:
+        # lowered by delta, and by the rounding of the subtraction (u |p|) as well
+        _, slope, _ = loss.derivatives(p - y * (delta + 2.0 ** -52 * np.abs(p)), y)
+        errors = np.minimum(errors, np.abs(slope) * delta * (1 + 16 * 2.0 ** -53))
+    return s * errors
+
+
 def _block_value(w, loss, curvature, rows, block):
-    """``(sum_i s_i l_i, its error bound, g)`` of one block, per chunk.  A chunk whose margin
-    rounding (``gamma_d |x|^T |w|``, large where the margins cancel: ill-conditioned data
-    and a long ``w``) would make the bound exceed ``1024 u`` of its value is evaluated
-    again with the margins by :func:`dot2_rows`."""
+    """``(sum_i s_i l_i, its error bound, g)`` of one block, per chunk.  Where a chunk's
+    margin rounding (``gamma_d |x|^T |w|``, large where the margins cancel: ill-conditioned
+    data and a long ``w``) would make the bound exceed ``1024 u`` of its value, the rows
+    that carry the most of it are evaluated again with the margins by :func:`dot2_rows`,
+    until what the others carry is at most ``16 u`` of the value (on a separating ray a
+    few rows carry nearly all the loss: Dot2 on every row cost 10 passes at d = 128)."""
     out = []
     unit = 2.0 ** -53
     gamma = (w.size + 2) * unit / (1 - (w.size + 2) * unit)
@@ -217,17 +253,21 @@ def _block_value(w, loss, curvature, rows, block):
         p = X @ w
         delta = gamma * (np.abs(X) @ np.abs(w))
         l, d1, _ = loss.derivatives(p, y)
-        margin_err = float(s @ ((np.abs(d1) + 0.5 * curvature * delta) * delta))
+        errors = _margin_errors(loss, p, y, s, d1, delta, curvature)
+        value = abs(float(s @ l))
         # Dot2 (several times a plain pass) only where the bound would exceed about 1e-13
         # of the chunk's value: ill-conditioned X, a long w.
-        if margin_err > 1024 * unit * abs(float(s @ l)):
-            accurate = dot2_rows(X, w)
+        if float(errors.sum()) > 1024 * unit * value:
+            order = np.argsort(errors)  # the rows left as they are: the smallest errors
+            left = np.searchsorted(np.cumsum(errors[order]), 16 * unit * value, side="right")
+            redo = np.sort(order[left:])
+            accurate = dot2_rows(X[redo], w)
             if accurate is not None:
-                p, delta = accurate
+                p[redo], delta[redo] = accurate
                 l, d1, _ = loss.derivatives(p, y)
-                margin_err = float(s @ ((np.abs(d1) + 0.5 * curvature * delta) * delta))
+                errors = _margin_errors(loss, p, y, s, d1, delta, curvature)
         part = math.fsum(s * l)  # correctly rounded: off by u |part| at most
-        err = (margin_err + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * rows)
+        err = (float(errors.sum()) + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * rows)
         out.append((part, err + unit * abs(part), X.T @ (s * d1)))
     return out
 

@@ -18,13 +18,15 @@ whatever a solver reached (the derivations are in ``docs/linear_baseline.md``):
   (:func:`resnet_core.separability.minimiser_certificate`): attained, no linear program.
   Otherwise :func:`resnet_core.linear_separability` decides (its own certificate, then the
   linear program over every sample): quasi-separation gives the minimum over the samples
-  ``u`` leaves on its hyperplane.
+  ``u`` leaves on its hyperplane.  The decisions are made by
+  :func:`resnet_core._baseline.margin_baseline` (the same for ``c`` outputs) over
+  :class:`EnginePasses`.
 - A user-defined loss: trust-region Newton from 0; ``converged`` only when the Newton
   decrement says so (a convex loss: the minimum; otherwise a stationary point).
 - A radius ``R``: squared loss, the secular equation on the eigendecomposition of the Gram
-  matrix (one pass); other losses, the multiplier ``lam`` of ``min F_lin + lam/2 ||w||^2``
-  with ``||w(lam)|| = R`` by Brent's method on ``1/||w(lam)|| - 1/R``.  The returned ``w``
-  is never outside the ball; the KKT residual ``||grad F_lin(w) + lam w||`` is reported.
+  matrix (one pass); other losses, projected Newton on the ball
+  (:func:`resnet_core._baseline.ball_newton`).  The returned ``w`` is never outside the
+  ball; the KKT residual ``||grad F_lin(w) + lam w||`` is reported.
 
 - ``c`` outputs (``loss="cross_entropy"`` on classes, or the squared loss on an (n, c)
   target): the same decisions for ``W`` of shape (c, d), in :mod:`resnet_core.linear_vector`.
@@ -40,45 +42,46 @@ import functools
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated, Watched,
-                        minimise, scale_exponent, scaled_back, scaled_radius, with_radius)
+from ._baseline import (EPS64, LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated,
+                        gram_model, scale_exponent, scaled_back, scaled_radius, solve)
 from ._data import prepare
 from ._engine import Engine, SampleBuffers
 from ._gram_pass import accurate_value, gram_pass, hessian_stride, proven_min_margin, smallest_margins
 from ._sources import is_dask
 from ._threads import blas_single_thread
-from ._trust_region import Model, ball_step, newton_decrement, qr_factor, safe_norm
+from ._trust_region import Model, newton_decrement, qr_factor, safe_norm
 from ._schema import POSITIVE, validated
-from ._validation import check_positive_int, to_numpy
+from ._validation import to_numpy
 from .linear_vector import vector_baseline
 from .losses import Loss, get_loss
-from .separability import (MAX_LP_ENTRIES, Separability, _separability, minimiser_certificate,
+from .separability import (MAX_LP_ENTRIES, CombinationSums, Separability, binary_separability,
                            subset_direction)
 
-EPS64 = float(np.finfo(np.float64).eps)
-# A Gram model is used when its smallest eigenvalue is this many times its rounding level
-# ``eps d ev_max`` or more: every Newton step is then within 1e-4 of the exact one
-# (relative), and the run converges as with the QR factor.
-GRAM_TRUST = 1e4
 # Rows per feature of the subsampled Hessian far from the minimum (its relative error is
 # about sqrt(d / rows)), and the decrement ``nu^2 <= NEAR |F|`` from which the full Hessian
 # is made (once).
-HESSIAN_ROWS_PER_FEATURE = 2048
+HESSIAN_ROWS_PER_FEATURE = 512
 NEAR = 1e-6
 # Separation near an iterate with few wrong margins: samples per feature of the first subset
 # (and per round), and rounds.
 SEPARATE_ROWS = 64
 SEPARATE_ROUNDS = 6
+# Float32 data: Gram passes with float32 margins and gradient (:func:`gram_pass`'s
+# ``single``) while the Newton decrement is above this fraction of ``|F|`` and ``F`` falls
+# from pass to pass; float64 passes after (their ``F`` errs by about 1e-6 relative, far
+# below the decrease of a step there).
+SINGLE_UNTIL = 1e-4
 
 __all__ = ["LinearBaselineResult", "baseline_on_engine", "linear_baseline"]
 
 
-class _Passes:
-    """``F_lin`` (plus ``lam/2 ||w||^2``), its gradient and Hessian by the compiled passes.
+class EnginePasses:
+    """:class:`resnet_core._baseline.MarginPasses` (margin losses; the :class:`Passes` part
+    for every loss) over a linear engine's data: ``F_lin``, its gradient and Hessian.
 
     Margin losses (logistic, smoothed hinge): ``F``, ``g`` and the Gram matrix ``H`` in one
     float64 pass (:func:`resnet_core._gram_pass.gram_pass`), the QR factor below only when
-    ``H`` is too ill-conditioned for its rounding (``GRAM_TRUST``).
+    ``H`` is too ill-conditioned for its rounding (:func:`resnet_core._baseline.gram_model`).
 
     Otherwise the Hessian ``E[l'' x x^T] = R^T R`` of a built-in (convex) loss comes as the factor
     ``R`` of a QR decomposition of the rows ``sqrt(s_i l''_i) x_i``, accumulated chunk by
@@ -87,37 +90,44 @@ class _Passes:
     condition number).  The squared loss's factor does not depend on ``w``: made once.
     """
 
-    def __init__(self, engine: Engine, lam: float = 0.0, factor_cache=None):
-        self.engine, self.lam = engine, lam
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.size = engine.d
         self.empty = np.empty(0, dtype=engine.dtype)
         self.eps = float(np.finfo(engine.dtype).eps)
         self.use_factor = self.convex = engine.loss.code >= 0
         self.constant_hessian = engine.loss.quadratic and self.use_factor
-        self._factor = factor_cache if factor_cache is not None else {}
+        self._factor = {}
         # Margin losses: Newton models from one float64 Gram pass (F, g, H together), so
         # trial points are evaluated by ``full`` (``trial_full``).
         self.gram_steps = engine.loss.margin and self.use_factor
+        self.loss_name = engine.loss.name
+        self.decides_separability = self.gram_steps
+        self.quadratic = self.constant_hessian
+        # a loss that is exactly 0 past a margin reaches its infimum on a separating ray
+        self.attains_on_ray = engine.loss.zero_margin is not None
+        self.far_margin = (engine.loss.zero_margin * (1 + 1e-9) if self.attains_on_ray
+                           else LOGISTIC_MARGIN)
         self.history = []  # (w, GramPass) of the latest Gram passes, newest first
         self.stride = hessian_stride(engine.n, engine.d, HESSIAN_ROWS_PER_FEATURE,
                                      engine.stateless)
         self.reference = None  # (ev, Q, null) of a full Hessian near the minimum
         self.near = False
-        self._norms = self._factor.setdefault("norms", {})  # chunks' largest row norms
+        self._norms = {}  # chunks' largest row norms
+        self.single = engine.dtype == np.float32  # float32 passes until near (SINGLE_UNTIL)
+        self._single_F = np.inf
         self._tried = np.iinfo(np.int64).max  # wrong margins at the last separate_near
 
-    def penalised(self, lam: float) -> "_Passes":
-        """The same data with ``lam/2 ||w||^2`` added (sharing the squared loss's factor)."""
-        return _Passes(self.engine, lam, self._factor)
+    def coords(self, w):
+        return np.asarray(w, dtype=np.float64)
 
-    def full(self, w) -> Model:
+    def full(self, w, least_shift: float = 0.0) -> Model:
         if self.gram_steps:
-            return self._gram_model(w)
+            return self._gram_model(w, least_shift)
         buf = self.engine.new_buffers()
         if not self.use_factor:
             F, g, _, H = self.engine.gram(w.astype(self.engine.dtype), self.empty, None, buf)
-            H = H.astype(np.float64) + self.lam * np.eye(w.size)
-            return Model.from_hessian(F + 0.5 * self.lam * float(w @ w),
-                                      g.astype(np.float64) + self.lam * w, H, self.eps)
+            return Model.from_hessian(F, g.astype(np.float64), H.astype(np.float64), self.eps)
         need_R = "R" not in self._factor or not self.constant_hessian
         if self.engine.stateless:  # no per-sample buffers: the factor in the same pass
             F, g, R = _grad_and_factor(self.engine, w, need_R)
@@ -126,37 +136,38 @@ class _Passes:
             R = _qr_factor(self.engine.X, buf.q) if need_R else None
         if need_R:
             self._factor["R"] = R
-        return Model.from_factor(F + 0.5 * self.lam * float(w @ w), g + self.lam * w,
-                                 self._factor["R"], self.eps, self.engine.n, shift=self.lam)
+        return Model.from_factor(F, g, self._factor["R"], self.eps, self.engine.n)
 
-    def _gram_model(self, w) -> Model:
+    def _gram_model(self, w, least_shift) -> Model:
         """The model from one float64 Gram pass (:func:`gram_pass`).
 
         Far from the minimum, ``H`` from a subsample of the rows (``stride``); once the
         previous model's decrement is below ``NEAR |F|``, ``H`` from every row, made once
         and kept for the remaining steps (chord steps: ``H`` changes by ``O(||w - w_ref||)``
-        there, so they converge as fast as Newton's); when ``H`` has an eigenvalue within
-        ``GRAM_TRUST`` times its rounding level (condition above about 1e11), the QR factor
-        of the point instead (one more pass)."""
+        there, so they converge as fast as Newton's); when :func:`gram_model` does not
+        trust ``H``, the QR factor of the point instead (one more pass)."""
         exact = self.stride == 1 or (self.near and self.reference is None)
         gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64),
-                       stride=1 if exact else self.stride, norms=self._norms)
+                       stride=1 if exact else self.stride, norms=self._norms,
+                       single=self.single and bool(self._norms))
         self.history = [(w, gp)] + self.history[:3]
-        F = gp.F + 0.5 * self.lam * float(w @ w)
-        g = gp.g + self.lam * w
+        if gp.single and not gp.F < self._single_F:  # a rejected step: float64 from now
+            self.single = False
+        self._single_F = gp.F
         if self.reference is not None:
-            ev, Q, null = self.reference
-            m = Model(F, g, ev + self.lam, Q, null, EPS64)
+            m = Model(gp.F, gp.g, *self.reference, EPS64)
         else:
             H = np.triu(gp.H) + np.triu(gp.H, 1).T
             with blas_single_thread():
-                m = Model.from_hessian(F, g, H / max(gp.h_share, 1e-300)
-                                       + self.lam * np.eye(w.size), EPS64)
-            if not (gp.h_share > 0 and m.ev[0] > GRAM_TRUST * m.null):
-                return self._qr_model(w, F, g)
+                m = gram_model(gp.F, gp.g, H / max(gp.h_share, 1e-300),
+                               least_shift=least_shift) if gp.h_share > 0 else None
+            if m is None:
+                return self._qr_model(w, gp.F, gp.g)
             if exact and self.stride > 1:
-                self.reference = (m.ev - self.lam, m.Q, m.null)
-        self.near = newton_decrement(m) <= NEAR * abs(F)
+                self.reference = (m.ev, m.Q, m.null)
+        decrement = newton_decrement(m)
+        self.near = decrement <= NEAR * abs(m.F)
+        self.single = self.single and decrement > SINGLE_UNTIL * abs(m.F)
         # rounding of g: at most about eps sum lam_i ||x_i|| per component
         pos = m.ev > m.null
         m.noise = float((EPS64 * gp.sums.b_abs) ** 2 * np.mean(1.0 / m.ev[pos])) \
@@ -172,22 +183,25 @@ class _Passes:
             self.grad(w, buf)
             R = _qr_factor(self.engine.X, buf.q)
         with blas_single_thread():
-            return Model.from_factor(F, g, R, EPS64, self.engine.n, shift=self.lam)
+            return Model.from_factor(F, g, R, EPS64, self.engine.n)
 
     def pass_at(self, w):
-        """The latest Gram pass made at ``w`` (one more when none was)."""
+        """The latest float64 Gram pass made at ``w`` (one more when none was)."""
         for w_seen, gp in self.history:
-            if np.array_equal(w_seen, w):
+            if np.array_equal(w_seen, w) and not gp.single:
                 return gp
         return gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=self.stride,
                          norms=self._norms)
 
+    def certificate_sums(self, w) -> CombinationSums:
+        return self.pass_at(w).sums
+
     def value(self, w):
-        return self.grad(w)[0] + 0.5 * self.lam * float(w @ w)
+        return self.grad(w)[0]
 
     def grad(self, w, buf=None):
-        """``(F_lin(w), grad F_lin(w))`` without the penalty (``buf``: the point's
-        per-sample buffers, to be read afterwards)."""
+        """``(F_lin(w), grad F_lin(w))`` (``buf``: the point's per-sample buffers, to be
+        read afterwards)."""
         buf = self.engine.new_buffers() if buf is None else buf
         F, g, _, _ = self.engine.value_grad(w.astype(self.engine.dtype), self.empty, None, buf,
                                             need_theta=False)
@@ -238,6 +252,32 @@ class _Passes:
             rows = np.union1d(rows, smallest_margins(eng, u, k))
         return None
 
+    def ray(self, w, smallest) -> Separability:
+        """The separable answer from a ``w`` found to separate every weighted sample;
+        ``separated`` is None (all of them) on out-of-core and distributed data, where no
+        n-vector is kept."""
+        eng = self.engine
+        return Separability("separable", w / np.linalg.norm(w),
+                            None if eng.stateless else np.asarray(eng.s) > 0, smallest,
+                            "separated by a direction from Newton's iterates: every margin "
+                            f"y_i x_i^T w > 0 (smallest {smallest:.3g}, rounding bounded)")
+
+    def linear_program(self, max_lp_entries) -> Separability:
+        eng = self.engine
+        if eng.stateless:
+            return Separability("not_decided", None, None, 0.0, "data not in memory",
+                                lp_skipped="data not in memory", lp_entries=eng.n * (eng.d + 1))
+        return binary_separability(eng.X, eng.y, eng.s, max_lp_entries)
+
+    def restricted(self, sep) -> "EnginePasses":
+        s_rest = np.where(sep.separated, 0, self.engine.s).astype(self.engine.dtype)
+        return EnginePasses(self.engine.derive(k=0, s=s_rest))
+
+    def push(self, w_base, sep):
+        """``w_base + t u`` (:meth:`push_distance` to ``far_margin``)."""
+        u = sep.direction
+        return w_base + self.push_distance(w_base, u, sep.separated, self.far_margin) * u
+
     def push_distance(self, w_base, u, separated, margin) -> float:
         """The least ``t >= 0`` that puts the margin of ``w_base + t u`` at ``margin`` or
         beyond on ``separated`` (a boolean n-vector, or None: every sample of positive
@@ -250,6 +290,22 @@ class _Passes:
         parts = self.engine.map_rows(functools.partial(
             _block_push, w_base.astype(dt), u.astype(dt), float(margin)))
         return max(max(parts), 0.0)
+
+    def result(self, w, *, infimum, attained, converged, lam=0.0, radius=None, nit=0,
+               npass=0, decrement=0.0, separability=None, direction=None, method="",
+               message="") -> LinearBaselineResult:
+        """The answer at ``w``: ``fun`` evaluated accurately with its bound ``fun_error``
+        (:func:`accurate_value`); an attained infimum is that value (never below the true
+        minimum by more than ``fun_error``)."""
+        F, fun_error, g = accurate_value(self.engine, np.asarray(w, dtype=np.float64))
+        return LinearBaselineResult(
+            w=w, x=w, fun=float(F), fun_error=fun_error,
+            infimum=float(F if attained else infimum),
+            attained=None if attained is None else bool(attained), converged=bool(converged),
+            success=bool(converged), grad_norm=safe_norm(g + lam * w),
+            decrement=float(decrement), multiplier=float(lam), radius=radius, nit=int(nit),
+            npass=int(npass + 1), separability=separability, direction=direction,
+            method=method, message=message, w_fits=True, w_scaled=None, w_exponent=0)
 
 
 def _qr_factor(X, q) -> np.ndarray:
@@ -289,150 +345,6 @@ def _block_push(w_base, u, margin, block):
     keep = block.s > 0
     m_u, m_b = _block_margins(u, block)[keep], _block_margins(w_base, block)[keep]
     return float(np.max((margin - m_b) / m_u)) if m_u.size else 0.0
-
-
-def _result(passes, w, *, infimum, attained, converged, lam=0.0, radius=None, nit=0, npass=0,
-            decrement=0.0, separability=None, direction=None, method="", message=""):
-    """The answer at ``w``: ``fun`` evaluated accurately with its bound ``fun_error``
-    (:func:`accurate_value`); an attained infimum is that value (never below the true
-    minimum by more than ``fun_error``)."""
-    F, fun_error, g = accurate_value(passes.engine, np.asarray(w, dtype=np.float64))
-    return LinearBaselineResult(
-        w=w, x=w, fun=float(F), fun_error=fun_error,
-        infimum=float(F if attained else infimum),
-        attained=None if attained is None else bool(attained), converged=bool(converged),
-        success=bool(converged),
-        grad_norm=safe_norm(g + lam * w), decrement=float(decrement),
-        multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
-        separability=separability, direction=direction, method=method, message=message,
-        w_fits=True, w_scaled=None, w_exponent=0)
-
-
-def _push_along(passes, w_base, u, separated, margin):
-    """``w_base + t u`` with ``t`` the least that puts every margin on ``separated`` at
-    ``margin`` or beyond (None: every sample of positive weight)."""
-    return w_base + passes.push_distance(w_base, u, separated, margin) * u
-
-
-def _lines(*lines) -> str:
-    """A message of one decision per line."""
-    return "\n".join(line for line in lines if line)
-
-
-def _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note, newton):
-    """Logistic or smoothed hinge without a radius, given the separability answer and
-    Newton's run on all the data ``(NewtonResult, message)`` (None when it separated
-    them)."""
-    hinge = loss.zero_margin is not None
-    margin = loss.zero_margin * (1 + 1e-9) if hinge else LOGISTIC_MARGIN
-    if sep.status == "separable":
-        w = _push_along(passes, np.zeros(d), sep.direction, sep.separated, margin)
-        msg = _lines(f"separability: separable ({sep.message})",
-                     "infimum: inf F_lin = 0, " + (
-                         "attained (every margin past the smoothed hinge's flat part)" if hinge
-                         else "not attained (F_lin -> 0 along the separating direction; w is "
-                              f"on that ray, every margin >= {LOGISTIC_MARGIN:g})"))
-        return _result(passes, w, infimum=0.0, attained=hinge, converged=True,
-                       npass=sep.npass + 2, separability="separable", direction=sep.direction,
-                       method=note, message=msg)
-    if sep.status == "quasi_separable":
-        s_rest = np.where(sep.separated, 0, passes.engine.s).astype(passes.engine.dtype)
-        eng = passes.engine
-        rest = _Passes(eng.derive(k=0, s=s_rest))
-        res, msg = minimise(rest, d, tol, eps, max_iter, loss.name)
-        w = _push_along(passes, res.w, sep.direction, sep.separated, margin)
-        # The claim holds when the point reaches the infimum on all the data; margins at
-        # the LP's tolerance (samples almost, not exactly, on the hyperplane) break it.
-        if passes.value(w) <= res.F + max(64 * eps * abs(res.F), 1e-15):
-            msg = _lines(
-                f"separability: quasi-separable ({sep.n_separated} samples separated along a "
-                "direction, the others on its hyperplane)",
-                f"infimum: the minimum over the other samples ({msg}), " +
-                ("attained" if hinge else "not attained (w is far along the direction)"))
-            return _result(passes, w, infimum=res.F, attained=hinge, converged=res.converged,
-                           nit=res.nit, npass=res.npass, decrement=res.decrement,
-                           separability="quasi_separable", direction=sep.direction,
-                           method="linear program (HiGHS) + trust-region Newton", message=msg)
-        sep = Separability("not_decided", None, None, 0.0,
-                           "not decided: the linear program's quasi-separation does not hold "
-                           "on the data (margins at its tolerance)")
-    res, msg = newton
-    status, converged, attained = sep.status, res.converged, res.converged
-    if status == "not_decided":
-        attained = True if hinge else None  # the smoothed hinge attains its infimum always
-        if not hinge:  # Newton's run reached a value; whether it is attained is open
-            msg = msg.replace("minimum attained", "the value Newton's run reached")
-        msg = _lines(f"separability: {sep.message}",
-                     f"infimum: {msg}" + ("" if converged else " (not converged)"),
-                     "attained: " + ("yes (the smoothed hinge attains its infimum)" if hinge
-                                     else "not decided (needs the separability)"))
-    else:
-        msg = _lines(f"separability: {sep.message}", f"infimum: {msg}")
-    return _result(passes, res.w, infimum=res.F, attained=attained if converged else None,
-                   converged=converged, nit=res.nit, npass=res.npass, decrement=res.decrement,
-                   separability=status, method="trust-region Newton" + note, message=msg)
-
-
-def _ray(w, smallest, passes):
-    """A :class:`Separability` from a ``w`` found to separate every weighted sample (its
-    smallest margin ``smallest``); ``separated`` is None (all of them) on out-of-core and
-    distributed data, where no n-vector is kept."""
-    u = w / np.linalg.norm(w)
-    eng = passes.engine
-    sep = None if eng.stateless else np.asarray(eng.s) > 0
-    return Separability("separable", u, sep, smallest,
-                        "separated by a direction from Newton's iterates: every margin "
-                        f"y_i x_i^T w > 0 (smallest {smallest:.3g}, rounding bounded)")
-
-
-def _newton_first(passes, d, tol, eps, max_iter, loss):
-    """Trust-region Newton on all the data, stopped at the first point that separates every
-    sample: ``(Separability, None)`` then, else ``(None, (NewtonResult, message))``."""
-    watched = Watched(passes)
-    try:
-        res, msg = minimise(watched, d, tol, eps, max_iter, loss.name)
-    except Separated as found:
-        sep = _ray(found.z, found.smallest, passes)
-        sep.npass = watched.calls
-        return sep, None
-    return None, (res, msg)
-
-
-def _decide_separability(passes, res, max_lp_entries):
-    """The separability of data Newton's run did not separate: overlap proved by the
-    minimiser's weights (:func:`minimiser_certificate`), else the linear program (in memory,
-    within ``max_lp_entries``), else "not decided" with the reason and the cost.  Returns
-    ``(Separability, method note)``."""
-    engine = passes.engine
-    if res.converged:
-        sums = passes.pass_at(res.w).sums
-        ratio = minimiser_certificate(sums)
-        if ratio < 1:
-            return Separability(
-                "overlapping", None, None if engine.stateless else np.zeros(engine.n, bool),
-                0.0, "overlapping: the minimiser's weights -s_i l'(m_i) > 0, corrected by a "
-                f"{engine.d}-dimensional solve, combine the y_i x_i to exactly 0 (verified, "
-                f"rounding bounded; certificate ratio {ratio:.2g} < 1)",
-                method="minimiser"), " (overlap certified by the minimiser; no linear program)"
-        why = (f"the minimiser's weights do not prove overlap (certificate ratio {ratio:.3g}, "
-               "needs < 1)")
-    else:
-        why = "Newton's run did not converge (no minimiser to certify overlap)"
-    m = engine.n if engine.stateless else int(np.count_nonzero(np.asarray(engine.s) > 0))
-    cost = (f"deciding takes a linear program of {m * (engine.d + 1)} non-zeros over the data "
-            "in memory")
-    if engine.stateless:
-        return Separability("not_decided", None, None, 0.0,
-                            f"not decided: {why}; {cost} (out-of-core or distributed data)"
-                            ), " (LP skipped: data not in memory)"
-    sep = _separability(engine.X, engine.y, engine.s, max_lp_entries)
-    if sep.status == "not_decided" and "max_entries" in sep.message:
-        sep.message = (f"not decided: {why}; {cost}, above max_lp_entries = "
-                       f"{max_lp_entries} (raise it to decide)")
-        return sep, " (LP skipped: too large)"
-    note = (" (overlap certified by a positive combination, no LP)"
-            if sep.method == "certificate" else "")
-    return sep, note
 
 
 @validated(tol=POSITIVE)
@@ -480,32 +392,28 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
         ``w``, ``fun = F_lin(w)``, ``infimum``, ``attained``, ``converged``, ``direction``,
         ``separability``, ``grad_norm`` (KKT residual), ``multiplier``, ``message``.
     """
-    if radius is not None:
-        radius = float(radius)
-        if not (np.isfinite(radius) and radius > 0):
-            raise ValueError(f"radius must be a positive finite number or None; got {radius}")
-    name = loss if isinstance(loss, str) else getattr(loss, "name", None)
-    if name == "cross_entropy" or (name == "squared" and np.ndim(y) == 2):
+    loss = get_loss(loss)
+    if loss.vector or (loss.vector_form is not None and np.ndim(y) == 2):
         if any(is_dask(a) for a in (X, y, sample_weight)):
             raise NotImplementedError(
                 "the linear baseline for c outputs (cross_entropy, an (n, c) target) is not "
                 "implemented on dask arrays yet: pass numpy arrays (or a memmap)")
-        if name == "squared" and np.shape(y)[1:] == (1,) and n_classes is None:
+        if not loss.vector and np.shape(y)[1:] == (1,) and n_classes is None:
             res = linear_baseline(X, np.asarray(to_numpy("y", y))[:, 0], loss=loss,
                                   sample_weight=sample_weight, radius=radius, tol=tol,
                                   max_iter=max_iter, n_threads=n_threads)
             res.w = res.x = res.w[None, :]
             return res
-        return vector_baseline(X, y, loss=name, n_classes=n_classes,
+        return vector_baseline(X, y, loss=loss.name if loss.vector else loss.vector_form,
+                               n_classes=n_classes,
                                sample_weight=sample_weight, radius=radius, tol=tol,
                                max_iter=max_iter, n_threads=n_threads,
                                max_lp_entries=max_lp_entries)
     if n_classes is not None:
-        raise ValueError(f"n_classes is for the cross_entropy loss only; got loss {name!r}")
-    loss = get_loss(loss)
+        raise ValueError(f"n_classes is for the cross_entropy loss only; got loss {loss.name!r}")
     data = prepare(X, y, loss=loss, sample_weight=sample_weight, n_threads=n_threads)
     engine = data.engine(0, n_threads=n_threads)
-    if loss.name == "squared" and engine.d > engine.n and not engine.stateless:
+    if loss.quadratic and engine.d > engine.n and not engine.stateless:
         return _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads)
     return _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads)
 
@@ -517,7 +425,7 @@ def _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_thre
     :func:`resnet_core._baseline.scaled_back`.  Out-of-core data are solved as given."""
     in_memory = not engine.stateless
     e = scale_exponent(engine.X) if in_memory else 0
-    f = scale_exponent(engine.y) if in_memory and loss.name == "squared" else 0
+    f = scale_exponent(engine.y) if in_memory and loss.quadratic else 0
     if e == 0 and f == 0:
         return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,
                                   max_lp_entries=max_lp_entries)
@@ -530,7 +438,7 @@ def _solve_scaled(X_scaled, e, engine, loss, radius, tol, max_iter, max_lp_entri
     """The baseline on ``X_scaled = X 2^e`` (and ``y 2^f``, ``f`` chosen here for the
     squared loss): the same problem in ``u = w 2^(f-e)``, whose Gram matrices neither
     underflow nor overflow, scaled back by :func:`resnet_core._baseline.scaled_back`."""
-    f = scale_exponent(engine.y) if loss.name == "squared" else 0
+    f = scale_exponent(engine.y) if loss.quadratic else 0
     scaled = prepare(X_scaled, np.ldexp(engine.y, f) if f else engine.y,
                      loss=loss, sample_weight=engine.s,
                      n_threads=n_threads).engine(0, n_threads=n_threads)
@@ -558,6 +466,7 @@ def _row_space(engine, loss, radius, tol, max_iter, max_lp_entries, n_threads):
     return res
 
 
+@validated(tol=POSITIVE)
 def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: float | None = None,
                        max_iter: int = 100, max_lp_entries: int = MAX_LP_ENTRIES
                        ) -> LinearBaselineResult:
@@ -565,41 +474,6 @@ def baseline_on_engine(engine: Engine, *, radius: float | None = None, tol: floa
     own, without validating them again.  On out-of-core and distributed data the
     separability linear program is not run (it needs the data in memory): separability is
     read from Newton's iterates, as for data too large for it."""
-    loss = engine.loss
-    max_iter = check_positive_int("max_iter", max_iter)
-    max_lp_entries = check_positive_int("max_lp_entries", max_lp_entries)
-    if radius is not None:
-        radius = float(radius)
-        if not (np.isfinite(radius) and radius > 0):
-            raise ValueError(f"radius must be a positive finite number or None; got {radius}")
-    eps = float(np.finfo(engine.dtype).eps)
-    tol = eps if tol is None else float(tol)
-    if not (np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive finite number; got {tol!r}")
-    d = engine.d
-    passes = _Passes(engine)
-
-    margin_loss = loss.margin and loss.code >= 0
-    if loss.quadratic and loss.code >= 0 and radius is not None:
-        w, lam = ball_step(passes.full(np.zeros(d)), radius)
-        if lam > 0:
-            return _result(passes, w, infimum=passes.value(w), attained=True, converged=True,
-                           lam=lam, radius=radius, npass=2, method="secular equation",
-                           message="minimum over the ball on its boundary")
-        # inactive: the unconstrained minimum itself (refined), not the one-step solution
-    if margin_loss:
-        sep, newton = _newton_first(passes, d, tol, eps, max_iter, loss)
-        if sep is not None:
-            note = "trust-region Newton (separated by its iterates; no linear program)"
-        else:
-            sep, note = _decide_separability(passes, newton[0], max_lp_entries)
-            if sep.status == "separable":
-                note = "linear program (HiGHS)" + note
-        free = _margin_loss(passes, loss, sep, d, tol, eps, max_iter, note, newton)
-    else:
-        res, msg = minimise(passes, d, tol, eps, max_iter, loss.name)
-        free = _result(passes, res.w, infimum=res.F, attained=res.converged,
-                       converged=res.converged, nit=res.nit, npass=res.npass,
-                       decrement=res.decrement, method="trust-region Newton", message=msg)
-    return free if radius is None else with_radius(passes, free, d, radius, tol, eps, max_iter,
-                                                   _result)
+    tol = float(np.finfo(engine.dtype).eps) if tol is None else tol
+    return solve(EnginePasses(engine), radius=radius, tol=tol, max_iter=max_iter,
+                 max_lp_entries=max_lp_entries)

@@ -8,53 +8,42 @@ exactly (derivations in ``docs/linear_baseline.md``, section 6).
   returned ``W`` is the *centred* representative (rows summing to 0), the one of least
   Frobenius norm, and ``||W||_F = ||Z||_F`` (a radius means the same in both).  Separability
   of the (sample, class) pairs is decided first by Newton's run on all the data (an iterate
-  with every pair margin positive proves separation; a minimiser's positive pair weights,
-  :func:`overlap_certificate`, prove overlap), else by a linear program
-  (:func:`resnet_core.separability.class_separability`), and the scalar case's logic follows:
-  separable, ``inf F_lin = 0`` not attained; quasi-separable, the minimum of the pairs the
-  direction leaves on their hyperplanes; overlapping, trust-region Newton.
+  with every pair margin positive proves separation; a minimiser's positive pair weights
+  prove overlap, :meth:`CrossEntropyPasses.certificate_sums` for the one certificate
+  :func:`resnet_core.separability.minimiser_certificate`), else by a linear program
+  (:func:`resnet_core.separability.class_separability`): the one-output decision tree
+  (:func:`resnet_core._baseline.margin_baseline`) over :class:`CrossEntropyPasses`.
 - ``loss="squared"`` with ``y`` of shape (n, c): ``l = ||p - y||^2 / 2``, ``c`` least-squares
   problems with one matrix: one QR factor ``R`` of the rows ``sqrt(s_i) x_i`` and its SVD serve
   every column, and a radius couples them through one multiplier (the secular equation on
   that SVD).
 
 Passes are streamed over row blocks in float64 (a float32 ``X`` is converted block by block,
-never as a whole): the cross-entropy Hessian is the factor of ``c`` rows per sample,
-``sqrt(s_i pi_ik) (P_k - pi_i^T P) kron x_i``, accumulated by tall-skinny QR (memory one block
-of ``QR_CHUNK`` rows of ``(c-1) d`` columns plus the ``((c-1) d)^2`` factor); no array of size
-``n x c x d`` is made.  The stop is the scalar case's: the Newton decrement against ``|F|``.
+never as a whole): the cross-entropy Hessian is a Gram matrix ``sum_i kron(D_i, x_i x_i^T)``,
+or, when :func:`resnet_core._baseline.gram_model` does not trust it, the factor of ``c`` rows
+per sample, ``sqrt(s_i pi_ik) (P_k - pi_i^T P) kron x_i``, accumulated by tall-skinny QR
+(memory one block of ``QR_CHUNK`` rows of ``(c-1) d`` columns plus the ``((c-1) d)^2``
+factor); no array of size ``n x c x d`` is made.  The stop is the scalar case's: the Newton decrement against ``|F|``.
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._baseline import (LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated, Watched,
-                        minimise, scale_exponent, scaled_back, scaled_radius, with_radius)
+from ._baseline import (EPS64, LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, gram_model,
+                        scale_exponent, scaled_back, scaled_radius, solve)
 from ._threads import blas_single_thread, resolve_n_threads
-from ._trust_region import Model, ball_step, inside_ball, qr_factor, safe_norm
+from ._trust_region import Model, inside_ball, qr_factor, safe_norm
 from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
-                          check_positive_int, check_sample_weight, to_numpy)
-from .separability import Separability, class_separability
+                          check_sample_weight, to_numpy)
+from .separability import CombinationSums, Separability, class_separability
 
 # Samples per block of the value and gradient passes.
 VALUE_BLOCK = 16384
-# A Gram model is used when the smallest eigenvalue of its non-null block is this many times
-# the bound ``eps size ev_max`` of its rounding or more (Newton steps within 1% of the exact
-# ones, and within far less at the typical rounding ``eps sqrt(n) ev_max``: an inexact Newton
-# step, which the trust region and the decrement on the exact gradient absorb); otherwise
-# the QR factor.  10-class digits reach condition numbers near 1e10 before they separate.
-GRAM_TRUST = 1e2
-EPS = float(np.finfo(np.float64).eps)
-U = EPS / 2  # unit roundoff
-# The ``method`` note of a separation found by Newton's iterates before any linear program.
-NEWTON_SEPARATED = " (separated by its iterates; no linear program)"
-# ... and of an overlap proved by the minimiser's pair weights (:func:`overlap_certificate`).
-OVERLAP_CERTIFIED = " (overlap certified by its minimiser; no linear program)"
+U = EPS64 / 2  # unit roundoff
 
 
 def centred_basis(c: int) -> np.ndarray:
@@ -80,32 +69,47 @@ def softmax_terms(p: np.ndarray, y: np.ndarray):
     return loss, np.exp(r - loss[:, None])
 
 
-class _CrossEntropyPasses:
-    """``F_lin`` (plus ``lam/2 ||Z||^2``), gradient and factored Hessian in ``Z``, where
-    ``W = P Z``; ``allowed`` (n x c, optional) drops the pairs it marks False (the classes of
-    a quasi-separable problem's separated pairs)."""
+def residual(pi, y, s):
+    """``s_i (pi_i - e_{y_i})``, with ``pi_y - 1 = -sum_{j != y} pi_j`` (no cancellation)."""
+    rows = np.arange(y.size)
+    res = pi.copy()
+    res[rows, y] = 0.0
+    res[rows, y] = -res.sum(axis=1)
+    return res * s[:, None]
+
+
+class CrossEntropyPasses:
+    """:class:`resnet_core._baseline.MarginPasses` of the cross-entropy: ``F_lin``, gradient
+    and Hessian in ``Z``, where ``W = P Z``; ``allowed`` (n x c, optional) drops the pairs it
+    marks False (the classes of a quasi-separable problem's separated pairs).  The margins
+    are the pair margins ``(w_{y_i} - w_j)^T x_i``."""
 
     convex = True
+    gram_steps = False
+    decides_separability = True
+    quadratic = False
+    attains_on_ray = False
+    loss_name = "cross_entropy"
 
-    def __init__(self, X, labels, s, c, allowed=None, lam=0.0, live=None, exact=False):
+    def __init__(self, X, labels, s, c, allowed=None, live=None, exact=False):
         self.X, self.labels, self.s, self.c = X, labels, s, c
-        self.allowed, self.lam, self.exact = allowed, lam, exact
+        self.allowed, self.exact = allowed, exact
         self.n, self.d = X.shape
         self.size = (c - 1) * self.d
         self.P = centred_basis(c)
         self.PD = self.P[:, None, :] - self.P[None, :, :]  # P_k - P_j
-        self.eps = EPS
+        self.eps = EPS64
+        # Every separated sample's loss log(1 + sum_{j != y} e^-m_j) is below e^-36 there.
+        self.far_margin = LOGISTIC_MARGIN + np.log(c - 1)
         # Coordinates (m, a) of Z whose feature a is 0 on every sample of positive weight:
         # exact null directions of H, left out of its eigendecomposition.
         self._live = _live_coordinates(X, s, c) if live is None else live
 
-    def penalised(self, lam: float) -> "_CrossEntropyPasses":
-        return _CrossEntropyPasses(self.X, self.labels, self.s, self.c, self.allowed, lam,
-                                   self._live, self.exact)
-
-    def restricted(self, allowed) -> "_CrossEntropyPasses":
-        return _CrossEntropyPasses(self.X, self.labels, self.s, self.c, allowed, self.lam,
-                                   self._live, self.exact)
+    def restricted(self, sep) -> "CrossEntropyPasses":
+        allowed = ~sep.separated_pairs
+        allowed[np.arange(self.n), self.labels] = True
+        return CrossEntropyPasses(self.X, self.labels, self.s, self.c, allowed, self._live,
+                                  self.exact)
 
     def weights(self, z) -> np.ndarray:
         return self.P @ z.reshape(self.c - 1, self.d)
@@ -125,63 +129,79 @@ class _CrossEntropyPasses:
             yield i0, i1, Xb, *softmax_terms(p, self.labels[i0:i1])
 
     def value(self, z) -> float:
-        F = sum(float(self.s[i0:i1] @ loss) for i0, i1, _, loss, _ in self._blocks(z, VALUE_BLOCK))
-        return F + 0.5 * self.lam * float(z @ z)
-
-    def _residual(self, pi, i0, i1):
-        """``s_i (pi_i - e_{y_i})``, with ``pi_y - 1 = -sum_{j != y} pi_j`` (no cancellation)."""
-        rows = np.arange(i1 - i0)
-        res = pi.copy()
-        res[rows, self.labels[i0:i1]] = 0.0
-        res[rows, self.labels[i0:i1]] = -res.sum(axis=1)
-        return res * self.s[i0:i1, None]
+        return sum(float(self.s[i0:i1] @ loss)
+                   for i0, i1, _, loss, _ in self._blocks(z, VALUE_BLOCK))
 
     def grad(self, z):
-        """``(F_lin, grad_Z F_lin)`` without the penalty."""
+        """``(F_lin, grad_Z F_lin)``."""
         F, G = 0.0, np.zeros((self.c, self.d))
         for i0, i1, Xb, loss, pi in self._blocks(z, VALUE_BLOCK):
             F += float(self.s[i0:i1] @ loss)
-            G += self._residual(pi, i0, i1).T @ Xb
+            G += residual(pi, self.labels[i0:i1], self.s[i0:i1]).T @ Xb
         return F, (self.P.T @ G).ravel()
-
-    shift_aware = True  # ``full`` takes ``least_shift`` (:func:`ball_newton`)
 
     def full(self, z, least_shift: float = 0.0) -> Model:
         """The Newton model at ``z``: ``F``, ``g`` and the Hessian ``H`` in one pass (the Gram
-        form below); the QR factor of the Hessian's rows (one more pass) when ``H`` has an
-        eigenvalue within ``GRAM_TRUST`` times its rounding level, or always with
-        ``self.exact`` (see :meth:`_factor_model`).  ``least_shift``: the model will be
-        used as ``H + lam I`` with ``lam`` about that or more (a ball's multiplier), so its
-        eigenvalues need only be resolved relative to it."""
-        F, g, H = self._gram(z)
-        F, g = F + 0.5 * self.lam * float(z @ z), g + self.lam * z
+        form, :meth:`_gram`); the QR factor of the Hessian's rows (one more pass) when
+        :func:`gram_model` does not trust ``H``, or always with ``self.exact`` (see
+        :meth:`_factor_model`)."""
+        F, g, H, _ = self._gram(z, self._hessian_rows)
         if not self.exact:
-            m = _live_model(F, g, H, self.lam, self._live, least_shift)
+            with blas_single_thread():
+                m = gram_model(F, g, H, live=self._live, least_shift=least_shift)
             if m is not None:
                 return m
         return self._factor_model(z, F, g)
 
-    def _gram(self, z):
-        """``(F, g, H)`` without the penalty: ``H = sum_i kron(D_i, x_i x_i^T)`` with
-        ``D_i = s_i P^T (diag(pi_i) - pi_i pi_i^T) P``, one ``X^T diag(D_i[m, m']) X`` per
-        pair ``m <= m'`` of the ``c - 1`` coordinates."""
+    def _hessian_rows(self, pi, i0, i1):
+        """Rows ``V_ik = sqrt(s_i pi_ik) sum_j pi_ij (P_k - P_j)`` with ``V_i^T V_i =
+        s_i P^T (diag(pi_i) - pi_i pi_i^T) P``: no cancellation when ``pi_i`` is near one
+        class (the QR factor's rows, in the small)."""
+        return (np.sqrt(self.s[i0:i1, None] * pi)[:, :, None]
+                * np.einsum("bj,kja->bka", pi, self.PD))
+
+    def _pair_rows(self, pi, i0, i1):
+        """Rows ``V_ij = sqrt(s_i pi_ij) (P_{y_i} - P_j)`` (0 at ``j = y_i``): ``V_i^T V_i =
+        sum_{j != y_i} s_i pi_ij (P_y - P_j)(P_y - P_j)^T``, the pair vectors' weights."""
+        return np.sqrt(self.s[i0:i1, None] * pi)[:, :, None] * self.PD[self.labels[i0:i1]]
+
+    def _gram(self, z, rows_of):
+        """``(F, g, H, extra)``: ``H = sum_i kron(V_i^T V_i, x_i x_i^T)`` with the rows
+        ``V_i = rows_of(pi_i)``, one ``X^T diag(D_i[m, m']) X`` per pair ``m <= m'`` of the
+        ``c - 1`` coordinates; ``extra``: the overlap certificate's sums for the pair rows
+        (``[sum s (1 - pi_y) ||x||, sum q ||x||^2, max ||x||, max q / lam, every lam > 0,
+        blocks]``, ``q = t^2`` the squares of the rows' weights)."""
         F, G = 0.0, np.zeros((self.c, self.d))
         k, d = self.c - 1, self.d
         H = np.zeros((k, d, k, d))
         pairs = [(m, m2) for m in range(k) for m2 in range(m, k)]
+        extra = [0.0, 0.0, 0.0, 0.0, True, 0]
         for i0, i1, Xb, loss, pi in self._blocks(z, VALUE_BLOCK):
             F += float(self.s[i0:i1] @ loss)
-            G += self._residual(pi, i0, i1).T @ Xb
-            # D_i = V_i^T V_i with rows V_ik = sqrt(s_i pi_ik) sum_j pi_ij (P_k - P_j): no
-            # cancellation when pi_i is near one class (the QR factor's rows, in the small)
-            V = (np.sqrt(self.s[i0:i1, None] * pi)[:, :, None]
-                 * np.einsum("bj,kja->bka", pi, self.PD))
+            G += residual(pi, self.labels[i0:i1], self.s[i0:i1]).T @ Xb
+            V = rows_of(pi, i0, i1)
             D = np.einsum("bkm,bkn->bmn", V, V)
             for m, m2 in pairs:
                 H[m, :, m2, :] += (Xb * D[:, m, m2][:, None]).T @ Xb
+            if rows_of == self._pair_rows:
+                _certificate_block(extra, Xb, pi, self.s[i0:i1], self.labels[i0:i1])
         for m, m2 in pairs:
             H[m2, :, m, :] = H[m, :, m2, :].T
-        return F, (self.P.T @ G).ravel(), H.reshape(self.size, self.size)
+        return F, (self.P.T @ G).ravel(), H.reshape(self.size, self.size), extra
+
+    def certificate_sums(self, z) -> CombinationSums:
+        """The overlap certificate's sums (:func:`resnet_core.separability.
+        minimiser_certificate`) for the pair vectors ``a_ij = (P_{y_i} - P_j) kron x_i``
+        (``a_ij^T z`` is the pair margin of ``W = P Z``, ``||a_ij|| = sqrt(2) ||x_i||``),
+        ``lam_ij = s_i pi_ij`` and ``q_ij = fl(sqrt(lam_ij))^2``, in one pass: ``b =
+        sum lam a = -g`` (summed as the gradient: ``|fl(b) - b*| <= gamma_N sum_i
+        sum_k |res_ik| ||P_k|| ||x_i|| <= gamma_N 2 sum_i s_i (1 - pi_iy) ||x_i||``) and
+        ``H = M = sum q a a^T``."""
+        _, g, H, (b_abs, h_trace, x_max, q_over_lam, positive, blocks) = self._gram(
+            z, self._pair_rows)
+        return CombinationSums(b=-g, H=H, b_abs=2 * b_abs, h_trace=2 * h_trace,
+                               x_max=np.sqrt(2) * x_max * (1 + 4 * U), q_over_lam=q_over_lam,
+                               terms=self.n + blocks + self.c + self.d, positive=positive)
 
     def _factor_model(self, z, F, g) -> Model:
         """The model from the QR factor of the rows ``sqrt(s_i pi_ik) (P_k - pi_i^T P) kron
@@ -190,37 +210,11 @@ class _CrossEntropyPasses:
 
         def factor_rows():
             for i0, i1, Xb, _, pi in self._blocks(z, rows):
-                # Hessian in p: diag(pi) - pi pi^T = C C^T, row k of C^T P being
-                # sqrt(pi_k) (P_k - pi^T P) = sqrt(pi_k) sum_j pi_j (P_k - P_j).
-                C = (np.sqrt(self.s[i0:i1, None] * pi)[:, :, None]
-                     * np.einsum("bj,kja->bka", pi, self.PD))
+                C = self._hessian_rows(pi, i0, i1)
                 yield (C[:, :, :, None] * Xb[:, None, None, :]).reshape(-1, self.size)
 
         R = qr_factor(factor_rows(), self.size)
-        return Model.from_factor(F, g, R, self.eps, self.n * self.c, shift=self.lam)
-
-    def pair_factor(self, z) -> np.ndarray:
-        """``R`` with ``R^T R = M = sum_{i, j != y_i} s_i pi_ij a_ij a_ij^T``, the pair vectors
-        ``a_ij = (P_{y_i} - P_j) kron x_i`` (``a_ij^T z`` is the pair margin of ``W = P Z``)
-        weighted by the softmax at ``z`` (``c`` rows per sample, the one at ``y_i`` zero)."""
-        rows = max(1, QR_CHUNK // self.c)
-
-        def factor_rows():
-            for i0, i1, Xb, _, pi in self._blocks(z, rows):
-                C = np.sqrt(self.s[i0:i1, None] * pi)[:, :, None] * self.PD[self.labels[i0:i1]]
-                yield (C[:, :, :, None] * Xb[:, None, None, :]).reshape(-1, self.size)
-
-        return qr_factor(factor_rows(), self.size)
-
-    def least_pair_weight(self, z) -> float:
-        """``min s_i pi_ij`` over the pairs ``j != y_i`` of samples of positive weight."""
-        least = np.inf
-        for i0, i1, _, _, pi in self._blocks(z, VALUE_BLOCK):
-            w = self.s[i0:i1, None] * pi
-            w[np.arange(i1 - i0), self.labels[i0:i1]] = np.inf
-            w[self.s[i0:i1] <= 0] = np.inf
-            least = min(least, float(w.min()))
-        return least
+        return Model.from_factor(F, g, R, self.eps, self.n * self.c)
 
     def _pair_margins(self, z):
         """Per block, the pair margins ``p_{y_i} - p_j`` (``inf`` at ``j = y_i`` and for
@@ -235,21 +229,59 @@ class _CrossEntropyPasses:
             gap[self.s[i0:i1] <= 0] = np.inf
             yield i0, i1, gap
 
-    def smallest_margin(self, z) -> float:
+    def separation(self, z) -> float:
         """The least pair margin over samples of positive weight (streamed)."""
         return min(float(gap.min()) for _, _, gap in self._pair_margins(z))
 
-    separation = smallest_margin  # what :class:`Watched` checks
+    def ray(self, z, smallest) -> Separability:
+        """The separable answer from a point whose pair margins are all positive."""
+        W = self.weights(z)
+        pairs = np.repeat(self.s[:, None] > 0, self.c, axis=1)
+        pairs[np.arange(self.n), self.labels] = False
+        return Separability("separable", W / np.linalg.norm(W), self.s > 0, smallest,
+                            "separated by the direction of Newton's iterates", pairs)
 
-    def push(self, z, u, pairs, margin):
-        """``z + t u`` with ``t >= 0`` the least that puts every margin of ``pairs`` (n x c)
-        at ``margin`` or beyond (streamed; ``u`` positive on those pairs)."""
-        t = 0.0
+    def linear_program(self, max_lp_entries) -> Separability:
+        return class_separability(self.X, self.labels, self.s, self.c, max_lp_entries)
+
+    def push(self, z, sep):
+        """``z + t u`` with ``t >= 0`` the least that puts every margin of the separated
+        pairs at ``far_margin`` or beyond (streamed; ``u`` positive on those pairs)."""
+        u, pairs, t = self.coords(sep.direction), sep.separated_pairs, 0.0
         for (i0, i1, base), (_, _, along) in zip(self._pair_margins(z), self._pair_margins(u)):
             on = pairs[i0:i1]
             if on.any():
-                t = max(t, float(np.max((margin - base[on]) / along[on])))
+                t = max(t, float(np.max((self.far_margin - base[on]) / along[on])))
         return z + t * u
+
+    def result(self, z, **fields) -> LinearBaselineResult:
+        """The answer at ``z`` (of the unrestricted problem): ``fun`` and ``fun_error`` by
+        :func:`accurate_cross_entropy`, which gives the gradient too."""
+        W = self.weights(z)
+        if fields.get("radius") is not None:  # ||Z|| <= radius; W = P Z may round an ulp out
+            W = inside_ball(W, fields["radius"])
+        F, fun_error, G = accurate_cross_entropy(self.X, self.labels, self.s, W)
+        return _answer(W, F, fun_error, (self.P.T @ G).ravel(), z, **fields)
+
+
+def _certificate_block(extra, Xb, pi, s, y):
+    """Add one block's part to the certificate's sums (see :meth:`CrossEntropyPasses._gram`)."""
+    rows = np.arange(y.size)
+    keep = s > 0
+    norms = np.sqrt(np.einsum("ij,ij->i", Xb, Xb)) * (1 + (Xb.shape[1] + 2) * U)
+    lam = s[:, None] * pi
+    t = np.sqrt(lam)
+    q = t * t
+    lam[rows, y], q[rows, y] = np.inf, 0.0
+    rest = (lam.sum(axis=1, where=np.isfinite(lam)) * (1 + pi.shape[1] * U))[keep]
+    extra[0] += float(rest @ norms[keep])
+    extra[1] += float(rest @ norms[keep] ** 2)
+    extra[2] = max(extra[2], float(norms[keep].max(initial=0.0)))
+    with np.errstate(divide="ignore", invalid="ignore"):  # lam = 0: refused (positive)
+        ratio = np.where(q[keep] > 0, q[keep] / lam[keep], 0.0)
+    extra[3] = max(extra[3], float(np.max(ratio, initial=0.0)) * (1 + 4 * U))
+    extra[4] = extra[4] and bool(np.all(lam[keep] > 0))
+    extra[5] += 1
 
 
 def _live_coordinates(X, s, c) -> np.ndarray:
@@ -263,42 +295,30 @@ def _live_coordinates(X, s, c) -> np.ndarray:
     return (np.arange(c - 1)[:, None] * d + np.flatnonzero(used)[None, :]).ravel()
 
 
-def _live_model(F, g, H, lam, live, least_shift=0.0) -> Model | None:
-    """The model ``(F, g, H + lam I)`` from ``eigh`` of ``H`` on the ``live`` coordinates
-    (the others: exact zero curvature, unit eigenvectors), or None when an eigenvalue of
-    that block, plus ``least_shift``, lies within ``GRAM_TRUST`` times the Gram matrix's
-    rounding level."""
-    size = g.size
-    with blas_single_thread():
-        ev_live, Q_live = np.linalg.eigh(H[np.ix_(live, live)])
-    null = float(EPS * size * np.abs(ev_live).max(initial=0.0))
-    if ev_live.size and not ev_live[0] + lam + least_shift > GRAM_TRUST * null:
-        return None
-    dead = np.setdiff1d(np.arange(size), live)
-    ev = np.concatenate([np.zeros(dead.size), ev_live]) + lam
-    Q = np.zeros((size, size))
-    Q[dead, np.arange(dead.size)] = 1.0
-    Q[np.ix_(live, np.arange(dead.size, size))] = Q_live
-    order = np.argsort(ev, kind="stable")
-    return Model(F, g, ev[order], Q[:, order], null, EPS)
-
-
-class _LeastSquaresPasses:
-    """``F_lin(W) = E[||W x - y||^2 / 2]`` in ``vec(W)`` (row-major), with the Hessian
-    ``I_c kron E[x x^T]`` from one QR factor of the rows ``sqrt(s_i) x_i``."""
+class LeastSquaresPasses:
+    """:class:`resnet_core._baseline.Passes` of ``F_lin(W) = E[||W x - y||^2 / 2]`` in
+    ``vec(W)`` (row-major), with the Hessian ``I_c kron E[x x^T]`` from one QR factor of the
+    rows ``sqrt(s_i) x_i``."""
 
     convex = True
+    gram_steps = False
+    decides_separability = False
+    quadratic = True
+    loss_name = "squared"
 
     def __init__(self, X, Y, s):
         self.X, self.Y, self.s = X, Y, s
         self.n, self.d = X.shape
         self.c = Y.shape[1]
         self.size = self.c * self.d
-        self.eps = EPS
+        self.eps = EPS64
         self._base: Model | None = None
 
     def weights(self, z) -> np.ndarray:
         return z.reshape(self.c, self.d)
+
+    def coords(self, W) -> np.ndarray:
+        return np.asarray(W, dtype=np.float64).ravel()
 
     def grad(self, z):
         W = self.weights(z)
@@ -314,7 +334,7 @@ class _LeastSquaresPasses:
     def value(self, z) -> float:
         return self.grad(z)[0]
 
-    def full(self, z) -> Model:
+    def full(self, z, least_shift: float = 0.0) -> Model:
         F, g = self.grad(z)
         if self._base is None:
             R = qr_factor((np.sqrt(self.s[i0:i0 + QR_CHUNK, None])
@@ -326,19 +346,22 @@ class _LeastSquaresPasses:
         return Model(F, g, np.tile(b.ev, self.c), np.kron(np.eye(self.c), b.Q), b.null,
                      self.eps)
 
+    def result(self, z, **fields) -> LinearBaselineResult:
+        """The answer at ``z``; ``fun_error`` is not bounded yet (``nan``)."""
+        F, g = self.grad(z)
+        W = self.weights(z)
+        if fields.get("radius") is not None:
+            W = inside_ball(W, fields["radius"])
+        return _answer(W, F, float("nan"), g, z, **fields)
 
-def _result(passes, z, *, infimum, attained, converged, lam=0.0, radius=None, nit=0,
-            npass=0, decrement=0.0, separability=None, direction=None, method="", message=""):
-    F, g = passes.grad(z)
-    W = passes.weights(z)
-    if radius is not None:  # ||Z|| <= radius; W = P Z may round an ulp outside
-        W = inside_ball(W, radius)
-    fun_error = float("nan")
-    if isinstance(passes, _CrossEntropyPasses) and passes.allowed is None:
-        F, fun_error = accurate_cross_entropy(passes.X, passes.labels, passes.s, W)
-        infimum = F if attained else infimum  # never below the minimum by more than the error
+
+def _answer(W, F, fun_error, g, z, *, infimum, attained, converged, lam=0.0, radius=None,
+            nit=0, npass=0, decrement=0.0, separability=None, direction=None, method="",
+            message=""):
+    """The :class:`LinearBaselineResult` at ``W`` (``z`` its variables, ``g`` the gradient
+    there); an attained infimum is ``F``."""
     return LinearBaselineResult(
-        w=W, x=W, fun=float(F), fun_error=fun_error, infimum=float(infimum),
+        w=W, x=W, fun=float(F), fun_error=fun_error, infimum=float(F if attained else infimum),
         attained=None if attained is None else bool(attained), converged=bool(converged),
         success=bool(converged), grad_norm=safe_norm(g + lam * z), decrement=float(decrement),
         multiplier=float(lam), radius=radius, nit=int(nit), npass=int(npass + 1),
@@ -346,8 +369,8 @@ def _result(passes, z, *, infimum, attained, converged, lam=0.0, radius=None, ni
         w_fits=True, w_scaled=None, w_exponent=0)
 
 
-def accurate_cross_entropy(X, labels, s, W) -> tuple[float, float]:
-    """``(F, fun_error)`` at ``W`` (c x d): ``F = sum_i s_i (logsumexp(W x_i) - (W x_i)_{y_i})``
+def accurate_cross_entropy(X, labels, s, W) -> tuple[float, float, np.ndarray]:
+    """``(F, fun_error, G)`` at ``W`` (c x d), ``G`` the gradient in ``W`` (c x d): ``F = sum_i s_i (logsumexp(W x_i) - (W x_i)_{y_i})``
     evaluated as :func:`softmax_terms` does, each block's sum correctly rounded
     (``math.fsum``), and ``fun_error`` a bound of ``|F - F_exact(W)|``: the scores
     ``p = W x`` off by ``delta <= gamma_d |W| |x|``, moving the loss by at most
@@ -361,6 +384,7 @@ def accurate_cross_entropy(X, labels, s, W) -> tuple[float, float]:
     gamma = d * U / (1 - d * U)
     absW = np.abs(W)
     parts, errs = [], []
+    G = np.zeros((c, d))
     for i0 in range(0, n, VALUE_BLOCK):
         i1 = min(i0 + VALUE_BLOCK, n)
         Xb = np.asarray(X[i0:i1], dtype=np.float64)
@@ -392,116 +416,14 @@ def accurate_cross_entropy(X, labels, s, W) -> tuple[float, float]:
         # pi_k e^(2 max dr) here)
         second = 0.5 * np.exp(2 * np.max(dr, axis=1)) * np.sum(pi * dr**2, axis=1)
         sb = np.asarray(s[i0:i1], dtype=np.float64)
+        G += residual(pi, y, sb).T @ Xb
         terms = sb * loss
         parts.append(math.fsum(terms))
         errs.append(math.fsum(sb * (err_eval + first + second) * (1 + 4 * U)
                               + U * np.abs(terms)))
     F = math.fsum(parts)
     err = (math.fsum(errs) + U * math.fsum(abs(v) for v in parts) + U * abs(F)) * (1 + 8 * U)
-    return F, err
-
-
-def _class_ray(passes, z, smallest):
-    """A :class:`Separability` from a point whose pair margins are all positive."""
-    W = passes.weights(z)
-    pairs = np.repeat(passes.s[:, None] > 0, passes.c, axis=1)
-    pairs[np.arange(passes.n), passes.labels] = False
-    return Separability("separable", W / np.linalg.norm(W), passes.s > 0, smallest,
-                        "separated by the direction of Newton's iterates", pairs)
-
-
-def overlap_certificate(passes, z) -> float:
-    """How far ``z`` is from proving the classes *overlapping* (``S`` empty): a value below 1
-    is a proof, up to the stated rounding allowance (``docs/linear_baseline.md``, section 6).
-
-    With ``lam_ij = s_i pi_ij > 0`` the softmax weights of the pairs at ``z``, the gradient is
-    ``g = -sum lam_ij a_ij``.  Put ``v = M^-1 g`` (``M = sum lam_ij a_ij a_ij^T``, full rank)
-    and ``lam'_ij = lam_ij (1 + a_ij^T v)``: then ``sum lam'_ij a_ij = -g + M v = 0``, and if
-    every ``a_ij^T v > -1`` all ``lam'_ij > 0``, so a direction with every pair margin
-    ``>= 0`` has ``sum lam'_ij m_ij = 0``, every margin 0 (Stiemke's lemma): nothing separates.
-    ``a_ij^T v`` is the pair margin of the direction ``P v``.  Returned: ``-min a_ij^T v``
-    plus a bound on what the rounding of ``g`` can add, ``sqrt(2) max ||x_i|| ||e|| /
-    sigma_min(M)`` with ``||e|| <= 2 sqrt(2) (n + c d) eps sum_i s_i ||x_i||``; ``inf`` when
-    a weight is 0 or ``M`` is ill-conditioned (condition above ``1e8``)."""
-    if not passes.least_pair_weight(z) > 0:
-        return np.inf
-    _, g = passes.grad(z)
-    _, sv, Vt = np.linalg.svd(passes.pair_factor(z))
-    if not (sv.size == passes.size and sv[-1] ** 2 > 1e-8 * sv[0] ** 2):
-        return np.inf
-    v = Vt.T @ ((Vt @ g) / sv ** 2)
-    norms = np.concatenate([np.linalg.norm(np.asarray(passes.X[i0:i0 + VALUE_BLOCK],
-                                                      dtype=np.float64), axis=1)
-                            for i0 in range(0, passes.n, VALUE_BLOCK)])
-    e = 2 * np.sqrt(2) * (passes.n + passes.size + passes.c) * EPS * float(passes.s @ norms)
-    rounding = np.sqrt(2) * float(norms.max(initial=0.0)) * e / sv[-1] ** 2
-    return -passes.smallest_margin(v) + rounding
-
-
-def _newton_first(passes, tol, max_iter):
-    """Trust-region Newton on the unregularised cross-entropy, stopped at the first iterate
-    that separates every pair.  Returns ``(Separability, None)`` when one does, else
-    ``(None, (NewtonResult, message))`` for the caller to reuse (overlapping data)."""
-    watched = Watched(passes)
-    try:
-        res, msg = minimise(watched, passes.size, tol, passes.eps, max_iter, "cross_entropy")
-    except Separated as found:
-        sep = _class_ray(passes, found.z, found.smallest)
-        sep.npass = watched.calls
-        return sep, None
-    smallest = passes.smallest_margin(res.w)  # the last point, if no full pass saw it
-    if smallest > 0:
-        return _class_ray(passes, res.w, smallest), None
-    return None, (res, msg)
-
-
-def _cross_entropy(passes, sep, tol, max_iter, lp_note, newton):
-    """Cross-entropy without a radius, given the separability answer and the unregularised
-    Newton run ``(NewtonResult, message)`` on all the data (None when it separated them)."""
-    size, eps = passes.size, passes.eps
-    # Every separated sample's loss log(1 + sum_{j != y} e^-m_j) is then below e^-36.
-    margin = LOGISTIC_MARGIN + np.log(passes.c - 1)
-    if sep.status == "separable":
-        z = passes.push(np.zeros(size), passes.coords(sep.direction), sep.separated_pairs,
-                        margin)
-        return _result(passes, z, infimum=0.0, attained=False, converged=True,
-                       npass=sep.npass + 2, separability="separable", direction=sep.direction,
-                       method=("trust-region Newton" if lp_note else
-                               "linear program (HiGHS)") + lp_note,
-                       message="linearly separable classes: inf F_lin = 0, not attained "
-                               "(F_lin -> 0 along the separating direction; W is on that ray, "
-                               f"every margin (w_y - w_j)^T x >= {margin:.4g})")
-    if sep.status == "quasi_separable":
-        allowed = ~sep.separated_pairs
-        allowed[np.arange(passes.n), passes.labels] = True
-        res, msg = minimise(passes.restricted(allowed), size, tol, eps, max_iter,
-                             "cross_entropy")
-        z = passes.push(res.w, passes.coords(sep.direction), sep.separated_pairs, margin)
-        # As in the scalar case: the claim holds when the point reaches the infimum on all
-        # the data (pairs almost, not exactly, on their hyperplanes break it).
-        if passes.value(z) <= res.F + max(64 * eps * abs(res.F), 1e-15):
-            return _result(
-                passes, z, infimum=res.F, attained=False, converged=res.converged,
-                nit=res.nit, npass=res.npass, decrement=res.decrement,
-                separability="quasi_separable", direction=sep.direction,
-                method="linear program (HiGHS) + trust-region Newton",
-                message=f"quasi-separable: {int(sep.separated_pairs.sum())} (sample, class) "
-                        "pairs separated along a direction, inf F_lin = the minimum over the "
-                        f"other pairs ({msg}), not attained (W is far along the direction)")
-        sep = Separability("not_decided", None, None, 0.0,
-                           "not decided: the linear program's quasi-separation does not hold "
-                           "on the data (margins at its tolerance)")
-    # Newton's run on all the data, made (and its iterates checked for separation) before
-    # the linear program.
-    res, msg = newton
-    status, converged, attained = sep.status, res.converged, res.converged
-    if status == "not_decided":
-        attained = None  # a converged Newton run reaches the infimum, not proof of a minimum
-        msg = f"{sep.message}; {msg}" + ("" if converged else
-                                         ": raise max_lp_entries or give a radius")
-    return _result(passes, res.w, infimum=res.F, attained=attained, converged=converged,
-                   nit=res.nit, npass=res.npass, decrement=res.decrement,
-                   separability=status, method="trust-region Newton" + lp_note, message=msg)
+    return F, err, G
 
 
 def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | None,
@@ -509,7 +431,8 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
                     max_iter: int, n_threads: int | None,
                     max_lp_entries: int) -> LinearBaselineResult:
     """:func:`resnet_core.linear_baseline` for ``loss="cross_entropy"`` (``y``: classes) or
-    ``loss="squared"`` with ``y`` of shape (n, c); ``radius`` is validated by the caller."""
+    ``loss="squared"`` with ``y`` of shape (n, c); the scalar arguments are validated by the
+    caller."""
     Xa = np.asarray(to_numpy("X", X)) if not isinstance(X, (str, bytes)) else X
     n = Xa.shape[0] if getattr(Xa, "ndim", 0) >= 1 else 0
     X = check_data(Xa, np.zeros(n))[0]
@@ -529,11 +452,7 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
         raise ValueError(f"the Hessian of {size} variables needs {8 * size * size} bytes, "
                          f"above {MAX_BYTES}: fewer classes or features")
     s = check_sample_weight(sample_weight, n, np.float64)
-    max_iter = check_positive_int("max_iter", max_iter)
-    max_lp_entries = check_positive_int("max_lp_entries", max_lp_entries)
-    tol = EPS if tol is None else tol
-    if not (isinstance(tol, numbers.Real) and np.isfinite(tol) and tol > 0):
-        raise ValueError(f"tol must be a positive finite number; got {tol!r}")
+    tol = EPS64 if tol is None else tol  # tol, max_iter, max_lp_entries: validated
     resolve_n_threads(n_threads)  # validated; the passes here run on one thread
     # Any scale: X 2^e (and Y 2^f), exact, solved and scaled back (as for one output).
     target, c = (Y, None) if loss == "squared" else (labels, c)
@@ -548,43 +467,10 @@ def vector_baseline(X: ArrayLike, y: ArrayLike, *, loss: str, n_classes: int | N
 
 def _solve(X, target, s, loss, c, size, radius, tol, max_iter, max_lp_entries):
     """:func:`vector_baseline` on validated data (``target``: the labels or ``Y``)."""
-    n = X.shape[0]
     # BLAS on one thread: the blocks are small, and two OpenBLAS threads made one block's
     # QR 20x slower whenever another thread pool was busy (measured in the demo).
     with blas_single_thread():
-        if loss == "squared":
-            Y = target
-            passes = _LeastSquaresPasses(X, Y, s)
-            if radius is not None:
-                z, lam = ball_step(passes.full(np.zeros(size)), radius)
-                return _result(passes, z, infimum=passes.value(z), attained=True,
-                               converged=True, lam=lam, radius=radius, npass=2,
-                               method="secular equation",
-                               message="minimum over the ball " + (
-                                   "on its boundary" if lam > 0 else
-                                   "inside it (constraint inactive)"))
-            res, msg = minimise(passes, size, tol, EPS, max_iter, "squared")
-            return _result(passes, res.w, infimum=res.F, attained=res.converged,
-                           converged=res.converged, nit=res.nit, npass=res.npass,
-                           decrement=res.decrement, method="trust-region Newton",
-                           message=msg)
-        labels = target
-        passes = _CrossEntropyPasses(X, labels, s, c)
-        sep, newton = _newton_first(passes, tol, max_iter)
-        if sep is not None:
-            free = _cross_entropy(passes, sep, tol, max_iter, NEWTON_SEPARATED, None)
-        else:
-            res = newton[0]
-            if res.converged and overlap_certificate(passes, res.w) <= 0.5:
-                sep = Separability("overlapping", None, np.zeros(n, bool), 0.0,
-                                   "overlapping: certified by the minimiser's softmax weights",
-                                   np.zeros((n, c), bool))
-                note = OVERLAP_CERTIFIED
-            else:
-                sep = class_separability(X, labels, s, c, max_lp_entries)
-                note = "" if sep.status != "not_decided" else " (LP skipped: too large)"
-            free = _cross_entropy(passes, sep, tol, max_iter, note, newton)
-        if radius is None:
-            return free
-        return with_radius(passes, free, passes.size, radius, tol, EPS, max_iter, _result,
-                           newton_ball=True, start=passes.coords(free.w))
+        passes = (LeastSquaresPasses(X, target, s) if loss == "squared" else
+                  CrossEntropyPasses(X, target, s, c))
+        return solve(passes, radius=radius, tol=tol, max_iter=max_iter,
+                     max_lp_entries=max_lp_entries)

@@ -43,7 +43,7 @@ program's tolerances.  Otherwise the full program below decides.  See
 :func:`overlap_certificate`.
 
 Cost: the program has ``m (d + 1)`` non-zeros (``m`` the samples with positive weight); it runs
-up to ``max_entries`` of them (default 4e6, e.g. 1e5 samples of 40 features, seconds to minutes
+up to ``max_lp_entries`` of them (default 4e6, e.g. 1e5 samples of 40 features, seconds to minutes
 with HiGHS; the certificate runs under the same limit).  Above, the answer is ``"not_decided"``
 and the caller must decide by other means (see :func:`resnet_core.linear_baseline`).
 """
@@ -131,9 +131,15 @@ class Separability:
     separated_pairs : ndarray of bool, shape (n, c), or None
         For classes only: ``[i, j]`` is True when the pair ``(i, j)``, ``j != y_i``, is in
         ``S`` (``[i, y_i]`` is False).
-    method : {"linear program", "certificate"}
+    method : {"linear program", "certificate", "minimiser"}
         What decided: the linear program over every sample, or (``"overlapping"`` only) the
-        verified positive combination of :func:`overlap_certificate`.
+        verified positive combination of :func:`overlap_certificate`, or a minimiser's
+        weights (:func:`minimiser_certificate`).
+    lp_skipped : str
+        ``"too large"`` (above ``max_lp_entries``) or ``"data not in memory"`` when the
+        program that would decide was not run (``"not_decided"``); else ``""``.
+    lp_entries : int
+        The non-zeros of that program.
     """
 
     status: str
@@ -144,16 +150,20 @@ class Separability:
     separated_pairs: np.ndarray | None = None
     method: str = "linear program"
     npass: int = 0  # data passes of the Newton run that found a separation (0: none)
+    # Why the program was not run ("too large": above max_lp_entries; "data not in memory"),
+    # "" when it ran or was not needed, and its size in non-zeros.
+    lp_skipped: str = ""
+    lp_entries: int = 0
 
     @property
     def n_separated(self) -> int:
         return 0 if self.separated is None else int(self.separated.sum())
 
 
-@validated
+@validated(renamed={"max_entries": "max_lp_entries"})
 def linear_separability(X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None, *,
                         n_classes: int | None = None,
-                        max_entries: int = MAX_LP_ENTRIES) -> Separability:
+                        max_lp_entries: int = MAX_LP_ENTRIES) -> Separability:
     """Decide whether labels ``y`` in {-1, +1}, or classes ``0..c-1``, are linearly
     separable on ``X`` (through the origin: append a constant column for an intercept).
 
@@ -168,7 +178,7 @@ def linear_separability(X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | N
         Samples of zero weight are ignored.
     n_classes : int, optional
         Number of classes ``c`` (default ``max(y) + 1``); selects the multi-class test.
-    max_entries : int
+    max_lp_entries : int
         Largest linear program (non-zeros ``m (d + 1)``, or ``m (c - 1) (2 d + 1)`` for
         classes) to solve.
 
@@ -181,24 +191,35 @@ def linear_separability(X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | N
         labels, c = check_classes(y, n_classes, np.shape(X)[0] if np.ndim(X) == 2 else None)
         X = check_data(X, labels.astype(np.float64))[0]
         s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-        return class_separability(X, labels, s, c, max_entries)
+        return class_separability(X, labels, s, c, max_lp_entries)
     X, y = check_data(X, y)
     if not np.isin(y, (-1.0, 1.0)).all():
         raise ValueError("y must hold labels -1 or +1 for a separability test; found "
                          f"{y[~np.isin(y, (-1.0, 1.0))][0]}")
     s = check_sample_weight(sample_weight, X.shape[0], X.dtype)
-    return _separability(X, y, s, max_entries)
+    return binary_separability(X, y, s, max_lp_entries)
 
 
-def _separability(X, y, s, max_entries) -> Separability:
-    n, d = X.shape
+def _active(X, s):
+    """The rows' norms and the samples the program sees: positive weight, ``x != 0``."""
     row_norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-    active = np.flatnonzero((s > 0) & (row_norm > 0))
+    return row_norm, np.flatnonzero((s > 0) & (row_norm > 0))
+
+
+def _too_large(nnz, max_lp_entries) -> Separability:
+    return Separability("not_decided", None, None, 0.0,
+                        f"not decided: the linear program would have {nnz} non-zeros, "
+                        f"above max_lp_entries = {max_lp_entries}",
+                        lp_skipped="too large", lp_entries=nnz)
+
+
+def binary_separability(X, y, s, max_lp_entries) -> Separability:
+    """:func:`linear_separability` for labels ``y`` in {-1, +1} (validated)."""
+    n, d = X.shape
+    row_norm, active = _active(X, s)
     m = active.size
-    if m * (d + 1) > max_entries:
-        return Separability("not_decided", None, None, 0.0,
-                            f"not decided: the linear program would have {m * (d + 1)} "
-                            f"non-zeros, above max_entries = {max_entries}")
+    if m * (d + 1) > max_lp_entries:
+        return _too_large(m * (d + 1), max_lp_entries)
     if m == 0:
         return Separability("overlapping", None, np.zeros(n, bool), 0.0,
                             "no sample with positive weight and non-zero x")
@@ -348,17 +369,14 @@ def _unit_rows(X, active):
     return Z, col
 
 
-def class_separability(X, labels, s, c, max_entries) -> Separability:
+def class_separability(X, labels, s, c, max_lp_entries) -> Separability:
     """:func:`linear_separability` for integer classes ``labels`` in ``0..c-1`` (validated)."""
     n, d = X.shape
-    row_norm = np.sqrt(np.einsum("ij,ij->i", X, X, dtype=np.float64))
-    active = np.flatnonzero((s > 0) & (row_norm > 0))
+    row_norm, active = _active(X, s)
     m = active.size
     nnz = m * (c - 1) * (2 * d + 1)
-    if nnz > max_entries:
-        return Separability("not_decided", None, None, 0.0,
-                            f"not decided: the linear program would have {nnz} non-zeros, "
-                            f"above max_entries = {max_entries}")
+    if nnz > max_lp_entries:
+        return _too_large(nnz, max_lp_entries)
     none = np.zeros((n, c), bool)
     if m == 0:
         return Separability("overlapping", None, np.zeros(n, bool), 0.0,
@@ -442,9 +460,11 @@ def _zero_row_pairs(s, active, c):
 
 @dataclass
 class CombinationSums:
-    """Sums over the samples ``i`` of positive weight, in float64, at a point of a margin
-    loss, for :func:`minimiser_certificate` (``a_i = y_i x_i``; ``lam_i > 0`` and
-    ``q_i = t_i^2 >= 0`` are any numbers, e.g. ``-s_i l'`` and ``s_i l''`` there).
+    """Sums over the margin vectors ``a_i`` of positive weight, in float64, at a point of a
+    margin loss, for :func:`minimiser_certificate` (``a_i = y_i x_i`` with ``lam_i = -s_i l'``
+    and ``q_i = s_i l''``; for classes the pair vectors ``a_ij = (P_{y_i} - P_j) kron x_i`` with
+    ``lam_ij = s_i pi_ij`` and ``q_ij = fl(sqrt(lam_ij))^2``; any ``lam > 0`` and
+    ``q = t^2 >= 0`` serve, ``||x_i||`` below reads ``||a_i||``).
 
     ``b = sum lam_i a_i``; ``H = sum q_i x_i x_i^T`` (its upper triangle is read);
     ``b_abs = sum lam_i ||x_i||`` and ``h_trace = sum q_i ||x_i||^2`` (rounding bounds);
@@ -464,7 +484,8 @@ class CombinationSums:
 def minimiser_certificate(sums: CombinationSums) -> float:
     """How far the weights of a minimiser are from proving *overlap* (``S`` empty): a value
     below 1 is a proof with every rounding error bounded against it; ``inf`` when the
-    construction does not apply (a zero weight, a singular ``H``).
+    construction does not apply (a zero weight, a singular ``H``).  The one overlap
+    certificate of a minimiser, for one output and for the pairs of ``c`` outputs.
 
     Put ``v = -H^-1 b`` and ``lam'_i = lam_i + q_i a_i^T v``.  Then ``sum lam'_i a_i = b* +
     H* v = rho`` (the starred sums exact), and ``|a_i^T v| <= x_max ||v|| = kappa`` gives

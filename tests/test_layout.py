@@ -132,10 +132,6 @@ def test_cycle_finder(graph, circle):
 # package's internal API.  At most three reaches may stay, each with ``# private:`` and the
 # reason on its line.
 MAX_DECLARED_REACHES = 3
-# Reaches not yet removed (issue 20 in progress): "module.py: expression".  Empty when done.
-PENDING_REACHES = {
-    "linear.py: from .separability import _separability",
-}
 
 
 def reaches_in(source: str) -> list[tuple[int, str]]:
@@ -173,7 +169,7 @@ def private_reaches() -> tuple[set[str], list[str]]:
 
 def test_no_module_reaches_into_another_objects_private_parts():
     open_, declared = private_reaches()
-    assert open_ <= PENDING_REACHES, sorted(open_ - PENDING_REACHES)
+    assert not open_, sorted(open_)
     assert len(declared) <= MAX_DECLARED_REACHES, declared
 
 

@@ -367,7 +367,7 @@ def test_overlap_at_2e5_samples_is_proved_without_a_linear_program(rng, monkeypa
                                                                     tmp_path):
     """Issue 24: the minimiser's weights prove overlap; no program over n."""
     import resnet_core.linear as lin
-    monkeypatch.setattr(lin, "_separability", _no_lp)
+    monkeypatch.setattr(lin, "binary_separability", _no_lp)
     n = 200_000
     X = rng.standard_normal((n, 6))
     y = np.sign(X[:, 0] + X[:, 1] + rng.standard_normal(n))
@@ -384,7 +384,7 @@ def test_overlap_at_2e5_samples_is_proved_without_a_linear_program(rng, monkeypa
 
 def test_separation_at_2e5_samples_without_the_full_program(rng, monkeypatch):
     import resnet_core.linear as lin
-    monkeypatch.setattr(lin, "_separability", _no_lp)
+    monkeypatch.setattr(lin, "binary_separability", _no_lp)
     n = 200_000
     X = rng.standard_normal((n, 6))
     y = np.sign(X[:, 0])
@@ -635,3 +635,57 @@ def test_row_space_at_extreme_scales_of_finite_data(rng, scale):
     assert res.fun < 1e-20
     w = res.w if res.w_fits else res.w_scaled * 2.0**res.w_exponent
     np.testing.assert_allclose(w * scale, ref, rtol=1e-8, atol=1e-12 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("d", [1, 2, 5, 8, 33, 128])
+def test_dot2_rows_is_within_its_bound_of_the_exact_dot_product(rng, d):
+    """The pairwise-cascaded Dot2 (issue 24: log2 d vectorised steps) against the exact
+    product in fractions, on rows of mixed magnitudes and on rows that cancel to 1e-15."""
+    from fractions import Fraction
+    from resnet_core._gram_pass import dot2_rows
+    X = rng.standard_normal((12, d)) * 10.0 ** rng.integers(-8, 8, size=(12, d))
+    w = rng.standard_normal(d) * 10.0 ** rng.integers(-4, 4, size=d)
+    if d % 2 == 0:  # the second half cancels the first up to 1e-15
+        h = d // 2
+        X[6:, h:] = X[6:, :h] * (1 + 1e-15 * rng.standard_normal((6, h)))
+        w[h:] = -w[:h] * (1 + 2.0 ** -40)
+    m, bound = dot2_rows(X, w)
+    for i in range(12):
+        exact = sum(Fraction(a) * Fraction(b) for a, b in zip(X[i], w))
+        assert abs(Fraction(m[i]) - exact) <= Fraction(bound[i])
+
+
+def test_float32_single_precision_passes_leave_the_answer_unchanged(rng, monkeypatch):
+    """Issue 24: float32 data take float32 Gram passes far from the minimum; the answer is
+    the float64 passes' answer, and a float32 pass is flagged (never read for a proof)."""
+    import resnet_core.linear as lin
+    from resnet_core._data import prepare
+    from resnet_core._gram_pass import gram_pass
+    from resnet_core.losses import get_loss
+    n = 120_000  # two chunks of rows: a Hessian subsample (stride 2)
+    X = rng.standard_normal((n, 5)).astype(np.float32)
+    y = np.sign(X[:, 0] + X[:, 1] + rng.standard_normal(n)).astype(np.float32)
+    eng = prepare(X, y, loss=get_loss("logistic"), sample_weight=None,
+                  n_threads=None).engine(0, n_threads=None)
+    w = np.array([0.5, 0.3, -0.1, 0.0, 0.2])
+    norms = {}
+    exact = gram_pass(eng, w, norms=norms)
+    single = gram_pass(eng, w, norms=norms, single=True, stride=4)
+    assert single.single and not exact.single
+    assert single.F == pytest.approx(exact.F, rel=1e-6)
+    np.testing.assert_allclose(single.g, exact.g, rtol=1e-4, atol=1e-6 * np.abs(exact.g).max())
+    flags = []
+
+    def spy(*args, **kwargs):
+        gp = gram_pass(*args, **kwargs)
+        flags.append(gp.single)
+        return gp
+
+    monkeypatch.setattr(lin, "gram_pass", spy)
+    res = rc.linear_baseline(X, y)
+    assert any(flags) and not flags[-1]  # float32 passes first, float64 at the end
+    monkeypatch.setattr(lin, "SINGLE_UNTIL", np.inf)  # float64 passes only
+    ref = rc.linear_baseline(X, y)
+    assert res.separability == ref.separability == "overlapping" and res.attained
+    assert res.fun == pytest.approx(ref.fun, rel=1e-13)
+    np.testing.assert_allclose(res.w, ref.w, rtol=1e-9, atol=1e-12)

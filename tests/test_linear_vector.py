@@ -102,6 +102,34 @@ def test_two_classes_equal_the_scalar_logistic_baseline():
     assert np.linalg.norm(rr.w) <= 0.05
 
 
+def _first_words(message):
+    return [line.split(":")[0] + ":" + line.split(":")[1].split()[0]
+            for line in message.splitlines()]
+
+
+@pytest.mark.parametrize("case", ["overlapping", "separable", "quasi", "skipped"])
+def test_one_decision_tree_for_one_and_c_outputs(case):
+    """Issue 20: c = 2 goes through the same decision tree as the scalar logistic loss, so
+    the decision, how it was made and the message's decisions are the same."""
+    rng = np.random.default_rng(4)
+    X = np.c_[rng.standard_normal((300, 2)), np.ones(300)]
+    y = np.where(X[:, 0] + rng.standard_normal(300) > 0, 1, 0)
+    if case == "separable":
+        y = (X[:, 0] > 0).astype(int)
+    if case in ("quasi", "skipped"):
+        X[150:, 0] = 0.0
+        y[:150] = (X[:150, 0] > 0).astype(int)
+    kw = {"max_lp_entries": 1} if case == "skipped" else {}
+    r = rc.linear_baseline(X, y, loss="cross_entropy", **kw)
+    rs = rc.linear_baseline(X, 2.0 * y - 1, loss="logistic", **kw)
+    assert r.separability == rs.separability == {
+        "overlapping": "overlapping", "separable": "separable", "quasi": "quasi_separable",
+        "skipped": "not_decided"}[case]
+    assert r.method == rs.method and r.attained == rs.attained
+    assert _first_words(r.message) == _first_words(rs.message)
+    assert r.infimum == pytest.approx(rs.infimum, rel=1e-9, abs=1e-15)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_weights_equal_repeated_samples_and_float32(dtype):
     X, y = overlapping(n=200, c=3, seed=7)
@@ -153,7 +181,7 @@ def test_not_decided_fallback():
     full = rc.linear_baseline(X, y, loss="cross_entropy")
     r = rc.linear_baseline(X, y, loss="cross_entropy", max_lp_entries=10)
     assert r.separability == "not_decided" and r.attained is None
-    assert "max_entries" in r.message and "LP skipped" in r.method
+    assert "max_lp_entries" in r.message and "LP skipped" in r.method
     assert r.infimum == pytest.approx(full.infimum, rel=1e-6)
     # separable data are recognised from Newton's iterates
     rng = np.random.default_rng(2)
@@ -439,7 +467,7 @@ def test_bad_input_squared_and_others():
 def test_passes_gradient_and_hessian(masked):
     """The streamed passes in Z (W = P Z) against finite differences and the Hessian
     sum_i s_i (diag(pi) - pi pi^T) kron x_i x_i^T written out in W, reduced by P."""
-    from resnet_core.linear_vector import _CrossEntropyPasses
+    from resnet_core.linear_vector import CrossEntropyPasses
 
     rng = np.random.default_rng(3)
     n, d, c = 70, 3, 4
@@ -449,13 +477,13 @@ def test_passes_gradient_and_hessian(masked):
     s /= s.sum()
     allowed = rng.uniform(size=(n, c)) < 0.6 if masked else np.ones((n, c), bool)
     allowed[np.arange(n), y] = True
-    passes = _CrossEntropyPasses(X, y, s, c, allowed if masked else None, lam=0.3)
+    passes = CrossEntropyPasses(X, y, s, c, allowed if masked else None)
     z = rng.normal(size=(c - 1) * d)
     P = passes.P
 
     def value(zz):
         p = np.where(allowed, X @ (P @ zz.reshape(c - 1, d)).T, -np.inf)
-        return float(s @ (logsumexp(p, axis=1) - p[np.arange(n), y])) + 0.15 * zz @ zz
+        return float(s @ (logsumexp(p, axis=1) - p[np.arange(n), y]))
 
     m = passes.full(z)
     assert m.F == pytest.approx(value(z), rel=1e-14) and passes.value(z) == pytest.approx(m.F)
@@ -467,7 +495,7 @@ def test_passes_gradient_and_hessian(masked):
     H_W = sum(s[i] * np.kron(np.diag(pi[i]) - np.outer(pi[i], pi[i]), np.outer(X[i], X[i]))
               for i in range(n))
     K = np.kron(P, np.eye(d))
-    H = K.T @ H_W @ K + 0.3 * np.eye(z.size)
+    H = K.T @ H_W @ K
     np.testing.assert_allclose((m.Q * m.ev) @ m.Q.T, H, atol=1e-14)
 
 
@@ -495,16 +523,17 @@ def test_overlap_certificate_gives_positive_pair_weights(seed):
     """The certificate's weights lam'_ij = s_i pi_ij (1 + a_ij^T v), rebuilt here in NumPy,
     are positive and combine the pair vectors to (nearly) 0; the linear program agrees; on
     quasi-separable data the certificate fails."""
-    from resnet_core.linear_vector import _CrossEntropyPasses, overlap_certificate
+    from resnet_core.linear_vector import CrossEntropyPasses
+    from resnet_core.separability import minimiser_certificate
 
     X, y = overlapping(n=300, d=3, c=4, seed=seed)
     c, s = 4, np.full(len(y), 1 / len(y))
     r = rc.linear_baseline(X, y, loss="cross_entropy")
     assert r.separability == "overlapping" and r.attained is True and "certified" in r.method
     assert rc.linear_separability(X, y).status == "overlapping"
-    passes = _CrossEntropyPasses(X, y, s, c)
+    passes = CrossEntropyPasses(X, y, s, c)
     z = passes.coords(r.w)
-    assert overlap_certificate(passes, z) <= 0.5
+    assert minimiser_certificate(passes.certificate_sums(z)) < 1
     # independent: pairs a_ij = (e_y - e_j) x_i^T, weights s_i pi_ij, v = M^-1 g in W-space
     p = X @ r.w.T
     pi = np.exp(p - logsumexp(p, axis=1)[:, None])
@@ -522,23 +551,55 @@ def test_overlap_certificate_gives_positive_pair_weights(seed):
     assert np.linalg.norm(lam2 @ A) < 1e-12 * np.linalg.norm(lam) * np.abs(X).max()
     # quasi-separable: some pair weights go to 0 along Newton's run; no certificate
     X, y = quasi_separable()
-    passes = _CrossEntropyPasses(X, y, np.full(len(y), 1 / len(y)), 3)
+    passes = CrossEntropyPasses(X, y, np.full(len(y), 1 / len(y)), 3)
     z = passes.coords(rc.linear_baseline(X, y, loss="cross_entropy",
                                          max_lp_entries=1).w)
-    assert overlap_certificate(passes, z) > 0.5
+    assert not minimiser_certificate(passes.certificate_sums(z)) < 1
 
 
 def test_gram_model_agrees_with_the_qr_factor(rng):
     """The cross-entropy Newton model from the Gram pass against the QR factor's."""
-    from resnet_core.linear_vector import _CrossEntropyPasses
+    from resnet_core.linear_vector import CrossEntropyPasses
     X = np.c_[rng.standard_normal((300, 4)), np.zeros(300), np.ones(300)]  # a zero feature
     y = rng.integers(0, 4, 300)
     s = np.full(300, 1 / 300)
     z = 0.3 * rng.standard_normal(3 * 6)
-    gram = _CrossEntropyPasses(X, y, s, 4).full(z)
-    qr = _CrossEntropyPasses(X, y, s, 4, exact=True).full(z)
+    gram = CrossEntropyPasses(X, y, s, 4).full(z)
+    qr = CrossEntropyPasses(X, y, s, 4, exact=True).full(z)
     H_gram = (gram.Q * gram.ev) @ gram.Q.T
     H_qr = (qr.Q * qr.ev) @ qr.Q.T
     assert np.abs(H_gram - H_qr).max() < 1e-12 * np.abs(H_qr).max()
     assert gram.F == qr.F and np.array_equal(gram.g, qr.g)
     assert np.sum(gram.ev == 0) == 3  # the zero feature's coordinates, exactly null
+
+
+def test_every_passes_class_implements_the_declared_interface():
+    """Issue 20: the passes of one output, of the cross-entropy and of least squares have
+    every member of the protocol they are declared to implement (``_baseline.Passes``,
+    ``_baseline.MarginPasses``)."""
+    from resnet_core._baseline import MarginPasses, Passes
+    from resnet_core._data import prepare
+    from resnet_core.linear import EnginePasses
+    from resnet_core.linear_vector import CrossEntropyPasses, LeastSquaresPasses
+    from resnet_core.losses import get_loss
+
+    def members(proto):
+        names = set()
+        for cls in proto.__mro__:
+            if cls.__name__ in ("Passes", "MarginPasses"):
+                names |= {n for n in vars(cls) if not n.startswith("_")}
+                names |= set(getattr(cls, "__annotations__", {}))
+        return names
+
+    X, y = overlapping(n=40, c=3, seed=1)
+    eng = prepare(X, np.where(y == 0, 1.0, -1.0), loss=get_loss("logistic"),
+                  sample_weight=None, n_threads=None).engine(0, n_threads=None)
+    s = np.full(40, 1 / 40)
+    margin = [EnginePasses(eng), CrossEntropyPasses(X, y, s, 3)]
+    plain = [LeastSquaresPasses(X, np.ones((40, 2)), s)]
+    assert {"separation", "certificate_sums", "push", "far_margin"} <= members(MarginPasses)
+    for passes in margin:
+        assert passes.decides_separability
+        assert all(hasattr(passes, m) for m in members(MarginPasses)), type(passes)
+    for passes in plain + margin:
+        assert all(hasattr(passes, m) for m in members(Passes)), type(passes)

@@ -122,8 +122,16 @@ def test_linear_baseline_reports_the_certificate(rng):
 
 def test_max_lp_entries_still_bounds_the_decision(rng):
     X, y = _overlapping(rng, 1000, 4)
-    sep = rc.linear_separability(X, y, max_entries=1000 * 5 - 1)
+    sep = rc.linear_separability(X, y, max_lp_entries=1000 * 5 - 1)
     assert sep.status == "not_decided"
+    # the reason is a field, not only words (the baseline reads it)
+    assert sep.lp_skipped == "too large" and sep.lp_entries == 1000 * 5
+    assert "max_lp_entries = 4999" in sep.message
+    # the old name works for one release, with a warning naming the new one
+    with pytest.warns(DeprecationWarning, match="max_lp_entries"):
+        old = rc.linear_separability(X, y, max_entries=1000 * 5 - 1)
+    assert old.status == "not_decided"
+    assert rc.linear_separability(X, y, max_lp_entries=1000 * 5).lp_skipped == ""
 
 
 LP_CHILD = """
@@ -149,7 +157,7 @@ def marked(*args, **kwargs):
 
 separability.interruptible_linprog = marked
 try:
-    rc.linear_separability(X, y, max_entries=10**8)
+    rc.linear_separability(X, y, max_lp_entries=10**8)
     print("finished", flush=True)
 except KeyboardInterrupt:
     print("interrupted", time.perf_counter(), len(multiprocessing.active_children()), flush=True)

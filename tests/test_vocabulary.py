@@ -25,8 +25,6 @@ RETIRED = {"gtol", "baseline_radius", "max_entries", "b"}
 RETIRED_IN = {"hessian_spectrum": {"k"}}
 # The Theorem 3 formulas keep the paper's letters (docs/api.md).
 PAPER_LETTERS = ("theorem3_",)
-# Renames not yet made (issue 20 in progress); empty when the vocabulary is done.
-PENDING = {"linear_separability(max_entries)"}
 
 
 def _all_modules():
@@ -120,7 +118,7 @@ def test_no_public_signature_uses_a_retired_name():
             continue
         retired = RETIRED | RETIRED_IN.get(name, set())
         bad += [f"{name}({p})" for p in params if p in retired]
-    assert set(bad) <= PENDING, sorted(set(bad) - PENDING)
+    assert not bad, bad
 
 
 def test_docs_table_names_only_existing_functions():
