@@ -52,7 +52,7 @@ from ._threads import blas_single_thread
 from ._trust_region import Model, newton_decrement, qr_factor, safe_norm
 from ._schema import POSITIVE, validated
 from ._validation import to_numpy
-from .linear_vector import vector_baseline
+from .linear_vector import engine_vector_baseline, vector_baseline
 from .losses import Loss, get_loss
 from .separability import (MAX_LP_ENTRIES, CombinationSums, Separability, binary_separability,
                            subset_direction)
@@ -361,8 +361,8 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     ----------
     X : array of shape (n, d)
         In memory, out-of-core (``np.memmap``, zarr: streamed) or a dask array (tasks on
-        its row chunks; the linear program is then skipped, see :func:`baseline_on_engine`);
-        c outputs in memory (a memmap is read through).
+        its row chunks; the linear program is then skipped, see :func:`baseline_on_engine`,
+        for c outputs too); c outputs out of core: a memmap is read through.
     y : array of shape (n,) or (n, c)
         Targets; for ``loss="cross_entropy"`` integer classes ``0..c-1``; for the squared
         loss an (n, c) array gives ``c`` outputs ((n, 1): the scalar problem, ``w`` of shape
@@ -394,16 +394,19 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     """
     loss = get_loss(loss)
     if loss.vector or (loss.vector_form is not None and np.ndim(y) == 2):
-        if any(is_dask(a) for a in (X, y, sample_weight)):
-            raise NotImplementedError(
-                "the linear baseline for c outputs (cross_entropy, an (n, c) target) is not "
-                "implemented on dask arrays yet: pass numpy arrays (or a memmap)")
+        dask = any(is_dask(a) for a in (X, y, sample_weight))
         if not loss.vector and np.shape(y)[1:] == (1,) and n_classes is None:
-            res = linear_baseline(X, np.asarray(to_numpy("y", y))[:, 0], loss=loss,
+            res = linear_baseline(X, y[:, 0] if dask else np.asarray(to_numpy("y", y))[:, 0],
+                                  loss=loss,
                                   sample_weight=sample_weight, radius=radius, tol=tol,
                                   max_iter=max_iter, n_threads=n_threads)
             res.w = res.x = res.w[None, :]
             return res
+        if dask:  # tasks on the row chunks (linear_vector.engine_vector_baseline)
+            data = prepare(X, y, loss=loss, sample_weight=sample_weight, n_classes=n_classes)
+            return engine_vector_baseline(data.engine(0, n_threads=n_threads), radius=radius,
+                                          tol=tol, max_iter=max_iter,
+                                          max_lp_entries=max_lp_entries)
         return vector_baseline(X, y, loss=loss.name if loss.vector else loss.vector_form,
                                n_classes=n_classes,
                                sample_weight=sample_weight, radius=radius, tol=tol,

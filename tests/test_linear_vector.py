@@ -467,6 +467,7 @@ def test_bad_input_squared_and_others():
 def test_passes_gradient_and_hessian(masked):
     """The streamed passes in Z (W = P Z) against finite differences and the Hessian
     sum_i s_i (diag(pi) - pi pi^T) kron x_i x_i^T written out in W, reduced by P."""
+    from resnet_core._vector_rows import MemoryRows
     from resnet_core.linear_vector import CrossEntropyPasses
 
     rng = np.random.default_rng(3)
@@ -477,7 +478,7 @@ def test_passes_gradient_and_hessian(masked):
     s /= s.sum()
     allowed = rng.uniform(size=(n, c)) < 0.6 if masked else np.ones((n, c), bool)
     allowed[np.arange(n), y] = True
-    passes = CrossEntropyPasses(X, y, s, c, allowed if masked else None)
+    passes = CrossEntropyPasses(MemoryRows(X, y, s), c, allowed if masked else None)
     z = rng.normal(size=(c - 1) * d)
     P = passes.P
 
@@ -523,6 +524,7 @@ def test_overlap_certificate_gives_positive_pair_weights(seed):
     """The certificate's weights lam'_ij = s_i pi_ij (1 + a_ij^T v), rebuilt here in NumPy,
     are positive and combine the pair vectors to (nearly) 0; the linear program agrees; on
     quasi-separable data the certificate fails."""
+    from resnet_core._vector_rows import MemoryRows
     from resnet_core.linear_vector import CrossEntropyPasses
     from resnet_core.separability import minimiser_certificate
 
@@ -531,7 +533,7 @@ def test_overlap_certificate_gives_positive_pair_weights(seed):
     r = rc.linear_baseline(X, y, loss="cross_entropy")
     assert r.separability == "overlapping" and r.attained is True and "certified" in r.method
     assert rc.linear_separability(X, y).status == "overlapping"
-    passes = CrossEntropyPasses(X, y, s, c)
+    passes = CrossEntropyPasses(MemoryRows(X, y, s), c)
     z = passes.coords(r.w)
     assert minimiser_certificate(passes.certificate_sums(z)) < 1
     # independent: pairs a_ij = (e_y - e_j) x_i^T, weights s_i pi_ij, v = M^-1 g in W-space
@@ -551,7 +553,7 @@ def test_overlap_certificate_gives_positive_pair_weights(seed):
     assert np.linalg.norm(lam2 @ A) < 1e-12 * np.linalg.norm(lam) * np.abs(X).max()
     # quasi-separable: some pair weights go to 0 along Newton's run; no certificate
     X, y = quasi_separable()
-    passes = CrossEntropyPasses(X, y, np.full(len(y), 1 / len(y)), 3)
+    passes = CrossEntropyPasses(MemoryRows(X, y, np.full(len(y), 1 / len(y))), 3)
     z = passes.coords(rc.linear_baseline(X, y, loss="cross_entropy",
                                          max_lp_entries=1).w)
     assert not minimiser_certificate(passes.certificate_sums(z)) < 1
@@ -559,13 +561,14 @@ def test_overlap_certificate_gives_positive_pair_weights(seed):
 
 def test_gram_model_agrees_with_the_qr_factor(rng):
     """The cross-entropy Newton model from the Gram pass against the QR factor's."""
+    from resnet_core._vector_rows import MemoryRows
     from resnet_core.linear_vector import CrossEntropyPasses
     X = np.c_[rng.standard_normal((300, 4)), np.zeros(300), np.ones(300)]  # a zero feature
     y = rng.integers(0, 4, 300)
     s = np.full(300, 1 / 300)
     z = 0.3 * rng.standard_normal(3 * 6)
-    gram = CrossEntropyPasses(X, y, s, 4).full(z)
-    qr = CrossEntropyPasses(X, y, s, 4, exact=True).full(z)
+    gram = CrossEntropyPasses(MemoryRows(X, y, s), 4).full(z)
+    qr = CrossEntropyPasses(MemoryRows(X, y, s), 4, exact=True).full(z)
     H_gram = (gram.Q * gram.ev) @ gram.Q.T
     H_qr = (qr.Q * qr.ev) @ qr.Q.T
     assert np.abs(H_gram - H_qr).max() < 1e-12 * np.abs(H_qr).max()
@@ -580,6 +583,7 @@ def test_every_passes_class_implements_the_declared_interface():
     from resnet_core._baseline import MarginPasses, Passes
     from resnet_core._data import prepare
     from resnet_core.linear import EnginePasses
+    from resnet_core._vector_rows import MemoryRows
     from resnet_core.linear_vector import CrossEntropyPasses, LeastSquaresPasses
     from resnet_core.losses import get_loss
 
@@ -595,8 +599,8 @@ def test_every_passes_class_implements_the_declared_interface():
     eng = prepare(X, np.where(y == 0, 1.0, -1.0), loss=get_loss("logistic"),
                   sample_weight=None, n_threads=None).engine(0, n_threads=None)
     s = np.full(40, 1 / 40)
-    margin = [EnginePasses(eng), CrossEntropyPasses(X, y, s, 3)]
-    plain = [LeastSquaresPasses(X, np.ones((40, 2)), s)]
+    margin = [EnginePasses(eng), CrossEntropyPasses(MemoryRows(X, y, s), 3)]
+    plain = [LeastSquaresPasses(MemoryRows(X, np.ones((40, 2)), s), 2)]
     assert {"separation", "certificate_sums", "push", "far_margin"} <= members(MarginPasses)
     for passes in margin:
         assert passes.decides_separability
