@@ -7,9 +7,9 @@ normalised weights) over the data, adding the blocks' parts in row order:
 
 - :class:`MemoryRows`: NumPy arrays (or a memmap, read block by block) on the client;
 - :class:`EngineRows`: an engine's :meth:`~resnet_core._engine.Engine.map_rows` (dask: one
-  task per row chunk, where it lives; out-of-core: block by block), each task folding its
-  own sub-blocks of the same size first, so the client receives one part per task and holds
-  no n-sized array.
+  task per row chunk, where it lives, each folding its own sub-blocks of the same size
+  first, so the client receives one part per task; out-of-core: the same blocks as in
+  memory, read one at a time): no n-sized array on the client.
 
 The block functions are module-level (picklable with :func:`functools.partial`): a task ships
 ``W`` and the function, never the data.
@@ -71,13 +71,14 @@ class EngineRows:
         self.n, self.d = engine.n, engine.d
 
     def fold(self, fn, add=operator.add, rows: int = VALUE_BLOCK):
-        parts = self.engine.map_rows(functools.partial(_fold_block, self.labels, fn, add, rows))
+        parts = self.engine.map_rows(functools.partial(_fold_block, self.labels, fn, add, rows),
+                                     rows=rows)
         return functools.reduce(add, parts)
 
     def factor(self, fn, size: int, rows: int) -> np.ndarray:
         """Each task's factor, stacked in row order and factored once more."""
         parts = self.engine.map_rows(functools.partial(_factor_block, self.labels, fn, size,
-                                                       rows))
+                                                       rows), rows=rows)
         return np.linalg.qr(np.vstack(parts), mode="r")
 
 

@@ -47,7 +47,7 @@ from ._baseline import (EPS64, LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, 
 from ._data import prepare
 from ._engine import Engine, SampleBuffers
 from ._gram_pass import accurate_value, gram_pass, hessian_stride, proven_min_margin, smallest_margins
-from ._sources import is_dask
+from ._sources import is_dask, is_out_of_core
 from ._threads import blas_single_thread
 from ._trust_region import Model, newton_decrement, qr_factor, safe_norm
 from ._schema import POSITIVE, validated
@@ -362,7 +362,7 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     X : array of shape (n, d)
         In memory, out-of-core (``np.memmap``, zarr: streamed) or a dask array (tasks on
         its row chunks; the linear program is then skipped, see :func:`baseline_on_engine`,
-        for c outputs too); c outputs out of core: a memmap is read through.
+        for c outputs too).
     y : array of shape (n,) or (n, c)
         Targets; for ``loss="cross_entropy"`` integer classes ``0..c-1``; for the squared
         loss an (n, c) array gives ``c`` outputs ((n, 1): the scalar problem, ``w`` of shape
@@ -395,6 +395,7 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
     loss = get_loss(loss)
     if loss.vector or (loss.vector_form is not None and np.ndim(y) == 2):
         dask = any(is_dask(a) for a in (X, y, sample_weight))
+        streamed = dask or is_out_of_core(X)
         if not loss.vector and np.shape(y)[1:] == (1,) and n_classes is None:
             res = linear_baseline(X, y[:, 0] if dask else np.asarray(to_numpy("y", y))[:, 0],
                                   loss=loss,
@@ -402,7 +403,7 @@ def linear_baseline(X: ArrayLike, y: ArrayLike, *, loss: str | Loss = "logistic"
                                   max_iter=max_iter, n_threads=n_threads)
             res.w = res.x = res.w[None, :]
             return res
-        if dask:  # tasks on the row chunks (linear_vector.engine_vector_baseline)
+        if streamed:  # dask tasks, or out-of-core blocks (linear_vector.engine_vector_baseline)
             data = prepare(X, y, loss=loss, sample_weight=sample_weight, n_classes=n_classes)
             return engine_vector_baseline(data.engine(0, n_threads=n_threads), radius=radius,
                                           tol=tol, max_iter=max_iter,

@@ -133,6 +133,76 @@ def test_separable_data_found_along_a_ray(rng):
     assert np.all((X @ res.w) * y > 0)
 
 
+def _c_output_problem(loss, rng, n=1500, d=4, c=3):
+    X = rng.standard_normal((n, d))
+    y = (rng.integers(0, c, n) if loss == "cross_entropy"
+         else X @ rng.standard_normal((d, c)) + rng.standard_normal((n, c)))
+    return X, y, rng.uniform(0.5, 2.0, n)
+
+
+@pytest.mark.parametrize("loss", ["cross_entropy", "squared"])
+def test_c_output_linear_baseline_agrees(loss, scheduler, rng):
+    """Issue 20: the c-output baseline on dask (tasks over uneven chunks) equals the
+    in-memory one, with and without a radius; no linear program there."""
+    X, y, sw = _c_output_problem(loss, rng)
+    Xd, yd, swd = _chunked(X, y, sw, rows=(400, 700, 1))
+    for radius in (None, 0.2):
+        ref = rc.linear_baseline(X, y, loss=loss, sample_weight=sw, radius=radius)
+        got = rc.linear_baseline(Xd, yd, loss=loss, sample_weight=swd, radius=radius)
+        assert got.w.shape == ref.w.shape and got.converged
+        assert rel_err(got.w, ref.w) < 1e-10 and got.fun == pytest.approx(ref.fun, rel=TOL)
+        assert got.separability == ref.separability and got.attained == ref.attained
+    if loss == "cross_entropy":
+        assert "no linear program" in got.method and got.fun_error < 1e-14
+
+
+def test_c_output_separation_and_open_cases_on_dask(rng):
+    """Separable classes: found from Newton's iterates, no n x c array of separated pairs;
+    quasi-separable classes: not decided, with the reason and the linear program's cost."""
+    from resnet_core._data import prepare
+    from resnet_core._vector_rows import EngineRows
+    from resnet_core.linear_vector import CrossEntropyPasses
+    from resnet_core.losses import get_loss
+
+    centres = np.array([[4.0, 0], [-4, 0], [0, 4]])
+    y = rng.integers(0, 3, 600)
+    X = np.c_[centres[y] + rng.uniform(-1, 1, size=(600, 2)), np.ones(600)]
+    Xd, yd = da.from_array(X, chunks=(250, 3)), da.from_array(y, chunks=250)
+    r = rc.linear_baseline(Xd, yd, loss="cross_entropy")
+    assert r.separability == "separable" and r.infimum == 0 and r.fun < 1e-15
+    p = X @ r.direction.T
+    assert np.all(p[np.arange(600), y][:, None] - p + np.eye(3)[y] > 0)
+    eng = prepare(Xd, yd, loss=get_loss("cross_entropy")).engine(0)
+    passes = CrossEntropyPasses(EngineRows(eng, True), 3)
+    sep = passes.ray(passes.coords(r.direction), 1.0)
+    assert sep.separated is None and sep.separated_pairs is None
+    # class 2 apart from the overlapping classes 0 and 1 (test_linear_vector.quasi_separable)
+    X01 = np.c_[rng.normal(size=200) - 3, rng.normal(size=200), np.ones(200)]
+    X = np.r_[X01, np.c_[rng.uniform(1, 3, 50), rng.normal(size=50), np.ones(50)]]
+    y = np.r_[rng.integers(0, 2, 200), np.full(50, 2)]
+    r = rc.linear_baseline(da.from_array(X, chunks=(100, 3)), y, loss="cross_entropy")
+    assert r.separability == "not_decided" and r.attained is None
+    assert "LP skipped: data not in memory" in r.method
+    assert f"linear program of {250 * 2 * 4} non-zeros" in r.message
+
+
+def test_check_sopsp_c_outputs_agrees(scheduler, rng):
+    """check_sopsp on a c-output dask objective (its baseline through the tasks) agrees
+    with the in-memory one."""
+    for loss, kw in (("cross_entropy", {}), ("squared", {})):
+        X, y, sw = _c_output_problem(loss, rng, n=600)
+        obj = rc.Objective(X, y, sample_weight=sw, loss=loss, widths=(3,), **kw)
+        Xd, yd, swd = _chunked(X, y, sw, rows=(250, 100, 1))
+        dobj = rc.Objective(Xd, yd, sample_weight=swd, loss=loss, widths=(3,), **kw)
+        x = random_point(obj, rng)
+        a = rc.check_sopsp(obj, x, eps=1e-2)
+        b = rc.check_sopsp(dobj, x, eps=1e-2)
+        for key in ("grad_norm", "lambda_min", "F", "gap", "F_lin_star", "F_lin_at_w_star"):
+            assert getattr(b, key) == pytest.approx(getattr(a, key), rel=1e-10,
+                                                    abs=1e-13), (loss, key)
+        assert b.is_sopsp == a.is_sopsp
+
+
 def test_check_sopsp_agrees(problem, rng):
     X, y, sw = problem
     obj, dobj = _pair(X, y, sw, widths=WIDTHS)

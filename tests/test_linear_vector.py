@@ -159,6 +159,46 @@ def test_float32_streams_without_a_float64_copy():
     assert peak < 1.6 * X.nbytes  # a float64 copy alone is 2 X.nbytes
 
 
+@pytest.mark.parametrize("kind", ["memmap", "zarr"])
+def test_out_of_core_data_stream_through_the_engine(kind, tmp_path, monkeypatch):
+    """A memmap or zarr X is read block by block through the engine's map_rows (never
+    loaded whole): the same answers as in memory, the separability decided without a
+    linear program (overlap from the minimiser)."""
+    import resnet_core._vector_rows as rows
+
+    rng = np.random.default_rng(5)
+    n = 2 * rows.VALUE_BLOCK + 5
+    X = rng.normal(size=(n, 4))
+    y = rng.integers(0, 3, n)
+    Y = X @ rng.normal(size=(4, 2)) + rng.normal(size=(n, 2))
+    if kind == "memmap":
+        np.save(tmp_path / "X.npy", X)
+        Xo = np.load(tmp_path / "X.npy", mmap_mode="r")
+    else:
+        zarr = pytest.importorskip("zarr")
+        Xo = zarr.open(str(tmp_path / "X.zarr"), mode="w", shape=X.shape, chunks=(7000, 4),
+                       dtype="f8")
+        Xo[:] = X
+    ref = rc.linear_baseline(X, y, loss="cross_entropy")
+    ref_ls = rc.linear_baseline(X, Y, loss="squared", radius=0.5)
+    largest = []
+    fold = rows.MemoryRows.fold
+
+    def watched(self, fn, add=None, rows=rows.VALUE_BLOCK):
+        largest.append(self.n)
+        return fold(self, fn, *(() if add is None else (add,)), rows)
+
+    monkeypatch.setattr(rows.MemoryRows, "fold", watched)
+    got = rc.linear_baseline(Xo, y, loss="cross_entropy")
+    got_ls = rc.linear_baseline(Xo, Y, loss="squared", radius=0.5)
+    assert got.fun == pytest.approx(ref.fun, rel=1e-12) and got.separability == "overlapping"
+    assert "no linear program" in got.method
+    np.testing.assert_allclose(got.w, ref.w, atol=1e-12)
+    assert got_ls.fun == pytest.approx(ref_ls.fun, rel=1e-12)
+    np.testing.assert_allclose(got_ls.w, ref_ls.w, atol=1e-12)
+    assert largest and max(largest) <= rows.VALUE_BLOCK  # one block at a time
+
+
 def quasi_separable(seed=1, n01=200, n2=50):
     """Class 2 lies apart from classes 0 and 1, which overlap."""
     rng = np.random.default_rng(seed)
