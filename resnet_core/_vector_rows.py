@@ -69,30 +69,40 @@ class EngineRows:
     def __init__(self, engine, labels: bool):
         self.engine, self.labels = engine, labels
         self.n, self.d = engine.n, engine.d
+        # float32 weights (the engine's) sum to 1 only to float32's rounding: divided by
+        # their float64 sum (one pass), as the in-memory path normalises in float64
+        self.total = 1.0
+        if engine.dtype != np.float64:
+            self.total = self.fold(_weight_sum)
 
     def fold(self, fn, add=operator.add, rows: int = VALUE_BLOCK):
-        parts = self.engine.map_rows(functools.partial(_fold_block, self.labels, fn, add, rows),
-                                     rows=rows)
+        parts = self.engine.map_rows(functools.partial(
+            _fold_block, self.labels, self.total, fn, add, rows), rows=rows)
         return functools.reduce(add, parts)
 
     def factor(self, fn, size: int, rows: int) -> np.ndarray:
         """Each task's factor, stacked in row order and factored once more."""
-        parts = self.engine.map_rows(functools.partial(_factor_block, self.labels, fn, size,
-                                                       rows), rows=rows)
+        parts = self.engine.map_rows(functools.partial(
+            _factor_block, self.labels, self.total, fn, size, rows), rows=rows)
         return np.linalg.qr(np.vstack(parts), mode="r")
 
 
-def _block_rows(labels, block) -> MemoryRows:
+def _block_rows(labels, total, block) -> MemoryRows:
     y = block.y[:, 0].astype(np.intp) if labels else np.asarray(block.y, dtype=np.float64)
-    return MemoryRows(block.X, y, block.s, block.rows[0])
+    s = np.asarray(block.s, dtype=np.float64)
+    return MemoryRows(block.X, y, s if total == 1.0 else s / total, block.rows[0])
 
 
-def _fold_block(labels, fn, add, rows, block):
-    return _block_rows(labels, block).fold(fn, add, rows)
+def _fold_block(labels, total, fn, add, rows, block):
+    return _block_rows(labels, total, block).fold(fn, add, rows)
 
 
-def _factor_block(labels, fn, size, rows, block):
-    return _block_rows(labels, block).factor(fn, size, rows)
+def _factor_block(labels, total, fn, size, rows, block):
+    return _block_rows(labels, total, block).factor(fn, size, rows)
+
+
+def _weight_sum(i0, Xb, y, s) -> float:
+    return math.fsum(s)
 
 
 def add_parts(a, b):

@@ -154,6 +154,13 @@ def test_c_output_linear_baseline_agrees(loss, scheduler, rng):
         assert got.separability == ref.separability and got.attained == ref.attained
     if loss == "cross_entropy":
         assert "no linear program" in got.method and got.fun_error < 1e-14
+    # float32 data: the engine's float32 weights normalised again in float64, as in memory
+    # (an (n, c) target is held in the data's dtype there, as the dask objective holds it)
+    X32 = X.astype(np.float32)
+    ref = rc.linear_baseline(X32, y if loss == "cross_entropy" else y.astype(np.float32),
+                             loss=loss)
+    got = rc.linear_baseline(Xd.astype(np.float32), yd, loss=loss)
+    assert rel_err(got.w, ref.w) < 1e-10 and got.fun == pytest.approx(ref.fun, rel=TOL)
 
 
 def test_c_output_separation_and_open_cases_on_dask(rng):
