@@ -101,7 +101,7 @@ class HeadObjective:
         (:func:`resnet_core.linear_baseline`), computed once per radius and cached."""
         if radius not in self._baselines:
             eng = self._engine
-            if self.vector:  # c outputs: W* of shape (c, d) (linear_vector; not on dask)
+            if self.vector:  # c outputs: W* of shape (c, d) (linear_vector; dask: tasks)
                 kw = {"loss": eng.loss.name}
                 if self.n_classes is not None:
                     kw["n_classes"] = self.n_classes

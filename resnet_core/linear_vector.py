@@ -175,7 +175,7 @@ class CrossEntropyPasses:
         if not self.data.in_memory:
             return Separability("not_decided", None, None, 0.0, "data not in memory",
                                 lp_skipped="data not in memory",
-                                lp_entries=self.n * (self.c - 1) * (self.d + 1))
+                                lp_entries=self.n * (self.c - 1) * (2 * self.d + 1))
         return class_separability(self.data.X, self.data.target, self.data.s, self.c,
                                   max_lp_entries)
 

@@ -190,7 +190,7 @@ def test_c_output_separation_and_open_cases_on_dask(rng):
     r = rc.linear_baseline(da.from_array(X, chunks=(100, 3)), y, loss="cross_entropy")
     assert r.separability == "not_decided" and r.attained is None
     assert "LP skipped: data not in memory" in r.method
-    assert f"linear program of {250 * 2 * 4} non-zeros" in r.message
+    assert f"linear program of {250 * 2 * 7} non-zeros" in r.message  # n (c-1) (2d+1)
 
 
 def test_check_sopsp_c_outputs_agrees(scheduler, rng):
