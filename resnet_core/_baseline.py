@@ -84,7 +84,8 @@ class LinearBaselineResult(OptimizeResult):
         None when the separability could not be decided (Newton's run neither separated the
         data nor proved overlap by its minimiser, and the linear program was skipped: too
         large, or the data not in memory): ``infimum`` is then right, whether a minimiser
-        exists is not decided.
+        exists is not decided; None also when Newton's run did not converge (``converged``
+        False: no point is known to reach the infimum).
     converged, success : bool
         Whether ``infimum`` is known to the solver's precision.
     direction : ndarray or None
@@ -127,9 +128,9 @@ class Passes(Protocol):
     """What the minimisers of this module need of a problem: ``F_lin`` over the data in flat
     variables ``z`` (each evaluation a pass over the data).
 
-    Implemented by :class:`resnet_core.linear.MarginLossPasses` and the other passes of
-    :mod:`resnet_core.linear`, and by :class:`resnet_core.linear_vector.CrossEntropyPasses`
-    and ``LeastSquaresPasses``.  A new problem is one class with these members.
+    Implemented by :class:`resnet_core.linear.EnginePasses` (every loss of one output), and by
+    :class:`resnet_core.linear_vector.CrossEntropyPasses` and ``LeastSquaresPasses``.  A new
+    problem is one class with these members.
     """
 
     size: int          # number of variables
