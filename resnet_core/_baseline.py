@@ -84,7 +84,8 @@ class LinearBaselineResult(OptimizeResult):
         None when the separability could not be decided (Newton's run neither separated the
         data nor proved overlap by its minimiser, and the linear program was skipped: too
         large, or the data not in memory): ``infimum`` is then right, whether a minimiser
-        exists is not decided.
+        exists is not decided; None also when Newton's run did not converge (``converged``
+        False: no point is known to reach the infimum).
     converged, success : bool
         Whether ``infimum`` is known to the solver's precision.
     direction : ndarray or None
@@ -127,9 +128,9 @@ class Passes(Protocol):
     """What the minimisers of this module need of a problem: ``F_lin`` over the data in flat
     variables ``z`` (each evaluation a pass over the data).
 
-    Implemented by :class:`resnet_core.linear.MarginLossPasses` and the other passes of
-    :mod:`resnet_core.linear`, and by :class:`resnet_core.linear_vector.CrossEntropyPasses`
-    and ``LeastSquaresPasses``.  A new problem is one class with these members.
+    Implemented by :class:`resnet_core.linear.EnginePasses` (every loss of one output), and by
+    :class:`resnet_core.linear_vector.CrossEntropyPasses` and ``LeastSquaresPasses``.  A new
+    problem is one class with these members.
     """
 
     size: int          # number of variables
@@ -293,9 +294,9 @@ def margin_baseline(passes: MarginPasses, *, tol: float, max_iter: int,
         return _separable(passes, sep, watched.calls, "trust-region Newton" + NEWTON_SEPARATED)
     sep, note = decide_separability(passes, res, max_lp_entries)
     if sep.status == "separable":
-        return _separable(passes, sep, 0, "linear program (HiGHS)" + note)
+        return _separable(passes, sep, res.npass, "linear program (HiGHS)" + note, res.nit)
     if sep.status == "quasi_separable":
-        answer = _quasi_separable(passes, sep, tol, max_iter)
+        answer = _quasi_separable(passes, sep, tol, max_iter, res)
         if answer is not None:
             return answer
         sep = Separability("not_decided", None, None, 0.0,
@@ -308,16 +309,21 @@ def margin_baseline(passes: MarginPasses, *, tol: float, max_iter: int,
         if not hinge:  # Newton's run reached a value; whether it is attained is open
             msg = msg.replace("minimum attained", "the value Newton's run reached")
         msg = lines(f"separability: {sep.message}",
-                    f"infimum: {msg}" + ("" if converged else " (not converged)"),
-                    "attained: " + ("yes (the smoothed hinge attains its infimum)" if hinge
+                    f"infimum: {msg}",  # says "not converged" when it is not
+                    "attained: " + ("not known (Newton's run did not converge)" if not converged
+                                    else "yes (the smoothed hinge attains its infimum)" if hinge
                                     else "not decided (needs the separability)"))
     else:
         attained = converged
         msg = lines(f"separability: {sep.message}", f"infimum: {msg}")
-    return passes.result(res.w, infimum=res.F, attained=attained if converged else None,
-                         converged=converged, nit=res.nit, npass=res.npass,
-                         decrement=res.decrement, separability=status,
-                         method="trust-region Newton" + note, message=msg)
+    answer = passes.result(res.w, infimum=res.F, attained=attained if converged else None,
+                           converged=converged, nit=res.nit, npass=res.npass,
+                           decrement=res.decrement, separability=status,
+                           method="trust-region Newton" + note, message=msg)
+    # The infimum claimed is F_lin at Newton's point: its accurate value (``fun``, bounded by
+    # ``fun_error``), not the pass's ``res.F`` (a float32 pass's when its model stopped the run).
+    answer.infimum = answer.fun
+    return answer
 
 
 def decide_separability(passes: MarginPasses, res, max_lp_entries: int):
@@ -353,8 +359,9 @@ def decide_separability(passes: MarginPasses, res, max_lp_entries: int):
                  if sep.method == "certificate" else "")
 
 
-def _separable(passes: MarginPasses, sep, npass, method):
-    """The answer on the separating ray: every separated margin at ``far_margin``."""
+def _separable(passes: MarginPasses, sep, npass, method, nit=0):
+    """The answer on the separating ray: every separated margin at ``far_margin``; ``npass``
+    and ``nit``: those of the runs before (Newton's on all the data)."""
     z = passes.push(np.zeros(passes.size), sep)
     hinge = passes.attains_on_ray
     msg = lines(f"separability: separable ({sep.message})",
@@ -362,15 +369,16 @@ def _separable(passes: MarginPasses, sep, npass, method):
                     "attained (every margin past the smoothed hinge's flat part)" if hinge
                     else "not attained (F_lin -> 0 along the separating direction; w is on "
                          f"that ray, every margin >= {passes.far_margin:.4g})"))
-    return passes.result(z, infimum=0.0, attained=hinge, converged=True, npass=npass + 2,
-                         separability="separable", direction=sep.direction, method=method,
+    return passes.result(z, infimum=0.0, attained=hinge, converged=True, nit=nit,
+                         npass=npass + 2, separability="separable", direction=sep.direction, method=method,
                          message=msg)
 
 
-def _quasi_separable(passes: MarginPasses, sep, tol, max_iter):
+def _quasi_separable(passes: MarginPasses, sep, tol, max_iter, before):
     """The minimum over the samples (pairs) the direction leaves on its hyperplane, at a
     point pushed along it; None when that point does not reach it on all the data (margins
-    at the linear program's tolerance)."""
+    at the linear program's tolerance).  ``before``: Newton's run on all the data (its
+    iterations and passes count)."""
     res, msg = minimise(passes.restricted(sep), tol, max_iter, passes.loss_name)
     z = passes.push(res.w, sep)
     if not passes.value(z) <= res.F + max(64 * passes.eps * abs(res.F), 1e-15):
@@ -380,7 +388,8 @@ def _quasi_separable(passes: MarginPasses, sep, tol, max_iter):
                 f"infimum: the minimum over the other samples ({msg}), " +
                 ("attained" if hinge else "not attained (w is far along the direction)"))
     return passes.result(z, infimum=res.F, attained=hinge, converged=res.converged,
-                         nit=res.nit, npass=res.npass, decrement=res.decrement,
+                         nit=before.nit + res.nit, npass=before.npass + res.npass + 1,
+                         decrement=res.decrement,
                          separability="quasi_separable", direction=sep.direction,
                          method="linear program (HiGHS) + trust-region Newton", message=msg)
 

@@ -187,3 +187,65 @@ def test_ctrl_c_during_the_separability_program(tmp_path):
         assert proc.wait(timeout=10) == 0
     finally:
         proc.kill()
+
+
+# -- the decision tree of resnet_core._baseline.margin_baseline (review of issue 20) ------------
+
+def _quasi_half(rng):
+    """A third of the samples separated by x_0, the rest on x_0 = 0 with random labels."""
+    X = rng.standard_normal((60, 3))
+    X[20:, 0] = 0.0
+    y = np.where(rng.standard_normal(60) > 0, 1.0, -1.0)
+    y[:20] = np.sign(X[:20, 0])
+    return X, y
+
+
+def test_quasi_separable_answer_counts_newtons_run_on_all_the_data(rng):
+    """The quasi-separable answer comes after Newton's run on every sample (which did not
+    separate them): its passes and iterations count, as they do when the program is skipped."""
+    X, y = _quasi_half(rng)
+    exact = rc.linear_baseline(X, y)
+    skipped = rc.linear_baseline(X, y, max_lp_entries=1)  # the same run, then "not decided"
+    assert exact.separability == "quasi_separable" and skipped.separability == "not_decided"
+    assert exact.npass > skipped.npass and exact.nit > skipped.nit
+
+
+def test_separable_by_the_program_counts_newtons_run(rng, monkeypatch):
+    """Separable data that Newton's iterates do not prove separable (the check switched off
+    here): the linear program decides after the run, whose passes count."""
+    from resnet_core import linear
+    monkeypatch.setattr(linear.EnginePasses, "separation", lambda self, w: -1.0)
+    X = rng.standard_normal((200, 3))
+    y = np.where(X[:, 0] > 0, 1.0, -1.0)
+    res = rc.linear_baseline(X, y, max_iter=5)
+    assert res.separability == "separable" and res.method.startswith("linear program")
+    assert res.nit == 5 and res.npass >= 5 + 2
+
+
+def test_not_decided_infimum_is_the_accurate_value_at_w(rng, monkeypatch):
+    """Not decided: the infimum claimed is F_lin at Newton's point, evaluated accurately
+    (``fun``), not the pass's value that stopped the run (a float32 pass's, for float32
+    data; simulated here by a value off by 1e-9)."""
+    from resnet_core import _baseline
+    minimise = _baseline.minimise
+
+    def off(*args, **kwargs):
+        res, msg = minimise(*args, **kwargs)
+        res.model.F *= 1 + 1e-9
+        return res, msg
+
+    monkeypatch.setattr(_baseline, "minimise", off)
+    X, y = _quasi_half(rng)
+    res = rc.linear_baseline(X, y, max_lp_entries=1)
+    assert res.separability == "not_decided" and res.attained is None
+    assert res.infimum == res.fun
+
+
+def test_not_converged_hinge_does_not_claim_attained(rng):
+    """The smoothed hinge attains its infimum, but a run that did not converge has not
+    reached it: ``attained`` is None and the message says so (not "yes")."""
+    X, y = _overlapping(rng, 300, 3)
+    res = rc.linear_baseline(X, y, loss="smoothed_hinge", max_iter=1, max_lp_entries=1)
+    assert res.separability == "not_decided" and not res.converged and res.attained is None
+    assert "attained: not known" in res.message and "attained: yes" not in res.message
+    assert res.message.count("not converged") == 1
