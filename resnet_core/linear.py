@@ -162,12 +162,19 @@ class EnginePasses:
                 m = gram_model(gp.F, gp.g, H / max(gp.h_share, 1e-300),
                                least_shift=least_shift) if gp.h_share > 0 else None
             if m is None:
+                if gp.single:  # the QR model's F and g: a float64 pass's
+                    self.single = False
+                    return self._gram_model(w, least_shift)
                 return self._qr_model(w, gp.F, gp.g)
             if exact and self.stride > 1:
                 self.reference = (m.ev, m.Q, m.null)
         decrement = newton_decrement(m)
         self.near = decrement <= NEAR * abs(m.F)
-        self.single = self.single and decrement > SINGLE_UNTIL * abs(m.F)
+        if gp.single and decrement <= SINGLE_UNTIL * abs(m.F):
+            # near the minimum, where Newton's run may stop on this model: the stopping test
+            # and every later model read float64 passes only (the pass is made again)
+            self.single = False
+            return self._gram_model(w, least_shift)
         # rounding of g: at most about eps sum lam_i ||x_i|| per component
         pos = m.ev > m.null
         m.noise = float((EPS64 * gp.sums.b_abs) ** 2 * np.mean(1.0 / m.ev[pos])) \

@@ -689,3 +689,37 @@ def test_float32_single_precision_passes_leave_the_answer_unchanged(rng, monkeyp
     assert res.separability == ref.separability == "overlapping" and res.attained
     assert res.fun == pytest.approx(ref.fun, rel=1e-13)
     np.testing.assert_allclose(res.w, ref.w, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_newton_never_stops_on_a_float32_pass(seed, monkeypatch):
+    """Issue 24's float32 passes are for the far steps only: every model whose decrement is
+    small enough to stop Newton's run, and every QR model, comes from a float64 pass (the
+    review found runs that stopped on a float32 pass, with one column scaled by 1e-7)."""
+    import resnet_core.linear as lin
+    from resnet_core._trust_region import newton_decrement
+    rng = np.random.default_rng(seed)
+    n = 120_000
+    X = rng.standard_normal((n, 5)).astype(np.float32)
+    y = np.sign(X[:, 0] + X[:, 1] + rng.standard_normal(n)).astype(np.float32)
+    X[:, 2] *= np.float32(1e-7)
+    seen, qr = [], []
+    gram_model, qr_model = lin.EnginePasses._gram_model, lin.EnginePasses._qr_model
+
+    def spy(self, w, least_shift=0.0):
+        m = gram_model(self, w, least_shift)
+        small = newton_decrement(m) <= lin.SINGLE_UNTIL * abs(m.F)
+        seen.append((self.history[0][1].single, small))
+        return m
+
+    def spy_qr(self, w, F, g):
+        qr.append(self.history[0][1].single)
+        return qr_model(self, w, F, g)
+
+    monkeypatch.setattr(lin.EnginePasses, "_gram_model", spy)
+    monkeypatch.setattr(lin.EnginePasses, "_qr_model", spy_qr)
+    res = rc.linear_baseline(X, y)
+    assert res.converged and seen
+    assert any(single for single, _ in seen) or qr  # float32 passes were taken at all
+    assert not [k for k, (single, small) in enumerate(seen) if single and small], seen
+    assert not seen[-1][0] and not any(qr), (seen, qr)
