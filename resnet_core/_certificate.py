@@ -153,7 +153,8 @@ def lanczos_extreme(hessp, dim: int, *, k: int = 1, which: str = "SA", tol: floa
     elif ncv is not None:
         ncv = min(int(ncv), dim)
     if ncv is not None and ncv <= k:
-        raise ValueError(f"ncv must exceed k = {k}; got {ncv}")
+        raise ValueError(f"ncv must exceed the number of eigenpairs asked for (n_eigs = {k}); "
+                         f"got {ncv}")
     count = [0]
 
     def product(v):

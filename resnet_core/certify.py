@@ -231,6 +231,7 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star, r
     z = fo.validate_point(z, "x" if isinstance(objective, Objective) else "z")
     part = (part or (VectorPart if fo.vector else _OneOutput))(fo, z)
     method = part.resolve(method)
+    plan = part.theorem3_plan(theorem3)  # bad or unusable inputs refused before any pass
     timings = {}
     clock = _Clock(timings)
     part.statistics(method)
@@ -245,7 +246,6 @@ def _check_sopsp(objective, x, *, eps, mu2, mu2_region, curvature_tol, w_star, r
     clock.lap("baseline (cached)" if cached else "baseline")
     w_star = base.pop("w")
     F_lin_star = base.pop("F_lin_star")
-    plan = part.theorem3_plan(theorem3)
     F_lin_w, F_se, gap_se, t3_parts = part.gap_statistics(w_star, plan)
     F_lin_star = F_lin_w if F_lin_star is None else float(F_lin_star)
     clock.lap("gap statistics")

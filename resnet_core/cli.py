@@ -37,8 +37,9 @@ CERTIFY_EPILOG = """exit status: 0 = an eps-SOPSP, 1 = not an eps-SOPSP, 2 = inc
 The file is a .npz archive as written by resnet_core.save_point: X, y, loss, head,
 feature_bias, and either params, widths, activation, bias (an MLP's parameters) or Phi, w
 and V (or v, skip head) (features given; with c outputs W and V, or B); n_classes with the
-cross-entropy loss; optionally sample_weight.  Nothing missing is guessed.  Without --mu2 or --mu2-ball the curvature test is decided only when
-lambda_min >= 0 (then for every mu2); otherwise the verdict is inconclusive (2)."""
+cross-entropy loss; optionally sample_weight.  Nothing missing is guessed.  Without --mu2
+or --mu2-ball the curvature test is decided only when lambda_min >= 0 (then for every
+mu2); otherwise the verdict is inconclusive (2)."""
 
 
 class _Parser(argparse.ArgumentParser):

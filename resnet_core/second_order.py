@@ -365,7 +365,8 @@ def find_sopsp(objective, x0: ArrayLike, eps: float, *, method: str = "newton-nc
         Passed to :func:`check_sopsp` for the final certificate's baseline: ``radius``
         bounds ``||w||`` as everywhere in the API (docs/api.md; formerly
         ``baseline_radius``, still accepted for one release).  The first trust radius is
-        ``trust_radius``.
+        ``trust_radius`` (called ``radius`` before this release: an old call passing
+        ``radius`` now bounds the baseline instead, silently).
 
     Returns
     -------

@@ -389,3 +389,18 @@ def test_lemma1_direction_of_a_nearly_rank_deficient_W():
     assert G is not None and np.isfinite(G).all()
     expect = np.concatenate([(W - W_star).ravel(), (np.linalg.pinv(W, rcond=1e-12) @ W_star @ V).ravel()])
     np.testing.assert_allclose(G, expect, rtol=1e-5, atol=1e-5 * np.abs(expect).max())
+
+
+@pytest.mark.parametrize("c", [1, 3])
+def test_theorem3_inputs_are_checked_before_any_pass(rng, c, monkeypatch):
+    """Refused Theorem 3 inputs (c outputs; a bad key with one) cost no statistics pass and
+    no baseline: the error comes first."""
+    fo, _ = _problem(rng, 30, 3, 2, c, "cross_entropy" if c > 1 else "squared")
+    z = rng.standard_normal(fo.n_params)
+    calls = []
+    for name in ("linear_baseline", "fun_and_grad") + (("stats",) if c == 1 else ()):
+        monkeypatch.setattr(fo, name, lambda *a, _n=name, **k: calls.append(_n))
+    monkeypatch.setattr(cv, "statistics", lambda *a, **k: calls.append("statistics"))
+    with pytest.raises(ValueError, match="theorem3"):
+        rc.check_sopsp(fo, z, eps=0.1, theorem3={"b": 2.0} if c > 1 else {"bogus": 1.0})
+    assert calls == []

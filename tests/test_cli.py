@@ -227,3 +227,13 @@ def test_certify_into_a_closed_pipe(tmp_path):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) in (0, 1, 2) and "Traceback" not in err, err
     assert "BrokenPipeError" not in err
+
+
+def test_certify_help_keeps_its_lines_short(capsys):
+    """The epilog is printed as written (RawDescriptionHelpFormatter): no line runs past
+    the width of a terminal."""
+    with pytest.raises(SystemExit):
+        cli.main(["certify", "--help"])
+    out = capsys.readouterr().out
+    assert "n_classes" in out and "inconclusive (2)" in out
+    assert max(len(line) for line in out.splitlines()) <= 92

@@ -207,3 +207,11 @@ def test_lanczos_budget_says_not_converged(problem, tqdm_bars):
     assert len(bars) == 1 and bars[0].n == shown.n_products
     with pytest.raises(ValueError, match="method='reduced' is for wrt='wV'"):
         rc.hessian_spectrum(obj, x, wrt="all", method="reduced")
+
+
+def test_too_small_ncv_names_n_eigs(problem):
+    """The Krylov basis must exceed the pairs asked for: the error names the public
+    argument (``n_eigs``, formerly ``k``)."""
+    obj, x = problem
+    with pytest.raises(ValueError, match=r"ncv must exceed .*n_eigs = 4.*got 3"):
+        rc.hessian_spectrum(obj, x, wrt="all", n_eigs=4, ncv=3, method="lanczos")
