@@ -341,7 +341,9 @@ BUILTIN_LOSSES = {
 
 def register_loss(loss: BuiltinLoss) -> BuiltinLoss:
     """Add ``loss`` to the registry: ``loss=loss.name`` then works wherever a built-in name
-    does (objectives, estimators, the linear baseline, certificates, point files).
+    does (objectives, the linear baseline, certificates, point files, and
+    ``ResNetClassifier`` for a loss on labels -1/+1; ``ResNetRegressor`` takes the squared
+    loss only).
 
     Raises ValueError when the name is taken.  A loss registered in one process is not known
     to another (dask workers unpickle registered losses by name): register it there too.

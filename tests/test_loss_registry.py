@@ -79,7 +79,7 @@ def test_fields_callers_read():
     assert rc.get_loss("cross_entropy").proba is not None and logistic.proba is not None
     assert hinge.proba is None and squared.proba is None
     assert rc.losses.proba_losses() == ("logistic", "cross_entropy")
-    assert rc.ResNetClassifier.__module__ and "smoothed_hinge" in rc.estimators.BINARY_LOSSES
+    assert rc.ResNetClassifier.__module__ and "smoothed_hinge" in rc.estimators.binary_losses()
     assert not hasattr(rc.ResNetClassifier(loss="smoothed_hinge"), "predict_proba")
     assert hasattr(rc.ResNetClassifier(loss="logistic"), "predict_proba")
     s = np.array([-800.0, -1.0, 0.0, 2.0, 800.0])
@@ -191,3 +191,35 @@ def test_huber_baseline_and_certificate(huber, rng):
     bounds = rc.lipschitz.derivative_bounds(fo, 1.0, 1.0)
     assert bounds.mu2 is None and "Lipschitz constant of l''" in bounds.reason
 
+
+
+def _sq_hinge_scalar(p, y):
+    """The squared hinge ``max(0, 1 - y p)^2 / 2``, labels -1/+1."""
+    t = 1.0 - y * p
+    if t <= 0.0:
+        return 0.0, 0.0, 0.0
+    return 0.5 * t * t, -y * t, 1.0
+
+
+def test_a_registered_binary_loss_fits_the_classifier(rng):
+    """``register_loss``: the name then works in the estimators too (the classifier reads
+    the registry when it fits, not a list made at import)."""
+    from resnet_core import estimators  # imported before the loss is registered
+
+    assert estimators.ResNetClassifier
+    entry = register_loss(BuiltinLoss("sq_hinge", formula=vectorise_scalar(_sq_hinge_scalar),
+                                      binary_labels=True, margin=True, sup_d1=math.inf,
+                                      sup_d2=1.0))
+    try:
+        X = rng.standard_normal((60, 3))
+        y = np.where(X[:, 0] + 0.3 * rng.standard_normal(60) > 0, "b", "a")
+        clf = rc.ResNetClassifier(loss="sq_hinge", widths=(2,), max_iter=20,
+                                  certify=False).fit(X, y)
+        assert clf.loss_name_ == "sq_hinge" and clf.predict(X).shape == (60,)
+        assert not hasattr(clf, "predict_proba")  # no proba in the entry
+        assert not clf.__sklearn_tags__().classifier_tags.multi_class
+        with pytest.raises(ValueError, match="Only binary classification"):
+            rc.ResNetClassifier(loss="sq_hinge", widths=(2,), certify=False).fit(
+                X, np.arange(60) % 3)
+    finally:
+        del BUILTIN_LOSSES[entry.name]
