@@ -118,9 +118,8 @@ class Loss:
             raise NotImplementedError(f"the {self.name} loss has no formula")
         result = self.formula(p, y)
         if not (isinstance(result, tuple) and len(result) == 3):
-            raise ValueError(
-                f"the {self.name} loss must return a tuple (l, dl, d2l); got {type(result).__name__}"
-            )
+            raise ValueError(f"the {self.name} loss must return a tuple (l, dl, d2l); got "
+                             f"{type(result).__name__}")
         arrays = []
         for label, arr in zip(("l", "dl", "d2l"), result):
             arr = np.broadcast_to(np.asarray(arr, dtype=np.float64), p.shape)
