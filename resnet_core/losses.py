@@ -189,9 +189,12 @@ class BuiltinLoss(Loss):
             return l, np.abs(d1), ay**2 * self.sup_d2, L3
         return None
 
-    def __reduce__(self):
-        # one object per registered loss, also after pickling (the objectives compare by `is`)
-        return _builtin_loss, (self.name,)
+    def __reduce_ex__(self, protocol):
+        # one object per registered loss, also after pickling (the objectives compare by
+        # `is`); an entry not in the registry travels whole, never as another of its name
+        if BUILTIN_LOSSES.get(self.name) is self:
+            return _builtin_loss, (self.name,)
+        return super().__reduce_ex__(protocol)
 
 
 class CustomLoss(Loss):

@@ -223,3 +223,23 @@ def test_a_registered_binary_loss_fits_the_classifier(rng):
                 X, np.arange(60) % 3)
     finally:
         del BUILTIN_LOSSES[entry.name]
+
+
+def _twice_logistic(p, y):
+    l, d1, d2 = BUILTIN_LOSSES["logistic"].derivatives(p, y)
+    return 2 * l, 2 * d1, 2 * d2
+
+
+def test_an_unregistered_entry_pickles_as_itself():
+    """Only the registered entry of a name travels by that name: an entry that is not in
+    the registry (here one reusing the name ``logistic``) is never swapped for it."""
+    mine = BuiltinLoss("logistic", formula=_twice_logistic, binary_labels=True)
+    back = pickle.loads(pickle.dumps(mine))
+    assert back is not BUILTIN_LOSSES["logistic"] and back.formula is _twice_logistic
+    p, y = np.array([0.3, -2.0]), np.array([1.0, -1.0])
+    np.testing.assert_array_equal(back.derivatives(p, y)[0], mine.derivatives(p, y)[0])
+    registered = BUILTIN_LOSSES["smoothed_hinge"]
+    assert pickle.loads(pickle.dumps(registered)) is registered
+    import copy
+
+    assert copy.deepcopy(registered) is registered
