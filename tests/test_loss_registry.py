@@ -190,6 +190,9 @@ def test_huber_baseline_and_certificate(huber, rng):
     assert report.gap == pytest.approx(fo.fun(z) - res.infimum, abs=1e-9)
     bounds = rc.lipschitz.derivative_bounds(fo, 1.0, 1.0)
     assert bounds.mu2 is None and "Lipschitz constant of l''" in bounds.reason
+    skip = rc.Objective(X, y, loss="huber", widths=(2,), head="skip", n_threads=1)
+    with pytest.raises(TypeError, match="compiled into the kernels.*the huber loss"):
+        rc.projected_sgd(skip, skip.init(0), T=5, radius=1.0)
 
 
 
