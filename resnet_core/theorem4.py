@@ -123,7 +123,8 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, radius: float,
     Parameters
     ----------
     objective : Objective
-        With ``head="skip"`` and a built-in loss.
+        With ``head="skip"`` and a loss compiled into the kernels (squared, logistic,
+        smoothed hinge).
     x0 : array
         Start; projected onto ``M`` first.
     T : int
