@@ -204,6 +204,7 @@ def _sq_hinge_scalar(p, y):
     return 0.5 * t * t, -y * t, 1.0
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_a_registered_binary_loss_fits_the_classifier(rng):
     """``register_loss``: the name then works in the estimators too (the classifier reads
     the registry when it fits, not a list made at import)."""
