@@ -247,3 +247,26 @@ def test_an_unregistered_entry_pickles_as_itself():
     import copy
 
     assert copy.deepcopy(registered) is registered
+
+
+def _squared_formula(p, y):
+    return 0.5 * (p - y) ** 2, p - y, np.ones_like(p)
+
+
+def test_a_registered_quadratic_loss_runs_on_the_moments(rng):
+    """A ``quadratic`` entry given by its formula runs PGD compiled on the data's moments,
+    as the squared loss does (it computed them, then streamed)."""
+    register_loss(BuiltinLoss("squared_formula", formula=_squared_formula, quadratic=True,
+                              sup_d1=math.inf, sup_d2=1.0, sup_d3=0.0))
+    try:
+        X, y, sw = make_data(rng, 70, 3, "squared")
+        Phi = np.tanh(rng.standard_normal((70, 2)))
+        kw = dict(eps=1e-4, ell=4.0, rho=4.0, delta_f=1.0, f_escape=1e-6, max_iter=400)
+        runs = [rc.perturbed_gd(rc.FeatureObjective(X, Phi, y, loss=name, sample_weight=sw,
+                                                    n_threads=1), np.full(9, 0.1), **kw)
+                for name in ("squared", "squared_formula")]
+        assert runs[1].compiled and runs[0].compiled
+        np.testing.assert_allclose(runs[1].x, runs[0].x, rtol=1e-12, atol=1e-14)
+        assert runs[1].nit == runs[0].nit
+    finally:
+        del BUILTIN_LOSSES["squared_formula"]
