@@ -172,7 +172,8 @@ def smallest_margins(engine, w: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` samples of positive weight with the smallest margins at ``w``
     (one pass)."""
     with blas_single_thread():
-        parts = engine.map_rows(functools.partial(_block_smallest, w, k), rows=chunk_rows(w.size, engine.stateless))
+        parts = engine.map_rows(functools.partial(_block_smallest, w, k),
+                                rows=chunk_rows(w.size, engine.stateless))
     m = np.concatenate([p[0] for p in parts])
     idx = np.concatenate([p[1] for p in parts])
     keep = np.isfinite(m)
@@ -278,8 +279,8 @@ def accurate_value(engine, w: np.ndarray):
     ``|F - F_exact(w)|``: per sample, a margin off by at most ``gamma_d |x_i|^T |w|`` moves
     ``l`` by at most ``(|l'| + C delta / 2) delta`` (``C`` the loss's largest curvature),
     the loss and the product with ``s_i`` by ``9 u l_i``; each chunk's correctly rounded
-    sum by ``u`` of itself, and the final sum by ``u |F|``.  ``fun_error`` is ``nan`` for a loss outside the kernels (``C`` is the
-    registry's ``sup_d2``)."""
+    sum by ``u`` of itself, and the final sum by ``u |F|``.  ``C`` is the registry's
+    ``sup_d2``; ``fun_error`` is ``nan`` for a loss outside the kernels."""
     loss = engine.loss
     curvature = loss.sup_d2  # the registry's largest l'' (labels checked)
     if loss.code < 0:

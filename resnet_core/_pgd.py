@@ -7,7 +7,8 @@ across the package, not by users.
 Which loop runs: on fixed features held in memory (a :class:`FeatureObjective`, or an
 :class:`Objective` with ``wrt="wV"``) and a built-in loss, the whole iteration is compiled
 (numba, ``resnet_core._loops``): value, gradient, perturbation and bookkeeping, with no
-Python per step.  The squared loss runs on the data's second moments (``M = E[z z^T]``,
+Python per step.  A quadratic loss (the squared loss, or a registered ``quadratic`` entry
+without kernel code) runs on the data's second moments (``M = E[z z^T]``,
 ``b = E[z y]``, ``c = E[y^2] / 2`` with ``z = [x; phi]``, one pass in float64), so a step
 costs ``O((d + k)^2)`` whatever ``n`` (and any ``n`` runs compiled); the other losses run
 on the samples up to ``COMPILED_WORK``.  With ``wrt="all"`` on an :class:`Objective` (or a
@@ -124,9 +125,10 @@ class Problem:
         # the squared loss runs on the data's second moments, whatever n (_loops.moment_data)
         self.moments = (MOMENTS and self.fo is not None and not streamed
                         and target.loss.quadratic)
-        self.compiled = (self.fo is not None and target.loss.code >= 0 and not streamed
-                         and (self.moments
-                              or target.n_samples * target.n_params <= COMPILED_WORK))
+        # (a quadratic loss runs on its moments whether or not the kernels compute it)
+        self.compiled = self.moments or (
+            self.fo is not None and target.loss.code >= 0 and not streamed
+            and target.n_samples * target.n_params <= COMPILED_WORK)
         if self.moments:
             self.data = _loops.moment_data(target.X, target.Phi, target.y,
                                            target.sample_weight, target.head == "residual")

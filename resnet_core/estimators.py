@@ -44,8 +44,14 @@ from .optim import perturbed_gd
 __all__ = ["ResNetClassifier", "ResNetRegressor"]
 
 SOLVERS = ("lbfgs", "trust-ncg", "trust-krylov", "pgd")
-BINARY_LOSSES = tuple(n for n, l in BUILTIN_LOSSES.items() if l.binary_labels)  # labels -1/+1
-CLASSIFIER_LOSSES = BINARY_LOSSES + ("cross_entropy",)
+
+
+def binary_losses() -> tuple[str, ...]:
+    """The scalar losses on labels -1/+1: the registry's entries now (a loss registered after
+    this module was imported included)."""
+    return tuple(name for name, loss in BUILTIN_LOSSES.items() if loss.binary_labels)
+
+
 # Default L2 penalty alpha / 2 ||theta||^2 on the features' parameters (docs/estimators.md).
 ALPHA = 0.1
 # L-BFGS-B's relative-decrease stop (default 2.2e-9) would end runs long before the
@@ -549,8 +555,8 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
                                  f"got 1 class ({self.classes_[0]!r})")
             loss = self.loss if self.loss is not None else (
                 "logistic" if c == 2 else "cross_entropy")
-            check_choice("loss", loss, CLASSIFIER_LOSSES)
-            if loss in BINARY_LOSSES and c > 2:
+            check_choice("loss", loss, binary_losses() + ("cross_entropy",))
+            if loss in binary_losses() and c > 2:
                 raise ValueError(f"Only binary classification is supported with loss {loss!r};"
                                  f" got {c} classes: use loss='cross_entropy' (or None) for "
                                  "more")
@@ -576,7 +582,7 @@ class ResNetClassifier(ClassifierMixin, _ResNetBase):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = self.loss not in BINARY_LOSSES
+        tags.classifier_tags.multi_class = self.loss not in binary_losses()
         return tags
 
     def decision_function(self, X) -> np.ndarray:

@@ -118,9 +118,8 @@ class Loss:
             raise NotImplementedError(f"the {self.name} loss has no formula")
         result = self.formula(p, y)
         if not (isinstance(result, tuple) and len(result) == 3):
-            raise ValueError(
-                f"the {self.name} loss must return a tuple (l, dl, d2l); got {type(result).__name__}"
-            )
+            raise ValueError(f"the {self.name} loss must return a tuple (l, dl, d2l); got "
+                             f"{type(result).__name__}")
         arrays = []
         for label, arr in zip(("l", "dl", "d2l"), result):
             arr = np.broadcast_to(np.asarray(arr, dtype=np.float64), p.shape)
@@ -190,9 +189,12 @@ class BuiltinLoss(Loss):
             return l, np.abs(d1), ay**2 * self.sup_d2, L3
         return None
 
-    def __reduce__(self):
-        # one object per registered loss, also after pickling (the objectives compare by `is`)
-        return _builtin_loss, (self.name,)
+    def __reduce_ex__(self, protocol):
+        # one object per registered loss, also after pickling (the objectives compare by
+        # `is`); an entry not in the registry travels whole, never as another of its name
+        if BUILTIN_LOSSES.get(self.name) is self:
+            return _builtin_loss, (self.name,)
+        return super().__reduce_ex__(protocol)
 
 
 class CustomLoss(Loss):
@@ -341,7 +343,9 @@ BUILTIN_LOSSES = {
 
 def register_loss(loss: BuiltinLoss) -> BuiltinLoss:
     """Add ``loss`` to the registry: ``loss=loss.name`` then works wherever a built-in name
-    does (objectives, estimators, the linear baseline, certificates, point files).
+    does (objectives, the linear baseline, certificates, point files, and
+    ``ResNetClassifier`` for a loss on labels -1/+1; ``ResNetRegressor`` takes the squared
+    loss only).
 
     Raises ValueError when the name is taken.  A loss registered in one process is not known
     to another (dask workers unpickle registered losses by name): register it there too.

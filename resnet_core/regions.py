@@ -23,7 +23,6 @@ from ._validation import as_float_array
 __all__ = ["Ball", "Box", "Region", "region_from_dict"]
 
 
-
 def _vector(name: str, a) -> np.ndarray:
     arr = as_float_array(name, a, ndim=1, dtype=np.dtype(np.float64))
     if arr.size == 0:

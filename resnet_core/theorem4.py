@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeResult
 
-from . import _loops
+from . import _kernels, _loops
 from ._blocks import StepBlocks
 from ._pgd import STATUS_MESSAGES
 from ._schema import PROBABILITY, Int, Real, validated
@@ -123,7 +123,8 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, radius: float,
     Parameters
     ----------
     objective : Objective
-        With ``head="skip"`` and a built-in loss.
+        With ``head="skip"`` and a loss compiled into the kernels (squared, logistic,
+        smoothed hinge).
     x0 : array
         Start; projected onto ``M`` first.
     T : int
@@ -176,7 +177,9 @@ def projected_sgd(objective, x0: ArrayLike, *, T: int, radius: float,
             "p = w^T x + v^T f_theta(x): the paper has no analogue with c outputs (this "
             f"objective has n_outputs = {objective.n_outputs})")
     if objective.loss.code < 0:
-        raise TypeError("projected_sgd runs compiled: it needs a built-in loss")
+        raise TypeError("projected_sgd runs compiled: it needs a loss compiled into the "
+                        f"kernels ({sorted(_kernels.LOSS_CODES)}); the {objective.loss.name} "
+                        "loss is computed by its formula")
     if objective.feature_bias:
         raise NotImplementedError("projected_sgd does not support feature_bias=True yet")
     if objective.engine.stateless:

@@ -79,7 +79,7 @@ def test_fields_callers_read():
     assert rc.get_loss("cross_entropy").proba is not None and logistic.proba is not None
     assert hinge.proba is None and squared.proba is None
     assert rc.losses.proba_losses() == ("logistic", "cross_entropy")
-    assert rc.ResNetClassifier.__module__ and "smoothed_hinge" in rc.estimators.BINARY_LOSSES
+    assert rc.ResNetClassifier.__module__ and "smoothed_hinge" in rc.estimators.binary_losses()
     assert not hasattr(rc.ResNetClassifier(loss="smoothed_hinge"), "predict_proba")
     assert hasattr(rc.ResNetClassifier(loss="logistic"), "predict_proba")
     s = np.array([-800.0, -1.0, 0.0, 2.0, 800.0])
@@ -190,4 +190,83 @@ def test_huber_baseline_and_certificate(huber, rng):
     assert report.gap == pytest.approx(fo.fun(z) - res.infimum, abs=1e-9)
     bounds = rc.lipschitz.derivative_bounds(fo, 1.0, 1.0)
     assert bounds.mu2 is None and "Lipschitz constant of l''" in bounds.reason
+    skip = rc.Objective(X, y, loss="huber", widths=(2,), head="skip", n_threads=1)
+    with pytest.raises(TypeError, match="compiled into the kernels.*the huber loss"):
+        rc.projected_sgd(skip, skip.init(0), T=5, radius=1.0)
 
+
+
+def _sq_hinge_scalar(p, y):
+    """The squared hinge ``max(0, 1 - y p)^2 / 2``, labels -1/+1."""
+    t = 1.0 - y * p
+    if t <= 0.0:
+        return 0.0, 0.0, 0.0
+    return 0.5 * t * t, -y * t, 1.0
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_a_registered_binary_loss_fits_the_classifier(rng):
+    """``register_loss``: the name then works in the estimators too (the classifier reads
+    the registry when it fits, not a list made at import)."""
+    from resnet_core import estimators  # imported before the loss is registered
+
+    assert estimators.ResNetClassifier
+    entry = register_loss(BuiltinLoss("sq_hinge", formula=vectorise_scalar(_sq_hinge_scalar),
+                                      binary_labels=True, margin=True, sup_d1=math.inf,
+                                      sup_d2=1.0))
+    try:
+        X = rng.standard_normal((60, 3))
+        y = np.where(X[:, 0] + 0.3 * rng.standard_normal(60) > 0, "b", "a")
+        clf = rc.ResNetClassifier(loss="sq_hinge", widths=(2,), max_iter=20,
+                                  certify=False).fit(X, y)
+        assert clf.loss_name_ == "sq_hinge" and clf.predict(X).shape == (60,)
+        assert not hasattr(clf, "predict_proba")  # no proba in the entry
+        assert not clf.__sklearn_tags__().classifier_tags.multi_class
+        with pytest.raises(ValueError, match="Only binary classification"):
+            rc.ResNetClassifier(loss="sq_hinge", widths=(2,), certify=False).fit(
+                X, np.arange(60) % 3)
+    finally:
+        del BUILTIN_LOSSES[entry.name]
+
+
+def _twice_logistic(p, y):
+    l, d1, d2 = BUILTIN_LOSSES["logistic"].derivatives(p, y)
+    return 2 * l, 2 * d1, 2 * d2
+
+
+def test_an_unregistered_entry_pickles_as_itself():
+    """Only the registered entry of a name travels by that name: an entry that is not in
+    the registry (here one reusing the name ``logistic``) is never swapped for it."""
+    mine = BuiltinLoss("logistic", formula=_twice_logistic, binary_labels=True)
+    back = pickle.loads(pickle.dumps(mine))
+    assert back is not BUILTIN_LOSSES["logistic"] and back.formula is _twice_logistic
+    p, y = np.array([0.3, -2.0]), np.array([1.0, -1.0])
+    np.testing.assert_array_equal(back.derivatives(p, y)[0], mine.derivatives(p, y)[0])
+    registered = BUILTIN_LOSSES["smoothed_hinge"]
+    assert pickle.loads(pickle.dumps(registered)) is registered
+    import copy
+
+    assert copy.deepcopy(registered) is registered
+
+
+def _squared_formula(p, y):
+    return 0.5 * (p - y) ** 2, p - y, np.ones_like(p)
+
+
+def test_a_registered_quadratic_loss_runs_on_the_moments(rng):
+    """A ``quadratic`` entry given by its formula runs PGD compiled on the data's moments,
+    as the squared loss does (it computed them, then streamed)."""
+    register_loss(BuiltinLoss("squared_formula", formula=_squared_formula, quadratic=True,
+                              sup_d1=math.inf, sup_d2=1.0, sup_d3=0.0))
+    try:
+        X, y, sw = make_data(rng, 70, 3, "squared")
+        Phi = np.tanh(rng.standard_normal((70, 2)))
+        kw = dict(eps=1e-4, ell=4.0, rho=4.0, delta_f=1.0, f_escape=1e-6, max_iter=400)
+        runs = [rc.perturbed_gd(rc.FeatureObjective(X, Phi, y, loss=name, sample_weight=sw,
+                                                    n_threads=1), np.full(9, 0.1), **kw)
+                for name in ("squared", "squared_formula")]
+        assert runs[1].compiled and runs[0].compiled
+        np.testing.assert_allclose(runs[1].x, runs[0].x, rtol=1e-12, atol=1e-14)
+        assert runs[1].nit == runs[0].nit
+    finally:
+        del BUILTIN_LOSSES["squared_formula"]

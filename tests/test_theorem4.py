@@ -227,3 +227,37 @@ def test_bound_holds_on_a_squared_loss_run(diabetes):
     assert res.gap_witness <= res.gap_mean <= res.theorem_rhs
     assert res.deviation_term == pytest.approx(
         res.loss_bound * math.sqrt(2 * math.log(20) / (2 * 500)))
+
+
+@pytest.mark.parametrize("loss", ["logistic", "smoothed_hinge", "squared"])
+def test_default_l_and_r_are_the_documented_bounds(loss, rng):
+    """``l`` and ``r`` of docs/theorem4.md's table (the registry's ``Loss.bounds`` at
+    ``P = b zmax``): their closed forms, and bounds of the per-sample gradient norm in
+    ``(w, v)`` and of the loss on the ball, at random points and at the worst direction."""
+    from resnet_core.theorem4 import _sgd_bounds
+
+    X = rng.standard_normal((50, 3))
+    y = (X @ [1.0, -2.0, 0.5] if loss == "squared"
+         else np.where(X[:, 0] + 0.5 * rng.standard_normal(50) > 0, 1.0, -1.0))
+    obj = rc.Objective(X, y, loss=loss, widths=(4,), head="skip", n_threads=1)
+    x, b = obj.init(0), 1.7
+    lip, r, exact = _sgd_bounds(obj, x, b)
+    zmax = math.sqrt(np.max(np.sum(X**2, axis=1)) + 4)  # tanh: ||phi|| <= sqrt(k)
+    P, ymax = b * zmax, np.max(np.abs(y))
+    sigma = 1 / (1 + math.exp(-P))
+    documented = {"logistic": (sigma * zmax, math.log1p(math.exp(P))),
+                  "smoothed_hinge": (zmax, 1 + P),
+                  "squared": ((P + ymax) * zmax, (P + ymax) ** 2 / 2)}[loss]
+    assert exact and (lip, r) == pytest.approx(documented, rel=1e-13)
+    Z = np.hstack([X, obj.features(x)])
+    entry = rc.BUILTIN_LOSSES[loss]
+    for _ in range(20):
+        u = rng.standard_normal(Z.shape[1])
+        u *= b * rng.random() / np.linalg.norm(u)
+        l, d1, _ = entry.derivatives(Z @ u, y)
+        assert l.max() <= r and (np.abs(d1) * np.linalg.norm(Z, axis=1)).max() <= lip
+    # the worst point of the ball for the sample of largest ||z||: margin -b ||z||
+    i = np.argmax(np.linalg.norm(Z, axis=1))
+    u = -np.sign(y[i] if y[i] else 1.0) * b * Z[i] / np.linalg.norm(Z[i])
+    l, d1, _ = entry.derivatives(Z[i:i + 1] @ u, y[i:i + 1])
+    assert l[0] <= r and abs(d1[0]) * np.linalg.norm(Z[i]) <= lip
