@@ -190,3 +190,26 @@ def test_row_blocks_of_c_outputs(kind, data, tmp_path):
     assert sum(v for _, v, _ in parts) == pytest.approx(ref.fun(x), rel=1e-12)
     r = np.concatenate([r for _, _, r in parts])
     assert r.shape == (300, 3) and rel_err(r, ref.at(x).weighted_dloss) < 1e-12
+
+
+@pytest.mark.parametrize("loss", ["logistic", "cross_entropy"])
+def test_dask_predictions_on_no_new_inputs_are_empty(data, loss):
+    """``predict(x, X)`` with zero new rows: an empty result on dask data, as in memory (the
+    in-memory block engine over no rows once divided by a chunk of 0)."""
+    da = pytest.importorskip("dask.array")
+    X, y = data
+    labels = y if loss == "cross_entropy" else np.where(y > 0, 1.0, -1.0)
+    ref = rc.Objective(X, labels, loss=loss, widths=(2,))
+    obj = rc.Objective(da.from_array(X, chunks=100), da.from_array(labels, chunks=100),
+                       loss=loss, widths=(2,))
+    x = ref.init(0)
+    assert np.asarray(obj.predict(x, X[:0])).shape == ref.predict(x, X[:0]).shape
+
+
+def test_class_labels_of_no_numeric_dtype_are_a_type_error():
+    """``check_classes`` (linear baseline, separability) names ``y``'s dtype before reading
+    its shape: ``None`` is a TypeError, not an IndexError."""
+    from resnet_core._validation import check_classes
+    for bad in (None, np.array(["a", "b"])):
+        with pytest.raises(TypeError, match="integer class labels"):
+            check_classes(bad, None, 2)
