@@ -22,10 +22,9 @@ import numpy as np
 
 from ._engine import Engine
 from ._guards import check_files, mapped_files
-from ._targets import label_column, target_kind
+from ._targets import label_column, target_kind, vector_loss
 from ._validation import (FINITE_BLOCK, as_float_array, check_label_block, check_n_classes,
                           resolve_dtype, shape_str)
-from .losses import VECTOR_LOSSES
 
 # Most bytes of X one block of an out-of-core pass reads (the rest of a pass's memory is
 # the kernels' workspaces and the block's per-sample quantities, a few n_block-vectors).
@@ -211,8 +210,8 @@ def _stream_targets(y, n: int, loss, n_classes, dtype):
         y = _streamed("y", y, 2, (n, None))
         if y.shape[1] == 0:
             raise ValueError(f"y must have at least one column; got shape {tuple(y.shape)}")
-        if y.shape[1] > 1:
-            return y, VECTOR_LOSSES["squared"], y.shape[1]
+        if y.shape[1] > 1 or loss.vector:
+            return y, vector_loss(loss), y.shape[1]
         y = y[:, 0]  # c = 1: the scalar objective
     y = _streamed("y", y, 1, (n,))
     for i0, i1 in _blocks(n):

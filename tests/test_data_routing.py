@@ -213,3 +213,19 @@ def test_class_labels_of_no_numeric_dtype_are_a_type_error():
     for bad in (None, np.array(["a", "b"])):
         with pytest.raises(TypeError, match="integer class labels"):
             check_classes(bad, None, 2)
+
+
+@pytest.mark.parametrize("kind", ["memory", "memmap", "dask"])
+def test_the_c_output_squared_loss_on_one_column(kind, data, tmp_path):
+    """The c-output squared loss given as such, on an (n, 1) ``y``: c = 1 outputs with the
+    scalar objective's numbers (it once left the kernels a 1-D ``y``: a buffer error)."""
+    from resnet_core.losses import VECTOR_LOSSES
+    X, _ = data
+    Y = np.random.default_rng(3).standard_normal((300, 1))
+    put = (lambda name, a: a) if kind == "memory" else functools.partial(_store, kind, tmp_path)
+    ref = rc.Objective(X, Y[:, 0], loss="squared", widths=(2,))
+    obj = rc.Objective(put("X", X), put("y", Y), loss=VECTOR_LOSSES["squared"], widths=(2,))
+    assert obj.vector and obj.n_outputs == 1 and obj.n_params == ref.n_params
+    x = ref.init(0)
+    assert obj.fun(x) == pytest.approx(ref.fun(x), rel=1e-12)
+    assert rel_err(obj.grad(x), ref.grad(x)) < 1e-12
