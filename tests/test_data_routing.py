@@ -116,6 +116,9 @@ def test_c_outputs_baseline_on_dask_is_refused_clearly(data):
     X, y = data
     with pytest.raises(NotImplementedError, match="dask"):
         rc.linear_baseline(da.from_array(X, chunks=100), y, loss="cross_entropy")
+    obj = rc.Objective(da.from_array(X, chunks=100), y, loss="cross_entropy", widths=(2,))
+    with pytest.raises(NotImplementedError, match="dask"):  # docs/vector_outputs.md
+        obj.linear_baseline()
 
 
 def test_an_n_by_1_squared_target_on_dask_is_the_scalar_objective(data):
