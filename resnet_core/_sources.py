@@ -160,7 +160,7 @@ class StreamEngine(Engine):
     _block_bytes = BLOCK_BYTES
 
     def _row_blocks(self, n: int, per_row: int):
-        i0, i1 = super()._row_blocks(n, per_row)[0]
+        i0, i1 = super()._row_blocks(max(n, 1), per_row)[0]  # n = 0: no new inputs
         rows = _aligned(i1 - i0, self.X)
         return [(i, min(i + rows, n)) for i in range(0, n, rows)]
 

@@ -195,15 +195,16 @@ def test_row_blocks_of_c_outputs(kind, data, tmp_path):
     assert r.shape == (300, 3) and rel_err(r, ref.at(x).weighted_dloss) < 1e-12
 
 
+@pytest.mark.parametrize("kind", ["memmap", "zarr", "dask"])
 @pytest.mark.parametrize("loss", ["logistic", "cross_entropy"])
-def test_dask_predictions_on_no_new_inputs_are_empty(data, loss):
-    """``predict(x, X)`` with zero new rows: an empty result on dask data, as in memory (the
-    in-memory block engine over no rows once divided by a chunk of 0)."""
-    da = pytest.importorskip("dask.array")
+def test_predictions_on_no_new_inputs_are_empty(kind, data, loss, tmp_path):
+    """``predict(x, X)`` with zero new rows: an empty result on stateless data, as in memory
+    (dask's block engine over no rows once divided by a chunk of 0; the stream engine's
+    blocks of no rows were an IndexError)."""
     X, y = data
     labels = y if loss == "cross_entropy" else np.where(y > 0, 1.0, -1.0)
     ref = rc.Objective(X, labels, loss=loss, widths=(2,))
-    obj = rc.Objective(da.from_array(X, chunks=100), da.from_array(labels, chunks=100),
+    obj = rc.Objective(_store(kind, tmp_path, "X", X), _store(kind, tmp_path, "y", labels),
                        loss=loss, widths=(2,))
     x = ref.init(0)
     assert np.asarray(obj.predict(x, X[:0])).shape == ref.predict(x, X[:0]).shape
