@@ -28,10 +28,9 @@ import numpy as np
 from ._engine import PROGRESS_DELAY, Block, Engine, fill_block, progress_bar
 from ._sources import (Weights, check_block, check_feature_columns, check_meta,
                        combine_weight_stats, is_dask, weight_block_stats)
-from ._targets import target_kind
+from ._targets import target_kind, vector_loss
 from ._threads import default_n_threads
 from ._validation import check_label_block, check_n_classes, resolve_dtype
-from .losses import VECTOR_LOSSES
 
 __all__ = ["DaskEngine", "prepare_dask"]
 
@@ -370,8 +369,8 @@ def _dask_targets(y, n, rows, loss, n_classes):
         check_meta("y", y, 2, (n, None))
         if y.shape[1] == 0:
             raise ValueError(f"y must have at least one column; got shape {y.shape}")
-        if y.shape[1] > 1:
-            return _align(y, rows), VECTOR_LOSSES["squared"], y.shape[1]
+        if y.shape[1] > 1 or loss.vector:
+            return _align(y, rows), vector_loss(loss), y.shape[1]
         y = y[:, 0]  # c = 1: the scalar objective
     check_meta("y", y, 1, (n,))
     return _align(y, rows), loss, 1

@@ -322,7 +322,7 @@ class Engine:
         eng = Engine(X, y, s, self.loss, self.k, c=self.c, Phi=Phi,
                      dims=None if Phi is not None else self.dims, bias=self.bias,
                      act=self.act, feature_bias=self.feature_bias, n_threads=self.n_threads,
-                     chunk_size=min(self.chunk, X.shape[0]))
+                     chunk_size=self.chunk)
         eng.max_workers = self.max_workers
         return eng
 

@@ -22,10 +22,9 @@ import numpy as np
 
 from ._engine import Engine
 from ._guards import check_files, mapped_files
-from ._targets import label_column, target_kind
+from ._targets import label_column, target_kind, vector_loss
 from ._validation import (FINITE_BLOCK, as_float_array, check_label_block, check_n_classes,
                           resolve_dtype, shape_str)
-from .losses import VECTOR_LOSSES
 
 # Most bytes of X one block of an out-of-core pass reads (the rest of a pass's memory is
 # the kernels' workspaces and the block's per-sample quantities, a few n_block-vectors).
@@ -161,7 +160,7 @@ class StreamEngine(Engine):
     _block_bytes = BLOCK_BYTES
 
     def _row_blocks(self, n: int, per_row: int):
-        i0, i1 = super()._row_blocks(n, per_row)[0]
+        i0, i1 = super()._row_blocks(max(n, 1), per_row)[0]  # n = 0: no new inputs
         rows = _aligned(i1 - i0, self.X)
         return [(i, min(i + rows, n)) for i in range(0, n, rows)]
 
@@ -211,8 +210,8 @@ def _stream_targets(y, n: int, loss, n_classes, dtype):
         y = _streamed("y", y, 2, (n, None))
         if y.shape[1] == 0:
             raise ValueError(f"y must have at least one column; got shape {tuple(y.shape)}")
-        if y.shape[1] > 1:
-            return y, VECTOR_LOSSES["squared"], y.shape[1]
+        if y.shape[1] > 1 or loss.vector:
+            return y, vector_loss(loss), y.shape[1]
         y = y[:, 0]  # c = 1: the scalar objective
     y = _streamed("y", y, 1, (n,))
     for i0, i1 in _blocks(n):

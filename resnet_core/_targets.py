@@ -5,7 +5,8 @@
 - ``loss="cross_entropy"``: ``y`` holds integer labels ``0..c-1`` (an integer array, or
   floats holding integers), ``c = n_classes`` or ``max(y) + 1``, at least 2;
 - ``loss="squared"`` with ``y`` of shape (n, c), c >= 2: the vector squared loss
-  (an (n, 1) ``y`` is flattened: it is today's scalar objective, same numbers);
+  (an (n, 1) ``y`` is flattened: it is today's scalar objective, same numbers; the
+  c-output loss itself, ``VECTOR_LOSSES["squared"]``, keeps it as c = 1 outputs);
 - anything else: the scalar objective, validated as today.
 
 The kernels take vector targets as a C-contiguous array of the data's dtype: (n, c) for
@@ -84,12 +85,17 @@ def resolve_targets(X, y, loss, n_classes=None) -> Targets:
                     f"{limit // per_class} is the most that fits")
         return Targets(X, y, loss, c, c)
     if n_classes is not None:
-        raise ValueError("n_classes is for the cross_entropy loss; got loss 'squared'")
+        raise ValueError(f"n_classes is for the cross_entropy loss; got loss {loss.name!r}")
     y = as_float_array("y", y, ndim=2, dtype=dtype, shape=(n, None))
     if y.shape[1] == 0:
         raise ValueError(f"y must have at least one column; got shape {y.shape}")
-    if y.shape[1] == 1:  # c = 1: today's scalar objective
+    if y.shape[1] == 1 and not loss.vector:  # c = 1: today's scalar objective
         return Targets(X, np.ascontiguousarray(y[:, 0]), loss, 1, None)
     check_size(f"the per-sample buffers for {y.shape[1]} outputs", 2 * y.size * X.itemsize,
                "use fewer outputs")
-    return Targets(X, y, VECTOR_LOSSES[loss.vector_form], y.shape[1], None)
+    return Targets(X, y, vector_loss(loss), y.shape[1], None)
+
+
+def vector_loss(loss: Loss) -> Loss:
+    """The c-output form of ``loss`` (itself when it has c outputs already)."""
+    return loss if loss.vector else VECTOR_LOSSES[loss.vector_form]

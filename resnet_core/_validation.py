@@ -224,13 +224,15 @@ def check_classes(y, n_classes, n: int | None) -> tuple[np.ndarray, int]:
     if isinstance(y, (str, bytes)):
         raise TypeError("y must be an array of integer class labels; got a string")
     arr = np.asarray(to_numpy("y", y))
-    if arr.dtype.kind in "iuf" and arr.ndim != 1:
-        raise ValueError(f"y must be 1-D class labels of shape (n_samples,) for the "
-                         f"cross_entropy loss; got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise ValueError(f"y must have shape ({n},), one label per row of X; got {arr.shape}")
-    if arr.size == 0 and arr.dtype.kind in "iuf":
-        raise ValueError("y must hold at least one label")
+    if arr.dtype.kind in "iuf":  # other dtypes: check_label_block's TypeError
+        if arr.ndim != 1:
+            raise ValueError(f"y must be 1-D class labels of shape (n_samples,) for the "
+                             f"cross_entropy loss; got shape {arr.shape}")
+        if n is not None and arr.shape[0] != n:
+            raise ValueError(f"y must have shape ({n},), one label per row of X; got "
+                             f"{arr.shape}")
+        if arr.size == 0:
+            raise ValueError("y must hold at least one label")
     c = check_n_classes(n_classes, check_label_block(arr, np.float64))
     return arr.astype(np.int64, copy=False), c
 
@@ -329,7 +331,8 @@ def check_alloc(what: str, nbytes: int, fix) -> None:
 
 def check_chunk_size(chunk_size, default: int, n: int, dims, k: int, itemsize: int,
                      entries=_kernels.workspace_entries) -> int:
-    """Samples per chunk of the kernels: ``min(chunk_size, n)`` (``default`` for None), once
+    """Samples per chunk of the kernels: ``min(chunk_size, n)`` (``default`` for None; 1 for
+    ``n = 0``, an engine over no new inputs), once
     a thread's workspace for it (``entries(chunk, dims, k)``, by default
     ``_kernels.workspace_entries``) is known to fit ``MAX_BYTES``.
 
@@ -337,7 +340,7 @@ def check_chunk_size(chunk_size, default: int, n: int, dims, k: int, itemsize: i
     ``n`` samples); the workspace grows with the chunk times the MLP's widths.
     """
     chunk_size = default if chunk_size is None else chunk_size
-    chunk = min(check_positive_int("chunk_size", chunk_size), n)
+    chunk = max(min(check_positive_int("chunk_size", chunk_size), n), 1)
     fixed = entries(0, dims, k)
     per_sample = entries(1, dims, k) - fixed
     fit = (MAX_BYTES // itemsize - fixed) // per_sample

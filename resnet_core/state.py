@@ -89,8 +89,8 @@ class PointState:
         d, k = engine.d, engine.k
         self._n_head = head.n_params(d, k)
         self._w, self._M = head.split(self.x, d, k)
-        self._a = np.ascontiguousarray(head.a(self._w, self._M), dtype=engine.dtype)
-        self._theta = self.x[self._n_head:] if full else theta
+        self._a = _read_only(np.ascontiguousarray(head.a(self._w, self._M), dtype=engine.dtype))
+        self._theta = self.x[self._n_head:] if full else _read_only(theta)
         self._lock = threading.Lock()
         self._buf: SampleBuffers | None = None
         self._grad: np.ndarray | None = None

@@ -117,6 +117,8 @@ def test_c_outputs_baseline_on_dask_runs(data):  # (more in test_distributed.py)
     got = rc.linear_baseline(da.from_array(X, chunks=100), y, loss="cross_entropy")
     ref = rc.linear_baseline(X, y, loss="cross_entropy")
     assert got.fun == pytest.approx(ref.fun, rel=1e-12)
+    obj = rc.Objective(da.from_array(X, chunks=100), y, loss="cross_entropy", widths=(2,))
+    assert obj.linear_baseline().fun == pytest.approx(ref.fun, rel=1e-12)  # docs/vector_outputs.md
 
 
 def test_an_n_by_1_squared_target_on_dask_is_the_scalar_objective(data):
@@ -191,3 +193,43 @@ def test_row_blocks_of_c_outputs(kind, data, tmp_path):
     assert sum(v for _, v, _ in parts) == pytest.approx(ref.fun(x), rel=1e-12)
     r = np.concatenate([r for _, _, r in parts])
     assert r.shape == (300, 3) and rel_err(r, ref.at(x).weighted_dloss) < 1e-12
+
+
+@pytest.mark.parametrize("kind", ["memmap", "zarr", "dask"])
+@pytest.mark.parametrize("loss", ["logistic", "cross_entropy"])
+def test_predictions_on_no_new_inputs_are_empty(kind, data, loss, tmp_path):
+    """``predict(x, X)`` with zero new rows: an empty result on stateless data, as in memory
+    (dask's block engine over no rows once divided by a chunk of 0; the stream engine's
+    blocks of no rows were an IndexError)."""
+    X, y = data
+    labels = y if loss == "cross_entropy" else np.where(y > 0, 1.0, -1.0)
+    ref = rc.Objective(X, labels, loss=loss, widths=(2,))
+    obj = rc.Objective(_store(kind, tmp_path, "X", X), _store(kind, tmp_path, "y", labels),
+                       loss=loss, widths=(2,))
+    x = ref.init(0)
+    assert np.asarray(obj.predict(x, X[:0])).shape == ref.predict(x, X[:0]).shape
+
+
+def test_class_labels_of_no_numeric_dtype_are_a_type_error():
+    """``check_classes`` (linear baseline, separability) names ``y``'s dtype before reading
+    its shape: ``None`` is a TypeError, not an IndexError."""
+    from resnet_core._validation import check_classes
+    for bad in (None, np.array(["a", "b"])):
+        with pytest.raises(TypeError, match="integer class labels"):
+            check_classes(bad, None, 2)
+
+
+@pytest.mark.parametrize("kind", ["memory", "memmap", "dask"])
+def test_the_c_output_squared_loss_on_one_column(kind, data, tmp_path):
+    """The c-output squared loss given as such, on an (n, 1) ``y``: c = 1 outputs with the
+    scalar objective's numbers (it once left the kernels a 1-D ``y``: a buffer error)."""
+    from resnet_core.losses import VECTOR_LOSSES
+    X, _ = data
+    Y = np.random.default_rng(3).standard_normal((300, 1))
+    put = (lambda name, a: a) if kind == "memory" else functools.partial(_store, kind, tmp_path)
+    ref = rc.Objective(X, Y[:, 0], loss="squared", widths=(2,))
+    obj = rc.Objective(put("X", X), put("y", Y), loss=VECTOR_LOSSES["squared"], widths=(2,))
+    assert obj.vector and obj.n_outputs == 1 and obj.n_params == ref.n_params
+    x = ref.init(0)
+    assert obj.fun(x) == pytest.approx(ref.fun(x), rel=1e-12)
+    assert rel_err(obj.grad(x), ref.grad(x)) < 1e-12

@@ -296,3 +296,16 @@ def test_idle_openmp_threads_sleep_by_default():
                           "print(os.environ['OMP_WAIT_POLICY'])"], env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "ACTIVE"
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_head_point_is_read_only(rng, partial):
+    """``PointState.head_point`` hands out the state's own arrays: none may be written to
+    (``a`` is a new array for the residual head, ``theta`` the partial objective's)."""
+    X = rng.standard_normal((40, 3))
+    obj = rc.Objective(X, np.where(X[:, 0] > 0, 1.0, -1.0), loss="logistic", widths=(2,))
+    x = obj.init(0)
+    state = obj.partial(x).at(x[:obj.partial(x).n_params]) if partial else obj.at(x)
+    for part in state.head_point:
+        with pytest.raises(ValueError, match="read-only"):
+            part[...] = 0.0
