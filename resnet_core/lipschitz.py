@@ -106,6 +106,7 @@ import math
 import threading
 import time
 import weakref
+from typing import NamedTuple
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -122,6 +123,7 @@ __all__ = [
     "DerivativeBounds",
     "HessianLipschitzEstimate",
     "Region",
+    "UpperBound",
     "derivative_bounds",
     "estimate_hessian_lipschitz",
     "proven_upper_bound",
@@ -620,18 +622,26 @@ def _remember(objective, region: Region, lower: float, z, u) -> None:
         del entries[:-MAX_REMEMBERED]
 
 
-def proven_upper_bound(objective, region: Region) -> tuple[float | None, str]:
+class UpperBound(NamedTuple):
+    """A proven upper bound of ``mu2`` (``value``; None when there is none) and how it was
+    proven, or why there is none (``method``)."""
+
+    value: float | None
+    method: str
+
+
+def proven_upper_bound(objective, region: Region) -> UpperBound:
     """A proven upper bound of ``mu2`` on ``region`` from the loss's derivative bounds
     (:func:`derivative_bounds` on ``{||w|| <= max_R ||w||, ||V||_2 <= max_R ||V||_F}``, a
-    region holding ``region``), or ``(None, why not)``.  One pass over the data."""
+    region holding ``region``), or ``UpperBound(None, why not)``.  One pass over the data."""
     if not isinstance(objective, FeatureObjective) or getattr(objective, "n_outputs", 1) > 1:
-        return None, "no derivative bounds for this objective"
+        return UpperBound(None, "no derivative bounds for this objective")
     w_bound, M_bound = region_norm_bounds(region, objective.d)
     b = derivative_bounds(objective, w_bound, M_bound)
     if b.mu2 is None:
-        return None, b.reason
-    return b.mu2, (f"sup ||D^3 F|| <= E[L3 q^3 + 3 L2 q e] on ||w|| <= {w_bound:.4g}, "
-                   f"||V|| <= {M_bound:.4g} (a region holding this one)")
+        return UpperBound(None, b.reason)
+    return UpperBound(b.mu2, f"sup ||D^3 F|| <= E[L3 q^3 + 3 L2 q e] on ||w|| <= {w_bound:.4g}, "
+                             f"||V|| <= {M_bound:.4g} (a region holding this one)")
 
 
 def _refine_step(ev: _Evaluator, region: Region, z: np.ndarray, u: np.ndarray, f: float):

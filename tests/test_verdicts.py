@@ -141,7 +141,8 @@ def test_derivative_bounds_without_a_proof():
     assert b.mu2 is None and "no bounds" in b.reason
     with pytest.raises(ValueError, match="w_bound"):
         L.derivative_bounds(fo, -1.0, 1.0)
-    assert L.proven_upper_bound(fo, Box.around(np.zeros(6), 1.0))[0] is None
+    bound = L.proven_upper_bound(fo, Box.around(np.zeros(6), 1.0))
+    assert isinstance(bound, L.UpperBound) and bound.value is None and "no bounds" in bound.method
 
 
 def test_proven_mu2_decides_false_and_says_why():
