@@ -228,8 +228,27 @@ def pair_gaps(W, Xb, y, s):
     return gap
 
 
-def least_gap(W, i0, Xb, y, s) -> float:
-    return float(pair_gaps(W, Xb, y, s).min())
+def proven_least_gap(W, i0, Xb, y, s) -> float:
+    """A lower bound of the block's least pair margin ``(w_{y_i} - w_j)^T x_i`` (samples of
+    positive weight, ``j != y_i``), rounding included: ``min (fl(gap_ij) - bound_ij)`` with
+    ``bound_ij = gamma_{d+4} (|x_i|^T |w_{y_i}| + |x_i|^T |w_j|) + 2 u |fl(gap_ij)|
+    + 4 d eta`` (``eta = 2^-1074``): the scores ``p = W x`` are off by at most ``gamma_d
+    |W| |x| + d eta`` each (underflow included), their difference by ``u`` of itself, and the
+    slack of ``gamma_{d+4}`` over ``gamma_d`` (and of ``2 u``, ``4 d eta``) covers the
+    rounding of the bound itself (``d u < 10^-4``).  ``fl(gap - bound) > 0`` holds exactly
+    when ``gap > bound``, so a positive value proves every pair margin positive."""
+    c, d = W.shape
+    gamma = (d + 4) * U / (1 - (d + 4) * U)
+    rows = np.arange(y.size)
+    p = Xb @ W.T
+    gap = p[rows, y][:, None] - p
+    size = np.abs(Xb) @ np.abs(W).T  # |x_i|^T |w_k|
+    with np.errstate(invalid="ignore", over="ignore"):
+        low = gap - (gamma * (size[rows, y][:, None] + size) + 2 * U * np.abs(gap)
+                     + 4 * d * 2.0 ** -1074)
+    low[rows, y] = np.inf
+    low[s <= 0] = np.inf
+    return float(low.min(initial=np.inf))
 
 
 def push_block(W, Wu, far, pairs, i0, Xb, y, s) -> float:

@@ -42,7 +42,8 @@ from ._validation import (MAX_BYTES, as_float_array, check_classes, check_data,
                           check_sample_weight, to_numpy)
 from ._vector_rows import (U, EngineRows, MemoryRows, accurate_block, add_accurate,
                            add_gram, add_parts, ce_factor_rows, ce_grad, ce_gram, ce_value,
-                           least_gap, ls_grad, push_block, used_features, weighted_rows)
+                           ls_grad, proven_least_gap, push_block, used_features,
+                           weighted_rows)
 from .separability import CombinationSums, Separability, class_separability
 
 
@@ -155,8 +156,10 @@ class CrossEntropyPasses:
         return Model.from_factor(F, g, R, self.eps, self.n * self.c)
 
     def separation(self, z) -> float:
-        """The least pair margin over samples of positive weight (streamed)."""
-        return self.data.fold(functools.partial(least_gap, self.weights(z)), min)
+        """The least pair margin over samples of positive weight, rounding bounded
+        (:func:`~resnet_core._vector_rows.proven_least_gap`, streamed): positive only when
+        every pair margin of ``W = P Z`` (as computed) is positive in exact arithmetic."""
+        return self.data.fold(functools.partial(proven_least_gap, self.weights(z)), min)
 
     def ray(self, z, smallest) -> Separability:
         """The separable answer from a point whose pair margins are all positive; the
@@ -169,7 +172,9 @@ class CrossEntropyPasses:
             pairs = np.repeat(separated[:, None], self.c, axis=1)
             pairs[np.arange(self.n), self.data.target] = False
         return Separability("separable", W / np.linalg.norm(W), separated, smallest,
-                            "separated by the direction of Newton's iterates", pairs)
+                            "separated by the direction of Newton's iterates: every pair margin "
+                            f"(w_y - w_j)^T x_i > 0 (smallest {smallest:.3g}, rounding "
+                            "bounded)", pairs)
 
     def linear_program(self, max_lp_entries) -> Separability:
         if not self.data.in_memory:

@@ -2,6 +2,7 @@
 solvers: scikit-learn's multinomial LogisticRegression, scipy L-BFGS and SLSQP on a NumPy
 implementation written here, numpy.linalg.lstsq, and linear programs checked on the data."""
 
+import functools
 import tracemalloc
 
 import numpy as np
@@ -647,3 +648,72 @@ def test_every_passes_class_implements_the_declared_interface():
         assert all(hasattr(passes, m) for m in members(MarginPasses)), type(passes)
     for passes in plain + margin:
         assert all(hasattr(passes, m) for m in members(Passes)), type(passes)
+
+
+
+def _computed_margins(W, i0, Xb, y, s):
+    """Per sample, the least computed pair margin (the check before review 4's N2, rounding
+    not bounded)."""
+    from resnet_core._vector_rows import pair_gaps
+    return pair_gaps(W, Xb, y, np.ones_like(s)).min(axis=1)
+
+
+def _on_the_hyperplane(W, n, rng):
+    """``n`` samples of class 0 with ``x_{d-1}`` set so that the pair margin
+    ``(w_0 - w_1)^T x`` is 0 up to rounding (``x_0 = 1``: class 2 far below), and each
+    sample's least exact pair margin (fractions)."""
+    from fractions import Fraction
+    v = W[0] - W[1]
+    X = np.c_[np.ones(n), rng.uniform(-1, 1, size=(n, W.shape[1] - 1))]
+    X[:, -1] = -(X[:, :-1] @ v[:-1]) / v[-1]
+    Wf = [[Fraction(a) for a in w] for w in W]
+    exact = [min(sum((a - b) * Fraction(x) for a, b, x in zip(Wf[0], Wf[k], row))
+                 for k in (1, 2)) for row in X]
+    return X, np.array(exact, dtype=object)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_separation_is_rounding_bounded(streamed, tmp_path):
+    """Review 4, N2: the c-output separation check subtracts a bound of each pair margin's
+    rounding.  Samples within rounding of the pair hyperplane ``(w_0 - w_1)^T x = 0``, kept
+    (weight 1) where the computed margin is positive: some are positive only by rounding
+    (exact margin <= 0, fractions), and the old check's least margin was positive (so
+    ``margin_baseline`` answered "separable"); the bounded one is below every exact margin,
+    so not positive, in memory and streamed (memmap through the engine's ``map_rows``)."""
+    from resnet_core._data import prepare
+    from resnet_core._vector_rows import EngineRows, MemoryRows
+    from resnet_core.linear_vector import CrossEntropyPasses
+    from resnet_core.losses import get_loss
+
+    rng = np.random.default_rng(3)
+    n, d = 400, 7
+    W0 = np.zeros((3, d))
+    W0[:2, 1:] = rng.uniform(-1, 1, (2, d - 1))
+    W0[:, 0] = [50.0, 50.0, -100.0]
+    y = np.zeros(n, np.intp)
+    base = CrossEntropyPasses(MemoryRows(W0, y[:3], np.ones(3)), 3)  # W = P Z, no data
+    z = base.coords(W0)
+
+    def passes(s):
+        if not streamed:
+            return CrossEntropyPasses(MemoryRows(X, y, s), 3)
+        np.save(tmp_path / "X.npy", X)
+        eng = prepare(np.load(tmp_path / "X.npy", mmap_mode="r"), y,
+                      loss=get_loss("cross_entropy"), sample_weight=s, n_classes=3)
+        return CrossEntropyPasses(EngineRows(eng.engine(0, n_threads=None), True), 3)
+
+    W = base.weights(z)
+    X, exact = _on_the_hyperplane(W, n, rng)
+    computed = passes(np.ones(n)).data.fold(
+        functools.partial(_computed_margins, W), lambda a, b: np.r_[a, b])
+    keep = computed > 0
+    assert np.any(exact[keep] <= 0)  # positive only by rounding
+    sub = passes(keep.astype(np.float64))
+    assert sub.data.fold(functools.partial(_computed_margins, W), lambda a, b: np.r_[a, b]
+                         )[keep].min() > 0  # the old check: "separable"
+    assert sub.separation(z) <= min(exact[keep]) <= 0
+    assert passes(np.ones(n)).separation(z) <= min(exact)
+    # a clear separation (w_0's bias one more) is still proven
+    bias = np.zeros((3, d))
+    bias[0, 0] = 1.0
+    assert passes(np.ones(n)).separation(z + base.coords(bias)) > 0.5
