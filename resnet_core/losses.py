@@ -168,7 +168,14 @@ class BuiltinLoss(Loss):
         if formula is not None and not callable(formula):
             raise TypeError(f"formula must be callable; got {formula!r}")
         if code is not None:
+            if code not in _kernels.LOSS_CODES.values():
+                raise ValueError(f"code of the {name} loss must be a kernel code "
+                                 f"{dict(_kernels.LOSS_CODES)}; got {code!r}")
             self.code = int(code)
+        for label, v in (("sup_d1", sup_d1), ("sup_d2", sup_d2), ("sup_d3", sup_d3)):
+            if v is not None and not v >= 0:  # NaN and negatives: not a bound
+                raise ValueError(f"{label} of the {name} loss must be a non-negative number "
+                                 f"(inf: unbounded) or None; got {v!r}")
         self.formula = formula
         self.binary_labels, self.zero_margin = bool(binary_labels), zero_margin
         self.margin, self.quadratic, self.vector_form = bool(margin), bool(quadratic), vector_form

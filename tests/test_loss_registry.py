@@ -96,6 +96,15 @@ def test_register_loss_refuses_bad_entries():
         BuiltinLoss("x")
     with pytest.raises(TypeError, match="BuiltinLoss"):
         register_loss(rc.CustomLoss(lambda p, y: (p, p, p)))
+    # a code the kernels do not know would run some other formula, or none
+    with pytest.raises(ValueError, match="kernel code"):
+        BuiltinLoss("x", code=99)
+    # the constants are bounds the theorems rely on: a negative or NaN one is refused
+    for label in ("sup_d1", "sup_d2", "sup_d3"):
+        for bad in (-1.0, float("nan")):
+            with pytest.raises(ValueError, match=label):
+                BuiltinLoss("x", formula=lambda p, y: (p, p, p), **{label: bad})
+    assert BuiltinLoss("x", formula=lambda p, y: (p, p, p), sup_d1=float("inf")).sup_d1 > 0
 
 
 # -- a Huber loss: one registry entry, no change to any other file ---------------------------
