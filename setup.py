@@ -123,6 +123,9 @@ common = dict(
 extensions = [
     Extension("resnet_core._kernels", ["src/_kernels.pyx"], **common),
     Extension("resnet_core._vkernels", ["src/_vkernels.pyx"], **common),
+    # the linear baseline's Gram pass (src/rc_margin.h)
+    Extension("resnet_core._margin_pass", ["src/_margin_pass.pyx"],
+              **{**common, "depends": common["depends"] + ["src/rc_margin.h"]}),
 ]
 
 class BuildExt(build_ext):

@@ -154,6 +154,10 @@ class Passes(Protocol):
     def coords(self, w: np.ndarray) -> np.ndarray:
         """The variables ``z`` of a returned predictor ``w``."""
 
+    def start(self) -> np.ndarray:
+        """Where the unconstrained Newton run starts (0, or a warm start: a subsample's
+        minimiser at large ``n``)."""
+
     def result(self, z: np.ndarray, **fields) -> "LinearBaselineResult":
         """The answer at ``z``: ``fun`` evaluated accurately (with ``fun_error``), ``w`` in
         the caller's shape; ``fields`` as :class:`LinearBaselineResult`'s (``infimum`` is
@@ -193,16 +197,17 @@ class MarginPasses(Passes, Protocol):
 
 
 def gram_model(F: float, g: np.ndarray, H: np.ndarray, *, live: np.ndarray | None = None,
-               least_shift: float = 0.0) -> Model | None:
+               least_shift: float = 0.0, h_eps: float = EPS64) -> Model | None:
     """The Newton model ``(F, g, H)`` from ``eigh`` of a float64 Gram matrix ``H``, or None
     when it cannot be trusted: an eigenvalue (plus ``least_shift``) within ``GRAM_TRUST``
-    times the rounding level ``null = eps size ev_max`` (see ``GRAM_TRUST``).  ``live``: the
-    coordinates whose feature is non-zero on some sample; the others are exact null
-    directions of ``H``, kept out of ``eigh`` (zero curvature, unit eigenvectors)."""
+    times the rounding level ``null = h_eps size ev_max`` (see ``GRAM_TRUST``; ``h_eps`` is
+    float32's for a Hessian summed by float32 SYRK).  ``live``: the coordinates whose
+    feature is non-zero on some sample; the others are exact null directions of ``H``,
+    kept out of ``eigh`` (zero curvature, unit eigenvectors)."""
     size = g.size
     live = np.arange(size) if live is None else live
     ev_live, Q_live = np.linalg.eigh(H if live.size == size else H[np.ix_(live, live)])
-    null = float(EPS64 * size * np.abs(ev_live).max(initial=0.0))
+    null = float(h_eps * size * np.abs(ev_live).max(initial=0.0))
     if ev_live.size and not ev_live[0] + least_shift > GRAM_TRUST * null:
         return None
     if live.size == size:
@@ -237,6 +242,9 @@ class Watched:
         self.size, self.eps, self.gram_steps = passes.size, passes.eps, passes.gram_steps
         self.calls = 0  # points evaluated (data passes of the run)
 
+    def start(self):
+        return self.passes.start()
+
     def _check(self, z):
         smallest = self.passes.separation(z)
         if smallest > 0:
@@ -260,7 +268,7 @@ class Watched:
 
 def minimise(passes: Passes, tol, max_iter, loss_name):
     """Unconstrained minimum of an attained problem by trust-region Newton from 0."""
-    res = trust_region_newton(passes.full, passes.value, np.zeros(passes.size), tol=tol,
+    res = trust_region_newton(passes.full, passes.value, passes.start(), tol=tol,
                               max_iter=max_iter, floor_rel=passes.eps,
                               trial_full=passes.gram_steps)
     # A user-defined loss may not be convex: then all Newton's method can promise is a

@@ -3,33 +3,52 @@ matrix ``H = sum_i q_i x_i x_i^T`` (``q_i = s_i l''_i``, by SYRK on row chunks) 
 some of the rows, the smallest margin, and the sums of the overlap certificate
 (:func:`resnet_core.separability.minimiser_certificate`).
 
-Why float64 NumPy rather than the compiled passes: the Gram matrix is the Newton model of
+Why not the objective's compiled passes: the Gram matrix is the Newton model of
 :mod:`resnet_core.linear`, and a float32 accumulation (the kernels' for float32 data) holds
-its eigenvalues to about ``1e-6`` of the largest only.  Each chunk of ``chunk_rows(d)`` rows is
-converted to float64 (a view for float64 data); memory is one chunk.  BLAS runs on one
-thread (small products; two OpenBLAS threads were slower under load).
+its eigenvalues to about ``1e-6`` of the largest only.  Each chunk of ``chunk_rows(d)`` rows
+goes through :func:`resnet_core._margin_pass.margin_chunk`, which reads each row once and
+sums in double whatever the data's type; the Hessian rows are made in float64 for SYRK.
+Memory is a few chunks.  BLAS runs on one thread per chunk; the chunks run on the engine's
+``n_threads`` threads, their results added in row order (the same numbers for any count).
 
 The Hessian rows: every ``stride``-th chunk (all with ``stride = 1``).  A Newton model from
 a subsample of the rows costs a fraction of the full ``d^2`` work per row, and its steps are
-exact up to the subsample's error in ``H`` (the gradient is always over every row).
+exact up to the subsample's error in ``H`` (the gradient is always over every row).  A pass
+over every ``sample``-th chunk only (all its sums over those rows) is the warm start's
+(:mod:`resnet_core.linear`).  ``single_hessian``: the Hessian rows' products by float32 SYRK
+(each chunk's ``H`` added in float64): about 1e-6 of ``H``'s largest eigenvalue, for chord
+steps only; such a pass is flagged and never read by a proof.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg.blas import dsyrk
 
+from ._margin_pass import margin_chunk
 from ._threads import blas_single_thread
 from .separability import CombinationSums
 
 # Bytes of one float64 chunk of rows (a pass holds a few such arrays at once): the memory
 # of a pass is a few MiB whatever n and d; a quarter of that for out-of-core data, whose
 # passes must stay within a small fraction of X (fewer, larger chunks are faster).
-CHUNK_BYTES = 1 << 21
+CHUNK_BYTES = 1 << 23
+_NONE = np.empty(0)  # an output margin_chunk leaves out
+# Chunks per block of rows where a block is a view (in memory, memmap): the pool's threads
+# take its chunks together.
+BLOCK_CHUNKS = 16
+
+
+def _block_rows(engine, rows: int) -> int | None:
+    """Rows per block of a pass: ``BLOCK_CHUNKS`` chunks where ``X`` is an array (a block is
+    a view), the engine's own blocks otherwise (zarr, dask: a block is read whole)."""
+    return BLOCK_CHUNKS * rows if isinstance(engine.X, np.ndarray) else None
 
 
 def chunk_rows(d: int, streamed: bool = False) -> int:
@@ -51,52 +70,82 @@ class GramPass:
     min_margin: float
     sums: CombinationSums
     n_wrong: int = 0  # samples of positive weight with margin <= 0
-    single: bool = False  # margins and gradient of float32 data in float32 (not for proofs)
+    single_hessian: bool = False  # H by float32 SYRK (a Newton model only, not for proofs)
+    top: float = 0.0  # the largest row norm (every row, weighted or not) of the chunks seen
 
 
-def _chunk(X, y, s, w, loss, hessian, norms, start, single=False):
+def _chunk(X, y, s, w, loss, hessian, norms, start, single_hessian=False):
     """One chunk: ``[F, g, H or None, weight of the H rows, smallest margin,
     sum lam ||x||, sum q ||x||^2, max ||x|| and max q / lam (H rows), every lam > 0,
     weight of the chunk, margins <= 0]``.  ``||x_i||`` is bounded by the chunk's largest
     row norm, computed once per chunk and kept in ``norms`` (keyed by the first row).
-    ``single``: float32 data off the Hessian rows keep float32 (``p = X w`` and
-    ``X^T (s l')`` by float32 BLAS, no float64 copy); everything else is float64."""
+    Margins, losses, gradient and the rows ``Z = sqrt(q) x`` by
+    :func:`resnet_core._margin_pass.margin_chunk` (every sum in double, float32 rows read as
+    they are); ``H = Z^T Z`` by SYRK of the float64 ``Z`` (a float32 ``Z`` and product with
+    ``single_hessian``)."""
+    m = X.shape[0]
+    first = start not in norms
+    p, r, q, l, sq = (np.empty(m) for _ in range(5))
+    g = np.zeros(X.shape[1])
+    Z = np.empty(X.shape, np.float32 if single_hessian else np.float64) if hessian else None
+    F = margin_chunk(loss.code, X, y, s, w, _NONE, g, p, r, q, l, _NONE, sq if first else _NONE,
+                     **({"Z32" if single_hessian else "Z64": Z} if hessian else {}))
     y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
-    if single and not hessian and start in norms and X.dtype == np.float32:
-        X = np.asarray(X)
-        p = (X @ w.astype(np.float32)).astype(np.float64)
-    else:
-        X = np.asarray(X, dtype=np.float64)
-        p = X @ w
-    l, d1, d2 = loss.derivatives(p, y)
     keep = s > 0
-    if start not in norms:
-        norms[start] = float(np.sqrt(np.einsum("ij,ij->i", X, X)[keep].max(initial=0.0))
-                             * (1 + X.shape[1] * 2.0 ** -52))
-    x_max = norms[start]
-    lam = (-s * d1 * y)[keep]
+    if first:  # (over the rows of positive weight, over all rows)
+        norms[start] = tuple(float(np.sqrt(v) * (1 + X.shape[1] * 2.0 ** -52))
+                             for v in (sq[keep].max(initial=0.0), sq.max(initial=0.0)))
+    x_max = norms[start][0]
+    lam = (-r * y)[keep]
     margins = (y * p)[keep]
-    g = (X.T @ (s * d1).astype(X.dtype)).astype(np.float64)
-    parts = [float(s @ l), g, None, 0.0, float(margins.min(initial=np.inf)),
+    parts = [F, g, None, 0.0, float(margins.min(initial=np.inf)),
              float(lam.sum()) * x_max, 0.0, 0.0, 0.0, bool(np.all(lam > 0)), float(s.sum()),
              int(np.count_nonzero(margins <= 0))]
     if hessian:
-        t = np.sqrt(s * np.maximum(d2, 0.0))
-        q = (t * t)[keep]
-        parts[2] = dsyrk(1.0, (t[:, None] * X).T, trans=0)
+        t = np.sqrt(np.maximum(q, 0.0))
+        qk = (t * t)[keep]
+        # float32: the whole product (faster than ssyrk here); float64: the upper triangle
+        parts[2] = (Z.T @ Z).astype(np.float64) if single_hessian else dsyrk(1.0, Z.T, trans=0)
         parts[3] = float(s.sum())
         with np.errstate(divide="ignore", invalid="ignore"):
-            parts[8] = float(np.where(q > 0, q / lam, 0.0).max(initial=0.0))
-        parts[6], parts[7] = float(q.sum()) * x_max ** 2, x_max
+            parts[8] = float(np.where(qk > 0, qk / lam, 0.0).max(initial=0.0))
+        parts[6], parts[7] = float(qk.sum()) * x_max ** 2, x_max
     return parts
 
 
-def _block(w, loss, stride, norms, rows, single, block):
+def _block(w, loss, stride, norms, rows, sample, single_hessian, pool, block):
     X, y, s = block.X, block.y, block.s
     i0 = block.rows[0]
-    return [_chunk(X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
-                   ((i0 + i) // rows) % stride == 0, norms, i0 + i, single)
-            for i in range(0, X.shape[0], rows)]
+    starts = [i for i in range(0, X.shape[0], rows) if ((i0 + i) // rows) % sample == 0]
+    return ordered_map(lambda i: _chunk(
+        X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
+        ((i0 + i) // rows // sample) % stride == 0, norms, i0 + i, single_hessian),
+        starts, pool)
+
+
+def ordered_map(fn, items, pool: ThreadPoolExecutor | None) -> list:
+    """``[fn(x) for x in items]``, on the threads of ``pool`` when given (the chunks'
+    compiled loops and BLAS release the GIL); the results in the order of ``items``, so
+    every sum made from them is the same, bit for bit, whatever the thread count."""
+    items = list(items)
+    if pool is None or len(items) <= 1:
+        return [fn(x) for x in items]
+    return [f.result() for f in [pool.submit(fn, x) for x in items]]
+
+
+@contextlib.contextmanager
+def chunk_pool(n_threads: int):
+    """A pool of ``n_threads`` threads for one pass (None for one thread).  On leaving it
+    (an exception, Ctrl-C included) the chunks not yet started are cancelled, and the pass
+    returns at once."""
+    if n_threads <= 1:
+        yield None
+        return
+    pool = ThreadPoolExecutor(max_workers=n_threads)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def hessian_stride(n: int, d: int, rows_per_feature: int, streamed: bool = False) -> int:
@@ -106,21 +155,26 @@ def hessian_stride(n: int, d: int, rows_per_feature: int, streamed: bool = False
 
 
 def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None,
-              single: bool = False) -> GramPass:
+              sample: int = 1, single_hessian: bool = False) -> GramPass:
     """One pass over the engine's rows (in memory or streamed) at ``w`` (float64).
 
     Per chunk: ``p = X w`` and ``l, l', l''`` in float64; ``F = sum s_i l_i``,
     ``g = X^T (s l')``; on the Hessian chunks ``H = Z^T Z`` with ``Z = diag(sqrt(s l'')) X``
     (so ``q_i = fl(sqrt(s_i l''_i))^2``).  The certificate's ``lam_i = -s_i l'_i y_i``
     (``b = sum lam_i y_i x_i = -g``).  ``norms``: the chunks' largest row norms, filled on
-    the first pass and reused (a dict owned by the caller).  ``single``: float32 data's
-    margins and gradient off the Hessian rows in float32 (about half a float64 pass's time;
-    ``F`` and ``g`` then to about ``1e-6`` relative: Newton steps far from the minimum, never
-    a proof nor the answer)."""
-    with blas_single_thread():
+    the first pass and reused (a dict owned by the caller; ``top`` is the largest over all the
+    chunks it holds).  ``sample``: every ``sample``-th chunk only (``F``, ``g``, ``H`` and
+    the sums over those rows; the Hessian rows every ``stride``-th of them): the warm
+    start's subsample.  ``single_hessian``: ``H`` by float32 SYRK (flagged).  The chunks run
+    on ``engine.n_threads`` threads, their sums added in row order."""
+    if engine.loss.code < 0:
+        raise ValueError(f"gram_pass: the {engine.loss.name} loss has no compiled formula")
+    norms = {} if norms is None else norms
+    rows = chunk_rows(engine.d, engine.stateless)
+    with blas_single_thread(), chunk_pool(engine.n_threads) as pool:
         chunks = [c for blk in engine.map_rows(functools.partial(
-            _block, w, engine.loss, stride, {} if norms is None else norms,
-            chunk_rows(engine.d, engine.stateless), single))
+            _block, np.ascontiguousarray(w, dtype=np.float64), engine.loss, stride, norms,
+            rows, sample, single_hessian, pool), rows=_block_rows(engine, rows))
                   for c in blk]
     H = functools.reduce(np.add, (c[2] for c in chunks if c[2] is not None))
     total = float(np.sum([c[10] for c in chunks]))
@@ -133,7 +187,7 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
     return GramPass(float(np.sum([c[0] for c in chunks])), g, H,
                     min(1.0, float(np.sum([c[3] for c in chunks])) / total),
                     min(c[4] for c in chunks), sums, sum(c[11] for c in chunks),
-                    single and engine.dtype == np.float32)
+                    single_hessian, max((v[1] for v in norms.values()), default=0.0))
 
 
 def _block_margin_bound(w, rows, block):
@@ -237,40 +291,54 @@ def _margin_errors(loss, p, y, s, d1, delta, curvature):
     return s * errors
 
 
-def _block_value(w, loss, curvature, rows, block):
-    """``(sum_i s_i l_i, its error bound, g)`` of one block, per chunk.  Where a chunk's
-    margin rounding (``gamma_d |x|^T |w|``, large where the margins cancel: ill-conditioned
-    data and a long ``w``) would make the bound exceed ``1024 u`` of its value, the rows
-    that carry the most of it are evaluated again with the margins by :func:`dot2_rows`,
-    until what the others carry is at most ``16 u`` of the value (on a separating ray a
-    few rows carry nearly all the loss: Dot2 on every row cost 10 passes at d = 128)."""
-    out = []
+def _chunk_value(w, loss, curvature, Xc, y, s):
+    """``(sum_i s_i l_i, its error bound, g)`` of one chunk (:func:`accurate_value`).  Where
+    the chunk's margin rounding (``gamma_d |x|^T |w|``, large where the margins cancel:
+    ill-conditioned data and a long ``w``) would make the bound exceed ``1024 u`` of its
+    value, the rows that carry the most of it are evaluated again with the margins by
+    :func:`dot2_rows`, until what the others carry is at most ``16 u`` of the value (on a
+    separating ray a few rows carry nearly all the loss: Dot2 on every row cost 10 passes
+    at d = 128)."""
     unit = 2.0 ** -53
     gamma = (w.size + 2) * unit / (1 - (w.size + 2) * unit)
-    for i in range(0, block.X.shape[0], rows):
-        X = np.asarray(block.X[i:i + rows], dtype=np.float64)
-        y = np.asarray(block.y[i:i + rows], dtype=np.float64)
-        s = np.asarray(block.s[i:i + rows], dtype=np.float64)
+    m = Xc.shape[0]
+    if loss.code >= 0:  # margins, |x|^T |w| and g = X^T (s l') in one read of the rows
+        p, delta, r, q, l = (np.empty(m) for _ in range(5))
+        g = np.zeros(w.size)
+        margin_chunk(loss.code, Xc, y, s, w, np.abs(w), g, p, r, q, l, delta, _NONE)
+        delta *= gamma
+    else:
+        X = np.asarray(Xc, dtype=np.float64)
         p = X @ w
         delta = gamma * (np.abs(X) @ np.abs(w))
-        l, d1, _ = loss.derivatives(p, y)
-        errors = _margin_errors(loss, p, y, s, d1, delta, curvature)
-        value = abs(float(s @ l))
-        # Dot2 (several times a plain pass) only where the bound would exceed about 1e-13
-        # of the chunk's value: ill-conditioned X, a long w.
-        if float(errors.sum()) > 1024 * unit * value:
-            order = np.argsort(errors)  # the rows left as they are: the smallest errors
-            left = np.searchsorted(np.cumsum(errors[order]), 16 * unit * value, side="right")
-            redo = np.sort(order[left:])
-            accurate = dot2_rows(X[redo], w)
-            if accurate is not None:
-                p[redo], delta[redo] = accurate
-                l, d1, _ = loss.derivatives(p, y)
-                errors = _margin_errors(loss, p, y, s, d1, delta, curvature)
-        part = math.fsum(s * l)  # correctly rounded: off by u |part| at most
-        err = (float(errors.sum()) + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * rows)
-        out.append((part, err + unit * abs(part), X.T @ (s * d1)))
-    return out
+        g = None
+    y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
+    l, d1, _ = loss.derivatives(p, y)
+    errors = _margin_errors(loss, p, y, s, d1, delta, curvature)
+    value = abs(float(s @ l))
+    # Dot2 (several times a plain pass) only where the bound would exceed about 1e-13
+    # of the chunk's value: ill-conditioned X, a long w.
+    if float(errors.sum()) > 1024 * unit * value:
+        order = np.argsort(errors)  # the rows left as they are: the smallest errors
+        left = np.searchsorted(np.cumsum(errors[order]), 16 * unit * value, side="right")
+        redo = np.sort(order[left:])
+        accurate = dot2_rows(np.asarray(Xc[redo], dtype=np.float64), w)
+        if accurate is not None:
+            p[redo], delta[redo] = accurate
+            l, d1, _ = loss.derivatives(p, y)
+            errors = _margin_errors(loss, p, y, s, d1, delta, curvature)
+    part = math.fsum(s * l)  # correctly rounded: off by u |part| at most
+    err = (float(errors.sum()) + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * m)
+    if g is None:
+        g = np.asarray(Xc, dtype=np.float64).T @ (s * d1)
+    return part, err + unit * abs(part), g
+
+
+def _block_value(w, loss, curvature, rows, pool, block):
+    """:func:`_chunk_value` of each chunk of one block."""
+    return ordered_map(lambda i: _chunk_value(w, loss, curvature, block.X[i:i + rows],
+                                              block.y[i:i + rows], block.s[i:i + rows]),
+                       range(0, block.X.shape[0], rows), pool)
 
 
 def accurate_value(engine, w: np.ndarray):
@@ -285,10 +353,12 @@ def accurate_value(engine, w: np.ndarray):
     curvature = loss.sup_d2  # the registry's largest l'' (labels checked)
     if loss.code < 0:
         curvature = None
-    with blas_single_thread():
+    rows = chunk_rows(w.size, engine.stateless)
+    with blas_single_thread(), chunk_pool(engine.n_threads) as pool:
         parts = [c for blk in engine.map_rows(functools.partial(
-            _block_value, w, loss, 0.0 if curvature is None else curvature,
-            chunk_rows(w.size, engine.stateless))) for c in blk]
+            _block_value, np.ascontiguousarray(w, dtype=np.float64), loss,
+            0.0 if curvature is None else curvature, rows, pool),
+            rows=_block_rows(engine, rows)) for c in blk]
     F = math.fsum(c[0] for c in parts)
     err = math.fsum(c[1] for c in parts) + 2.0 ** -53 * abs(F)
     g = functools.reduce(np.add, (c[2] for c in parts))

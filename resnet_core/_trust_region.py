@@ -293,7 +293,7 @@ def _polish(full, w, m, nu2, it, npass, stop):
 
 def trust_region_newton(full: Callable, value: Callable, w0: np.ndarray, *, tol: float,
                         max_iter: int, F_floor: float = 0.0, floor_rel: float = 0.0,
-                        trial_full: bool = False) -> NewtonResult:
+                        trial_full: bool = False, polish: bool = True) -> NewtonResult:
     """Minimise ``F`` from ``w0`` by trust-region Newton with exact steps.
 
     Parameters
@@ -316,6 +316,9 @@ def trust_region_newton(full: Callable, value: Callable, w0: np.ndarray, *, tol:
         Evaluate trial points by ``full`` (its model is kept when the step is accepted): one
         pass per accepted step instead of two, when ``full`` costs about what ``value`` does
         (a Gram pass computes ``F``, ``g`` and ``H`` together).
+    polish : bool
+        Take the polishing steps after convergence (:func:`_polish`); False for a rough
+        answer (a warm start).
     """
     w = np.array(w0, dtype=np.float64)
     m = full(w)
@@ -328,6 +331,8 @@ def trust_region_newton(full: Callable, value: Callable, w0: np.ndarray, *, tol:
         nu2 = newton_decrement(m)
         scale = max(abs(m.F), F_floor)
         if nu2 / 2 <= tol * scale:
+            if not polish:
+                return NewtonResult(w, m, nu2, it, npass, "decrement")
             return _polish(full, w, m, nu2, it, npass, "decrement")
         if it == max_iter:
             break

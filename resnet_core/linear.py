@@ -42,37 +42,61 @@ import functools
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ._baseline import (EPS64, LOGISTIC_MARGIN, QR_CHUNK, LinearBaselineResult, Separated,
-                        gram_model, scale_exponent, scaled_back, scaled_radius, solve)
+from ._baseline import (CERTIFIED, EPS64, GRAM_TRUST, LOGISTIC_MARGIN, QR_CHUNK,
+                        SAFE_EXPONENT, LinearBaselineResult, Separated, gram_model, lines,
+                        scale_exponent, scaled_back, scaled_radius, solve)
 from ._data import prepare
 from ._engine import Engine, SampleBuffers
-from ._gram_pass import accurate_value, gram_pass, hessian_stride, proven_min_margin, smallest_margins
+from ._gram_pass import (accurate_value, chunk_rows, gram_pass, hessian_stride,
+                         proven_min_margin, smallest_margins)
 from ._sources import is_dask, is_out_of_core
 from ._threads import blas_single_thread
-from ._trust_region import Model, newton_decrement, qr_factor, safe_norm
+from ._trust_region import Model, newton_decrement, qr_factor, safe_norm, trust_region_newton
 from ._schema import POSITIVE, validated
 from ._validation import to_numpy
 from .linear_vector import engine_vector_baseline, vector_baseline
 from .losses import Loss, get_loss
 from .separability import (MAX_LP_ENTRIES, CombinationSums, Separability, binary_separability,
-                           subset_direction)
+                           minimiser_certificate, subset_direction)
 
 # Rows per feature of the subsampled Hessian far from the minimum (its relative error is
 # about sqrt(d / rows)), and the decrement ``nu^2 <= NEAR |F|`` from which the full Hessian
 # is made (once).
 HESSIAN_ROWS_PER_FEATURE = 512
-NEAR = 1e-6
+NEAR = 1e-4
+# Rows per feature of the Hessian the chord passes (after the full one) still sum: only the
+# overlap certificate reads it (any rows will do there; a singular one is made again whole).
+CERTIFICATE_ROWS_PER_FEATURE = 128
+# The warm start at large n: Newton on every ``sample``-th chunk, about
+# ``WARM_ROWS_PER_FEATURE * d`` rows (its minimiser is within about ``sqrt(d / rows)`` of the
+# full one, in the Hessian's norm: two or three full passes from the full Hessian's
+# neighbourhood instead of the whole path from 0), its Hessian from ``WARM_HESSIAN_ROWS * d``
+# of them, stopped at the decrement ``WARM_TOL |F|`` or after ``WARM_ITER`` steps; only when
+# the subsample is at least ``WARM_MIN_SAMPLE`` times smaller than the data.
+WARM_ROWS_PER_FEATURE = 256
+WARM_HESSIAN_ROWS = 128
+WARM_TOL = 1e-4
+WARM_ITER = 12
+WARM_MIN_SAMPLE = 4
+# Hessians by float32 SYRK (they only make steps: the far passes' subsampled ones and the full
+# one of the chord steps) while the latest condition number is below this fraction of what
+# :func:`gram_model` trusts a float32 sum with (``1 / (GRAM_TRUST eps32 d)``: its rounding is
+# ``eps32 d ev_max``), so that a model it refuses (then made again in float64) is rare.
+SINGLE_HESSIAN_MARGIN = 0.1
 # Separation near an iterate with few wrong margins: samples per feature of the first subset
 # (and per round), and rounds.
 SEPARATE_ROWS = 64
 SEPARATE_ROUNDS = 6
-# Float32 data: Gram passes with float32 margins and gradient (:func:`gram_pass`'s
-# ``single``) while the Newton decrement is above this fraction of ``|F|`` and ``F`` falls
-# from pass to pass; float64 passes after (their ``F`` errs by about 1e-6 relative, far
-# below the decrease of a step there).
-SINGLE_UNTIL = 1e-4
 
 __all__ = ["LinearBaselineResult", "baseline_on_engine", "linear_baseline"]
+
+
+class _Rescale(Exception):
+    """Raised after the first pass when ``X`` must be solved rescaled by ``2^e``."""
+
+    def __init__(self, e: int):
+        super().__init__(f"rescale by 2^{e}")
+        self.e = e
 
 
 class EnginePasses:
@@ -90,7 +114,7 @@ class EnginePasses:
     condition number).  The squared loss's factor does not depend on ``w``: made once.
     """
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, check_scale: bool = False):
         self.engine = engine
         self.size = engine.d
         self.empty = np.empty(0, dtype=engine.dtype)
@@ -114,9 +138,15 @@ class EnginePasses:
         self.reference = None  # (ev, Q, null) of a full Hessian near the minimum
         self.near = False
         self._norms = {}  # chunks' largest row norms
-        self.single = engine.dtype == np.float32  # float32 passes until near (SINGLE_UNTIL)
-        self._single_F = np.inf
         self._tried = np.iinfo(np.int64).max  # wrong margins at the last separate_near
+        self.cert_stride = hessian_stride(engine.n, engine.d, CERTIFICATE_ROWS_PER_FEATURE,
+                                          engine.stateless)
+        self.cond = np.inf  # condition number of the latest subsampled Hessian
+        self.single_cond = SINGLE_HESSIAN_MARGIN / (
+            GRAM_TRUST * float(np.finfo(np.float32).eps) * max(engine.d, 1))
+        self.check_scale = check_scale and isinstance(engine.X, np.ndarray) \
+            and not isinstance(engine.X, np.memmap)
+        self.warm_passes = 0  # warm-start passes, each over a ``1 / sample`` of the rows
 
     def coords(self, w):
         return np.asarray(w, dtype=np.float64)
@@ -144,42 +174,102 @@ class EnginePasses:
         Far from the minimum, ``H`` from a subsample of the rows (``stride``); once the
         previous model's decrement is below ``NEAR |F|``, ``H`` from every row, made once
         and kept for the remaining steps (chord steps: ``H`` changes by ``O(||w - w_ref||)``
-        there, so they converge as fast as Newton's); when :func:`gram_model` does not
-        trust ``H``, the QR factor of the point instead (one more pass)."""
+        there, so they converge as fast as Newton's), by float32 SYRK when the subsampled
+        Hessian's condition number is small (``SINGLE_HESSIAN_MARGIN``); the chord passes then
+        sum ``H`` over ``CERTIFICATE_ROWS_PER_FEATURE`` rows only, for the overlap
+        certificate.  When :func:`gram_model` does not trust ``H``, the QR factor of the
+        point instead (one more pass)."""
         exact = self.stride == 1 or (self.near and self.reference is None)
-        gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64),
-                       stride=1 if exact else self.stride, norms=self._norms,
-                       single=self.single and bool(self._norms))
+        # float32 SYRK for a Hessian that only makes steps: the full one near the minimum,
+        # and the far passes' subsampled ones (the certificate reads the chord passes')
+        single_hessian = self.stride > 1 and self.reference is None and \
+            self.cond < self.single_cond
+        stride = (1 if exact else self.cert_stride if self.reference is not None
+                  else self.stride)
+        gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=stride,
+                       norms=self._norms, single_hessian=single_hessian)
+        if self.check_scale:
+            self._check_scale(gp.top)
         self.history = [(w, gp)] + self.history[:3]
-        if gp.single and not gp.F < self._single_F:  # a rejected step: float64 from now
-            self.single = False
-        self._single_F = gp.F
         if self.reference is not None:
             m = Model(gp.F, gp.g, *self.reference, EPS64)
         else:
             H = np.triu(gp.H) + np.triu(gp.H, 1).T
+            h_eps = float(np.finfo(np.float32).eps) if single_hessian else EPS64
             with blas_single_thread():
                 m = gram_model(gp.F, gp.g, H / max(gp.h_share, 1e-300),
-                               least_shift=least_shift) if gp.h_share > 0 else None
+                               least_shift=least_shift, h_eps=h_eps) if gp.h_share > 0 else None
             if m is None:
-                if gp.single:  # the QR model's F and g: a float64 pass's
-                    self.single = False
+                if single_hessian:  # not trusted in float32: the float64 Hessian instead
+                    self.cond = np.inf
                     return self._gram_model(w, least_shift)
                 return self._qr_model(w, gp.F, gp.g)
             if exact and self.stride > 1:
                 self.reference = (m.ev, m.Q, m.null)
+            elif m.ev[0] > m.null:
+                self.cond = float(m.ev[-1] / m.ev[0])
         decrement = newton_decrement(m)
         self.near = decrement <= NEAR * abs(m.F)
-        if gp.single and decrement <= SINGLE_UNTIL * abs(m.F):
-            # near the minimum, where Newton's run may stop on this model: the stopping test
-            # and every later model read float64 passes only (the pass is made again)
-            self.single = False
-            return self._gram_model(w, least_shift)
         # rounding of g: at most about eps sum lam_i ||x_i|| per component
         pos = m.ev > m.null
         m.noise = float((EPS64 * gp.sums.b_abs) ** 2 * np.mean(1.0 / m.ev[pos])) \
             if pos.any() else 0.0
         return m
+
+    def _check_scale(self, top):
+        """Once, after the first pass: raise :class:`_Rescale` when ``X``'s largest
+        magnitude lies outside the range :func:`scale_exponent` keeps (read from the
+        largest row norm ``top``, which is within ``sqrt(d)`` of it; only when that leaves
+        it open is ``X`` read again)."""
+        self.check_scale = False
+        low = 2.0 ** -SAFE_EXPONENT * np.sqrt(self.engine.d)
+        if np.isfinite(top) and low <= top <= 2.0 ** SAFE_EXPONENT:
+            return
+        e = scale_exponent(self.engine.X)
+        if e:
+            raise _Rescale(e)
+
+    def start(self) -> np.ndarray:
+        """Where Newton's run starts: 0, or at large ``n`` (``X`` an in-memory array or a
+        memmap) the minimiser of ``F_lin`` over every ``sample``-th chunk of rows
+        (``WARM_ROWS_PER_FEATURE`` rows per feature), found by trust-region Newton with
+        Hessians from ``WARM_HESSIAN_ROWS`` rows per feature; 0 when that run separates
+        its rows or does not converge (separable and quasi-separable data start from 0 as
+        before)."""
+        eng = self.engine
+        zero = np.zeros(self.size)
+        rows = chunk_rows(eng.d, eng.stateless)
+        sample = eng.n // max(WARM_ROWS_PER_FEATURE * eng.d, rows)
+        if not (self.gram_steps and sample >= WARM_MIN_SAMPLE
+                and isinstance(eng.X, np.ndarray)):
+            return zero
+        n_sub = -(-eng.n // rows // sample) * rows
+        stride = hessian_stride(n_sub, eng.d, WARM_HESSIAN_ROWS, eng.stateless)
+
+        def full(z):
+            self.warm_passes += 1
+            gp = gram_pass(eng, z, stride=stride, norms=self._norms, sample=sample)
+            if self.check_scale:
+                self._check_scale(gp.top)
+            if gp.min_margin > 0:
+                raise Separated(z, gp.min_margin)  # its rows separated: start from 0
+            H = np.triu(gp.H) + np.triu(gp.H, 1).T
+            with blas_single_thread():
+                m = gram_model(gp.F, gp.g, H / max(gp.h_share, 1e-300))
+            if m is None:
+                raise Separated(z, 0.0)  # ill-conditioned: no warm start
+            return m
+
+        try:
+            res = trust_region_newton(full, None, zero, tol=WARM_TOL, max_iter=WARM_ITER,
+                                      trial_full=True, polish=False)
+        except Separated:
+            return zero
+        if not res.converged:
+            return zero
+        if res.model.ev[0] > res.model.null:
+            self.cond = float(res.model.ev[-1] / res.model.ev[0])
+        return res.w
 
     def _qr_model(self, w, F, g) -> Model:
         """The model at ``w`` from the QR factor of the rows ``sqrt(s_i l''_i) x_i``."""
@@ -195,13 +285,21 @@ class EnginePasses:
     def pass_at(self, w):
         """The latest float64 Gram pass made at ``w`` (one more when none was)."""
         for w_seen, gp in self.history:
-            if np.array_equal(w_seen, w) and not gp.single:
+            if np.array_equal(w_seen, w) and not gp.single_hessian:
                 return gp
         return gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=self.stride,
                          norms=self._norms)
 
     def certificate_sums(self, w) -> CombinationSums:
-        return self.pass_at(w).sums
+        """The sums of the latest float64 pass at ``w``; when its Hessian rows (a subsample)
+        leave the certificate's ``H`` singular, those of a pass with every row."""
+        gp = self.pass_at(w)
+        if gp.h_share < 1:
+            with blas_single_thread():
+                if not minimiser_certificate(gp.sums) < CERTIFIED:
+                    gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64),
+                                   norms=self._norms)
+        return gp.sums
 
     def value(self, w):
         return self.grad(w)[0]
@@ -305,6 +403,9 @@ class EnginePasses:
         (:func:`accurate_value`); an attained infimum is that value (never below the true
         minimum by more than ``fun_error``)."""
         F, fun_error, g = accurate_value(self.engine, np.asarray(w, dtype=np.float64))
+        if self.warm_passes:
+            message = lines(message, f"warm start: {self.warm_passes} Newton passes over a "
+                                     "subsample of the rows")
         return LinearBaselineResult(
             w=w, x=w, fun=float(F), fun_error=fun_error,
             infimum=float(F if attained else infimum),
@@ -435,7 +536,16 @@ def _scaled_baseline(engine, loss, radius, tol, max_iter, max_lp_entries, n_thre
     range (:func:`resnet_core._baseline.scale_exponent`), the answer scaled back by
     :func:`resnet_core._baseline.scaled_back`.  Out-of-core data are solved as given."""
     in_memory = not engine.stateless
-    e = scale_exponent(engine.X) if in_memory else 0
+    passes = EnginePasses(engine, check_scale=in_memory)
+    if passes.gram_steps:  # the range of X read from the first pass (no pass of its own)
+        try:
+            return solve(passes, radius=radius, tol=tol if tol is not None else
+                         float(np.finfo(engine.dtype).eps), max_iter=max_iter,
+                         max_lp_entries=max_lp_entries)
+        except _Rescale as r:
+            e = r.e
+    else:
+        e = scale_exponent(engine.X) if in_memory else 0
     f = scale_exponent(engine.y) if in_memory and loss.quadratic else 0
     if e == 0 and f == 0:
         return baseline_on_engine(engine, radius=radius, tol=tol, max_iter=max_iter,

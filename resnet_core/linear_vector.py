@@ -92,6 +92,9 @@ class CrossEntropyPasses:
     def weights(self, z) -> np.ndarray:
         return self.P @ z.reshape(self.c - 1, self.d)
 
+    def start(self) -> np.ndarray:
+        return np.zeros(self.size)
+
     def coords(self, W) -> np.ndarray:
         """``Z = P^T W`` (of the centred part of ``W``), flattened."""
         return (self.P.T @ W).ravel()
@@ -229,6 +232,9 @@ class LeastSquaresPasses:
 
     def weights(self, z) -> np.ndarray:
         return z.reshape(self.c, self.d)
+
+    def start(self) -> np.ndarray:
+        return np.zeros(self.size)
 
     def coords(self, W) -> np.ndarray:
         return np.asarray(W, dtype=np.float64).ravel()
