@@ -190,44 +190,59 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
                     single_hessian, max((v[1] for v in norms.values()), default=0.0))
 
 
-def _block_margin_bound(w, rows, block):
-    """``min (y_i x_i^T w - gamma_d |x_i|^T |w|)`` over a block's samples of positive weight:
-    positive only when every margin is positive in exact arithmetic."""
-    low = np.inf
-    gamma = (w.size + 2) * 2.0 ** -53 / (1 - (w.size + 2) * 2.0 ** -53)
-    for i in range(0, block.X.shape[0], rows):
-        X = np.asarray(block.X[i:i + rows], dtype=np.float64)
-        keep = np.asarray(block.s[i:i + rows]) > 0
-        y = np.asarray(block.y[i:i + rows], dtype=np.float64)
-        m = (y * (X @ w) - gamma * (np.abs(X) @ np.abs(w)))[keep]
-        low = min(low, float(m.min(initial=np.inf)))
-    return low
+def _chunk_margins(X, y, s, w, loss, bound: bool):
+    """The margins ``y_i x_i^T w`` of one chunk's rows (by :func:`margin_chunk`: each row
+    read once, summed in double), lowered by their rounding bound ``gamma_d |x_i|^T |w|``
+    when ``bound``; ``inf`` on the rows of zero weight."""
+    m = X.shape[0]
+    p, r, q, l = (np.empty(m) for _ in range(4))
+    low = np.empty(m) if bound else _NONE
+    margin_chunk(loss.code, X, y, s, w, np.abs(w), np.zeros(w.size), p, r, q, l, low, _NONE)
+    margins = np.asarray(y, dtype=np.float64) * p
+    if bound:
+        gamma = (w.size + 2) * 2.0 ** -53 / (1 - (w.size + 2) * 2.0 ** -53)
+        margins -= gamma * low
+    margins[np.asarray(s) <= 0] = np.inf
+    return margins
+
+
+def _block_margins(w, loss, rows, pool, fn, block):
+    """``fn(margins, first row)`` of each chunk of one block (:func:`_chunk_margins`; ``fn``
+    None: the rounding-bounded margins' minimum)."""
+    X, y, s, i0 = block.X, block.y, block.s, block.rows[0]
+    return ordered_map(
+        lambda i: (float(_chunk_margins(X[i:i + rows], y[i:i + rows], s[i:i + rows], w,
+                                        loss, True).min(initial=np.inf)) if fn is None else
+                   fn(_chunk_margins(X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
+                                     False), i0 + i)),
+        range(0, X.shape[0], rows), pool)
+
+
+def _margin_pass(engine, w, fn=None) -> list:
+    """One pass of :func:`_block_margins` over the engine's rows: a list per chunk."""
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    rows = chunk_rows(w.size, engine.stateless)
+    with blas_single_thread(), chunk_pool(engine.n_threads) as pool:
+        return [c for blk in engine.map_rows(
+            functools.partial(_block_margins, w, engine.loss, rows, pool, fn),
+            rows=_block_rows(engine, rows)) for c in blk]
 
 
 def proven_min_margin(engine, w: np.ndarray) -> float:
     """A lower bound of the smallest margin ``y_i x_i^T w`` (samples of positive weight),
-    rounding included (one pass)."""
-    with blas_single_thread():
-        return min(engine.map_rows(functools.partial(_block_margin_bound, w,
-                                                          chunk_rows(w.size, engine.stateless))))
-
-
-def _block_smallest(w, k, block):
-    """The ``k`` smallest margins ``y_i x_i^T w`` of a block's samples of positive weight:
-    ``(margins, global row indices)``."""
-    X = np.asarray(block.X, dtype=np.float64)
-    m = np.asarray(block.y, dtype=np.float64) * (X @ w)
-    m[np.asarray(block.s) <= 0] = np.inf
-    idx = np.argpartition(m, k - 1)[:k] if m.size > k else np.arange(m.size)
-    return m[idx], idx + block.rows[0]
+    rounding included: ``min (y_i x_i^T w - gamma_d |x_i|^T |w|)``, positive only when every
+    margin is positive in exact arithmetic (one pass)."""
+    return min(_margin_pass(engine, w), default=np.inf)
 
 
 def smallest_margins(engine, w: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` samples of positive weight with the smallest margins at ``w``
-    (one pass)."""
-    with blas_single_thread():
-        parts = engine.map_rows(functools.partial(_block_smallest, w, k),
-                                rows=chunk_rows(w.size, engine.stateless))
+    (one pass; each chunk keeps its ``k`` smallest)."""
+    def smallest(m, start):
+        idx = np.argpartition(m, k - 1)[:k] if m.size > k else np.arange(m.size)
+        return m[idx], idx + start
+
+    parts = _margin_pass(engine, w, smallest)
     m = np.concatenate([p[0] for p in parts])
     idx = np.concatenate([p[1] for p in parts])
     keep = np.isfinite(m)

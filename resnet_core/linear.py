@@ -76,16 +76,19 @@ CERTIFICATE_ROWS_PER_FEATURE = 128
 WARM_ROWS_PER_FEATURE = 256
 WARM_HESSIAN_ROWS = 128
 WARM_TOL = 1e-4
-WARM_ITER = 12
+WARM_ITER = 8
 WARM_MIN_SAMPLE = 4
 # Hessians by float32 SYRK (they only make steps: the far passes' subsampled ones and the full
 # one of the chord steps) while the latest condition number is below this fraction of what
 # :func:`gram_model` trusts a float32 sum with (``1 / (GRAM_TRUST eps32 d)``: its rounding is
 # ``eps32 d ev_max``), so that a model it refuses (then made again in float64) is rare.
 SINGLE_HESSIAN_MARGIN = 0.1
-# Separation near an iterate with few wrong margins: samples per feature of the first subset
-# (and per round), and rounds.
+# Separation near an iterate with few wrong margins (at most ``SEPARATE_ROWS`` per feature):
+# samples per feature of the first subset and of each round's addition (the linear program's
+# time grows fast with its rows: 8192 x 128 took 0.6 s, 1024 x 128 0.05 s, and the
+# direction of the 1024 smallest margins separated all 1e6 samples), and rounds.
 SEPARATE_ROWS = 64
+SEPARATE_FIRST = 8
 SEPARATE_ROUNDS = 6
 
 __all__ = ["LinearBaselineResult", "baseline_on_engine", "linear_baseline"]
@@ -147,6 +150,7 @@ class EnginePasses:
         self.check_scale = check_scale and isinstance(engine.X, np.ndarray) \
             and not isinstance(engine.X, np.memmap)
         self.warm_passes = 0  # warm-start passes, each over a ``1 / sample`` of the rows
+        self._first = None  # (w, GramPass): the warm start's check, the Newton run's first
 
     def coords(self, w):
         return np.asarray(w, dtype=np.float64)
@@ -186,10 +190,13 @@ class EnginePasses:
             self.cond < self.single_cond
         stride = (1 if exact else self.cert_stride if self.reference is not None
                   else self.stride)
-        gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=stride,
-                       norms=self._norms, single_hessian=single_hessian)
+        if self._first is not None and np.array_equal(self._first[0], w):
+            gp, self._first = self._first[1], None  # the warm start's check, made here
+        else:
+            gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=stride,
+                           norms=self._norms, single_hessian=single_hessian)
         if self.check_scale:
-            self._check_scale(gp.top)
+            self._check_scale(gp.top, whole=True)
         self.history = [(w, gp)] + self.history[:3]
         if self.reference is not None:
             m = Model(gp.F, gp.g, *self.reference, EPS64)
@@ -216,15 +223,17 @@ class EnginePasses:
             if pos.any() else 0.0
         return m
 
-    def _check_scale(self, top):
-        """Once, after the first pass: raise :class:`_Rescale` when ``X``'s largest
-        magnitude lies outside the range :func:`scale_exponent` keeps (read from the
-        largest row norm ``top``, which is within ``sqrt(d)`` of it; only when that leaves
-        it open is ``X`` read again)."""
-        self.check_scale = False
+    def _check_scale(self, top, whole: bool):
+        """After the first pass: raise :class:`_Rescale` when ``X``'s largest magnitude lies
+        outside the range :func:`scale_exponent` keeps (read from the largest row norm
+        ``top``, which is within ``sqrt(d)`` of it; only when that leaves it open is ``X``
+        read again).  ``whole``: the pass saw every row (the check is then done; a
+        subsample's pass can only find the range exceeded)."""
         low = 2.0 ** -SAFE_EXPONENT * np.sqrt(self.engine.d)
-        if np.isfinite(top) and low <= top <= 2.0 ** SAFE_EXPONENT:
+        if np.isfinite(top) and top <= 2.0 ** SAFE_EXPONENT and (low <= top or not whole):
+            self.check_scale = not whole
             return
+        self.check_scale = False
         e = scale_exponent(self.engine.X)
         if e:
             raise _Rescale(e)
@@ -233,9 +242,9 @@ class EnginePasses:
         """Where Newton's run starts: 0, or at large ``n`` (``X`` an in-memory array or a
         memmap) the minimiser of ``F_lin`` over every ``sample``-th chunk of rows
         (``WARM_ROWS_PER_FEATURE`` rows per feature), found by trust-region Newton with
-        Hessians from ``WARM_HESSIAN_ROWS`` rows per feature; 0 when that run separates
-        its rows or does not converge (separable and quasi-separable data start from 0 as
-        before)."""
+        Hessians from ``WARM_HESSIAN_ROWS`` rows per feature.  When that run separates its
+        rows or does not converge (separable data: its iterates run along a ray), its last
+        point if ``F_lin`` over all the data is below ``F_lin(0)`` there, else 0."""
         eng = self.engine
         zero = np.zeros(self.size)
         rows = chunk_rows(eng.d, eng.stateless)
@@ -250,7 +259,7 @@ class EnginePasses:
             self.warm_passes += 1
             gp = gram_pass(eng, z, stride=stride, norms=self._norms, sample=sample)
             if self.check_scale:
-                self._check_scale(gp.top)
+                self._check_scale(gp.top, whole=False)
             if gp.min_margin > 0:
                 raise Separated(z, gp.min_margin)  # its rows separated: start from 0
             H = np.triu(gp.H) + np.triu(gp.H, 1).T
@@ -263,13 +272,26 @@ class EnginePasses:
         try:
             res = trust_region_newton(full, None, zero, tol=WARM_TOL, max_iter=WARM_ITER,
                                       trial_full=True, polish=False)
-        except Separated:
+            w_sub, converged = res.w, res.converged
+            if converged and res.model.ev[0] > res.model.null:
+                self.cond = float(res.model.ev[-1] / res.model.ev[0])
+        except Separated as found:
+            w_sub, converged = found.z, False
+        if converged:
+            return w_sub
+        if not np.any(w_sub):
             return zero
-        if not res.converged:
+        # Its rows separated, or nearly (Newton's iterates run along a ray): a good start for
+        # separable data, kept when F_lin over all the data is below F_lin(0) there (the
+        # pass is the Newton run's first).
+        gp = gram_pass(eng, w_sub, stride=self.stride, norms=self._norms)
+        zero_loss = float(eng.loss.derivatives(np.zeros(1), np.ones(1))[0][0])
+        if self.check_scale:
+            self._check_scale(gp.top, whole=True)
+        if not gp.F < zero_loss * float(np.sum(eng.s)):
             return zero
-        if res.model.ev[0] > res.model.null:
-            self.cond = float(res.model.ev[-1] / res.model.ev[0])
-        return res.w
+        self._first = (w_sub, gp)
+        return w_sub
 
     def _qr_model(self, w, F, g) -> Model:
         """The model at ``w`` from the QR factor of the rows ``sqrt(s_i l''_i) x_i``."""
@@ -336,14 +358,14 @@ class EnginePasses:
 
     def separate_near(self, w, k):
         """Constraint generation from ``w``: the ``k`` samples of smallest margin (at most
-        ``SEPARATE_ROWS * d``), a small linear program for a direction separating them
+        ``SEPARATE_FIRST * d``), a small linear program for a direction separating them
         (:func:`subset_direction`), checked on all the data (rounding bounded); the most
         violated samples join, for ``SEPARATE_ROUNDS`` rounds.  ``(u, smallest margin)`` or
         None (the subset is not separable, or the rounds ran out)."""
         eng = self.engine
         if is_dask(eng.X):
             return None
-        k = min(k, SEPARATE_ROWS * eng.d)
+        k = min(k, SEPARATE_FIRST * eng.d)
         rows = smallest_margins(eng, np.asarray(w, dtype=np.float64), k)
         for _ in range(SEPARATE_ROUNDS):
             A = (np.asarray(eng.X[rows], dtype=np.float64)
