@@ -5,7 +5,7 @@ some of the rows, the smallest margin, and the sums of the overlap certificate
 
 Why not the objective's compiled passes: the Gram matrix is the Newton model of
 :mod:`resnet_core.linear`, and a float32 accumulation (the kernels' for float32 data) holds
-its eigenvalues to about ``1e-6`` of the largest only.  Each chunk of ``chunk_rows(d)`` rows
+its eigenvalues to about ``1e-6`` of the largest only.  Each chunk of ``chunk_rows(engine)`` rows
 goes through :func:`resnet_core._margin_pass.margin_chunk`, which reads each row once and
 sums in double whatever the data's type; the Hessian rows are made in float64 for SYRK.
 Memory is a few chunks.  BLAS runs on one thread per chunk; the chunks run on the engine's
@@ -39,6 +39,7 @@ from .separability import CombinationSums
 # of a pass is a few MiB whatever n and d; a quarter of that for out-of-core data, whose
 # passes must stay within a small fraction of X (fewer, larger chunks are faster).
 CHUNK_BYTES = 1 << 23
+STREAMED_SHARE = 64
 _NONE = np.empty(0)  # an output margin_chunk leaves out
 # Chunks per block of rows where a block is a view (in memory, memmap): the pool's threads
 # take its chunks together.
@@ -51,9 +52,15 @@ def _block_rows(engine, rows: int) -> int | None:
     return BLOCK_CHUNKS * rows if isinstance(engine.X, np.ndarray) else None
 
 
-def chunk_rows(d: int, streamed: bool = False) -> int:
-    """Rows per chunk: ``CHUNK_BYTES`` of float64 (``/ 4`` streamed), at least 256."""
-    return max(256, (CHUNK_BYTES >> (2 if streamed else 0)) // (8 * max(d, 1)))
+def chunk_rows(engine) -> int:
+    """Rows per chunk of the engine's passes: ``CHUNK_BYTES`` of float64 rows; for
+    out-of-core data at most ``1 / STREAMED_SHARE`` of ``X`` in float64 (at least a quarter
+    of ``CHUNK_BYTES``: a pass's memory stays a small fraction of ``X``); at least 256."""
+    d = max(engine.d, 1)
+    size = CHUNK_BYTES
+    if engine.stateless:
+        size = min(size, max(CHUNK_BYTES >> 2, engine.n * d * 8 // STREAMED_SHARE))
+    return max(256, size // (8 * d))
 
 
 @dataclass
@@ -72,9 +79,10 @@ class GramPass:
     n_wrong: int = 0  # samples of positive weight with margin <= 0
     single_hessian: bool = False  # H by float32 SYRK (a Newton model only, not for proofs)
     top: float = 0.0  # the largest row norm (every row, weighted or not) of the chunks seen
+    value: tuple | None = None  # (F, fun_error) as accurate_value's, when asked for
 
 
-def _chunk(X, y, s, w, loss, hessian, norms, start, single_hessian=False):
+def _chunk(X, y, s, w, loss, hessian, norms, start, single_hessian=False, value=False):
     """One chunk: ``[F, g, H or None, weight of the H rows, smallest margin,
     sum lam ||x||, sum q ||x||^2, max ||x|| and max q / lam (H rows), every lam > 0,
     weight of the chunk, margins <= 0]``.  ``||x_i||`` is bounded by the chunk's largest
@@ -82,13 +90,16 @@ def _chunk(X, y, s, w, loss, hessian, norms, start, single_hessian=False):
     Margins, losses, gradient and the rows ``Z = sqrt(q) x`` by
     :func:`resnet_core._margin_pass.margin_chunk` (every sum in double, float32 rows read as
     they are); ``H = Z^T Z`` by SYRK of the float64 ``Z`` (a float32 ``Z`` and product with
-    ``single_hessian``)."""
+    ``single_hessian``).  ``value``: two more entries, the chunk's accurate value and its
+    bound (:func:`_value_part`, as :func:`accurate_value`)."""
     m = X.shape[0]
     first = start not in norms
     p, r, q, l, sq = (np.empty(m) for _ in range(5))
     g = np.zeros(X.shape[1])
     Z = np.empty(X.shape, np.float32 if single_hessian else np.float64) if hessian else None
-    F = margin_chunk(loss.code, X, y, s, w, _NONE, g, p, r, q, l, _NONE, sq if first else _NONE,
+    delta = np.empty(m) if value else _NONE
+    F = margin_chunk(loss.code, X, y, s, w, np.abs(w), g, p, r, q, l, delta,
+                     sq if first else _NONE,
                      **({"Z32" if single_hessian else "Z64": Z} if hessian else {}))
     y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
     keep = s > 0
@@ -110,16 +121,19 @@ def _chunk(X, y, s, w, loss, hessian, norms, start, single_hessian=False):
         with np.errstate(divide="ignore", invalid="ignore"):
             parts[8] = float(np.where(qk > 0, qk / lam, 0.0).max(initial=0.0))
         parts[6], parts[7] = float(qk.sum()) * x_max ** 2, x_max
+    if value:
+        delta *= _margin_gamma(w.size)
+        parts += _value_part(w, loss, loss.sup_d2, X, y, s, p, delta)[:2]
     return parts
 
 
-def _block(w, loss, stride, norms, rows, sample, single_hessian, pool, block):
+def _block(w, loss, stride, norms, rows, sample, single_hessian, value, pool, block):
     X, y, s = block.X, block.y, block.s
     i0 = block.rows[0]
     starts = [i for i in range(0, X.shape[0], rows) if ((i0 + i) // rows) % sample == 0]
     return ordered_map(lambda i: _chunk(
         X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
-        ((i0 + i) // rows // sample) % stride == 0, norms, i0 + i, single_hessian),
+        ((i0 + i) // rows // sample) % stride == 0, norms, i0 + i, single_hessian, value),
         starts, pool)
 
 
@@ -148,14 +162,15 @@ def chunk_pool(n_threads: int):
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def hessian_stride(n: int, d: int, rows_per_feature: int, streamed: bool = False) -> int:
-    """The stride of Hessian chunks that keeps about ``rows_per_feature * d`` rows (at least
-    one chunk; 1: every row)."""
-    return max(1, n // max(rows_per_feature * d, chunk_rows(d, streamed)))
+def hessian_stride(n: int, d: int, rows_per_feature: int, rows: int) -> int:
+    """The stride of Hessian chunks (of ``rows`` rows) that keeps about
+    ``rows_per_feature * d`` of ``n`` rows (at least one chunk; 1: every row)."""
+    return max(1, n // max(rows_per_feature * d, rows))
 
 
 def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = None,
-              sample: int = 1, single_hessian: bool = False) -> GramPass:
+              sample: int = 1, single_hessian: bool = False, value: bool = False
+              ) -> GramPass:
     """One pass over the engine's rows (in memory or streamed) at ``w`` (float64).
 
     Per chunk: ``p = X w`` and ``l, l', l''`` in float64; ``F = sum s_i l_i``,
@@ -165,16 +180,18 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
     the first pass and reused (a dict owned by the caller; ``top`` is the largest over all the
     chunks it holds).  ``sample``: every ``sample``-th chunk only (``F``, ``g``, ``H`` and
     the sums over those rows; the Hessian rows every ``stride``-th of them): the warm
-    start's subsample.  ``single_hessian``: ``H`` by float32 SYRK (flagged).  The chunks run
-    on ``engine.n_threads`` threads, their sums added in row order."""
+    start's subsample.  ``single_hessian``: ``H`` by float32 SYRK (flagged).  ``value``: also
+    :func:`accurate_value`'s ``(F, fun_error)`` (``GramPass.value``), in the same read of
+    the rows.  The chunks run on ``engine.n_threads`` threads, their sums added in row
+    order."""
     if engine.loss.code < 0:
         raise ValueError(f"gram_pass: the {engine.loss.name} loss has no compiled formula")
     norms = {} if norms is None else norms
-    rows = chunk_rows(engine.d, engine.stateless)
+    rows = chunk_rows(engine)
     with blas_single_thread(), chunk_pool(engine.n_threads) as pool:
         chunks = [c for blk in engine.map_rows(functools.partial(
             _block, np.ascontiguousarray(w, dtype=np.float64), engine.loss, stride, norms,
-            rows, sample, single_hessian, pool), rows=_block_rows(engine, rows))
+            rows, sample, single_hessian, value, pool), rows=_block_rows(engine, rows))
                   for c in blk]
     H = functools.reduce(np.add, (c[2] for c in chunks if c[2] is not None))
     total = float(np.sum([c[10] for c in chunks]))
@@ -187,7 +204,8 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
     return GramPass(float(np.sum([c[0] for c in chunks])), g, H,
                     min(1.0, float(np.sum([c[3] for c in chunks])) / total),
                     min(c[4] for c in chunks), sums, sum(c[11] for c in chunks),
-                    single_hessian, max((v[1] for v in norms.values()), default=0.0))
+                    single_hessian, max((v[1] for v in norms.values()), default=0.0),
+                    _summed_value([c[12:14] for c in chunks]) if value else None)
 
 
 def _chunk_margins(X, y, s, w, loss, bound: bool):
@@ -200,8 +218,7 @@ def _chunk_margins(X, y, s, w, loss, bound: bool):
     margin_chunk(loss.code, X, y, s, w, np.abs(w), np.zeros(w.size), p, r, q, l, low, _NONE)
     margins = np.asarray(y, dtype=np.float64) * p
     if bound:
-        gamma = (w.size + 2) * 2.0 ** -53 / (1 - (w.size + 2) * 2.0 ** -53)
-        margins -= gamma * low
+        margins -= _margin_gamma(w.size) * low
     margins[np.asarray(s) <= 0] = np.inf
     return margins
 
@@ -221,7 +238,7 @@ def _block_margins(w, loss, rows, pool, fn, block):
 def _margin_pass(engine, w, fn=None) -> list:
     """One pass of :func:`_block_margins` over the engine's rows: a list per chunk."""
     w = np.ascontiguousarray(w, dtype=np.float64)
-    rows = chunk_rows(w.size, engine.stateless)
+    rows = chunk_rows(engine)
     with blas_single_thread(), chunk_pool(engine.n_threads) as pool:
         return [c for blk in engine.map_rows(
             functools.partial(_block_margins, w, engine.loss, rows, pool, fn),
@@ -306,28 +323,16 @@ def _margin_errors(loss, p, y, s, d1, delta, curvature):
     return s * errors
 
 
-def _chunk_value(w, loss, curvature, Xc, y, s):
-    """``(sum_i s_i l_i, its error bound, g)`` of one chunk (:func:`accurate_value`).  Where
-    the chunk's margin rounding (``gamma_d |x|^T |w|``, large where the margins cancel:
+def _value_part(w, loss, curvature, Xc, y, s, p, delta):
+    """``(sum_i s_i l_i, its error bound, l')`` of one chunk from its margins ``p`` and their
+    rounding bounds ``delta`` (``y``, ``s`` float64; :func:`accurate_value`).  Where the
+    chunk's margin rounding (``gamma_d |x|^T |w|``, large where the margins cancel:
     ill-conditioned data and a long ``w``) would make the bound exceed ``1024 u`` of its
     value, the rows that carry the most of it are evaluated again with the margins by
     :func:`dot2_rows`, until what the others carry is at most ``16 u`` of the value (on a
     separating ray a few rows carry nearly all the loss: Dot2 on every row cost 10 passes
     at d = 128)."""
     unit = 2.0 ** -53
-    gamma = (w.size + 2) * unit / (1 - (w.size + 2) * unit)
-    m = Xc.shape[0]
-    if loss.code >= 0:  # margins, |x|^T |w| and g = X^T (s l') in one read of the rows
-        p, delta, r, q, l = (np.empty(m) for _ in range(5))
-        g = np.zeros(w.size)
-        margin_chunk(loss.code, Xc, y, s, w, np.abs(w), g, p, r, q, l, delta, _NONE)
-        delta *= gamma
-    else:
-        X = np.asarray(Xc, dtype=np.float64)
-        p = X @ w
-        delta = gamma * (np.abs(X) @ np.abs(w))
-        g = None
-    y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
     l, d1, _ = loss.derivatives(p, y)
     errors = _margin_errors(loss, p, y, s, d1, delta, curvature)
     value = abs(float(s @ l))
@@ -339,14 +344,38 @@ def _chunk_value(w, loss, curvature, Xc, y, s):
         redo = np.sort(order[left:])
         accurate = dot2_rows(np.asarray(Xc[redo], dtype=np.float64), w)
         if accurate is not None:
+            p, delta = p.copy(), delta.copy()
             p[redo], delta[redo] = accurate
             l, d1, _ = loss.derivatives(p, y)
             errors = _margin_errors(loss, p, y, s, d1, delta, curvature)
     part = math.fsum(s * l)  # correctly rounded: off by u |part| at most
-    err = (float(errors.sum()) + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * m)
+    err = (float(errors.sum()) + 9 * unit * float(s @ np.abs(l))) * (1 + 4 * unit * p.size)
+    return part, err + unit * abs(part), d1
+
+
+def _margin_gamma(d: int) -> float:
+    """``gamma`` of a margin's rounding: ``|fl(x^T w) - x^T w| <= gamma |x|^T |w|`` for a
+    sum of ``d`` products in any order (with two roundings to spare)."""
+    return (d + 2) * 2.0 ** -53 / (1 - (d + 2) * 2.0 ** -53)
+
+
+def _chunk_value(w, loss, curvature, Xc, y, s):
+    """``(sum_i s_i l_i, its error bound, g)`` of one chunk (:func:`_value_part`), the
+    margins and ``|x|^T |w|`` by :func:`margin_chunk` (a loss outside the kernels: NumPy)."""
+    m = Xc.shape[0]
+    if loss.code >= 0:  # margins, |x|^T |w| and g = X^T (s l') in one read of the rows
+        p, delta, r, q, l = (np.empty(m) for _ in range(5))
+        g = np.zeros(w.size)
+        margin_chunk(loss.code, Xc, y, s, w, np.abs(w), g, p, r, q, l, delta, _NONE)
+    else:
+        X = np.asarray(Xc, dtype=np.float64)
+        p, delta, g = X @ w, np.abs(X) @ np.abs(w), None
+    delta *= _margin_gamma(w.size)
+    y, s = np.asarray(y, dtype=np.float64), np.asarray(s, dtype=np.float64)
+    part, err, d1 = _value_part(w, loss, curvature, Xc, y, s, p, delta)
     if g is None:
         g = np.asarray(Xc, dtype=np.float64).T @ (s * d1)
-    return part, err + unit * abs(part), g
+    return part, err, g
 
 
 def _block_value(w, loss, curvature, rows, pool, block):
@@ -368,13 +397,20 @@ def accurate_value(engine, w: np.ndarray):
     curvature = loss.sup_d2  # the registry's largest l'' (labels checked)
     if loss.code < 0:
         curvature = None
-    rows = chunk_rows(w.size, engine.stateless)
+    rows = chunk_rows(engine)
     with blas_single_thread(), chunk_pool(engine.n_threads) as pool:
         parts = [c for blk in engine.map_rows(functools.partial(
             _block_value, np.ascontiguousarray(w, dtype=np.float64), loss,
             0.0 if curvature is None else curvature, rows, pool),
             rows=_block_rows(engine, rows)) for c in blk]
+    F, err = _summed_value(parts)
+    g = functools.reduce(np.add, (c[2] for c in parts))
+    return F, (err if curvature is not None else float("nan")), g
+
+
+def _summed_value(parts) -> tuple[float, float]:
+    """``(F, bound)`` from the chunks' ``(sum, bound)`` pairs: both correctly rounded sums,
+    the bound raised by ``u |F|`` for the final rounding."""
     F = math.fsum(c[0] for c in parts)
     err = math.fsum(c[1] for c in parts) + 2.0 ** -53 * abs(F)
-    g = functools.reduce(np.add, (c[2] for c in parts))
-    return F, (float(err) * (1 + 1e-12) if curvature is not None else float("nan")), g
+    return F, float(err) * (1 + 1e-12)

@@ -64,6 +64,11 @@ from .separability import (MAX_LP_ENTRIES, CombinationSums, Separability, binary
 # is made (once).
 HESSIAN_ROWS_PER_FEATURE = 512
 NEAR = 1e-4
+# A pass after a model whose decrement is at most this fraction of |F| (the default stop:
+# the polishing steps) carries the accurate value of the answer (gram_pass's ``value``): it
+# is most often the last; otherwise the answer's value takes a pass of its own
+# (accurate_value).
+VALUE_FROM = 2 * EPS64
 # Rows per feature of the Hessian the chord passes (after the full one) still sum: only the
 # overlap certificate reads it (any rows will do there; a singular one is made again whole).
 CERTIFICATE_ROWS_PER_FEATURE = 128
@@ -137,13 +142,13 @@ class EnginePasses:
                            else LOGISTIC_MARGIN)
         self.history = []  # (w, GramPass) of the latest Gram passes, newest first
         self.stride = hessian_stride(engine.n, engine.d, HESSIAN_ROWS_PER_FEATURE,
-                                     engine.stateless)
+                                     chunk_rows(engine))
         self.reference = None  # (ev, Q, null) of a full Hessian near the minimum
         self.near = False
         self._norms = {}  # chunks' largest row norms
         self._tried = np.iinfo(np.int64).max  # wrong margins at the last separate_near
         self.cert_stride = hessian_stride(engine.n, engine.d, CERTIFICATE_ROWS_PER_FEATURE,
-                                          engine.stateless)
+                                          chunk_rows(engine))
         self.cond = np.inf  # condition number of the latest subsampled Hessian
         self.single_cond = SINGLE_HESSIAN_MARGIN / (
             GRAM_TRUST * float(np.finfo(np.float32).eps) * max(engine.d, 1))
@@ -151,6 +156,7 @@ class EnginePasses:
             and not isinstance(engine.X, np.memmap)
         self.warm_passes = 0  # warm-start passes, each over a ``1 / sample`` of the rows
         self._first = None  # (w, GramPass): the warm start's check, the Newton run's first
+        self.decrement = np.inf  # the latest model's Newton decrement over |F|
 
     def coords(self, w):
         return np.asarray(w, dtype=np.float64)
@@ -193,8 +199,11 @@ class EnginePasses:
         if self._first is not None and np.array_equal(self._first[0], w):
             gp, self._first = self._first[1], None  # the warm start's check, made here
         else:
+            # a polishing pass (the last model's decrement at rounding level) is most often
+            # the last: it carries the answer's accurate value (no pass of its own then)
             gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=stride,
-                           norms=self._norms, single_hessian=single_hessian)
+                           norms=self._norms, single_hessian=single_hessian,
+                           value=self.decrement <= VALUE_FROM)
         if self.check_scale:
             self._check_scale(gp.top, whole=True)
         self.history = [(w, gp)] + self.history[:3]
@@ -217,6 +226,7 @@ class EnginePasses:
                 self.cond = float(m.ev[-1] / m.ev[0])
         decrement = newton_decrement(m)
         self.near = decrement <= NEAR * abs(m.F)
+        self.decrement = decrement / abs(m.F) if m.F else np.inf
         # rounding of g: at most about eps sum lam_i ||x_i|| per component
         pos = m.ev > m.null
         m.noise = float((EPS64 * gp.sums.b_abs) ** 2 * np.mean(1.0 / m.ev[pos])) \
@@ -247,13 +257,13 @@ class EnginePasses:
         point if ``F_lin`` over all the data is below ``F_lin(0)`` there, else 0."""
         eng = self.engine
         zero = np.zeros(self.size)
-        rows = chunk_rows(eng.d, eng.stateless)
+        rows = chunk_rows(eng)
         sample = eng.n // max(WARM_ROWS_PER_FEATURE * eng.d, rows)
         if not (self.gram_steps and sample >= WARM_MIN_SAMPLE
                 and isinstance(eng.X, np.ndarray)):
             return zero
         n_sub = -(-eng.n // rows // sample) * rows
-        stride = hessian_stride(n_sub, eng.d, WARM_HESSIAN_ROWS, eng.stateless)
+        stride = hessian_stride(n_sub, eng.d, WARM_HESSIAN_ROWS, rows)
 
         def full(z):
             self.warm_passes += 1
@@ -304,11 +314,14 @@ class EnginePasses:
         with blas_single_thread():
             return Model.from_factor(F, g, R, EPS64, self.engine.n)
 
-    def pass_at(self, w):
-        """The latest float64 Gram pass made at ``w`` (one more when none was)."""
+    def pass_at(self, w, make: bool = True):
+        """The latest float64 Gram pass made at ``w`` (one more when none was, or None
+        without ``make``)."""
         for w_seen, gp in self.history:
             if np.array_equal(w_seen, w) and not gp.single_hessian:
                 return gp
+        if not make:
+            return None
         return gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=self.stride,
                          norms=self._norms)
 
@@ -424,7 +437,11 @@ class EnginePasses:
         """The answer at ``w``: ``fun`` evaluated accurately with its bound ``fun_error``
         (:func:`accurate_value`); an attained infimum is that value (never below the true
         minimum by more than ``fun_error``)."""
-        F, fun_error, g = accurate_value(self.engine, np.asarray(w, dtype=np.float64))
+        seen = self.pass_at(w, make=False)
+        if seen is not None and seen.value is not None:
+            (F, fun_error), g = seen.value, seen.g
+        else:
+            F, fun_error, g = accurate_value(self.engine, np.asarray(w, dtype=np.float64))
         if self.warm_passes:
             message = lines(message, f"warm start: {self.warm_passes} Newton passes over a "
                                      "subsample of the rows")
