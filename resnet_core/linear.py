@@ -37,6 +37,7 @@ predicts) against ``|F|``: ``nu^2 / 2 <= tol |F|``, invariant to rescaling ``X``
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import numpy as np
@@ -201,9 +202,10 @@ class EnginePasses:
         else:
             # a polishing pass (the last model's decrement at rounding level) is most often
             # the last: it carries the answer's accurate value (no pass of its own then)
-            gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=stride,
-                           norms=self._norms, single_hessian=single_hessian,
-                           value=self.decrement <= VALUE_FROM)
+            with self._unchecked():
+                gp = gram_pass(self.engine, np.asarray(w, dtype=np.float64), stride=stride,
+                               norms=self._norms, single_hessian=single_hessian,
+                               value=self.decrement <= VALUE_FROM)
         if self.check_scale:
             self._check_scale(gp.top, whole=True)
         self.history = [(w, gp)] + self.history[:3]
@@ -232,6 +234,11 @@ class EnginePasses:
         m.noise = float((EPS64 * gp.sums.b_abs) ** 2 * np.mean(1.0 / m.ev[pos])) \
             if pos.any() else 0.0
         return m
+
+    def _unchecked(self):
+        """Floating-point warnings off while the range of ``X`` is not yet checked (a pass
+        over out-of-range data overflows; it is then discarded, the data rescaled)."""
+        return np.errstate(all="ignore") if self.check_scale else contextlib.nullcontext()
 
     def _check_scale(self, top, whole: bool):
         """After the first pass: raise :class:`_Rescale` when ``X``'s largest magnitude lies
@@ -267,7 +274,8 @@ class EnginePasses:
 
         def full(z):
             self.warm_passes += 1
-            gp = gram_pass(eng, z, stride=stride, norms=self._norms, sample=sample)
+            with self._unchecked():
+                gp = gram_pass(eng, z, stride=stride, norms=self._norms, sample=sample)
             if self.check_scale:
                 self._check_scale(gp.top, whole=False)
             if gp.min_margin > 0:
@@ -294,7 +302,8 @@ class EnginePasses:
         # Its rows separated, or nearly (Newton's iterates run along a ray): a good start for
         # separable data, kept when F_lin over all the data is below F_lin(0) there (the
         # pass is the Newton run's first).
-        gp = gram_pass(eng, w_sub, stride=self.stride, norms=self._norms)
+        with self._unchecked():
+            gp = gram_pass(eng, w_sub, stride=self.stride, norms=self._norms)
         zero_loss = float(eng.loss.derivatives(np.zeros(1), np.ones(1))[0][0])
         if self.check_scale:
             self._check_scale(gp.top, whole=True)

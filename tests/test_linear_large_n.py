@@ -1,0 +1,162 @@
+"""The best linear predictor's machinery for large n (issue 24), on small data cut into many
+chunks (``CHUNK_BYTES`` lowered): the warm start from a subsample of the chunks, Hessians by
+float32 products for steps only, the polishing pass that carries the answer's value, the
+range of ``X`` read from the first pass.  Each against the same solve without it."""
+
+import numpy as np
+import pytest
+
+import resnet_core as rc
+import resnet_core._gram_pass as gp_mod
+import resnet_core.linear as lin
+from resnet_core._data import prepare
+from resnet_core.losses import get_loss
+
+
+@pytest.fixture
+def many_chunks(monkeypatch):
+    """Chunks of 409 rows at d = 5 (the data below: about 150 of them)."""
+    monkeypatch.setattr(gp_mod, "CHUNK_BYTES", 1 << 14)
+
+
+def _overlapping(rng, n=60_000, d=5, dtype=np.float64):
+    X = rng.standard_normal((n, d)).astype(dtype)
+    y = np.sign(X[:, 0] + X[:, 1] + rng.standard_normal(n)).astype(dtype)
+    return X, y
+
+
+def _spy(monkeypatch):
+    """Record every Gram pass of the linear module: (keyword arguments, GramPass)."""
+    calls = []
+
+    def spy(*args, **kwargs):
+        out = gp_mod.gram_pass(*args, **kwargs)
+        calls.append((kwargs, out))
+        return out
+
+    monkeypatch.setattr(lin, "gram_pass", spy)
+    return calls
+
+
+def _cold(monkeypatch):
+    """No warm start and float64 Hessians only (the solve before issue 24's last round)."""
+    monkeypatch.setattr(lin, "WARM_MIN_SAMPLE", 10 ** 9)
+    monkeypatch.setattr(lin, "SINGLE_HESSIAN_MARGIN", 0.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_warm_start_and_float32_hessians_leave_the_answer(rng, many_chunks, monkeypatch,
+                                                          dtype):
+    X, y = _overlapping(rng, dtype=dtype)
+    calls = _spy(monkeypatch)
+    res = rc.linear_baseline(X, y)
+    kinds = [(kw.get("sample", 1), kw.get("single_hessian", False)) for kw, _ in calls]
+    assert any(sample > 1 for sample, _ in kinds), kinds  # the warm start ran
+    assert any(single for _, single in kinds), kinds  # float32 Hessians made steps
+    assert "warm start" in res.message
+    with monkeypatch.context() as m:
+        _cold(m)
+        calls.clear()
+        ref = rc.linear_baseline(X, y)
+    assert not any(kw.get("sample", 1) > 1 or kw.get("single_hessian") for kw, _ in calls)
+    assert res.separability == ref.separability == "overlapping"
+    assert res.attained is True and ref.attained is True and res.converged
+    assert res.fun == pytest.approx(ref.fun, rel=1e-14, abs=2 * (res.fun_error + ref.fun_error))
+    np.testing.assert_allclose(res.w, ref.w, rtol=1e-12, atol=1e-12 * np.abs(ref.w).max())
+
+
+def test_the_certificate_never_reads_a_float32_hessian(rng, many_chunks, monkeypatch):
+    """The overlap proof bounds the rounding of a float64 sum: a pass whose H came from
+    float32 products is skipped by ``pass_at`` (one more pass is made rather)."""
+    X, y = _overlapping(rng)
+    engine = prepare(X, y, loss=get_loss("logistic")).engine(0)
+    passes = lin.EnginePasses(engine)
+    w = np.array([0.9, 0.9, 0.0, 0.0, 0.0])
+    single = gp_mod.gram_pass(engine, w, stride=passes.stride, single_hessian=True)
+    assert single.single_hessian
+    passes.history = [(w, single)]
+    made = passes.pass_at(w)
+    assert made is not single and not made.single_hessian
+    assert passes.pass_at(w, make=False) is None
+    seen = []
+    orig = lin.EnginePasses.certificate_sums
+
+    def spy(self, z):
+        sums = orig(self, z)
+        seen.append(any(np.array_equal(v, z) and g.sums is sums and g.single_hessian
+                        for v, g in self.history))
+        return sums
+
+    monkeypatch.setattr(lin.EnginePasses, "certificate_sums", spy)
+    res = rc.linear_baseline(X, y)
+    assert res.separability == "overlapping" and seen and not any(seen)
+
+
+def test_the_polishing_pass_carries_the_accurate_value(rng, many_chunks, monkeypatch):
+    """The answer's fun and fun_error from the last pass equal accurate_value's at w, and
+    no pass of its own is made for them."""
+    X, y = _overlapping(rng)
+    calls = _spy(monkeypatch)
+    made = []
+    monkeypatch.setattr(lin, "accurate_value",
+                        lambda *a: made.append(1) or gp_mod.accurate_value(*a))
+    res = rc.linear_baseline(X, y)
+    assert any(kw.get("value") for kw, _ in calls) and not made
+    engine = prepare(X, y, loss=get_loss("logistic")).engine(0)
+    F, err, g = gp_mod.accurate_value(engine, res.w)
+    assert res.fun == F and res.fun_error == err
+    assert res.grad_norm == pytest.approx(np.linalg.norm(g), rel=1e-12)
+
+
+def test_separable_data_with_a_warm_start(rng, many_chunks, monkeypatch):
+    """The subsample's Newton run runs along the separating ray: its last point starts the
+    run on all the data, which is decided separable (a direction checked on every sample)."""
+    monkeypatch.setattr(lin, "binary_separability",
+                        lambda *a, **k: pytest.fail("the linear program over n was called"))
+    n, d = 60_000, 5
+    X = rng.standard_normal((n, d))
+    y = np.sign(X[:, 0])
+    res = rc.linear_baseline(X, y)
+    assert res.separability == "separable" and res.infimum == 0.0 and not res.attained
+    assert np.min(y * (X @ res.direction)) > 0
+
+
+def test_sorted_labels_fall_back_to_zero(rng, many_chunks, monkeypatch):
+    """Rows sorted by label: the subsample's chunks hold one class (separable alone), the
+    warm start's point is worse than 0 on all the data or separates nothing; the answer is
+    the cold one."""
+    X, y = _overlapping(rng)
+    order = np.argsort(y, kind="stable")
+    X, y = np.ascontiguousarray(X[order]), y[order]
+    res = rc.linear_baseline(X, y)
+    with monkeypatch.context() as m:
+        _cold(m)
+        ref = rc.linear_baseline(X, y)
+    assert res.separability == ref.separability == "overlapping" and res.attained
+    np.testing.assert_allclose(res.w, ref.w, rtol=1e-12, atol=1e-12 * np.abs(ref.w).max())
+
+
+@pytest.mark.parametrize("exponent", [-600, 600])
+def test_out_of_range_data_are_rescaled_after_the_first_pass(rng, many_chunks, monkeypatch,
+                                                             exponent):
+    """X with entries near 2^+-600: the first pass finds the range exceeded (no pass of its
+    own reads it) and the data are solved rescaled: the same margins as the unscaled data."""
+    X, y = _overlapping(rng, n=20_000)
+    ref = rc.linear_baseline(X, y)
+    scanned = []
+    monkeypatch.setattr(lin, "scale_exponent",
+                        lambda a: scanned.append(1) or gp_mod_scale(a))
+    res = rc.linear_baseline(np.ldexp(X, exponent), y)
+    assert res.separability == "overlapping" and res.attained
+    np.testing.assert_allclose(np.ldexp(res.w, exponent), ref.w, rtol=1e-12,
+                               atol=1e-12 * np.abs(ref.w).max())
+    assert res.fun == pytest.approx(ref.fun, rel=1e-13)
+    # in range: no pass reads X for its range alone
+    scanned.clear()
+    rc.linear_baseline(X, y)
+    assert not scanned
+
+
+def gp_mod_scale(a):
+    from resnet_core._baseline import scale_exponent
+    return scale_exponent(a)
