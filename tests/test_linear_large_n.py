@@ -160,3 +160,22 @@ def test_out_of_range_data_are_rescaled_after_the_first_pass(rng, many_chunks, m
 def gp_mod_scale(a):
     from resnet_core._baseline import scale_exponent
     return scale_exponent(a)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 255, 8191, 8192, 20_001])
+def test_sum2_is_within_its_bound_of_the_exact_sum(rng, n):
+    """The chunks' values are summed by Sum2 in a pairwise tree (not math.fsum): against
+    the exact rational sum, on positive terms, terms of every sign over 40 decades, and a
+    large term that swallows the rest in plain float64."""
+    from fractions import Fraction
+    cases = [rng.random(n), rng.standard_normal(n) * 10.0 ** rng.integers(-20, 20, n),
+             np.r_[1e16, rng.random(n - 1)], np.r_[1.0, np.full(n - 1, 2.0 ** -60)]]
+    for v in cases:
+        total, bound = gp_mod.sum2(v)
+        exact = sum(Fraction(x) for x in v)
+        assert abs(Fraction(total) - exact) <= Fraction(bound)
+        # as tight as a correctly rounded sum to first order
+        assert bound <= 2.0 ** -53 * abs(total) * (1 + 1e-6) + 1e-20 * float(np.abs(v).sum())
+    plain = np.r_[1.0, np.full(1023, 2.0 ** -60)]
+    exact = float(Fraction(1) + 1023 * Fraction(2) ** -60)  # correctly rounded
+    assert gp_mod.sum2(plain)[0] == exact > sum(plain.tolist()) == 1.0  # the small terms count
