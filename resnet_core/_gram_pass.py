@@ -150,8 +150,8 @@ def ordered_map(fn, items, pool: ThreadPoolExecutor | None) -> list:
 @contextlib.contextmanager
 def chunk_pool(n_threads: int):
     """A pool of ``n_threads`` threads for one pass (None for one thread).  On leaving it
-    (an exception, Ctrl-C included) the chunks not yet started are cancelled, and the pass
-    returns at once."""
+    the chunks not yet started are cancelled (an exception, Ctrl-C included) and the ones
+    running finished: the pass returns within one chunk's time, its threads gone."""
     if n_threads <= 1:
         yield None
         return
@@ -159,7 +159,7 @@ def chunk_pool(n_threads: int):
     try:
         yield pool
     finally:
-        pool.shutdown(wait=False, cancel_futures=True)
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def hessian_stride(n: int, d: int, rows_per_feature: int, rows: int) -> int:

@@ -1,5 +1,6 @@
-"""Ctrl-C stops the compiled loops (PGD, GD, escape studies, projected SGD) and the streamed
-one within a fraction of a second, and the loops' block sizes never change a result.
+"""Ctrl-C stops the compiled loops (PGD, GD, escape studies, projected SGD), the streamed
+one and the linear baseline's threaded Gram passes within a fraction of a second, and the
+loops' block sizes never change a result.
 
 The SIGINT test runs the loops in a child process: each case runs for 10**9 iterations (a
 minute and more), gets a SIGINT after about a second, and must raise KeyboardInterrupt within
@@ -30,7 +31,7 @@ from resnet_core import _blocks, theory
 ROOT = Path(__file__).resolve().parents[1]
 LATENCY = 2.0
 EXIT = 3.0
-CASES = ("pgd", "gd", "escape", "sgd", "streamed")
+CASES = ("pgd", "gd", "escape", "sgd", "streamed", "baseline")
 
 CHILD = textwrap.dedent(
     """
@@ -49,6 +50,8 @@ CHILD = textwrap.dedent(
     skip = rc.Objective(X[:200], y[:200], widths=(4,), head="skip", n_threads=1)
     mlp = rc.Objective(X, y, widths=(8,), n_threads=1)
     const = dict(eps=1e-3, ell=1.0, rho=1.0)
+    Xb = rng.standard_normal((200000, 20))  # the linear baseline's chunks on two threads
+    yb = np.sign(Xb[:, 0] + Xb[:, 1] + rng.standard_normal(200000))
 
     def run(case, n):
         if case == "pgd":  # g_thres < 0: never converges
@@ -60,6 +63,9 @@ CHILD = textwrap.dedent(
                                   **const)
         elif case == "sgd":
             r = rc.projected_sgd(skip, skip.init(0), T=n, radius=2.0, eval_every=n, seed=1)
+        elif case == "baseline":  # Gram passes whose chunks run on a thread pool
+            for _ in range(min(n, 2) if n < 10**9 else n):
+                r = rc.linear_baseline(Xb, yb, n_threads=2)
         else:  # one streamed kernel pass per step
             r = rc.perturbed_gd(mlp, mlp.init(0), g_thres=-1.0, max_iter=n, wrt="all", **const)
         return pickle.dumps(r.x)
