@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import resnet_core as rc
+from resnet_core import _gram_pass as gram_pass
 from resnet_core import theory
 
 TIMEOUT = 60
@@ -19,8 +20,9 @@ TIMEOUT = 60
 
 def _work(_=None):
     """Kernel passes on two threads (value, gradient, R-operator, Gram), an escape study on
-    two Python threads over the numba loop, and a threaded BLAS product, all built afresh
-    (no cache inherited from the parent)."""
+    two Python threads over the numba loop, a threaded BLAS product, and the linear
+    baseline's Gram passes on a thread pool, all built afresh (no cache inherited from the
+    parent)."""
     rng = np.random.default_rng(3)
     X = rng.standard_normal((3000, 4))
     y = np.where(X[:, 0] + rng.standard_normal(3000) > 0, 1.0, -1.0)
@@ -33,7 +35,13 @@ def _work(_=None):
     study = rc.studies.escape(saddle, z0, n_runs=8, max_iter=3000, eps=1e-3, ell=1.0,
                               rho=1.0, n_threads=2)
     A = rng.standard_normal((400, 400))
-    return [F, g, obj.hessp(x, g), part.stats(z).G, study.x, study.escape_iter, A @ A.T]
+    old, gram_pass.CHUNK_BYTES = gram_pass.CHUNK_BYTES, 1 << 13  # chunks of 256 rows
+    try:  # the linear baseline's Gram passes: chunks on a pool of two Python threads
+        base = rc.linear_baseline(X, y, n_threads=2)
+    finally:
+        gram_pass.CHUNK_BYTES = old
+    return [F, g, obj.hessp(x, g), part.stats(z).G, study.x, study.escape_iter, A @ A.T,
+            base.w, base.fun, base.fun_error]
 
 
 def _assert_same(got, expected):
