@@ -76,6 +76,11 @@ def main():
     ap.add_argument("--labels", nargs="+", default=["overlapping", "separable"])
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    info = rc.build.build_info()
+    print(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {info['cpu']}; "
+          f"{info['summary']}; numpy {np.__version__}; resnet_core's threads "
+          f"{len(os.sched_getaffinity(0))} (NumPy's BLAS: its default); load average "
+          f"{os.getloadavg()[0]:.1f}\n")
     print("| n | d | dtype | storage | labels | linear_baseline | NumPy pass | in passes | "
           "separability | attained | target met |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
