@@ -69,6 +69,38 @@ def test_setup_rebuilds_on_every_shared_file():
     assert included <= depends, f"not in setup.py's depends: {sorted(included - depends)}"
 
 
+def _reached(name: str) -> set[str]:
+    """The files of src/ that ``name`` reaches through Cython ``include`` and ``cimport``
+    of a .pxd, ``cdef extern from`` and C ``#include "..."``, recursively."""
+    seen, todo = set(), [name]
+    while todo:
+        path = ROOT / "src" / todo.pop()
+        if path.name in seen or not path.exists():
+            continue
+        seen.add(path.name)
+        text = path.read_text()
+        todo += re.findall(r'^(?:include|cdef extern from|#include) "([\w.]+)"', text, re.M)
+        todo += [f"{m}.pxd" for m in re.findall(r"^from (\w+) cimport", text, re.M)]
+    return seen - {name}
+
+
+def test_setup_rebuilds_each_module_on_the_files_it_reaches():
+    """Each extension's depends in setup.py (the shared list and its own) hold every header
+    and Cython file its .pyx reaches (src/rc_margin.h for the Gram pass's chunks)."""
+    setup = (ROOT / "setup.py").read_text()
+    common = set(re.findall(r'"src/([\w.]+)"', setup.split("depends=", 1)[1].split("]")[0]))
+    modules = re.findall(r'Extension\("resnet_core\.(\w+)", \["src/([\w.]+)"\],(.*?)\),$',
+                         setup, re.M | re.S)
+    assert {m[0] for m in modules} >= {"_kernels", "_vkernels", "_margin_pass"}
+    for module, pyx, rest in modules:
+        depends = set(re.findall(r'"src/([\w.]+)"', rest)) | (common if "**common" in rest
+                                                               else set())
+        # .pxd files Cython tracks itself (cimports); headers and .pxi it may not
+        missing = {f for f in _reached(pyx) if not f.endswith(".pxd")} - depends
+        assert not missing, f"{module}: not in setup.py's depends: {sorted(missing)}"
+    assert "rc_margin.h" in _reached("_margin_pass.pyx")
+
+
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 1e-5)])
 @pytest.mark.parametrize("chunk", [7, 64])
 def test_softmax_of_large_scores_in_a_short_last_chunk(dtype, rtol, chunk):
