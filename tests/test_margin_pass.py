@@ -306,8 +306,8 @@ def _same(a, b):
 def test_gram_pass_is_the_same_on_one_and_two_threads(loss, dtype, monkeypatch):
     """21 chunks of 341 rows in two blocks (``CHUNK_BYTES = 16 KiB``), on one thread and on
     a pool of two: ``F``, ``g``, ``H`` and every sum equal bit for bit, for the full pass,
-    a Hessian stride, the warm start's subsample and float32 Hessians; and the full pass
-    is the NumPy reference's."""
+    a Hessian stride, the warm start's subsample, float32 Hessians and the accurate value;
+    and the full pass is the NumPy reference's."""
     monkeypatch.setattr(_gram_pass, "CHUNK_BYTES", 1 << 14)
     rng = np.random.default_rng(24)
     n, d = 7001, 6
@@ -315,7 +315,7 @@ def test_gram_pass_is_the_same_on_one_and_two_threads(loss, dtype, monkeypatch):
     y = np.where(X[:, 0] + rng.standard_normal(n) > 0, 1.0, -1.0)
     data = prepare(X, y, loss=get_loss(loss), sample_weight=rng.random(n) + 0.1)
     one, two = data.engine(0, n_threads=1), data.engine(0, n_threads=2)
-    assert _gram_pass.chunk_rows(d) == 341
+    assert _gram_pass.chunk_rows(one) == _gram_pass.chunk_rows(two) == 341
     threads = set()
     chunk = _gram_pass.margin_chunk
 
@@ -325,7 +325,7 @@ def test_gram_pass_is_the_same_on_one_and_two_threads(loss, dtype, monkeypatch):
 
     monkeypatch.setattr(_gram_pass, "margin_chunk", recorded)
     w = rng.standard_normal(d)
-    for kw in ({}, {"stride": 3}, {"sample": 2}, {"single_hessian": True}):
+    for kw in ({}, {"stride": 3}, {"sample": 2}, {"single_hessian": True}, {"value": True}):
         threads.clear()
         a = _gram_pass.gram_pass(one, w, **kw)
         assert threads == {threading.get_ident()}
@@ -334,6 +334,7 @@ def test_gram_pass_is_the_same_on_one_and_two_threads(loss, dtype, monkeypatch):
         assert threading.get_ident() not in threads and threads  # the pool's threads
         _same(a, b)
         assert a.single_hessian == kw.get("single_hessian", False)
+        assert (a.value is not None) == kw.get("value", False)
 
     # the full pass against NumPy: sums of n terms, margins of d, the loss formulas a few
     # dozen ulp; a margin's error moves l by |l'| gamma_d |x|^T |w| (|l'| <= ~l here)
