@@ -18,16 +18,20 @@
 #define RC_MARGIN_H
 #include "rc_elementwise.h"
 
-#define RC_MARGIN_ROWS(T, SFX, NAME, INIT, TERM, STORE)                                      \
+/* Rows i .. i + 3 of X: x0, x1, x2, x3. */
+#define RC_FOUR_ROWS(T)                                                                      \
+    const T* restrict x0 = X + i * d;                                                       \
+    const T* restrict x1 = x0 + d;                                                          \
+    const T* restrict x2 = x1 + d;                                                          \
+    const T* restrict x3 = x2 + d;
+
+#define RC_MARGIN_ROWS(T, SFX, NAME, TERM)                                                   \
 RC_CLONES RC_STATIC void NAME##SFX(ptrdiff_t m, ptrdiff_t d, const T* restrict X,           \
                                    const double* restrict v, double* restrict out)          \
 {                                                                                           \
     ptrdiff_t i = 0;                                                                        \
     for (; i + 4 <= m; i += 4) {                                                            \
-        const T* restrict x0 = X + i * d;                                                   \
-        const T* restrict x1 = x0 + d;                                                      \
-        const T* restrict x2 = x1 + d;                                                      \
-        const T* restrict x3 = x2 + d;                                                      \
+        RC_FOUR_ROWS(T)                                                                     \
         double a0 = 0, a1 = 0, a2 = 0, a3 = 0;                                              \
         _Pragma("omp simd reduction(+:a0,a1,a2,a3)")                                        \
         for (ptrdiff_t j = 0; j < d; j++) {                                                 \
@@ -58,10 +62,7 @@ RC_CLONES RC_STATIC void rc_margin_axpy##SFX(ptrdiff_t m, ptrdiff_t d, const T* 
 {                                                                                           \
     ptrdiff_t i = 0;                                                                        \
     for (; i + 4 <= m; i += 4) {                                                            \
-        const T* restrict x0 = X + i * d;                                                   \
-        const T* restrict x1 = x0 + d;                                                      \
-        const T* restrict x2 = x1 + d;                                                      \
-        const T* restrict x3 = x2 + d;                                                      \
+        RC_FOUR_ROWS(T)                                                                     \
         double r0 = r[i], r1 = r[i + 1], r2 = r[i + 2], r3 = r[i + 3];                      \
         _Pragma("omp simd")                                                                 \
         for (ptrdiff_t j = 0; j < d; j++)                                                   \
@@ -96,12 +97,12 @@ RC_MARGIN_SCALED(double, _f64, double, _f64)
 RC_MARGIN_SCALED(double, _f64, float, _f32)
 RC_MARGIN_SCALED(float, _f32, double, _f64)
 RC_MARGIN_SCALED(float, _f32, float, _f32)
-RC_MARGIN_ROWS(double, _f64, rc_margin_dots, 0, RC_DOT_TERM, 0)
-RC_MARGIN_ROWS(float, _f32, rc_margin_dots, 0, RC_DOT_TERM, 0)
-RC_MARGIN_ROWS(double, _f64, rc_margin_abs, 0, RC_ABS_TERM, 0)
-RC_MARGIN_ROWS(float, _f32, rc_margin_abs, 0, RC_ABS_TERM, 0)
-RC_MARGIN_ROWS(double, _f64, rc_margin_sq, 0, RC_SQ_TERM, 0)
-RC_MARGIN_ROWS(float, _f32, rc_margin_sq, 0, RC_SQ_TERM, 0)
+RC_MARGIN_ROWS(double, _f64, rc_margin_dots, RC_DOT_TERM)
+RC_MARGIN_ROWS(float, _f32, rc_margin_dots, RC_DOT_TERM)
+RC_MARGIN_ROWS(double, _f64, rc_margin_abs, RC_ABS_TERM)
+RC_MARGIN_ROWS(float, _f32, rc_margin_abs, RC_ABS_TERM)
+RC_MARGIN_ROWS(double, _f64, rc_margin_sq, RC_SQ_TERM)
+RC_MARGIN_ROWS(float, _f32, rc_margin_sq, RC_SQ_TERM)
 RC_MARGIN_AXPY(double, _f64)
 RC_MARGIN_AXPY(float, _f32)
 
