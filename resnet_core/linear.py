@@ -259,7 +259,8 @@ class EnginePasses:
         """Where Newton's run starts: 0, or at large ``n`` (``X`` an in-memory array or a
         memmap) the minimiser of ``F_lin`` over every ``sample``-th chunk of rows
         (``WARM_ROWS_PER_FEATURE`` rows per feature), found by trust-region Newton with
-        Hessians from ``WARM_HESSIAN_ROWS`` rows per feature.  When that run separates its
+        Hessians from ``WARM_HESSIAN_ROWS`` rows per feature (float32 products while
+        :func:`gram_model` trusts them).  When that run separates its
         rows or does not converge (separable data: its iterates run along a ray), its last
         point if ``F_lin`` over all the data is below ``F_lin(0)`` there, else 0."""
         eng = self.engine
@@ -272,17 +273,24 @@ class EnginePasses:
         n_sub = -(-eng.n // rows // sample) * rows
         stride = hessian_stride(n_sub, eng.d, WARM_HESSIAN_ROWS, rows)
 
+        single = [True]  # float32 Hessians until gram_model refuses one
+
         def full(z):
             self.warm_passes += 1
             with self._unchecked():
-                gp = gram_pass(eng, z, stride=stride, norms=self._norms, sample=sample)
+                gp = gram_pass(eng, z, stride=stride, norms=self._norms, sample=sample,
+                               single_hessian=single[0])
             if self.check_scale:
                 self._check_scale(gp.top, whole=False)
             if gp.min_margin > 0:
-                raise Separated(z, gp.min_margin)  # its rows separated: start from 0
+                raise Separated(z, gp.min_margin)  # its rows separated
             H = np.triu(gp.H) + np.triu(gp.H, 1).T
             with blas_single_thread():
-                m = gram_model(gp.F, gp.g, H / max(gp.h_share, 1e-300))
+                m = gram_model(gp.F, gp.g, H / max(gp.h_share, 1e-300),
+                               h_eps=float(np.finfo(np.float32).eps) if single[0] else EPS64)
+            if m is None and single[0]:
+                single[0] = False
+                return full(z)
             if m is None:
                 raise Separated(z, 0.0)  # ill-conditioned: no warm start
             return m
