@@ -23,6 +23,7 @@ steps only; such a pass is flagged and never read by a proof.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -144,7 +145,9 @@ def ordered_map(fn, items, pool: ThreadPoolExecutor | None) -> list:
     items = list(items)
     if pool is None or len(items) <= 1:
         return [fn(x) for x in items]
-    return [f.result() for f in [pool.submit(fn, x) for x in items]]
+    # each chunk in a copy of the caller's context: its np.errstate holds there too
+    return [f.result() for f in [pool.submit(contextvars.copy_context().run, fn, x)
+                                 for x in items]]
 
 
 @contextlib.contextmanager
