@@ -191,7 +191,7 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
         raise ValueError(f"gram_pass: the {engine.loss.name} loss has no compiled formula")
     norms = {} if norms is None else norms
     rows = chunk_rows(engine)
-    with blas_single_thread(), chunk_pool(engine.n_threads) as pool:
+    with blas_single_thread(), chunk_pool(engine.n_threads if engine.n > rows else 1) as pool:
         chunks = [c for blk in engine.map_rows(functools.partial(
             _block, np.ascontiguousarray(w, dtype=np.float64), engine.loss, stride, norms,
             rows, sample, single_hessian, value, pool), rows=_block_rows(engine, rows))
@@ -242,7 +242,7 @@ def _margin_pass(engine, w, fn=None) -> list:
     """One pass of :func:`_block_margins` over the engine's rows: a list per chunk."""
     w = np.ascontiguousarray(w, dtype=np.float64)
     rows = chunk_rows(engine)
-    with blas_single_thread(), chunk_pool(engine.n_threads) as pool:
+    with blas_single_thread(), chunk_pool(engine.n_threads if engine.n > rows else 1) as pool:
         return [c for blk in engine.map_rows(
             functools.partial(_block_margins, w, engine.loss, rows, pool, fn),
             rows=_block_rows(engine, rows)) for c in blk]
@@ -427,7 +427,7 @@ def accurate_value(engine, w: np.ndarray):
     if loss.code < 0:
         curvature = None
     rows = chunk_rows(engine)
-    with blas_single_thread(), chunk_pool(engine.n_threads) as pool:
+    with blas_single_thread(), chunk_pool(engine.n_threads if engine.n > rows else 1) as pool:
         parts = [c for blk in engine.map_rows(functools.partial(
             _block_value, np.ascontiguousarray(w, dtype=np.float64), loss,
             0.0 if curvature is None else curvature, rows, pool),

@@ -388,14 +388,16 @@ class EnginePasses:
 
     def separate_near(self, w, k):
         """Constraint generation from ``w``: the ``k`` samples of smallest margin (at most
-        ``SEPARATE_FIRST * d``), a small linear program for a direction separating them
+        ``SEPARATE_FIRST * d``, or ``SEPARATE_ROWS * d`` when that is every sample), a small
+        linear program for a direction separating them
         (:func:`subset_direction`), checked on all the data (rounding bounded); the most
         violated samples join, for ``SEPARATE_ROUNDS`` rounds.  ``(u, smallest margin)`` or
         None (the subset is not separable, or the rounds ran out)."""
         eng = self.engine
         if is_dask(eng.X):
             return None
-        k = min(k, SEPARATE_FIRST * eng.d)
+        # small data: the samples the program can take at once (each round costs 2 passes)
+        k = min(k, (SEPARATE_ROWS if eng.n <= SEPARATE_ROWS * eng.d else SEPARATE_FIRST) * eng.d)
         rows = smallest_margins(eng, np.asarray(w, dtype=np.float64), k)
         for _ in range(SEPARATE_ROUNDS):
             A = (np.asarray(eng.X[rows], dtype=np.float64)
