@@ -201,7 +201,7 @@ def gram_model(F: float, g: np.ndarray, H: np.ndarray, *, live: np.ndarray | Non
     """The Newton model ``(F, g, H)`` from ``eigh`` of a float64 Gram matrix ``H``, or None
     when it cannot be trusted: an eigenvalue (plus ``least_shift``) within ``GRAM_TRUST``
     times the rounding level ``null = h_eps size ev_max`` (see ``GRAM_TRUST``; ``h_eps`` is
-    float32's for a Hessian summed by float32 SYRK).  ``live``: the coordinates whose
+    float32's for a Hessian summed from float32 products).  ``live``: the coordinates whose
     feature is non-zero on some sample; the others are exact null directions of ``H``,
     kept out of ``eigh`` (zero curvature, unit eigenvectors)."""
     size = g.size

@@ -6,8 +6,8 @@ some of the rows, the smallest margin, and the sums of the overlap certificate
 Why not the objective's compiled passes: the Gram matrix is the Newton model of
 :mod:`resnet_core.linear`, and a float32 accumulation (the kernels' for float32 data) holds
 its eigenvalues to about ``1e-6`` of the largest only.  Each chunk of ``chunk_rows(engine)`` rows
-goes through :func:`resnet_core._margin_pass.margin_chunk`, which reads each row once and
-sums in double whatever the data's type; the Hessian rows are made in float64 for SYRK.
+goes through :func:`resnet_core._margin_pass.margin_chunk`, which reads each row once, sums
+in double whatever the data's type, and writes the Hessian rows ``Z = sqrt(s l'') x``.
 Memory is a few chunks.  BLAS runs on one thread per chunk; the chunks run on the engine's
 ``n_threads`` threads, their results added in row order (the same numbers for any count).
 
@@ -15,9 +15,9 @@ The Hessian rows: every ``stride``-th chunk (all with ``stride = 1``).  A Newton
 a subsample of the rows costs a fraction of the full ``d^2`` work per row, and its steps are
 exact up to the subsample's error in ``H`` (the gradient is always over every row).  A pass
 over every ``sample``-th chunk only (all its sums over those rows) is the warm start's
-(:mod:`resnet_core.linear`).  ``single_hessian``: the Hessian rows' products by float32 SYRK
-(each chunk's ``H`` added in float64): about 1e-6 of ``H``'s largest eigenvalue, for chord
-steps only; such a pass is flagged and never read by a proof.
+(:mod:`resnet_core.linear`).  ``single_hessian``: ``Z`` in float32 and ``Z^T Z`` by float32
+BLAS (each chunk's product added in float64): its rounding is about ``eps32 d`` of ``H``'s
+largest eigenvalue, for Newton steps only; such a pass is flagged and never read by a proof.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ class GramPass:
     min_margin: float
     sums: CombinationSums
     n_wrong: int = 0  # samples of positive weight with margin <= 0
-    single_hessian: bool = False  # H by float32 SYRK (a Newton model only, not for proofs)
+    single_hessian: bool = False  # H from float32 products (a Newton model only, not proofs)
     top: float = 0.0  # the largest row norm (every row, weighted or not) of the chunks seen
     value: tuple | None = None  # (F, fun_error) as accurate_value's, when asked for
 
@@ -183,7 +183,7 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
     the first pass and reused (a dict owned by the caller; ``top`` is the largest over all the
     chunks it holds).  ``sample``: every ``sample``-th chunk only (``F``, ``g``, ``H`` and
     the sums over those rows; the Hessian rows every ``stride``-th of them): the warm
-    start's subsample.  ``single_hessian``: ``H`` by float32 SYRK (flagged).  ``value``: also
+    start's subsample.  ``single_hessian``: ``H`` from float32 rows (flagged).  ``value``: also
     :func:`accurate_value`'s ``(F, fun_error)`` (``GramPass.value``), in the same read of
     the rows.  The chunks run on ``engine.n_threads`` threads, their sums added in row
     order."""

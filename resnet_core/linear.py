@@ -84,8 +84,8 @@ WARM_HESSIAN_ROWS = 128
 WARM_TOL = 1e-4
 WARM_ITER = 8
 WARM_MIN_SAMPLE = 4
-# Hessians by float32 SYRK (they only make steps: the far passes' subsampled ones and the full
-# one of the chord steps) while the latest condition number is below this fraction of what
+# Hessians from float32 products (they only make steps: the far passes' subsampled ones and
+# the full one of the chord steps) while the latest condition number is below this share of
 # :func:`gram_model` trusts a float32 sum with (``1 / (GRAM_TRUST eps32 d)``: its rounding is
 # ``eps32 d ev_max``), so that a model it refuses (then made again in float64) is rare.
 SINGLE_HESSIAN_MARGIN = 0.1
@@ -185,14 +185,15 @@ class EnginePasses:
         Far from the minimum, ``H`` from a subsample of the rows (``stride``); once the
         previous model's decrement is below ``NEAR |F|``, ``H`` from every row, made once
         and kept for the remaining steps (chord steps: ``H`` changes by ``O(||w - w_ref||)``
-        there, so they converge as fast as Newton's), by float32 SYRK when the subsampled
-        Hessian's condition number is small (``SINGLE_HESSIAN_MARGIN``); the chord passes then
-        sum ``H`` over ``CERTIFICATE_ROWS_PER_FEATURE`` rows only, for the overlap
-        certificate.  When :func:`gram_model` does not trust ``H``, the QR factor of the
+        there, so they converge as fast as Newton's), from float32 products when the
+        subsampled Hessian's condition number is small (``SINGLE_HESSIAN_MARGIN``); the chord
+        passes then sum ``H`` over ``CERTIFICATE_ROWS_PER_FEATURE`` rows only, for the
+        overlap certificate.  When :func:`gram_model` does not trust ``H``, the QR factor of the
         point instead (one more pass)."""
         exact = self.stride == 1 or (self.near and self.reference is None)
-        # float32 SYRK for a Hessian that only makes steps: the full one near the minimum,
-        # and the far passes' subsampled ones (the certificate reads the chord passes')
+        # float32 products for a Hessian that only makes steps: the full one near the
+        # minimum, and the far passes' subsampled ones (the certificate reads the chord
+        # passes')
         single_hessian = self.stride > 1 and self.reference is None and \
             self.cond < self.single_cond
         stride = (1 if exact else self.cert_stride if self.reference is not None
