@@ -33,6 +33,7 @@ import numpy as np
 from scipy.linalg.blas import dsyrk
 
 from ._margin_pass import margin_chunk
+from ._sources import is_dask
 from ._threads import blas_single_thread
 from .separability import CombinationSums
 
@@ -51,6 +52,13 @@ def _block_rows(engine, rows: int) -> int | None:
     """Rows per block of a pass: ``BLOCK_CHUNKS`` chunks where ``X`` is an array (a block is
     a view), the engine's own blocks otherwise (zarr, dask: a block is read whole)."""
     return BLOCK_CHUNKS * rows if isinstance(engine.X, np.ndarray) else None
+
+
+def _pass_threads(engine, rows: int) -> int:
+    """Threads for a pass's chunks: the engine's, where its blocks are run in this process
+    and there is more than one chunk; one for dask (its tasks are the parallelism, and a
+    pool does not travel to another process) and for a single chunk (no pool to start)."""
+    return 1 if is_dask(engine.X) or engine.n <= rows else engine.n_threads
 
 
 def chunk_rows(engine) -> int:
@@ -191,7 +199,7 @@ def gram_pass(engine, w: np.ndarray, *, stride: int = 1, norms: dict | None = No
         raise ValueError(f"gram_pass: the {engine.loss.name} loss has no compiled formula")
     norms = {} if norms is None else norms
     rows = chunk_rows(engine)
-    with blas_single_thread(), chunk_pool(engine.n_threads if engine.n > rows else 1) as pool:
+    with blas_single_thread(), chunk_pool(_pass_threads(engine, rows)) as pool:
         chunks = [c for blk in engine.map_rows(functools.partial(
             _block, np.ascontiguousarray(w, dtype=np.float64), engine.loss, stride, norms,
             rows, sample, single_hessian, value, pool), rows=_block_rows(engine, rows))
@@ -242,7 +250,7 @@ def _margin_pass(engine, w, fn=None) -> list:
     """One pass of :func:`_block_margins` over the engine's rows: a list per chunk."""
     w = np.ascontiguousarray(w, dtype=np.float64)
     rows = chunk_rows(engine)
-    with blas_single_thread(), chunk_pool(engine.n_threads if engine.n > rows else 1) as pool:
+    with blas_single_thread(), chunk_pool(_pass_threads(engine, rows)) as pool:
         return [c for blk in engine.map_rows(
             functools.partial(_block_margins, w, engine.loss, rows, pool, fn),
             rows=_block_rows(engine, rows)) for c in blk]
@@ -427,7 +435,7 @@ def accurate_value(engine, w: np.ndarray):
     if loss.code < 0:
         curvature = None
     rows = chunk_rows(engine)
-    with blas_single_thread(), chunk_pool(engine.n_threads if engine.n > rows else 1) as pool:
+    with blas_single_thread(), chunk_pool(_pass_threads(engine, rows)) as pool:
         parts = [c for blk in engine.map_rows(functools.partial(
             _block_value, np.ascontiguousarray(w, dtype=np.float64), loss,
             0.0 if curvature is None else curvature, rows, pool),

@@ -316,6 +316,21 @@ def test_local_cluster_agrees_and_is_deterministic(client, problem, rng):
     assert report.F == pytest.approx(F, rel=1e-12)
 
 
+def test_linear_baseline_of_many_chunks_on_the_cluster(client, rng, monkeypatch):
+    """The Gram passes' chunks (here several per dask block) run inside the workers' tasks,
+    one after another: nothing of the client's thread pool travels with them, and the
+    answer is the in-memory one (whose chunks run on the client's threads)."""
+    import resnet_core._gram_pass as gram_pass
+    monkeypatch.setattr(gram_pass, "CHUNK_BYTES", 1 << 13)  # chunks of 256 rows
+    X = rng.standard_normal((3000, 4))
+    y = np.where(X[:, 0] + X[:, 1] + rng.standard_normal(3000) > 0, 1.0, -1.0)
+    ref = rc.linear_baseline(X, y, n_threads=2)
+    got = rc.linear_baseline(da.from_array(X, chunks=(1000, 4)).persist(),
+                             da.from_array(y, chunks=1000).persist(), n_threads=2)
+    assert got.separability == ref.separability == "overlapping" and got.attained
+    assert rel_err(got.w, ref.w) < 1e-10 and got.fun == pytest.approx(ref.fun, rel=1e-13)
+
+
 def test_data_stay_on_the_workers(client):
     """The client's own allocations during passes are a small fraction of X, which lives
     on the workers only."""
