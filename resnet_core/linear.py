@@ -155,7 +155,8 @@ class EnginePasses:
             GRAM_TRUST * float(np.finfo(np.float32).eps) * max(engine.d, 1))
         self.check_scale = check_scale and isinstance(engine.X, np.ndarray) \
             and not isinstance(engine.X, np.memmap)
-        self.warm_passes = 0  # warm-start passes, each over a ``1 / sample`` of the rows
+        self.warm_passes = 0  # warm-start passes, each over every ``warm_sample``-th chunk
+        self.warm_sample = 1
         self._first = None  # (w, GramPass): the warm start's check, the Newton run's first
         self.decrement = np.inf  # the latest model's Newton decrement over |F|
 
@@ -271,6 +272,7 @@ class EnginePasses:
         if not (self.gram_steps and sample >= WARM_MIN_SAMPLE
                 and isinstance(eng.X, np.ndarray)):
             return zero
+        self.warm_sample = sample
         n_sub = -(-eng.n // rows // sample) * rows
         stride = hessian_stride(n_sub, eng.d, WARM_HESSIAN_ROWS, rows)
 
@@ -463,8 +465,8 @@ class EnginePasses:
         else:
             F, fun_error, g = accurate_value(self.engine, np.asarray(w, dtype=np.float64))
         if self.warm_passes:
-            message = lines(message, f"warm start: {self.warm_passes} Newton passes over a "
-                                     "subsample of the rows")
+            message = lines(message, f"warm start: {self.warm_passes} Newton passes over one "
+                                     f"chunk of rows in {self.warm_sample}")
         return LinearBaselineResult(
             w=w, x=w, fun=float(F), fun_error=fun_error,
             infimum=float(F if attained else infimum),
