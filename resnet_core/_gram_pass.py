@@ -140,10 +140,18 @@ def _block(w, loss, stride, norms, rows, sample, single_hessian, value, pool, bl
     X, y, s = block.X, block.y, block.s
     i0 = block.rows[0]
     starts = [i for i in range(0, X.shape[0], rows) if ((i0 + i) // rows) % sample == 0]
-    return ordered_map(lambda i: _chunk(
+    parts = ordered_map(lambda i: _chunk(
         X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
         ((i0 + i) // rows // sample) % stride == 0, norms, i0 + i, single_hessian, value),
         starts, pool)
+    # the block's d x d sums added now (in row order): a pass holds one per block, not one
+    # per chunk (d^2 / (8 rows) of X's size each)
+    held = [c for c in parts if c[2] is not None]
+    if len(held) > 1:
+        held[0][2] = functools.reduce(np.add, (c[2] for c in held))
+        for c in held[1:]:
+            c[2] = None
+    return parts
 
 
 def ordered_map(fn, items, pool: ThreadPoolExecutor | None) -> list:

@@ -179,3 +179,27 @@ def test_sum2_is_within_its_bound_of_the_exact_sum(rng, n):
     plain = np.r_[1.0, np.full(1023, 2.0 ** -60)]
     exact = float(Fraction(1) + 1023 * Fraction(2) ** -60)  # correctly rounded
     assert gp_mod.sum2(plain)[0] == exact > sum(plain.tolist()) == 1.0  # the small terms count
+
+
+def test_a_full_hessian_pass_holds_one_gram_matrix_per_block(monkeypatch):
+    """Chunks of 256 rows at d = 128: each chunk's d x d sum is half of its rows' size; the
+    pass adds them block by block, so its memory is not a growing list of them."""
+    import tracemalloc
+    monkeypatch.setattr(gp_mod, "CHUNK_BYTES", 256 * 128 * 8)
+    rng = np.random.default_rng(0)
+    n, d = 32_768, 128
+    X = rng.standard_normal((n, d))
+    y = np.sign(X[:, 0] + rng.standard_normal(n))
+    engine = prepare(X, y, loss=get_loss("logistic")).engine(0, n_threads=1)
+    w = np.zeros(d)
+    ref = gp_mod.gram_pass(engine, w, stride=10 ** 9)  # imports, first visits: not measured
+    tracemalloc.start()
+    try:
+        full = gp_mod.gram_pass(engine, w, norms={})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < X.nbytes / 8, peak / X.nbytes  # 128 chunks' sums would be X.nbytes / 2
+    assert full.F == ref.F and np.array_equal(full.g, ref.g)
+    H = np.triu(full.H)
+    np.testing.assert_allclose(H, np.triu(X.T @ (0.25 * X / n)), rtol=1e-12, atol=1e-15)
