@@ -246,12 +246,12 @@ def _block_margins(w, loss, rows, pool, fn, block):
     """``fn(margins, first row)`` of each chunk of one block (:func:`_chunk_margins`; ``fn``
     None: the rounding-bounded margins' minimum)."""
     X, y, s, i0 = block.X, block.y, block.s, block.rows[0]
-    return ordered_map(
-        lambda i: (float(_chunk_margins(X[i:i + rows], y[i:i + rows], s[i:i + rows], w,
-                                        loss, True).min(initial=np.inf)) if fn is None else
-                   fn(_chunk_margins(X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss,
-                                     False), i0 + i)),
-        range(0, X.shape[0], rows), pool)
+
+    def one(i):
+        m = _chunk_margins(X[i:i + rows], y[i:i + rows], s[i:i + rows], w, loss, fn is None)
+        return float(m.min(initial=np.inf)) if fn is None else fn(m, i0 + i)
+
+    return ordered_map(one, range(0, X.shape[0], rows), pool)
 
 
 def _margin_pass(engine, w, fn=None) -> list:
@@ -312,16 +312,7 @@ def dot2_rows(X: np.ndarray, w: np.ndarray):
     E = Xl * wl - (((P - Xh * wh) - Xl * wh) - Xh * wl)  # P + E = X * w exactly
     if not (np.isfinite(E).all() and np.isfinite(P).all()):
         return None
-    comp = E.sum(axis=1)
-    S = P
-    while S.shape[1] > 1:
-        half = S.shape[1] // 2
-        a, b = S[:, :half], S[:, half:2 * half]
-        t = a + b
-        z = t - a
-        comp += (((a - (t - z)) + (b - z))).sum(axis=1)  # TwoSum's errors, exact
-        S = np.concatenate([t, S[:, 2 * half:]], axis=1) if S.shape[1] % 2 else t
-    m = S[:, 0] + comp
+    m = _cascade(P, E.sum(axis=1))
     d = X.shape[1]
     gamma = d * 2.0 ** -53 / (1 - d * 2.0 ** -53)
     return m, 2.0 ** -53 * np.abs(m) + gamma * gamma * (np.abs(X) @ np.abs(w)) * 2
@@ -373,6 +364,22 @@ def _value_part(w, loss, curvature, Xc, y, s, p, delta):
     return part, err + part_err, d1
 
 
+def _cascade(S: np.ndarray, comp: np.ndarray) -> np.ndarray:
+    """Each row of ``S`` summed in a pairwise tree of TwoSums (``ceil(log2 n)`` vectorised
+    steps), each addition's error made exact and added to ``comp`` (one per row, which
+    holds the caller's own error terms), ``comp`` added at the end: Sum2's cascade
+    (:func:`sum2`, :func:`dot2_rows`)."""
+    comp = comp.copy()
+    while S.shape[1] > 1:
+        half = S.shape[1] // 2
+        a, b = S[:, :half], S[:, half:2 * half]
+        t = a + b
+        z = t - a
+        comp += ((a - (t - z)) + (b - z)).sum(axis=1)  # TwoSum's errors, exact
+        S = np.concatenate([t, S[:, 2 * half:]], axis=1) if S.shape[1] % 2 else t
+    return S[:, 0] + comp
+
+
 def sum2(v: np.ndarray) -> tuple[float, float]:
     """``(S, bound)`` with ``|S - sum v| <= bound = u |S| + gamma_n^2 sum |v|``: Ogita,
     Rump and Oishi's Sum2 (every addition made exact by TwoSum, the errors summed apart and
@@ -382,16 +389,7 @@ def sum2(v: np.ndarray) -> tuple[float, float]:
     n = v.size
     if n == 0:
         return 0.0, 0.0
-    S = np.asarray(v, dtype=np.float64)
-    comp = 0.0
-    while S.size > 1:
-        half = S.size // 2
-        a, b = S[:half], S[half:2 * half]
-        t = a + b
-        z = t - a
-        comp += float(((a - (t - z)) + (b - z)).sum())  # TwoSum's errors, exact
-        S = np.concatenate([t, S[2 * half:]]) if S.size % 2 else t
-    total = float(S[0] + comp)
+    total = float(_cascade(np.asarray(v, dtype=np.float64)[None, :], np.zeros(1))[0])
     # gamma_n (not n - 1): also covers u |S - total| (the bound is u |S| for the exact S)
     gamma = n * 2.0 ** -53 / (1 - n * 2.0 ** -53)
     return total, 2.0 ** -53 * abs(total) + gamma * gamma * float(np.abs(v).sum()) * (1 + 1e-12)

@@ -276,13 +276,14 @@ class EnginePasses:
         n_sub = -(-eng.n // rows // sample) * rows
         stride = hessian_stride(n_sub, eng.d, WARM_HESSIAN_ROWS, rows)
 
-        single = [True]  # float32 Hessians until gram_model refuses one
+        single = True  # float32 Hessians until gram_model refuses one
 
         def full(z):
+            nonlocal single
             self.warm_passes += 1
             with self._unchecked():
                 gp = gram_pass(eng, z, stride=stride, norms=self._norms, sample=sample,
-                               single_hessian=single[0])
+                               single_hessian=single)
             if self.check_scale:
                 self._check_scale(gp.top, whole=False)
             if gp.min_margin > 0:
@@ -290,9 +291,9 @@ class EnginePasses:
             H = np.triu(gp.H) + np.triu(gp.H, 1).T
             with blas_single_thread():
                 m = gram_model(gp.F, gp.g, H / max(gp.h_share, 1e-300),
-                               h_eps=float(np.finfo(np.float32).eps) if single[0] else EPS64)
-            if m is None and single[0]:
-                single[0] = False
+                               h_eps=float(np.finfo(np.float32).eps) if single else EPS64)
+            if m is None and single:
+                single = False
                 return full(z)
             if m is None:
                 raise Separated(z, 0.0)  # ill-conditioned: no warm start
@@ -346,8 +347,9 @@ class EnginePasses:
                          norms=self._norms)
 
     def certificate_sums(self, w) -> CombinationSums:
-        """The sums of the latest float64 pass at ``w``; when its Hessian rows (a subsample)
-        leave the certificate's ``H`` singular, those of a pass with every row."""
+        """The sums of the latest float64 pass at ``w``; when its Hessian rows (a subsample:
+        ``lambda_min`` scales with their number) do not prove overlap, those of a pass with
+        every row (one more pass, only where no proof came)."""
         gp = self.pass_at(w)
         if gp.h_share < 1:
             with blas_single_thread():
